@@ -1,0 +1,90 @@
+"""The reference reader: manifest + tar shards -> (id, tokens, metadata), parts joined again.
+
+The training loader (gene_ae.data) decodes samples with the same `decode_block`; tests check they agree.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, BlockRecord, decode_block
+
+
+class ShardError(ValueError):
+    """A shard directory or shard that does not match its manifest."""
+
+
+def load_manifest(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / "manifest.json"
+    if not path.is_file():
+        raise ShardError(f"{path}: no manifest (not a shard directory, or an interrupted write)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
+        raise ShardError(f"{path}: unsupported format {manifest.get('format')} v{manifest.get('format_version')}")
+    return manifest
+
+
+def shard_paths(out_dir: str | Path, split: str) -> list[Path]:
+    manifest = load_manifest(out_dir)
+    if split not in manifest["splits"]:
+        raise ShardError(f"{out_dir}: no split {split!r} (have {sorted(manifest['splits'])})")
+    return [Path(out_dir) / s["name"] for s in manifest["splits"][split]["shards"]]
+
+
+def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Group a tar's members into samples by key (the name up to the first dot), in order."""
+    key, members = None, {}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                k, _, ext = info.name.partition(".")
+                if k != key and key is not None:
+                    yield key, members
+                    members = {}
+                key = k
+                fobj = tar.extractfile(info)
+                assert fobj is not None
+                members[ext] = fobj.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ShardError(f"{path}: unreadable tar: {exc}") from None
+    if key is not None:
+        yield key, members
+
+
+def decode_sample(path: Path, key: str, members: dict[str, bytes]) -> list[BlockRecord]:
+    if BLOCK_EXT not in members:
+        raise ShardError(f"{path}: sample {key!r} has no .{BLOCK_EXT} member (has {sorted(members)})")
+    try:
+        return decode_block(members[BLOCK_EXT])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ShardError(f"{path}: sample {key!r}: {exc}") from None
+
+
+def iter_blocks(out_dir: str | Path, split: str) -> Iterator[BlockRecord]:
+    """Every stored record part, in order (long records come as several consecutive parts)."""
+    for path in shard_paths(out_dir, split):
+        for key, members in iter_tar_samples(path):
+            yield from decode_sample(path, key, members)
+
+
+def read_shards(out_dir: str | Path, split: str = "train") -> Iterator[tuple[str, np.ndarray, dict]]:
+    """Yield (id, tokens as uint8, metadata) per record, joining the parts of long records."""
+    pending: list[np.ndarray] = []
+    for rec in iter_blocks(out_dir, split):
+        meta = rec.meta
+        pending.append(rec.tokens)
+        if meta["part"] == meta["parts"] - 1:
+            tokens = pending[0] if len(pending) == 1 else np.concatenate(pending)
+            pending = []
+            full = {k: v for k, v in meta.items() if k not in ("part", "parts", "offset")}
+            full["len"] = int(tokens.size)
+            yield meta["id"], tokens, full
+    if pending:
+        raise ShardError(f"{out_dir}: split {split!r} ends inside a multi-part record")

@@ -1,0 +1,280 @@
+"""Records -> blocks -> tar shards -> manifest.json, written atomically.
+
+Everything goes to a hidden sibling directory with shards under `.tar.tmp` names; shards are
+renamed when closed, the manifest is written last and the directory renamed into place, so an
+interrupted run never leaves a directory with a manifest or a shard that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from gene_ae.alphabet import TOKENS
+from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, encode_block, sanitise_key
+from shard_tools.readers import Record
+
+SPLITS = ("train", "val")
+HIST_EDGES = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 10_000_000]
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    val_fraction: float = 0.05
+    shard_bytes: int = 64 * 2**20  # target compressed size of one tar shard
+    block_bases: int = 4 * 2**20  # bases per block; longer records are stored in parts of this size
+    level: int | None = None  # zstd level; None picks per block (see format.choose_level)
+    min_length: int = 1
+    dedup: bool = False
+    workers: int = 1
+    seed: str = "gene-ae"  # salts the split hash; same seed, same split
+
+
+def split_of(tokens: np.ndarray, val_fraction: float, seed: str) -> str:
+    """Deterministic split by sequence content, so identical sequences always share a split."""
+    digest = hashlib.blake2b(tokens.tobytes(), digest_size=8, key=seed.encode()[:64]).digest()
+    return "val" if int.from_bytes(digest, "little") / 2**64 < val_fraction else "train"
+
+
+@dataclass
+class SplitStats:
+    shards: list[dict] = field(default_factory=list)
+    samples: int = 0
+    sequences: int = 0
+    parts: int = 0
+    bases: int = 0
+    hist: list[int] = field(default_factory=lambda: [0] * (len(HIST_EDGES) - 1))
+
+    def manifest(self) -> dict:
+        return {
+            "shards": self.shards,
+            "samples": self.samples,
+            "sequences": self.sequences,
+            "parts": self.parts,
+            "bases": self.bases,
+            "length_histogram": self.hist,
+        }
+
+
+class _ShardSink:
+    """Appends encoded blocks to numbered tar shards of one split, rolling over at the target size."""
+
+    def __init__(self, root: Path, split: str, shard_bytes: int, stats: SplitStats):
+        self.dir = root / split
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.split, self.shard_bytes, self.stats = split, shard_bytes, stats
+        self.tar: BinaryIO | None = None
+        self.path: Path | None = None
+        self.current: dict = {}
+
+    def add(self, key: str, block: bytes, n_records: int, n_bases: int) -> None:
+        if self.tar is None:
+            name = f"shard-{len(self.stats.shards):06d}.tar"
+            self.path = self.dir / (name + ".tmp")
+            self.tar = open(self.path, "wb")
+            self.current = {"name": f"{self.split}/{name}", "samples": 0, "parts": 0, "bases": 0}
+        # Plain ustar members, written by hand: tarfile pads every archive to 10 KiB, which would
+        # double a small genome's footprint.
+        info = tarfile.TarInfo(f"{key}.{BLOCK_EXT}")
+        info.size, info.mtime, info.mode = len(block), 0, 0o644
+        self.tar.write(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"))
+        self.tar.write(block + b"\0" * (-len(block) % tarfile.BLOCKSIZE))
+        self.current["samples"] += 1
+        self.current["parts"] += n_records
+        self.current["bases"] += n_bases
+        if self.tar.tell() >= self.shard_bytes:
+            self.close()
+
+    def close(self) -> None:
+        if self.tar is None:
+            return
+        # No end-of-archive zero blocks: GNU tar and Python's tarfile read to the end without them, the
+        # manifest's sha256 catches truncation, and they would cost 1 KiB, 0.2 bits/base of a phage genome.
+        self.tar.close()
+        assert self.path is not None
+        final = self.path.with_suffix("")
+        os.replace(self.path, final)
+        self.current["bytes"] = final.stat().st_size
+        self.current["sha256"] = _sha256(final)
+        self.stats.shards.append(self.current)
+        self.tar = None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    bases: int = 0
+    skipped: int = 0
+    short: int = 0
+    duplicates: int = 0
+    input_bytes: int = 0
+    output_bytes: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        bpb = 8 * self.output_bytes / max(self.bases, 1)
+        mbs = self.input_bytes / 1e6 / max(self.seconds, 1e-9)
+        return (
+            f"{self.records:,} records, {self.bases:,} bases, {self.skipped:,} skipped (invalid), "
+            f"{self.short:,} too short, {self.duplicates:,} duplicates dropped; "
+            f"{bpb:.3f} bits/base on disk; {mbs:.1f} MB/s of input"
+        )
+
+
+class ShardWriter:
+    """Cut records into blocks per split, compress blocks (in parallel) and write shards in order."""
+
+    def __init__(self, out_dir: Path, cfg: ShardConfig, overwrite: bool = False):
+        self.out_dir, self.cfg, self.overwrite = Path(out_dir), cfg, overwrite
+        if self.out_dir.exists() and not overwrite:
+            raise FileExistsError(f"{self.out_dir}: already exists (use --overwrite to replace it)")
+        self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
+        self.stats = {s: SplitStats() for s in SPLITS}
+        self.summary = Summary()
+        self._keys: dict[str, int] = {}
+        self._seen: set[bytes] = set()
+
+    def _unique_key(self, record_id: str) -> str:
+        base = sanitise_key(record_id)
+        n = self._keys.get(base, 0)
+        self._keys[base] = n + 1
+        return base if n == 0 else f"{base}_{n + 1}"
+
+    def _blocks(self, records: Iterable[Record]) -> Iterator[tuple[str, list[tuple[dict, np.ndarray]]]]:
+        """Group record parts into blocks of about block_bases, one open block per split."""
+        cfg = self.cfg
+        pending: dict[str, list] = {s: [] for s in SPLITS}
+        filled = dict.fromkeys(SPLITS, 0)
+        for rec in records:
+            n = int(rec.tokens.size)
+            if n < cfg.min_length:
+                self.summary.short += 1
+                continue
+            if cfg.dedup:
+                digest = hashlib.blake2b(rec.tokens.tobytes(), digest_size=16).digest()
+                if digest in self._seen:
+                    self.summary.duplicates += 1
+                    continue
+                self._seen.add(digest)
+            split = split_of(rec.tokens[: cfg.block_bases], cfg.val_fraction, cfg.seed)
+            st = self.stats[split]
+            st.sequences += 1
+            st.bases += n
+            st.hist[min(np.searchsorted(HIST_EDGES, n, side="right") - 1, len(st.hist) - 1)] += 1
+            self.summary.records += 1
+            self.summary.bases += n
+            meta = {"id": rec.id, "key": self._unique_key(rec.id), "desc": rec.description, "len": n, **rec.fields}
+            n_parts = max(1, -(-n // cfg.block_bases))
+            for i in range(n_parts):
+                chunk = rec.tokens[i * cfg.block_bases : (i + 1) * cfg.block_bases]
+                part = dict(meta, len=int(chunk.size), part=i, parts=n_parts, offset=i * cfg.block_bases)
+                pending[split].append((part, chunk))
+                filled[split] += chunk.size
+                if filled[split] >= cfg.block_bases:
+                    yield split, pending[split]
+                    pending[split], filled[split] = [], 0
+        for split in SPLITS:
+            if pending[split]:
+                yield split, pending[split]
+
+    def write(self, records: Iterable[Record], provenance: dict) -> dict:
+        """Write all records; returns the manifest. On any exception nothing is left behind."""
+        start = time.perf_counter()
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        try:
+            sinks = {s: _ShardSink(self.tmp, s, self.cfg.shard_bytes, self.stats[s]) for s in SPLITS}
+            self._encode_all(records, sinks)
+            for sink in sinks.values():
+                sink.close()
+            self.summary.seconds = time.perf_counter() - start
+            self.summary.output_bytes = sum(sh["bytes"] for st in self.stats.values() for sh in st.shards)
+            manifest = self._manifest(provenance)
+            tmp_manifest = self.tmp / "manifest.json.tmp"
+            tmp_manifest.write_text(json.dumps(manifest, separators=(",", ":")))
+            os.replace(tmp_manifest, self.tmp / "manifest.json")
+            self._swap_into_place()
+            return manifest
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+    def _encode_all(self, records: Iterable[Record], sinks: dict[str, _ShardSink]) -> None:
+        cfg = self.cfg
+        counter = dict.fromkeys(SPLITS, 0)
+
+        def emit(split: str, parts: list, block: bytes) -> None:
+            key = f"{split}-{counter[split]:08d}"
+            counter[split] += 1
+            self.stats[split].samples += 1
+            self.stats[split].parts += len(parts)
+            sinks[split].add(key, block, len(parts), sum(int(t.size) for _, t in parts))
+
+        if cfg.workers <= 1:
+            for split, parts in self._blocks(records):
+                emit(split, parts, encode_block(parts, cfg.level, cfg.block_bases))
+            return
+        with ProcessPoolExecutor(cfg.workers) as pool:
+            queue: list[tuple[str, list, Future]] = []
+            for split, parts in self._blocks(records):
+                queue.append((split, parts, pool.submit(encode_block, parts, cfg.level, cfg.block_bases)))
+                while len(queue) > 2 * cfg.workers:  # bounded memory, output order kept
+                    s, p, fut = queue.pop(0)
+                    emit(s, p, fut.result())
+            for s, p, fut in queue:
+                emit(s, p, fut.result())
+
+    def _manifest(self, provenance: dict) -> dict:
+        from shard_tools import __version__
+
+        self.summary.skipped = len(provenance.get("skipped", []))
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "alphabet": list(TOKENS),
+            "member": BLOCK_EXT,
+            "length_histogram_edges": HIST_EDGES,
+            "compression": {
+                "codec": "zstd",
+                "level": self.cfg.level or "auto",
+                "long_distance_matching": True,
+                "payload_codecs": ["u8", "2bit"],
+            },
+            "tool": {"name": "gene-ae", "version": __version__},
+            "command": provenance.get("command", sys.argv),
+            "inputs": provenance.get("inputs", []),
+            "config": asdict(self.cfg),
+            "skipped": provenance.get("skipped", [])[:100],
+            "summary": asdict(self.summary),
+            "splits": {s: st.manifest() for s, st in self.stats.items()},
+        }
+
+    def _swap_into_place(self) -> None:
+        trash = None
+        if self.out_dir.exists():
+            trash = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
+            os.replace(self.out_dir, trash)
+        os.replace(self.tmp, self.out_dir)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)

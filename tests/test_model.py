@@ -1,0 +1,209 @@
+"""Unit tests for the autoencoder, its losses and long-sequence embedding, on tiny models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gene_ae import alphabet
+from gene_ae.model import (
+    POOLINGS,
+    GeneAE,
+    ModelConfig,
+    count_parameters,
+    embed_long,
+    info_nce,
+    kl_loss,
+    reconstruction_loss,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> ModelConfig:
+    return ModelConfig(**{"channels": 32, "latent_dim": 64, "window": 64, "downsample": 4, **overrides})
+
+
+def random_batch(batch: int, length: int, lengths: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.randint(alphabet.A, alphabet.T + 1, (batch, length))
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    for i, n in enumerate(lengths or []):
+        mask[i, n:] = False
+        tokens[i, n:] = alphabet.PAD
+    return tokens, mask
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("variational", [False, True])
+def test_forward_shapes(pooling: str, variational: bool) -> None:
+    cfg = tiny(pooling=pooling, variational=variational)
+    model = GeneAE(cfg)
+    tokens, mask = random_batch(3, 50, [50, 31, 7])
+    out = model(tokens, mask)
+    assert out["logits"].shape == (3, 50, cfg.vocab_size)
+    assert out["mu"].shape == out["z"].shape == (3, cfg.latent_dim)
+    assert (out["logvar"] is not None) == variational
+    if variational:
+        assert out["logvar"].shape == (3, cfg.latent_dim)
+        assert not torch.equal(out["z"], out["mu"])  # sampled in training mode
+        model.eval()
+        out = model(tokens, mask)
+    assert torch.equal(out["z"], out["mu"])
+
+
+@pytest.mark.parametrize("downsample", [1, 2, 8, 64])
+def test_any_length_and_downsample(downsample: int) -> None:
+    model = GeneAE(tiny(downsample=downsample, window=128))
+    for length in (1, 13, 128):
+        tokens, mask = random_batch(2, length)
+        assert model(tokens, mask)["logits"].shape == (2, length, 8)
+    mu, _ = model.encode(*random_batch(2, 1000))  # the encoder is not limited to the decoder's window
+    assert mu.shape == (2, 64)
+
+
+def test_config_validation() -> None:
+    for bad in ({"downsample": 3}, {"downsample": 128}, {"window": 60, "downsample": 8}, {"pooling": "sum"}):
+        with pytest.raises(ValueError):
+            ModelConfig(**bad)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_encode_is_padding_invariant(pooling: str) -> None:
+    model = GeneAE(tiny(pooling=pooling, lstm_layers=2, dropout=0.1)).eval()
+    tokens, mask = random_batch(3, 50, [50, 29, 3])
+    mu, _ = model.encode(tokens, mask)
+    padded_tokens = torch.cat([tokens, torch.full((3, 37), alphabet.PAD)], 1)
+    padded_mask = torch.cat([mask, torch.zeros(3, 37, dtype=torch.bool)], 1)
+    garbage_tokens = padded_tokens.masked_fill(~padded_mask, alphabet.G)  # masked-out content must not leak
+    for t in (padded_tokens, garbage_tokens):
+        assert torch.allclose(model.encode(t, padded_mask)[0], mu, atol=1e-5)
+    alone, _ = model.encode(tokens[1:2, :29], mask[1:2, :29])
+    assert torch.allclose(alone[0], mu[1], atol=1e-5)
+
+
+def test_decoder_depends_only_on_z() -> None:
+    model = GeneAE(tiny()).eval()
+    z = torch.randn(2, 64)
+    first = model.decode(z, 64)
+    assert torch.equal(first, model.decode(z, 64))
+    assert torch.equal(model.decode(z, 10), first[:, :10])
+    assert (model.decode(z + 0.5 * torch.randn_like(z), 64) - first).abs().max() > 1e-3
+    tokens, mask = random_batch(2, 40)
+    out = model(tokens, mask)
+    assert torch.equal(out["logits"], model.decode(out["mu"], 40))
+    with pytest.raises(ValueError):
+        model.decode(z, 65)
+
+
+def test_reconstruction_loss_ignores_padding_and_specials() -> None:
+    tokens, mask = random_batch(2, 12, [12, 6])
+    tokens[0, 0], tokens[0, -1] = alphabet.BOS, alphabet.EOS
+    logits = torch.randn(2, 12, 8)
+    loss, acc = reconstruction_loss(logits, tokens, mask)
+    ignored = ~mask | (tokens < alphabet.FIRST_BASE)
+    changed = torch.where(ignored.unsqueeze(-1), 100 * torch.randn(2, 12, 8), logits)
+    loss2, acc2 = reconstruction_loss(changed, tokens, mask)
+    assert torch.allclose(loss, loss2) and torch.equal(acc, acc2)
+
+    perfect = 20 * torch.nn.functional.one_hot(tokens, 8).float()
+    loss, acc = reconstruction_loss(perfect, tokens, mask)
+    assert loss < 1e-6 and acc == 1.0
+    loss, acc = reconstruction_loss(torch.zeros(2, 12, 8), tokens, mask)
+    assert math.isclose(loss.item(), math.log(8), rel_tol=1e-6)
+
+
+def test_kl_loss() -> None:
+    zeros = torch.zeros(4, 16)
+    assert kl_loss(zeros, zeros).item() == 0.0
+    assert math.isclose(kl_loss(zeros, zeros, free_bits=0.25).item(), 16 * 0.25)
+    mu = torch.full((4, 16), 2.0)
+    assert math.isclose(kl_loss(mu, zeros).item(), 16 * 0.5 * 4.0, rel_tol=1e-6)
+
+
+def test_info_nce_prefers_aligned_pairs() -> None:
+    z1 = torch.randn(16, 32)
+    z2 = z1 + 0.1 * torch.randn(16, 32)
+    aligned = info_nce(z1, z2)
+    shuffled = info_nce(z1, z2[torch.randperm(16)])
+    assert aligned < shuffled
+    assert aligned < 0.1 < math.log(16) < shuffled + 1.0
+    assert torch.allclose(info_nce(z1, z2), info_nce(z2, z1))
+
+
+def test_embed_is_unit_and_deterministic() -> None:
+    model = GeneAE(tiny(variational=True, dropout=0.2)).train()
+    tokens, mask = random_batch(3, 40, [40, 20, 5])
+    e1, e2 = model.embed(tokens, mask), model.embed(tokens, mask)
+    assert model.training  # mode restored
+    assert torch.equal(e1, e2)
+    assert torch.allclose(e1.norm(dim=-1), torch.ones(3))
+
+
+def test_embed_long_tiles_and_averages_windows() -> None:
+    model = GeneAE(tiny()).eval()
+    seq = np.random.default_rng(0).integers(alphabet.A, alphabet.T + 1, 2 * 64 + 10, dtype=np.uint8)
+    vec = embed_long(model, seq, window=64, batch_size=2)
+    windows = torch.from_numpy(np.stack([seq[0:64], seq[64:128], seq[-64:]]).astype(np.int64))
+    mu, _ = model.encode(windows, torch.ones_like(windows, dtype=torch.bool))
+    expected = torch.nn.functional.normalize(mu.mean(0), dim=0).detach().numpy()
+    assert vec.dtype == np.float32 and np.allclose(vec, expected, atol=1e-5)
+
+    short = seq[:30]  # shorter than a window: encoded whole
+    t = torch.from_numpy(short.astype(np.int64))[None]
+    expected = model.embed(t, torch.ones_like(t, dtype=torch.bool))[0].detach().numpy()
+    assert np.allclose(embed_long(model, short, window=64), expected, atol=1e-5)
+    with pytest.raises(ValueError):
+        embed_long(model, seq[:0], window=64)
+
+
+def test_embed_long_on_200kb_with_default_model() -> None:
+    cfg = ModelConfig()
+    model = GeneAE(cfg)
+    seq = np.random.default_rng(1).integers(alphabet.A, alphabet.T + 1, 200_000, dtype=np.uint8)
+    vec = embed_long(model, seq, window=cfg.window, stride=cfg.window)
+    assert vec.shape == (cfg.latent_dim,) and vec.dtype == np.float32
+    assert abs(np.linalg.norm(vec) - 1.0) < 1e-5
+    assert model.training  # mode restored
+
+
+def test_default_model_size() -> None:
+    n = count_parameters(GeneAE(ModelConfig()))
+    assert 1_000_000 < n < 10_000_000
+
+
+def test_bf16_autocast_forward_backward() -> None:
+    model = GeneAE(tiny(pooling="attention", variational=True))
+    tokens, mask = random_batch(2, 64, [64, 33])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(tokens, mask)
+        loss = reconstruction_loss(out["logits"], tokens, mask)[0] + kl_loss(out["mu"], out["logvar"])
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+def test_tiny_model_overfits_four_sequences() -> None:
+    model = GeneAE(tiny())
+    tokens, mask = random_batch(4, 64)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss, acc = reconstruction_loss(model(tokens, mask)["logits"], tokens, mask)
+        if acc >= 0.99:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        _, acc = reconstruction_loss(model(tokens, mask)["logits"], tokens, mask)
+    assert acc >= 0.95
