@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,7 +120,13 @@ def shard_verify_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main_shard_fasta() -> None:
+    # SIGTERM's default action would kill the process without cleaning up the hidden temp directory.
+    signal.signal(signal.SIGTERM, _interrupt)
     sys.exit(shard_fasta_main())
 
 

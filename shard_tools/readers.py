@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import lzma
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ _MAGIC = {
     b"\xfd7zXZ\x00": lzma.open,
     b"\x28\xb5\x2f\xfd": lambda p, mode: zstandard.open(p, mode),
 }
+# What a corrupt or truncated compressed stream raises (zlib.error is not an OSError).
+_DECOMPRESS_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, zlib.error)
 
 
 class InputError(ValueError):
@@ -97,7 +100,7 @@ def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None 
         buffered = io.BufferedReader(stream) if not isinstance(stream, io.BufferedReader) else stream
         try:
             head = buffered.peek(4096)[:4096]
-        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        except _DECOMPRESS_ERRORS as exc:
             raise InputError(path, f"cannot decompress: {exc}") from None
         fmt = cfg.format if cfg.format != "auto" else detect_format(path, head)
         parser = {"fasta": _fasta, "fastq": _fastq, "tsv": _table, "csv": _table}[fmt]
@@ -110,7 +113,7 @@ def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None 
                         skipped.append(str(item))
                     continue
                 yield item
-        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        except _DECOMPRESS_ERRORS as exc:
             raise InputError(path, f"cannot decompress: {exc}") from None
 
 

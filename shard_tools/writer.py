@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 from gene_ae.alphabet import TOKENS
-from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, encode_block, sanitise_key
+from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN, encode_block, sanitise_key
 from shard_tools.readers import Record
 
 SPLITS = ("train", "val")
@@ -151,14 +151,21 @@ class ShardWriter:
         self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
         self.stats = {s: SplitStats() for s in SPLITS}
         self.summary = Summary()
-        self._keys: dict[str, int] = {}
+        self._keys: dict[str, int] = {}  # sanitised base -> last suffix number tried
+        self._used: set[str] = set()
         self._seen: set[bytes] = set()
 
     def _unique_key(self, record_id: str) -> str:
+        """sanitise_key made unique: a clash gets _2, _3, ... (base shortened to stay within MAX_KEY_LEN)."""
         base = sanitise_key(record_id)
-        n = self._keys.get(base, 0)
-        self._keys[base] = n + 1
-        return base if n == 0 else f"{base}_{n + 1}"
+        key, n = base, self._keys.get(base, 1)
+        while key in self._used:  # ids "x", "x", "x_2" must not give "x_2" twice
+            n += 1
+            suffix = f"_{n}"
+            key = base[: MAX_KEY_LEN - len(suffix)] + suffix
+        self._keys[base] = n
+        self._used.add(key)
+        return key
 
     def _blocks(self, records: Iterable[Record]) -> Iterator[tuple[str, list[tuple[dict, np.ndarray]]]]:
         """Group record parts into blocks of about block_bases, one open block per split."""

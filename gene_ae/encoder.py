@@ -1,0 +1,105 @@
+"""`Encoder`: DNA strings -> float32 search vectors, from any model URI or a local checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gene_ae import checkpoint
+from gene_ae.alphabet import PAD, InvalidSequenceError, encode
+from gene_ae.config import Config
+from gene_ae.model import GeneAE, embed_long
+
+MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
+
+
+def validate(seqs: Sequence[str]) -> list[np.ndarray]:
+    """Tokenise, with a one-line error naming the bad row."""
+    out = []
+    for i, s in enumerate(seqs):
+        if not isinstance(s, str | bytes):
+            raise ValueError(f"row {i}: expected a DNA string, got {type(s).__name__}")
+        try:
+            tokens = encode(s)
+        except InvalidSequenceError as exc:
+            raise ValueError(f"row {i}: {exc}") from None
+        if tokens.size == 0:
+            raise ValueError(f"row {i}: empty sequence")
+        if tokens.size > MAX_LENGTH:
+            raise ValueError(f"row {i}: {tokens.size:,} bases is over the {MAX_LENGTH:,} limit")
+        out.append(tokens)
+    return out
+
+
+def resolve_checkpoint(uri: str) -> Path:
+    """A local checkpoint directory, or download the model's checkpoint artifact from MLflow."""
+    local = Path(uri)
+    if local.is_dir():
+        for candidate in (local, local / "artifacts" / "checkpoint", local / "checkpoint"):
+            if (candidate / checkpoint.MODEL_FILE).is_file():
+                return candidate
+        raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")
+    import mlflow
+
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    return resolve_checkpoint(str(root))
+
+
+class Encoder:
+    """Embeds sequences of any length; long ones are tiled into windows and pooled."""
+
+    def __init__(self, model: GeneAE, cfg: Config, device: str | torch.device | None = None, uri: str = ""):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.cfg = cfg
+        self.uri = uri
+
+    @classmethod
+    def load(cls, uri: str, device: str | None = None) -> Encoder:
+        """uri: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a checkpoint directory."""
+        model, cfg = checkpoint.load_model(resolve_checkpoint(uri))
+        return cls(model, cfg, device, uri)
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.model.latent_dim
+
+    @property
+    def window(self) -> int:
+        return self.cfg.model.window
+
+    @torch.no_grad()
+    def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Token arrays -> [n, dim] L2-normalised float32; windows are batched by length."""
+        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
+        short = [i for i, s in enumerate(seqs) if s.size <= self.window]
+        for i in (i for i, s in enumerate(seqs) if s.size > self.window):
+            out[i] = embed_long(self.model, seqs[i], self.window, batch_size=batch_size, device=self.device)
+        short.sort(key=lambda i: seqs[i].size)
+        for start in range(0, len(short), batch_size):
+            idx = short[start : start + batch_size]
+            width = max(seqs[i].size for i in idx)
+            batch = np.full((len(idx), width), PAD, dtype=np.int64)
+            for row, i in enumerate(idx):
+                batch[row, : seqs[i].size] = seqs[i]
+            x = torch.from_numpy(batch).to(self.device)
+            out[idx] = self.model.embed(x, x != PAD).float().cpu().numpy()
+        return out
+
+    def embed(self, seqs: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.embed_tokens(validate(seqs), batch_size)
+
+    @torch.no_grad()
+    def reconstruct_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """Decode each window's latent back to bases (argmax), windows laid end to end."""
+        pieces = []
+        for start in range(0, tokens.size, self.window):
+            w = tokens[start : start + self.window]
+            x = torch.from_numpy(w.astype(np.int64))[None].to(self.device)
+            mu, _ = self.model.encode(x, x != PAD)
+            logits = self.model.decode(mu, w.size)
+            pieces.append(logits.argmax(-1)[0].cpu().numpy().astype(np.uint8))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)

@@ -1,0 +1,44 @@
+"""MLflow models-from-code entry: the encoder as a pyfunc (weights as an artifact, no pickled classes).
+
+Input: a DataFrame with a string column `sequence` (or a list of strings); output: float32 [n, D].
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
+
+
+class EncoderPyfunc(PythonModel):
+    def load_context(self, context) -> None:
+        from gene_ae.encoder import Encoder
+
+        self.encoder = Encoder.load(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        try:
+            return self._predict(model_input)
+        except ValueError as exc:  # served as HTTP 400 with the reason, not a 500
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+
+    def _predict(self, model_input) -> np.ndarray:
+        from gene_ae.encoder import validate
+
+        if isinstance(model_input, pd.DataFrame):
+            if "sequence" not in model_input.columns:
+                raise ValueError(f"input needs a 'sequence' column, got {list(model_input.columns)}")
+            seqs = model_input["sequence"].tolist()
+        elif isinstance(model_input, pd.Series | np.ndarray | list | tuple):
+            seqs = list(np.asarray(model_input, dtype=object).reshape(-1))
+        elif isinstance(model_input, dict) and "sequence" in model_input:
+            seqs = list(model_input["sequence"])
+        else:
+            raise ValueError(f"expected strings in a 'sequence' column, got {type(model_input).__name__}")
+        return self.encoder.embed_tokens(validate(seqs))
+
+
+mlflow.models.set_model(EncoderPyfunc())

@@ -1,0 +1,74 @@
+"""MLflow: where runs go, the one function that logs and registers the encoder, aliases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+DEFAULT_MODEL_NAME = "gene-ae-encoder"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else a sqlite store in the working directory (absolute, for Ray workers)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pip_requirements() -> list[str]:
+    """What the served model needs, pinned to this environment's versions."""
+    from importlib.metadata import version
+
+    names = ["torch", "numpy", "pandas", "mlflow", "zstandard", "webdataset"]
+    return [f"{n}=={version(n).split('+')[0]}" for n in names]
+
+
+def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, str] | None = None):
+    """Log the encoder as a pyfunc in the active run; register it when `register` names a model.
+
+    Models-from-code: the model is `gene_ae/pyfunc_model.py` plus the package source, and the
+    weights travel as the `checkpoint` artifact, so nothing is pickled.
+    """
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    from gene_ae.checkpoint import load_config
+
+    dim = load_config(checkpoint_dir).model.latent_dim
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "sequence")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
+    )
+    info = mlflow.pyfunc.log_model(
+        name="encoder",
+        python_model=str(PACKAGE_ROOT / "pyfunc_model.py"),
+        artifacts={"checkpoint": str(checkpoint_dir)},
+        code_paths=[str(PACKAGE_ROOT), str(REPO_ROOT / "shard_tools")],
+        signature=signature,
+        pip_requirements=pip_requirements(),
+        registered_model_name=register or None,
+    )
+    version = getattr(info, "registered_model_version", None)
+    if register and version is not None and tags:
+        client = mlflow.MlflowClient()
+        for k, v in tags.items():
+            client.set_model_version_tag(register, str(version), k, str(v))
+    return info
+
+
+def set_alias(name: str, version: str | int, alias: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))

@@ -1,0 +1,429 @@
+"""`python -m gene_ae.train`: Ray Train (TorchTrainer, DDP) on WebDataset shards, tracked in MLflow.
+
+Locally it starts its own Ray on this machine's CPUs; under `ray job submit` (RAY_ADDRESS set) it
+joins the cluster. The driver owns the MLflow run; rank 0 logs metrics into it; the driver logs and
+registers the encoder from the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gene_ae.alphabet import PAD
+from gene_ae.config import Config, load_config
+from gene_ae.data import pad_batch, train_loader, val_windows
+from gene_ae.model import GeneAE, info_nce, kl_loss, reconstruction_loss
+from gene_ae.mutate import mutate
+
+LN2 = math.log(2)
+
+
+# ---------------------------------------------------------------- the per-worker loop
+
+
+def lr_lambda(cfg: Config):
+    t = cfg.train
+
+    def f(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def batch_loss(model, batch: dict, cfg: Config, step: int, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """Reconstruction of windows and views (masked to real bases) + InfoNCE between them (+ KL)."""
+    n = len(batch["tokens"])
+    x, mask = _device_batch(
+        [*_rows(batch["tokens"], batch["lengths"]), *_rows(batch["view"], batch["view_lengths"])], device
+    )
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = model(x, mask)
+        rec, acc = reconstruction_loss(out["logits"].float(), x, mask)
+        loss = rec
+        metrics = {"loss_rec": rec.item(), "bits_per_base": rec.item() / LN2, "accuracy": acc.item()}
+        if cfg.train.contrastive_weight > 0:
+            nce = info_nce(out["mu"][:n].float(), out["mu"][n:].float(), cfg.train.temperature)
+            loss = loss + cfg.train.contrastive_weight * nce
+            metrics["loss_nce"] = nce.item()
+        if out["logvar"] is not None:
+            kl = kl_loss(out["mu"].float(), out["logvar"].float(), cfg.train.free_bits)
+            loss = loss + cfg.train.kl_weight * min(1.0, step / max(1, cfg.train.kl_anneal_steps)) * kl
+            metrics["loss_kl"] = kl.item()
+    metrics["loss"] = loss.item()
+    metrics["bases"] = int(mask.sum())
+    return loss, metrics
+
+
+def _rows(tokens, lengths) -> list[np.ndarray]:
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)  # the loader may hand over tensors
+    return [tokens[i, : lengths[i]] for i in range(len(lengths))]
+
+
+def _device_batch(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens, _ = pad_batch(seqs)
+    x = torch.from_numpy(tokens.astype(np.int64)).to(device)
+    return x, x != PAD
+
+
+@torch.no_grad()
+def validate(model: GeneAE, windows: list[np.ndarray], device: torch.device, seed: int) -> dict[str, float]:
+    """Loss, bits/base and accuracy on val windows; recall@1 of 10 %-mutated copies against the originals."""
+    if not windows:
+        return {}
+    model.eval()
+    rng = np.random.default_rng(seed)
+    tot_loss = tot_acc = tot_n = 0.0
+    originals, queries = [], []
+    for start in range(0, len(windows), 64):
+        chunk = windows[start : start + 64]
+        x, mask = _device_batch(chunk, device)
+        out = model(x, mask)
+        originals.append(torch.nn.functional.normalize(out["mu"].float(), dim=-1).cpu())
+        rec, acc = reconstruction_loss(out["logits"].float(), x, mask)
+        n = float(sum(w.size for w in chunk))
+        tot_loss, tot_acc, tot_n = tot_loss + rec.item() * n, tot_acc + acc.item() * n, tot_n + n
+        qx, qmask = _device_batch([mutate(w, 0.1, rng) for w in chunk], device)
+        queries.append(torch.nn.functional.normalize(model.encode(qx, qmask)[0].float(), dim=-1).cpu())
+    sims = torch.cat(queries) @ torch.cat(originals).T
+    recall = (sims.argmax(1) == torch.arange(len(windows))).float().mean().item()
+    model.train()
+    return {
+        "val_loss": tot_loss / tot_n,
+        "val_bits_per_base": tot_loss / tot_n / LN2,
+        "val_accuracy": tot_acc / tot_n,
+        "val_recall_at_1_d10": recall,
+    }
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from gene_ae import checkpoint
+
+    cfg = Config.from_dict(config["cfg"])
+    t = cfg.train
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    threads = t.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size()))
+    torch.set_num_threads(threads)
+    torch.manual_seed(t.seed)
+    device = ray.train.torch.get_device()
+
+    model = GeneAE(cfg.model)
+    state = None
+    restored = ray.train.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as d:
+            module, _ = checkpoint.load_model(d)
+            model.load_state_dict(module.state_dict())
+            state = checkpoint.load_trainer_state(d)
+    model = ray.train.torch.prepare_model(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    step = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = state["step"]
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["py_rng"])
+        if rank == 0:
+            print(f"[gene-ae] resumed from checkpoint at step {step}", flush=True)
+
+    logger = _MetricLogger(config["tracking_uri"], config["run_id"]) if rank == 0 else None
+    val = val_windows(cfg.data) if rank == 0 else []
+    loader = train_loader(cfg.data, rank, max(0, t.steps - step), seed=t.seed * 7919 + step)
+    window_metrics: dict[str, float] = {}
+    bases, tick = 0, time.perf_counter()
+    model.train()
+    for batch in loader:
+        if t.fail_at_step >= 0 and rank == 1 and step == t.fail_at_step and restored is None:
+            print(f"[gene-ae] test hook: rank 1 exits at step {step}", flush=True)
+            os._exit(1)
+        loss, metrics = batch_loss(model, batch, cfg, step, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        bases += metrics.pop("bases") * world
+        for k, v in metrics.items():
+            window_metrics[k] = window_metrics.get(k, 0.0) + v
+        report: dict[str, float] = {"step": step}
+        if step % t.log_every == 0 or step == t.steps:
+            elapsed = time.perf_counter() - tick
+            n = t.log_every if step % t.log_every == 0 else step % t.log_every
+            means = {k: v / n for k, v in window_metrics.items()}
+            means.update(lr=sched.get_last_lr()[0], bases_per_s=bases / elapsed)
+            window_metrics, bases, tick = {}, 0, time.perf_counter()
+            report.update(means)
+            if logger:
+                logger.log(means, step)
+                print(
+                    f"[gene-ae] step {step}/{t.steps} loss {means['loss']:.3f} "
+                    f"bits/base {means['bits_per_base']:.3f} acc {means['accuracy']:.3f} "
+                    f"nce {means.get('loss_nce', 0):.3f} {means['bases_per_s']:,.0f} bases/s",
+                    flush=True,
+                )
+        if rank == 0 and (step % t.steps_per_epoch == 0 or step == t.steps):
+            vm = validate(getattr(model, "module", model), val, device, seed=t.seed)
+            if vm:
+                report.update(vm)
+                logger.log({**vm, "epoch": step // t.steps_per_epoch}, step)
+                print(
+                    f"[gene-ae] epoch {math.ceil(step / t.steps_per_epoch)} val bits/base "
+                    f"{vm['val_bits_per_base']:.3f} acc {vm['val_accuracy']:.3f} "
+                    f"recall@1(10%) {vm['val_recall_at_1_d10']:.3f}",
+                    flush=True,
+                )
+        if step % t.checkpoint_every == 0 or step == t.steps:
+            if rank == 0:
+                with tempfile.TemporaryDirectory() as tmp:
+                    trainer_state = {
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "step": step,
+                        "torch_rng": torch.get_rng_state(),
+                        "py_rng": random.getstate(),
+                    }
+                    checkpoint.save(tmp, cfg, model, trainer_state)
+                    ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            else:
+                ray.train.report(report)
+
+
+class _MetricLogger:
+    """Rank 0's view of the driver's MLflow run: metrics only, by run id (no global active run)."""
+
+    def __init__(self, uri: str, run_id: str):
+        from mlflow import MlflowClient
+
+        self.client, self.run_id = MlflowClient(uri), run_id
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gene_ae.train",
+        description="Train the gene-ae conv-LSTM autoencoder with Ray Train on shard-fasta shards; "
+        "track in MLflow and register the encoder.",
+    )
+    p.add_argument("--data", required=True, help="shard directory written by shard-fasta")
+    p.add_argument("--config", help="TOML file with [model], [data], [train] tables")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
+    p.add_argument("--workers", type=int, help="Ray Train workers (DDP ranks)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker, NCCL, bf16 autocast")
+    p.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--name", help="run name; rerunning the same name and storage resumes")
+    p.add_argument("--storage", help="Ray storage path for checkpoints (default ./runs)")
+    p.add_argument("--experiment", help="MLflow experiment")
+    p.add_argument("--register", help="registered model name ('' to skip; default gene-ae-encoder)")
+    p.add_argument("--alias", help="set this alias (e.g. production) on the new model version")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config, args.set)
+    cfg.data.path = str(Path(args.data).resolve())
+    for flag, key in (
+        ("workers", "workers"),
+        ("steps", "steps"),
+        ("name", "name"),
+        ("storage", "storage"),
+        ("experiment", "experiment"),
+        ("register", "register"),
+        ("alias", "alias"),
+    ):
+        if getattr(args, flag) is not None:
+            setattr(cfg.train, key, getattr(args, flag))
+    if args.gpu:
+        cfg.train.gpu = True
+    if "://" not in cfg.train.storage:
+        cfg.train.storage = str(Path(cfg.train.storage).resolve())
+    if cfg.data.window > cfg.model.window:
+        cfg.model.window = cfg.data.window
+    return Config.from_dict(cfg.to_dict())
+
+
+def manifest_digest(path: str) -> tuple[str, dict]:
+    raw = (Path(path) / "manifest.json").read_bytes()
+    m = json.loads(raw)
+    counts = {f"data.{s}_{k}": v[k] for s, v in m["splits"].items() for k in ("sequences", "bases")}
+    return hashlib.sha256(raw).hexdigest(), counts
+
+
+def start_ray() -> None:
+    import ray
+
+    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(runtime_env={"env_vars": env}, log_to_driver=True)  # inside `ray job submit`: join the cluster
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env={"env_vars": env})
+
+
+def mlflow_run(cfg: Config, uri: str) -> str:
+    """Start the run, or reopen the one this name+storage started before (resume)."""
+    import mlflow
+
+    from gene_ae.tracking import git_commit
+
+    marker = Path(cfg.train.storage) / cfg.train.name / "mlflow_run_id" if "://" not in cfg.train.storage else None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(cfg.train.experiment)
+    if marker is not None and marker.is_file():
+        run = mlflow.start_run(run_id=marker.read_text().strip(), log_system_metrics=True)
+        print(f"[gene-ae] resuming MLflow run {run.info.run_id}", flush=True)
+        return run.info.run_id
+    run = mlflow.start_run(run_name=cfg.train.name, log_system_metrics=True)
+    digest, counts = manifest_digest(cfg.data.path)
+    mlflow.log_params(cfg.flat())
+    mlflow.log_params(counts)
+    mlflow.set_tags({"data.manifest_sha256": digest, "git_commit": git_commit(), "data.path": cfg.data.path})
+    mlflow.log_dict(cfg.to_dict(), "config.json")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(run.info.run_id)
+    return run.info.run_id
+
+
+def loss_curve(run_id: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key, ax in (
+        ("bits_per_base", axes[0]),
+        ("val_bits_per_base", axes[0]),
+        ("loss_nce", axes[1]),
+        ("val_recall_at_1_d10", axes[1]),
+    ):
+        hist = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        if hist:
+            ax.plot([m.step for m in hist], [m.value for m in hist], label=key)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend()
+    axes[0].set_title("reconstruction")
+    axes[1].set_title("contrastive / retrieval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    args = parse_args(argv)
+    try:
+        cfg = resolve_config(args)
+        from shard_tools.reader import load_manifest
+
+        load_manifest(cfg.data.path)
+        if cfg.train.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {cfg.train.workers}")
+    except (ValueError, OSError) as exc:
+        print(f"gene-ae train: error: {exc}", file=sys.stderr)
+        return 1
+
+    import mlflow
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from gene_ae import tracking
+
+    uri = tracking.tracking_uri()
+    start_ray()
+    run_id = mlflow_run(cfg, uri)
+    t = cfg.train
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "tracking_uri": uri, "run_id": run_id},
+        torch_config=TorchConfig(backend="nccl" if t.gpu else "gloo", timeout_s=t.timeout_s),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=t.workers, use_gpu=t.gpu, resources_per_worker=None if t.gpu else {"CPU": 1}
+        ),
+        run_config=ray.train.RunConfig(
+            name=t.name,
+            storage_path=t.storage,
+            failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    started = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps worker errors; show the root cause in one line
+        mlflow.end_run(status="FAILED")
+        print(f"gene-ae train: error: training failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    minutes = (time.perf_counter() - started) / 60
+    if result.checkpoint is None:
+        mlflow.end_run(status="FAILED")
+        print("gene-ae train: error: training produced no checkpoint", file=sys.stderr)
+        return 1
+    final = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
+    mlflow.log_metric("train_minutes", minutes)
+    with result.checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifact(str(loss_curve(run_id, Path(tmp) / "loss_curve.png")))
+        tags = {
+            "data.manifest_sha256": manifest_digest(cfg.data.path)[0],
+            "latent_dim": cfg.model.latent_dim,
+            "window": cfg.model.window,
+            "run_id": run_id,
+        }
+        tags.update({k: f"{v:.4f}" for k, v in final.items() if k.startswith("val_")})
+        info = tracking.log_encoder(ckpt, register=t.register, tags=tags)
+    version = getattr(info, "registered_model_version", None)
+    if t.register and t.alias and version is not None:
+        tracking.set_alias(t.register, version, t.alias)
+    mlflow.end_run()
+    where = f"models:/{t.register}/{version}" if t.register and version else info.model_uri
+    print(
+        f"[gene-ae] done in {minutes:.1f} min: {where}"
+        + (f" (alias {t.alias})" if t.alias else "")
+        + f"; checkpoint {result.checkpoint.path}; MLflow run {run_id} at {uri}",
+        flush=True,
+    )
+    return 0
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

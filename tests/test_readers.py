@@ -1,0 +1,269 @@
+"""shard_tools.readers: streaming FASTA/FASTQ/TSV parsing, compression by magic bytes, and InputError context."""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import io
+import lzma
+import tempfile
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from gene_ae.alphabet import FIRST_BASE, N, decode, normalise
+from shard_tools.cli import shard_fasta_main
+from shard_tools.reader import load_manifest, read_shards
+from shard_tools.readers import InputError, ReaderConfig, detect_format, read_records
+
+# ids: any printable, non-space characters (FASTA splits the id from the description at the first space)
+IDS = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_categories=("C", "Z")), min_size=1
+)
+DESCS = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.strip)
+SEQS = st.text(alphabet="ACGTNacgtnRYKMSWryu", min_size=1, max_size=400)
+COMPRESSORS = {
+    "plain": lambda b: b,
+    "gz": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zst": lambda b: zstandard.ZstdCompressor().compress(b),
+}
+MAGIC_PREFIXES = [b"", b">", b"@", b"\x1f\x8b", b"\x1f\x8b\x08\x00", b"BZh9", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def fasta_bytes(records: list[tuple[str, str, str]], width: int, newline: str) -> bytes:
+    out = []
+    for rid, desc, seq in records:
+        out.append(f">{rid} {desc}".rstrip() + newline)
+        out.extend(seq[i : i + width] + newline for i in range(0, len(seq), width))
+    return "".join(out).encode()
+
+
+# --- property tests -----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(IDS, DESCS, SEQS), min_size=1, max_size=8),
+    st.integers(1, 120),
+    st.sampled_from(["\n", "\r\n"]),
+    st.sampled_from(sorted(COMPRESSORS)),
+)
+def test_random_fasta_round_trips_through_read_records(records, width, newline, codec) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / "in.fa", COMPRESSORS[codec](fasta_bytes(records, width, newline)))
+        got = list(read_records(path, ReaderConfig()))
+    assert [(r.id, r.description, decode(r.tokens)) for r in got] == [(i, d, normalise(s)) for i, d, s in records]
+    assert all(r.tokens.min() >= FIRST_BASE and r.tokens.max() <= N for r in got)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(IDS, SEQS), min_size=1, max_size=8), st.sampled_from(["\n", "\r\n"]))
+def test_random_fastq_round_trips_through_read_records(records, newline) -> None:
+    text = "".join(f"@{rid}{newline}{seq}{newline}+{newline}{'I' * len(seq)}{newline}" for rid, seq in records)
+    with tempfile.TemporaryDirectory() as tmp:
+        got = list(read_records(write(Path(tmp) / "in.fq", text.encode()), ReaderConfig()))
+    assert [(r.id, decode(r.tokens)) for r in got] == [(rid, normalise(seq)) for rid, seq in records]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(IDS, DESCS, SEQS), min_size=1, max_size=6), st.integers(1, 80))
+def test_random_fasta_round_trips_through_shard_fasta(records, width) -> None:
+    ids = [rid for rid, _, _ in records]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = write(Path(tmp) / "in.fa", fasta_bytes(records, width, "\n"))
+        out = Path(tmp) / "out"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = shard_fasta_main([str(src), str(out), "--quiet", "--val-fraction", "0.3", "--block-bases", "64"])
+        assert rc == 0, err.getvalue()
+        back = [(i, decode(t), m) for split in ("train", "val") for i, t, m in read_shards(out, split)]
+        manifest = load_manifest(out)
+    assert sorted((i, s, m["desc"]) for i, s, m in back) == sorted((i, normalise(s), d) for i, d, s in records)
+    keys = [m["key"] for _, _, m in back]
+    assert len(set(keys)) == len(keys) == len(ids)
+    assert manifest["summary"]["records"] == len(records)
+    assert manifest["summary"]["bases"] == sum(len(normalise(s)) for _, _, s in records)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(MAGIC_PREFIXES),
+    st.binary(max_size=300),
+    st.sampled_from(["x.bin", "x.tsv", "x.csv", "x.fa"]),
+    st.booleans(),
+)
+def test_random_bytes_give_input_error_or_valid_records(prefix, body, name, skip) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / name, prefix + body)
+        try:
+            records = list(read_records(path, ReaderConfig(skip_invalid=skip), []))
+        except InputError as exc:
+            message = str(exc)
+            assert message.startswith(str(path))
+            assert "\n" not in message and "\r" not in message
+            return
+    for rec in records:  # whatever parsed must be clean DNA with an id
+        assert rec.id and rec.tokens.size > 0
+        assert rec.tokens.min() >= FIRST_BASE and rec.tokens.max() <= N
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(COMPRESSORS)), st.binary(min_size=1, max_size=200), st.data())
+def test_corrupt_compressed_input_is_an_input_error(codec, payload, data) -> None:
+    blob = bytearray(COMPRESSORS[codec](b">r1\n" + payload))
+    for _ in range(data.draw(st.integers(1, 4))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    blob = blob[: data.draw(st.integers(1, len(blob)))]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / "x.fa", bytes(blob))
+        with contextlib.suppress(InputError):
+            list(read_records(path, ReaderConfig(), []))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(MAGIC_PREFIXES), st.binary(max_size=300))
+def test_random_bytes_through_cli_give_rc_1_and_one_line(prefix, body) -> None:
+    assume(prefix + body)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = write(Path(tmp) / "junk.dat", prefix + body)
+        out = Path(tmp) / "out"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = shard_fasta_main([str(src), str(out), "--quiet"])
+        left = sorted(p.name for p in Path(tmp).iterdir())
+        if rc == 0:
+            assert (out / "manifest.json").is_file()
+            return
+        assert rc == 1
+        lines = err.getvalue().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"shard-fasta: error: {src}")
+        assert left == ["junk.dat"]  # no output directory, no hidden temp directory
+
+
+# --- examples -----------------------------------------------------------------------------------------------
+
+
+def test_compression_is_chosen_by_magic_not_name(tmp_path: Path) -> None:
+    text = b">a x\nACGT\n>b\nGG\n"
+    expected = [("a", "ACGT"), ("b", "GG")]
+    for codec, compress in COMPRESSORS.items():
+        path = write(tmp_path / f"{codec}.fasta", compress(text))  # misleading name on purpose
+        assert [(r.id, decode(r.tokens)) for r in read_records(path, ReaderConfig())] == expected
+
+
+def test_fasta_details(tmp_path: Path) -> None:
+    text = b"\n\n>r1 first record\r\nacgt\r\n\r\nNNRY\r\n>r2\n  1 acgtacgtac\n 11 gg\n>r3\tdesc\nA\n"
+    recs = list(read_records(write(tmp_path / "x.fa", text), ReaderConfig()))
+    assert [(r.id, r.description, decode(r.tokens), r.line) for r in recs] == [
+        ("r1", "first record", "ACGTNNNN", 3),
+        ("r2", "", "ACGTACGTACGG", 7),
+        ("r3\tdesc", "", "A", 10),  # only a space separates id and description
+    ]
+    assert all(r.source == str(tmp_path / "x.fa") for r in recs)
+
+
+def test_tsv_with_crlf_labels_and_ids(tmp_path: Path) -> None:
+    text = b"name\tsequence\tclass\textra\r\nfoo bar\tacgt\t3\tx\r\n\r\nbaz\tGGNN\t0\ty\r\n"
+    path = write(tmp_path / "t.txt", text)
+    recs = list(read_records(path, ReaderConfig(id_column="name", label_column="class")))
+    assert [(r.id, decode(r.tokens), r.fields) for r in recs] == [
+        ("foo bar", "ACGT", {"label": "3", "extra": "x"}),
+        ("baz", "GGNN", {"label": "0", "extra": "y"}),
+    ]
+    default_ids = [r.id for r in read_records(path, ReaderConfig())]
+    assert default_ids == ["row1", "row3"]  # row number = physical line - 1
+
+
+def test_csv(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.csv", b"sequence,label\nACGT,a\nTTTT,b\n")
+    recs = list(read_records(path, ReaderConfig(label_column="label")))
+    assert [(decode(r.tokens), r.fields["label"]) for r in recs] == [("ACGT", "a"), ("TTTT", "b")]
+
+
+def test_bundled_genefam_reads_with_labels(data_dir: Path) -> None:
+    recs = list(read_records(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))
+    assert len(recs) == 300
+    assert {r.fields["label"] for r in recs} <= {str(c) for c in range(7)}
+    assert sum(r.tokens.size for r in recs) == 630_603
+
+
+def test_bundled_mpox_streams_long_records(data_dir: Path) -> None:
+    recs = list(read_records(data_dir / "viruses" / "mpox_sample.fasta.gz", ReaderConfig()))
+    assert [r.id for r in recs][:2] == ["PP601204.1", "OR943698.1"]
+    assert min(r.tokens.size for r in recs) > 150_000
+    assert sum(r.tokens.size for r in recs) == 1_182_610
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fmt"),
+    [
+        ("a.fa", b"  \n>x\nAC\n", "fasta"),
+        ("a.fq", b"@x\nAC\n+\nII\n", "fastq"),
+        ("a.dat", b"sequence\tclass\n", "tsv"),
+        ("a.tsv", b"sequence\n", "tsv"),
+        ("a.dat", b"sequence,class\n", "csv"),
+        ("a.fa", b"", "fasta"),
+    ],
+)
+def test_detect_format(name: str, content: bytes, fmt: str) -> None:
+    assert detect_format(name, content) == fmt
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "record", "words"),
+    [
+        ("prot.fa", b">p1 kinase\nMKVLAAGIVGLLLA\n", 1, "p1", "non-nucleotide character 'L'"),
+        ("empty.fa", b">a\nACGT\n>b\n>c\nGG\n", 3, "b", "no sequence"),
+        ("noid.fa", b">\nACGT\n", 1, "", "empty record id"),
+        ("q.fq", b"@r1\nACGT\n+\nIII\n", 4, "r1", "quality length 3 != sequence length 4"),
+        ("q2.fq", b"@r1\nACGT\nIIII\nIIII\n", 3, "r1", "missing '+'"),
+        ("q3.fq", b"@r1\nACGT\n", 1, "r1", "truncated FASTQ record"),
+        ("noheader.fa", b"ACGTACGT\n", 1, None, "cannot tell the format"),
+        ("bin.fa", b">x\nAC\x00GT\n", 1, None, "binary content"),
+        ("nul.fa", b">x\nAC\n" + b"A" * 5000 + b"\x00\n", 3, "x", "binary content"),
+        ("cols.tsv", b"seq\tclass\nACGT\t1\n", 1, None, "no column 'sequence'"),
+        ("ragged.tsv", b"sequence\tclass\nACGT\t1\tx\n", 2, "row1", "3 columns, header has 2"),
+        ("latin.fa", b">\xff\xfe\nACGT\n", 1, None, "not valid UTF-8"),
+    ],
+)
+def test_bad_input_errors_carry_context(tmp_path: Path, name, content, line, record, words) -> None:
+    path = write(tmp_path / name, content)
+    with pytest.raises(InputError) as info:
+        list(read_records(path, ReaderConfig()))
+    exc = info.value
+    assert (exc.path, exc.line, exc.record) == (str(path), line, record)
+    assert words in str(exc)
+    assert str(exc).startswith(f"{path}:{line}: ")
+    if record:
+        assert f"record {record!r}: " in str(exc)
+
+
+def test_skip_invalid_keeps_good_records_and_lists_the_bad(tmp_path: Path) -> None:
+    path = write(tmp_path / "mix.fa", b">ok1\nACGT\n>prot\nMKLLE\n>empty\n>ok2\nGGCC\n")
+    skipped: list[str] = []
+    recs = list(read_records(path, ReaderConfig(skip_invalid=True), skipped))
+    assert [r.id for r in recs] == ["ok1", "ok2"]
+    assert len(skipped) == 2
+    assert "'prot'" in skipped[0] and "'empty'" in skipped[1] and "no sequence" in skipped[1]
+    fq = write(tmp_path / "mix.fq", b"@a\nAC\n+\nII\n@b\nACG\n+\nII\n@c\nTT\n+\nII\n")
+    skipped = []
+    assert [r.id for r in read_records(fq, ReaderConfig(skip_invalid=True), skipped)] == ["a", "c"]
+    assert len(skipped) == 1 and "'b'" in skipped[0]
+
+
+def test_empty_and_header_only_inputs_yield_nothing(tmp_path: Path) -> None:
+    assert list(read_records(write(tmp_path / "e.fa", b""), ReaderConfig())) == []
+    assert list(read_records(write(tmp_path / "e.fa.gz", gzip.compress(b"")), ReaderConfig())) == []
+    assert list(read_records(write(tmp_path / "h.tsv", b"sequence\tclass\n"), ReaderConfig())) == []
+    assert list(read_records(write(tmp_path / "b.fa", b"\n \n\n"), ReaderConfig())) == []
