@@ -38,7 +38,8 @@ def resolve_checkpoint(uri: str) -> Path:
     """A local checkpoint directory, or download the model's checkpoint artifact from MLflow."""
     local = Path(uri)
     if local.is_dir():
-        for candidate in (local, local / "artifacts" / "checkpoint", local / "checkpoint"):
+        candidates = [local, local / "checkpoint", *sorted(local.glob("artifacts/*")), *sorted(local.glob("*"))]
+        for candidate in candidates:
             if (candidate / checkpoint.MODEL_FILE).is_file():
                 return candidate
         raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +53,22 @@ def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, 
         inputs=Schema([ColSpec("string", "sequence")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
     )
+    from gene_ae.checkpoint import CONFIG_FILE, MODEL_FILE
+
+    slim = Path(tempfile.mkdtemp()) / "checkpoint"  # weights + config only: no optimiser state in the model
+    slim.mkdir()
+    for name in (CONFIG_FILE, MODEL_FILE):
+        shutil.copy(Path(checkpoint_dir) / name, slim / name)
     info = mlflow.pyfunc.log_model(
         name="encoder",
         python_model=str(PACKAGE_ROOT / "pyfunc_model.py"),
-        artifacts={"checkpoint": str(checkpoint_dir)},
+        artifacts={"checkpoint": str(slim)},
         code_paths=[str(PACKAGE_ROOT), str(REPO_ROOT / "shard_tools")],
         signature=signature,
         pip_requirements=pip_requirements(),
         registered_model_name=register or None,
     )
+    shutil.rmtree(slim.parent, ignore_errors=True)
     version = getattr(info, "registered_model_version", None)
     if register and version is not None and tags:
         client = mlflow.MlflowClient()
@@ -72,3 +81,41 @@ def set_alias(name: str, version: str | int, alias: str) -> None:
     import mlflow
 
     mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def resolve_version(uri: str) -> str:
+    """The registry version behind models:/NAME@ALIAS or models:/NAME/V ('' for runs:/ and local paths)."""
+    if not uri.startswith("models:/"):
+        return ""
+    import mlflow
+
+    name, _, ref = uri[len("models:/") :].partition("@")
+    client = mlflow.MlflowClient()
+    if ref:
+        return str(client.get_model_version_by_alias(name, ref).version)
+    return name.rsplit("/", 1)[-1]
+
+
+def promote_if_better(name: str, version: str | int, alias: str, metric: str = "val_recall_at_1_d10") -> bool:
+    """Champion/challenger: move `alias` to `version` only if its validation metric beats the holder's.
+
+    The decision and both scores are recorded as tags on the challenger.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    challenger = client.get_model_version(name, str(version))
+    score = float(challenger.tags.get(metric, "nan"))
+    try:
+        champion = client.get_model_version_by_alias(name, alias)
+        best = float(champion.tags.get(metric, "nan"))
+    except MlflowException:
+        champion, best = None, float("-inf")
+    won = champion is None or (score == score and (best != best or score > best))
+    client.set_model_version_tag(name, str(version), f"challenger.{alias}.{metric}", f"{score:.4f}")
+    client.set_model_version_tag(name, str(version), f"challenger.{alias}.champion_score", f"{best:.4f}")
+    client.set_model_version_tag(name, str(version), f"challenger.{alias}.promoted", str(won).lower())
+    if won:
+        client.set_registered_model_alias(name, alias, str(version))
+    return won

@@ -155,6 +155,7 @@ def train_loop_per_worker(config: dict) -> None:
     for batch in loader:
         if t.fail_at_step >= 0 and rank == 1 and step == t.fail_at_step and restored is None:
             print(f"[gene-ae] test hook: rank 1 exits at step {step}", flush=True)
+            time.sleep(5)  # let the controller's 2 s health-check poll collect the checkpoint already reported
             os._exit(1)
         loss, metrics = batch_loss(model, batch, cfg, step, device)
         opt.zero_grad(set_to_none=True)
@@ -357,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     import mlflow
+    import ray
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -385,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         result = trainer.fit()
     except Exception as exc:  # Ray wraps worker errors; show the root cause in one line
         mlflow.end_run(status="FAILED")
+        ray.shutdown()  # stop Ray's log forwarding so the error below is the last line
         print(f"gene-ae train: error: training failed: {_root_cause(exc)}", file=sys.stderr)
         return 1
     minutes = (time.perf_counter() - started) / 60
@@ -405,13 +408,14 @@ def main(argv: list[str] | None = None) -> int:
         tags.update({k: f"{v:.4f}" for k, v in final.items() if k.startswith("val_")})
         info = tracking.log_encoder(ckpt, register=t.register, tags=tags)
     version = getattr(info, "registered_model_version", None)
+    promoted = False
     if t.register and t.alias and version is not None:
-        tracking.set_alias(t.register, version, t.alias)
+        promoted = tracking.promote_if_better(t.register, version, t.alias)
     mlflow.end_run()
     where = f"models:/{t.register}/{version}" if t.register and version else info.model_uri
     print(
         f"[gene-ae] done in {minutes:.1f} min: {where}"
-        + (f" (alias {t.alias})" if t.alias else "")
+        + (f" ({'now' if promoted else 'not promoted to'} @{t.alias})" if t.alias else "")
         + f"; checkpoint {result.checkpoint.path}; MLflow run {run_id} at {uri}",
         flush=True,
     )

@@ -58,7 +58,9 @@ def sanitise_key(record_id: str) -> str:
 
 def _compressor(level: int, block_bases: int) -> zstandard.ZstdCompressor:
     window_log = max(20, min(27, int(block_bases).bit_length() + 1))
-    params = zstandard.ZstdCompressionParameters.from_level(level, enable_ldm=True, window_log=window_log)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, enable_ldm=True, window_log=window_log, write_checksum=True
+    )
     return zstandard.ZstdCompressor(compression_params=params)
 
 

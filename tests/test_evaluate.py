@@ -1,0 +1,280 @@
+"""Tests for the baselines and the evaluation library behind `gene-ae eval`, on bundled real data."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gene_ae import alphabet, baselines
+from gene_ae.evaluate import (
+    EmbeddingMethod,
+    EvalConfig,
+    SourmashMethod,
+    build_methods,
+    cross_set_retrieval,
+    distance_faithfulness,
+    label_retrieval,
+    load_eval_input,
+    mutation_retrieval,
+    parse_label,
+    reconstruction,
+    run_eval,
+)
+from gene_ae.mutate import mutate
+from shard_tools.readers import ReaderConfig
+
+KMER = EmbeddingMethod("5-mer", baselines.kmer_profiles)
+needs_sourmash = pytest.mark.skipif(not baselines.is_available(), reason="sourmash is not installed")
+
+
+def random_bases(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(alphabet.A, alphabet.T + 1, n, dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def rrna(data_dir: Path):
+    return load_eval_input(data_dir / "rrna16s" / "16s_sample.fa.gz")
+
+
+@pytest.fixture(scope="module")
+def chimp(data_dir: Path):
+    return load_eval_input(data_dir / "genefam" / "chimp_sample.tsv.gz", ReaderConfig(label_column="class"))
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    """An untrained tiny encoder: only structure and ranges can be asserted for it."""
+    import torch
+
+    from gene_ae.config import Config
+    from gene_ae.encoder import Encoder
+    from gene_ae.model import GeneAE, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, lstm_hidden=32, latent_dim=32, window=256)
+    return Encoder(GeneAE(cfg.model), cfg, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------ k-mer profiles
+
+
+def test_kmer_profiles_rank_identical_mutated_and_unrelated_sequences() -> None:
+    # 500 bases: long uniform random sequences all converge to a flat 5-mer profile (cosine -> 1), so
+    # "unrelated" is only distinguishable for lengths well under 4**5 k-mers.
+    seq = random_bases(500, 0)
+    copy = mutate(seq, 0.01, np.random.default_rng(1))
+    other = random_bases(500, 2)
+    p = baselines.kmer_profiles([seq, seq.copy(), copy, other])
+    assert p.shape == (4, 1024) and p.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0, rtol=1e-5)
+    assert p[0] @ p[1] == pytest.approx(1.0, abs=1e-6)
+    assert p[0] @ p[2] > 0.9
+    assert p[0] @ p[3] < 0.5
+
+
+def test_kmer_profiles_match_a_direct_count_and_skip_n() -> None:
+    seq = np.array([alphabet.A, alphabet.C, alphabet.G, alphabet.N, alphabet.A, alphabet.C, alphabet.G], np.uint8)
+    p = baselines.kmer_profiles([seq, seq[:2]], k=3)
+    acg = 0 * 16 + 1 * 4 + 2  # the only real 3-mer, seen twice; the ones touching N are skipped
+    expected = np.zeros(64, np.float32)
+    expected[acg] = 1.0
+    np.testing.assert_allclose(p[0], expected)
+    assert not p[1].any()  # shorter than k: a zero row, not NaN
+
+
+def test_strand_free_profiles_agree_for_a_reverse_complement() -> None:
+    seq = random_bases(3000, 3)
+    rc = alphabet.reverse_complement(seq)
+    assert baselines.kmer_profiles([seq, rc])[0] @ baselines.kmer_profiles([seq, rc])[1] < 0.9
+    for kwargs in ({"both_strands": True}, {"canonical": True}):
+        p = baselines.kmer_profiles([seq, rc], **kwargs)
+        assert p[0] @ p[1] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="both_strands or canonical"):
+        baselines.kmer_profiles([seq], both_strands=True, canonical=True)
+
+
+def test_kmer_profiles_of_10_mb_take_seconds() -> None:
+    seqs = [random_bases(2_000_000, 10), *[random_bases(1_000, i) for i in range(8_000)]]
+    start = time.perf_counter()
+    p = baselines.kmer_profiles(seqs)
+    assert time.perf_counter() - start < 10.0
+    assert p.shape == (8_001, 1024)
+
+
+# ----------------------------------------------------------------------------------------------- sourmash
+
+
+@needs_sourmash
+def test_sourmash_finds_an_exact_copy_first_and_matches_sourmash_jaccard(rrna) -> None:
+    import sourmash
+
+    refs = rrna.seqs[:50]
+    index = baselines.SourmashIndex(refs)
+    assert index.scaled == 10  # 16S genes (~1.5 kb) get scaled=10
+    idx, sims = index.search([refs[7].copy(), random_bases(1500, 5)], k=3)
+    assert idx[0, 0] == 7 and sims[0, 0] == pytest.approx(1.0)
+    assert (idx[1] == -1).all() and not sims[1].any()  # no shared hash: no hit
+    mhs = []
+    for s in refs[:4]:
+        mh = sourmash.MinHash(n=0, ksize=21, scaled=10)
+        mh.add_sequence(alphabet.decode(s), force=True)
+        mhs.append(mh)
+    ours = index.similarities(index.sketches[:4])
+    for i in range(4):
+        for j in range(4):
+            assert ours[i, j] == pytest.approx(mhs[i].jaccard(mhs[j]), abs=1e-6)
+
+
+def test_auto_scaled_keeps_about_100_hashes_for_the_median_sequence() -> None:
+    assert baselines.auto_scaled([150]) == 1
+    assert baselines.auto_scaled([1_500, 1_400]) == 10
+    assert baselines.auto_scaled([197_000] * 6) == 1000
+    assert baselines.auto_scaled([50_000_000]) == 1000
+
+
+# -------------------------------------------------------------------------------------------- evaluations
+
+
+def test_mutation_retrieval_with_5mers_on_16s(rrna) -> None:
+    cfg = EvalConfig(n_queries=50)
+    result = mutation_retrieval([KMER], rrna.seqs[:50], cfg)
+    recall = result["methods"]["5-mer"]["recall@1"]
+    assert result["n_queries"] == 50 and len(recall) == len(cfg.divergences)
+    assert recall[0] == 1.0
+    assert all(b <= a + 0.05 for a, b in zip(recall, recall[1:]))  # non-increasing, up to sampling noise
+    assert recall[-1] < recall[0]
+    assert all(r10 >= r1 for r1, r10 in zip(recall, result["methods"]["5-mer"]["recall@10"]))
+
+
+def test_label_retrieval_on_gene_families_beats_chance(chimp) -> None:
+    result = label_retrieval([KMER], chimp.seqs, chimp.labels, EvalConfig())
+    assert result["n_labels"] == 7 and result["n_queries"] == 600
+    p1 = result["methods"]["5-mer"]["precision@1"]
+    assert p1 > 0.5 and p1 > 2 * result["chance"]
+
+
+def test_label_retrieval_never_returns_the_query_itself(chimp) -> None:
+    index = KMER.index(chimp.seqs[:100])
+    positions = np.arange(100)
+    idx, _ = index.self_search(positions, 5)
+    assert idx.shape == (100, 5) and not (idx == positions[:, None]).any()
+
+
+def test_cross_set_retrieval_dog_against_chimp(data_dir: Path, chimp) -> None:
+    dog = load_eval_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class"))
+    result = cross_set_retrieval([KMER], dog.seqs[:100], dog.labels[:100], chimp.seqs, chimp.labels)
+    assert result["n_queries"] == 100 and result["n_references"] == 600
+    assert result["methods"]["5-mer"]["accuracy@1"] > 2 * result["chance"]
+
+
+def test_distance_faithfulness_is_positive_for_5mers_on_near_pairs(rrna) -> None:
+    result = distance_faithfulness([KMER], rrna.seqs[:40], EvalConfig(spearman_pairs=50))
+    assert result["near_pairs"] == 50 and result["random_pairs"] == 50
+    assert result["methods"]["5-mer"]["spearman_near"] > 0.5
+    assert result["alignment_capped"] is False
+
+
+def test_batched_reconstruction_equals_reconstruct_tokens(tiny_encoder, rrna) -> None:
+    seqs = [s[:n] for s, n in zip(rrna.seqs[:6], (256, 100, 256, 37, 200, 256))]
+    result = reconstruction(tiny_encoder, seqs, EvalConfig(n_queries=6, reconstruction_lengths=()))
+    decoded = np.concatenate([tiny_encoder.reconstruct_tokens(s) for s in seqs])
+    expected = float(np.mean(decoded == np.concatenate(seqs)))
+    assert result["window"] == 256 and result["by_length"]["256"]["bases"] == sum(s.size for s in seqs)
+    assert result["accuracy"] == pytest.approx(expected, abs=0.01)
+    assert 0.0 < result["bits_per_base"] < 8.0
+
+
+def test_parse_label_reads_genus_and_label_fields() -> None:
+    assert parse_label("gi_1;tax=d:Bacteria,p:Firmicutes,f:Bacillaceae,g:Bacillus;") == "Bacillus"
+    assert parse_label("PP601204.1 nextclade_dataset=clade-i label=clade_I desc=x") == "clade_I"
+    assert parse_label("seq1 some description") is None
+
+
+def test_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown method 'blast'"):
+        build_methods(None, EvalConfig(methods=("blast",)), [random_bases(10, 0)])
+
+
+# -------------------------------------------------------------------------------------------------- run_eval
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory, tiny_encoder, chimp, data_dir: Path):
+    """One run_eval over 40 genes plus the 48 kb lambda genome (unlabelled), logged to a local MLflow."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("eval")
+    lam = load_eval_input(data_dir / "viruses" / "lambda_phage.fa")
+    seqs, ids, labels = chimp.seqs[:40] + lam.seqs, chimp.ids[:40] + lam.ids, chimp.labels[:40] + [None]
+    cfg = EvalConfig(n_queries=20, spearman_pairs=40, reconstruction_lengths=(64,))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        client = mlflow.MlflowClient(uri)
+        run_id = client.create_run(client.create_experiment("eval-test")).info.run_id
+        report = run_eval(tiny_encoder, seqs, ids, labels, cfg, root / "out", run_id)
+        logged = client.get_run(run_id).data.metrics
+        artifacts = {f.path for f in client.list_artifacts(run_id, "eval")}
+    finally:
+        mlflow.set_tracking_uri(None)
+    return report, root / "out", logged, artifacts
+
+
+@needs_sourmash
+def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
+    report, out, logged, artifacts = eval_run
+    names = ("gene-ae", "5-mer", "sourmash")
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["config"]["n_queries"] == 20 and on_disk["dataset"]["n_sequences"] == 41
+    for section, keys in (
+        ("mutation_retrieval", ("recall@1", "recall@10")),
+        ("label_retrieval", ("precision@1", "precision@10")),
+        ("distance_faithfulness", ("spearman_random", "spearman_near")),
+    ):
+        assert set(on_disk[section]["methods"]) == set(names)
+        for name in names:
+            for key in keys:
+                values = np.atleast_1d(np.array(on_disk[section]["methods"][name][key], dtype=float))
+                assert np.all((values >= -1.0) & (values <= 1.0)), (section, name, key)
+    assert len(on_disk["mutation_retrieval"]["query_ids"]) == 20
+    assert on_disk["mutation_retrieval"]["methods"]["5-mer"]["recall@1"][0] == 1.0
+    rec = on_disk["reconstruction"]
+    assert set(rec["by_length"]) == {"64", "256"} and 0.0 <= rec["accuracy"] <= 1.0 and rec["bits_per_base"] > 0
+    assert on_disk["distance_faithfulness"]["alignment_capped"] is True  # the 48 kb genome
+    assert any("first 5,000 bases" in n for n in on_disk["notes"])
+    md = (out / "report.md").read_text()
+    for name in names:
+        assert md.count(f"| {name} |") >= 4  # a row in each results table
+    for png in ("recall_vs_divergence.png", "embedding_map.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*tmp"))  # atomic writes leave no temporaries
+    assert (
+        logged["eval/sourmash/recall_at_1/d0.01"] == report["mutation_retrieval"]["methods"]["sourmash"]["recall@1"][0]
+    )
+    assert "eval/gene-ae/reconstruction_accuracy" in logged
+    assert {"eval/report.json", "eval/report.md", "eval/recall_vs_divergence.png"} <= artifacts
+
+
+def test_run_eval_without_sourmash_or_labels_skips_cleanly(tmp_path: Path, rrna, monkeypatch) -> None:
+    monkeypatch.setattr(baselines, "is_available", lambda: False)
+    seqs = rrna.seqs[:20]
+    cfg = EvalConfig(n_queries=10, spearman_pairs=20, divergences=(0.01, 0.1))
+    report = run_eval(None, seqs, rrna.ids[:20], None, cfg, tmp_path)
+    assert set(report["methods"]) == {"5-mer"}
+    assert "sourmash" in report["skipped_methods"] and "gene-ae" in report["skipped_methods"]
+    assert "skipped" in report["label_retrieval"]
+    assert (tmp_path / "recall_vs_divergence.png").exists() and not (tmp_path / "embedding_map.png").exists()
+
+
+def test_sourmash_method_similarity_is_symmetric_jaccard(rrna) -> None:
+    if not baselines.is_available():
+        pytest.skip("sourmash is not installed")
+    method = SourmashMethod(scaled=10)
+    a, b = rrna.seqs[:5], rrna.seqs[5:10]
+    np.testing.assert_allclose(method.pair_similarity(a, b), method.pair_similarity(b, a))
+    assert (method.pair_similarity(a, a) == 1.0).all()
