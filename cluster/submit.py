@@ -196,7 +196,7 @@ def train_flags(train_args: list[str]) -> tuple[int | None, bool]:
 
 
 def build(args: argparse.Namespace, train_args: list[str]) -> tuple[list[str], dict, str]:
-    """-> (ray job submit argv, runtime env, entrypoint)."""
+    """-> (ray job submit argv, runtime env, the entrypoint as the job will run it)."""
     if not args.address:
         raise UsageError("no cluster address: pass --address http://HEAD:8265 or set RAY_API_SERVER_ADDRESS")
     for flag in ("--data", "--storage"):
@@ -228,7 +228,13 @@ def build(args: argparse.Namespace, train_args: list[str]) -> tuple[list[str], d
         steps.append(stage)
         data = local
     steps.append([*train, "--data", data, "--storage", storage, *train_args])
-    entrypoint = " && ".join(shlex.join(s) for s in steps)
+    # Ray 2.60's `ray job submit` shell-quotes each argument after `--` (shlex.join), so a two-step
+    # entrypoint goes through `bash -c` rather than as a bare `a && b`.
+    if len(steps) == 1:
+        entry_argv = steps[0]
+    else:
+        entry_argv = ["bash", "-c", " && ".join(shlex.join(s) for s in steps)]
+    entrypoint = shlex.join(entry_argv)
 
     submission_id = args.submission_id or f"gene-ae-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [
@@ -246,7 +252,7 @@ def build(args: argparse.Namespace, train_args: list[str]) -> tuple[list[str], d
     ]
     if args.no_wait:
         cmd.append("--no-wait")
-    cmd += ["--", entrypoint]
+    cmd += ["--", *entry_argv]
     return cmd, runtime_env, entrypoint
 
 

@@ -77,6 +77,8 @@ def _apply(cfg: Config, section: str, values: dict[str, Any]) -> None:
 def _coerce(value: Any, current: Any, name: str) -> Any:
     if not isinstance(value, str) or isinstance(current, str):
         return value
+    if isinstance(current, tuple | list):
+        return tuple(int(v) for v in value.replace(" ", "").split(",") if v)
     try:
         if isinstance(current, bool):
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):

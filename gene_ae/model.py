@@ -39,6 +39,8 @@ class ModelConfig:
     variational: bool = False
     pooling: str = "mean"  # "mean" | "attention" | "max"  (masked)
     dropout: float = 0.0
+    kmer_sizes: tuple[int, ...] = (3, 5, 7)  # k-mer bag paths added to the latent; () for conv-LSTM only
+    canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
 
     def __post_init__(self) -> None:
         ds = self.downsample
@@ -48,6 +50,9 @@ class ModelConfig:
             raise ValueError(f"window ({self.window}) must be a positive multiple of downsample ({ds})")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        self.kmer_sizes = tuple(int(k) for k in self.kmer_sizes)
+        if any(not 1 <= k <= 9 for k in self.kmer_sizes):
+            raise ValueError(f"kmer_sizes must be in 1..9, got {self.kmer_sizes}")
         if self.channels < 8 or self.channels % 4:
             raise ValueError(f"channels must be a multiple of 4 and at least 8, got {self.channels}")
 
@@ -130,6 +135,21 @@ class GeneAE(nn.Module):
         self.attn = nn.Linear(enc_out, 1) if cfg.pooling == "attention" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.to_mu = nn.Linear(enc_out, cfg.latent_dim)
+        # k-mer bags: a mean of learned k-mer vectors is, at initialisation, a random projection of the
+        # k-mer profile (so the latent starts as good as a k-mer sketch) and training reshapes it. The
+        # conv-LSTM path starts small and adds what counting cannot see.
+        self.kmer_bags = nn.ModuleList(
+            nn.EmbeddingBag(4**k + 1, cfg.latent_dim, mode="mean", padding_idx=4**k) for k in cfg.kmer_sizes
+        )
+        for bag in self.kmer_bags:
+            nn.init.normal_(bag.weight)
+            with torch.no_grad():
+                bag.weight[-1].zero_()
+        self.kmer_scale = nn.Parameter(torch.ones(len(cfg.kmer_sizes)))
+        if cfg.kmer_sizes:
+            with torch.no_grad():
+                self.to_mu.weight.mul_(0.1)
+                self.to_mu.bias.zero_()
         self.to_logvar = nn.Linear(enc_out, cfg.latent_dim) if cfg.variational else None
 
         # Decoder. The layout is factorised (z -> a few features per coarse position -> 1x1 conv to full
@@ -172,7 +192,11 @@ class GeneAE(nn.Module):
             pooled = (torch.softmax(scores, dim=1).to(h.dtype) * h).sum(1)
         pooled = self.drop(pooled)
         logvar = self.to_logvar(pooled) if self.to_logvar is not None else None
-        return self.to_mu(pooled), logvar
+        mu = self.to_mu(pooled)
+        tokens = tokens.masked_fill(~mask, PAD)  # masked-out content must not reach the k-mer bags
+        for k, bag, scale in zip(self.cfg.kmer_sizes, self.kmer_bags, self.kmer_scale):
+            mu = mu + scale * F.normalize(bag(kmer_ids(tokens, k, self.cfg.canonical_kmers)).float(), dim=-1)
+        return mu, logvar
 
     def decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
         """z [B, D] -> logits [B, length, vocab]; always decodes the full window so a position's logits
@@ -203,6 +227,21 @@ class GeneAE(nn.Module):
         finally:
             self.train(was_training)
         return F.normalize(mu.float(), dim=-1)
+
+
+def kmer_ids(tokens: torch.Tensor, k: int, canonical: bool = True) -> torch.Tensor:
+    """[B, L] tokens -> [B, max(L-k+1, 1)] k-mer ids; k-mers touching N or padding get the pad id 4**k."""
+    pad_id = 4**k
+    if tokens.shape[1] < k:
+        return torch.full((tokens.shape[0], 1), pad_id, dtype=torch.long, device=tokens.device)
+    codes = (tokens.long() - FIRST_BASE).clamp(0, 3)
+    is_base = (tokens >= FIRST_BASE) & (tokens < FIRST_BASE + 4)
+    windows = codes.unfold(1, k, 1)  # [B, L-k+1, k]
+    place = 4 ** torch.arange(k - 1, -1, -1, device=tokens.device)
+    ids = (windows * place).sum(-1)
+    if canonical:
+        ids = torch.minimum(ids, ((3 - windows).flip(-1) * place).sum(-1))
+    return ids.masked_fill(~is_base.unfold(1, k, 1).all(-1), pad_id)
 
 
 def reconstruction_loss(

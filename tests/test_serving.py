@@ -1,0 +1,274 @@
+"""The encoder as users reach it: registry + alias, Python API, `mlflow models serve`, and the gene-ae CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from gene_ae import Encoder, checkpoint, tracking
+from gene_ae.alphabet import decode
+from gene_ae.config import Config
+from gene_ae.model import GeneAE, ModelConfig
+from gene_ae.mutate import mutate
+from shard_tools.readers import ReaderConfig, read_records
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, data_dir) -> dict:
+    """A real sqlite MLflow store with a registered encoder at @production, plus genes to query."""
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root}/mlflow.db"
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=256, downsample=4)
+    ckpt = checkpoint.save(root / "ckpt", cfg, GeneAE(cfg.model))
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    os.chdir(root)  # the sqlite store's artifacts land beside it
+    with mlflow.start_run():
+        info = tracking.log_encoder(ckpt, register="gene-ae-encoder", tags={"val_recall_at_1_d10": "0.5"})
+    tracking.set_alias("gene-ae-encoder", info.registered_model_version, "production")
+    recs = list(read_records(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:60]
+    yield {"uri": uri, "root": root, "ckpt": ckpt, "version": info.registered_model_version, "recs": recs}
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def _cli(store, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "gene-ae"), *map(str, args)],
+        cwd=store["root"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=stdin,
+    )
+
+
+def test_promote_then_load_by_alias_matches_the_checkpoint(store):
+    proc = _cli(store, "promote", "--version", store["version"], "--alias", "production")
+    assert proc.returncode == 0, proc.stderr
+    seqs = [decode(r.tokens) for r in store["recs"][:5]]
+    by_alias = Encoder.load("models:/gene-ae-encoder@production").embed(seqs)
+    by_version = Encoder.load(f"models:/gene-ae-encoder/{store['version']}").embed(seqs)
+    local = Encoder.load(str(store["ckpt"])).embed(seqs)
+    assert by_alias.shape == (5, 64) and by_alias.dtype == np.float32
+    np.testing.assert_allclose(by_alias, local, atol=1e-6)
+    np.testing.assert_allclose(by_version, local, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(local, axis=1), 1.0, atol=1e-5)
+    version = mlflow.MlflowClient().get_model_version("gene-ae-encoder", str(store["version"]))
+    assert version.tags["val_recall_at_1_d10"] == "0.5"
+
+
+def test_champion_challenger_only_promotes_a_better_version(store):
+    client = mlflow.MlflowClient()
+    name = "gene-ae-cc"
+    with mlflow.start_run():
+        v1 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1_d10": "0.6"})
+        v2 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1_d10": "0.4"})
+        v3 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1_d10": "0.7"})
+    assert tracking.promote_if_better(name, v1.registered_model_version, "production")
+    assert not tracking.promote_if_better(name, v2.registered_model_version, "production")
+    assert str(client.get_model_version_by_alias(name, "production").version) == str(v1.registered_model_version)
+    assert tracking.promote_if_better(name, v3.registered_model_version, "production")
+    assert str(client.get_model_version_by_alias(name, "production").version) == str(v3.registered_model_version)
+    assert (
+        client.get_model_version(name, str(v2.registered_model_version)).tags["challenger.production.promoted"]
+        == "false"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(port: int, payload: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_mlflow_models_serve_by_alias(store):
+    _cli(store, "promote", "--version", store["version"], "--alias", "production")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": store["uri"],
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # it execs uvicorn
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/gene-ae-encoder@production",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=store["root"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()[-3000:]
+                assert time.time() < deadline, "server did not come up"
+                time.sleep(1)
+        seqs = [decode(r.tokens) for r in store["recs"][:4]]
+        expected = Encoder.load(str(store["ckpt"])).embed(seqs)
+        status, body = _post(port, {"inputs": seqs})
+        assert status == 200, body
+        np.testing.assert_allclose(np.array(body["predictions"], dtype=np.float32), expected, atol=1e-5)
+        status, body = _post(port, {"dataframe_split": {"columns": ["sequence"], "data": [[s] for s in seqs]}})
+        assert status == 200, body
+        np.testing.assert_allclose(np.array(body["predictions"], dtype=np.float32), expected, atol=1e-5)
+        status, body = _post(port, {"inputs": ["ACGT", "MKVLEEPLQ"]})
+        assert (
+            status == 400 and "row 1" in body.get("message", "") and "'L' at sequence position 4" in body["message"]
+        ), body
+        status, body = _post(port, {"inputs": ["ACGT", ""]})
+        assert status == 400 and "row 1: empty sequence" in body.get("message", ""), body
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
+    recs = store["recs"]
+    collection = tmp_path / "collection.fa"
+    collection.write_text("".join(f">{r.id}_gene class={r.fields['label']}\n{decode(r.tokens)}\n" for r in recs))
+    rng = np.random.default_rng(1)
+    picks = [3, 17, 42]
+    queries = tmp_path / "queries.fa"
+    queries.write_text(
+        "".join(
+            f">exact{i}\n{decode(recs[i].tokens)}\n>mut{i}\n{decode(mutate(recs[i].tokens, 0.05, rng))}\n"
+            for i in picks
+        )
+    )
+    proc = _cli(
+        store,
+        "embed",
+        "--model",
+        "models:/gene-ae-encoder@production",
+        "--input",
+        collection,
+        "--out",
+        tmp_path / "index",
+    )
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert meta["model_version"] == str(store["version"]) and len(meta["entries"]) == len(recs)
+    proc = _cli(store, "search", "--index", tmp_path / "index", queries, "-k", "10")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].split("\t")[:4] == ["query_id", "subject_id", "rank", "similarity"]
+    hits: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        q, subject, rank, sim, *_ = line.split("\t")
+        hits.setdefault(q, []).append(subject)
+    for i in picks:
+        target = f"{recs[i].id}_gene"
+        assert hits[f"exact{i}"][0] == target
+        assert target in hits[f"mut{i}"][:10]
+    piped = _cli(
+        store, "search", "--index", tmp_path / "index", "-", "-k", "1", stdin=f">q\n{decode(recs[5].tokens)}\n"
+    )
+    assert piped.stdout.splitlines()[1].split("\t")[1] == f"{recs[5].id}_gene"
+
+
+def test_cli_bad_inputs_are_one_line_errors(store, tmp_path):
+    protein = tmp_path / "protein.fa"
+    protein.write_text(">p1\nMKVLEEPLQWRT\n")
+    cases = [
+        ("search", "--index", tmp_path / "missing-index", protein),
+        ("embed", "--model", "models:/gene-ae-encoder@production", "--input", protein, "--out", tmp_path / "i"),
+        ("embed", "--model", "models:/no-such-model@production", "--input", protein, "--out", tmp_path / "i"),
+        ("reconstruct", "--model", tmp_path / "nowhere", "--input", protein),
+    ]
+    for args in cases:
+        proc = _cli(store, *args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        err = proc.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"gene-ae {args[0]}: error:"), (args, proc.stderr)
+    assert not (tmp_path / "i").exists()
+    assert "protein.fa:1: record 'p1': non-nucleotide character 'L'" in _cli(store, *cases[1]).stderr
+
+
+def test_eval_reports_every_metric_and_both_baselines(store, tmp_path, data_dir):
+    genes = tmp_path / "genes.tsv"
+    with gzip.open(data_dir / "genefam" / "dog_sample.tsv.gz", "rt", newline="") as f:
+        genes.write_text("".join(f.readline() for _ in range(41)))
+    proc = _cli(
+        store,
+        "eval",
+        "--model",
+        str(store["ckpt"]),
+        "--input",
+        genes,
+        "--label-column",
+        "class",
+        "--out",
+        tmp_path / "report",
+        "--n-queries",
+        "20",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    methods = set(report["mutation_retrieval"]["methods"])
+    assert {"5-mer", "sourmash"} <= methods and len(methods) == 3
+    for section in ("mutation_retrieval", "label_retrieval", "distance_faithfulness", "reconstruction"):
+        assert section in report
+    recall = report["mutation_retrieval"]["methods"]["5-mer"]["recall@1"]
+    assert recall[0] == 1.0 and all(0 <= r <= 1 for r in recall)
+    for png in ("recall_vs_divergence.png", "embedding_map.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 5000
+    assert "recall@1" in proc.stdout
+
+
+def test_reconstruct_reports_identity(store, tmp_path):
+    fa = tmp_path / "one.fa"
+    long_one = next(r for r in store["recs"] if r.tokens.size >= 300)
+    fa.write_text(f">g1\n{decode(long_one.tokens[:300])}\n")
+    proc = _cli(store, "reconstruct", "--model", str(store["ckpt"]), "--input", fa)
+    assert proc.returncode == 0, proc.stderr
+    rid, length, identity, seq = proc.stdout.splitlines()[1].split("\t")
+    assert rid == "g1" and int(length) == 300 and len(seq) == 300 and 0 <= float(identity) <= 1
