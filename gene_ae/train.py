@@ -281,7 +281,12 @@ def manifest_digest(path: str) -> tuple[str, dict]:
 def start_ray() -> None:
     import ray
 
-    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
+    env = {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONWARNINGS": "ignore",
+        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else every progress line reaches the driver twice
+    }
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env={"env_vars": env}, log_to_driver=True)  # inside `ray job submit`: join the cluster
     else:

@@ -7,6 +7,9 @@
 #   MLFLOW_AUTH_ADMIN_USERNAME     admin user created on first start (default: admin)
 #   MLFLOW_AUTH_ADMIN_PASSWORD     its password (required; ignored once the user exists)
 #   MLFLOW_AUTH_DEFAULT_PERMISSION what a signed-in user may do with others' experiments/models (default: READ)
+#   MLFLOW_AUTH_CACHE_TTL_SECONDS  seconds a verified password stays cached per server worker (default: 0, off).
+#                                  Every API call otherwise pays a PBKDF2 check; password changes and deletions
+#                                  reach other workers/replicas only after this many seconds.
 #   MLFLOW_FLASK_SERVER_SECRET_KEY static secret for CSRF tokens, the same on every replica (required)
 #   MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the artifact store (MinIO or S3)
 #
@@ -32,6 +35,7 @@ cat > "$MLFLOW_AUTH_CONFIG_PATH" <<INI
 default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION:-READ}
 database_uri = ${auth_db}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = ${MLFLOW_AUTH_CACHE_TTL_SECONDS:-0}
 INI
 
 exec mlflow server --app-name basic-auth --serve-artifacts "$@"
