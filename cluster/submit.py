@@ -114,7 +114,7 @@ def check_data(data: str) -> str:
         return data
     if not os.path.isabs(data):
         raise UsageError(
-            f"--data {data}: must be an absolute path (the job runs in a temporary working directory on the "
+            f"--data {data}: must be absolute (the job runs in a temporary working directory on the "
             "cluster, so a relative path would point inside it)"
         )
     return os.path.normpath(data)
@@ -124,7 +124,7 @@ def check_storage(storage: str) -> str:
     if is_uri(storage):
         return storage
     if not os.path.isabs(storage):
-        raise UsageError(f"--storage {storage}: must be an absolute path on storage every node shares, or a URI")
+        raise UsageError(f"--storage {storage}: must be absolute, on storage every node shares, or a URI")
     return os.path.normpath(storage)
 
 

@@ -137,7 +137,7 @@ class Summary:
         return (
             f"{self.records:,} records, {self.bases:,} bases, {self.skipped:,} skipped (invalid), "
             f"{self.short:,} too short, {self.duplicates:,} duplicates dropped; "
-            f"{bpb:.3f} bits/base on disk; {mbs:.1f} MB/s of input"
+            f"{bpb:.3f} bits/base on disk; {mbs:.1f} MB/s of input files as stored"
         )
 
 
@@ -207,8 +207,7 @@ class ShardWriter:
     def write(self, records: Iterable[Record], provenance: dict) -> dict:
         """Write all records; returns the manifest. On any exception nothing is left behind."""
         start = time.perf_counter()
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
+        self._remove_stale_temps()
         self.tmp.mkdir(parents=True)
         try:
             sinks = {s: _ShardSink(self.tmp, s, self.cfg.shard_bytes, self.stats[s]) for s in SPLITS}
@@ -276,6 +275,13 @@ class ShardWriter:
             "summary": asdict(self.summary),
             "splits": {s: st.manifest() for s, st in self.stats.items()},
         }
+
+    def _remove_stale_temps(self) -> None:
+        """Temp directories of earlier runs of this output that were killed (SIGKILL, power loss)."""
+        for old in self.out_dir.parent.glob(f".{self.out_dir.name}.tmp-*"):
+            pid = old.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and (int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists()):
+                shutil.rmtree(old, ignore_errors=True)
 
     def _swap_into_place(self) -> None:
         trash = None

@@ -160,8 +160,8 @@ def test_submit_stages_object_store_shards_on_every_node_first() -> None:
 @pytest.mark.parametrize(
     "args, env, message",
     [
-        (["--data", "shards", "--storage", "/r", "--tracking-uri", "http://m"], {}, "--data shards: must be an absolute"),
-        (["--data", "/s", "--storage", "runs", "--tracking-uri", "http://m"], {}, "--storage runs: must be an absolute"),
+        (["--data", "shards", "--storage", "/r", "--tracking-uri", "http://m"], {}, "--data shards: must be absolute"),
+        (["--data", "/s", "--storage", "runs", "--tracking-uri", "http://m"], {}, "--storage runs: must be absolute"),
         (["--data", "hdfs://nn/s", "--storage", "/r", "--tracking-uri", "http://m"], {}, "hdfs:// is not supported"),
         (["--data", "/s", "--storage", "/r"], {}, "no MLflow tracking URI"),
         (["--data", "/s", "--storage", "/r", "--tracking-uri", "sqlite:///mlflow.db"], {}, "relative sqlite path"),

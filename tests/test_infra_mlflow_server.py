@@ -163,7 +163,8 @@ class Postgres:
     root: Path
 
     def uri(self, database: str) -> str:
-        return f"postgresql+psycopg2://mlflow:{urllib.parse.quote(self.password, safe='')}@127.0.0.1:{self.port}/{database}"
+        password = urllib.parse.quote(self.password, safe="")
+        return f"postgresql+psycopg2://mlflow:{password}@127.0.0.1:{self.port}/{database}"
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +192,9 @@ def postgres() -> Postgres:
         "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C")  # fmt: skip
     started = False
     try:
+        options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
         run(str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"), "-w", "-t", "60",
-            "-o", f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}", "start")  # fmt: skip
+            "-o", options, "start")  # fmt: skip
         started = True
         psql = [str(PG_BIN / "psql"), "-h", str(root), "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
         run(*psql, "-c", f"CREATE ROLE mlflow LOGIN PASSWORD '{password}'", "-c", "CREATE DATABASE mlflow OWNER mlflow")

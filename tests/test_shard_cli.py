@@ -227,6 +227,7 @@ def test_sigkill_mid_run_leaves_nothing_that_looks_complete(slow_input: Path, tm
     rc, _, stderr = run_cli("shard-fasta", small, out)
     assert rc == 0, stderr
     assert [r[0] for r in read_all(out)] == ["s"]
+    assert list(tmp_path.glob(".out.tmp-*")) == []  # the dead run's temp dir was removed
 
 
 def load_manifest_fails(out: Path) -> bool:
