@@ -157,7 +157,7 @@ def real_rows(args: argparse.Namespace, seqs: list[np.ndarray]) -> tuple[list[di
     nq = min(args.real_queries, len(seqs))
     rows = []
     print(f"search_bench: gene-ae embedding on CPU ({len(seqs)} sequences) ...", file=sys.stderr, flush=True)
-    rows.append(bench_vectors("gene-ae", f"cpu, {torch.get_num_threads()} torch threads", enc.embed_tokens, seqs, nq))
+    rows.append(bench_vectors("gene-ae", f"cpu, torch threads {torch.get_num_threads()}", enc.embed_tokens, seqs, nq))
     if torch.cuda.is_available():
         from gene_ae.encoder import Encoder
 

@@ -331,9 +331,9 @@ def bench_ray(shards: Path, tmp: Path, args: argparse.Namespace, workers: int) -
     proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = TreeSampler(proc.pid)
     sampler.start()
+    timer = threading.Timer(args.ray_timeout, proc.kill)
+    timer.start()
     try:
-        timer = threading.Timer(args.ray_timeout, proc.kill)
-        timer.start()
         for line in proc.stdout:
             tail = (tail + [line.rstrip()])[-30:]
             m = STEP_LINE.search(line)
@@ -343,8 +343,8 @@ def bench_ray(shards: Path, tmp: Path, args: argparse.Namespace, workers: int) -
                     print(f"train_bench:   {line.strip()}", file=sys.stderr, flush=True)
                 rates[step] = float(m.group(3).replace(",", ""))
         rc = proc.wait()
-        timer.cancel()
     finally:
+        timer.cancel()
         sampler.stop.set()
         sampler.join()
         if proc.poll() is None:

@@ -11,7 +11,7 @@ import torch
 from gene_ae import checkpoint
 from gene_ae.alphabet import PAD, InvalidSequenceError, encode
 from gene_ae.config import Config
-from gene_ae.model import GeneAE, embed_long
+from gene_ae.model import GeneAE
 
 MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
 
@@ -49,6 +49,13 @@ def resolve_checkpoint(uri: str) -> Path:
     return resolve_checkpoint(str(root))
 
 
+def _window_starts(n: int, window: int) -> list[int]:
+    if n <= window:
+        return [0]
+    starts = list(range(0, n - window + 1, window))
+    return starts if starts[-1] == n - window else [*starts, n - window]
+
+
 class Encoder:
     """Embeds sequences of any length; long ones are tiled into windows and pooled."""
 
@@ -74,21 +81,33 @@ class Encoder:
 
     @torch.no_grad()
     def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Token arrays -> [n, dim] L2-normalised float32; windows are batched by length."""
-        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
-        short = [i for i, s in enumerate(seqs) if s.size <= self.window]
-        for i in (i for i, s in enumerate(seqs) if s.size > self.window):
-            out[i] = embed_long(self.model, seqs[i], self.window, batch_size=batch_size, device=self.device)
-        short.sort(key=lambda i: seqs[i].size)
-        for start in range(0, len(short), batch_size):
-            idx = short[start : start + batch_size]
-            width = max(seqs[i].size for i in idx)
-            batch = np.full((len(idx), width), PAD, dtype=np.int64)
-            for row, i in enumerate(idx):
-                batch[row, : seqs[i].size] = seqs[i]
-            x = torch.from_numpy(batch).to(self.device)
-            out[idx] = self.model.embed(x, x != PAD).float().cpu().numpy()
-        return out
+        """Token arrays -> [n, dim] L2-normalised float32.
+
+        Every sequence is tiled into windows (the last one aligned to its end); windows of all
+        sequences are batched together by length, and each sequence's vector is the length-weighted
+        mean of its windows' mu. Memory is one batch of windows, whatever the sequence lengths.
+        """
+        w = self.window
+        jobs = [(i, start) for i, s in enumerate(seqs) for start in _window_starts(s.size, w)]
+        jobs.sort(key=lambda j: min(seqs[j[0]].size - j[1], w))
+        sums = np.zeros((len(seqs), self.dim), dtype=np.float64)
+        weights = np.zeros(len(seqs), dtype=np.float64)
+        for b in range(0, len(jobs), batch_size):
+            batch = jobs[b : b + batch_size]
+            pieces = [seqs[i][start : start + w] for i, start in batch]
+            width = max(p.size for p in pieces)
+            tokens = np.full((len(pieces), width), PAD, dtype=np.int64)
+            for row, piece in enumerate(pieces):
+                tokens[row, : piece.size] = piece
+            x = torch.from_numpy(tokens).to(self.device)
+            mu = self.model.encode(x, x != PAD)[0].float().cpu().numpy()
+            for row, (i, _) in enumerate(batch):
+                sums[i] += mu[row] * pieces[row].size
+                weights[i] += pieces[row].size
+        if (weights == 0).any():
+            raise ValueError(f"row {int(np.argmin(weights))}: empty sequence")
+        means = sums / weights[:, None]
+        return (means / np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
     def embed(self, seqs: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.embed_tokens(validate(seqs), batch_size)
