@@ -45,9 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNTIME_ENV = REPO / "cluster" / "runtime_env.yaml"
 # Schemes cluster/stage_shards.py reads through pyarrow.fs. Only file:// is exercised by the test suite.
 REMOTE_DATA_SCHEMES = ("s3", "gs", "gcs", "file")
-# gene_ae.train's ray.init() sets these in its own runtime env; Ray refuses to start a driver whose job
-# runtime env sets the same keys ("Failed to merge the Job's runtime env"), so they may not appear here.
-RESERVED_ENV = ("MLFLOW_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "PYTHONWARNINGS")
+# gene_ae.train's ray.init() sets some env vars in its own runtime env; Ray refuses to start a driver whose
+# job runtime env sets any of the same keys ("Failed to merge the Job's runtime env"). reserved_env_keys()
+# reads them from gene_ae/train.py; this is the fallback if that source cannot be read.
+RESERVED_ENV_FALLBACK = ("MLFLOW_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "PYTHONWARNINGS")
 SECRET_HINT = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
 
 
@@ -163,6 +164,27 @@ def load_runtime_env(path: str) -> dict:
     return env
 
 
+def reserved_env_keys() -> set[str]:
+    """The env var names gene_ae.train's start_ray() passes to ray.init(), read from its source."""
+    import ast
+
+    try:
+        tree = ast.parse((REPO / "gene_ae" / "train.py").read_text())
+    except (OSError, SyntaxError):
+        return set(RESERVED_ENV_FALLBACK)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == "start_ray":
+            keys = {
+                k.value
+                for d in ast.walk(node)
+                if isinstance(d, ast.Dict)
+                for k in d.keys
+                if isinstance(k, ast.Constant) and isinstance(k.value, str)
+            }
+            return (keys - {"env_vars"}) or set(RESERVED_ENV_FALLBACK)
+    return set(RESERVED_ENV_FALLBACK)
+
+
 def job_env_vars(tracking_uri: str, extra: list[str], base: dict) -> dict[str, str]:
     env = {str(k): str(v) for k, v in (base or {}).items()}
     env["MLFLOW_TRACKING_URI"] = tracking_uri
@@ -175,7 +197,7 @@ def job_env_vars(tracking_uri: str, extra: list[str], base: dict) -> dict[str, s
                 raise UsageError(f"--env {name}: not set in this shell")
             value = os.environ[name]
         env[name] = value
-    clash = sorted(set(env) & set(RESERVED_ENV))
+    clash = sorted(set(env) & reserved_env_keys())
     if clash:
         raise UsageError(
             f"{', '.join(clash)}: gene_ae.train sets these itself; a job runtime env that repeats them makes Ray "
@@ -205,6 +227,13 @@ def build(args: argparse.Namespace, train_args: list[str]) -> tuple[list[str], d
     data = check_data(args.data)
     storage = check_storage(args.storage)
     tracking_uri = check_tracking_uri(args.tracking_uri)
+    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
+        print(
+            "cluster/submit.py: warning: with a file or sqlite store, a new experiment keeps its artifacts in "
+            "./mlruns of the job's temporary working directory; create the experiment with an absolute "
+            "artifact_location first, or use a tracking server",
+            file=sys.stderr,
+        )
     runtime_env = load_runtime_env(args.runtime_env)
     runtime_env["env_vars"] = job_env_vars(tracking_uri, args.env, runtime_env.get("env_vars"))
     for name in sorted(runtime_env["env_vars"]):

@@ -287,8 +287,12 @@ def start_ray() -> None:
         "PYTHONWARNINGS": "ignore",
         "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else every progress line reaches the driver twice
     }
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(runtime_env={"env_vars": env}, log_to_driver=True)  # inside `ray job submit`: join the cluster
+    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join the cluster
+        # Ray refuses to merge a driver env var the job's runtime env already sets: add only the others.
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        taken = (job.get("runtime_env") or {}).get("env_vars") or {}
+        env = {k: v for k, v in env.items() if k not in taken}
+        ray.init(runtime_env={"env_vars": env} if env else None, log_to_driver=True)
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env={"env_vars": env})
 
@@ -358,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         load_manifest(cfg.data.path)
         if cfg.train.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {cfg.train.workers}")
+        if os.environ.get("RAY_ADDRESS") and not os.environ.get("MLFLOW_TRACKING_URI"):
+            raise ValueError(
+                "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "
+                "./mlflow.db would live in the job's temporary working directory and be lost"
+            )
     except (ValueError, OSError) as exc:
         print(f"gene-ae train: error: {exc}", file=sys.stderr)
         return 1

