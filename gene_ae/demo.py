@@ -89,6 +89,7 @@ def main() -> int:
         "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "RAY_USAGE_STATS_ENABLED": "0",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # `mlflow models serve` execs uvicorn
     }
     started = time.time()
 
