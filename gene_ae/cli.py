@@ -110,7 +110,7 @@ def _embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, w
             return {"i": batch["i"], "vec": self.encoder.embed(list(batch["seq"]), batch_size)}
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False) if os.environ.get("RAY_ADDRESS") else ray.init(include_dashboard=False)
+        ray.init(include_dashboard=False)  # joins the cluster when RAY_ADDRESS is set, else starts a local Ray
     ds = ray.data.from_items([{"i": i, "seq": decode(p)} for i, p in enumerate(pieces)])
     rows = ds.map_batches(
         EmbedBatch, fn_constructor_args=(model_uri,), batch_size=batch_size, concurrency=workers

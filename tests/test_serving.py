@@ -272,3 +272,16 @@ def test_reconstruct_reports_identity(store, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rid, length, identity, seq = proc.stdout.splitlines()[1].split("\t")
     assert rid == "g1" and int(length) == 300 and len(seq) == 300 and 0 <= float(identity) <= 1
+
+
+def test_embed_with_ray_data_matches_local(store, tmp_path):
+    """`gene-ae embed --ray` (Ray Data map_batches) writes the same vectors as the in-process path."""
+    genes = tmp_path / "genes.fa"
+    genes.write_text("".join(f">{r.id}\n{decode(r.tokens)}\n" for r in store["recs"][:12]))
+    for flag, out in (([], "local"), (["--ray", "--ray-workers", "1"], "ray")):
+        proc = _cli(store, "embed", "--model", store["ckpt"], "--input", genes, "--out", tmp_path / out, *flag)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    local = np.load(tmp_path / "local" / "vectors.npy")
+    via_ray = np.load(tmp_path / "ray" / "vectors.npy")
+    assert local.shape == (12, 64)
+    np.testing.assert_allclose(via_ray, local, atol=1e-5)
