@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from gene_ae.serving import serving
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "genefam"
@@ -30,40 +31,11 @@ def run(*cmd: str | Path, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_once(bin_dir: Path, env: dict, query: str) -> list[float]:
-    """Start `mlflow models serve` by alias, send one request, stop it."""
-    port = free_port()
-    cmd = [
-        str(bin_dir / "mlflow"),
-        "models",
-        "serve",
-        "-m",
-        "models:/gene-ae-encoder@production",
-        "--env-manager",
-        "local",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    print("$ " + " ".join(cmd), flush=True)
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"mlflow models serve did not start: {server.stderr.read()[-2000:]}") from None
-                time.sleep(1)
+def serve_once(env: dict, query: str) -> list[float]:
+    """Serve the production alias with `mlflow models serve`, send one request, stop it."""
+    uri = "models:/gene-ae-encoder@production"
+    print(f"$ mlflow models serve -m {uri} --env-manager local --host 127.0.0.1 --port PORT", flush=True)
+    with serving(uri, env) as port:
         body = json.dumps({"inputs": [query]}).encode()
         print(
             f"$ curl -X POST http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' "
@@ -73,9 +45,6 @@ def serve_once(bin_dir: Path, env: dict, query: str) -> list[float]:
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read())["predictions"][0]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> int:
@@ -122,7 +91,7 @@ def main() -> int:
 
     step("3/6 serve models:/gene-ae-encoder@production with `mlflow models serve`, one request")
     query = "ATGGCTGACGAGAAGCCGAAGGAGGGAGTCAAGACCGAGAACAACGATCATATCAATTTGAAGGTGGCAGGGCAGGACGGCTC"
-    vector = serve_once(bin_dir, env, query)
+    vector = serve_once(env, query)
     print(f"  -> {len(vector)}-dimensional vector, first values {[round(v, 3) for v in vector[:4]]}")
 
     step("4/6 embed the collection into a vector index")

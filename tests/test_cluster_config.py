@@ -12,11 +12,11 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from shared import canonical, constraints, project
 
 REPO = Path(__file__).resolve().parents[1]
 KUBERAY = REPO / "cluster/kuberay"
@@ -31,22 +31,6 @@ def submit_module():
 
 
 RESERVED = submit_module().reserved_env_keys()
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def constraints() -> dict[str, str]:
-    pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
-        name, _, version = line.partition("==")
-        pins[canonical(name)] = version
-    return pins
-
-
-def project() -> dict:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def dep_name(spec: str) -> str:

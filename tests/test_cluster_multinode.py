@@ -26,22 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from shared import TINY_TRAIN_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY = [
-    "--steps", "6",
-    "--set", "train.log_every=2",
-    "--set", "train.steps_per_epoch=3",
-    "--set", "train.checkpoint_every=3",
-    "--set", "data.batch_size=8",
-    "--set", "model.channels=32",
-    "--set", "model.lstm_hidden=32",
-    "--set", "model.latent_dim=32",
-    "--set", "model.window=256",
-    "--set", "data.window=256",
-    "--set", "data.val_windows=32",
-]  # fmt: skip
 
 pytestmark = pytest.mark.skipif(not (BIN / "ray").exists(), reason="the ray CLI is not installed next to python")
 
@@ -289,7 +277,7 @@ def test_submit_training_across_two_nodes(cluster: Cluster, shards: Path) -> Non
         [sys.executable, str(REPO / "cluster/submit.py"), "--address", cluster.dashboard, "--data", str(shards),
          "--storage", str(cluster.root / "runs"), "--tracking-uri", uri, "--submission-id", "gene-ae-multinode",
          "--", "--workers", "2", "--name", "multinode", "--experiment", experiment, "--register", model,
-         "--alias", "production", *TINY],
+         "--alias", "production", *TINY_TRAIN_ARGS],
         env=cluster.env,
         cwd=cluster.root,
         capture_output=True,

@@ -14,12 +14,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+from shared import canonical, constraints, project
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "infra/docker"
@@ -27,22 +27,6 @@ K8S = REPO / "infra/k8s"
 COMPOSE = REPO / "infra/mlflow/compose.yaml"
 DEPLOY = REPO / "docs/DEPLOY.md"
 IMAGES = {"gpu": DOCKER / "gpu.Dockerfile", "cpu": DOCKER / "cpu.Dockerfile"}
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def constraints() -> dict[str, str]:
-    pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
-        name, _, version = line.partition("==")
-        pins[canonical(name)] = version
-    return pins
-
-
-def project() -> dict:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:

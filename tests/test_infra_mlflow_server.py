@@ -34,23 +34,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared import TINY_TRAIN_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 COMPOSE = REPO / "infra/mlflow/compose.yaml"
-TINY = [
-    "--steps", "6",
-    "--set", "train.log_every=2",
-    "--set", "train.steps_per_epoch=3",
-    "--set", "train.checkpoint_every=3",
-    "--set", "data.batch_size=8",
-    "--set", "model.channels=32",
-    "--set", "model.lstm_hidden=32",
-    "--set", "model.latent_dim=32",
-    "--set", "model.window=256",
-    "--set", "data.window=256",
-    "--set", "data.val_windows=32",
-]  # fmt: skip
 
 
 def postgres_bin() -> Path | None:
@@ -327,7 +315,7 @@ def test_training_logs_over_http_and_registers(
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "gene_ae.train", "--data", str(shards), "--storage", str(tmp_path / "runs"),
-         "--workers", "1", "--name", "over-http", "--alias", "production", *TINY],
+         "--workers", "1", "--name", "over-http", "--alias", "production", *TINY_TRAIN_ARGS],
         env=client_env(server, users["trainer"]),
         cwd=tmp_path,
         capture_output=True,

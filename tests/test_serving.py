@@ -5,10 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +21,7 @@ from gene_ae.alphabet import decode
 from gene_ae.config import Config
 from gene_ae.model import GeneAE, ModelConfig
 from gene_ae.mutate import mutate
+from gene_ae.serving import serving
 from shard_tools.readers import ReaderConfig, read_records
 
 
@@ -96,12 +95,6 @@ def test_champion_challenger_only_promotes_a_better_version(store):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(port: int, payload: dict) -> tuple[int, dict]:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/invocations", json.dumps(payload).encode(), {"Content-Type": "application/json"}
@@ -115,43 +108,8 @@ def _post(port: int, payload: dict) -> tuple[int, dict]:
 
 def test_mlflow_models_serve_by_alias(store):
     _cli(store, "promote", "--version", store["version"], "--alias", "production")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": store["uri"],
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }  # it execs uvicorn
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            "models:/gene-ae-encoder@production",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=store["root"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                assert time.time() < deadline, "server did not come up"
-                time.sleep(1)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with serving("models:/gene-ae-encoder@production", env, cwd=store["root"]) as port:
         seqs = [decode(r.tokens) for r in store["recs"][:4]]
         expected = Encoder.load(str(store["ckpt"])).embed(seqs)
         status, body = _post(port, {"inputs": seqs})
@@ -166,9 +124,6 @@ def test_mlflow_models_serve_by_alias(store):
         ), body
         status, body = _post(port, {"inputs": ["ACGT", ""]})
         assert status == 400 and "row 1: empty sequence" in body.get("message", ""), body
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):

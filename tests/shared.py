@@ -1,0 +1,41 @@
+"""Constants and readers shared by several test modules (kept out of conftest so they can be imported)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A training run small enough for a subprocess test: 6 steps, checkpoints at 3 and 6, metrics at 2/4/6.
+TINY_TRAIN_ARGS = [
+    "--steps", "6",
+    "--set", "train.log_every=2",
+    "--set", "train.steps_per_epoch=3",
+    "--set", "train.checkpoint_every=3",
+    "--set", "data.batch_size=8",
+    "--set", "model.channels=32",
+    "--set", "model.lstm_hidden=32",
+    "--set", "model.latent_dim=32",
+    "--set", "model.window=256",
+    "--set", "data.window=256",
+    "--set", "data.val_windows=32",
+]  # fmt: skip
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def constraints() -> dict[str, str]:
+    """Package name -> pinned version, from constraints.txt."""
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        pins[canonical(name)] = version
+    return pins
+
+
+def project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
