@@ -37,12 +37,14 @@ def store(tmp_path_factory, data_dir) -> dict:
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
+    old_cwd = os.getcwd()
     os.chdir(root)  # the sqlite store's artifacts land beside it
     with mlflow.start_run():
         info = tracking.log_encoder(ckpt, register="gene-ae-encoder", tags={"val_recall_at_1_d10": "0.5"})
     tracking.set_alias("gene-ae-encoder", info.registered_model_version, "production")
     recs = list(read_records(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:60]
     yield {"uri": uri, "root": root, "ckpt": ckpt, "version": info.registered_model_version, "recs": recs}
+    os.chdir(old_cwd)
     if old is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
