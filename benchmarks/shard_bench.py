@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/shard_bench.py [--data DIR] [--out FILE] [--workers N]
 
-For each sequence file under DIR (default /work/shared/data if it exists, else the bundled data/), the
+For each sequence file under DIR (default ../shared/data beside the clone if it exists, else the bundled data/), the
 input is first decompressed to a temporary plain file. Then, one run of each tool per file:
 
 - shard-fasta, run in-process through shard_tools.cli.shard_fasta_main (no interpreter start-up in the
@@ -40,7 +40,7 @@ from shard_tools.cli import shard_fasta_main
 from shard_tools.readers import open_binary
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the clone
 NOT_SEQUENCES = {"README.md", "LICENSE"}
 
 
