@@ -39,18 +39,10 @@ def _records(path: str, args: argparse.Namespace, splits: tuple[str, ...] = ("tr
         yield rec.id, rec.tokens, rec.fields.get("label") or parse_label(f"{rec.id} {rec.description}")
 
 
-def _windows(tokens: np.ndarray, window: int, stride: int) -> list[tuple[int, int]]:
-    if tokens.size <= window:
-        return [(0, int(tokens.size))]
-    starts = list(range(0, tokens.size - window + 1, stride))
-    if starts[-1] != tokens.size - window:
-        starts.append(int(tokens.size - window))
-    return [(s, s + window) for s in starts]
-
-
 def cmd_embed(args: argparse.Namespace) -> int:
     from gene_ae import index
     from gene_ae.encoder import Encoder
+    from gene_ae.model import window_starts
     from gene_ae.tracking import resolve_version
 
     encoder = Encoder.load(args.model)
@@ -58,8 +50,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for rid, tokens, label in _records(args.input, args):
         if args.windows:
             stride = args.stride or encoder.window // 2
-            for start, end in _windows(tokens, encoder.window, stride):
-                entries.append(index.Entry(rid, int(tokens.size), label, start, end))
+            for start in window_starts(tokens.size, encoder.window, stride):
+                end = min(int(start) + encoder.window, int(tokens.size))
+                entries.append(index.Entry(rid, int(tokens.size), label, int(start), end))
                 pieces.append(tokens[start:end])
         else:
             entries.append(index.Entry(rid, int(tokens.size), label, 0, int(tokens.size)))

@@ -11,7 +11,7 @@ import torch
 from gene_ae import checkpoint
 from gene_ae.alphabet import PAD, InvalidSequenceError, encode
 from gene_ae.config import Config
-from gene_ae.model import GeneAE
+from gene_ae.model import GeneAE, window_starts
 
 MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
 
@@ -49,13 +49,6 @@ def resolve_checkpoint(uri: str) -> Path:
     return resolve_checkpoint(str(root))
 
 
-def _window_starts(n: int, window: int) -> list[int]:
-    if n <= window:
-        return [0]
-    starts = list(range(0, n - window + 1, window))
-    return starts if starts[-1] == n - window else [*starts, n - window]
-
-
 class Encoder:
     """Embeds sequences of any length; long ones are tiled into windows and pooled."""
 
@@ -88,7 +81,7 @@ class Encoder:
         mean of its windows' mu. Memory is one batch of windows, whatever the sequence lengths.
         """
         w = self.window
-        jobs = [(i, start) for i, s in enumerate(seqs) for start in _window_starts(s.size, w)]
+        jobs = [(i, start) for i, s in enumerate(seqs) for start in window_starts(s.size, w)]
         jobs.sort(key=lambda j: min(seqs[j[0]].size - j[1], w))
         sums = np.zeros((len(seqs), self.dim), dtype=np.float64)
         weights = np.zeros(len(seqs), dtype=np.float64)

@@ -273,6 +273,14 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> to
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+def window_starts(n: int, window: int, stride: int | None = None) -> np.ndarray:
+    """Start positions tiling n bases with windows `stride` apart; the last window ends at the sequence's end."""
+    if n <= window:
+        return np.array([0])
+    starts = np.arange(0, n - window + 1, stride or window)
+    return starts if starts[-1] == n - window else np.append(starts, n - window)
+
+
 @torch.no_grad()
 def embed_long(
     model: GeneAE,
@@ -291,13 +299,7 @@ def embed_long(
     stride = stride or window
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be positive, got {window} and {stride}")
-    if n <= window:
-        starts, width = np.array([0]), n
-    else:
-        starts = np.arange(0, n - window + 1, stride)
-        if starts[-1] != n - window:
-            starts = np.append(starts, n - window)  # the last window ends at the sequence's end
-        width = window
+    starts, width = window_starts(n, window, stride), min(n, window)
     offsets = np.arange(width)
     was_training = model.training
     model.eval()

@@ -39,3 +39,19 @@ def constraints() -> dict[str, str]:
 
 def project() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def session_pids(sid: int) -> list[int]:
+    """PIDs of the live processes in session `sid` (from /proc/PID/stat, field 6)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from shared import TINY_TRAIN_ARGS
+from shared import TINY_TRAIN_ARGS, session_pids
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -60,20 +60,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
 
 
 def stop_session(proc: subprocess.Popen, timeout: float = 30) -> None:
