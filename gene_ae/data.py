@@ -147,7 +147,7 @@ def train_loader(cfg: DataConfig, rank: int, batches: int, seed: int) -> wds.Web
     return loader.with_epoch(batches)
 
 
-def val_windows(cfg: DataConfig, limit: int | None = None) -> list[np.ndarray]:
+def val_windows(cfg: DataConfig) -> list[np.ndarray]:
     """Deterministic validation windows: the first `window` bases of each val record (reference reader)."""
     from shard_tools import read_shards
 
@@ -155,6 +155,6 @@ def val_windows(cfg: DataConfig, limit: int | None = None) -> list[np.ndarray]:
     for _id, tokens, _meta in read_shards(cfg.path, "val"):
         if tokens.size >= cfg.min_length:
             out.append(tokens[: cfg.window])
-        if len(out) >= (limit or cfg.val_windows):
+        if len(out) >= cfg.val_windows:
             break
     return out

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
-from gene_ae.alphabet import FIRST_BASE, TOKENS, N
+from gene_ae.alphabet import FIRST_BASE, N
 
 FORMAT_NAME = "gene-ae-shards"
 FORMAT_VERSION = 1
@@ -152,6 +152,3 @@ def decode_block(member: bytes) -> list[BlockRecord]:
         start += length
     return out
 
-
-def alphabet_description() -> list[str]:
-    return list(TOKENS)
