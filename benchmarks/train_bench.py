@@ -55,7 +55,7 @@ QUICK_SET = [
     "data.batch_size=8",
     "data.shuffle_buffer=50",
     "data.bucket_batches=2",
-    "data.val_windows=32",
+    "data.val_records=32",
 ]
 STEP_LINE = re.compile(r"\[gene-ae\] step (\d+)/(\d+) .* ([\d,]+) bases/s")
 PARTS = ("model", "loader", "ray")

@@ -35,7 +35,8 @@ class DataConfig:
     view_divergence: float = 0.2  # the contrastive view is mutated at up to this divergence
     rc_prob: float = 0.5  # and reverse-complemented with this probability
     skip_corrupt: bool = False  # count and skip undecodable samples instead of failing
-    val_windows: int = 256  # validation windows (first window of each val record)
+    val_records: int = 256  # validation records, embedded whole (tiled like the Encoder) for recall
+    val_max_length: int = 8192  # longer validation records are cut to this many bases
 
 
 def shard_urls(path: str | Path, split: str) -> list[str]:
@@ -147,14 +148,18 @@ def train_loader(cfg: DataConfig, rank: int, batches: int, seed: int) -> wds.Web
     return loader.with_epoch(batches)
 
 
-def val_windows(cfg: DataConfig) -> list[np.ndarray]:
-    """Deterministic validation windows: the first `window` bases of each val record (reference reader)."""
+def val_records(cfg: DataConfig) -> list[np.ndarray]:
+    """Deterministic validation records from the val split (reference reader), cut to val_max_length.
+
+    Whole records, not windows: retrieval is then measured the way `gene-ae eval` measures it, so
+    configs with different window lengths can be compared on the training data's own held-out split.
+    """
     from shard_tools import read_shards
 
     out = []
     for _id, tokens, _meta in read_shards(cfg.path, "val"):
         if tokens.size >= cfg.min_length:
-            out.append(tokens[: cfg.window])
-        if len(out) >= cfg.val_windows:
+            out.append(tokens[: cfg.val_max_length])
+        if len(out) >= cfg.val_records:
             break
     return out

@@ -96,7 +96,7 @@ def resolve_version(uri: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def promote_if_better(name: str, version: str | int, alias: str, metric: str = "val_recall_at_1_d10") -> bool:
+def promote_if_better(name: str, version: str | int, alias: str, metric: str = "val_recall_at_1") -> bool:
     """Champion/challenger: move `alias` to `version` only if its validation metric beats the holder's.
 
     The decision and both scores are recorded as tags on the challenger.

@@ -151,4 +151,3 @@ def decode_block(member: bytes) -> list[BlockRecord]:
         out.append(BlockRecord(rec, tokens[start : start + length]))
         start += length
     return out
-

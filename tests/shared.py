@@ -20,7 +20,7 @@ TINY_TRAIN_ARGS = [
     "--set", "model.latent_dim=32",
     "--set", "model.window=256",
     "--set", "data.window=256",
-    "--set", "data.val_windows=32",
+    "--set", "data.val_records=32",
 ]  # fmt: skip
 
 

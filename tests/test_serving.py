@@ -40,7 +40,7 @@ def store(tmp_path_factory, data_dir) -> dict:
     old_cwd = os.getcwd()
     os.chdir(root)  # the sqlite store's artifacts land beside it
     with mlflow.start_run():
-        info = tracking.log_encoder(ckpt, register="gene-ae-encoder", tags={"val_recall_at_1_d10": "0.5"})
+        info = tracking.log_encoder(ckpt, register="gene-ae-encoder", tags={"val_recall_at_1": "0.5"})
     tracking.set_alias("gene-ae-encoder", info.registered_model_version, "production")
     recs = list(read_records(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:60]
     yield {"uri": uri, "root": root, "ckpt": ckpt, "version": info.registered_model_version, "recs": recs}
@@ -76,16 +76,16 @@ def test_promote_then_load_by_alias_matches_the_checkpoint(store):
     np.testing.assert_allclose(by_version, local, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(local, axis=1), 1.0, atol=1e-5)
     version = mlflow.MlflowClient().get_model_version("gene-ae-encoder", str(store["version"]))
-    assert version.tags["val_recall_at_1_d10"] == "0.5"
+    assert version.tags["val_recall_at_1"] == "0.5"
 
 
 def test_champion_challenger_only_promotes_a_better_version(store):
     client = mlflow.MlflowClient()
     name = "gene-ae-cc"
     with mlflow.start_run():
-        v1 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1_d10": "0.6"})
-        v2 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1_d10": "0.4"})
-        v3 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1_d10": "0.7"})
+        v1 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1": "0.6"})
+        v2 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1": "0.4"})
+        v3 = tracking.log_encoder(store["ckpt"], register=name, tags={"val_recall_at_1": "0.7"})
     assert tracking.promote_if_better(name, v1.registered_model_version, "production")
     assert not tracking.promote_if_better(name, v2.registered_model_version, "production")
     assert str(client.get_model_version_by_alias(name, "production").version) == str(v1.registered_model_version)
