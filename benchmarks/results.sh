@@ -14,7 +14,7 @@ if [ ! -f "$OUT/shards/manifest.json" ]; then
 fi
 if [ ! -d "$OUT/runs/results" ]; then
   (cd "$OUT" && "$BIN/python" -m gene_ae.train --data shards --name results --storage runs \
-      --set data.view_divergence=0.35 --register gene-ae-encoder --alias production)
+      --register gene-ae-encoder --alias production)
 fi
 MODEL=${MODEL:-models:/gene-ae-encoder@production}
 # unseen species: dog genes (mutation retrieval, leave-one-out family precision)
@@ -25,6 +25,6 @@ MODEL=${MODEL:-models:/gene-ae-encoder@production}
     --queries "$DATA/genefam/dog_data.txt" --out "$OUT/eval_cross" --n-queries 50
 # 16S: leave-one-out genus precision, mutation retrieval
 "$BIN/gene-ae" eval --model "$MODEL" --input "$DATA/rrna16s/ten_16s.100.fa.gz" --out "$OUT/eval_16s" --n-queries 200
-# long genomes: mpox clades
+# long genomes: mpox clades (top-level clade I / IIb from the label; 'unlabelled' genomes are left out of it)
 "$BIN/gene-ae" eval --model "$MODEL" --input "$DATA/viruses/mpox_nextclade_examples.fasta.gz" --out "$OUT/eval_mpox" \
-    --n-queries 20
+    --n-queries 20 --label-regex '^(clade_I+b?)'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -156,17 +157,22 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gene_ae.encoder import Encoder
-    from gene_ae.evaluate import EvalConfig, run_eval
+    from gene_ae.evaluate import EvalConfig, clean_label, run_eval
 
+    try:
+        pattern = re.compile(args.label_regex) if args.label_regex else None
+    except re.error as exc:
+        raise ValueError(f"--label-regex {args.label_regex!r}: {exc}") from None
     encoder = Encoder.load(args.model)
     recs = list(_records(args.input, args, splits=(args.split,)))
     if not recs:
         raise ValueError(f"{args.input}: no sequences to evaluate")
     ids, seqs, labels = (list(x) for x in zip(*recs))
+    labels = [clean_label(lab, pattern) for lab in labels]
     cross = None
     if args.queries:
         q = list(_records(args.queries, args, splits=(args.split,)))
-        cross = ([r[1] for r in q], [r[2] for r in q])
+        cross = ([r[1] for r in q], [clean_label(r[2], pattern) for r in q])
     methods = ("gene-ae", "5-mer") + (() if args.no_sourmash else ("sourmash",))
     cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods)
     has_labels = any(lab is not None for lab in labels)
@@ -257,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="val", help="shard split to evaluate on (default val: unseen in training)")
     v.add_argument("--n-queries", type=int, default=200, help="mutated queries per divergence")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument(
+        "--label-regex",
+        help="group labels by this regex's first group, e.g. '^(clade_I+b?)' to compare top-level clades; "
+        "labels it does not match are left out (placeholders like 'unlabelled' always are)",
+    )
     v.add_argument("--no-sourmash", action="store_true", help="skip the sourmash baseline")
     v.add_argument("--mlflow-run", help="log the report to this MLflow run id")
     v.add_argument("--print", action="store_true", help="print the whole markdown report")

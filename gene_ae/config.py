@@ -19,13 +19,13 @@ class TrainConfig:
     workers: int = 2  # Ray Train workers (DDP ranks)
     gpu: bool = False
     threads_per_worker: int = 0  # torch threads per worker; 0 = CPUs of the node / workers
-    steps: int = 360  # optimizer steps in total (~15 min on 2 CPU cores at the default sizes)
-    steps_per_epoch: int = 100  # validation and a checkpoint after each epoch
-    checkpoint_every: int = 100
+    steps: int = 720  # optimizer steps in total (under 15 min on 2 idle CPU cores at the default sizes)
+    steps_per_epoch: int = 120  # validation and a checkpoint after each epoch
+    checkpoint_every: int = 120
     log_every: int = 20
     lr: float = 2e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 50
+    warmup_steps: int = 60
     grad_clip: float = 1.0
     contrastive_weight: float = 1.0  # InfoNCE between a window and its mutated view; 0 = reconstruction only
     temperature: float = 0.1

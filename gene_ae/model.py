@@ -34,12 +34,12 @@ class ModelConfig:
     lstm_hidden: int = 192
     lstm_layers: int = 1
     bidirectional: bool = True
-    latent_dim: int = 256
-    window: int = 1024  # decoder output length = max training window; must be divisible by downsample
+    latent_dim: int = 512
+    window: int = 512  # decoder output length = max training window; must be divisible by downsample
     variational: bool = False
     pooling: str = "mean"  # "mean" | "attention" | "max"  (masked)
     dropout: float = 0.0
-    kmer_sizes: tuple[int, ...] = (3, 5, 7)  # k-mer bag paths added to the latent; () for conv-LSTM only
+    kmer_sizes: tuple[int, ...] = (3, 4, 5)  # k-mer bag paths added to the latent; () for conv-LSTM only
     canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ from gene_ae.evaluate import (
     EvalConfig,
     SourmashMethod,
     build_methods,
+    clean_label,
     cross_set_retrieval,
     distance_faithfulness,
     label_retrieval,
@@ -193,6 +194,19 @@ def test_parse_label_reads_genus_and_label_fields() -> None:
     assert parse_label("gi_1;tax=d:Bacteria,p:Firmicutes,f:Bacillaceae,g:Bacillus;") == "Bacillus"
     assert parse_label("PP601204.1 nextclade_dataset=clade-i label=clade_I desc=x") == "clade_I"
     assert parse_label("seq1 some description") is None
+
+
+def test_clean_label_drops_placeholders_and_groups_by_regex() -> None:
+    import re
+
+    assert clean_label("unlabelled") is None and clean_label(" NA ") is None and clean_label(None) is None
+    assert clean_label("clade_IIb,clade_IIb_lineage_B.1") == "clade_IIb,clade_IIb_lineage_B.1"
+    clade = re.compile(r"^(clade_I+b?)")
+    assert clean_label("clade_IIb,clade_IIb_lineage_B.1", clade) == "clade_IIb"
+    assert clean_label("clade_IIb_lineage_B.1", clade) == "clade_IIb"
+    assert clean_label("clade_I", clade) == "clade_I"
+    assert clean_label("lineage_A", clade) is None
+    assert clean_label("Bacillus", re.compile("cill")) == "cill"  # no group: the whole match
 
 
 def test_unknown_method_is_refused() -> None:
