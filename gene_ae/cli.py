@@ -116,7 +116,7 @@ def _embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, w
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from gene_ae import index
+    from gene_ae import align, index
     from gene_ae.encoder import Encoder
 
     faiss_index, meta = index.load(args.index)
@@ -128,31 +128,60 @@ def cmd_search(args: argparse.Namespace) -> int:
     queries = list(_records(args.query, args))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")
+    subjects = _collection(args, meta) if args.rerank else {}
     vectors = encoder.embed_tokens([q[1] for q in queries], args.batch_size)
-    sims, idx = index.search(faiss_index, vectors, args.k * (4 if meta.windows else 1))
+    depth = max(args.k, args.rerank)
+    sims, idx = index.search(faiss_index, vectors, depth * (4 if meta.windows else 1))
     out = open(args.out, "w") if args.out else sys.stdout
     cols = ["query_id", "subject_id", "rank", "similarity", "query_length", "subject_length", "subject_label"]
     if meta.windows:
         cols += ["subject_start", "subject_end"]
+    if args.rerank:
+        cols += ["identity"]
     print("\t".join(cols), file=out)
     for (qid, qtok, _), row_sims, row_idx in zip(queries, sims, idx):
-        rank, seen = 0, set()
+        hits, seen = [], set()
         for sim, j in zip(row_sims, row_idx):
-            if j < 0 or rank >= args.k:
-                continue
-            e = meta.entries[j]
-            key = (e.id, e.start) if meta.windows else e.id
-            if key in seen:
+            e = meta.entries[j] if j >= 0 else None
+            key = e and ((e.id, e.start) if meta.windows else e.id)
+            if e is None or key in seen or len(hits) >= depth:
                 continue
             seen.add(key)
-            rank += 1
+            hits.append((e, float(sim), None))
+        if args.rerank:
+            head = hits[: args.rerank]
+            order, ident = align.rerank(qtok, [_subject(subjects, e, meta.windows) for e, _, _ in head])
+            hits = [(head[o][0], head[o][1], float(i)) for o, i in zip(order, ident)] + hits[args.rerank :]
+        for rank, (e, sim, ident) in enumerate(hits[: args.k], start=1):
             fields = [qid, e.id, rank, f"{sim:.4f}", qtok.size, e.length, e.label or ""]
             if meta.windows:
                 fields += [e.start, e.end]
+            if args.rerank:
+                fields.append(f"{ident:.4f}" if ident is not None else "")
             print("\t".join(map(str, fields)), file=out)
     if args.out:
         out.close()
     return 0
+
+
+def _collection(args: argparse.Namespace, meta) -> dict[str, np.ndarray]:
+    """The indexed records' sequences, by id, from --collection (needed to align against for --rerank)."""
+    if not args.collection:
+        raise ValueError("--rerank needs --collection: the FASTA/FASTQ/TSV the index was built from")
+    wanted = {e.id for e in meta.entries}
+    seqs = {rid: tokens for rid, tokens, _ in _records(args.collection, args) if rid in wanted}
+    missing = wanted - seqs.keys()
+    if missing:
+        raise ValueError(
+            f"{args.collection}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
+            "give the file the index was built from"
+        )
+    return seqs
+
+
+def _subject(subjects: dict[str, np.ndarray], e, windows: bool) -> np.ndarray:
+    tokens = subjects[e.id]
+    return tokens[e.start : e.end] if windows else tokens
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -174,7 +203,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         q = list(_records(args.queries, args, splits=(args.split,)))
         cross = ([r[1] for r in q], [clean_label(r[2], pattern) for r in q])
     methods = ("gene-ae", "5-mer") + (() if args.no_sourmash else ("sourmash",))
-    cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods)
+    cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods, rerank=args.rerank)
     has_labels = any(lab is not None for lab in labels)
     report = run_eval(
         encoder, seqs, ids, labels if has_labels else None, cfg, args.out, args.mlflow_run, cross_queries=cross
@@ -188,9 +217,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _headline(mr: dict) -> str:
     """recall@1 per method and divergence, the figure users ask for first."""
     ds = "  ".join(f"{d:>6.0%}" for d in mr["divergences"])
-    lines = [f"recall@1    {ds}\n"]
+    width = max(10, *(len(m) for m in mr["methods"]))
+    lines = [f"{'recall@1':{width}s}  {ds}\n"]
     for method, scores in mr["methods"].items():
-        lines.append(f"{method[:10]:10s}  " + "  ".join(f"{v:6.3f}" for v in scores["recall@1"]) + "\n")
+        lines.append(f"{method:{width}s}  " + "  ".join(f"{v:6.3f}" for v in scores["recall@1"]) + "\n")
     return "".join(lines)
 
 
@@ -252,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="override the model recorded in the index")
     s.add_argument("--out", help="write hits here instead of stdout")
     s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument(
+        "--rerank", type=int, default=0, metavar="N",
+        help="align each query to its top N hits (edlib) and order them by identity (adds an identity column)",
+    )  # fmt: skip
+    s.add_argument("--collection", help="with --rerank: the FASTA/FASTQ/TSV the index was built from")
     _reader_args(s)
     s.set_defaults(func=cmd_search)
 
@@ -263,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="val", help="shard split to evaluate on (default val: unseen in training)")
     v.add_argument("--n-queries", type=int, default=200, help="mutated queries per divergence")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument(
+        "--rerank", type=int, default=0, metavar="N",
+        help="also score every method with its top N hits re-ordered by alignment identity ('+align' rows)",
+    )  # fmt: skip
     v.add_argument(
         "--label-regex",
         help="group labels by this regex's first group, e.g. '^(clade_I+b?)' to compare top-level clades; "

@@ -108,7 +108,7 @@ def main() -> int:
         cwd=out,
     )
 
-    step("5/6 search it with real queries: dog genes against the chimpanzee collection")
+    step("5/6 search with real queries: dog genes against the chimp collection, top 10 re-ordered by alignment")
     queries = out / "dog_queries.tsv"
     import gzip
 
@@ -124,6 +124,10 @@ def main() -> int:
         queries,
         "-k",
         "3",
+        "--rerank",
+        "10",
+        "--collection",
+        out / "shards",
         env=env,
         cwd=out,
     )
@@ -142,6 +146,8 @@ def main() -> int:
         out / "report",
         "--n-queries",
         "100",
+        "--rerank",
+        "10",
         env=env,
         cwd=out,
     )

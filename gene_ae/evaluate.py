@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from scipy.stats import spearmanr
 
-from gene_ae import baselines
+from gene_ae import align, baselines
 from gene_ae.alphabet import FIRST_BASE, PAD
 from gene_ae.mutate import mutate
 
@@ -58,6 +58,7 @@ class EvalConfig:
     align_max_bases: int = 5000  # alignment identity compares at most this many leading bases of each sequence
     label_queries: int = 2000  # leave-one-out queries at most (sampled when the collection is larger)
     batch_size: int = 64  # encoder batch size
+    rerank: int = 0  # also score each method with its top `rerank` hits re-ordered by alignment ("+align" rows)
 
 
 # ---------------------------------------------------------------------------------------------- methods
@@ -165,6 +166,58 @@ class SourmashMethod:
         )
 
 
+class RerankedIndex:
+    """A method's index whose top `top` hits are re-ordered by alignment identity to the query; the
+    similarities returned are those identities (hits past `top`, and misses, score -1)."""
+
+    def __init__(self, base: SearchIndex, refs: Sequence[np.ndarray], top: int, max_bases: int):
+        self.base, self.refs, self.top, self.max_bases = base, refs, top, max_bases
+
+    def _reorder(self, queries: Sequence[np.ndarray], idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = idx.copy()
+        sims = np.full(idx.shape, -1.0, dtype=np.float32)
+        for row, query in enumerate(queries):
+            head = idx[row, : self.top]
+            valid = head[head >= 0]
+            order, ident = align.rerank(query, [self.refs[i] for i in valid], self.max_bases)
+            idx[row, : valid.size], sims[row, : valid.size] = valid[order], ident
+        return idx[:, :k], sims[:, :k]
+
+    def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        idx, _ = self.base.search(queries, max(k, self.top))
+        return self._reorder(queries, idx, k)
+
+    def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        idx, _ = self.base.self_search(positions, max(k, self.top))
+        return self._reorder([self.refs[p] for p in positions], idx, k)
+
+
+@dataclass
+class RerankedMethod:
+    """`base` for candidates, alignment for the order of its top hits: search as `gene-ae search --rerank`."""
+
+    base: Method
+    top: int = 10
+    max_bases: int = align.MAX_BASES
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.name}+align"
+
+    @property
+    def description(self) -> str:
+        return (
+            f"{getattr(self.base, 'description', self.base.name)}; top {self.top} re-ordered by alignment "
+            f"identity (edlib NW, first {self.max_bases:,} bases)"
+        )
+
+    def index(self, refs: Sequence[np.ndarray]) -> RerankedIndex:
+        return RerankedIndex(self.base.index(refs), refs, self.top, self.max_bases)
+
+    def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
+        return self.base.pair_similarity(a, b)
+
+
 def _digest(tokens: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(tokens, dtype=np.uint8).tobytes(), digest_size=16).digest()
 
@@ -194,6 +247,8 @@ def build_methods(
             methods.append(SourmashMethod(cfg.sourmash_ksize, scaled))
         else:
             raise ValueError(f"unknown method {name!r} (known: gene-ae, K-mer such as 5-mer, sourmash)")
+    if cfg.rerank > 0:
+        methods += [RerankedMethod(m, cfg.rerank, cfg.align_max_bases) for m in methods]
     return methods, skipped
 
 
@@ -338,31 +393,17 @@ def distance_faithfulness(methods: Sequence[Method], seqs: Sequence[np.ndarray],
     result: dict[str, Any] = {"align_max_bases": cfg.align_max_bases, "alignment_capped": capped, "methods": {}}
     identities = {}
     for kind, (a, b) in (("random", random_pairs), ("near", (near_a, near_b))):
-        identities[kind] = alignment_identity(a, b, cfg.align_max_bases)
+        identities[kind] = align.pair_identities(a, b, cfg.align_max_bases)
         result[f"{kind}_pairs"] = len(a)
         result[f"{kind}_identity_mean"] = float(np.mean(identities[kind]))
     for method in methods:
+        if isinstance(method, RerankedMethod):  # its pair similarity is its base method's
+            continue
         result["methods"][method.name] = {
             f"spearman_{kind}": _spearman(method.pair_similarity(a, b), identities[kind])
             for kind, (a, b) in (("random", random_pairs), ("near", (near_a, near_b)))
         }
     return result
-
-
-def alignment_identity(a: Sequence[np.ndarray], b: Sequence[np.ndarray], max_bases: int = 5000) -> np.ndarray:
-    """1 - edit distance / longer length, global alignment of the first max_bases of each pair (edlib)."""
-    import edlib
-
-    out = np.zeros(len(a), dtype=np.float64)
-    for n, (x, y) in enumerate(zip(a, b)):
-        x, y = x[:max_bases], y[:max_bases]
-        longest = max(x.size, y.size)
-        if longest == 0:
-            out[n] = 1.0
-            continue
-        dist = edlib.align(x.tobytes(), y.tobytes(), mode="NW", task="distance")["editDistance"]
-        out[n] = 1.0 - dist / longest
-    return out
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:

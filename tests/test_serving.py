@@ -170,6 +170,27 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
         store, "search", "--index", tmp_path / "index", "-", "-k", "1", stdin=f">q\n{decode(recs[5].tokens)}\n"
     )
     assert piped.stdout.splitlines()[1].split("\t")[1] == f"{recs[5].id}_gene"
+    # Two-stage search: the top 10 re-ordered by alignment identity; a 20 %-mutated copy then ranks its
+    # source first, with the identity edlib gives (about 0.8 for 20 % events, indels included).
+    far = tmp_path / "far.fa"
+    far.write_text("".join(f">far{i}\n{decode(mutate(recs[i].tokens, 0.2, rng))}\n" for i in picks))
+    base = ("search", "--index", tmp_path / "index", far, "-k", "3")
+    reranked = _cli(store, *base, "--rerank", "10", "--collection", collection)
+    assert reranked.returncode == 0, reranked.stderr
+    rows = [line.split("\t") for line in reranked.stdout.strip().splitlines()]
+    assert rows[0][-1] == "identity" and len(rows) == 1 + 3 * len(picks)
+    by_query: dict[str, list[list[str]]] = {}
+    for row in rows[1:]:
+        by_query.setdefault(row[0], []).append(row)
+    for i in picks:
+        top = by_query[f"far{i}"]
+        assert top[0][1] == f"{recs[i].id}_gene", top
+        idents = [float(r[-1]) for r in top]
+        assert idents == sorted(idents, reverse=True) and 0.7 < idents[0] < 0.95, idents
+    missing = _cli(store, *base, "--rerank", "10")
+    assert missing.returncode == 1 and "--rerank needs --collection" in missing.stderr
+    wrong = _cli(store, *base, "--rerank", "10", "--collection", far)
+    assert wrong.returncode == 1 and "indexed records are not in it" in wrong.stderr
 
 
 def test_cli_bad_inputs_are_one_line_errors(store, tmp_path):
