@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -123,11 +124,21 @@ def validate(model: GeneAE, cfg: Config, records: list[np.ndarray], device: torc
     return metrics
 
 
+def _quiet_report_logs() -> None:
+    """Ray Train logs every report, its metrics dict included, at INFO from a logger named by its file
+    path (outside `ray.train`, so RunConfig's log level misses it); our own progress lines say enough."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.replace("\\", "/").endswith("train/v2/_internal/execution/context.py"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
     from gene_ae import checkpoint
+
+    _quiet_report_logs()
 
     cfg = Config.from_dict(config["cfg"])
     t = cfg.train
@@ -308,7 +319,14 @@ def start_ray() -> None:
         env = {k: v for k, v in env.items() if k not in taken}
         ray.init(runtime_env={"env_vars": env} if env else None, log_to_driver=True)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env={"env_vars": env})
+        # Without a dashboard Ray's state API is absent, and Ray Train's placement-group cleaner would log
+        # a warning every few seconds saying so; the job's own Ray logs are therefore cut to errors.
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            runtime_env={"env_vars": env},
+            logging_config=ray.LoggingConfig(log_level="ERROR"),
+        )
 
 
 def mlflow_run(cfg: Config, uri: str) -> str:
@@ -409,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             storage_path=t.storage,
             failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # not every report and checkpoint
         ),
     )
     started = time.perf_counter()
