@@ -37,6 +37,8 @@ def validate(seqs: Sequence[str]) -> list[np.ndarray]:
 def resolve_checkpoint(uri: str) -> Path:
     """A local checkpoint directory, or download the model's checkpoint artifact from MLflow."""
     local = Path(uri)
+    if local.exists() and not local.is_dir():
+        raise FileNotFoundError(f"{uri}: a file, not a checkpoint directory or model URI")
     if local.is_dir():
         candidates = [local, local / "checkpoint", *sorted(local.glob("artifacts/*")), *sorted(local.glob("*"))]
         for candidate in candidates:
@@ -46,6 +48,8 @@ def resolve_checkpoint(uri: str) -> Path:
     import mlflow
 
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    if not root.is_dir():  # a single file came back: no checkpoint (and no endless recursion)
+        raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")
     return resolve_checkpoint(str(root))
 
 

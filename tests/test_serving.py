@@ -201,6 +201,7 @@ def test_cli_bad_inputs_are_one_line_errors(store, tmp_path):
         ("embed", "--model", "models:/gene-ae-encoder@production", "--input", protein, "--out", tmp_path / "i"),
         ("embed", "--model", "models:/no-such-model@production", "--input", protein, "--out", tmp_path / "i"),
         ("reconstruct", "--model", tmp_path / "nowhere", "--input", protein),
+        ("reconstruct", "--model", protein, "--input", protein),  # a file is not a model: no endless recursion
     ]
     for args in cases:
         proc = _cli(store, *args)
