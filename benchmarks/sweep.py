@@ -23,9 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 32
 # The defaults before this sweep, pinned so its table stays reproducible after the defaults moved.
-BASE = ["model.window=1024", "data.window=1024", "model.kmer_sizes=3,5,7", "data.view_divergence=0.35"]
+BASE = ["model.window=1024", "data.window=1024", "model.kmer_sizes=3,5,7", "model.latent_dim=256"]
+BASE += ["data.view_divergence=0.35"]
 
 W512, K345 = ["model.window=512", "data.window=512"], ["model.kmer_sizes=3,4,5"]
+NEW = [*W512, "model.latent_dim=512", *K345]  # the defaults the sweep chose
 # name -> overrides on top of the defaults (plus BASE). window must be set on model and data together.
 VARIANTS: dict[str, list[str]] = {
     "base": [],
@@ -45,6 +47,11 @@ VARIANTS: dict[str, list[str]] = {
     "w512-kmer345-variational": [*W512, *K345, "model.variational=true"],
     "w512-kmer345-temp0.05": [*W512, *K345, "train.temperature=0.05"],
     "rec-only-w128": ["train.contrastive_weight=0", "model.window=128", "data.window=128"],
+    # around the new defaults (= w512-kmer345-latent512)
+    "new-kmer-none": [*NEW[:-1], "model.kmer_sizes="],
+    "new-nce3": [*NEW, "train.contrastive_weight=3"],
+    "new-nce0.3": [*NEW, "train.contrastive_weight=0.3"],
+    "new-lr4e-3": [*NEW, "train.lr=4e-3"],
 }
 
 METRICS = (

@@ -145,7 +145,8 @@ class GeneAE(nn.Module):
             nn.init.normal_(bag.weight)
             with torch.no_grad():
                 bag.weight[-1].zero_()
-        self.kmer_scale = nn.Parameter(torch.ones(len(cfg.kmer_sizes)))
+        # No empty parameter when there are no bags: DDP refuses parameters that never get a gradient.
+        self.kmer_scale = nn.Parameter(torch.ones(len(cfg.kmer_sizes))) if cfg.kmer_sizes else None
         if cfg.kmer_sizes:
             with torch.no_grad():
                 self.to_mu.weight.mul_(0.1)
@@ -194,7 +195,7 @@ class GeneAE(nn.Module):
         logvar = self.to_logvar(pooled) if self.to_logvar is not None else None
         mu = self.to_mu(pooled)
         tokens = tokens.masked_fill(~mask, PAD)  # masked-out content must not reach the k-mer bags
-        for k, bag, scale in zip(self.cfg.kmer_sizes, self.kmer_bags, self.kmer_scale):
+        for k, bag, scale in zip(self.cfg.kmer_sizes, self.kmer_bags, self.kmer_scale if self.kmer_bags else ()):
             mu = mu + scale * F.normalize(bag(kmer_ids(tokens, k, self.cfg.canonical_kmers)).float(), dim=-1)
         return mu, logvar
 

@@ -207,3 +207,15 @@ def test_tiny_model_overfits_four_sequences() -> None:
     with torch.no_grad():
         _, acc = reconstruction_loss(model(tokens, mask)["logits"], tokens, mask)
     assert acc >= 0.95
+
+
+@pytest.mark.parametrize("kmer_sizes", [(), (3, 4, 5)])
+def test_every_parameter_gets_a_gradient(kmer_sizes) -> None:
+    """DDP fails on parameters that never receive a gradient (an empty k-mer scale did, with no bags)."""
+    model = GeneAE(tiny(kmer_sizes=kmer_sizes))
+    x, mask = random_batch(3, 64)
+    out = model(x, mask)
+    loss = reconstruction_loss(out["logits"], x, mask)[0] + info_nce(out["mu"], out["mu"].flip(0))
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.numel() == 0]
+    assert missing == [], missing
