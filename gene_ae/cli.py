@@ -119,6 +119,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from gene_ae import align, index
     from gene_ae.encoder import Encoder
 
+    if args.rerank < 0:
+        raise ValueError(f"--rerank must be 0 (off) or a number of hits to align, got {args.rerank}")
     faiss_index, meta = index.load(args.index)
     encoder = Encoder.load(args.model or meta.model_uri)
     if encoder.dim != meta.dim:

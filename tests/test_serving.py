@@ -187,6 +187,8 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
         assert top[0][1] == f"{recs[i].id}_gene", top
         idents = [float(r[-1]) for r in top]
         assert idents == sorted(idents, reverse=True) and 0.7 < idents[0] < 0.95, idents
+    negative = _cli(store, *base, "--rerank", "-1", "--collection", collection)
+    assert negative.returncode == 1 and "--rerank must be 0" in negative.stderr
     missing = _cli(store, *base, "--rerank", "10")
     assert missing.returncode == 1 and "--rerank needs --collection" in missing.stderr
     wrong = _cli(store, *base, "--rerank", "10", "--collection", far)
