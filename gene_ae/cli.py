@@ -188,10 +188,10 @@ def _subject(subjects: dict[str, np.ndarray], e, windows: bool) -> np.ndarray:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gene_ae.encoder import Encoder
-    from gene_ae.evaluate import EvalConfig, clean_label, run_eval
+    from gene_ae.evaluate import EvalConfig, run_eval
 
     try:
-        pattern = re.compile(args.label_regex) if args.label_regex else None
+        re.compile(args.label_regex or "")
     except re.error as exc:
         raise ValueError(f"--label-regex {args.label_regex!r}: {exc}") from None
     encoder = Encoder.load(args.model)
@@ -199,13 +199,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not recs:
         raise ValueError(f"{args.input}: no sequences to evaluate")
     ids, seqs, labels = (list(x) for x in zip(*recs))
-    labels = [clean_label(lab, pattern) for lab in labels]
     cross = None
     if args.queries:
         q = list(_records(args.queries, args, splits=(args.split,)))
-        cross = ([r[1] for r in q], [clean_label(r[2], pattern) for r in q])
+        cross = ([r[1] for r in q], [r[2] for r in q])
     methods = ("gene-ae", "5-mer") + (() if args.no_sourmash else ("sourmash",))
-    cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods, rerank=args.rerank)
+    cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods)
+    cfg.rerank, cfg.label_regex = args.rerank, args.label_regex or ""
     has_labels = any(lab is not None for lab in labels)
     report = run_eval(
         encoder, seqs, ids, labels if has_labels else None, cfg, args.out, args.mlflow_run, cross_queries=cross

@@ -59,6 +59,7 @@ class EvalConfig:
     label_queries: int = 2000  # leave-one-out queries at most (sampled when the collection is larger)
     batch_size: int = 64  # encoder batch size
     rerank: int = 0  # also score each method with its top `rerank` hits re-ordered by alignment ("+align" rows)
+    label_regex: str = ""  # group labels by this regex's first group (see clean_label); "" = labels as given
 
 
 # ---------------------------------------------------------------------------------------------- methods
@@ -489,7 +490,8 @@ def run_eval(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     methods, skipped = build_methods(encoder, cfg, seqs)
-    labels = list(labels) if labels is not None else [None] * len(seqs)
+    pattern = re.compile(cfg.label_regex) if cfg.label_regex else None
+    labels = [clean_label(lab, pattern) for lab in labels] if labels is not None else [None] * len(seqs)
     report: dict[str, Any] = {
         "config": asdict(cfg),
         "model": (encoder.uri or "(in-memory encoder)") if encoder is not None else None,
@@ -504,7 +506,7 @@ def run_eval(
         ("distance_faithfulness", lambda: distance_faithfulness(methods, seqs, cfg)),
     ]
     if cross_queries is not None:
-        q_seqs, q_labels = cross_queries
+        q_seqs, q_labels = cross_queries[0], [clean_label(lab, pattern) for lab in cross_queries[1]]
         steps.append(("cross_set_retrieval", lambda: cross_set_retrieval(methods, q_seqs, q_labels, seqs, labels)))
     if encoder is not None:
         steps.append(("reconstruction", lambda: reconstruction(encoder, seqs, cfg)))

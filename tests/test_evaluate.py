@@ -209,6 +209,17 @@ def test_clean_label_drops_placeholders_and_groups_by_regex() -> None:
     assert clean_label("Bacillus", re.compile("cill")) == "cill"  # no group: the whole match
 
 
+def test_run_eval_groups_labels_by_regex_and_drops_placeholders(rrna, tmp_path) -> None:
+    """The grouping lives in run_eval (recorded in the report's config), not only in the CLI."""
+    seqs = rrna.seqs[:6]
+    labels = ["clade_IIb,x", "clade_IIb_y", "clade_I", "clade_I", "unlabelled", "unlabelled"]
+    cfg = EvalConfig(n_queries=2, divergences=(0.01,), methods=("5-mer",), label_regex=r"^(clade_I+b?)")
+    report = run_eval(None, seqs, [f"s{i}" for i in range(6)], labels, cfg, tmp_path)
+    assert report["config"]["label_regex"] == r"^(clade_I+b?)"
+    lr = report["label_retrieval"]
+    assert lr["n_sequences"] == 4 and lr["n_labels"] == 2
+
+
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown method 'blast'"):
         build_methods(None, EvalConfig(methods=("blast",)), [random_bases(10, 0)])
