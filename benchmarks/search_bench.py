@@ -44,7 +44,7 @@ K = 10
 
 def load_genes(paths: Sequence[Path], limit: int | None) -> list[np.ndarray]:
     """Token arrays of every record in the files (tables read their 'sequence' column)."""
-    from shard_tools.readers import ReaderConfig, read_records
+    from shard_tools.inputs import ReaderConfig, read_records
 
     seqs = [rec.tokens for path in paths for rec in read_records(path, ReaderConfig(label_column="class"))]
     return seqs[:limit] if limit else seqs

@@ -1,19 +1,5 @@
 """gene-ae: learn compact DNA sequence embeddings without labels, and search collections with them."""
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from gene_ae.encoder import Encoder
+from gene_ae.encoder import Encoder
 
 __all__ = ["Encoder"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that `import gene_ae.alphabet` (used by shard_tools) never pulls in torch.
-    if name == "Encoder":
-        from gene_ae.encoder import Encoder
-
-        return Encoder
-    raise AttributeError(name)

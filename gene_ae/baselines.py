@@ -1,6 +1,6 @@
 """Classic alignment-free baselines that `gene-ae eval` runs beside the encoder: k-mer profiles and sourmash.
 
-Both take token arrays (gene_ae.alphabet), like `Encoder.embed_tokens`, so evaluation treats every method
+Both take token arrays (shard_tools.alphabet), like `Encoder.embed_tokens`, so evaluation treats every method
 alike. Numpy and scipy only (no torch); sourmash is optional and imported lazily.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from gene_ae.alphabet import FIRST_BASE, decode
+from shard_tools.alphabet import FIRST_BASE, decode
 
 _PIECE = 1 << 22  # bases per counting chunk: bounds temporary memory whatever the input length
 

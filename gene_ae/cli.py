@@ -23,8 +23,8 @@ def _reader_args(p: argparse.ArgumentParser) -> None:
 def _records(path: str, args: argparse.Namespace, splits: tuple[str, ...] = ("train", "val")) -> Iterator[tuple]:
     """(id, tokens, label) from a FASTA/FASTQ/TSV file, '-' (stdin) or a shard directory."""
     from gene_ae.evaluate import parse_label
+    from shard_tools.inputs import ReaderConfig, read_records
     from shard_tools.reader import read_shards
-    from shard_tools.readers import ReaderConfig, read_records
 
     if Path(path).is_dir():
         for split in splits:
@@ -92,7 +92,7 @@ def _embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, w
     """The same embedding as Ray Data map_batches, for collections beyond one machine."""
     import ray
 
-    from gene_ae.alphabet import decode
+    from shard_tools.alphabet import decode
 
     class EmbedBatch:
         def __init__(self, uri: str):
@@ -227,8 +227,8 @@ def _headline(mr: dict) -> str:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from gene_ae.alphabet import decode
     from gene_ae.encoder import Encoder
+    from shard_tools.alphabet import decode
 
     encoder = Encoder.load(args.model)
     out = open(args.out, "w") if args.out else sys.stdout

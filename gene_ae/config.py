@@ -8,8 +8,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gene_ae.data import DataConfig
 from gene_ae.model import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # shard directory (manifest.json + train/ + val/)
+    window: int = 512  # training window; sequences longer than this are sampled in random windows
+    min_length: int = 64  # shorter records (and tails) are skipped
+    batch_size: int = 32
+    loader_workers: int = 1  # background processes per rank; 0 decodes in the training process
+    shuffle_buffer: int = 1000  # windows held for shuffling
+    bucket_batches: int = 8  # batches pooled and sorted by length before batching
+    windows_per_record: float = 1.0  # mean windows drawn per 1 window-length of sequence, per pass
+    view_divergence: float = 0.35  # the contrastive view is mutated at up to this divergence
+    rc_prob: float = 0.5  # and reverse-complemented with this probability
+    skip_corrupt: bool = False  # count and skip undecodable samples instead of failing
+    val_records: int = 256  # validation records, embedded whole (tiled like the Encoder) for recall
+    val_max_length: int = 8192  # longer validation records are cut to this many bases
 
 
 @dataclass

@@ -10,33 +10,16 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import webdataset as wds
 
-from gene_ae.alphabet import PAD
+from gene_ae.config import DataConfig
 from gene_ae.mutate import random_view
+from shard_tools.alphabet import PAD
 from shard_tools.format import BLOCK_EXT, decode_block
 from shard_tools.reader import ShardError, load_manifest
-
-
-@dataclass
-class DataConfig:
-    path: str = ""  # shard directory (manifest.json + train/ + val/)
-    window: int = 512  # training window; sequences longer than this are sampled in random windows
-    min_length: int = 64  # shorter records (and tails) are skipped
-    batch_size: int = 32
-    loader_workers: int = 1  # background processes per rank; 0 decodes in the training process
-    shuffle_buffer: int = 1000  # windows held for shuffling
-    bucket_batches: int = 8  # batches pooled and sorted by length before batching
-    windows_per_record: float = 1.0  # mean windows drawn per 1 window-length of sequence, per pass
-    view_divergence: float = 0.35  # the contrastive view is mutated at up to this divergence
-    rc_prob: float = 0.5  # and reverse-complemented with this probability
-    skip_corrupt: bool = False  # count and skip undecodable samples instead of failing
-    val_records: int = 256  # validation records, embedded whole (tiled like the Encoder) for recall
-    val_max_length: int = 8192  # longer validation records are cut to this many bases
 
 
 def shard_urls(path: str | Path, split: str) -> list[str]:

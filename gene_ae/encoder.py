@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from gene_ae import checkpoint
-from gene_ae.alphabet import PAD, InvalidSequenceError, encode
 from gene_ae.config import Config
 from gene_ae.model import GeneAE, window_starts
+from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
 MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
 

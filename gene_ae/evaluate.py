@@ -30,14 +30,14 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from gene_ae import align, baselines
-from gene_ae.alphabet import FIRST_BASE, PAD
 from gene_ae.mutate import mutate
+from shard_tools.alphabet import FIRST_BASE, PAD
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from gene_ae.encoder import Encoder
-    from shard_tools.readers import ReaderConfig
+    from shard_tools.inputs import ReaderConfig
 
 DEFAULT_METHODS = ("gene-ae", "5-mer", "sourmash")
 _KMER_NAME = re.compile(r"^(\d+)-mer$")
@@ -781,8 +781,8 @@ class EvalInput:
 def load_eval_input(path: str | Path, reader_cfg: ReaderConfig | None = None, split: str = "val") -> EvalInput:
     """Sequences to evaluate: a shard folder (its `split`) or a FASTA/FASTQ/TSV file. Labels come from the
     table's label column or the shards' metadata, else from the header (`parse_label`)."""
+    from shard_tools.inputs import ReaderConfig, read_records
     from shard_tools.reader import read_shards
-    from shard_tools.readers import ReaderConfig, read_records
 
     data = EvalInput([], [], [])
     p = Path(path)

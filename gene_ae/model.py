@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from gene_ae.alphabet import FIRST_BASE, PAD
+from shard_tools.alphabet import FIRST_BASE, PAD
 
 POOLINGS = ("mean", "attention", "max")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gene_ae.alphabet import FIRST_BASE, N, reverse_complement
+from shard_tools.alphabet import FIRST_BASE, N, reverse_complement
 
 _A = FIRST_BASE  # A, C, G, T are the four consecutive tokens FIRST_BASE .. FIRST_BASE + 3
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gene_ae.alphabet import PAD
 from gene_ae.config import Config, load_config
 from gene_ae.data import pad_batch, train_loader, val_records
 from gene_ae.model import GeneAE, info_nce, kl_loss, reconstruction_loss
 from gene_ae.mutate import mutate
+from shard_tools.alphabet import PAD
 
 LN2 = math.log(2)
 

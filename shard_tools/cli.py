@@ -9,8 +9,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from shard_tools.inputs import FORMATS, InputError, ReaderConfig, Record, read_records
 from shard_tools.reader import ShardError
-from shard_tools.readers import FORMATS, InputError, ReaderConfig, Record, read_records
 from shard_tools.verify import verify
 from shard_tools.writer import ShardConfig, ShardWriter
 

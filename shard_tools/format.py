@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
-from gene_ae.alphabet import FIRST_BASE, N
+from shard_tools.alphabet import FIRST_BASE, N
 
 FORMAT_NAME = "gene-ae-shards"
 FORMAT_VERSION = 1

@@ -22,9 +22,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from gene_ae.alphabet import TOKENS
+from shard_tools.alphabet import TOKENS
 from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN, encode_block, sanitise_key
-from shard_tools.readers import Record
+from shard_tools.inputs import Record
 
 SPLITS = ("train", "val")
 HIST_EDGES = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 10_000_000]

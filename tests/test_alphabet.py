@@ -1,4 +1,4 @@
-"""gene_ae.alphabet: the token ids are on-disk format, so they are pinned; the rest are round-trip properties."""
+"""shard_tools.alphabet: the token ids are on-disk format, so they are pinned; the rest are round-trip properties."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gene_ae import alphabet
-from gene_ae.alphabet import InvalidSequenceError, decode, encode, normalise, reverse_complement
+from shard_tools import alphabet
+from shard_tools.alphabet import InvalidSequenceError, decode, encode, normalise, reverse_complement
 
 IUPAC = "RYSWKMBDHV"
 SKIPPED = " \t\r\n\v\f0123456789"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gene_ae import alphabet, baselines
+from gene_ae import baselines
 from gene_ae.evaluate import (
     EmbeddingMethod,
     EvalConfig,
@@ -26,7 +26,8 @@ from gene_ae.evaluate import (
     run_eval,
 )
 from gene_ae.mutate import mutate
-from shard_tools.readers import ReaderConfig
+from shard_tools import alphabet
+from shard_tools.inputs import ReaderConfig
 
 KMER = EmbeddingMethod("5-mer", baselines.kmer_profiles)
 needs_sourmash = pytest.mark.skipif(not baselines.is_available(), reason="sourmash is not installed")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from gene_ae import alphabet
 from gene_ae.model import (
     POOLINGS,
     GeneAE,
@@ -19,6 +18,7 @@ from gene_ae.model import (
     kl_loss,
     reconstruction_loss,
 )
+from shard_tools import alphabet
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gene_ae import alphabet
 from gene_ae.mutate import mutate, random_view
+from shard_tools import alphabet
 
 
 def random_bases(n: int, seed: int = 0) -> np.ndarray:

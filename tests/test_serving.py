@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from gene_ae import Encoder, checkpoint, tracking
-from gene_ae.alphabet import decode
 from gene_ae.config import Config
 from gene_ae.model import GeneAE, ModelConfig
 from gene_ae.mutate import mutate
 from gene_ae.serving import serving
-from shard_tools.readers import ReaderConfig, read_records
+from shard_tools.alphabet import decode
+from shard_tools.inputs import ReaderConfig, read_records
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ import pytest
 import zstandard
 
 import shard_tools
-from gene_ae.alphabet import TOKENS, decode, normalise
 from shard_tools import load_manifest, read_shards
+from shard_tools.alphabet import TOKENS, decode, normalise
 from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN
 from shard_tools.reader import iter_tar_samples
 

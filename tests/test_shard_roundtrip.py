@@ -1,6 +1,6 @@
 """Every bundled data set through the real `shard-fasta` and back through `read_shards`: bases, ids, labels, size.
 
-The expected records come from a small independent parser below, not from shard_tools.readers.
+The expected records come from a small independent parser below, not from shard_tools.inputs.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gene_ae.alphabet import decode, normalise
 from shard_tools import iter_blocks, load_manifest, read_shards
+from shard_tools.alphabet import decode, normalise
 from shard_tools.verify import verify
 
 SPLITS = ("train", "val")

@@ -17,7 +17,7 @@ import webdataset as wds
 from gene_ae.data import DataConfig, decode_samples, shard_urls, train_loader
 from gene_ae.model import GeneAE, ModelConfig, reconstruction_loss
 from shard_tools import iter_blocks, read_shards
-from shard_tools.readers import ReaderConfig, read_records
+from shard_tools.inputs import ReaderConfig, read_records
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.toml"

@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 import zstandard
 
-from gene_ae.alphabet import InvalidSequenceError, encode
+from shard_tools.alphabet import InvalidSequenceError, encode
 
 FORMATS = ("fasta", "fastq", "tsv", "csv")
 _MAGIC = {

@@ -1,4 +1,4 @@
-"""shard_tools.readers: streaming FASTA/FASTQ/TSV parsing, compression by magic bytes, and InputError context."""
+"""shard_tools.inputs: streaming FASTA/FASTQ/TSV parsing, compression by magic bytes, and InputError context."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import zstandard
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gene_ae.alphabet import FIRST_BASE, N, decode, normalise
+from shard_tools.alphabet import FIRST_BASE, N, decode, normalise
 from shard_tools.cli import shard_fasta_main
+from shard_tools.inputs import InputError, ReaderConfig, detect_format, read_records
 from shard_tools.reader import load_manifest, read_shards
-from shard_tools.readers import InputError, ReaderConfig, detect_format, read_records
 
 # ids: any printable, non-space characters (FASTA splits the id from the description at the first space)
 IDS = st.text(
