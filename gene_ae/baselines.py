@@ -47,6 +47,48 @@ def kmer_profiles(
     return (counts / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def kmer_matrix(seqs: Sequence[np.ndarray], k: int, canonical: bool = True) -> sparse.csr_matrix:
+    """[n, 4**k] sparse L2-normalised k-mer counts (canonical by default): the exact profile at any k up to
+    15, in memory proportional to the distinct k-mers, not to 4**k. Cosine = row dot products."""
+    if not 1 <= k <= 15:
+        raise ValueError(f"k must be in 1..15, got {k}")
+    rc = _rc_index(k) if canonical and k <= 12 else None
+    blocks = []
+    for rows, chunk in _chunks(seqs, k):
+        index, valid = _kmer_codes(chunk, k)
+        row_of = np.repeat(rows, [c.size for c in chunk])[: index.size]
+        index, row_of = index[valid], row_of[valid]
+        if canonical:
+            index = np.minimum(index, rc[index] if rc is not None else _rc_codes(index, k))
+        blocks.append(sparse.coo_matrix((np.ones(index.size), (row_of, index)), shape=(len(seqs), 4**k)))
+    m = sparse.csr_matrix((len(seqs), 4**k)) if not blocks else sum(b.tocsr() for b in blocks)
+    m = sparse.csr_matrix(m, dtype=np.float32)
+    m.sum_duplicates()
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())
+    return sparse.diags(1.0 / np.maximum(norms, 1e-12)).astype(np.float32) @ m
+
+
+def hashed_profiles(seqs: Sequence[np.ndarray], k: int, dim: int, canonical: bool = True) -> np.ndarray:
+    """[n, dim] k-mer counts folded by signed feature hashing (Weinberger et al. 2009) and L2-normalised:
+    the classic method at a learned vector's own size. Each k-mer adds +1 or -1 to one of dim buckets."""
+    m = kmer_matrix(seqs, k, canonical).tocoo()
+    h = (m.col.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
+    bucket = (h % np.uint64(dim)).astype(np.int64)
+    sign = np.where((h >> np.uint64(40)) & np.uint64(1), 1.0, -1.0)
+    out = np.zeros((m.shape[0], dim), dtype=np.float64)
+    np.add.at(out, (m.row, bucket), sign * m.data)
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _rc_codes(index: np.ndarray, k: int) -> np.ndarray:
+    """Reverse complement of k-mer codes, computed (for k too large for a lookup table)."""
+    x, rc = index.copy(), np.zeros_like(index)
+    for _ in range(k):
+        rc = rc * 4 + (3 - x % 4)
+        x //= 4
+    return rc
+
+
 def _chunks(seqs: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     """Group sequences (long ones cut into pieces overlapping by k - 1) into chunks of about _PIECE bases."""
     out: list[tuple[np.ndarray, list[np.ndarray]]] = []

@@ -43,8 +43,8 @@ def _records(path: str, args: argparse.Namespace, splits: tuple[str, ...] = ("tr
 def cmd_embed(args: argparse.Namespace) -> int:
     from gene_ae import index
     from gene_ae.encoder import Encoder
-    from gene_ae.model import window_starts
     from gene_ae.tracking import resolve_version
+    from gene_ae.windows import window_starts
 
     encoder = Encoder.load(args.model)
     entries, pieces = [], []

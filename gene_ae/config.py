@@ -45,6 +45,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     contrastive_weight: float = 1.0  # InfoNCE between a window and its mutated view; 0 = reconstruction only
     temperature: float = 0.1
+    queue_size: int = 0  # earlier batches' vectors kept as extra InfoNCE negatives (0 = in-batch only)
     kl_weight: float = 1e-3  # variational models only; annealed linearly over kl_anneal_steps
     kl_anneal_steps: int = 500
     free_bits: float = 0.0
@@ -54,7 +55,6 @@ class TrainConfig:
     experiment: str = "gene-ae"  # MLflow experiment
     register: str = "gene-ae-encoder"  # MLflow registered model name ("" to skip)
     alias: str = ""  # set this alias on the new version (e.g. production)
-    fail_at_step: int = -1  # test hook: rank 1 exits at this step on the first attempt
 
 
 @dataclass

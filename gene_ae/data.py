@@ -17,7 +17,7 @@ import webdataset as wds
 
 from gene_ae.config import DataConfig
 from gene_ae.mutate import random_view
-from shard_tools.alphabet import PAD
+from gene_ae.windows import pad_batch
 from shard_tools.format import BLOCK_EXT, decode_block
 from shard_tools.reader import ShardError, load_manifest
 
@@ -72,27 +72,19 @@ def with_views(windows: Iterable[np.ndarray], cfg: DataConfig, rng: np.random.Ge
         yield w, random_view(w, rng, cfg.view_divergence, cfg.rc_prob)[: cfg.window]
 
 
-def pad_batch(seqs: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad with PAD to the longest (rounded up to `multiple`); returns tokens and lengths."""
-    lengths = np.array([s.size for s in seqs], dtype=np.int64)
-    width = int(-(-lengths.max() // multiple) * multiple)
-    out = np.full((len(seqs), width), PAD, dtype=np.uint8)
-    for i, s in enumerate(seqs):
-        out[i, : s.size] = s
-    return out, lengths
-
-
 def bucket_batches(pairs: Iterable[tuple], batch_size: int, pool: int, rng: random.Random) -> Iterator[dict]:
-    """Pool `pool` batches of pairs, sort by length so batches pad little, emit in random order."""
+    """Pool `pool` batches of pairs, sort by length so batches pad little, emit in random order.
+
+    Windows and their views are padded together to one width, so training stacks them as they are."""
 
     def emit(buf: list[tuple]) -> Iterator[dict]:
         buf.sort(key=lambda p: p[0].size)
         batches = [buf[i : i + batch_size] for i in range(0, len(buf) - batch_size + 1, batch_size)]
         rng.shuffle(batches)
         for b in batches:
-            tokens, lengths = pad_batch([p[0] for p in b])
-            view, view_lengths = pad_batch([p[1] for p in b])
-            yield {"tokens": tokens, "lengths": lengths, "view": view, "view_lengths": view_lengths}
+            both, lengths = pad_batch([p[0] for p in b] + [p[1] for p in b])
+            n = len(b)
+            yield {"tokens": both[:n], "lengths": lengths[:n], "view": both[n:], "view_lengths": lengths[n:]}
         return buf[len(batches) * batch_size :]
 
     buf: list[tuple] = []
@@ -119,7 +111,7 @@ def train_loader(cfg: DataConfig, rank: int, batches: int, seed: int) -> wds.Web
         py_rng, np_rng = stage_rngs()
         seqs = decode_samples(src, cfg.skip_corrupt)
         wins = random_windows(seqs, cfg.window, cfg.min_length, cfg.windows_per_record, py_rng)
-        shuffled = wds.filters._shuffle(wins, cfg.shuffle_buffer, min(cfg.shuffle_buffer, 100), py_rng)
+        shuffled = wds.shuffle(cfg.shuffle_buffer, min(cfg.shuffle_buffer, 100), rng=py_rng)(wins)
         yield from bucket_batches(with_views(shuffled, cfg, np_rng), cfg.batch_size, cfg.bucket_batches, py_rng)
 
     pipeline = wds.DataPipeline(

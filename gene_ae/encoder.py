@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 
 from gene_ae import checkpoint
 from gene_ae.config import Config
-from gene_ae.model import GeneAE, window_starts
+from gene_ae.model import GeneAE, reconstruction_counts
+from gene_ae.windows import pad_batch, tile
 from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
 MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
@@ -32,6 +34,16 @@ def validate(seqs: Sequence[str]) -> list[np.ndarray]:
             raise ValueError(f"row {i}: {tokens.size:,} bases is over the {MAX_LENGTH:,} limit")
         out.append(tokens)
     return out
+
+
+@dataclass
+class Reconstruction:
+    """Decoded windows and the totals behind accuracy (correct / bases) and bits per base (nats / ln 2 / bases)."""
+
+    tokens: list[np.ndarray]
+    nats: float
+    correct: int
+    bases: int
 
 
 def resolve_checkpoint(uri: str) -> Path:
@@ -76,33 +88,34 @@ class Encoder:
     def window(self) -> int:
         return self.cfg.model.window
 
+    def _tensor(self, pieces: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, _ = pad_batch(pieces)
+        x = torch.from_numpy(tokens.astype(np.int64)).to(self.device)
+        return x, x != PAD
+
     @torch.no_grad()
     def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Token arrays -> [n, dim] L2-normalised float32.
 
-        Every sequence is tiled into windows (the last one aligned to its end); windows of all
-        sequences are batched together by length, and each sequence's vector is the length-weighted
-        mean of its windows' mu. Memory is one batch of windows, whatever the sequence lengths.
+        Every sequence is tiled into windows (gene_ae.windows.tile: the last one aligned to its end);
+        windows of all sequences are batched together by length, and each sequence's vector is the
+        length-weighted mean of its windows' vectors. Memory is one batch of windows, whatever the
+        sequence lengths.
         """
+        empty = next((i for i, s in enumerate(seqs) if s.size == 0), None)
+        if empty is not None:
+            raise ValueError(f"row {empty}: empty sequence")
         w = self.window
-        jobs = [(i, start) for i, s in enumerate(seqs) for start in window_starts(s.size, w)]
-        jobs.sort(key=lambda j: min(seqs[j[0]].size - j[1], w))
+        jobs = tile(seqs, w)
         sums = np.zeros((len(seqs), self.dim), dtype=np.float64)
         weights = np.zeros(len(seqs), dtype=np.float64)
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]
             pieces = [seqs[i][start : start + w] for i, start in batch]
-            width = max(p.size for p in pieces)
-            tokens = np.full((len(pieces), width), PAD, dtype=np.int64)
-            for row, piece in enumerate(pieces):
-                tokens[row, : piece.size] = piece
-            x = torch.from_numpy(tokens).to(self.device)
-            mu = self.model.encode(x, x != PAD)[0].float().cpu().numpy()
+            mu = self.model.encode(*self._tensor(pieces)).vector.float().cpu().numpy()
             for row, (i, _) in enumerate(batch):
                 sums[i] += mu[row] * pieces[row].size
                 weights[i] += pieces[row].size
-        if (weights == 0).any():
-            raise ValueError(f"row {int(np.argmin(weights))}: empty sequence")
         means = sums / weights[:, None]
         return (means / np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
@@ -110,13 +123,28 @@ class Encoder:
         return self.embed_tokens(validate(seqs), batch_size)
 
     @torch.no_grad()
-    def reconstruct_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        """Decode each window's latent back to bases (argmax), windows laid end to end."""
-        pieces = []
-        for start in range(0, tokens.size, self.window):
-            w = tokens[start : start + self.window]
-            x = torch.from_numpy(w.astype(np.int64))[None].to(self.device)
-            mu, _ = self.model.encode(x, x != PAD)
-            logits = self.model.decode(mu, w.size)
-            pieces.append(logits.argmax(-1)[0].cpu().numpy().astype(np.uint8))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
+    def reconstruct_windows(self, windows: Sequence[np.ndarray], batch_size: int = 64) -> Reconstruction:
+        """Decode each window (at most `window` bases) from its latent alone; argmax tokens per window and
+        the totals of model.reconstruction_counts (real bases only)."""
+        out = Reconstruction([], 0.0, 0, 0)
+        for b in range(0, len(windows), batch_size):
+            pieces = list(windows[b : b + batch_size])
+            if any(p.size > self.window for p in pieces):
+                raise ValueError(f"reconstruct_windows takes windows of at most {self.window} bases")
+            x, mask = self._tensor(pieces)
+            logits = self.model.decode(self.model.encode(x, mask).code, x.shape[1]).float()
+            nats, correct, count = reconstruction_counts(logits, x, mask)
+            decoded = logits.argmax(-1).cpu().numpy().astype(np.uint8)
+            out.tokens += [decoded[row, : p.size] for row, p in enumerate(pieces)]
+            out.nats, out.correct, out.bases = (
+                out.nats + float(nats),
+                out.correct + int(correct),
+                out.bases + int(count),
+            )
+        return out
+
+    def reconstruct_tokens(self, tokens: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Decode a sequence of any length: its windows laid end to end, each decoded from its own latent."""
+        windows = [tokens[s : s + self.window] for s in range(0, tokens.size, self.window)]
+        decoded = self.reconstruct_windows(windows, batch_size).tokens
+        return np.concatenate(decoded) if decoded else np.zeros(0, np.uint8)

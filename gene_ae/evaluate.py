@@ -31,7 +31,6 @@ from scipy.stats import spearmanr
 
 from gene_ae import align, baselines
 from gene_ae.mutate import mutate
-from shard_tools.alphabet import FIRST_BASE, PAD
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -445,22 +444,9 @@ def _batches(items: Sequence[np.ndarray], size: int) -> Iterator[list[np.ndarray
 
 
 def _reconstruct_batch(encoder: Encoder, batch: list[np.ndarray]) -> tuple[float, float, float]:
-    """(correct bases, total bits, real bases) for one right-padded batch."""
-    import torch  # only the encoder's evaluation needs torch; baselines run without it
-    import torch.nn.functional as F
-
-    width = max(s.size for s in batch)
-    tokens = np.full((len(batch), width), PAD, dtype=np.int64)
-    for row, s in enumerate(batch):
-        tokens[row, : s.size] = s
-    x = torch.from_numpy(tokens).to(encoder.device)
-    with torch.no_grad():
-        mu, _ = encoder.model.encode(x, x != PAD)
-        logits = encoder.model.decode(mu, width).float()
-    valid = x >= FIRST_BASE
-    nats = F.cross_entropy(logits[valid], x[valid], reduction="sum")
-    correct = (logits.argmax(-1) == x) & valid
-    return float(correct.sum()), float(nats) / math.log(2), float(valid.sum())
+    """(correct bases, total bits, real bases) for one batch."""
+    rec = encoder.reconstruct_windows(batch, batch_size=len(batch))
+    return float(rec.correct), rec.nats / math.log(2), float(rec.bases)
 
 
 # -------------------------------------------------------------------------------------------- reporting

@@ -1,12 +1,16 @@
-"""The gene-ae conv + LSTM autoencoder, its losses, and whole-genome embedding, in one file.
+"""The gene-ae conv + LSTM autoencoder and its losses, in one file.
 
-encoder: tokens -> embedding -> strided conv blocks (length / downsample) -> (Bi)LSTM -> masked pooling
-         -> mu (and logvar when variational)
-decoder: z -> per-position linear layout at length window / downsample -> transposed-conv upsampling
-         -> (Bi)LSTM -> logits over the alphabet
+encoder: tokens -> embedding -> strided conv blocks (length / downsample) -> (Bi)LSTM -> h [B, T, H]
+   latent ("code"): a linear map of h at every coarse position, [B, T, code_dim]: a fixed-size bottleneck
+            (window / downsample x code_dim values, 512 for the defaults) that keeps position
+   vector:  masked pooling of h + learned canonical k-mer bags -> [B, latent_dim]: the search vector
+decoder: code -> coarse convs -> transposed-conv upsampling -> conv -> logits over the alphabet
 
-The decoder sees only z (no teacher forcing), so everything it reconstructs must pass through the
-latent: that is what makes z a useful search vector.
+The decoder sees only the code (no teacher forcing, nothing autoregressive), so everything it
+reconstructs must pass through the latent. A latent pooled over the whole window cannot hold a
+window's bases: a decoder fed one would learn base composition only (the failure this project was
+started to fix). A bottleneck that keeps position can; the search vector, which must ignore where a
+mutation shifted things, is the pooled summary of the same encoder.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,13 +37,17 @@ class ModelConfig:
     lstm_hidden: int = 192
     lstm_layers: int = 1
     bidirectional: bool = True
-    latent_dim: int = 512
-    window: int = 512  # decoder output length = max training window; must be divisible by downsample
-    variational: bool = False
+    latent_dim: int = 512  # size of the search vector
+    code_dim: int = 8  # latent values per coarse position: the latent of a window is window/downsample x code_dim
+    window: int = 512  # longest window trained and decoded; must be divisible by downsample
+    variational: bool = False  # the code is sampled (mu, logvar) in training, with a KL term
     pooling: str = "mean"  # "mean" | "attention" | "max"  (masked)
     dropout: float = 0.0
-    kmer_sizes: tuple[int, ...] = (3, 4, 5)  # k-mer bag paths added to the latent; () for conv-LSTM only
+    kmer_sizes: tuple[int, ...] = (3, 4, 5)  # k-mer bag paths added to the search vector; () for conv-LSTM only
     canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
+    kmer_buckets: int = 1 << 16  # k-mer vocabularies larger than this are hashed into this many rows
+    freeze_kmers: bool = False  # ablation: keep the k-mer vectors at their random initialisation
+    kmer_init_std: float = 1.0  # bags are normalised, so this only sets how fast Adam's steps move them
 
     def __post_init__(self) -> None:
         ds = self.downsample
@@ -51,15 +58,26 @@ class ModelConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         self.kmer_sizes = tuple(int(k) for k in self.kmer_sizes)
-        if any(not 1 <= k <= 9 for k in self.kmer_sizes):
-            raise ValueError(f"kmer_sizes must be in 1..9, got {self.kmer_sizes}")
+        if any(not 1 <= k <= 15 for k in self.kmer_sizes):
+            raise ValueError(f"kmer_sizes must be in 1..15, got {self.kmer_sizes}")
         if self.channels < 8 or self.channels % 4:
             raise ValueError(f"channels must be a multiple of 4 and at least 8, got {self.channels}")
+        if self.code_dim < 1 or self.latent_dim < 1 or self.kmer_buckets < 1:
+            raise ValueError("code_dim, latent_dim and kmer_buckets must be positive")
 
     @property
     def n_scales(self) -> int:
         """Number of stride-2 conv blocks (and of upsampling blocks in the decoder)."""
         return int(math.log2(self.downsample))
+
+    @property
+    def code_size(self) -> int:
+        """Values in the latent of one full window."""
+        return self.window // self.downsample * self.code_dim
+
+    def kmer_rows(self, k: int) -> int:
+        """Rows of the k-mer bag for k (the last is the padding row)."""
+        return min(4**k, self.kmer_buckets) + 1
 
 
 class ChannelNorm(nn.LayerNorm):
@@ -98,6 +116,18 @@ class UpBlock(nn.Module):
         return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+class ResBlock(nn.Module):
+    """Same length: conv -> norm -> GELU, added to its input."""
+
+    def __init__(self, c: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv1d(c, c, kernel_size, padding=kernel_size // 2)
+        self.norm = ChannelNorm(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.gelu(self.norm(self.conv(x)))
+
+
 def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Run an LSTM on [B, T, C]; with lengths, pack so padding never enters the recurrence."""
     x = x.to(lstm.weight_ih_l0.dtype)  # conv outputs may be bf16 under autocast; autocast recasts if it can
@@ -110,8 +140,17 @@ def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor | None = Non
     return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
 
 
+@dataclass
+class Encoded:
+    """What the encoder gives: the search vector, and the latent code the decoder reads."""
+
+    vector: torch.Tensor  # [B, latent_dim], not normalised
+    code: torch.Tensor  # [B, T, code_dim], T = ceil(L / downsample); zero past each sequence's end
+    code_logvar: torch.Tensor | None  # [B, T, code_dim] when variational
+
+
 class GeneAE(nn.Module):
-    """Conv + LSTM autoencoder whose pooled latent is the sequence's search vector."""
+    """Conv + LSTM autoencoder: a positional latent that reconstructs, and a pooled search vector."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -119,57 +158,55 @@ class GeneAE(nn.Module):
         c, dirs = cfg.channels, 2 if cfg.bidirectional else 1
         lstm_dropout = cfg.dropout if cfg.lstm_layers > 1 else 0.0
 
-        # Encoder.
+        # Encoder trunk. Widths double with each halving of length (floor 64) up to `channels`: the
+        # full-resolution blocks are the expensive ones and carry little information per position.
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD)
-        # Widths double with each halving of length (floor 64) up to `channels`: the full-resolution
-        # blocks are the expensive ones and carry little information per position (2 bits per base).
         floor = min(c, 64)
         enc_widths = [cfg.embed_dim] + [max(c >> (cfg.n_scales - 1 - i), floor) for i in range(cfg.n_scales)]
         self.down = nn.ModuleList(DownBlock(enc_widths[i], enc_widths[i + 1]) for i in range(cfg.n_scales))
-        enc_in = enc_widths[-1]
         self.enc_lstm = nn.LSTM(
-            enc_in, cfg.lstm_hidden, cfg.lstm_layers, batch_first=True,
+            enc_widths[-1], cfg.lstm_hidden, cfg.lstm_layers, batch_first=True,
             bidirectional=cfg.bidirectional, dropout=lstm_dropout,
         )  # fmt: skip
         enc_out = cfg.lstm_hidden * dirs
-        self.attn = nn.Linear(enc_out, 1) if cfg.pooling == "attention" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.to_mu = nn.Linear(enc_out, cfg.latent_dim)
-        # k-mer bags: a mean of learned k-mer vectors is, at initialisation, a random projection of the
-        # k-mer profile (so the latent starts as good as a k-mer sketch) and training reshapes it. The
-        # conv-LSTM path starts small and adds what counting cannot see.
+
+        # The latent: per coarse position, from the trunk and from a skip of the local conv features
+        # (the LSTM mixes the whole window; the skip keeps which bases sit here).
+        self.to_code = nn.Linear(enc_out + enc_widths[-1], cfg.code_dim)
+        self.to_code_logvar = nn.Linear(enc_out + enc_widths[-1], cfg.code_dim) if cfg.variational else None
+
+        # The search vector: pooled trunk + k-mer bags. A mean of learned k-mer vectors is, at
+        # initialisation, a random projection of the k-mer profile (as good as a hashed k-mer sketch);
+        # training reshapes both paths.
+        self.attn = nn.Linear(enc_out, 1) if cfg.pooling == "attention" else None
+        self.to_vector = nn.Linear(enc_out, cfg.latent_dim)
         self.kmer_bags = nn.ModuleList(
-            nn.EmbeddingBag(4**k + 1, cfg.latent_dim, mode="mean", padding_idx=4**k) for k in cfg.kmer_sizes
+            nn.EmbeddingBag(cfg.kmer_rows(k), cfg.latent_dim, mode="mean", padding_idx=cfg.kmer_rows(k) - 1)
+            for k in cfg.kmer_sizes
         )
         for bag in self.kmer_bags:
-            nn.init.normal_(bag.weight)
+            nn.init.normal_(bag.weight, std=cfg.kmer_init_std)
             with torch.no_grad():
                 bag.weight[-1].zero_()
+            bag.weight.requires_grad_(not cfg.freeze_kmers)
         # No empty parameter when there are no bags: DDP refuses parameters that never get a gradient.
         self.kmer_scale = nn.Parameter(torch.ones(len(cfg.kmer_sizes))) if cfg.kmer_sizes else None
         if cfg.kmer_sizes:
             with torch.no_grad():
-                self.to_mu.weight.mul_(0.1)
-                self.to_mu.bias.zero_()
-        self.to_logvar = nn.Linear(enc_out, cfg.latent_dim) if cfg.variational else None
+                self.to_vector.weight.mul_(0.1)
+                self.to_vector.bias.zero_()
 
-        # Decoder. The layout is factorised (z -> a few features per coarse position -> 1x1 conv to full
-        # width): a dense z -> channels x positions map would hold most of the model's parameters.
-        # Widths halve at each upsampling (floor 64), mirroring the encoder.
-        self.n_coarse = cfg.window // cfg.downsample
-        self.layout_dim = c // 4
-        self.layout = nn.Linear(cfg.latent_dim, self.layout_dim * self.n_coarse)
-        self.layout_proj = nn.Conv1d(self.layout_dim, c, kernel_size=1)
+        # Decoder: code -> coarse features -> upsampling (widths halve, floor 64) -> local conv -> logits.
+        self.from_code = nn.Conv1d(cfg.code_dim, c, kernel_size=3, padding=1)
+        self.coarse = nn.Sequential(ResBlock(c), ResBlock(c))
         widths = [c] + [max(c >> (i + 1), floor) for i in range(cfg.n_scales)]
         self.up = nn.ModuleList(UpBlock(widths[i], widths[i + 1]) for i in range(cfg.n_scales))
-        self.dec_lstm = nn.LSTM(
-            widths[-1], widths[-1] // 2, cfg.lstm_layers, batch_first=True,
-            bidirectional=cfg.bidirectional, dropout=lstm_dropout,
-        )  # fmt: skip
-        self.to_logits = nn.Linear(widths[-1] // 2 * dirs, cfg.vocab_size)
+        self.fine = ResBlock(widths[-1], kernel_size=5)
+        self.to_logits = nn.Conv1d(widths[-1], cfg.vocab_size, kernel_size=1)
 
-    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """tokens, mask [B, L] (right-padded, any L) -> mu [B, D], logvar [B, D] or None."""
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> Encoded:
+        """tokens, mask [B, L] (right-padded, any L) -> the search vector and the latent code."""
         ds = self.cfg.downsample
         extra = -tokens.shape[1] % ds  # pad to a multiple of downsample so every scale halves exactly
         if extra:
@@ -181,8 +218,15 @@ class GeneAE(nn.Module):
             m = F.max_pool1d(m.unsqueeze(1), 2).squeeze(1)  # valid if any input position is valid
             x = block(x, m)
         lengths = m.sum(1).long().clamp(min=1)  # an all-padding row still gets one (zero) step
-        h = _run_lstm(self.enc_lstm, self.drop(x.transpose(1, 2)), lengths)  # [B, T, H]
+        local = x.transpose(1, 2)  # [B, T, C]
+        h = _run_lstm(self.enc_lstm, self.drop(local), lengths)  # [B, T, H]
         valid = (m > 0).unsqueeze(-1)
+        both = torch.cat([h, local.to(h.dtype)], -1)
+        code = self.to_code(both) * valid
+        logvar = self.to_code_logvar(both) * valid if self.to_code_logvar is not None else None
+        return Encoded(self._vector(h, valid, tokens.masked_fill(~mask, PAD)), code, logvar)
+
+    def _vector(self, h: torch.Tensor, valid: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         if self.cfg.pooling == "mean":
             pooled = (h * valid).sum(1) / valid.sum(1).clamp(min=1)
         elif self.cfg.pooling == "max":
@@ -191,48 +235,47 @@ class GeneAE(nn.Module):
         else:
             scores = self.attn(h).float().masked_fill(~valid, torch.finfo(torch.float32).min)
             pooled = (torch.softmax(scores, dim=1).to(h.dtype) * h).sum(1)
-        pooled = self.drop(pooled)
-        logvar = self.to_logvar(pooled) if self.to_logvar is not None else None
-        mu = self.to_mu(pooled)
-        tokens = tokens.masked_fill(~mask, PAD)  # masked-out content must not reach the k-mer bags
-        for k, bag, scale in zip(self.cfg.kmer_sizes, self.kmer_bags, self.kmer_scale if self.kmer_bags else ()):
-            mu = mu + scale * F.normalize(bag(kmer_ids(tokens, k, self.cfg.canonical_kmers)).float(), dim=-1)
-        return mu, logvar
+        vector = self.to_vector(self.drop(pooled)).float()
+        scales = self.kmer_scale if self.kmer_scale is not None else ()
+        for k, bag, scale in zip(self.cfg.kmer_sizes, self.kmer_bags, scales):
+            ids = kmer_ids(tokens, k, self.cfg.canonical_kmers, self.cfg.kmer_rows(k) - 1)
+            vector = vector + scale * F.normalize(bag(ids).float(), dim=-1)
+        return vector
 
-    def decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
-        """z [B, D] -> logits [B, length, vocab]; always decodes the full window so a position's logits
-        do not depend on the requested length."""
-        if not 0 < length <= self.cfg.window:
-            raise ValueError(f"decode length must be in 1..{self.cfg.window}, got {length}")
-        x = self.layout(z).view(z.shape[0], self.layout_dim, self.n_coarse)
-        x = self.layout_proj(F.gelu(x))
+    def decode(self, code: torch.Tensor, length: int) -> torch.Tensor:
+        """code [B, T, code_dim] -> logits [B, length, vocab], length <= T x downsample."""
+        if not 0 < length <= code.shape[1] * self.cfg.downsample:
+            raise ValueError(f"decode length must be in 1..{code.shape[1] * self.cfg.downsample}, got {length}")
+        x = self.coarse(F.gelu(self.from_code(code.transpose(1, 2))))
         for block in self.up:
             x = block(x)
-        h = _run_lstm(self.dec_lstm, x.transpose(1, 2))
-        return self.to_logits(h[:, :length])
+        return self.to_logits(self.fine(x))[:, :, :length].transpose(1, 2)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """Encode, sample z when variational and training, decode to the input's length."""
-        mu, logvar = self.encode(tokens, mask)
-        z = mu
-        if logvar is not None and self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return {"logits": self.decode(z, tokens.shape[1]), "z": z, "mu": mu, "logvar": logvar}
+        """Encode, sample the code when variational and training, decode to the input's length."""
+        enc = self.encode(tokens, mask)
+        z = enc.code
+        if enc.code_logvar is not None and self.training:
+            z = z + torch.randn_like(z) * torch.exp(0.5 * enc.code_logvar)
+        logits = self.decode(z, tokens.shape[1])
+        return {"logits": logits, "vector": enc.vector, "code": enc.code, "z": z, "logvar": enc.code_logvar}
 
     def embed(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The search vector: L2-normalised mu, computed in eval mode (no dropout, no sampling)."""
+        """The search vector, L2-normalised, computed in eval mode (no dropout, no sampling)."""
         was_training = self.training
         self.eval()
         try:
-            mu, _ = self.encode(tokens, mask)
+            vector = self.encode(tokens, mask).vector
         finally:
             self.train(was_training)
-        return F.normalize(mu.float(), dim=-1)
+        return F.normalize(vector.float(), dim=-1)
 
 
-def kmer_ids(tokens: torch.Tensor, k: int, canonical: bool = True) -> torch.Tensor:
-    """[B, L] tokens -> [B, max(L-k+1, 1)] k-mer ids; k-mers touching N or padding get the pad id 4**k."""
-    pad_id = 4**k
+def kmer_ids(tokens: torch.Tensor, k: int, canonical: bool = True, buckets: int | None = None) -> torch.Tensor:
+    """[B, L] tokens -> [B, max(L-k+1, 1)] k-mer ids in [0, buckets); k-mers touching N or padding get the pad
+    id `buckets`. Vocabularies larger than `buckets` (default 4**k: none) are hashed into it."""
+    buckets = buckets or 4**k
+    pad_id = buckets
     if tokens.shape[1] < k:
         return torch.full((tokens.shape[0], 1), pad_id, dtype=torch.long, device=tokens.device)
     codes = (tokens.long() - FIRST_BASE).clamp(0, 3)
@@ -242,20 +285,31 @@ def kmer_ids(tokens: torch.Tensor, k: int, canonical: bool = True) -> torch.Tens
     ids = (windows * place).sum(-1)
     if canonical:
         ids = torch.minimum(ids, ((3 - windows).flip(-1) * place).sum(-1))
+    if buckets < 4**k:
+        ids = (ids * 2654435761) % buckets  # multiplicative hash: neighbouring ids land far apart
     return ids.masked_fill(~is_base.unfold(1, k, 1).all(-1), pad_id)
+
+
+def reconstruction_counts(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cross-entropy in nats summed, correct bases, real bases) over real bases only: padding and
+    specials never count. The one reconstruction metric: training's loss and evaluation both use it."""
+    valid = mask & (tokens >= FIRST_BASE)
+    target = tokens.long().masked_fill(~valid, -100)
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    nats = F.cross_entropy(flat, target.reshape(-1), ignore_index=-100, reduction="sum")
+    correct = ((logits.argmax(-1) == tokens) & valid).sum()
+    return nats, correct, valid.sum()
 
 
 def reconstruction_loss(
     logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy (nats) and accuracy over real bases only; padding and specials are ignored."""
-    valid = mask & (tokens >= FIRST_BASE)
-    target = tokens.long().masked_fill(~valid, -100)
-    flat = logits.float().reshape(-1, logits.shape[-1])
-    count = valid.sum().clamp(min=1)
-    loss = F.cross_entropy(flat, target.reshape(-1), ignore_index=-100, reduction="sum") / count
-    correct = (logits.argmax(-1) == tokens) & valid
-    return loss, correct.sum() / count
+    """Mean cross-entropy (nats) and accuracy over real bases only."""
+    nats, correct, count = reconstruction_counts(logits, tokens, mask)
+    count = count.clamp(min=1)
+    return nats / count, correct / count
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
@@ -266,55 +320,38 @@ def kl_loss(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0) -> t
     return per_dim.clamp(min=free_bits).sum()
 
 
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """Symmetric InfoNCE: z1[i] and z2[i] are two views of one sequence; other rows are negatives."""
+def info_nce(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, negatives: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Symmetric InfoNCE: z1[i] and z2[i] are two views of one sequence; other rows are negatives, and so
+    are `negatives` [Q, D] (vectors of earlier batches, MoCo's queue: a batch of 32 alone gives the loss
+    little to push against)."""
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
-    logits = z1 @ z2.T / temperature
     labels = torch.arange(z1.shape[0], device=z1.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    if negatives is None or negatives.numel() == 0:
+        logits = z1 @ z2.T / temperature
+        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    neg = F.normalize(negatives.float(), dim=-1)
+    forward = torch.cat([z2, neg]) @ z1.T  # [B + Q, B]
+    backward = torch.cat([z1, neg]) @ z2.T
+    return 0.5 * (F.cross_entropy(forward.T / temperature, labels) + F.cross_entropy(backward.T / temperature, labels))
 
 
-def window_starts(n: int, window: int, stride: int | None = None) -> np.ndarray:
-    """Start positions tiling n bases with windows `stride` apart; the last window ends at the sequence's end."""
-    if n <= window:
-        return np.array([0])
-    starts = np.arange(0, n - window + 1, stride or window)
-    return starts if starts[-1] == n - window else np.append(starts, n - window)
+class NegativeQueue:
+    """The newest `size` search vectors of earlier batches (detached), as extra InfoNCE negatives."""
 
+    def __init__(self, size: int):
+        self.size = size
+        self.items: torch.Tensor | None = None
 
-@torch.no_grad()
-def embed_long(
-    model: GeneAE,
-    tokens: np.ndarray,
-    window: int,
-    stride: int | None = None,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """Embed a sequence of any length (a whole chromosome): tile windows, encode them a batch at a time,
-    average their mu weighted by window length, L2-normalise. Memory grows only with the token array."""
-    tokens = np.asarray(tokens, dtype=np.uint8)
-    n = tokens.size
-    if n == 0:
-        raise ValueError("cannot embed an empty sequence")
-    stride = stride or window
-    if window < 1 or stride < 1:
-        raise ValueError(f"window and stride must be positive, got {window} and {stride}")
-    starts, width = window_starts(n, window, stride), min(n, window)
-    offsets = np.arange(width)
-    was_training = model.training
-    model.eval()
-    try:
-        total = None
-        for i in range(0, starts.size, batch_size):
-            batch = tokens[starts[i : i + batch_size, None] + offsets]  # [b, width], a copy of b windows only
-            x = torch.from_numpy(batch).to(device=device, dtype=torch.long)
-            mu, _ = model.encode(x, torch.ones_like(x, dtype=torch.bool))
-            s = mu.float().sum(0) * width
-            total = s if total is None else total + s
-    finally:
-        model.train(was_training)
-    return F.normalize(total / (starts.size * width), dim=0).cpu().numpy().astype(np.float32)
+    def get(self) -> torch.Tensor | None:
+        return self.items
+
+    def push(self, vectors: torch.Tensor) -> None:
+        if self.size <= 0:
+            return
+        new = F.normalize(vectors.detach().float(), dim=-1)
+        self.items = new[-self.size :] if self.items is None else torch.cat([new, self.items])[: self.size]
 
 
 def count_parameters(model: nn.Module) -> int:

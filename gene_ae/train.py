@@ -17,14 +17,15 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gene_ae.config import Config, load_config
-from gene_ae.data import pad_batch, train_loader, val_records
-from gene_ae.model import GeneAE, info_nce, kl_loss, reconstruction_loss
+from gene_ae.data import train_loader, val_records
+from gene_ae.model import GeneAE, NegativeQueue, info_nce, kl_loss, reconstruction_loss
 from gene_ae.mutate import mutate
 from shard_tools.alphabet import PAD
 
@@ -46,39 +47,35 @@ def lr_lambda(cfg: Config):
     return f
 
 
-def batch_loss(model, batch: dict, cfg: Config, step: int, device: torch.device) -> tuple[torch.Tensor, dict]:
-    """Reconstruction of windows and views (masked to real bases) + InfoNCE between them (+ KL)."""
+def batch_loss(
+    model, batch: dict, cfg: Config, step: int, device: torch.device, queue: NegativeQueue | None = None
+) -> tuple[torch.Tensor, dict]:
+    """Reconstruction of windows and views (masked to real bases) + InfoNCE between them (+ KL).
+
+    With a queue, earlier batches' vectors are extra negatives, and this batch's join the queue."""
     n = len(batch["tokens"])
-    x, mask = _device_batch(
-        [*_rows(batch["tokens"], batch["lengths"]), *_rows(batch["view"], batch["view_lengths"])], device
-    )
+    both = np.concatenate([np.asarray(batch["tokens"]), np.asarray(batch["view"])])  # padded to one width
+    x = torch.from_numpy(both.astype(np.int64)).to(device)
+    mask = x != PAD
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         out = model(x, mask)
         rec, acc = reconstruction_loss(out["logits"].float(), x, mask)
         loss = rec
         metrics = {"loss_rec": rec.item(), "bits_per_base": rec.item() / LN2, "accuracy": acc.item()}
         if cfg.train.contrastive_weight > 0:
-            nce = info_nce(out["mu"][:n].float(), out["mu"][n:].float(), cfg.train.temperature)
+            vec = out["vector"].float()
+            nce = info_nce(vec[:n], vec[n:], cfg.train.temperature, queue.get() if queue else None)
+            if queue is not None:
+                queue.push(vec)
             loss = loss + cfg.train.contrastive_weight * nce
             metrics["loss_nce"] = nce.item()
         if out["logvar"] is not None:
-            kl = kl_loss(out["mu"].float(), out["logvar"].float(), cfg.train.free_bits)
+            kl = kl_loss(out["code"].float(), out["logvar"].float(), cfg.train.free_bits)
             loss = loss + cfg.train.kl_weight * min(1.0, step / max(1, cfg.train.kl_anneal_steps)) * kl
             metrics["loss_kl"] = kl.item()
     metrics["loss"] = loss.item()
     metrics["bases"] = int(mask.sum())
     return loss, metrics
-
-
-def _rows(tokens, lengths) -> list[np.ndarray]:
-    tokens, lengths = np.asarray(tokens), np.asarray(lengths)  # the loader may hand over tensors
-    return [tokens[i, : lengths[i]] for i in range(len(lengths))]
-
-
-def _device_batch(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens, _ = pad_batch(seqs)
-    x = torch.from_numpy(tokens.astype(np.int64)).to(device)
-    return x, x != PAD
 
 
 VAL_DIVERGENCES = (0.1, 0.2, 0.3)
@@ -97,22 +94,11 @@ def validate(model: GeneAE, cfg: Config, records: list[np.ndarray], device: torc
     if not records:
         return {}
     model.eval()
-    rng = np.random.default_rng(cfg.train.seed)
-    tot_loss = tot_acc = tot_n = 0.0
-    windows = [r[: cfg.model.window] for r in records]
-    for start in range(0, len(windows), 64):
-        chunk = windows[start : start + 64]
-        x, mask = _device_batch(chunk, device)
-        out = model(x, mask)
-        rec, acc = reconstruction_loss(out["logits"].float(), x, mask)
-        n = float(sum(w.size for w in chunk))
-        tot_loss, tot_acc, tot_n = tot_loss + rec.item() * n, tot_acc + acc.item() * n, tot_n + n
-    metrics = {
-        "val_loss": tot_loss / tot_n,
-        "val_bits_per_base": tot_loss / tot_n / LN2,
-        "val_accuracy": tot_acc / tot_n,
-    }
     encoder = Encoder(model, cfg, device)
+    rec = encoder.reconstruct_windows([r[: cfg.model.window] for r in records])
+    nats = rec.nats / max(rec.bases, 1)
+    metrics = {"val_loss": nats, "val_bits_per_base": nats / LN2, "val_accuracy": rec.correct / max(rec.bases, 1)}
+    rng = np.random.default_rng(cfg.train.seed)
     originals = encoder.embed_tokens(records)
     recalls = []
     for d in VAL_DIVERGENCES:
@@ -132,107 +118,168 @@ def _quiet_report_logs() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def train_loop_per_worker(config: dict) -> None:
+# Test hook, not configuration: rank 1 exits at this step on a run's first attempt (tests/test_train.py).
+FAIL_AT_STEP_ENV = "GENE_AE_TEST_FAIL_AT_STEP"
+
+
+@dataclass
+class WorkerState:
+    """What one rank carries through the loop, and what a checkpoint saves and restores."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    queue: NegativeQueue
+    step: int = 0
+    restored: bool = False
+
+    def trainer_state(self) -> dict:
+        return {
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "torch_rng": torch.get_rng_state(),
+            "py_rng": random.getstate(),
+        }
+
+
+def setup_worker(cfg: Config, device: torch.device) -> WorkerState:
+    """Model, optimiser and schedule for this rank, restored from Ray's newest checkpoint if there is one."""
     import ray.train
     import ray.train.torch
 
     from gene_ae import checkpoint
 
-    _quiet_report_logs()
-
-    cfg = Config.from_dict(config["cfg"])
-    t = cfg.train
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    threads = t.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size()))
-    torch.set_num_threads(threads)
-    torch.manual_seed(t.seed)
-    device = ray.train.torch.get_device()
-
     model = GeneAE(cfg.model)
-    state = None
+    saved = None
     restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as d:
             module, _ = checkpoint.load_model(d)
             model.load_state_dict(module.state_dict())
-            state = checkpoint.load_trainer_state(d)
+            saved = checkpoint.load_trainer_state(d)
     model = ray.train.torch.prepare_model(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    step = 0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step = state["step"]
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["py_rng"])
-        if rank == 0:
-            print(f"[gene-ae] resumed from checkpoint at step {step}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    state = WorkerState(
+        model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)), restored=restored is not None
+    )
+    if saved is not None:
+        opt.load_state_dict(saved["optimizer"])
+        state.sched.load_state_dict(saved["scheduler"])
+        state.step = saved["step"]
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate(saved["py_rng"])
+    return state
 
+
+def train_step(state: WorkerState, batch: dict, cfg: Config, device: torch.device) -> dict[str, float]:
+    loss, metrics = batch_loss(state.model, batch, cfg, state.step, device, state.queue)
+    state.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.train.grad_clip)
+    state.opt.step()
+    state.sched.step()
+    state.step += 1
+    return metrics
+
+
+class _Progress:
+    """Running means of the step metrics over `log_every` steps, logged to MLflow and printed by rank 0."""
+
+    def __init__(self, cfg: Config, world: int, logger: _MetricLogger | None):
+        self.cfg, self.world, self.logger = cfg, world, logger
+        self.sums: dict[str, float] = {}
+        self.bases, self.n, self.tick = 0, 0, time.perf_counter()
+
+    def add(self, metrics: dict[str, float]) -> None:
+        self.bases += metrics.pop("bases") * self.world
+        self.n += 1
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def flush(self, step: int, lr: float) -> dict[str, float]:
+        means = {k: v / max(self.n, 1) for k, v in self.sums.items()}
+        means.update(lr=lr, bases_per_s=self.bases / (time.perf_counter() - self.tick))
+        self.sums, self.bases, self.n, self.tick = {}, 0, 0, time.perf_counter()
+        if self.logger:
+            self.logger.log(means, step)
+            print(
+                f"[gene-ae] step {step}/{self.cfg.train.steps} loss {means['loss']:.3f} "
+                f"bits/base {means['bits_per_base']:.3f} acc {means['accuracy']:.3f} "
+                f"nce {means.get('loss_nce', 0):.3f} {means['bases_per_s']:,.0f} bases/s",
+                flush=True,
+            )
+        return means
+
+
+def run_validation(state: WorkerState, cfg: Config, val: list[np.ndarray], device, logger) -> dict[str, float]:
+    vm = validate(getattr(state.model, "module", state.model), cfg, val, device)
+    if vm:
+        step, per_epoch = state.step, cfg.train.steps_per_epoch
+        logger.log({**vm, "epoch": step // per_epoch}, step)
+        print(
+            f"[gene-ae] epoch {math.ceil(step / per_epoch)} val bits/base "
+            f"{vm['val_bits_per_base']:.3f} acc {vm['val_accuracy']:.3f} "
+            f"recall@1 10/20/30% {vm['val_recall_at_1_d10']:.3f}/{vm['val_recall_at_1_d20']:.3f}/"
+            f"{vm['val_recall_at_1_d30']:.3f}",
+            flush=True,
+        )
+    return vm
+
+
+def report(state: WorkerState, cfg: Config, metrics: dict[str, float], rank: int, save: bool) -> None:
+    """ray.train.report every step (all ranks, as Ray requires); rank 0 attaches a checkpoint when due."""
+    import ray.train
+
+    from gene_ae import checkpoint
+
+    if not (save and rank == 0):
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint.save(tmp, cfg, state.model, state.trainer_state())
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def _maybe_fail(state: WorkerState, rank: int) -> None:
+    fail_at = int(os.environ.get(FAIL_AT_STEP_ENV, "-1"))
+    if fail_at >= 0 and rank == 1 and state.step == fail_at and not state.restored:
+        print(f"[gene-ae] test hook: rank 1 exits at step {state.step}", flush=True)
+        time.sleep(5)  # let the controller's 2 s health-check poll collect the checkpoint already reported
+        os._exit(1)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """One rank: step -> maybe log -> maybe validate -> maybe checkpoint, until cfg.train.steps."""
+    import ray.train
+    import ray.train.torch
+
+    _quiet_report_logs()
+    cfg = Config.from_dict(config["cfg"])
+    t = cfg.train
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(t.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, ctx.get_local_world_size())))
+    torch.manual_seed(t.seed)
+    device = ray.train.torch.get_device()
+    state = setup_worker(cfg, device)
+    if state.step and rank == 0:
+        print(f"[gene-ae] resumed from checkpoint at step {state.step}", flush=True)
     logger = _MetricLogger(config["tracking_uri"], config["run_id"]) if rank == 0 else None
     val = val_records(cfg.data) if rank == 0 else []
-    loader = train_loader(cfg.data, rank, max(0, t.steps - step), seed=t.seed * 7919 + step)
-    window_metrics: dict[str, float] = {}
-    bases, tick = 0, time.perf_counter()
-    model.train()
-    for batch in loader:
-        if t.fail_at_step >= 0 and rank == 1 and step == t.fail_at_step and restored is None:
-            print(f"[gene-ae] test hook: rank 1 exits at step {step}", flush=True)
-            time.sleep(5)  # let the controller's 2 s health-check poll collect the checkpoint already reported
-            os._exit(1)
-        loss, metrics = batch_loss(model, batch, cfg, step, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
-        sched.step()
-        step += 1
-        bases += metrics.pop("bases") * world
-        for k, v in metrics.items():
-            window_metrics[k] = window_metrics.get(k, 0.0) + v
-        report: dict[str, float] = {"step": step}
-        if step % t.log_every == 0 or step == t.steps:
-            elapsed = time.perf_counter() - tick
-            n = t.log_every if step % t.log_every == 0 else step % t.log_every
-            means = {k: v / n for k, v in window_metrics.items()}
-            means.update(lr=sched.get_last_lr()[0], bases_per_s=bases / elapsed)
-            window_metrics, bases, tick = {}, 0, time.perf_counter()
-            report.update(means)
-            if logger:
-                logger.log(means, step)
-                print(
-                    f"[gene-ae] step {step}/{t.steps} loss {means['loss']:.3f} "
-                    f"bits/base {means['bits_per_base']:.3f} acc {means['accuracy']:.3f} "
-                    f"nce {means.get('loss_nce', 0):.3f} {means['bases_per_s']:,.0f} bases/s",
-                    flush=True,
-                )
-        if rank == 0 and (step % t.steps_per_epoch == 0 or step == t.steps):
-            vm = validate(getattr(model, "module", model), cfg, val, device)
-            if vm:
-                report.update(vm)
-                logger.log({**vm, "epoch": step // t.steps_per_epoch}, step)
-                print(
-                    f"[gene-ae] epoch {math.ceil(step / t.steps_per_epoch)} val bits/base "
-                    f"{vm['val_bits_per_base']:.3f} acc {vm['val_accuracy']:.3f} "
-                    f"recall@1 10/20/30% {vm['val_recall_at_1_d10']:.3f}/{vm['val_recall_at_1_d20']:.3f}/"
-                    f"{vm['val_recall_at_1_d30']:.3f}",
-                    flush=True,
-                )
-        if step % t.checkpoint_every == 0 or step == t.steps:
-            if rank == 0:
-                with tempfile.TemporaryDirectory() as tmp:
-                    trainer_state = {
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "step": step,
-                        "torch_rng": torch.get_rng_state(),
-                        "py_rng": random.getstate(),
-                    }
-                    checkpoint.save(tmp, cfg, model, trainer_state)
-                    ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-            else:
-                ray.train.report(report)
+    progress = _Progress(cfg, world, logger)
+    state.model.train()
+    for batch in train_loader(cfg.data, rank, max(0, t.steps - state.step), seed=t.seed * 7919 + state.step):
+        _maybe_fail(state, rank)
+        progress.add(train_step(state, batch, cfg, device))
+        last = state.step == t.steps
+        metrics: dict[str, float] = {"step": state.step}
+        if state.step % t.log_every == 0 or last:
+            metrics.update(progress.flush(state.step, state.sched.get_last_lr()[0]))
+        if rank == 0 and (state.step % t.steps_per_epoch == 0 or last):
+            metrics.update(run_validation(state, cfg, val, device, logger))
+        if state.step % t.checkpoint_every == 0 or last:
+            report(state, cfg, metrics, rank, save=True)
 
 
 class _MetricLogger:
@@ -312,6 +359,8 @@ def start_ray() -> None:
         "PYTHONWARNINGS": "ignore",
         "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else every progress line reaches the driver twice
     }
+    if FAIL_AT_STEP_ENV in os.environ:
+        env[FAIL_AT_STEP_ENV] = os.environ[FAIL_AT_STEP_ENV]
     if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join the cluster
         # Ray refuses to merge a driver env var the job's runtime env already sets: add only the others.
         job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
@@ -384,38 +433,28 @@ def loss_curve(run_id: str, path: Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    args = parse_args(argv)
-    try:
-        cfg = resolve_config(args)
-        from shard_tools.reader import load_manifest
+def checked_config(args: argparse.Namespace) -> Config:
+    """The resolved config, after the checks that must fail before Ray starts."""
+    from shard_tools.reader import load_manifest
 
-        load_manifest(cfg.data.path)
-        if cfg.train.workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {cfg.train.workers}")
-        if os.environ.get("RAY_ADDRESS") and not os.environ.get("MLFLOW_TRACKING_URI"):
-            raise ValueError(
-                "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "
-                "./mlflow.db would live in the job's temporary working directory and be lost"
-            )
-    except (ValueError, OSError) as exc:
-        print(f"gene-ae train: error: {exc}", file=sys.stderr)
-        return 1
+    cfg = resolve_config(args)
+    load_manifest(cfg.data.path)
+    if cfg.train.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {cfg.train.workers}")
+    if os.environ.get("RAY_ADDRESS") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise ValueError(
+            "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "
+            "./mlflow.db would live in the job's temporary working directory and be lost"
+        )
+    return cfg
 
-    import mlflow
-    import ray
+
+def build_trainer(cfg: Config, uri: str, run_id: str):
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from gene_ae import tracking
-
-    uri = tracking.tracking_uri()
-    start_ray()
-    run_id = mlflow_run(cfg, uri)
     t = cfg.train
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.to_dict(), "tracking_uri": uri, "run_id": run_id},
         torch_config=TorchConfig(backend="nccl" if t.gpu else "gloo", timeout_s=t.timeout_s),
@@ -430,19 +469,15 @@ def main(argv: list[str] | None = None) -> int:
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # not every report and checkpoint
         ),
     )
-    started = time.perf_counter()
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray wraps worker errors; show the root cause in one line
-        mlflow.end_run(status="FAILED")
-        ray.shutdown()  # stop Ray's log forwarding so the error below is the last line
-        print(f"gene-ae train: error: training failed: {_root_cause(exc)}", file=sys.stderr)
-        return 1
-    minutes = (time.perf_counter() - started) / 60
-    if result.checkpoint is None:
-        mlflow.end_run(status="FAILED")
-        print("gene-ae train: error: training produced no checkpoint", file=sys.stderr)
-        return 1
+
+
+def register(cfg: Config, result, run_id: str, minutes: float) -> tuple[str, bool]:
+    """Log the final checkpoint as the encoder, register it and maybe promote it; (model URI, promoted)."""
+    import mlflow
+
+    from gene_ae import tracking
+
+    t = cfg.train
     final = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
     mlflow.log_metric("train_minutes", minutes)
     with result.checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
@@ -456,14 +491,48 @@ def main(argv: list[str] | None = None) -> int:
         tags.update({k: f"{v:.4f}" for k, v in final.items() if k.startswith("val_")})
         info = tracking.log_encoder(ckpt, register=t.register, tags=tags)
     version = getattr(info, "registered_model_version", None)
-    promoted = False
-    if t.register and t.alias and version is not None:
-        promoted = tracking.promote_if_better(t.register, version, t.alias)
+    promoted = bool(t.register and t.alias and version is not None) and tracking.promote_if_better(
+        t.register, version, t.alias
+    )
+    return (f"models:/{t.register}/{version}" if t.register and version else info.model_uri), promoted
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        cfg = checked_config(parse_args(argv))
+    except (ValueError, OSError) as exc:
+        print(f"gene-ae train: error: {exc}", file=sys.stderr)
+        return 1
+
+    import mlflow
+    import ray
+
+    from gene_ae import tracking
+
+    uri = tracking.tracking_uri()
+    start_ray()
+    run_id = mlflow_run(cfg, uri)
+    started = time.perf_counter()
+    try:
+        result = build_trainer(cfg, uri, run_id).fit()
+    except Exception as exc:  # Ray wraps worker errors; show the root cause in one line
+        mlflow.end_run(status="FAILED")
+        ray.shutdown()  # stop Ray's log forwarding so the error below is the last line
+        print(f"gene-ae train: error: training failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    minutes = (time.perf_counter() - started) / 60
+    if result.checkpoint is None:
+        mlflow.end_run(status="FAILED")
+        print("gene-ae train: error: training produced no checkpoint", file=sys.stderr)
+        return 1
+    where, promoted = register(cfg, result, run_id, minutes)
     mlflow.end_run()
-    where = f"models:/{t.register}/{version}" if t.register and version else info.model_uri
+    alias = cfg.train.alias
     print(
         f"[gene-ae] done in {minutes:.1f} min: {where}"
-        + (f" ({'now' if promoted else 'not promoted to'} @{t.alias})" if t.alias else "")
+        + (f" ({'now' if promoted else 'not promoted to'} @{alias})" if alias else "")
         + f"; checkpoint {result.checkpoint.path}; MLflow run {run_id} at {uri}",
         flush=True,
     )

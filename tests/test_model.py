@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from gene_ae.config import Config
+from gene_ae.encoder import Encoder
 from gene_ae.model import (
     POOLINGS,
     GeneAE,
     ModelConfig,
+    NegativeQueue,
     count_parameters,
-    embed_long,
     info_nce,
     kl_loss,
+    kmer_ids,
     reconstruction_loss,
 )
 from shard_tools import alphabet
@@ -51,14 +54,15 @@ def test_forward_shapes(pooling: str, variational: bool) -> None:
     tokens, mask = random_batch(3, 50, [50, 31, 7])
     out = model(tokens, mask)
     assert out["logits"].shape == (3, 50, cfg.vocab_size)
-    assert out["mu"].shape == out["z"].shape == (3, cfg.latent_dim)
+    assert out["vector"].shape == (3, cfg.latent_dim)
+    assert out["code"].shape == out["z"].shape == (3, math.ceil(50 / cfg.downsample), cfg.code_dim)
     assert (out["logvar"] is not None) == variational
     if variational:
-        assert out["logvar"].shape == (3, cfg.latent_dim)
-        assert not torch.equal(out["z"], out["mu"])  # sampled in training mode
+        assert out["logvar"].shape == out["code"].shape
+        assert not torch.equal(out["z"], out["code"])  # sampled in training mode
         model.eval()
         out = model(tokens, mask)
-    assert torch.equal(out["z"], out["mu"])
+    assert torch.equal(out["z"], out["code"])
 
 
 @pytest.mark.parametrize("downsample", [1, 2, 8, 64])
@@ -67,8 +71,8 @@ def test_any_length_and_downsample(downsample: int) -> None:
     for length in (1, 13, 128):
         tokens, mask = random_batch(2, length)
         assert model(tokens, mask)["logits"].shape == (2, length, 8)
-    mu, _ = model.encode(*random_batch(2, 1000))  # the encoder is not limited to the decoder's window
-    assert mu.shape == (2, 64)
+    enc = model.encode(*random_batch(2, 1000))  # the encoder is not limited to the decoder's window
+    assert enc.vector.shape == (2, 64) and enc.code.shape == (2, math.ceil(1000 / downsample), 8)
 
 
 def test_config_validation() -> None:
@@ -81,26 +85,30 @@ def test_config_validation() -> None:
 def test_encode_is_padding_invariant(pooling: str) -> None:
     model = GeneAE(tiny(pooling=pooling, lstm_layers=2, dropout=0.1)).eval()
     tokens, mask = random_batch(3, 50, [50, 29, 3])
-    mu, _ = model.encode(tokens, mask)
+    enc = model.encode(tokens, mask)
+    mu, code = enc.vector, enc.code
     padded_tokens = torch.cat([tokens, torch.full((3, 37), alphabet.PAD)], 1)
     padded_mask = torch.cat([mask, torch.zeros(3, 37, dtype=torch.bool)], 1)
     garbage_tokens = padded_tokens.masked_fill(~padded_mask, alphabet.G)  # masked-out content must not leak
     for t in (padded_tokens, garbage_tokens):
-        assert torch.allclose(model.encode(t, padded_mask)[0], mu, atol=1e-5)
-    alone, _ = model.encode(tokens[1:2, :29], mask[1:2, :29])
-    assert torch.allclose(alone[0], mu[1], atol=1e-5)
+        padded = model.encode(t, padded_mask)
+        assert torch.allclose(padded.vector, mu, atol=1e-5)
+        assert torch.allclose(padded.code[:, : code.shape[1]], code, atol=1e-5)
+        assert padded.code[:, code.shape[1] :].abs().max() == 0  # padding has no code
+    alone = model.encode(tokens[1:2, :29], mask[1:2, :29])
+    assert torch.allclose(alone.vector[0], mu[1], atol=1e-5)
 
 
 def test_decoder_depends_only_on_z() -> None:
     model = GeneAE(tiny()).eval()
-    z = torch.randn(2, 64)
+    z = torch.randn(2, 64 // 4, 8)  # a full window's code: window / downsample positions x code_dim
     first = model.decode(z, 64)
     assert torch.equal(first, model.decode(z, 64))
     assert torch.equal(model.decode(z, 10), first[:, :10])
     assert (model.decode(z + 0.5 * torch.randn_like(z), 64) - first).abs().max() > 1e-3
     tokens, mask = random_batch(2, 40)
     out = model(tokens, mask)
-    assert torch.equal(out["logits"], model.decode(out["mu"], 40))
+    assert torch.equal(out["logits"], model.decode(out["code"], 40))
     with pytest.raises(ValueError):
         model.decode(z, 65)
 
@@ -149,31 +157,37 @@ def test_embed_is_unit_and_deterministic() -> None:
     assert torch.allclose(e1.norm(dim=-1), torch.ones(3))
 
 
-def test_embed_long_tiles_and_averages_windows() -> None:
-    model = GeneAE(tiny()).eval()
+def _encoder(cfg: ModelConfig) -> Encoder:
+    full = Config()
+    full.model = cfg
+    return Encoder(GeneAE(cfg), full, device="cpu")
+
+
+def test_long_sequences_tile_and_average_windows() -> None:
+    encoder = _encoder(tiny())
+    model = encoder.model
     seq = np.random.default_rng(0).integers(alphabet.A, alphabet.T + 1, 2 * 64 + 10, dtype=np.uint8)
-    vec = embed_long(model, seq, window=64, batch_size=2)
+    vec = encoder.embed_tokens([seq], batch_size=2)[0]
     windows = torch.from_numpy(np.stack([seq[0:64], seq[64:128], seq[-64:]]).astype(np.int64))
-    mu, _ = model.encode(windows, torch.ones_like(windows, dtype=torch.bool))
+    mu = model.encode(windows, torch.ones_like(windows, dtype=torch.bool)).vector
     expected = torch.nn.functional.normalize(mu.mean(0), dim=0).detach().numpy()
     assert vec.dtype == np.float32 and np.allclose(vec, expected, atol=1e-5)
 
     short = seq[:30]  # shorter than a window: encoded whole
     t = torch.from_numpy(short.astype(np.int64))[None]
     expected = model.embed(t, torch.ones_like(t, dtype=torch.bool))[0].detach().numpy()
-    assert np.allclose(embed_long(model, short, window=64), expected, atol=1e-5)
+    assert np.allclose(encoder.embed_tokens([short])[0], expected, atol=1e-5)
     with pytest.raises(ValueError):
-        embed_long(model, seq[:0], window=64)
+        encoder.embed_tokens([seq[:0]])
 
 
-def test_embed_long_on_200kb_with_default_model() -> None:
+def test_embed_200kb_with_default_model() -> None:
     cfg = ModelConfig()
-    model = GeneAE(cfg)
+    encoder = _encoder(cfg)
     seq = np.random.default_rng(1).integers(alphabet.A, alphabet.T + 1, 200_000, dtype=np.uint8)
-    vec = embed_long(model, seq, window=cfg.window, stride=cfg.window)
+    vec = encoder.embed_tokens([seq])[0]
     assert vec.shape == (cfg.latent_dim,) and vec.dtype == np.float32
     assert abs(np.linalg.norm(vec) - 1.0) < 1e-5
-    assert model.training  # mode restored
 
 
 def test_default_model_size() -> None:
@@ -186,7 +200,8 @@ def test_bf16_autocast_forward_backward() -> None:
     tokens, mask = random_batch(2, 64, [64, 33])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(tokens, mask)
-        loss = reconstruction_loss(out["logits"], tokens, mask)[0] + kl_loss(out["mu"], out["logvar"])
+        loss = reconstruction_loss(out["logits"], tokens, mask)[0] + kl_loss(out["code"], out["logvar"])
+        loss = loss + info_nce(out["vector"], out["vector"].flip(0))  # the search vector's own loss
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
@@ -215,7 +230,33 @@ def test_every_parameter_gets_a_gradient(kmer_sizes) -> None:
     model = GeneAE(tiny(kmer_sizes=kmer_sizes))
     x, mask = random_batch(3, 64)
     out = model(x, mask)
-    loss = reconstruction_loss(out["logits"], x, mask)[0] + info_nce(out["mu"], out["mu"].flip(0))
+    loss = reconstruction_loss(out["logits"], x, mask)[0] + info_nce(out["vector"], out["vector"].flip(0))
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.numel() == 0]
     assert missing == [], missing
+
+
+def test_info_nce_queue_negatives_make_the_task_harder_and_the_queue_keeps_the_newest() -> None:
+    torch.manual_seed(0)
+    z1 = torch.randn(8, 32)
+    z2 = z1 + 0.3 * torch.randn(8, 32)
+    assert torch.allclose(info_nce(z1, z2, negatives=torch.zeros(0, 32)), info_nce(z1, z2))
+    hard = z1 + 0.3 * torch.randn(8, 32)  # negatives as close to z1 as its positives
+    assert info_nce(z1, z2, negatives=hard) > info_nce(z1, z2) + 0.2
+    queue = NegativeQueue(5)
+    assert queue.get() is None
+    queue.push(torch.ones(3, 4))
+    queue.push(2 * torch.eye(4))
+    kept = queue.get()
+    assert kept.shape == (5, 4)
+    assert torch.allclose(kept[:4], torch.eye(4))  # newest first, normalised
+    assert torch.allclose(kept[4], torch.full((4,), 0.5))
+
+
+def test_frozen_kmers_stay_at_initialisation_and_hashed_ids_stay_in_range() -> None:
+    model = GeneAE(tiny(kmer_sizes=(3, 9), kmer_buckets=1000, freeze_kmers=True))
+    assert [b.weight.shape[0] for b in model.kmer_bags] == [65, 1001]
+    assert not any(b.weight.requires_grad for b in model.kmer_bags)
+    tokens, mask = random_batch(4, 300)
+    ids = kmer_ids(tokens, 9, True, 1000)
+    assert ids.min() >= 0 and ids.max() < 1000 and ids.unique().numel() > 200

@@ -16,6 +16,7 @@ import webdataset as wds
 
 from gene_ae.data import DataConfig, decode_samples, shard_urls, train_loader
 from gene_ae.model import GeneAE, ModelConfig, reconstruction_loss
+from gene_ae.train import FAIL_AT_STEP_ENV
 from shard_tools import iter_blocks, read_shards
 from shard_tools.inputs import ReaderConfig, read_records
 
@@ -94,9 +95,12 @@ def test_every_rank_yields_the_same_batch_count(shards, loader_workers):
     assert (tokens[np.arange(4), lengths - 1] >= 3).all()  # real bases up to each length
 
 
-def _train(tmp: Path, shards: Path, *extra: str, timeout: float = 420) -> subprocess.CompletedProcess:
+def _train(
+    tmp: Path, shards: Path, *extra: str, timeout: float = 420, env_extra: dict | None = None
+) -> subprocess.CompletedProcess:
     env = {
         **__import__("os").environ,
+        **(env_extra or {}),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -121,7 +125,7 @@ def _train(tmp: Path, shards: Path, *extra: str, timeout: float = 420) -> subpro
 def test_two_workers_end_to_end_and_resume_after_a_worker_dies(tmp_path, shards):
     """shards -> 2-rank DDP -> rank 1 dies at step 5 -> restore from the step-3 checkpoint -> finish ->
     MLflow run with metrics and a registered, tagged version."""
-    proc = _train(tmp_path, shards, "--name", "kill", "--set", "train.fail_at_step=5", "--set", "train.steps=8")
+    proc = _train(tmp_path, shards, "--name", "kill", "--set", "train.steps=8", env_extra={FAIL_AT_STEP_ENV: "5"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert "rank 1 exits at step 5" in log
