@@ -93,6 +93,10 @@ def load(index_dir: str | Path):
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(similarities [q, k], indices [q, k]); missing neighbours are index -1."""
-    k = max(1, min(k, index.ntotal))
-    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    """(indices [q, k] int64, similarities [q, k]), best first, k capped at the index size; missing
+    neighbours are index -1. The one order (indices first) every search in gene-ae returns."""
+    k = min(k, index.ntotal)
+    if k <= 0 or len(queries) == 0:
+        return np.zeros((len(queries), max(k, 0)), np.int64), np.zeros((len(queries), max(k, 0)), np.float32)
+    sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return idx.astype(np.int64), sims
