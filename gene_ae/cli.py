@@ -8,8 +8,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def _reader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto", choices=("auto", "fasta", "fastq", "tsv", "csv"), help="input format")
@@ -25,38 +23,44 @@ def _reader(args: argparse.Namespace):
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from gene_ae import embedding, index
+    from functools import partial
+
+    from gene_ae import embedding
     from gene_ae.encoder import Encoder
     from gene_ae.records import iter_input
     from gene_ae.tracking import resolve_version
 
     encoder = Encoder.load(args.model)
-    stride = args.stride or encoder.window // 2
-    entries, pieces = embedding.pieces_of(iter_input(args.input, _reader(args)), encoder.window, stride, args.windows)
-    if not entries:
-        raise ValueError(f"{args.input}: no sequences to embed")
     if args.ray:
-        vectors = embedding.embed_with_ray(args.model, pieces, args.batch_size, args.ray_workers)
+        embed = partial(embedding.embed_with_ray, args.model, batch_size=args.batch_size, workers=args.ray_workers)
     else:
-        vectors = embedding.embed_local(encoder, pieces, args.batch_size)
+        embed = partial(embedding.embed_local, encoder, batch_size=args.batch_size)
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
-    meta = index.IndexMeta(model_uri, resolve_version(args.model), encoder.dim, args.index_kind, args.windows, entries)
-    index.save(args.out, vectors, meta, overwrite=args.overwrite)
+    model = embedding.ModelInfo(model_uri, resolve_version(args.model), encoder.dim, encoder.window)
+    cfg = embedding.BuildConfig(args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size)
+    try:
+        meta = embedding.build_index(iter_input(args.input, _reader(args)), embed, model, args.out, cfg, args.overwrite)
+    except ValueError as exc:
+        raise ValueError(f"{args.input}: {exc}") from None
     print(
-        f"gene-ae embed: {len(entries):,} vectors ({meta.kind}, dim {encoder.dim}) from {args.input} -> {args.out}",
+        f"gene-ae embed: {len(meta.entries):,} records ({meta.kind}, dim {encoder.dim}"
+        f"{', with window vectors' if meta.windows else ''}, k-mer index, sequences) from {args.input} -> {args.out}",
         file=sys.stderr,
     )
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from gene_ae import index, search
+    from functools import partial
+
+    from gene_ae import search
     from gene_ae.encoder import Encoder
     from gene_ae.records import iter_input
 
     if args.rerank < 0:
         raise ValueError(f"--rerank must be 0 (off) or a number of hits to align, got {args.rerank}")
-    faiss_index, meta = index.load(args.index)
+    loaded = search.LoadedIndex.open(args.index)
+    meta = loaded.meta
     encoder = Encoder.load(args.model or meta.model_uri)
     if encoder.dim != meta.dim:
         raise ValueError(
@@ -65,15 +69,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     queries = list(iter_input(args.query, _reader(args)))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")
-    subjects = _collection(args, meta) if args.rerank else {}
-
-    def subject(j: int) -> np.ndarray:
-        e = meta.entries[j]
-        return subjects[e.id][e.start : e.end] if meta.windows else subjects[e.id]
-
-    cfg = search.SearchConfig(args.k, args.rerank, args.batch_size)
-    vectors = encoder.embed_tokens([q.tokens for q in queries], args.batch_size)
-    results = search.search(faiss_index, meta, vectors, [q.tokens for q in queries], cfg, subject)
+    subject = _collection(args, meta) if args.rerank and args.collection else None
+    cfg = search.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
+    embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
+    results = search.search(loaded, [q.tokens for q in queries], embed, cfg, subject)
     _print_hits(queries, results, meta, args)
     return 0
 
@@ -81,35 +80,34 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _print_hits(queries, results, meta, args: argparse.Namespace) -> None:
     out = open(args.out, "w") if args.out else sys.stdout
     cols = ["query_id", "subject_id", "rank", "similarity", "query_length", "subject_length", "subject_label"]
-    cols += ["subject_start", "subject_end"] if meta.windows else []
-    cols += ["identity"] if args.rerank else []
+    cols += ["subject_start", "subject_end", "score"] + (["identity"] if args.rerank else [])
     print("\t".join(cols), file=out)
     for query, hits in zip(queries, results):
         for rank, hit in enumerate(hits, start=1):
             e = meta.entries[hit.subject]
-            fields = [query.id, e.id, rank, f"{hit.score:.4f}", query.tokens.size, e.length, e.label or ""]
-            fields += [e.start, e.end] if meta.windows else []
+            sim = f"{hit.similarity:.4f}" if hit.similarity is not None else ""
+            fields = [query.id, e.id, rank, sim, query.tokens.size, e.length, e.label or ""]
+            fields += [hit.subject_start, hit.subject_end, f"{hit.score:.5f}"]
             fields += [f"{hit.identity:.4f}" if hit.identity is not None else ""] if args.rerank else []
             print("\t".join(map(str, fields)), file=out)
     if args.out:
         out.close()
 
 
-def _collection(args: argparse.Namespace, meta) -> dict[str, np.ndarray]:
-    """The indexed records' sequences, by id, from --collection (needed to align against for --rerank)."""
+def _collection(args: argparse.Namespace, meta):
+    """Record position -> tokens from --collection (optional since indexes hold their sequences); every
+    indexed record must be in it."""
     from gene_ae.records import iter_input
 
-    if not args.collection:
-        raise ValueError("--rerank needs --collection: the FASTA/FASTQ/TSV the index was built from")
     wanted = {e.id for e in meta.entries}
     seqs = {r.id: r.tokens for r in iter_input(args.collection, _reader(args)) if r.id in wanted}
     missing = wanted - seqs.keys()
     if missing:
         raise ValueError(
             f"{args.collection}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
-            "give the file the index was built from"
+            "give the file the index was built from, or leave --collection out (the index holds its sequences)"
         )
-    return seqs
+    return lambda j: seqs[meta.entries[j].id]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -183,6 +181,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gene_ae.search import DEFAULT_RERANK
     from gene_ae.tracking import DEFAULT_MODEL_NAME
 
     p = argparse.ArgumentParser(
@@ -198,8 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input", required=True, help="FASTA/FASTQ/TSV file or shard directory")
     e.add_argument("--out", required=True, help="index directory to write")
     e.add_argument("--index-kind", default="auto", choices=("auto", "flat", "hnsw"), help="faiss index kind")
-    e.add_argument("--windows", action="store_true", help="index windows of long sequences (search reports where)")
-    e.add_argument("--stride", type=int, default=0, help="window stride with --windows (default: half a window)")
+    e.add_argument(
+        "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
+    )
+    e.add_argument("--windows", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    e.add_argument("--stride", type=int, default=0, help="window stride (default: half a window)")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--ray", action="store_true", help="embed with Ray Data map_batches (joins RAY_ADDRESS if set)")
     e.add_argument("--ray-workers", type=int, default=2, help="embedding actors with --ray")
@@ -215,10 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write hits here instead of stdout")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument(
-        "--rerank", type=int, default=0, metavar="N",
-        help="align each query to its top N hits (edlib) and order them by identity (adds an identity column)",
+        "--rerank", type=int, default=DEFAULT_RERANK, metavar="N",
+        help=f"align each query to its top N candidates and order them by identity (default {DEFAULT_RERANK}; "
+        "0 = off, no identity column)",
     )  # fmt: skip
-    s.add_argument("--collection", help="with --rerank: the FASTA/FASTQ/TSV the index was built from")
+    s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     _reader_args(s)
     s.set_defaults(func=cmd_search)
 

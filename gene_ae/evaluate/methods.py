@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from gene_ae import align, baselines, index, search
+from gene_ae import baselines, index, search
 from gene_ae.evaluate.config import EvalConfig
 
 if TYPE_CHECKING:
@@ -127,17 +127,17 @@ class RerankedIndex:
     """A method's index whose top `top` hits are re-ordered by alignment identity to the query
     (gene_ae.search.rerank); the similarities returned are those identities (hits past `top`, misses: -1)."""
 
-    def __init__(self, base: SearchIndex, refs: Sequence[np.ndarray], top: int, max_bases: int):
-        self.base, self.refs, self.top, self.max_bases = base, refs, top, max_bases
+    def __init__(self, base: SearchIndex, refs: Sequence[np.ndarray], top: int):
+        self.base, self.refs, self.top = base, refs, top
 
     def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         idx, _ = self.base.search(queries, max(k, self.top))
-        return search.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k, self.max_bases)
+        return search.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k)
 
     def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         idx, _ = self.base.self_search(positions, max(k, self.top))
         queries = [self.refs[p] for p in positions]
-        return search.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k, self.max_bases)
+        return search.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k)
 
 
 @dataclass
@@ -146,7 +146,6 @@ class RerankedMethod:
 
     base: Method
     top: int = 10
-    max_bases: int = align.MAX_BASES
 
     @property
     def name(self) -> str:
@@ -156,11 +155,11 @@ class RerankedMethod:
     def description(self) -> str:
         return (
             f"{getattr(self.base, 'description', self.base.name)}; top {self.top} re-ordered by alignment "
-            f"identity (edlib NW, first {self.max_bases:,} bases)"
+            "identity (gene_ae.align.align_hit: global for similar lengths, infix or minimap2 otherwise)"
         )
 
     def index(self, refs: Sequence[np.ndarray]) -> RerankedIndex:
-        return RerankedIndex(self.base.index(refs), refs, self.top, self.max_bases)
+        return RerankedIndex(self.base.index(refs), refs, self.top)
 
     def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
         return self.base.pair_similarity(a, b)
@@ -192,5 +191,5 @@ def build_methods(
         else:
             raise ValueError(f"unknown method {name!r} (known: gene-ae, K-mer such as 5-mer, sourmash)")
     if cfg.rerank > 0:
-        methods += [RerankedMethod(m, cfg.rerank, cfg.align_max_bases) for m in methods]
+        methods += [RerankedMethod(m, cfg.rerank) for m in methods]
     return methods, skipped
