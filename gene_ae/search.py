@@ -5,8 +5,9 @@ Three candidate lists per query, each a ranking of records:
 - windows: the query's windows against the windows of long records; every query window votes for the
   records its nearest windows belong to (seed-and-vote), which also locates the matching region;
 - sparse: the query's k-mer segments against the exact k-mer index (gene_ae/sparse.py), voting likewise.
-They are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K + rank)),
-and the first `rerank` are aligned to the query (gene_ae/align.py) and ordered by identity. The
+They are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K + rank));
+`rerank` of them, each list's best among them (`alignment_pool`), are aligned to the query
+(gene_ae/align.py) and ordered by identity. The
 evaluation's "+align" methods re-rank with the same `rerank`.
 """
 
@@ -178,6 +179,19 @@ def fuse(lists: Sequence[list[Candidate]], rrf_k: int = RRF_K) -> list[Candidate
     return [Candidate(r, score[r], *region[r]) for r in ranked]
 
 
+def alignment_pool(lists: Sequence[list[Candidate]], fused: list[Candidate], size: int) -> list[Candidate]:
+    """The `size` fused candidates to align, with a quota: each list's own top size // len(lists) are in,
+    whatever the other lists say (a source that alone finds the answer, as exact k-mers do for a 30 % copy
+    the vectors miss, is not outvoted), the rest by fused rank; returned in fused order."""
+    quota = max(1, size // max(len(lists), 1))
+    chosen = {c.record for cands in lists for c in cands[:quota]}
+    for c in fused:
+        if len(chosen) >= size:
+            break
+        chosen.add(c.record)
+    return [c for c in fused if c.record in chosen] + [c for c in fused if c.record not in chosen]
+
+
 # -------------------------------------------------------------------------------------------- re-ranking
 
 
@@ -263,6 +277,8 @@ def search(
     out = []
     for q, query in enumerate(queries):
         fused = fuse([lst[q] for lst in lists]) if len(lists) > 1 else lists[0][q]
+        if cfg.rerank and len(lists) > 1:
+            fused = alignment_pool([lst[q] for lst in lists], fused, cfg.rerank)
         hits = [
             Hit(c.record, c.score, None, c.start, c.end, similarity[q].get(c.record) if similarity else None)
             for c in fused[:n]
