@@ -1,13 +1,15 @@
-"""Alignment identity (edlib): the ground truth of `gene-ae eval`, and search's optional second stage.
+"""Alignment identity: the ground truth of `gene-ae eval`, and the last stage of search.
 
-Vector search finds candidates without aligning against the whole collection; aligning a query to its
-top few candidates then orders them by what users mean by "similar", the way seed-and-extend tools
-confirm seeds. Only the first `max_bases` of each sequence are aligned, so genomes stay cheap.
+Candidates are found without aligning against the whole collection; aligning a query to its top few
+candidates then orders them by what users mean by "similar", the way seed-and-extend tools confirm seeds.
+`identity` (global, the first `max_bases`) is evaluation's pair measure; `align_hit` is search's: global
+for genes of similar length, infix or minimap2 (local) for partial and long sequences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,3 +42,65 @@ def rerank(
     ids = pair_identities([query] * len(candidates), candidates, max_bases)
     order = np.argsort(-ids, kind="stable")
     return order, ids[order]
+
+
+# ---------------------------------------------------------------------------------- re-ranking search hits
+
+LONG = 20_000  # queries longer than this are mapped with minimap2 (mappy); shorter ones aligned by edlib
+SIMILAR = 0.8  # shorter / longer length at or above which two sequences are aligned globally (NW)
+
+
+@dataclass
+class Alignment:
+    """How well a query matches a subject: identity in [0, 1] and the subject region it matches
+    (0-based, end exclusive)."""
+
+    identity: float
+    subject_start: int
+    subject_end: int
+
+
+def align_hit(query: np.ndarray, subject: np.ndarray, offset: int = 0) -> Alignment:
+    """The alignment search re-ranks by, chosen by lengths:
+
+    - similar lengths (genes against genes): edlib global (NW) over the whole of both, 1 - distance / longer;
+    - a short query in a longer subject, or a short subject in a longer query: edlib infix (HW) of the
+      shorter in the longer, 1 - distance / shorter, so a partial gene or a window is judged on its part;
+    - a query longer than LONG: minimap2 (mappy, map-ont preset, both strands), matching bases of the
+      primary chains / the shorter length: local, and fast on whole loci and genomes.
+    `subject` may be a region of the record starting at `offset`; the region reported is in record terms.
+    """
+    short, long_ = sorted((query.size, subject.size))
+    if short == 0:
+        return Alignment(0.0, offset, offset)
+    if query.size > LONG:
+        return _mappy(query, subject, offset)
+    if short / long_ >= SIMILAR:
+        return Alignment(identity(query, subject, max_bases=long_), offset, offset + subject.size)
+    return _infix(query, subject, offset)
+
+
+def _infix(query: np.ndarray, subject: np.ndarray, offset: int) -> Alignment:
+    import edlib
+
+    inner, outer = (query, subject) if query.size <= subject.size else (subject, query)
+    found = edlib.align(inner.tobytes(), outer.tobytes(), mode="HW", task="locations")
+    ident = 1.0 - found["editDistance"] / inner.size
+    if inner is query and found["locations"]:
+        start, end = found["locations"][0]
+        return Alignment(ident, offset + start, offset + end + 1)
+    return Alignment(ident, offset, offset + subject.size)
+
+
+def _mappy(query: np.ndarray, subject: np.ndarray, offset: int) -> Alignment:
+    import mappy
+
+    from shard_tools.alphabet import decode
+
+    aligner = mappy.Aligner(seq=decode(subject), preset="map-ont")
+    hits = [h for h in aligner.map(decode(query)) if h.is_primary]
+    if not hits:
+        return Alignment(0.0, offset, offset)
+    matched = sum(h.mlen for h in hits)
+    start, end = min(h.r_st for h in hits), max(h.r_en for h in hits)
+    return Alignment(min(1.0, matched / min(query.size, subject.size)), offset + start, offset + end)

@@ -6,11 +6,7 @@ import argparse
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
 
 
 def _reader_args(p: argparse.ArgumentParser) -> None:
@@ -20,189 +16,118 @@ def _reader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default=None, help="table column holding a label (e.g. class)")
 
 
-def _records(path: str, args: argparse.Namespace, splits: tuple[str, ...] = ("train", "val")) -> Iterator[tuple]:
-    """(id, tokens, label) from a FASTA/FASTQ/TSV file, '-' (stdin) or a shard directory."""
-    from gene_ae.evaluate import parse_label
-    from shard_tools.inputs import ReaderConfig, read_records
-    from shard_tools.reader import read_shards
+def _reader(args: argparse.Namespace):
+    from shard_tools.inputs import ReaderConfig
 
-    if Path(path).is_dir():
-        for split in splits:
-            for rid, tokens, meta in read_shards(path, split):
-                yield rid, tokens, meta.get("label") or parse_label(f"{rid} {meta.get('desc', '')}")
-        return
-    if path == "-":
-        with tempfile.NamedTemporaryFile(delete=False, suffix=".fa") as tmp:
-            tmp.write(sys.stdin.buffer.read())
-        path = tmp.name
-    cfg = ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column)
-    for rec in read_records(path, cfg):
-        yield rec.id, rec.tokens, rec.fields.get("label") or parse_label(f"{rec.id} {rec.description}")
+    return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from gene_ae import index
+    from functools import partial
+
+    from gene_ae import embedding
     from gene_ae.encoder import Encoder
+    from gene_ae.records import iter_input
     from gene_ae.tracking import resolve_version
-    from gene_ae.windows import window_starts
 
     encoder = Encoder.load(args.model)
-    entries, pieces = [], []
-    for rid, tokens, label in _records(args.input, args):
-        if args.windows:
-            stride = args.stride or encoder.window // 2
-            for start in window_starts(tokens.size, encoder.window, stride):
-                end = min(int(start) + encoder.window, int(tokens.size))
-                entries.append(index.Entry(rid, int(tokens.size), label, int(start), end))
-                pieces.append(tokens[start:end])
-        else:
-            entries.append(index.Entry(rid, int(tokens.size), label, 0, int(tokens.size)))
-            pieces.append(tokens)
-    if not entries:
-        raise ValueError(f"{args.input}: no sequences to embed")
     if args.ray:
-        vectors = _embed_with_ray(args.model, pieces, args.batch_size, args.ray_workers)
+        embed = partial(embedding.embed_with_ray, args.model, batch_size=args.batch_size, workers=args.ray_workers)
     else:
-        vectors = _embed_local(encoder, pieces, args.batch_size)
+        embed = partial(embedding.embed_local, encoder, batch_size=args.batch_size)
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
-    meta = index.IndexMeta(model_uri, resolve_version(args.model), encoder.dim, args.index, args.windows, entries)
-    index.save(args.out, vectors, meta, overwrite=args.overwrite)
+    model = embedding.ModelInfo(model_uri, resolve_version(args.model), encoder.dim, encoder.window)
+    cfg = embedding.BuildConfig(args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size)
+    try:
+        meta = embedding.build_index(iter_input(args.input, _reader(args)), embed, model, args.out, cfg, args.overwrite)
+    except ValueError as exc:
+        raise ValueError(f"{args.input}: {exc}") from None
     print(
-        f"gene-ae embed: {len(entries):,} vectors ({meta.kind}, dim {encoder.dim}) from {args.input} -> {args.out}",
+        f"gene-ae embed: {len(meta.entries):,} records ({meta.kind}, dim {encoder.dim}"
+        f"{', with window vectors' if meta.windows else ''}, k-mer index, sequences) from {args.input} -> {args.out}",
         file=sys.stderr,
     )
     return 0
 
 
-def _embed_local(encoder, pieces: list[np.ndarray], batch_size: int) -> np.ndarray:
-    show = sys.stderr.isatty()
-    chunk = max(batch_size * 8, 256)
-    out = []
-    iterator = range(0, len(pieces), chunk)
-    if show:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, desc="embed", unit="chunk", file=sys.stderr)
-    for start in iterator:
-        out.append(encoder.embed_tokens(pieces[start : start + chunk], batch_size))
-    return np.concatenate(out)
-
-
-def _embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, workers: int) -> np.ndarray:
-    """The same embedding as Ray Data map_batches, for collections beyond one machine."""
-    import ray
-
-    from shard_tools.alphabet import decode
-
-    class EmbedBatch:
-        def __init__(self, uri: str):
-            from gene_ae.encoder import Encoder
-
-            self.encoder = Encoder.load(uri)
-
-        def __call__(self, batch: dict) -> dict:
-            return {"i": batch["i"], "vec": self.encoder.embed(list(batch["seq"]), batch_size)}
-
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)  # joins the cluster when RAY_ADDRESS is set, else starts a local Ray
-    ds = ray.data.from_items([{"i": i, "seq": decode(p)} for i, p in enumerate(pieces)])
-    rows = ds.map_batches(
-        EmbedBatch, fn_constructor_args=(model_uri,), batch_size=batch_size, concurrency=workers
-    ).take_all()
-    out = np.zeros((len(pieces), len(rows[0]["vec"])), dtype=np.float32)
-    for row in rows:
-        out[row["i"]] = row["vec"]
-    return out
-
-
 def cmd_search(args: argparse.Namespace) -> int:
-    from gene_ae import align, index
+    from functools import partial
+
+    from gene_ae import search
     from gene_ae.encoder import Encoder
+    from gene_ae.records import iter_input
 
     if args.rerank < 0:
         raise ValueError(f"--rerank must be 0 (off) or a number of hits to align, got {args.rerank}")
-    faiss_index, meta = index.load(args.index)
+    loaded = search.LoadedIndex.open(args.index)
+    meta = loaded.meta
     encoder = Encoder.load(args.model or meta.model_uri)
     if encoder.dim != meta.dim:
         raise ValueError(
             f"{args.index}: index has dim {meta.dim}, model {encoder.dim}: use the model it was built with"
         )
-    queries = list(_records(args.query, args))
+    queries = list(iter_input(args.query, _reader(args)))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")
-    subjects = _collection(args, meta) if args.rerank else {}
-    vectors = encoder.embed_tokens([q[1] for q in queries], args.batch_size)
-    depth = max(args.k, args.rerank)
-    sims, idx = index.search(faiss_index, vectors, depth * (4 if meta.windows else 1))
-    out = open(args.out, "w") if args.out else sys.stdout
-    cols = ["query_id", "subject_id", "rank", "similarity", "query_length", "subject_length", "subject_label"]
-    if meta.windows:
-        cols += ["subject_start", "subject_end"]
-    if args.rerank:
-        cols += ["identity"]
-    print("\t".join(cols), file=out)
-    for (qid, qtok, _), row_sims, row_idx in zip(queries, sims, idx):
-        hits, seen = [], set()
-        for sim, j in zip(row_sims, row_idx):
-            e = meta.entries[j] if j >= 0 else None
-            key = e and ((e.id, e.start) if meta.windows else e.id)
-            if e is None or key in seen or len(hits) >= depth:
-                continue
-            seen.add(key)
-            hits.append((e, float(sim), None))
-        if args.rerank:
-            head = hits[: args.rerank]
-            order, ident = align.rerank(qtok, [_subject(subjects, e, meta.windows) for e, _, _ in head])
-            hits = [(head[o][0], head[o][1], float(i)) for o, i in zip(order, ident)] + hits[args.rerank :]
-        for rank, (e, sim, ident) in enumerate(hits[: args.k], start=1):
-            fields = [qid, e.id, rank, f"{sim:.4f}", qtok.size, e.length, e.label or ""]
-            if meta.windows:
-                fields += [e.start, e.end]
-            if args.rerank:
-                fields.append(f"{ident:.4f}" if ident is not None else "")
-            print("\t".join(map(str, fields)), file=out)
-    if args.out:
-        out.close()
+    subject = _collection(args, meta) if args.rerank and args.collection else None
+    cfg = search.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
+    embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
+    results = search.search(loaded, [q.tokens for q in queries], embed, cfg, subject)
+    _print_hits(queries, results, meta, args)
     return 0
 
 
-def _collection(args: argparse.Namespace, meta) -> dict[str, np.ndarray]:
-    """The indexed records' sequences, by id, from --collection (needed to align against for --rerank)."""
-    if not args.collection:
-        raise ValueError("--rerank needs --collection: the FASTA/FASTQ/TSV the index was built from")
+def _print_hits(queries, results, meta, args: argparse.Namespace) -> None:
+    out = open(args.out, "w") if args.out else sys.stdout
+    cols = ["query_id", "subject_id", "rank", "similarity", "query_length", "subject_length", "subject_label"]
+    cols += ["subject_start", "subject_end", "score"] + (["identity"] if args.rerank else [])
+    print("\t".join(cols), file=out)
+    for query, hits in zip(queries, results):
+        for rank, hit in enumerate(hits, start=1):
+            e = meta.entries[hit.subject]
+            sim = f"{hit.similarity:.4f}" if hit.similarity is not None else ""
+            fields = [query.id, e.id, rank, sim, query.tokens.size, e.length, e.label or ""]
+            fields += [hit.subject_start, hit.subject_end, f"{hit.score:.5f}"]
+            fields += [f"{hit.identity:.4f}" if hit.identity is not None else ""] if args.rerank else []
+            print("\t".join(map(str, fields)), file=out)
+    if args.out:
+        out.close()
+
+
+def _collection(args: argparse.Namespace, meta):
+    """Record position -> tokens from --collection (optional since indexes hold their sequences); every
+    indexed record must be in it."""
+    from gene_ae.records import iter_input
+
     wanted = {e.id for e in meta.entries}
-    seqs = {rid: tokens for rid, tokens, _ in _records(args.collection, args) if rid in wanted}
+    seqs = {r.id: r.tokens for r in iter_input(args.collection, _reader(args)) if r.id in wanted}
     missing = wanted - seqs.keys()
     if missing:
         raise ValueError(
             f"{args.collection}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
-            "give the file the index was built from"
+            "give the file the index was built from, or leave --collection out (the index holds its sequences)"
         )
-    return seqs
-
-
-def _subject(subjects: dict[str, np.ndarray], e, windows: bool) -> np.ndarray:
-    tokens = subjects[e.id]
-    return tokens[e.start : e.end] if windows else tokens
+    return lambda j: seqs[meta.entries[j].id]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gene_ae.encoder import Encoder
     from gene_ae.evaluate import EvalConfig, run_eval
+    from gene_ae.records import read_columns
 
     try:
         re.compile(args.label_regex or "")
     except re.error as exc:
         raise ValueError(f"--label-regex {args.label_regex!r}: {exc}") from None
     encoder = Encoder.load(args.model)
-    recs = list(_records(args.input, args, splits=(args.split,)))
-    if not recs:
+    data = read_columns(args.input, _reader(args), (args.split,))
+    if not data.seqs:
         raise ValueError(f"{args.input}: no sequences to evaluate")
-    ids, seqs, labels = (list(x) for x in zip(*recs))
+    ids, seqs, labels = data.ids, data.seqs, data.labels
     cross = None
     if args.queries:
-        q = list(_records(args.queries, args, splits=(args.split,)))
-        cross = ([r[1] for r in q], [r[2] for r in q])
+        q = read_columns(args.queries, _reader(args), (args.split,))
+        cross = (q.seqs, q.labels)
     methods = ("gene-ae", "5-mer") + (() if args.no_sourmash else ("sourmash",))
     cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods)
     cfg.rerank, cfg.label_regex = args.rerank, args.label_regex or ""
@@ -228,15 +153,16 @@ def _headline(mr: dict) -> str:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from gene_ae.encoder import Encoder
+    from gene_ae.records import iter_input
     from shard_tools.alphabet import decode
 
     encoder = Encoder.load(args.model)
     out = open(args.out, "w") if args.out else sys.stdout
     print("id\tlength\tidentity\treconstruction", file=out)
-    for rid, tokens, _ in _records(args.input, args):
-        rec = encoder.reconstruct_tokens(tokens)
-        identity = float((rec == tokens).mean())
-        print(f"{rid}\t{tokens.size}\t{identity:.4f}\t{decode(rec)}", file=out)
+    for record in iter_input(args.input, _reader(args)):
+        rec = encoder.reconstruct_tokens(record.tokens)
+        identity = float((rec == record.tokens).mean())
+        print(f"{record.id}\t{record.tokens.size}\t{identity:.4f}\t{decode(rec)}", file=out)
     if args.out:
         out.close()
     return 0
@@ -246,15 +172,18 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from gene_ae.tracking import promote_if_better, set_alias
 
     if args.if_better:
-        won = promote_if_better(args.model, args.version, args.alias)
-        print(f"gene-ae promote: {args.model}/{args.version} {'is now' if won else 'did not beat'} @{args.alias}")
+        won = promote_if_better(args.name, args.version, args.alias)
+        print(f"gene-ae promote: {args.name}/{args.version} {'is now' if won else 'did not beat'} @{args.alias}")
     else:
-        set_alias(args.model, args.version, args.alias)
-        print(f"gene-ae promote: models:/{args.model}@{args.alias} -> version {args.version}")
+        set_alias(args.name, args.version, args.alias)
+        print(f"gene-ae promote: models:/{args.name}@{args.alias} -> version {args.version}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gene_ae.search import DEFAULT_RERANK
+    from gene_ae.tracking import DEFAULT_MODEL_NAME
+
     p = argparse.ArgumentParser(
         prog="gene-ae",
         description="Embed DNA sequences with a trained gene-ae encoder, "
@@ -267,9 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help=model_help)
     e.add_argument("--input", required=True, help="FASTA/FASTQ/TSV file or shard directory")
     e.add_argument("--out", required=True, help="index directory to write")
-    e.add_argument("--index", default="auto", choices=("auto", "flat", "hnsw"), help="faiss index kind")
-    e.add_argument("--windows", action="store_true", help="index windows of long sequences (search reports where)")
-    e.add_argument("--stride", type=int, default=0, help="window stride with --windows (default: half a window)")
+    e.add_argument("--index-kind", default="auto", choices=("auto", "flat", "hnsw"), help="faiss index kind")
+    e.add_argument(
+        "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
+    )
+    e.add_argument("--windows", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    e.add_argument("--stride", type=int, default=0, help="window stride (default: half a window)")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--ray", action="store_true", help="embed with Ray Data map_batches (joins RAY_ADDRESS if set)")
     e.add_argument("--ray-workers", type=int, default=2, help="embedding actors with --ray")
@@ -285,10 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write hits here instead of stdout")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument(
-        "--rerank", type=int, default=0, metavar="N",
-        help="align each query to its top N hits (edlib) and order them by identity (adds an identity column)",
+        "--rerank", type=int, default=DEFAULT_RERANK, metavar="N",
+        help=f"align each query to its top N candidates and order them by identity (default {DEFAULT_RERANK}; "
+        "0 = off, no identity column)",
     )  # fmt: skip
-    s.add_argument("--collection", help="with --rerank: the FASTA/FASTQ/TSV the index was built from")
+    s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     _reader_args(s)
     s.set_defaults(func=cmd_search)
 
@@ -323,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_reconstruct)
 
     m = sub.add_parser("promote", help="point an alias (e.g. production) at a registered version")
-    m.add_argument("--model", default="gene-ae-encoder", help="registered model name")
+    m.add_argument("--name", default=DEFAULT_MODEL_NAME, help="registered model name")
+    m.add_argument("--model", dest="name", help=argparse.SUPPRESS)  # deprecated spelling of --name
     m.add_argument("--version", required=True)
     m.add_argument("--alias", default="production")
     m.add_argument("--if-better", action="store_true", help="only if its validation recall beats the holder's")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gene_ae.model import ModelConfig
+from gene_ae.tracking import DEFAULT_MODEL_NAME
 
 
 @dataclass
@@ -53,7 +54,7 @@ class TrainConfig:
     max_failures: int = 2  # worker deaths survived by restoring the newest checkpoint
     timeout_s: int = 300  # process-group timeout: fail instead of hanging
     experiment: str = "gene-ae"  # MLflow experiment
-    register: str = "gene-ae-encoder"  # MLflow registered model name ("" to skip)
+    register: str = DEFAULT_MODEL_NAME  # MLflow registered model name ("" to skip)
     alias: str = ""  # set this alias on the new version (e.g. production)
 
 

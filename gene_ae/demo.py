@@ -6,6 +6,7 @@ shard -> train (Ray, 2 workers) -> register + promote to production -> serve by 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -13,12 +14,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from gene_ae.serving import serving
+from gene_ae.tracking import DEFAULT_MODEL_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "genefam"
+PRODUCTION = f"models:/{DEFAULT_MODEL_NAME}@production"
 
 
 def step(title: str) -> None:
@@ -33,9 +37,8 @@ def run(*cmd: str | Path, **kw) -> subprocess.CompletedProcess:
 
 def serve_once(env: dict, query: str) -> list[float]:
     """Serve the production alias with `mlflow models serve`, send one request, stop it."""
-    uri = "models:/gene-ae-encoder@production"
-    print(f"$ mlflow models serve -m {uri} --env-manager local --host 127.0.0.1 --port PORT", flush=True)
-    with serving(uri, env) as port:
+    print(f"$ mlflow models serve -m {PRODUCTION} --env-manager local --host 127.0.0.1 --port PORT", flush=True)
+    with serving(PRODUCTION, env) as port:
         body = json.dumps({"inputs": [query]}).encode()
         print(
             f"$ curl -X POST http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' "
@@ -47,9 +50,20 @@ def serve_once(env: dict, query: str) -> list[float]:
             return json.loads(resp.read())["predictions"][0]
 
 
-def main() -> int:
+@dataclass
+class Demo:
+    """Where the demo writes, the environment its commands run in, and the venv's console scripts."""
+
+    out: Path
+    env: dict[str, str]
+    bin_dir: Path
+
+    def gene_ae(self, *args: str | Path) -> None:
+        run(self.bin_dir / "gene-ae", *args, env=self.env, cwd=self.out)
+
+
+def setup() -> Demo:
     out = Path(os.environ.get("GENE_AE_DEMO_DIR", REPO / "demo-out")).resolve()
-    steps = os.environ.get("GENE_AE_DEMO_STEPS", "")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     bin_dir = Path(sys.executable).parent
@@ -60,104 +74,59 @@ def main() -> int:
         "RAY_USAGE_STATS_ENABLED": "0",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # `mlflow models serve` execs uvicorn
     }
-    started = time.time()
+    return Demo(out, env, bin_dir)
 
+
+def shard(demo: Demo) -> None:
     step("1/6 shard the bundled real sample (600 chimpanzee genes, 7 families)")
-    run(bin_dir / "shard-fasta", "--label-column", "class", DATA / "chimp_sample.tsv.gz", out / "shards", env=env)
-    run(bin_dir / "shard-verify", out / "shards", env=env)
+    run(demo.bin_dir / "shard-fasta", "--label-column", "class", DATA / "chimp_sample.tsv.gz", demo.out / "shards",
+        env=demo.env)  # fmt: skip
+    run(demo.bin_dir / "shard-verify", demo.out / "shards", env=demo.env)
 
+
+def train(demo: Demo) -> None:
     step("2/6 train with Ray Train on 2 CPU workers, register, promote to @production")
-    extra = ["--steps", steps] if steps else []
-    run(
-        sys.executable,
-        "-m",
-        "gene_ae.train",
-        "--data",
-        out / "shards",
-        "--config",
-        REPO / "gene_ae" / "configs" / "demo.toml",
-        "--workers",
-        "2",
-        "--name",
-        "demo",
-        "--storage",
-        out / "runs",
-        "--alias",
-        "production",
-        *extra,
-        env=env,
-        cwd=out,
-    )
+    steps = os.environ.get("GENE_AE_DEMO_STEPS", "")
+    config = REPO / "gene_ae" / "configs" / "demo.toml"
+    run(sys.executable, "-m", "gene_ae.train", "--data", demo.out / "shards", "--config", config,
+        "--workers", "2", "--name", "demo", "--storage", demo.out / "runs", "--alias", "production",
+        *(["--steps", steps] if steps else []), env=demo.env, cwd=demo.out)  # fmt: skip
 
-    step("3/6 serve models:/gene-ae-encoder@production with `mlflow models serve`, one request")
+
+def serve(demo: Demo) -> None:
+    step(f"3/6 serve {PRODUCTION} with `mlflow models serve`, one request")
     query = "ATGGCTGACGAGAAGCCGAAGGAGGGAGTCAAGACCGAGAACAACGATCATATCAATTTGAAGGTGGCAGGGCAGGACGGCTC"
-    vector = serve_once(env, query)
+    vector = serve_once(demo.env, query)
     print(f"  -> {len(vector)}-dimensional vector, first values {[round(v, 3) for v in vector[:4]]}")
 
+
+def embed_and_search(demo: Demo) -> None:
     step("4/6 embed the collection into a vector index")
-    run(
-        bin_dir / "gene-ae",
-        "embed",
-        "--model",
-        "models:/gene-ae-encoder@production",
-        "--input",
-        out / "shards",
-        "--out",
-        out / "index",
-        env=env,
-        cwd=out,
-    )
-
+    demo.gene_ae("embed", "--model", PRODUCTION, "--input", demo.out / "shards", "--out", demo.out / "index")
     step("5/6 search with real queries: dog genes against the chimp collection, top 10 re-ordered by alignment")
-    queries = out / "dog_queries.tsv"
-    import gzip
-
+    queries = demo.out / "dog_queries.tsv"
     with gzip.open(DATA / "dog_sample.tsv.gz", "rt", newline="") as f:
         queries.write_text("".join(f.readline() for _ in range(6)))
-    run(
-        bin_dir / "gene-ae",
-        "search",
-        "--index",
-        out / "index",
-        "--label-column",
-        "class",
-        queries,
-        "-k",
-        "3",
-        "--rerank",
-        "10",
-        "--collection",
-        out / "shards",
-        env=env,
-        cwd=out,
-    )
+    demo.gene_ae("search", "--index", demo.out / "index", "--label-column", "class", queries, "-k", "3",
+                 "--rerank", "10", "--collection", demo.out / "shards")  # fmt: skip
 
+
+def evaluate(demo: Demo) -> None:
     step("6/6 evaluate search on unseen genes (dog) against the 5-mer baseline and sourmash")
-    run(
-        bin_dir / "gene-ae",
-        "eval",
-        "--model",
-        "models:/gene-ae-encoder@production",
-        "--input",
-        DATA / "dog_sample.tsv.gz",
-        "--label-column",
-        "class",
-        "--out",
-        out / "report",
-        "--n-queries",
-        "100",
-        "--rerank",
-        "10",
-        env=env,
-        cwd=out,
-    )
+    demo.gene_ae("eval", "--model", PRODUCTION, "--input", DATA / "dog_sample.tsv.gz", "--label-column", "class",
+                 "--out", demo.out / "report", "--n-queries", "100", "--rerank", "10")  # fmt: skip
 
-    minutes = (time.time() - started) / 60
-    print(f"\nDone in {minutes:.1f} min.")
-    print(f"  report:    {out / 'report' / 'report.md'} (plots beside it)")
+
+def main() -> int:
+    started = time.time()
+    demo = setup()
+    for part in (shard, train, serve, embed_and_search, evaluate):
+        part(demo)
+    print(f"\nDone in {(time.time() - started) / 60:.1f} min.")
+    print(f"  report:    {demo.out / 'report' / 'report.md'} (plots beside it)")
     print(
-        f"  MLflow UI: {bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{out}/mlflow.db "
-        f"--default-artifact-root {out}/mlruns  (then open http://127.0.0.1:5000)"
+        f"  MLflow UI: {demo.bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{demo.out}/mlflow.db "
+        f"--default-artifact-root {demo.out}/mlruns  (then open http://127.0.0.1:5000)"
     )
     return 0
 

@@ -1,7 +1,13 @@
-"""A saved vector index: faiss over L2-normalised embeddings, plus ids, lengths, labels and the model used.
+"""One index directory, written by `gene-ae embed` and read by `gene-ae search`:
 
-Exact inner product (cosine) for collections up to `FLAT_MAX` vectors; HNSW above, where exact search
-costs more than a user waits for. Saved atomically: a temporary directory renamed into place.
+    index.json                  marker + metadata: format, model URI and version, dim, kinds, one entry per record
+    index.faiss, vectors.npy    one vector per record (faiss: exact flat up to FLAT_MAX vectors, HNSW above)
+    windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
+    sparse.npz                  the exact k-mer index (gene_ae/sparse.py)
+    sequences.gae, .npz         the records themselves, compressed (gene_ae/seqstore.py), for re-ranking
+
+Written into a temporary directory renamed into place; `--overwrite` replaces only a directory whose
+index.json says it is a gene-ae index.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-# Exact search up to a million vectors (~100 ms a query on 2 cores): HNSW at M 32 / efSearch 128 recalled only
-# 0.35-0.54 of the exact top 10 at 10^5 vectors in benchmarks/search_bench.py, so it is for larger sets only.
+# Exact search up to a million vectors; HNSW above (parameters tuned on real embeddings in
+# benchmarks/search_bench.py: docs/BENCHMARKS.md).
 FLAT_MAX = 1_000_000
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128
+FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 2
 INDEX_FILE, META_FILE, VECTORS_FILE = "index.faiss", "index.json", "vectors.npy"
+WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
 
 
 @dataclass
 class Entry:
-    """One indexed vector: a whole record, or a window of one (start/end in bases, 0-based, end exclusive)."""
+    """One indexed record (start/end: the span its vector covers, 0-based, end exclusive)."""
 
     id: str
     length: int
@@ -37,11 +46,17 @@ class IndexMeta:
     model_version: str
     dim: int
     kind: str
-    windows: bool = False
+    windows: bool = False  # window vectors of long records are in windows.faiss
     entries: list[Entry] = field(default_factory=list)
+    window: int = 0  # the model window the window vectors cover
+    sparse: bool = False  # sparse.npz holds the k-mer index
+    sequences: bool = False  # sequences.gae holds the records
+    format: str = FORMAT_NAME
+    version: int = FORMAT_VERSION
 
 
 def build_faiss(vectors: np.ndarray, kind: str = "auto"):
+    """(faiss index over L2-normalised vectors by inner product, the kind chosen)."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -49,50 +64,104 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto"):
     if kind == "flat":
         index = faiss.IndexFlatIP(vectors.shape[1])
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
+        index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
     else:
         raise ValueError(f"unknown index kind {kind!r} (auto, flat, hnsw)")
     index.add(vectors)
     return index, kind
 
 
-def save(out_dir: str | Path, vectors: np.ndarray, meta: IndexMeta, overwrite: bool = False) -> Path:
-    import faiss
+def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [q, k] int64, similarities [q, k]), best first, k capped at the index size; missing
+    neighbours are index -1. The one order (indices first) every search in gene-ae returns."""
+    k = min(k, index.ntotal)
+    if k <= 0 or len(queries) == 0:
+        return np.zeros((len(queries), max(k, 0)), np.int64), np.zeros((len(queries), max(k, 0)), np.float32)
+    sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return idx.astype(np.int64), sims
 
+
+def is_index(path: str | Path) -> bool:
+    """Whether `path` is a directory this tool wrote (its index.json names the format)."""
+    try:
+        return json.loads((Path(path) / META_FILE).read_text()).get("format", FORMAT_NAME) == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def staging_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """A fresh temporary directory beside out_dir; refuses an existing out_dir unless it is an index and
+    overwrite is set."""
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists (use --overwrite to replace it)")
-    index, meta.kind = build_faiss(vectors, meta.kind)
+    if out.exists() and not is_index(out):
+        raise FileExistsError(f"{out}: not a gene-ae index (no index.json of ours): refusing to replace it")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    try:
-        faiss.write_index(index, str(tmp / INDEX_FILE))
-        np.save(tmp / VECTORS_FILE, np.asarray(vectors, dtype=np.float32))
-        (tmp / META_FILE).write_text(json.dumps(asdict(meta)))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return tmp
+
+
+def commit(tmp: Path, out_dir: str | Path) -> Path:
+    """Move a finished staging directory into place (replacing the old index)."""
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
     return out
 
 
-def load(index_dir: str | Path):
+def write_vectors(directory: Path, vectors: np.ndarray, kind: str, index_file: str = INDEX_FILE) -> str:
+    """Save vectors and their faiss index in `directory`; returns the kind built."""
     import faiss
 
+    index, kind = build_faiss(vectors, kind)
+    faiss.write_index(index, str(directory / index_file))
+    return kind
+
+
+def write_meta(directory: Path, meta: IndexMeta) -> None:
+    (directory / META_FILE).write_text(json.dumps(asdict(meta)))
+
+
+def save(out_dir: str | Path, vectors: np.ndarray, meta: IndexMeta, overwrite: bool = False) -> Path:
+    """Vectors and metadata only (no sequences, no k-mer index): the minimal index."""
+    tmp = staging_dir(out_dir, overwrite)
+    try:
+        meta.kind = write_vectors(tmp, vectors, meta.kind)
+        np.save(tmp / VECTORS_FILE, np.asarray(vectors, dtype=np.float32))
+        write_meta(tmp, meta)
+        return commit(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_meta(index_dir: str | Path) -> IndexMeta:
     d = Path(index_dir)
     if not (d / META_FILE).is_file() or not (d / INDEX_FILE).is_file():
         raise FileNotFoundError(f"{d}: not a gene-ae index (run `gene-ae embed` first)")
-    raw = json.loads((d / META_FILE).read_text())
-    raw["entries"] = [Entry(**e) for e in raw["entries"]]
-    return faiss.read_index(str(d / INDEX_FILE)), IndexMeta(**raw)
+    try:
+        raw = json.loads((d / META_FILE).read_text())
+        raw["entries"] = [Entry(**e) for e in raw["entries"]]
+        return IndexMeta(**raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{d / META_FILE}: not a gene-ae index description ({exc})") from None
 
 
-def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(similarities [q, k], indices [q, k]); missing neighbours are index -1."""
-    k = max(1, min(k, index.ntotal))
-    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+def read_faiss(path: Path):
+    import faiss
+
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: unreadable faiss index ({str(exc).strip().splitlines()[-1]})") from None
+
+
+def load(index_dir: str | Path):
+    """(faiss index of the record vectors, IndexMeta)."""
+    meta = load_meta(index_dir)
+    return read_faiss(Path(index_dir) / INDEX_FILE), meta

@@ -26,7 +26,6 @@ import torch
 from gene_ae.config import Config, load_config
 from gene_ae.data import train_loader, val_records
 from gene_ae.model import GeneAE, NegativeQueue, info_nce, kl_loss, reconstruction_loss
-from gene_ae.mutate import mutate
 from shard_tools.alphabet import PAD
 
 LN2 = math.log(2)
@@ -90,6 +89,7 @@ def validate(model: GeneAE, cfg: Config, records: list[np.ndarray], device: torc
     at 10/20/30 % divergence against the originals, and their mean (the promotion metric).
     """
     from gene_ae.encoder import Encoder
+    from gene_ae.evaluate.metrics import mutation_recall
 
     if not records:
         return {}
@@ -98,13 +98,9 @@ def validate(model: GeneAE, cfg: Config, records: list[np.ndarray], device: torc
     rec = encoder.reconstruct_windows([r[: cfg.model.window] for r in records])
     nats = rec.nats / max(rec.bases, 1)
     metrics = {"val_loss": nats, "val_bits_per_base": nats / LN2, "val_accuracy": rec.correct / max(rec.bases, 1)}
-    rng = np.random.default_rng(cfg.train.seed)
-    originals = encoder.embed_tokens(records)
-    recalls = []
-    for d in VAL_DIVERGENCES:
-        queries = encoder.embed_tokens([mutate(r, d, rng) for r in records])
-        recalls.append(float(((queries @ originals.T).argmax(1) == np.arange(len(records))).mean()))
-        metrics[f"val_recall_at_1_d{round(d * 100)}"] = recalls[-1]
+    recalls = mutation_recall(encoder.embed_tokens, records, VAL_DIVERGENCES, cfg.train.seed)["recall@1"]
+    for d, r in zip(VAL_DIVERGENCES, recalls):
+        metrics[f"val_recall_at_1_d{round(d * 100)}"] = r
     metrics["val_recall_at_1"] = float(np.mean(recalls))
     model.train()
     return metrics

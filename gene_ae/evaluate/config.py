@@ -1,0 +1,26 @@
+"""What `gene-ae eval` measures and with which methods: one typed config, recorded in every report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_METHODS = ("gene-ae", "5-mer", "sourmash")
+
+
+@dataclass
+class EvalConfig:
+    divergences: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.30)  # mutation events per base
+    n_queries: int = 200  # sequences mutated per divergence (and reconstructed)
+    seed: int = 0
+    k_values: tuple[int, ...] = (1, 10)  # recall@k and precision@k
+    spearman_pairs: int = 300  # random pairs, and about as many near pairs, for distance faithfulness
+    window: int = 0  # reconstruction: bases compared per sequence; 0 = the encoder's window
+    reconstruction_lengths: tuple[int, ...] = (256,)  # also report these shorter prefixes (capped at window)
+    methods: tuple[str, ...] = DEFAULT_METHODS  # "gene-ae", "K-mer" (any K), "sourmash"
+    sourmash_ksize: int = 21
+    sourmash_scaled: int = 0  # 0 = pick from the collection's median length (baselines.auto_scaled)
+    align_max_bases: int = 5000  # alignment identity compares at most this many leading bases of each sequence
+    label_queries: int = 2000  # leave-one-out queries at most (sampled when the collection is larger)
+    batch_size: int = 64  # encoder batch size
+    rerank: int = 0  # also score each method with its top `rerank` hits re-ordered by alignment ("+align" rows)
+    label_regex: str = ""  # group labels by this regex's first group (see clean_label); "" = labels as given

@@ -1,0 +1,289 @@
+"""Search as a library: query token arrays -> ranked hits, the way `gene-ae search` answers.
+
+Three candidate lists per query, each a ranking of records:
+- dense: the query's vector against one vector per record (faiss);
+- windows: the query's windows against the windows of long records; every query window votes for the
+  records its nearest windows belong to (seed-and-vote), which also locates the matching region;
+- sparse: the query's k-mer segments against the exact k-mer index (gene_ae/sparse.py), voting likewise.
+They are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K + rank));
+`rerank` of them, each list's best among them (`alignment_pool`), are aligned to the query
+(gene_ae/align.py) and ordered by identity. The
+evaluation's "+align" methods re-rank with the same `rerank`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from gene_ae import align, index
+from gene_ae.seqstore import SequenceStore
+from gene_ae.sparse import SparseIndex, segment_starts
+
+Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
+Embed = Callable[[list[np.ndarray]], np.ndarray]
+SOURCES = ("dense", "windows", "sparse")
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); ranks past ~60 barely count
+# Candidates aligned per query by default: chosen on the chimp genes (a validation set no report uses), the
+# smallest depth whose recall@1 at 30 % divergence is within 0.01 of depth 50 (docs/RESULTS.md).
+DEFAULT_RERANK = 20
+
+
+@dataclass
+class Hit:
+    """One subject found for a query: its position in the index, the candidate score (fused, or the
+    vector similarity), the alignment identity once re-ranked, and the subject's matching region
+    (0-based, end exclusive)."""
+
+    subject: int
+    score: float
+    identity: float | None = None
+    subject_start: int = 0
+    subject_end: int = 0
+    similarity: float | None = None  # cosine of the record vectors, when the dense list found it
+
+
+@dataclass
+class SearchConfig:
+    k: int = 10  # hits per query
+    rerank: int = DEFAULT_RERANK  # align each query to its top N candidates and order them by identity; 0 = off
+    candidates: int = 50  # records taken from each candidate list before fusion
+    sources: tuple[str, ...] = SOURCES  # which candidate lists to fuse
+    batch_size: int = 64
+
+
+@dataclass
+class LoadedIndex:
+    """An index directory in memory: what search needs of it (gene_ae/index.py)."""
+
+    meta: index.IndexMeta
+    dense: object
+    windows: object | None = None
+    window_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    window_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    window_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sparse: SparseIndex | None = None
+    sequences: SequenceStore | None = None
+
+    @classmethod
+    def open(cls, directory: str | Path) -> LoadedIndex:
+        d = Path(directory)
+        dense, meta = index.load(d)
+        loaded = cls(meta, dense)
+        if meta.windows and (d / index.WINDOWS_INDEX_FILE).is_file():
+            loaded.windows = index.read_faiss(d / index.WINDOWS_INDEX_FILE)
+            with np.load(d / index.WINDOWS_FILE) as spans:
+                loaded.window_owner, loaded.window_start, loaded.window_end = (
+                    spans[k] for k in ("owner", "start", "end")
+                )
+        if meta.sparse:
+            loaded.sparse = SparseIndex.load(d)
+        if meta.sequences:
+            loaded.sequences = SequenceStore(d)
+        return loaded
+
+
+# ------------------------------------------------------------------------------------------- candidates
+
+
+@dataclass
+class Candidate:
+    record: int
+    score: float
+    start: int = 0
+    end: int = 0
+
+
+def dense_candidates(loaded: LoadedIndex, vectors: np.ndarray, n: int) -> list[list[Candidate]]:
+    """Records by cosine of whole-record vectors."""
+    idx, sims = index.search(loaded.dense, vectors, n)
+    meta = loaded.meta
+    return [
+        [Candidate(int(j), float(s), 0, meta.entries[j].length) for j, s in zip(row, sim) if j >= 0]
+        for row, sim in zip(idx, sims)
+    ]
+
+
+def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hit_end: np.ndarray, n: int):
+    """Seed-and-vote for one query: rows are the query's pieces, columns their nearest subject pieces.
+
+    A record's score is the sum over query pieces of its best piece's score; its region spans the pieces
+    that gave those best scores. Returns the top n Candidates."""
+    best: dict[int, list[float | int]] = {}
+    for row in range(hit_owner.shape[0]):
+        seen: set[int] = set()
+        for o, s, a, b in zip(hit_owner[row], hit_score[row], hit_start[row], hit_end[row]):
+            if o < 0 or o in seen:
+                continue
+            seen.add(int(o))
+            cur = best.setdefault(int(o), [0.0, int(a), int(b)])
+            cur[0] += float(s)
+            cur[1], cur[2] = min(cur[1], int(a)), max(cur[2], int(b))
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:n]
+    return [Candidate(o, float(s), int(a), int(b)) for o, (s, a, b) in ranked]
+
+
+def window_candidates(
+    loaded: LoadedIndex, queries: Sequence[np.ndarray], embed: Embed, n: int
+) -> list[list[Candidate]]:
+    """Records by the votes of the query's windows (the whole query when it fits one window)."""
+    w = loaded.meta.window
+    pieces, rows = [], []
+    for q, query in enumerate(queries):
+        for a in segment_starts(int(query.size), w) if query.size > w else [0]:
+            pieces.append(query[a : a + w])
+            rows.append(q)
+    idx, sims = index.search(loaded.windows, embed(pieces), n)
+    return _votes(rows, len(queries), idx, sims, loaded.window_owner, loaded.window_start, loaded.window_end, n)
+
+
+def sparse_candidates(loaded: LoadedIndex, queries: Sequence[np.ndarray], n: int) -> list[list[Candidate]]:
+    """Records by the votes of the query's k-mer segments."""
+    sp = loaded.sparse
+    pieces, rows = [], []
+    for q, query in enumerate(queries):
+        for a in segment_starts(int(query.size), sp.cfg.segment):
+            pieces.append(query[a : a + sp.cfg.segment])
+            rows.append(q)
+    idx, sims = sp.search_segments(pieces, n)
+    return _votes(rows, len(queries), idx, sims, sp.owner, sp.start, sp.end, n)
+
+
+def _votes(rows, n_queries, idx, sims, owner, start, end, n) -> list[list[Candidate]]:
+    rows = np.asarray(rows)
+    out = []
+    for q in range(n_queries):
+        sel = rows == q
+        piece_idx = idx[sel]
+        safe = np.maximum(piece_idx, 0)
+        own = np.where(piece_idx >= 0, owner[safe], -1)
+        out.append(vote(own, sims[sel], start[safe], end[safe], n))
+    return out
+
+
+def fuse(lists: Sequence[list[Candidate]], rrf_k: int = RRF_K) -> list[Candidate]:
+    """Reciprocal rank fusion of candidate lists; a record keeps the region of the first list that found
+    it with a region narrower than the whole record (windows before sparse), else of the first list."""
+    score: dict[int, float] = {}
+    region: dict[int, tuple[int, int]] = {}
+    for cands in lists:
+        for rank, c in enumerate(cands, start=1):
+            score[c.record] = score.get(c.record, 0.0) + 1.0 / (rrf_k + rank)
+            old = region.get(c.record)
+            if old is None or (old[1] - old[0] > c.end - c.start > 0):
+                region[c.record] = (c.start, c.end)
+    ranked = sorted(score, key=lambda r: -score[r])
+    return [Candidate(r, score[r], *region[r]) for r in ranked]
+
+
+def alignment_pool(lists: Sequence[list[Candidate]], fused: list[Candidate], size: int) -> list[Candidate]:
+    """The `size` fused candidates to align, with a quota: each list's own top size // len(lists) are in,
+    whatever the other lists say (a source that alone finds the answer, as exact k-mers do for a 30 % copy
+    the vectors miss, is not outvoted), the rest by fused rank; returned in fused order."""
+    quota = max(1, size // max(len(lists), 1))
+    chosen = {c.record for cands in lists for c in cands[:quota]}
+    for c in fused:
+        if len(chosen) >= size:
+            break
+        chosen.add(c.record)
+    return [c for c in fused if c.record in chosen] + [c for c in fused if c.record not in chosen]
+
+
+# -------------------------------------------------------------------------------------------- re-ranking
+
+
+def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int) -> list[Hit]:
+    """The first `top` hits ordered by alignment identity to the query (gene_ae.align.align_hit; ties keep
+    the candidate order), with the aligned region; hits past `top` follow unchanged, without an identity."""
+    head = []
+    for h in hits[:top]:
+        full = subject(h.subject)
+        a, b = _region(h, full.size, query.size)
+        found = align.align_hit(query, full[a:b], a)
+        head.append(
+            replace(h, identity=found.identity, subject_start=found.subject_start, subject_end=found.subject_end)
+        )
+    order = sorted(range(len(head)), key=lambda i: -head[i].identity)
+    return [head[i] for i in order] + hits[top:]
+
+
+def _region(hit: Hit, length: int, query_length: int) -> tuple[int, int]:
+    """The part of a subject worth aligning: its voted region widened by a query length on each side,
+    or all of it when no narrower region is known or the query is long."""
+    if (
+        query_length > align.LONG
+        or hit.subject_end <= hit.subject_start
+        or hit.subject_end - hit.subject_start >= length
+    ):
+        return 0, length
+    return max(0, hit.subject_start - query_length), min(length, hit.subject_end + query_length)
+
+
+def rerank_rows(
+    queries: Sequence[np.ndarray], idx: np.ndarray, subject: Subject, top: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rerank` over rows of candidate indices (-1 = no hit): (indices [q, k], identities [q, k]), with -1
+    for the identity of hits past `top` and of misses."""
+    k = min(k, idx.shape[1])
+    out_idx = np.full((len(queries), k), -1, dtype=np.int64)
+    out_sim = np.full((len(queries), k), -1.0, dtype=np.float32)
+    for row, query in enumerate(queries):
+        hits = [Hit(int(j), 0.0) for j in idx[row] if j >= 0]
+        ranked = rerank(query, hits, subject, top)[:k]
+        out_idx[row, : len(ranked)] = [h.subject for h in ranked]
+        out_sim[row, : len(ranked)] = [h.identity if h.identity is not None else -1.0 for h in ranked]
+    return out_idx, out_sim
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+
+def search(
+    loaded: LoadedIndex,
+    queries: Sequence[np.ndarray],
+    embed: Embed | None,
+    cfg: SearchConfig,
+    subject: Subject | None = None,
+) -> list[list[Hit]]:
+    """Ranked hits per query. `embed` turns token arrays into the index model's vectors (None: no dense
+    lists); `subject` gives a record's tokens for re-ranking (default: the sequences stored in the index)."""
+    if cfg.k < 1 or cfg.rerank < 0:
+        raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
+    unknown = set(cfg.sources) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
+    if cfg.rerank and subject is None:
+        if loaded.sequences is None:
+            raise ValueError(
+                "this index holds no sequences (made by an older gene-ae): give --collection or --rerank 0"
+            )
+        subject = loaded.sequences.__getitem__
+    n = max(cfg.candidates, cfg.k, cfg.rerank)
+    lists: list[list[list[Candidate]]] = []
+    if "dense" in cfg.sources and embed is not None:
+        lists.append(dense_candidates(loaded, embed(list(queries)), n))
+    if "windows" in cfg.sources and embed is not None and loaded.windows is not None:
+        lists.append(window_candidates(loaded, queries, embed, n))
+    if "sparse" in cfg.sources and loaded.sparse is not None:
+        lists.append(sparse_candidates(loaded, queries, n))
+    if not lists:
+        raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)}")
+    similarity = {}
+    if "dense" in cfg.sources and embed is not None:
+        similarity = [{c.record: c.score for c in row} for row in lists[0]]
+    out = []
+    for q, query in enumerate(queries):
+        fused = fuse([lst[q] for lst in lists]) if len(lists) > 1 else lists[0][q]
+        if cfg.rerank and len(lists) > 1:
+            fused = alignment_pool([lst[q] for lst in lists], fused, cfg.rerank)
+        hits = [
+            Hit(c.record, c.score, None, c.start, c.end, similarity[q].get(c.record) if similarity else None)
+            for c in fused[:n]
+        ]
+        if cfg.rerank:
+            hits = rerank(query, hits, subject, cfg.rerank)
+        out.append(hits[: cfg.k])
+    return out

@@ -1,0 +1,215 @@
+"""Hybrid search, stage by stage, on bundled real data with a tiny untrained model: what each stage must
+get right on its own (fusion, window votes, k-mer index, long-sequence alignment, stored sequences), then
+the whole `gene-ae embed` / `gene-ae search` path."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gene_ae import align, embedding, search
+from gene_ae.checkpoint import save as save_checkpoint
+from gene_ae.config import Config
+from gene_ae.encoder import Encoder
+from gene_ae.model import GeneAE, ModelConfig
+from gene_ae.mutate import mutate
+from gene_ae.records import InputRecord, iter_input
+from gene_ae.search import Candidate, fuse, vote
+from gene_ae.seqstore import SequenceStore, SequenceWriter
+from gene_ae.sparse import SparseConfig, SparseIndex, segment_starts
+from shard_tools.alphabet import decode, reverse_complement
+from shard_tools.inputs import ReaderConfig
+
+WINDOW = 256
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=WINDOW, downsample=4)
+    return Encoder(GeneAE(cfg.model), cfg, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def genes(data_dir: Path) -> list[InputRecord]:
+    return list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:60]
+
+
+@pytest.fixture(scope="module")
+def lam(data_dir: Path) -> InputRecord:
+    return next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, encoder, genes, lam):
+    """An index of 60 genes and the 48.5 kb lambda genome, built by the streaming builder in small batches."""
+    out = tmp_path_factory.mktemp("index") / "idx"
+    embed = partial(embedding.embed_local, encoder, batch_size=64)
+    cfg = embedding.BuildConfig(batch_bases=20_000)
+    embedding.build_index(iter(genes + [lam]), embed, embedding.ModelInfo("mem", "", 64, WINDOW), out, cfg)
+    return search.LoadedIndex.open(out), embed, out
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def test_reciprocal_rank_fusion_sums_ranks_and_keeps_the_narrowest_region() -> None:
+    dense = [Candidate(7, 0.9, 0, 1000), Candidate(3, 0.8, 0, 500)]
+    sparse = [Candidate(3, 0.5, 100, 200), Candidate(9, 0.4, 0, 50), Candidate(7, 0.1, 0, 1000)]
+    fused = fuse([dense, sparse], rrf_k=60)
+    assert [c.record for c in fused] == [3, 7, 9]  # 3: 1/62 + 1/61 > 7: 1/61 + 1/63 > 9: 1/62
+    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[1].score == pytest.approx(1 / 61 + 1 / 63)
+    assert (fused[0].start, fused[0].end) == (100, 200)  # the sparse list's region is narrower
+    assert (fused[1].start, fused[1].end) == (0, 1000)
+    # Three to align: fused order alone would take 1, 2, 3; the third list's own best (9) gets a place.
+    lists = [[Candidate(r, 0.0) for r in (1, 2, 3)], [Candidate(r, 0.0) for r in (1, 2, 3)], [Candidate(9, 0.0)]]
+    pool = search.alignment_pool(lists, fuse(lists), 3)
+    assert [c.record for c in pool][:3] == [1, 2, 9]  # the third list's only candidate is aligned
+
+
+def test_window_votes_sum_each_query_pieces_best_and_span_the_region() -> None:
+    # Two query pieces; record 5 is the best hit of both (windows 1000-1256 and 1128-1384), record 2 of one.
+    owner = np.array([[5, 2, 5], [5, -1, 2]])
+    score = np.array([[0.9, 0.8, 0.7], [0.6, 0.0, 0.5]], dtype=np.float32)
+    start = np.array([[1000, 0, 3000], [1128, 0, 0]])
+    end = np.array([[1256, 256, 3256], [1384, 0, 256]])
+    cands = vote(owner, score, start, end, n=10)
+    assert [c.record for c in cands] == [5, 2]
+    assert cands[0].score == pytest.approx(0.9 + 0.6) and cands[1].score == pytest.approx(0.8 + 0.5)
+    assert (cands[0].start, cands[0].end) == (1000, 1384)  # only the best window per query piece counts
+
+
+def test_sparse_index_finds_copies_on_both_strands_and_round_trips(tmp_path, genes) -> None:
+    seqs = [g.tokens for g in genes]
+    idx = SparseIndex.build(seqs, SparseConfig())
+    assert idx.cfg.k == 10  # genes: k 10; genes over 8 kb are two or more segments
+    assert idx.n_segments == sum(segment_starts(s.size, 8192).size for s in seqs) > len(seqs)
+    rng = np.random.default_rng(3)
+    queries = [seqs[4], reverse_complement(seqs[11]), mutate(seqs[20], 0.2, rng)]
+    found, sims = idx.search_segments(queries, 3)
+    assert list(idx.owner[found[:, 0]]) == [4, 11, 20]
+    assert sims[0, 0] == pytest.approx(1.0, abs=1e-4) and sims[1, 0] == pytest.approx(1.0, abs=1e-4)
+    assert sims[2, 0] > 2 * sims[2, 1]
+    idx.save(tmp_path)
+    again = SparseIndex.load(tmp_path)
+    np.testing.assert_array_equal(again.search_segments(queries, 3)[0], found)
+    (tmp_path / SparseIndex.FILE).write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="sparse.npz: not a readable k-mer index"):
+        SparseIndex.load(tmp_path)
+
+
+def test_long_records_are_cut_into_segments_that_locate_a_piece(lam) -> None:
+    idx = SparseIndex.build([lam.tokens], SparseConfig(segment=4096))
+    assert idx.cfg.k == 14  # a 48.5 kb record: long k
+    assert idx.n_segments == 23 and idx.end.max() == lam.tokens.size
+    piece = mutate(lam.tokens[30_000:33_000], 0.1, np.random.default_rng(0))
+    seg, _ = idx.search_segments([piece], 1)
+    overlap = min(idx.end[seg[0, 0]], 33_000) - max(idx.start[seg[0, 0]], 30_000)
+    assert overlap >= 1500  # the segment holding most of the piece
+
+
+def test_sequences_read_back_from_the_store_across_blocks(tmp_path, genes, lam) -> None:
+    seqs = [g.tokens for g in genes[:5]] + [lam.tokens, genes[5].tokens[:1]]
+    writer = SequenceWriter(tmp_path, block_bases=10_000)  # lambda spans five blocks
+    assert [writer.add(s) for s in seqs] == list(range(7))
+    written = writer.close()
+    store = SequenceStore(tmp_path, cache_blocks=2)
+    for i in (5, 0, 6, 3, 5):
+        np.testing.assert_array_equal(store[i], seqs[i])
+    assert written < sum(s.size for s in seqs) / 2  # compressed: under 4 bits a base
+    with pytest.raises(IndexError):
+        store[7]
+
+
+def test_long_sequence_reranking_is_local_and_reports_the_region(lam, genes) -> None:
+    rng = np.random.default_rng(1)
+    # A 30 kb piece at 10 %: minimap2 maps it; the region is where it came from, identity is local.
+    long_piece = mutate(lam.tokens[10_000:40_000], 0.1, rng)
+    hit = align.align_hit(long_piece, lam.tokens)
+    assert abs(hit.subject_start - 10_000) < 200 and abs(hit.subject_end - 40_000) < 200
+    assert 0.8 < hit.identity < 0.95
+    # A 2 kb piece at 20 % inside a region given by the votes: edlib infix, judged on the part.
+    short_piece = mutate(lam.tokens[25_000:27_000], 0.2, rng)
+    region = lam.tokens[20_000:32_000]
+    hit = align.align_hit(short_piece, region, offset=20_000)
+    assert abs(hit.subject_start - 25_000) < 50 and abs(hit.subject_end - 27_000) < 50
+    assert 0.75 < hit.identity < 0.9
+    # Genes of similar length stay global: an unrelated gene scores far below a 20 % copy.
+    gene = genes[0].tokens
+    copy = mutate(gene, 0.2, rng)
+    assert align.align_hit(copy, gene).identity > align.align_hit(copy, genes[1].tokens).identity + 0.15
+
+
+# --------------------------------------------------------------------------------------------- whole path
+
+
+def test_index_holds_the_sequences_and_window_vectors(built, genes, lam) -> None:
+    loaded, _, _ = built
+    records = genes + [lam]
+    assert len(loaded.sequences) == len(records) == len(loaded.meta.entries)
+    for i in (0, 37, len(records) - 1):
+        np.testing.assert_array_equal(loaded.sequences[i], records[i].tokens)
+    assert loaded.meta.format == "gene-ae-index" and loaded.meta.sequences and loaded.meta.sparse
+    long_records = {i for i, r in enumerate(records) if r.tokens.size > WINDOW}
+    assert set(loaded.window_owner.tolist()) == long_records
+    assert loaded.windows.ntotal == loaded.window_owner.size
+    lam_windows = loaded.window_owner == len(records) - 1
+    assert loaded.window_end[lam_windows].max() == lam.tokens.size
+
+
+def test_a_piece_of_a_genome_finds_it_with_its_region(built, lam, genes) -> None:
+    loaded, embed, _ = built
+    piece = mutate(lam.tokens[20_000:23_000], 0.2, np.random.default_rng(2))
+    for sources in (("windows",), ("sparse",), search.SOURCES):
+        cfg = search.SearchConfig(k=3, rerank=5, sources=sources)
+        (top, *_), *_ = search.search(loaded, [piece], embed, cfg)
+        assert top.subject == len(genes), sources
+        assert abs(top.subject_start - 20_000) < 100 and abs(top.subject_end - 23_000) < 100, (sources, top)
+        assert 0.7 < top.identity < 0.9
+
+
+def test_fused_search_reranked_finds_far_copies(built, genes) -> None:
+    loaded, embed, _ = built
+    rng = np.random.default_rng(4)
+    picks = [2, 9, 31, 44]
+    queries = [mutate(genes[i].tokens, 0.3, rng) for i in picks]
+    plain = search.search(loaded, queries, embed, search.SearchConfig(k=5, rerank=0))
+    assert all(h.identity is None for hits in plain for h in hits)
+    ranked = search.search(loaded, queries, embed, search.SearchConfig(k=5))
+    assert [hits[0].subject for hits in ranked] == picks
+    for hits in ranked:
+        idents = [h.identity for h in hits]
+        assert idents == sorted(idents, reverse=True) and 0.6 < idents[0] < 0.8
+
+
+def test_cli_embed_search_rerank_0_and_overwrite(tmp_path, run_cli, cli_env, encoder, genes) -> None:
+    ckpt = save_checkpoint(tmp_path / "ckpt", encoder.cfg, encoder.model)
+    collection = tmp_path / "genes.fa"
+    collection.write_text("".join(f">{g.id}_g\n{decode(g.tokens)}\n" for g in genes[:20]))
+    queries = tmp_path / "q.fa"
+    queries.write_text(f">far\n{decode(mutate(genes[6].tokens, 0.25, np.random.default_rng(5)))}\n")
+    out = tmp_path / "index"
+    code, _, err = run_cli("gene-ae", "embed", "--model", ckpt, "--input", collection, "--out", out)
+    assert code == 0, err
+    code, stdout, err = run_cli("gene-ae", "search", "--index", out, queries, "-k", "3")
+    assert code == 0, err
+    header, first, *_ = [line.split("\t") for line in stdout.splitlines()]
+    assert header[-1] == "identity" and first[1] == f"{genes[6].id}_g" and 0.65 < float(first[-1]) < 0.85
+    code, stdout, err = run_cli("gene-ae", "search", "--index", out, queries, "-k", "3", "--rerank", "0")
+    assert code == 0, err
+    header, *rows = [line.split("\t") for line in stdout.splitlines()]
+    assert "identity" not in header and len(rows) == 3 and len(rows[0]) == len(header)
+    victim = tmp_path / "not-an-index"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    code, _, err = run_cli("gene-ae", "embed", "--model", ckpt, "--input", collection, "--out", victim, "--overwrite")
+    assert code == 1 and "not a gene-ae index" in err and (victim / "precious.txt").exists()
+    code, _, err = run_cli("gene-ae", "embed", "--model", ckpt, "--input", collection, "--out", out, "--overwrite")
+    assert code == 0, err
+    assert not list(tmp_path.glob(".*tmp*"))
