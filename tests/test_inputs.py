@@ -168,7 +168,7 @@ def test_fasta_details(tmp_path: Path) -> None:
     assert [(r.id, r.description, decode(r.tokens), r.line) for r in recs] == [
         ("r1", "first record", "ACGTNNNN", 3),
         ("r2", "", "ACGTACGTACGG", 7),
-        ("r3\tdesc", "", "A", 10),  # only a space separates id and description
+        ("r3", "desc", "A", 10),  # the id ends at the first whitespace, tab included (was "r3\tdesc" before #13)
     ]
     assert all(r.source == str(tmp_path / "x.fa") for r in recs)
 

@@ -145,7 +145,7 @@ def test_bad_arguments(tmp_path: Path, run_cli) -> None:
 # --- output directory ---------------------------------------------------------------------------------------
 
 
-def test_existing_out_dir_is_refused_then_replaced_with_overwrite(tmp_path: Path, run_cli) -> None:
+def test_existing_out_dir_is_refused_and_overwrite_replaces_only_a_shard_directory(tmp_path: Path, run_cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">new1\nACGTACGT\n>new2\nTTTT\n")
     out = tmp_path / "out"
@@ -154,13 +154,55 @@ def test_existing_out_dir_is_refused_then_replaced_with_overwrite(tmp_path: Path
     rc, _, stderr = run_cli("shard-fasta", src, out)
     assert_one_line_error(rc, stderr, str(out), "already exists", "--overwrite")
     assert listing(out) == ["precious.txt"]
+    rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")  # not a directory shard-fasta wrote
+    assert_one_line_error(rc, stderr, str(out), "not replaced", "no manifest.json")
+    assert (out / "precious.txt").read_text() == "keep me"
+    (out / "precious.txt").unlink()
+    out.rmdir()
+    old = tmp_path / "old.fa"
+    old.write_text(">old\nGGGGCCCC\n")
+    rc, _, stderr = run_cli("shard-fasta", old, out)
+    assert rc == 0, stderr
     rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")
     assert rc == 0, stderr
-    assert not (out / "precious.txt").exists()
     assert sorted(r[0] for r in read_all(out)) == ["new1", "new2"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "out"]  # no .old or .tmp left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "old.fa", "out"]  # no .old or .tmp left
     rc, _, _ = run_cli("shard-verify", out)
     assert rc == 0
+
+
+def test_overwrite_never_deletes_what_shard_fasta_did_not_write(tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "a.fa"
+    src.write_text(">a\nACGTACGT\n")
+    out = tmp_path / "out"
+    rc, _, stderr = run_cli("shard-fasta", src, out)
+    assert rc == 0, stderr
+    before = listing(out)
+    inside = out / "train" / "mine.fa"  # an input kept inside the shard directory
+    inside.write_text(">mine\nTTTTGGGG\n")
+    rc, _, stderr = run_cli("shard-fasta", inside, out, "--overwrite")
+    assert_one_line_error(rc, stderr, str(out), "not replaced", "'train/mine.fa'")
+    assert inside.read_text() == ">mine\nTTTTGGGG\n" and listing(out) == sorted([*before, "train/mine.fa"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format"] = "something-else"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    inside.unlink()
+    rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")  # a manifest, but not ours
+    assert_one_line_error(rc, stderr, "not replaced", "unsupported format")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "out"]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_forgotten_out_dir_never_turns_an_input_into_an_output(overwrite: list[str], tmp_path: Path, run_cli) -> None:
+    first, second = tmp_path / "a.fa", tmp_path / "b.fa"
+    first.write_text(">a\nACGT\n")
+    second.write_text(">b\nGGGG\n")
+    rc, _, stderr = run_cli("shard-fasta", first, second, *overwrite)  # OUT_DIR forgotten: b.fa is last
+    assert_one_line_error(rc, stderr, str(second), "not a directory")
+    assert second.read_text() == ">b\nGGGG\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "b.fa"]
+    rc, _, stderr = run_cli("shard-fasta", first)
+    assert rc == 1 and "OUT_DIR" in stderr and len(stderr.splitlines()) == 1
 
 
 # --- interrupted writes -------------------------------------------------------------------------------------
