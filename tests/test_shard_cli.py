@@ -87,6 +87,13 @@ BAD_INPUTS = {
     "missing_file": ("missing.fa", None, [": no such file"]),
     "truncated_gzip": ("cut.fa.gz", gzip.compress(RANDOM_DNA)[:3000], ["cannot decompress"]),
     "corrupt_gzip": ("bad.fa.gz", CORRUPT_GZ, ["cannot decompress", "invalid"]),  # zlib.error, not an OSError
+    "truncated_zstd": ("cut.fa.zst", zstandard.ZstdCompressor().compress(RANDOM_DNA)[:3000], ["cannot decompress"]),
+    "control_char_id": ("ansi.fa", b">ok\nACGT\n>x\x1b[31m\nACGT\n", [":3: record 'x\\x1b[31m'", "control character"]),
+    "genbank_protein": (
+        "prot.gbk",
+        b"LOCUS       P1  5 aa    linear   UNK 01-JAN-1980\nORIGIN\n        1 mkvll\n//\n",
+        [":1: record 'P1'", "non-nucleotide"],
+    ),
 }
 
 
@@ -130,6 +137,113 @@ def test_skip_invalid_skips_and_counts(tmp_path: Path, run_cli) -> None:
     assert sorted(r[0] for r in read_all(out)) == ["a", "c", "ok1", "ok2", "row1"]
     rc, _, stderr = run_cli("shard-fasta", fa, tmp_path / "out2")
     assert_one_line_error(rc, stderr, f"{fa}:3: record 'p1'")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--block-bases", "-1"),
+        ("--block-bases", "0"),
+        ("--block-bases", "1.5"),
+        ("--shard-size", "0"),
+        ("--shard-size", "-2"),
+        ("--shard-size", "nan"),
+        ("--workers", "0"),
+        ("--level", "0"),
+        ("--level", "23"),
+        ("--min-length", "-1"),
+        ("--val-fraction", "1"),
+        ("--val-fraction", "-0.1"),
+        ("--val-fraction", "nan"),
+    ],
+)
+def test_numeric_options_are_checked_when_parsed(option: str, value: str, tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "a.fa"
+    src.write_text(">a\nACGTACGT\n")
+    rc, stdout, stderr = run_cli("shard-fasta", src, tmp_path / "out", f"{option}={value}")
+    assert_one_line_error(rc, stderr, f"argument {option}: must be", repr(value))
+    assert stdout == "" and listing(tmp_path) == ["a.fa"]
+
+
+def test_version_and_help_show_defaults(run_cli) -> None:
+    for command in ("shard-fasta", "shard-verify"):
+        rc, stdout, _ = run_cli(command, "--version")
+        assert rc == 0 and stdout.strip() == f"{command} {shard_tools.__version__}"
+    rc, stdout, _ = run_cli("shard-fasta", "--help")
+    assert rc == 0
+    description = stdout.split("\n\n")[1]
+    assert description.startswith("Turn sequence files into verified, compact WebDataset tar shards")
+    options = re.split(r"\n  (?=-)", stdout.split("options:", 1)[1])[1:]
+    assert len(options) >= 15
+    for text in options:
+        if not text.startswith(("-h", "--version")):
+            assert "(default: " in " ".join(text.split()), text
+    flat = " ".join(stdout.split())
+    assert "--block-bases BLOCK_BASES bases per compressed block; longer records are stored in parts (>= 1)" in flat
+    assert "--min-length MIN_LENGTH drop records shorter than this (>= 0) (default: 1)" in flat
+    assert "--overwrite replace OUT_DIR if it is a shard directory this tool wrote (its manifest.json" in flat
+    assert "'-' reads standard input" in flat
+    rc, stdout, _ = run_cli("shard-verify", "--help")
+    assert rc == 0 and stdout.split("\n\n")[1].startswith("Check a shard directory")
+
+
+def test_stdin_dash_reads_standard_input_without_a_temp_copy(plain_16s: Path, tmp_path: Path, cli_env) -> None:
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    out = tmp_path / "out"
+    blob = gzip.compress(plain_16s.read_bytes())
+    proc = subprocess.run(
+        ["shard-fasta", "-", out, "--quiet"],
+        input=blob,
+        env={**cli_env, "TMPDIR": str(scratch)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_all(out)) == 600
+    manifest = load_manifest(out)
+    assert manifest["inputs"] == [{"path": "-", "bytes": None}]
+    assert listing(scratch) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tmpdir"]
+    proc = subprocess.run(
+        ["shard-fasta", "-", tmp_path / "out2"],
+        input=b">a\nAC\n>p\nMKLE\n",
+        env=cli_env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert_one_line_error(proc.returncode, proc.stderr.decode(), "shard-fasta: error: <stdin>:3: record 'p'")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_duplicate_ids_stay_distinct_and_warn_once(tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "dup.fa"
+    src.write_text(">x one\nACGTAA\n>x two\nACGTCC\n>y\nGGGG\n>x three\nTTTTAA\n>y\nCCCC\n")
+    out = tmp_path / "out"
+    rc, _, stderr = run_cli("shard-fasta", src, out, "--quiet")
+    assert rc == 0, stderr
+    warnings = [line for line in stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "shard-fasta: warning: 3 records reuse an earlier record's id (first: 'x'); all are kept, each with its own "
+        "unique key"
+    ]
+    records = sorted((meta["desc"], rid, meta["key"], bases) for rid, bases, meta, _ in read_all(out))
+    assert records == [
+        ("", "y", "y", "GGGG"),
+        ("", "y", "y_2", "CCCC"),
+        ("one", "x", "x", "ACGTAA"),
+        ("three", "x", "x_3", "TTTTAA"),
+        ("two", "x", "x_2", "ACGTCC"),
+    ]
+    assert load_manifest(out)["summary"]["duplicate_ids"] == 3
+
+
+def test_a_file_name_with_control_characters_keeps_the_error_one_line(tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "evil\nname\x1b[2J.fa"
+    src.write_bytes(b">p\nMKVL\n")
+    rc, _, stderr = run_cli("shard-fasta", src, tmp_path / "out")
+    line = assert_one_line_error(rc, stderr, "evil\\nname\\x1b[2J.fa:1: record 'p'")
+    assert line.isprintable()
 
 
 def test_bad_arguments(tmp_path: Path, run_cli) -> None:
@@ -562,3 +676,12 @@ def test_manifest_fields(sharded_16s: Path, plain_16s: Path) -> None:
         s["bytes"] for split in SPLITS for s in manifest["splits"][split]["shards"]
     )
     assert {normalise(b) for b in (r[1] for r in records)} == {r[1] for r in records}
+
+
+def test_shard_config_checks_the_same_ranges_for_library_callers() -> None:
+    from shard_tools.writer import ShardConfig
+
+    for field, bad in [("block_bases", 0), ("block_bases", -1), ("workers", 0), ("level", 23), ("val_fraction", 1.0)]:
+        with pytest.raises(ValueError, match=f"^{field} must be "):
+            ShardConfig(**{field: bad})
+    assert ShardConfig(level=None).level is None
