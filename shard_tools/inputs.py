@@ -322,7 +322,7 @@ class _CountingText:
     """A text stream that counts the lines read from it, so GenBank/EMBL errors can name a line."""
 
     def __init__(self, text: IO[str]):
-        self._text, self.lines = text, 0
+        self._text, self.lines, self.blank = text, 0, True  # blank: nothing but whitespace read so far
 
     def read(self, size: int = -1) -> str:
         return self._text.read(size)
@@ -330,6 +330,7 @@ class _CountingText:
     def readline(self, size: int = -1) -> str:
         line = self._text.readline(size)
         self.lines += line.endswith("\n")
+        self.blank = self.blank and not line.strip(_ASCII_SPACE)
         return line
 
 
@@ -341,7 +342,7 @@ def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
     from Bio.Seq import UndefinedSequenceError
 
     text = _CountingText(io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=None))
-    start = 1
+    start, found = 1, False
     records = SeqIO.parse(text, fmt)
     while True:
         try:
@@ -349,6 +350,9 @@ def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
                 warnings.simplefilter("ignore", BiopythonWarning)
                 rec = next(records)
         except StopIteration:
+            if not found and not text.blank:  # Bio skips text before the first record, even all of it
+                start_line = "'LOCUS'" if fmt == "genbank" else "'ID'"
+                raise InputError(path, f"no {fmt} record: no line starts with {start_line}", line=1) from None
             return
         except UnicodeDecodeError:
             raise InputError(path, "not valid UTF-8 text (binary input?)", line=text.lines + 1) from None
@@ -362,4 +366,4 @@ def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         except UndefinedSequenceError:  # a CONTIG or annotation-only record
             seq = ""
         yield _make(path, rec.id if rec.id != "<unknown id>" else "", rec.description, seq, start)
-        start = text.lines + 1
+        start, found = text.lines + 1, True

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import dataclasses
 import gzip
 import io
-import lzma
 import random
 import subprocess
 import sys
@@ -18,6 +16,7 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from shared import COMPRESSORS, insdc_bytes, lambda_phage
 
 from shard_tools.alphabet import FIRST_BASE, N, decode, normalise
 from shard_tools.cli import shard_fasta_main
@@ -30,13 +29,6 @@ IDS = st.text(
 )
 DESCS = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.strip)
 SEQS = st.text(alphabet="ACGTNacgtnRYKMSWryu", min_size=1, max_size=400)
-COMPRESSORS = {
-    "plain": lambda b: b,
-    "gz": gzip.compress,
-    "bz2": bz2.compress,
-    "xz": lzma.compress,
-    "zst": lambda b: zstandard.ZstdCompressor().compress(b),
-}
 MAGIC_PREFIXES = [b"", b">", b"@", b"\x1f\x8b", b"\x1f\x8b\x08\x00", b"BZh9", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"]
 
 
@@ -340,26 +332,6 @@ def test_control_characters_in_ids_descriptions_and_fields_are_refused(
     kept = list(read_records(path, dataclasses.replace(cfg, skip_invalid=True), skipped))
     assert [r.id for r in kept] == (["ok"] if name == "nul_id.fa" else [])
     assert len(skipped) == 1
-
-
-def lambda_phage(data_dir: Path) -> tuple[str, str]:
-    lines = (data_dir / "viruses" / "lambda_phage.fa").read_text().splitlines()
-    return lines[0][1:].split()[0], "".join(lines[1:])
-
-
-def insdc_bytes(records: list[tuple[str, str, str]], fmt: str) -> bytes:
-    """GenBank or EMBL text written by biopython (a real writer) for (id, description, sequence)."""
-    from Bio import SeqIO
-    from Bio.Seq import Seq
-    from Bio.SeqRecord import SeqRecord
-
-    out = io.StringIO()
-    recs = [
-        SeqRecord(Seq(seq), id=rid, name=rid.split(".")[0][:16], description=desc, annotations={"molecule_type": "DNA"})
-        for rid, desc, seq in records
-    ]
-    SeqIO.write(recs, out, fmt)
-    return out.getvalue().encode()
 
 
 @pytest.mark.parametrize(
