@@ -205,10 +205,15 @@ def _make(
 ) -> Record | InputError:
     if not rid:
         return InputError(path, "empty record id", line=line, record=rid)
-    for what, text in (("id", rid), ("description", desc), *((f"column {k!r}", v) for k, v in (fields or {}).items())):
-        bad = control_char(text)
-        if bad is not None:
-            return InputError(path, f"control character {bad!r} in the {what}; refused", line=line, record=rid)
+    if not (rid.isprintable() and desc.isprintable()) or fields:  # the fast path skips the per-field scan
+        for what, text in (
+            ("id", rid),
+            ("description", desc),
+            *((f"column {k!r}", v) for k, v in (fields or {}).items()),
+        ):
+            bad = control_char(text)
+            if bad is not None:
+                return InputError(path, f"control character {bad!r} in the {what}; refused", line=line, record=rid)
     try:
         tokens = encode(seq)
     except InvalidSequenceError as exc:
@@ -222,15 +227,15 @@ def _header(raw: bytes, path: str, lineno: int) -> tuple[str, str]:
     """(id, description): the id ends at the first whitespace, tab included; tabs in the description become spaces."""
     parts = raw.split(None, 1)  # ASCII whitespace: space, tab, CR, LF, VT, FF
     try:
-        rid = parts[0].decode("utf-8") if parts else ""
-        desc = parts[1].decode("utf-8") if len(parts) > 1 else ""
+        if len(parts) == 2:
+            return parts[0].decode(), parts[1].rstrip().translate(_SPACES).decode()
+        return (parts[0].decode() if parts else ""), ""
     except UnicodeDecodeError:
         raise InputError(path, "header is not valid UTF-8 (binary input?)", line=lineno) from None
-    return rid, desc.translate(_SPACES).strip(_ASCII_SPACE)
 
 
 _ASCII_SPACE = " \t\r\n\v\f"
-_SPACES = str.maketrans("\t\v\f", "   ")
+_SPACES = bytes.maketrans(b"\t\v\f", b"   ")
 
 
 def _fasta(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
