@@ -370,5 +370,6 @@ def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
             seq = str(rec.seq)
         except UndefinedSequenceError:  # a CONTIG or annotation-only record
             seq = ""
-        yield _make(path, rec.id if rec.id != "<unknown id>" else "", rec.description, seq, start)
+        desc = rec.description.replace("\t", " ")  # as in FASTA headers
+        yield _make(path, rec.id if rec.id != "<unknown id>" else "", desc, seq, start)
         start, found = text.lines + 1, True
