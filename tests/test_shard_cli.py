@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import lzma
+import os
 import random
 import re
 import shutil
@@ -338,11 +339,17 @@ def slow_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start_and_interrupt(src: Path, out: Path, sig: signal.Signals, cli_env: dict) -> tuple[int, str]:
-    """Start shard-fasta, wait until it has closed a shard in its hidden temp dir, send sig, wait."""
+def start_and_interrupt(
+    src: Path, out: Path, sig: signal.Signals, cli_env: dict, extra: tuple[str, ...] = (), group: bool = False
+) -> tuple[int, str]:
+    """Start shard-fasta, wait until it has closed a shard in its hidden temp dir, send sig, wait.
+
+    group: send sig to the whole process group (what Ctrl-C in a terminal does), pool workers included.
+    """
     cmd = ["shard-fasta", str(src), str(out), "--level", "19", "--block-bases", "200000", "--shard-size", "0.05"]
     proc = subprocess.Popen(
-        cmd,
+        [*cmd, *extra],
+        start_new_session=group,
         env=cli_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -356,8 +363,11 @@ def start_and_interrupt(src: Path, out: Path, sig: signal.Signals, cli_env: dict
             assert proc.poll() is None, "shard-fasta finished before it could be interrupted"
             assert time.monotonic() < deadline, "no shard written within 60 s"
             time.sleep(0.02)
-        assert not out.exists()
-        proc.send_signal(sig)
+        assert group or not out.exists()
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -401,6 +411,21 @@ def test_sigint_and_sigterm_clean_up(sig: signal.Signals, slow_input: Path, tmp_
     assert rc == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert listing(tmp_path) == []
+
+
+def test_ctrl_c_to_the_group_while_overwriting_keeps_the_old_directory(
+    slow_input: Path, tmp_path: Path, cli_env, run_cli
+) -> None:
+    out = tmp_path / "out"
+    small = tmp_path / "small.fa"
+    small.write_text(">s\nACGTACGT\n")
+    rc, _, stderr = run_cli("shard-fasta", small, out)
+    assert rc == 0, stderr
+    before = {name: (out / name).read_bytes() for name in listing(out) if (out / name).is_file()}
+    rc, stderr = start_and_interrupt(slow_input, out, signal.SIGINT, cli_env, ("--workers", "2", "--overwrite"), True)
+    assert rc == 130 and stderr.splitlines() == ["shard-fasta: interrupted; nothing written"], stderr
+    assert {name: (out / name).read_bytes() for name in listing(out) if (out / name).is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "small.fa"]  # no .tmp-* or .old-*
 
 
 # --- ids and keys -------------------------------------------------------------------------------------------
