@@ -5,9 +5,10 @@ Every error names the file, the line and the record, because users fix inputs by
 A FASTA/FASTQ id is the header up to the first whitespace (space or tab), the rest is the description;
 ids, descriptions and table fields holding control characters are refused (shard_tools.text).
 
-FASTA and FASTQ are parsed here rather than by dnaio or needletail: measured with benchmarks/reader_bench.py
-this reader is as fast for FASTA, and those libraries refuse non-ASCII headers (dnaio) or read only named
-files, not streams, and replace invalid UTF-8 silently (needletail); see docs/INPUTS.md.
+FASTA and FASTQ are parsed here, not by dnaio or needletail, though both parse faster
+(benchmarks/reader_bench.py): dnaio refuses non-ASCII headers and gives FASTA records no line numbers;
+needletail reads only named files (no stdin stream), has no line numbers and replaces invalid UTF-8
+silently. Parsing is 5-10 % of a shard-fasta run. Measurements: docs/INPUTS.md.
 """
 
 from __future__ import annotations
@@ -184,9 +185,8 @@ def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None 
         except _DECOMPRESS_ERRORS as exc:
             raise InputError(path, f"cannot decompress: {exc}") from None
         fmt = cfg.format if cfg.format != "auto" else detect_format(path, head)
-        parser = {"fasta": _fasta, "fastq": _fastq, "genbank": _insdc, "embl": _insdc, "tsv": _table, "csv": _table}[
-            fmt
-        ]
+        parsers = {"fasta": _fasta, "fastq": _fastq, "genbank": _insdc, "embl": _insdc, "tsv": _table, "csv": _table}
+        parser = parsers[fmt]
         try:
             for item in parser(buffered, str(path), cfg, fmt):
                 if isinstance(item, InputError):
@@ -205,12 +205,9 @@ def _make(
 ) -> Record | InputError:
     if not rid:
         return InputError(path, "empty record id", line=line, record=rid)
-    if not (rid.isprintable() and desc.isprintable()) or fields:  # the fast path skips the per-field scan
-        for what, text in (
-            ("id", rid),
-            ("description", desc),
-            *((f"column {k!r}", v) for k, v in (fields or {}).items()),
-        ):
+    if not (rid.isprintable() and desc.isprintable()) or fields:  # printable text holds no control character
+        texts = {"id": rid, "description": desc, **{f"column {k!r}": v for k, v in (fields or {}).items()}}
+        for what, text in texts.items():
             bad = control_char(text)
             if bad is not None:
                 return InputError(path, f"control character {bad!r} in the {what}; refused", line=line, record=rid)
@@ -298,6 +295,9 @@ def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         return
     except UnicodeDecodeError:
         raise InputError(path, "not valid UTF-8 text (binary input?)", line=1) from None
+    for name in header:  # column names become metadata keys
+        if control_char(name) is not None:
+            raise InputError(path, f"control character {control_char(name)!r} in column name {name!r}", line=1)
     wanted = [c for c in (cfg.seq_column, cfg.id_column, cfg.label_column) if c]
     for col in wanted:
         if col not in header:

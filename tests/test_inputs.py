@@ -231,6 +231,7 @@ def test_detect_format(name: str, content: bytes, fmt: str) -> None:
         ("cols.tsv", b"seq\tclass\nACGT\t1\n", 1, None, "no column 'sequence'"),
         ("ragged.tsv", b"sequence\tclass\nACGT\t1\tx\n", 2, "row1", "3 columns, header has 2"),
         ("latin.fa", b">\xff\xfe\nACGT\n", 1, None, "not valid UTF-8"),
+        ("colname.tsv", b"sequence\tcla\x1bss\nACGT\t1\n", 1, None, "control character '\\x1b' in column name"),
     ],
 )
 def test_bad_input_errors_carry_context(tmp_path: Path, name, content, line, record, words) -> None:
