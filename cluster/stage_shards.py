@@ -30,8 +30,10 @@ import shutil
 import socket
 import sys
 import time
-import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from shard_tools.files import atomic_dir, sha256_file
+from shard_tools.manifest import check_replaceable, parse_manifest
 
 CHUNK = 4 << 20
 
@@ -48,15 +50,6 @@ def _read(filesystem, path: str) -> bytes:
         return f.read()
 
 
-def _listed(manifest: dict) -> list[dict]:
-    shards = [s for split in manifest["splits"].values() for s in split["shards"]]
-    for s in shards:
-        name = PurePosixPath(s["name"])
-        if name.is_absolute() or ".." in name.parts:
-            raise ValueError(f"manifest lists an unsafe shard name {s['name']!r}")
-    return shards
-
-
 def _complete(dest: Path, manifest_raw: bytes, shards: list[dict]) -> bool:
     try:
         if (dest / "manifest.json").read_bytes() != manifest_raw:
@@ -71,8 +64,8 @@ def stage(uri: str, dest: str) -> dict:
     started = time.perf_counter()
     filesystem, root = _source(uri)
     raw = _read(filesystem, f"{root}/manifest.json")
-    manifest = json.loads(raw)
-    shards = _listed(manifest)
+    manifest = parse_manifest(raw, f"{uri}/manifest.json")  # schema, names confined to the directory, counts
+    shards = [s for split in manifest["splits"].values() for s in split["shards"]]
     target = Path(dest)
     target.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -87,33 +80,21 @@ def stage(uri: str, dest: str) -> dict:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _complete(target, raw, shards):
             return {**result, "status": "present", "seconds": time.perf_counter() - started}
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        check_replaceable(target, overwrite=True)  # an outdated copy goes; anything else at dest is refused
+        with atomic_dir(target) as tmp:  # a failed copy leaves nothing
             for s in shards:
                 out_path = tmp / s["name"]
                 out_path.parent.mkdir(parents=True, exist_ok=True)
-                digest, size = hashlib.sha256(), 0
                 with filesystem.open_input_stream(f"{root}/{s['name']}") as src, open(out_path, "wb") as out:
-                    while chunk := src.read(CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
-                if size != s["bytes"] or digest.hexdigest() != s["sha256"]:
+                    shutil.copyfileobj(src, out, CHUNK)
+                size, digest = out_path.stat().st_size, sha256_file(out_path)
+                if size != s["bytes"] or digest != s["sha256"]:
                     raise ValueError(
-                        f"{uri}/{s['name']}: {size} bytes sha256 {digest.hexdigest()[:12]}, the manifest says "
+                        f"{uri}/{s['name']}: {size} bytes sha256 {digest[:12]}, the manifest says "
                         f"{s['bytes']} bytes sha256 {s['sha256'][:12]}"
                     )
                 result["bytes"] += size
             (tmp / "manifest.json").write_bytes(raw)  # written last: a manifest means a complete copy
-            if target.exists():
-                stale = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(target, stale)
-                shutil.rmtree(stale, ignore_errors=True)
-            os.rename(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return {**result, "status": "copied", "seconds": time.perf_counter() - started}
 
 
@@ -173,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.workers > 0:
                 wait_for_workers(args.workers, args.gpu, args.timeout)
             results = stage_on_all_nodes(source, args.dest)
-    except (OSError, ValueError, KeyError, TimeoutError) as exc:
+    except (OSError, ValueError, TimeoutError) as exc:
         print(f"stage_shards: error: {exc}", file=sys.stderr)
         return 1
     for r in results:

@@ -1,18 +1,34 @@
-"""Command lines `shard-fasta` and `shard-verify`: parse arguments, call the library, one-line errors."""
+"""Command lines `shard-fasta` and `shard-verify`: parse arguments, call the library, one-line errors.
+
+Defaults and numeric ranges come from ReaderConfig and ShardConfig, so the help and the library agree.
+Exit status: 0 done, 1 error (bad input or arguments; nothing written), 130 interrupted (nothing written).
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from shard_tools.inputs import FORMATS, InputError, ReaderConfig, Record, read_records
+from shard_tools import __version__
+from shard_tools.inputs import FORMATS, STDIN, InputError, ReaderConfig, Record, read_records
+from shard_tools.options import Limit, Parser, number
 from shard_tools.reader import ShardError
+from shard_tools.text import printable
 from shard_tools.verify import verify
 from shard_tools.writer import ShardConfig, ShardWriter
+
+MB = 2**20
+# Numeric ShardConfig fields as options: flag, field, type, help (the default and range come from ShardConfig).
+_SHARD_NUMBERS = (
+    ("--val-fraction", "val_fraction", float, "fraction for the validation split, chosen by sequence content"),
+    ("--block-bases", "block_bases", int, "bases per compressed block; longer records are stored in parts"),
+    ("--level", "level", int, "zstd level (None: chosen per block)"),
+    ("--min-length", "min_length", int, "drop records shorter than this"),
+    ("--workers", "workers", int, "processes compressing blocks"),
+)
 
 
 def _progress(records: Iterator[Record], enabled: bool) -> Iterator[Record]:
@@ -26,92 +42,108 @@ def _progress(records: Iterator[Record], enabled: bool) -> Iterator[Record]:
 
 def _records(inputs: list[str], cfg: ReaderConfig, skipped: list[str]) -> Iterator[Record]:
     for path in inputs:
-        if not os.path.isfile(path):
+        if path != STDIN and not os.path.isfile(path):
             raise InputError(path, "no such file")
         yield from read_records(path, cfg, skipped)
 
 
-def shard_fasta_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def _parser() -> Parser:
+    reader, shard = ReaderConfig(), ShardConfig()
+    p = Parser(
         prog="shard-fasta",
-        description="Turn FASTA/FASTQ/TSV/CSV files (plain, .gz, .bz2, .xz, .zst) into verified, compact "
-        "WebDataset tar shards with a manifest.",
+        version=__version__,
+        description="Turn sequence files into verified, compact WebDataset tar shards with a manifest.json: "
+        "FASTA, FASTQ, GenBank, EMBL or TSV/CSV tables, plain or .gz/.bz2/.xz/.zst, or '-' for standard input. "
+        "A record's id is its header up to the first whitespace (space or tab).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="sequence files")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="output directory (refused if it exists, see --overwrite)")
-    p.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="input format (default: detect)")
-    p.add_argument("--seq-column", default="sequence", help="table column holding the sequence")
-    p.add_argument("--id-column", default=None, help="table column holding the id (default: row number)")
-    p.add_argument("--label-column", default=None, help="table column stored as the record's label")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="fraction for the validation split (by content)")
-    p.add_argument("--shard-size", type=float, default=64, help="target shard size in MB")
-    p.add_argument("--block-bases", type=int, default=ShardConfig.block_bases, help="bases per compressed block")
-    p.add_argument("--level", type=int, default=None, help="zstd level 1-22 (default: auto per block)")
-    p.add_argument("--min-length", type=int, default=1, help="drop records shorter than this")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="sequence files; '-' reads standard input")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output directory, created; refused if it exists (--overwrite)")
+    p.add_argument(
+        "--format", choices=("auto", *FORMATS), default=reader.format, help="input format; auto: by content and name"
+    )
+    p.add_argument("--seq-column", default=reader.seq_column, help="table column holding the sequence")
+    p.add_argument("--id-column", default=reader.id_column, help="table column holding the id (None: row number)")
+    p.add_argument("--label-column", default=reader.label_column, help="table column stored as the record's label")
+    p.add_argument(
+        "--shard-size",
+        type=number(float, Limit(0, low_open=True)),
+        default=shard.shard_bytes / MB,
+        help="target shard size in MB (> 0)",
+    )
+    for flag, name, kind, text in _SHARD_NUMBERS:
+        limit = ShardConfig.LIMITS[name]
+        p.add_argument(flag, type=number(kind, limit), default=getattr(shard, name), help=f"{text} ({limit})")
     p.add_argument("--dedup", action="store_true", help="drop exact duplicate sequences")
     p.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
-    p.add_argument("--workers", type=int, default=1, help="processes compressing blocks")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    args = p.parse_args(argv)
-    reader_cfg = ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, args.skip_invalid)
-    cfg = ShardConfig(
-        val_fraction=args.val_fraction,
-        shard_bytes=int(args.shard_size * 2**20),
-        block_bases=args.block_bases,
-        level=args.level,
-        min_length=args.min_length,
-        dedup=args.dedup,
-        workers=args.workers,
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT_DIR if it is a shard directory this tool wrote (its manifest.json and the shards it "
+        "lists, nothing else); any other existing file or directory is refused, never deleted",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def shard_fasta_main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    reader_cfg = ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, args.skip_invalid)
     skipped: list[str] = []
     try:
-        if not 0 <= cfg.val_fraction < 1:
-            raise ValueError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
+        if args.inputs.count(STDIN) > 1:
+            raise ValueError("'-' (standard input) can be given only once")
+        numbers = {name: getattr(args, name) for _, name, _, _ in _SHARD_NUMBERS}
+        cfg = ShardConfig(shard_bytes=int(args.shard_size * MB), dedup=args.dedup, **numbers)
         writer = ShardWriter(Path(args.out_dir), cfg, overwrite=args.overwrite)
-        total = sum(os.path.getsize(f) for f in args.inputs if os.path.isfile(f))
+        sizes = {f: os.path.getsize(f) if f != STDIN and os.path.isfile(f) else None for f in args.inputs}
         records = _progress(_records(args.inputs, reader_cfg, skipped), sys.stderr.isatty() and not args.quiet)
-        inputs = [{"path": str(f), "bytes": os.path.getsize(f) if os.path.isfile(f) else 0} for f in args.inputs]
-        writer.summary.input_bytes = total
+        writer.summary.input_bytes = sum(s or 0 for s in sizes.values())
         manifest = writer.write(
             records,
             {
                 "command": ["shard-fasta", *(argv if argv is not None else sys.argv[1:])],
-                "inputs": inputs,
+                "inputs": [{"path": str(f), "bytes": size} for f, size in sizes.items()],
                 "skipped": skipped,
             },
         )
     except (InputError, FileExistsError, ValueError, OSError) as exc:
-        print(f"shard-fasta: error: {exc}", file=sys.stderr)
+        print(f"shard-fasta: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("shard-fasta: interrupted; nothing written", file=sys.stderr)
         return 130
     summary = writer.summary
     if summary.records == 0:
-        print(f"shard-fasta: warning: no records in {', '.join(args.inputs)}", file=sys.stderr)
+        print(f"shard-fasta: warning: no records in {printable(', '.join(args.inputs))}", file=sys.stderr)
+    if summary.duplicate_ids:
+        print(
+            f"shard-fasta: warning: {summary.duplicate_ids:,} records reuse an earlier record's id (first: "
+            f"{writer.first_duplicate_id!r}); all are kept, each with its own unique key",
+            file=sys.stderr,
+        )
     if not args.quiet:
         for line in skipped[:10]:
-            print(f"shard-fasta: skipped {line}", file=sys.stderr)
+            print(f"shard-fasta: skipped {printable(line)}", file=sys.stderr)
         counts = ", ".join(
             f"{s}: {v['sequences']:,} seqs in {len(v['shards'])} shards" for s, v in manifest["splits"].items()
         )
-        print(f"shard-fasta: {summary.line()}; {counts} -> {args.out_dir}", file=sys.stderr)
+        print(f"shard-fasta: {summary.line()}; {counts} -> {printable(args.out_dir)}", file=sys.stderr)
     return 0
 
 
 def shard_verify_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="shard-verify",
-        description="Re-read every shard and check it against the "
-        "manifest (sha256, counts, decoding). Exit 1 naming the first bad shard.",
+        version=__version__,
+        description="Check a shard directory: re-read every shard against its manifest.json (schema, sha256, "
+        "sample, part and base counts, decoding). Exit 1 naming the first fault.",
     )
-    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="shard directory written by shard-fasta")
     args = p.parse_args(argv)
     try:
         totals = verify(args.out_dir)
     except (ShardError, OSError, ValueError) as exc:
-        print(f"shard-verify: error: {exc}", file=sys.stderr)
+        print(f"shard-verify: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     print(
         f"shard-verify: ok: {totals['shards']} shards, {totals['samples']} samples, "

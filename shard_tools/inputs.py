@@ -1,16 +1,25 @@
-"""Streaming readers: FASTA, FASTQ and TSV/CSV (plain, gz, bz2, xz, zst) into normalised records.
+"""Streaming readers: FASTA, FASTQ, GenBank, EMBL and TSV/CSV (plain, gz, bz2, xz, zst, or stdin) into records.
 
 Memory is bounded by the longest record, never by the file: records are yielded one at a time.
 Every error names the file, the line and the record, because users fix inputs by hand.
+A FASTA/FASTQ id is the header up to the first whitespace (space or tab), the rest is the description;
+ids, descriptions and table fields holding control characters are refused (shard_tools.text).
+
+FASTA and FASTQ are parsed here, not by dnaio or needletail, though both parse faster
+(benchmarks/reader_bench.py): dnaio refuses non-ASCII headers and gives FASTA records no line numbers;
+needletail reads only named files (no stdin stream), has no line numbers and replaces invalid UTF-8
+silently. Parsing is 5-10 % of a shard-fasta run. Measurements: docs/INPUTS.md.
 """
 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import io
 import lzma
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,26 +30,78 @@ import numpy as np
 import zstandard
 
 from shard_tools.alphabet import InvalidSequenceError, encode
+from shard_tools.text import control_char, printable
 
-FORMATS = ("fasta", "fastq", "tsv", "csv")
-_MAGIC = {
-    b"\x1f\x8b": gzip.open,
-    b"BZh": bz2.open,
-    b"\xfd7zXZ\x00": lzma.open,
-    b"\x28\xb5\x2f\xfd": lambda p, mode: zstandard.open(p, mode),
-}
+FORMATS = ("fasta", "fastq", "genbank", "embl", "tsv", "csv")
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+_NAME_FORMATS = {".gb": "genbank", ".gbk": "genbank", ".gbff": "genbank", ".genbank": "genbank", ".embl": "embl"}
 # What a corrupt or truncated compressed stream raises (zlib.error is not an OSError).
 _DECOMPRESS_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, zlib.error)
+
+
+class _ZstdReader(io.RawIOBase):
+    """Concatenated zstd frames, with EOFError when the input stops inside a frame.
+
+    zstandard's own readers return the data decoded so far and then end-of-file on a truncated input,
+    which would silently drop every record after the cut; gzip, bz2 and lzma raise EOFError, so this does too.
+    """
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw, self._dctx = raw, zstandard.ZstdDecompressor()
+        self._frame: zstandard.ZstdDecompressionObj | None = None  # None between frames
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while not self._out:
+            data = self._raw.read(1 << 16)
+            if not data:
+                if self._frame is not None:
+                    raise EOFError("compressed file ended before the end of a zstd frame (truncated?)")
+                return 0
+            self._out = memoryview(self._decompress(data))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._frame is None:
+                self._frame = self._dctx.decompressobj()
+            out.append(self._frame.decompress(data))
+            if not self._frame.eof:
+                break
+            data, self._frame = self._frame.unused_data, None
+        return b"".join(out)
+
+
+_MAGIC = {
+    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f),
+    b"BZh": bz2.BZ2File,
+    b"\xfd7zXZ\x00": lzma.LZMAFile,
+    b"\x28\xb5\x2f\xfd": lambda f: io.BufferedReader(_ZstdReader(f), 1 << 16),
+}
+
+
+def display_name(path: str | Path) -> str:
+    """The name an error message shows: `<stdin>` for '-', control characters escaped."""
+    return STDIN_NAME if str(path) == STDIN else printable(str(path))
 
 
 class InputError(ValueError):
     """Bad input, with enough context (file, line, record) for a one-line message."""
 
     def __init__(self, path: str | Path, message: str, line: int | None = None, record: str | None = None):
-        where = f"{path}" + (f":{line}" if line is not None else "")
+        where = display_name(path) + (f":{line}" if line is not None else "")
         what = f"record {record!r}: " if record is not None else ""
         super().__init__(f"{where}: {what}{message}")
-        self.path, self.line, self.record = str(path), line, record
+        self.path, self.line, self.record = display_name(path), line, record
 
 
 @dataclass
@@ -57,32 +118,49 @@ class Record:
 
 @dataclass(frozen=True)
 class ReaderConfig:
-    format: str = "auto"  # auto | fasta | fastq | tsv | csv
+    format: str = "auto"  # auto | fasta | fastq | genbank | embl | tsv | csv
     seq_column: str = "sequence"
     id_column: str | None = None
     label_column: str | None = None
     skip_invalid: bool = False  # count and skip bad records instead of stopping
 
 
-def open_binary(path: str | Path) -> IO[bytes]:
-    """Open a possibly compressed file, choosing the codec by magic bytes rather than by name."""
-    with open(path, "rb") as raw:
-        head = raw.read(6)
-    for magic, opener in _MAGIC.items():
-        if head.startswith(magic):
-            return opener(path, "rb")
-    return open(path, "rb")
+@contextlib.contextmanager
+def open_binary(path: str | Path) -> Iterator[IO[bytes]]:
+    """Open a possibly compressed file ('-': standard input), choosing the codec by magic bytes, not by name."""
+    with contextlib.ExitStack() as stack:
+        raw = sys.stdin.buffer if str(path) == STDIN else stack.enter_context(open(path, "rb"))
+        if not isinstance(raw, io.BufferedReader):
+            raw = io.BufferedReader(raw)  # type: ignore[arg-type]
+        head = raw.peek(6)[:6]
+        wrap = next((w for magic, w in _MAGIC.items() if head.startswith(magic)), None)
+        yield stack.enter_context(wrap(raw)) if wrap else raw
+
+
+def _name_format(path: str | Path) -> str | None:
+    name = Path(path).name.lower()
+    for suffix in _COMPRESSED_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return _NAME_FORMATS.get(Path(name).suffix)
 
 
 def detect_format(path: str | Path, head: bytes) -> str:
     """Format from the first non-blank byte, falling back to the file name for tables."""
     stripped = head.lstrip()
     if b"\x00" in head:
-        raise InputError(path, "binary content (NUL bytes); expected FASTA, FASTQ or a TSV/CSV table", line=1)
+        raise InputError(
+            path, "binary content (NUL bytes); expected FASTA, FASTQ, GenBank, EMBL or a TSV/CSV table", line=1
+        )
     if stripped.startswith(b">"):
         return "fasta"
     if stripped.startswith(b"@"):
         return "fastq"
+    if stripped.startswith(b"LOCUS "):
+        return "genbank"
+    if stripped.startswith(b"ID   "):
+        return "embl"
+    if _name_format(path):
+        return _name_format(path)  # type: ignore[return-value]
     first = stripped.split(b"\n", 1)[0]
     name = Path(path).name.lower()
     if b"\t" in first or any(s in name for s in (".tsv", ".txt", ".tab")):
@@ -91,7 +169,11 @@ def detect_format(path: str | Path, head: bytes) -> str:
         return "csv"
     if not stripped:
         return "fasta"  # an empty file is an empty FASTA, reported as "no records"
-    raise InputError(path, "cannot tell the format: expected '>' (FASTA), '@' (FASTQ) or a table header", line=1)
+    raise InputError(
+        path,
+        "cannot tell the format: expected '>' (FASTA), '@' (FASTQ), 'LOCUS' (GenBank), 'ID' (EMBL) or a table header",
+        line=1,
+    )
 
 
 def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None = None) -> Iterator[Record]:
@@ -103,7 +185,8 @@ def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None 
         except _DECOMPRESS_ERRORS as exc:
             raise InputError(path, f"cannot decompress: {exc}") from None
         fmt = cfg.format if cfg.format != "auto" else detect_format(path, head)
-        parser = {"fasta": _fasta, "fastq": _fastq, "tsv": _table, "csv": _table}[fmt]
+        parsers = {"fasta": _fasta, "fastq": _fastq, "genbank": _insdc, "embl": _insdc, "tsv": _table, "csv": _table}
+        parser = parsers[fmt]
         try:
             for item in parser(buffered, str(path), cfg, fmt):
                 if isinstance(item, InputError):
@@ -117,9 +200,17 @@ def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None 
             raise InputError(path, f"cannot decompress: {exc}") from None
 
 
-def _make(path: str, rid: str, desc: str, seq: bytes, line: int, fields: dict | None = None) -> Record | InputError:
+def _make(
+    path: str, rid: str, desc: str, seq: bytes | str, line: int, fields: dict | None = None
+) -> Record | InputError:
     if not rid:
         return InputError(path, "empty record id", line=line, record=rid)
+    if not (rid.isprintable() and desc.isprintable()) or fields:  # printable text holds no control character
+        texts = {"id": rid, "description": desc, **{f"column {k!r}": v for k, v in (fields or {}).items()}}
+        for what, text in texts.items():
+            bad = control_char(text)
+            if bad is not None:
+                return InputError(path, f"control character {bad!r} in the {what}; refused", line=line, record=rid)
     try:
         tokens = encode(seq)
     except InvalidSequenceError as exc:
@@ -129,11 +220,19 @@ def _make(path: str, rid: str, desc: str, seq: bytes, line: int, fields: dict | 
     return Record(rid, desc, tokens, path, line, fields or {})
 
 
-def _text(raw: bytes, path: str, lineno: int) -> str:
+def _header(raw: bytes, path: str, lineno: int) -> tuple[str, str]:
+    """(id, description): the id ends at the first whitespace, tab included; tabs in the description become spaces."""
+    parts = raw.split(None, 1)  # ASCII whitespace: space, tab, CR, LF, VT, FF
     try:
-        return raw.decode("utf-8")
+        if len(parts) == 2:
+            return parts[0].decode(), parts[1].rstrip().translate(_SPACES).decode()
+        return (parts[0].decode() if parts else ""), ""
     except UnicodeDecodeError:
         raise InputError(path, "header is not valid UTF-8 (binary input?)", line=lineno) from None
+
+
+_ASCII_SPACE = " \t\r\n\v\f"
+_SPACES = bytes.maketrans(b"\t\v\f", b"   ")
 
 
 def _fasta(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
@@ -144,9 +243,8 @@ def _fasta(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         if line.startswith(b">"):
             if header is not None:
                 yield _make(path, header[0], header[1], b"".join(chunks), header[2])
-            text = _text(line[1:], path, lineno).strip()
-            rid, _, desc = text.partition(" ")
-            header, chunks = (rid, desc.strip(), lineno), []
+            rid, desc = _header(line[1:], path, lineno)
+            header, chunks = (rid, desc, lineno), []
         elif header is None:
             if line.strip():
                 raise InputError(path, "sequence before the first '>' header (not FASTA?)", line=lineno)
@@ -167,7 +265,7 @@ def _fastq(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
             continue
         if not head.startswith(b"@"):
             raise InputError(path, "expected a FASTQ '@' header", line=lineno)
-        rid, _, desc = _text(head[1:], path, lineno).strip().partition(" ")
+        rid, desc = _header(head[1:], path, lineno)
         start = lineno
         try:
             seq, plus, qual = next(lines), next(lines), next(lines)
@@ -185,7 +283,7 @@ def _fastq(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
                 record=rid,
             )
             continue
-        yield _make(path, rid, desc.strip(), seq, start)
+        yield _make(path, rid, desc, seq, start)
 
 
 def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
@@ -197,6 +295,9 @@ def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         return
     except UnicodeDecodeError:
         raise InputError(path, "not valid UTF-8 text (binary input?)", line=1) from None
+    for name in header:  # column names become metadata keys
+        if control_char(name) is not None:
+            raise InputError(path, f"control character {control_char(name)!r} in column name {name!r}", line=1)
     wanted = [c for c in (cfg.seq_column, cfg.id_column, cfg.label_column) if c]
     for col in wanted:
         if col not in header:
@@ -220,3 +321,55 @@ def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         raise InputError(path, "not valid UTF-8 text (binary input?)", line=reader.line_num + 1) from None
     except csv.Error as exc:
         raise InputError(path, f"malformed table: {exc}", line=reader.line_num) from None
+
+
+class _CountingText:
+    """A text stream that counts the lines read from it, so GenBank/EMBL errors can name a line."""
+
+    def __init__(self, text: IO[str]):
+        self._text, self.lines, self.blank = text, 0, True  # blank: nothing but whitespace read so far
+
+    def read(self, size: int = -1) -> str:
+        return self._text.read(size)
+
+    def readline(self, size: int = -1) -> str:
+        line = self._text.readline(size)
+        self.lines += line.endswith("\n")
+        self.blank = self.blank and not line.strip(_ASCII_SPACE)
+        return line
+
+
+def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
+    """GenBank and EMBL through Bio.SeqIO: the id is the accession.version (Bio's record.id)."""
+    import warnings
+
+    from Bio import BiopythonWarning, SeqIO
+    from Bio.Seq import UndefinedSequenceError
+
+    text = _CountingText(io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=None))
+    start, found = 1, False
+    records = SeqIO.parse(text, fmt)
+    while True:
+        try:
+            with warnings.catch_warnings():  # Bio's parser warnings would break the one-line output
+                warnings.simplefilter("ignore", BiopythonWarning)
+                rec = next(records)
+        except StopIteration:
+            if not found and not text.blank:  # Bio skips text before the first record, even all of it
+                start_line = "'LOCUS'" if fmt == "genbank" else "'ID'"
+                raise InputError(path, f"no {fmt} record: no line starts with {start_line}", line=1) from None
+            return
+        except UnicodeDecodeError:
+            raise InputError(path, "not valid UTF-8 text (binary input?)", line=text.lines + 1) from None
+        except _DECOMPRESS_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Bio raises ValueError, AssertionError, IndexError... on bad input
+            message = printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
+            raise InputError(path, f"malformed {fmt} record: {message}", line=max(text.lines, 1)) from None
+        try:
+            seq = str(rec.seq)
+        except UndefinedSequenceError:  # a CONTIG or annotation-only record
+            seq = ""
+        desc = rec.description.replace("\t", " ")  # as in FASTA headers
+        yield _make(path, rec.id if rec.id != "<unknown id>" else "", desc, seq, start)
+        start, found = text.lines + 1, True

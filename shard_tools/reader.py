@@ -5,35 +5,31 @@ The training loader (gene_ae.data) decodes samples with the same `decode_block`;
 
 from __future__ import annotations
 
-import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, BlockRecord, decode_block
+from shard_tools.format import BLOCK_EXT, BlockRecord, decode_block
+from shard_tools.manifest import ShardError, check_counts, load_manifest
 
 
-class ShardError(ValueError):
-    """A shard directory or shard that does not match its manifest."""
-
-
-def load_manifest(out_dir: str | Path) -> dict:
-    path = Path(out_dir) / "manifest.json"
-    if not path.is_file():
-        raise ShardError(f"{path}: no manifest (not a shard directory, or an interrupted write)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
-        raise ShardError(f"{path}: unsupported format {manifest.get('format')} v{manifest.get('format_version')}")
-    return manifest
+def shard_path(out_dir: str | Path, name: str) -> Path:
+    """The file a manifest's shard name stands for, refused if it leads outside OUT_DIR (a symlink, say)."""
+    root = Path(out_dir)
+    path = root / name
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ShardError(f"{path}: leads outside {root}; refused")
+    return path
 
 
 def shard_paths(out_dir: str | Path, split: str) -> list[Path]:
     manifest = load_manifest(out_dir)
+    check_counts(manifest, str(Path(out_dir) / "manifest.json"))
     if split not in manifest["splits"]:
         raise ShardError(f"{out_dir}: no split {split!r} (have {sorted(manifest['splits'])})")
-    return [Path(out_dir) / s["name"] for s in manifest["splits"][split]["shards"]]
+    return [shard_path(out_dir, s["name"]) for s in manifest["splits"][split]["shards"]]
 
 
 def iter_tar_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from shard_tools.reader import ShardError, decode_sample, iter_tar_samples, load_manifest
+from shard_tools.files import sha256_file
+from shard_tools.manifest import check_counts
+from shard_tools.reader import ShardError, decode_sample, iter_tar_samples, load_manifest, shard_path
 
 
 def verify(out_dir: str | Path) -> dict[str, int]:
-    """Check sha256, sample, part and base counts and decode every sample; raise ShardError on the first fault."""
+    """Check sha256, sample, part and base counts and decode every sample; raise ShardError on the first fault.
+
+    load_manifest checks the manifest's schema and shard names; its totals are checked after the shards.
+    """
     manifest = load_manifest(out_dir)
     totals = {"shards": 0, "samples": 0, "parts": 0, "bases": 0}
-    for split, info in manifest["splits"].items():
+    for info in manifest["splits"].values():
         for shard in info["shards"]:
-            path = Path(out_dir) / shard["name"]
+            path = shard_path(out_dir, shard["name"])
             if not path.is_file():
                 raise ShardError(f"{path}: missing")
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = sha256_file(path)
             if digest != shard["sha256"]:
                 raise ShardError(f"{path}: sha256 {digest[:12]}... does not match the manifest")
             samples = parts = bases = 0
@@ -34,6 +38,5 @@ def verify(out_dir: str | Path) -> dict[str, int]:
             totals["samples"] += samples
             totals["parts"] += parts
             totals["bases"] += bases
-        if split and info["bases"] != sum(s["bases"] for s in info["shards"]):
-            raise ShardError(f"{out_dir}: split {split!r} base count disagrees with its shards")
+    check_counts(manifest, str(Path(out_dir) / "manifest.json"))
     return totals

@@ -1,16 +1,15 @@
 """Records -> blocks -> tar shards -> manifest.json, written atomically.
 
-Everything goes to a hidden sibling directory with shards under `.tar.tmp` names; shards are
-renamed when closed, the manifest is written last and the directory renamed into place, so an
-interrupted run never leaves a directory with a manifest or a shard that looks complete.
+Everything goes to a hidden sibling directory (shard_tools.files.atomic_dir) with shards under `.tar.tmp`
+names; shards are renamed when closed, the manifest is written last and the directory renamed into place,
+so an interrupted run never leaves a directory with a manifest or a shard that looks complete. An existing
+OUT_DIR is replaced only when asked and only when it is a shard directory this tool wrote.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
 import tarfile
 import time
@@ -18,13 +17,16 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import numpy as np
 
 from shard_tools.alphabet import TOKENS
+from shard_tools.files import atomic_dir, sha256_file
 from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN, encode_block, sanitise_key
 from shard_tools.inputs import Record
+from shard_tools.manifest import check_replaceable
+from shard_tools.options import Limit
 
 SPLITS = ("train", "val")
 HIST_EDGES = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 10_000_000]
@@ -40,6 +42,20 @@ class ShardConfig:
     dedup: bool = False
     workers: int = 1
     seed: str = "gene-ae"  # salts the split hash; same seed, same split
+
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "val_fraction": Limit(0, 1, high_open=True),
+        "shard_bytes": Limit(1),
+        "block_bases": Limit(1),
+        "level": Limit(1, 22),
+        "min_length": Limit(0),
+        "workers": Limit(1),
+    }
+
+    def __post_init__(self) -> None:
+        for name, limit in self.LIMITS.items():
+            if getattr(self, name) is not None:
+                limit.check(name, getattr(self, name))
 
 
 def split_of(tokens: np.ndarray, val_fraction: float, seed: str) -> str:
@@ -105,19 +121,11 @@ class _ShardSink:
         self.tar.close()
         assert self.path is not None
         final = self.path.with_suffix("")
-        os.replace(self.path, final)
+        self.path.rename(final)
         self.current["bytes"] = final.stat().st_size
-        self.current["sha256"] = _sha256(final)
+        self.current["sha256"] = sha256_file(final)
         self.stats.shards.append(self.current)
         self.tar = None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -127,6 +135,7 @@ class Summary:
     skipped: int = 0
     short: int = 0
     duplicates: int = 0
+    duplicate_ids: int = 0  # records whose id an earlier record already had (both kept, keys differ)
     input_bytes: int = 0
     output_bytes: int = 0
     seconds: float = 0.0
@@ -146,14 +155,14 @@ class ShardWriter:
 
     def __init__(self, out_dir: Path, cfg: ShardConfig, overwrite: bool = False):
         self.out_dir, self.cfg, self.overwrite = Path(out_dir), cfg, overwrite
-        if self.out_dir.exists() and not overwrite:
-            raise FileExistsError(f"{self.out_dir}: already exists (use --overwrite to replace it)")
-        self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{os.getpid()}"
+        check_replaceable(self.out_dir, overwrite)
         self.stats = {s: SplitStats() for s in SPLITS}
         self.summary = Summary()
         self._keys: dict[str, int] = {}  # sanitised base -> last suffix number tried
         self._used: set[str] = set()
         self._seen: set[bytes] = set()
+        self._ids: set[str] = set()
+        self.first_duplicate_id: str | None = None
 
     def _unique_key(self, record_id: str) -> str:
         """sanitise_key made unique: a clash gets _2, _3, ... (base shortened to stay within MAX_KEY_LEN)."""
@@ -166,6 +175,14 @@ class ShardWriter:
         self._keys[base] = n
         self._used.add(key)
         return key
+
+    def _count_duplicate_id(self, record_id: str) -> None:
+        """Two records with one id stay two records (their keys differ); the count is reported once."""
+        if record_id in self._ids:
+            self.summary.duplicate_ids += 1
+            self.first_duplicate_id = self.first_duplicate_id or record_id
+        else:
+            self._ids.add(record_id)
 
     def _blocks(self, records: Iterable[Record]) -> Iterator[tuple[str, list[tuple[dict, np.ndarray]]]]:
         """Group record parts into blocks of about block_bases, one open block per split."""
@@ -190,6 +207,7 @@ class ShardWriter:
             st.hist[min(np.searchsorted(HIST_EDGES, n, side="right") - 1, len(st.hist) - 1)] += 1
             self.summary.records += 1
             self.summary.bases += n
+            self._count_duplicate_id(rec.id)
             meta = {"id": rec.id, "key": self._unique_key(rec.id), "desc": rec.description, "len": n, **rec.fields}
             n_parts = max(1, -(-n // cfg.block_bases))
             for i in range(n_parts):
@@ -207,24 +225,16 @@ class ShardWriter:
     def write(self, records: Iterable[Record], provenance: dict) -> dict:
         """Write all records; returns the manifest. On any exception nothing is left behind."""
         start = time.perf_counter()
-        self._remove_stale_temps()
-        self.tmp.mkdir(parents=True)
-        try:
-            sinks = {s: _ShardSink(self.tmp, s, self.cfg.shard_bytes, self.stats[s]) for s in SPLITS}
+        with atomic_dir(self.out_dir) as tmp:
+            sinks = {s: _ShardSink(tmp, s, self.cfg.shard_bytes, self.stats[s]) for s in SPLITS}
             self._encode_all(records, sinks)
             for sink in sinks.values():
                 sink.close()
             self.summary.seconds = time.perf_counter() - start
             self.summary.output_bytes = sum(sh["bytes"] for st in self.stats.values() for sh in st.shards)
             manifest = self._manifest(provenance)
-            tmp_manifest = self.tmp / "manifest.json.tmp"
-            tmp_manifest.write_text(json.dumps(manifest, separators=(",", ":")))
-            os.replace(tmp_manifest, self.tmp / "manifest.json")
-            self._swap_into_place()
-            return manifest
-        except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
+            (tmp / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")))  # last: marks complete
+        return manifest
 
     def _encode_all(self, records: Iterable[Record], sinks: dict[str, _ShardSink]) -> None:
         cfg = self.cfg
@@ -275,19 +285,3 @@ class ShardWriter:
             "summary": asdict(self.summary),
             "splits": {s: st.manifest() for s, st in self.stats.items()},
         }
-
-    def _remove_stale_temps(self) -> None:
-        """Temp directories of earlier runs of this output that were killed (SIGKILL, power loss)."""
-        for old in self.out_dir.parent.glob(f".{self.out_dir.name}.tmp-*"):
-            pid = old.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and (int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists()):
-                shutil.rmtree(old, ignore_errors=True)
-
-    def _swap_into_place(self) -> None:
-        trash = None
-        if self.out_dir.exists():
-            trash = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
-            os.replace(self.out_dir, trash)
-        os.replace(self.tmp, self.out_dir)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)

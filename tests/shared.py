@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import re
 import tomllib
 from pathlib import Path
+
+import zstandard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,3 +61,33 @@ def session_pids(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+# Every input codec shard_tools reads, as a function of the plain bytes.
+COMPRESSORS = {
+    "plain": lambda b: b,
+    "gz": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zst": lambda b: zstandard.ZstdCompressor().compress(b),
+}
+
+
+def lambda_phage(data_dir: Path) -> tuple[str, str]:
+    lines = (data_dir / "viruses" / "lambda_phage.fa").read_text().splitlines()
+    return lines[0][1:].split()[0], "".join(lines[1:])
+
+
+def insdc_bytes(records: list[tuple[str, str, str]], fmt: str) -> bytes:
+    """GenBank or EMBL text written by biopython (a real writer) for (id, description, sequence)."""
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqRecord import SeqRecord
+
+    out = io.StringIO()
+    recs = [
+        SeqRecord(Seq(seq), id=rid, name=rid.split(".")[0][:16], description=desc, annotations={"molecule_type": "DNA"})
+        for rid, desc, seq in records
+    ]
+    SeqIO.write(recs, out, fmt)
+    return out.getvalue().encode()

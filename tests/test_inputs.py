@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import bz2
 import contextlib
+import dataclasses
 import gzip
 import io
-import lzma
+import random
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from shared import COMPRESSORS, insdc_bytes, lambda_phage
 
 from shard_tools.alphabet import FIRST_BASE, N, decode, normalise
 from shard_tools.cli import shard_fasta_main
@@ -26,13 +29,6 @@ IDS = st.text(
 )
 DESCS = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.strip)
 SEQS = st.text(alphabet="ACGTNacgtnRYKMSWryu", min_size=1, max_size=400)
-COMPRESSORS = {
-    "plain": lambda b: b,
-    "gz": gzip.compress,
-    "bz2": bz2.compress,
-    "xz": lzma.compress,
-    "zst": lambda b: zstandard.ZstdCompressor().compress(b),
-}
 MAGIC_PREFIXES = [b"", b">", b"@", b"\x1f\x8b", b"\x1f\x8b\x08\x00", b"BZh9", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"]
 
 
@@ -168,7 +164,7 @@ def test_fasta_details(tmp_path: Path) -> None:
     assert [(r.id, r.description, decode(r.tokens), r.line) for r in recs] == [
         ("r1", "first record", "ACGTNNNN", 3),
         ("r2", "", "ACGTACGTACGG", 7),
-        ("r3\tdesc", "", "A", 10),  # only a space separates id and description
+        ("r3", "desc", "A", 10),  # the id ends at the first whitespace, tab included (was "r3\tdesc" before #13)
     ]
     assert all(r.source == str(tmp_path / "x.fa") for r in recs)
 
@@ -235,6 +231,7 @@ def test_detect_format(name: str, content: bytes, fmt: str) -> None:
         ("cols.tsv", b"seq\tclass\nACGT\t1\n", 1, None, "no column 'sequence'"),
         ("ragged.tsv", b"sequence\tclass\nACGT\t1\tx\n", 2, "row1", "3 columns, header has 2"),
         ("latin.fa", b">\xff\xfe\nACGT\n", 1, None, "not valid UTF-8"),
+        ("colname.tsv", b"sequence\tcla\x1bss\nACGT\t1\n", 1, None, "control character '\\x1b' in column name"),
     ],
 )
 def test_bad_input_errors_carry_context(tmp_path: Path, name, content, line, record, words) -> None:
@@ -267,3 +264,142 @@ def test_empty_and_header_only_inputs_yield_nothing(tmp_path: Path) -> None:
     assert list(read_records(write(tmp_path / "e.fa.gz", gzip.compress(b"")), ReaderConfig())) == []
     assert list(read_records(write(tmp_path / "h.tsv", b"sequence\tclass\n"), ReaderConfig())) == []
     assert list(read_records(write(tmp_path / "b.fa", b"\n \n\n"), ReaderConfig())) == []
+
+
+# --- issue 13: truncated zstd, ids, control characters, GenBank/EMBL ------------------------------------------
+
+
+RANDOM_DNA = b">a first\n" + bytes(random.Random(5).choices(b"ACGT", k=50_000)) + b"\n>b second\nACGTAC\n"
+
+
+@pytest.mark.parametrize("codec", ["gz", "bz2", "xz", "zst"])
+@pytest.mark.parametrize("keep", [0.3, 0.5, 0.9, -1])
+def test_truncated_compressed_input_is_an_error_for_every_codec(tmp_path: Path, codec: str, keep: float) -> None:
+    blob = COMPRESSORS[codec](RANDOM_DNA)
+    cut = blob[: int(len(blob) * keep)] if keep > 0 else blob[:-1]
+    path = write(tmp_path / f"cut.fa.{codec}", cut)
+    with pytest.raises(InputError, match="cannot decompress") as info:
+        list(read_records(path, ReaderConfig()))
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_zstd_concatenated_frames_read_in_full(tmp_path: Path) -> None:
+    cctx = zstandard.ZstdCompressor()
+    blob = cctx.compress(b">a\nACGT\n") + cctx.compress(b">b\nGG\n") + cctx.compress(b"")
+    recs = list(read_records(write(tmp_path / "x.fa.zst", blob), ReaderConfig()))
+    assert [(r.id, decode(r.tokens)) for r in recs] == [("a", "ACGT"), ("b", "GG")]
+
+
+def test_ids_end_at_the_first_whitespace_tab_included(tmp_path: Path) -> None:
+    fasta = write(tmp_path / "t.fa", b">r1\tgene=abc\tproduct=x y\nACGT\n>r2 \t desc\nGG\n>r3\x0bv\nT\n")
+    assert [(r.id, r.description) for r in read_records(fasta, ReaderConfig())] == [
+        ("r1", "gene=abc product=x y"),
+        ("r2", "desc"),
+        ("r3", "v"),
+    ]
+    fastq = write(tmp_path / "t.fq", b"@read1\t1:N:0:ACGT\nACGT\n+\nIIII\n@read2 x\tY\nGG\n+\nII\n")
+    assert [(r.id, r.description) for r in read_records(fastq, ReaderConfig())] == [
+        ("read1", "1:N:0:ACGT"),
+        ("read2", "x Y"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "record", "char"),
+    [
+        ("nul_id.fa", b">ok\n" + b"A" * 5000 + b"\n>bad\x00id desc\nACGT\n", "bad\x00id", "\x00"),
+        ("ansi_desc.fa", b">ok \x1b[31mred\x1b[0m\nACGT\n", "ok", "\x1b"),
+        ("c1_id.fq", "@x\u0085y\nAC\n+\nII\n".encode(), "x\x85y", "\x85"),
+        ("linesep.fa", ">a b\u2028c\nAC\n".encode(), "a", "\u2028"),
+        ("label.tsv", b"sequence\tclass\nACGT\tfam\x1b[2J\n", "row1", "\x1b"),
+        ("quoted.csv", b'name,sequence\n"a\tb",ACGT\n', "a\tb", "\t"),
+        ("newline.csv", b'name,sequence\n"a\nb",ACGT\n', "a\nb", "\n"),
+    ],
+)
+def test_control_characters_in_ids_descriptions_and_fields_are_refused(
+    tmp_path: Path, name: str, content: bytes, record: str, char: str
+) -> None:
+    path = write(tmp_path / name, content)
+    cfg = ReaderConfig(id_column="name") if name.endswith(".csv") else ReaderConfig(label_column="class")
+    if not name.endswith((".csv", ".tsv")):
+        cfg = ReaderConfig()
+    with pytest.raises(InputError) as info:
+        list(read_records(path, cfg))
+    message = str(info.value)
+    assert info.value.record == record
+    assert f"control character {char!r}" in message and "refused" in message
+    assert message.isprintable()  # the message itself is one printable line: repr escapes what it quotes
+    skipped: list[str] = []
+    kept = list(read_records(path, dataclasses.replace(cfg, skip_invalid=True), skipped))
+    assert [r.id for r in kept] == (["ok"] if name == "nul_id.fa" else [])
+    assert len(skipped) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "codec"),
+    [
+        ("phage.gbk", "genbank", "plain"),
+        ("phage.gb.gz", "genbank", "gz"),
+        ("phage.genbank.xz", "genbank", "xz"),
+        ("phage.embl", "embl", "plain"),
+        ("phage.embl.zst", "embl", "zst"),
+        ("phage.txt", "genbank", "bz2"),  # detected by content: LOCUS
+        ("phage.dat", "embl", "plain"),  # detected by content: ID
+    ],
+)
+def test_genbank_and_embl_inputs(tmp_path: Path, data_dir: Path, name: str, fmt: str, codec: str) -> None:
+    rid, seq = lambda_phage(data_dir)
+    records = [("J02459.1", "Escherichia phage Lambda, complete genome", seq), ("X1.1", "short one", "acgtnRY")]
+    path = write(tmp_path / name, COMPRESSORS[codec](insdc_bytes(records, fmt)))
+    got = list(read_records(path, ReaderConfig()))
+    assert [(r.id, r.description, decode(r.tokens)) for r in got] == [(i, d, normalise(s)) for i, d, s in records]
+    assert got[0].tokens.size == 48_502 and got[0].line == 1 and got[1].line > got[0].line
+    assert list(read_records(path, ReaderConfig(format=fmt)))[1].id == "X1.1"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        (
+            "bad.gbk",
+            b"LOCUS       X1  10 bp    DNA     linear   UNK 01-JAN-1980\nACCESSION   X1\n//\n",
+            "malformed genbank record",
+        ),
+        (
+            "contig.gbk",
+            b"LOCUS       X1  10 bp    DNA     linear   UNK 01-JAN-1980\nCONTIG      join(A1.1:1..10)\n//\n",
+            "record 'X1': no sequence",
+        ),
+        (
+            "prot.gbk",
+            b"LOCUS       P1  5 aa    linear   UNK 01-JAN-1980\nORIGIN\n        1 mkvll\n//\n",
+            "non-nucleotide",
+        ),
+        (
+            "latin.embl",
+            b"ID   X1; SV 1; linear; DNA; STD; UNC; 4 BP.\nDE   caf\xe9\nSQ   Sequence 4 BP;\n     acgt 4\n//\n",
+            "UTF-8",
+        ),
+    ],
+)
+def test_bad_genbank_and_embl_give_one_line_errors(tmp_path: Path, name: str, content: bytes, words: str) -> None:
+    path = write(tmp_path / name, content)
+    with pytest.raises(InputError) as info:
+        list(read_records(path, ReaderConfig()))
+    assert str(info.value).startswith(f"{path}:") and words in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_stdin_is_read_as_a_stream(tmp_path: Path) -> None:
+    blob = zstandard.ZstdCompressor().compress(b">s1 from stdin\nACGT\n>s2\nGG\n")
+    code = (
+        "import sys; from shard_tools.inputs import ReaderConfig, read_records; "
+        "print([(r.id, r.source, r.tokens.size) for r in read_records('-', ReaderConfig())])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().strip() == "[('s1', '-', 4), ('s2', '-', 2)]"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=blob[: len(blob) // 2], capture_output=True, text=False, timeout=60
+    )
+    assert proc.returncode != 0 and b"<stdin>: cannot decompress" in proc.stderr

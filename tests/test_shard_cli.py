@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import lzma
+import os
 import random
 import re
 import shutil
@@ -87,6 +88,13 @@ BAD_INPUTS = {
     "missing_file": ("missing.fa", None, [": no such file"]),
     "truncated_gzip": ("cut.fa.gz", gzip.compress(RANDOM_DNA)[:3000], ["cannot decompress"]),
     "corrupt_gzip": ("bad.fa.gz", CORRUPT_GZ, ["cannot decompress", "invalid"]),  # zlib.error, not an OSError
+    "truncated_zstd": ("cut.fa.zst", zstandard.ZstdCompressor().compress(RANDOM_DNA)[:3000], ["cannot decompress"]),
+    "control_char_id": ("ansi.fa", b">ok\nACGT\n>x\x1b[31m\nACGT\n", [":3: record 'x\\x1b[31m'", "control character"]),
+    "genbank_protein": (
+        "prot.gbk",
+        b"LOCUS       P1  5 aa    linear   UNK 01-JAN-1980\nORIGIN\n        1 mkvll\n//\n",
+        [":1: record 'P1'", "non-nucleotide"],
+    ),
 }
 
 
@@ -132,6 +140,113 @@ def test_skip_invalid_skips_and_counts(tmp_path: Path, run_cli) -> None:
     assert_one_line_error(rc, stderr, f"{fa}:3: record 'p1'")
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--block-bases", "-1"),
+        ("--block-bases", "0"),
+        ("--block-bases", "1.5"),
+        ("--shard-size", "0"),
+        ("--shard-size", "-2"),
+        ("--shard-size", "nan"),
+        ("--workers", "0"),
+        ("--level", "0"),
+        ("--level", "23"),
+        ("--min-length", "-1"),
+        ("--val-fraction", "1"),
+        ("--val-fraction", "-0.1"),
+        ("--val-fraction", "nan"),
+    ],
+)
+def test_numeric_options_are_checked_when_parsed(option: str, value: str, tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "a.fa"
+    src.write_text(">a\nACGTACGT\n")
+    rc, stdout, stderr = run_cli("shard-fasta", src, tmp_path / "out", f"{option}={value}")
+    assert_one_line_error(rc, stderr, f"argument {option}: must be", repr(value))
+    assert stdout == "" and listing(tmp_path) == ["a.fa"]
+
+
+def test_version_and_help_show_defaults(run_cli) -> None:
+    for command in ("shard-fasta", "shard-verify"):
+        rc, stdout, _ = run_cli(command, "--version")
+        assert rc == 0 and stdout.strip() == f"{command} {shard_tools.__version__}"
+    rc, stdout, _ = run_cli("shard-fasta", "--help")
+    assert rc == 0
+    description = stdout.split("\n\n")[1]
+    assert description.startswith("Turn sequence files into verified, compact WebDataset tar shards")
+    options = re.split(r"\n  (?=-)", stdout.split("options:", 1)[1])[1:]
+    assert len(options) >= 15
+    for text in options:
+        if not text.startswith(("-h", "--version")):
+            assert "(default: " in " ".join(text.split()), text
+    flat = " ".join(stdout.split())
+    assert "--block-bases BLOCK_BASES bases per compressed block; longer records are stored in parts (>= 1)" in flat
+    assert "--min-length MIN_LENGTH drop records shorter than this (>= 0) (default: 1)" in flat
+    assert "--overwrite replace OUT_DIR if it is a shard directory this tool wrote (its manifest.json" in flat
+    assert "'-' reads standard input" in flat
+    rc, stdout, _ = run_cli("shard-verify", "--help")
+    assert rc == 0 and stdout.split("\n\n")[1].startswith("Check a shard directory")
+
+
+def test_stdin_dash_reads_standard_input_without_a_temp_copy(plain_16s: Path, tmp_path: Path, cli_env) -> None:
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    out = tmp_path / "out"
+    blob = gzip.compress(plain_16s.read_bytes())
+    proc = subprocess.run(
+        ["shard-fasta", "-", out, "--quiet"],
+        input=blob,
+        env={**cli_env, "TMPDIR": str(scratch)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_all(out)) == 600
+    manifest = load_manifest(out)
+    assert manifest["inputs"] == [{"path": "-", "bytes": None}]
+    assert listing(scratch) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tmpdir"]
+    proc = subprocess.run(
+        ["shard-fasta", "-", tmp_path / "out2"],
+        input=b">a\nAC\n>p\nMKLE\n",
+        env=cli_env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert_one_line_error(proc.returncode, proc.stderr.decode(), "shard-fasta: error: <stdin>:3: record 'p'")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_duplicate_ids_stay_distinct_and_warn_once(tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "dup.fa"
+    src.write_text(">x one\nACGTAA\n>x two\nACGTCC\n>y\nGGGG\n>x three\nTTTTAA\n>y\nCCCC\n")
+    out = tmp_path / "out"
+    rc, _, stderr = run_cli("shard-fasta", src, out, "--quiet")
+    assert rc == 0, stderr
+    warnings = [line for line in stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "shard-fasta: warning: 3 records reuse an earlier record's id (first: 'x'); all are kept, each with its own "
+        "unique key"
+    ]
+    records = sorted((meta["desc"], rid, meta["key"], bases) for rid, bases, meta, _ in read_all(out))
+    assert records == [
+        ("", "y", "y", "GGGG"),
+        ("", "y", "y_2", "CCCC"),
+        ("one", "x", "x", "ACGTAA"),
+        ("three", "x", "x_3", "TTTTAA"),
+        ("two", "x", "x_2", "ACGTCC"),
+    ]
+    assert load_manifest(out)["summary"]["duplicate_ids"] == 3
+
+
+def test_a_file_name_with_control_characters_keeps_the_error_one_line(tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "evil\nname\x1b[2J.fa"
+    src.write_bytes(b">p\nMKVL\n")
+    rc, _, stderr = run_cli("shard-fasta", src, tmp_path / "out")
+    line = assert_one_line_error(rc, stderr, "evil\\nname\\x1b[2J.fa:1: record 'p'")
+    assert line.isprintable()
+
+
 def test_bad_arguments(tmp_path: Path, run_cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">a\nACGT\n")
@@ -145,7 +260,7 @@ def test_bad_arguments(tmp_path: Path, run_cli) -> None:
 # --- output directory ---------------------------------------------------------------------------------------
 
 
-def test_existing_out_dir_is_refused_then_replaced_with_overwrite(tmp_path: Path, run_cli) -> None:
+def test_existing_out_dir_is_refused_and_overwrite_replaces_only_a_shard_directory(tmp_path: Path, run_cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">new1\nACGTACGT\n>new2\nTTTT\n")
     out = tmp_path / "out"
@@ -154,13 +269,55 @@ def test_existing_out_dir_is_refused_then_replaced_with_overwrite(tmp_path: Path
     rc, _, stderr = run_cli("shard-fasta", src, out)
     assert_one_line_error(rc, stderr, str(out), "already exists", "--overwrite")
     assert listing(out) == ["precious.txt"]
+    rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")  # not a directory shard-fasta wrote
+    assert_one_line_error(rc, stderr, str(out), "not replaced", "no manifest.json")
+    assert (out / "precious.txt").read_text() == "keep me"
+    (out / "precious.txt").unlink()
+    out.rmdir()
+    old = tmp_path / "old.fa"
+    old.write_text(">old\nGGGGCCCC\n")
+    rc, _, stderr = run_cli("shard-fasta", old, out)
+    assert rc == 0, stderr
     rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")
     assert rc == 0, stderr
-    assert not (out / "precious.txt").exists()
     assert sorted(r[0] for r in read_all(out)) == ["new1", "new2"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "out"]  # no .old or .tmp left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "old.fa", "out"]  # no .old or .tmp left
     rc, _, _ = run_cli("shard-verify", out)
     assert rc == 0
+
+
+def test_overwrite_never_deletes_what_shard_fasta_did_not_write(tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "a.fa"
+    src.write_text(">a\nACGTACGT\n")
+    out = tmp_path / "out"
+    rc, _, stderr = run_cli("shard-fasta", src, out)
+    assert rc == 0, stderr
+    before = listing(out)
+    inside = out / "train" / "mine.fa"  # an input kept inside the shard directory
+    inside.write_text(">mine\nTTTTGGGG\n")
+    rc, _, stderr = run_cli("shard-fasta", inside, out, "--overwrite")
+    assert_one_line_error(rc, stderr, str(out), "not replaced", "'train/mine.fa'")
+    assert inside.read_text() == ">mine\nTTTTGGGG\n" and listing(out) == sorted([*before, "train/mine.fa"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format"] = "something-else"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    inside.unlink()
+    rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")  # a manifest, but not ours
+    assert_one_line_error(rc, stderr, "not replaced", "unsupported format")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "out"]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_forgotten_out_dir_never_turns_an_input_into_an_output(overwrite: list[str], tmp_path: Path, run_cli) -> None:
+    first, second = tmp_path / "a.fa", tmp_path / "b.fa"
+    first.write_text(">a\nACGT\n")
+    second.write_text(">b\nGGGG\n")
+    rc, _, stderr = run_cli("shard-fasta", first, second, *overwrite)  # OUT_DIR forgotten: b.fa is last
+    assert_one_line_error(rc, stderr, str(second), "not a directory")
+    assert second.read_text() == ">b\nGGGG\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "b.fa"]
+    rc, _, stderr = run_cli("shard-fasta", first)
+    assert rc == 1 and "OUT_DIR" in stderr and len(stderr.splitlines()) == 1
 
 
 # --- interrupted writes -------------------------------------------------------------------------------------
@@ -182,11 +339,17 @@ def slow_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start_and_interrupt(src: Path, out: Path, sig: signal.Signals, cli_env: dict) -> tuple[int, str]:
-    """Start shard-fasta, wait until it has closed a shard in its hidden temp dir, send sig, wait."""
+def start_and_interrupt(
+    src: Path, out: Path, sig: signal.Signals, cli_env: dict, extra: tuple[str, ...] = (), group: bool = False
+) -> tuple[int, str]:
+    """Start shard-fasta, wait until it has closed a shard in its hidden temp dir, send sig, wait.
+
+    group: send sig to the whole process group (what Ctrl-C in a terminal does), pool workers included.
+    """
     cmd = ["shard-fasta", str(src), str(out), "--level", "19", "--block-bases", "200000", "--shard-size", "0.05"]
     proc = subprocess.Popen(
-        cmd,
+        [*cmd, *extra],
+        start_new_session=group,
         env=cli_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -200,8 +363,11 @@ def start_and_interrupt(src: Path, out: Path, sig: signal.Signals, cli_env: dict
             assert proc.poll() is None, "shard-fasta finished before it could be interrupted"
             assert time.monotonic() < deadline, "no shard written within 60 s"
             time.sleep(0.02)
-        assert not out.exists()
-        proc.send_signal(sig)
+        assert group or not out.exists()
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -245,6 +411,21 @@ def test_sigint_and_sigterm_clean_up(sig: signal.Signals, slow_input: Path, tmp_
     assert rc == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert listing(tmp_path) == []
+
+
+def test_ctrl_c_to_the_group_while_overwriting_keeps_the_old_directory(
+    slow_input: Path, tmp_path: Path, cli_env, run_cli
+) -> None:
+    out = tmp_path / "out"
+    small = tmp_path / "small.fa"
+    small.write_text(">s\nACGTACGT\n")
+    rc, _, stderr = run_cli("shard-fasta", small, out)
+    assert rc == 0, stderr
+    before = {name: (out / name).read_bytes() for name in listing(out) if (out / name).is_file()}
+    rc, stderr = start_and_interrupt(slow_input, out, signal.SIGINT, cli_env, ("--workers", "2", "--overwrite"), True)
+    assert rc == 130 and stderr.splitlines() == ["shard-fasta: interrupted; nothing written"], stderr
+    assert {name: (out / name).read_bytes() for name in listing(out) if (out / name).is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "small.fa"]  # no .tmp-* or .old-*
 
 
 # --- ids and keys -------------------------------------------------------------------------------------------
@@ -520,3 +701,12 @@ def test_manifest_fields(sharded_16s: Path, plain_16s: Path) -> None:
         s["bytes"] for split in SPLITS for s in manifest["splits"][split]["shards"]
     )
     assert {normalise(b) for b in (r[1] for r in records)} == {r[1] for r in records}
+
+
+def test_shard_config_checks_the_same_ranges_for_library_callers() -> None:
+    from shard_tools.writer import ShardConfig
+
+    for field, bad in [("block_bases", 0), ("block_bases", -1), ("workers", 0), ("level", 23), ("val_fraction", 1.0)]:
+        with pytest.raises(ValueError, match=f"^{field} must be "):
+            ShardConfig(**{field: bad})
+    assert ShardConfig(level=None).level is None

@@ -1,0 +1,109 @@
+"""Writing files and directories so that readers see the old version or the new one, never half of either.
+
+Temporary names are hidden siblings `.NAME.tmp-PID-RANDOM` on the same file system (so a rename is atomic);
+they are removed on any exception, Ctrl-C included, and a later run removes those of dead processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import shutil
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+_CHUNK = 1 << 20
+_DEFER = {signal.SIGINT, signal.SIGTERM}
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (shards are larger than memory should hold twice)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sibling(path: Path, kind: str) -> Path:
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def remove_stale_temps(path: str | Path) -> None:
+    """Remove `.NAME.tmp-*` / `.NAME.old-*` siblings left by killed processes (SIGKILL, power loss)."""
+    path = Path(path)
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*-*-*"):
+        kind, pid = old.name[len(path.name) + 2 :].split("-", 2)[:2]
+        if kind in ("tmp", "old") and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _remove(old)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM for the few renames of a commit, so Ctrl-C cannot strand a `.old-*` copy."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFER)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Move tmp to path, replacing whatever is there; on failure path is as it was."""
+    with _signals_deferred():
+        if not path.exists() and not path.is_symlink():
+            os.replace(tmp, path)
+            return
+        old = _sibling(path, "old")
+        os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        _remove(old)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write data to path through a temporary sibling and one rename."""
+    path = Path(path)
+    tmp = _sibling(path, "tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _commit(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary sibling directory; on a clean exit it replaces `path`, on any exception it goes.
+
+    The caller decides beforehand whether an existing `path` may be replaced.
+    """
+    path = Path(path)
+    remove_stale_temps(path)
+    tmp = _sibling(path, "tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        _commit(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise

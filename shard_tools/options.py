@@ -1,0 +1,64 @@
+"""What the shard tools' command lines share: numeric ranges checked at parse time, one-line usage errors.
+
+A Limit is defined once, beside the config field it bounds (ShardConfig.LIMITS); the config checks it for
+library callers and `number()` checks it while argparse parses, so `--block-bases 0` never gets to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The allowed range of a numeric option; the CLI parses with it and the config checks with it."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False  # low itself excluded
+    high_open: bool = False  # high itself excluded
+
+    def check(self, name: str, value: float) -> None:
+        """Raise ValueError unless value is a finite number in range (bools and NaN are not numbers here)."""
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > self.low if self.low_open else value >= self.low)
+        if ok and self.high is not None:
+            ok = value < self.high if self.high_open else value <= self.high
+        if not ok:
+            raise ValueError(f"{name} must be {self}, got {value!r}")
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+def number(kind: type[int] | type[float], limit: Limit) -> Callable[[str], int | float]:
+    """An argparse `type=`: text -> int or float, refused unless within limit."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+            limit.check("value", value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'} {limit}, got {text!r}"
+            ) from None
+        return value
+
+    return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with every default shown in --help, --version, and usage errors as one line with exit status 1."""
+
+    def __init__(self, *args, version: str, **kwargs) -> None:
+        super().__init__(*args, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s {version}")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{self.prog}: error: {message} (see --help)\n")
