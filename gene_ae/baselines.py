@@ -146,11 +146,13 @@ def is_available() -> bool:
 
 
 def auto_scaled(lengths: Sequence[int]) -> int:
-    """FracMinHash scaled for a collection: the largest power of ten (1..1000) leaving the median sequence
-    about 100 or more hashes. Genes and 16S (1-2 kb) get scaled=10 (~150 hashes each); 200 kb genomes 1000."""
+    """FracMinHash scaled for a collection: 1 (every k-mer, the exact Jaccard) for genes up to 20 kb median,
+    else the largest power of ten (up to 1000) leaving the median sequence 1,000 or more hashes."""
     median = float(np.median(lengths)) if len(lengths) else 0.0
+    if median <= 20_000:
+        return 1
     scaled = 1
-    while scaled < 1000 and median / (scaled * 10) >= 100:
+    while scaled < 1000 and median / (scaled * 10) >= 1000:
         scaled *= 10
     return scaled
 

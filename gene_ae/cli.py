@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+from gene_ae.evaluate.config import DEFAULT_METHODS, EvalConfig
+
 
 def _reader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto", choices=("auto", "fasta", "fastq", "tsv", "csv"), help="input format")
@@ -112,7 +114,7 @@ def _collection(args: argparse.Namespace, meta):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gene_ae.encoder import Encoder
-    from gene_ae.evaluate import EvalConfig, run_eval
+    from gene_ae.evaluate import run_eval
     from gene_ae.records import read_columns
 
     try:
@@ -128,8 +130,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.queries:
         q = read_columns(args.queries, _reader(args), (args.split,))
         cross = (q.seqs, q.labels)
-    methods = ("gene-ae", "5-mer") + (() if args.no_sourmash else ("sourmash",))
-    cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.no_sourmash:
+        methods = tuple(m for m in methods if not m.startswith("sourmash"))
+    cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods, align_queries=args.align_queries)
     cfg.rerank, cfg.label_regex = args.rerank, args.label_regex or ""
     has_labels = any(lab is not None for lab in labels)
     report = run_eval(
@@ -225,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reader_args(s)
     s.set_defaults(func=cmd_search)
 
-    v = sub.add_parser("eval", help="how good is search: gene-ae vs 5-mer and sourmash, side by side")
+    v = sub.add_parser("eval", help="how good is search: gene-ae vs exact and hashed k-mer counts and sourmash")
     v.add_argument("--model", required=True, help=model_help)
     v.add_argument("--input", required=True, help="FASTA/FASTQ/TSV file or shard directory (its --split)")
     v.add_argument("--out", required=True, help="report directory (report.json, report.md, PNG plots)")
@@ -242,7 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="group labels by this regex's first group, e.g. '^(clade_I+b?)' to compare top-level clades; "
         "labels it does not match are left out (placeholders like 'unlabelled' always are)",
     )
-    v.add_argument("--no-sourmash", action="store_true", help="skip the sourmash baseline")
+    v.add_argument(
+        "--methods", default=",".join(DEFAULT_METHODS),
+        help="comma-separated: gene-ae, K-mer (exact counts), K-mer@SIZE or K-mer@dim (hashed to the model's "
+        f"vector size), sourmash-kK (default: {','.join(DEFAULT_METHODS)})",
+    )  # fmt: skip
+    v.add_argument(
+        "--align-queries", type=int, default=EvalConfig.align_queries, metavar="N",
+        help="copies of N sources also aligned against the whole collection: the ceiling and its cost (0 = off)",
+    )  # fmt: skip
+    v.add_argument("--no-sourmash", action="store_true", help="skip the sourmash baselines")
     v.add_argument("--mlflow-run", help="log the report to this MLflow run id")
     v.add_argument("--print", action="store_true", help="print the whole markdown report")
     _reader_args(v)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -117,13 +119,13 @@ def test_sourmash_finds_an_exact_copy_first_and_matches_sourmash_jaccard(rrna) -
 
     refs = rrna.seqs[:50]
     index = baselines.SourmashIndex(refs)
-    assert index.scaled == 10  # 16S genes (~1.5 kb) get scaled=10
+    assert index.scaled == 1  # 16S genes (~1.5 kb) get every k-mer (scaled=1)
     idx, sims = index.search([refs[7].copy(), random_bases(1500, 5)], k=3)
     assert idx[0, 0] == 7 and sims[0, 0] == pytest.approx(1.0)
     assert (idx[1] == -1).all() and not sims[1].any()  # no shared hash: no hit
     mhs = []
     for s in refs[:4]:
-        mh = sourmash.MinHash(n=0, ksize=21, scaled=10)
+        mh = sourmash.MinHash(n=0, ksize=21, scaled=index.scaled)
         mh.add_sequence(alphabet.decode(s), force=True)
         mhs.append(mh)
     ours = index.similarities(index.sketches[:4])
@@ -132,10 +134,10 @@ def test_sourmash_finds_an_exact_copy_first_and_matches_sourmash_jaccard(rrna) -
             assert ours[i, j] == pytest.approx(mhs[i].jaccard(mhs[j]), abs=1e-6)
 
 
-def test_auto_scaled_keeps_about_100_hashes_for_the_median_sequence() -> None:
+def test_auto_scaled_is_exact_for_genes_and_keeps_1000_hashes_for_genomes() -> None:
     assert baselines.auto_scaled([150]) == 1
-    assert baselines.auto_scaled([1_500, 1_400]) == 10
-    assert baselines.auto_scaled([197_000] * 6) == 1000
+    assert baselines.auto_scaled([1_500, 1_400]) == 1  # genes: every k-mer (scaled=1), the strongest sourmash
+    assert baselines.auto_scaled([197_000] * 6) == 100
     assert baselines.auto_scaled([50_000_000]) == 1000
 
 
@@ -237,7 +239,9 @@ def eval_run(tmp_path_factory, tiny_encoder, chimp, data_dir: Path):
     root = tmp_path_factory.mktemp("eval")
     lam = load_eval_input(data_dir / "viruses" / "lambda_phage.fa")
     seqs, ids, labels = chimp.seqs[:40] + lam.seqs, chimp.ids[:40] + lam.ids, chimp.labels[:40] + [None]
-    cfg = EvalConfig(n_queries=20, spearman_pairs=40, reconstruction_lengths=(64,))
+    cfg = EvalConfig(
+        n_queries=20, spearman_pairs=40, reconstruction_lengths=(64,), methods=("gene-ae", "5-mer", "sourmash")
+    )
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     try:
@@ -289,7 +293,7 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
 def test_run_eval_without_sourmash_or_labels_skips_cleanly(tmp_path: Path, rrna, monkeypatch) -> None:
     monkeypatch.setattr(baselines, "is_available", lambda: False)
     seqs = rrna.seqs[:20]
-    cfg = EvalConfig(n_queries=10, spearman_pairs=20, divergences=(0.01, 0.1))
+    cfg = EvalConfig(n_queries=10, spearman_pairs=20, divergences=(0.01, 0.1), methods=("gene-ae", "5-mer", "sourmash"))
     report = run_eval(None, seqs, rrna.ids[:20], None, cfg, tmp_path)
     assert set(report["methods"]) == {"5-mer"}
     assert "sourmash" in report["skipped_methods"] and "gene-ae" in report["skipped_methods"]
@@ -321,3 +325,30 @@ def test_alignment_rerank_lifts_recall_at_1_to_the_candidates_recall(chimp) -> N
     assert reranked["recall@1"][1] > base["recall@1"][1] + 0.1, (base, reranked)
     idx, ident = methods[1].index(seqs).self_search(np.array([0, 1]), 3)
     assert idx.shape == (2, 3) and (np.diff(ident, axis=1) <= 0).all() and (idx != [[0], [1]]).all()
+
+
+def test_strong_baselines_ceiling_and_margins_on_16s(rrna) -> None:
+    """Exact 8-mer counts beat 5-mer counts at 20 % on dense 16S; the hashed profile has the asked size;
+    exhaustive alignment is the ceiling; each row names the best other method and the margin over it."""
+    seqs = rrna.seqs[:120]
+    cfg = EvalConfig(n_queries=60, divergences=(0.05, 0.2), align_queries=8)
+    methods, skipped = build_methods(None, replace(cfg, methods=("5-mer", "8-mer", "6-mer@64")), seqs)
+    assert [m.name for m in methods] == ["5-mer", "8-mer", "6-mer@64"] and not skipped
+    hashed = methods[2].embed(seqs[:3])
+    assert hashed.shape == (3, 64) and np.allclose(np.linalg.norm(hashed, axis=1), 1.0, atol=1e-5)
+    exact = methods[1].index(seqs)
+    idx, sims = exact.search([seqs[5]], 3)
+    assert idx[0, 0] == 5 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    self_idx, _ = exact.self_search(np.array([5]), 3)
+    assert 5 not in self_idx[0]
+    result = mutation_retrieval(methods, seqs, cfg)
+    r5, r8 = result["methods"]["5-mer"]["recall@1"], result["methods"]["8-mer"]["recall@1"]
+    assert r8[1] >= r5[1]
+    ceiling = result["alignment_ceiling"]
+    assert ceiling["n_queries"] == 8 and ceiling["seconds_per_query"] > 0
+    assert ceiling["scores"]["recall@1"] == [1.0, 1.0]  # alignment finds every 5 % and 20 % copy of a 16S gene
+    best = mutation_retrieval(
+        [EmbeddingMethod("gene-ae", partial(baselines.hashed_profiles, k=6, dim=64)), *methods], seqs, cfg
+    )["best_baselines"]["gene-ae recall@1"]
+    assert best[1]["best"] == max(("5-mer", "8-mer", "6-mer@64"), key=lambda n: result["methods"][n]["recall@1"][1])
+    assert best[1]["margin"] == pytest.approx(result["methods"]["6-mer@64"]["recall@1"][1] - best[1]["score"])

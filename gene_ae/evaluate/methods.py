@@ -20,7 +20,13 @@ from gene_ae.evaluate.config import EvalConfig
 if TYPE_CHECKING:
     from gene_ae.encoder import Encoder
 
-_KMER_NAME = re.compile(r"^(\d+)-mer$")
+_KMER_NAME = re.compile(r"^(\d+)-mer(?:@(\d+|dim))?$")  # exact counts, or hashed to a size ("dim": the model's)
+_SOURMASH_NAME = re.compile(r"^sourmash(?:-k(\d+))?$")
+# The strongest classic methods, measured beside the model: exact k-mer counts at k = 5-8, the same profiles
+# hashed to the model's own vector size (the comparison at equal bytes), sourmash FracMinHash at k = 11, 21.
+STRONG_BASELINES = (
+    "5-mer", "6-mer", "7-mer", "8-mer", "5-mer@dim", "6-mer@dim", "7-mer@dim", "sourmash-k11", "sourmash-k21",
+)  # fmt: skip
 
 
 class SearchIndex(Protocol):
@@ -102,6 +108,60 @@ class EmbeddingMethod:
         return np.einsum("ij,ij->i", self.embed(a), self.embed(b))
 
 
+class SparseIndex:
+    """Exact cosine search over sparse L2-normalised rows (exact k-mer counts at any k, in memory
+    proportional to the distinct k-mers)."""
+
+    def __init__(self, rows, embed: Callable[[Sequence[np.ndarray]], object]):
+        self.rows, self.embed = rows.tocsr(), embed
+
+    def _top(self, queries, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        n = self.rows.shape[0]
+        k = min(k, n)
+        idx_out, sim_out = [], []
+        for start in range(0, queries.shape[0], 256):  # bounded dense block of similarities
+            sims = (queries[start : start + 256] @ self.rows.T).toarray()
+            if exclude is not None:
+                sims[np.arange(sims.shape[0]), exclude[start : start + 256]] = -np.inf
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(sims), 1))
+            order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable")
+            idx = np.take_along_axis(top, order, 1)
+            idx_out.append(idx)
+            sim_out.append(np.take_along_axis(sims, idx, 1))
+        return np.concatenate(idx_out).astype(np.int64), np.concatenate(sim_out).astype(np.float32)
+
+    def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._top(self.embed(queries), k)
+
+    def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.int64)
+        return self._top(self.rows[positions], min(k, self.rows.shape[0] - 1), exclude=positions)
+
+
+@dataclass
+class SparseKmerMethod:
+    """Exact k-mer count profiles (sparse), cosine: the classic alignment-free method at full resolution."""
+
+    k: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"{self.k}-mer"
+
+    @property
+    def description(self) -> str:
+        return f"exact {self.k}-mer counts (sparse, {4**self.k:,} possible k-mers), cosine"
+
+    def embed(self, seqs: Sequence[np.ndarray]):
+        return baselines.kmer_matrix(seqs, self.k, canonical=False)
+
+    def index(self, refs: Sequence[np.ndarray]) -> SparseIndex:
+        return SparseIndex(self.embed(refs), self.embed)
+
+    def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray(self.embed(a).multiply(self.embed(b)).sum(1)).ravel()
+
+
 @dataclass
 class SourmashMethod:
     """sourmash FracMinHash with Jaccard similarity, searched by its own (exact, brute-force) index."""
@@ -180,16 +240,29 @@ def build_methods(
             embed = partial(encoder.embed_tokens, batch_size=cfg.batch_size)
             methods.append(EmbeddingMethod(name, embed, f"gene-ae encoder {encoder.uri or '(in memory)'}, cosine"))
         elif kmer:
-            k = int(kmer.group(1))
-            methods.append(EmbeddingMethod(name, partial(baselines.kmer_profiles, k=k), f"{k}-mer counts, cosine"))
-        elif name == "sourmash":
+            k, size = int(kmer.group(1)), kmer.group(2)
+            if size is None:
+                methods.append(SparseKmerMethod(k))
+                continue
+            if size == "dim" and encoder is None:
+                skipped[name] = "no encoder given (its vector size sets the hashed profile's)"
+                continue
+            dim = encoder.dim if size == "dim" else int(size)
+            label = f"{k}-mer@{dim}"
+            embed = partial(baselines.hashed_profiles, k=k, dim=dim)
+            methods.append(EmbeddingMethod(label, embed, f"canonical {k}-mer counts hashed (signed) to {dim} values"))
+        elif sourmash := _SOURMASH_NAME.match(name):
             if not baselines.is_available():
                 skipped[name] = "sourmash is not installed (pip install 'gene-ae[baselines]')"
                 continue
+            ksize = int(sourmash.group(1) or cfg.sourmash_ksize)
             scaled = cfg.sourmash_scaled or baselines.auto_scaled([s.size for s in seqs])
-            methods.append(SourmashMethod(cfg.sourmash_ksize, scaled))
+            methods.append(SourmashMethod(ksize, scaled, name))
         else:
-            raise ValueError(f"unknown method {name!r} (known: gene-ae, K-mer such as 5-mer, sourmash)")
+            raise ValueError(
+                f"unknown method {name!r} (known: gene-ae, K-mer such as 7-mer, K-mer@SIZE or K-mer@dim, "
+                "sourmash or sourmash-kK)"
+            )
     if cfg.rerank > 0:
         methods += [RerankedMethod(m, cfg.rerank) for m in methods]
     return methods, skipped

@@ -7,6 +7,7 @@ calls it through `mutation_retrieval`, and training's validation can call it wit
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,8 @@ def copy_recall(
     k_values: Sequence[int],
 ) -> dict[str, list[float]]:
     """{"recall@k": [one value per divergence]}: copies of seqs[sources] mutated at each divergence, searched;
-    a hit is any of the top k identical to the copy's source (duplicates in the collection are not misses)."""
+    a hit is any of the top k identical to the copy's source (duplicates in the collection are not misses).
+    Copies depend only on (seed, divergence step, source), so a subset of sources gets the same copies."""
     targets = identical_members(seqs, sources)
     scores: dict[str, list[float]] = {f"recall@{k}": [] for k in k_values}
     for step, d in enumerate(divergences):
@@ -104,7 +106,54 @@ def mutation_retrieval(methods: Sequence[Method], seqs: Sequence[np.ndarray], cf
             return index.search(queries, k)[0]
 
         result["methods"][method.name] = copy_recall(search, seqs, sources, cfg.divergences, cfg.seed, cfg.k_values)
+    result["best_baselines"] = best_baselines(result)
+    if cfg.align_queries > 0:
+        result["alignment_ceiling"] = alignment_ceiling(seqs, cfg, sources)
     return result
+
+
+def alignment_ceiling(seqs: Sequence[np.ndarray], cfg: EvalConfig, sources: np.ndarray) -> dict[str, Any]:
+    """The reference answer: each of the first `align_queries` sources' mutated copies (the very copies the
+    methods were given) aligned against the whole collection (gene_ae.align.align_hit, the alignment search
+    re-ranks by), best identity first; recall@k and the time per query."""
+    picked = sources[: cfg.align_queries]
+    if picked.size == 0:
+        return {"skipped": "align_queries is 0"}
+    spent = [0.0, 0]
+
+    def search(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
+        start = time.perf_counter()
+        rows = []
+        for q in queries:
+            ident = np.array([align.align_hit(q, s).identity for s in seqs])
+            rows.append(np.argsort(-ident, kind="stable")[:k])
+        spent[0] += time.perf_counter() - start
+        spent[1] += len(queries)
+        return np.array(rows)
+
+    scores = copy_recall(search, seqs, picked, cfg.divergences, cfg.seed, cfg.k_values)
+    return {"n_queries": int(picked.size), "seconds_per_query": spent[0] / max(spent[1], 1), "scores": scores}
+
+
+def best_baselines(mr: dict[str, Any], model: str = "gene-ae") -> dict[str, Any]:
+    """Per recall@k and divergence: the best method other than the model (plain and '+align' apart), its
+    score, and the model's margin over it (positive: the model wins)."""
+    out: dict[str, Any] = {}
+    for suffix in ("", "+align"):
+        ours = mr["methods"].get(model + suffix)
+        others = {
+            n: v for n, v in mr["methods"].items() if n != model + suffix and n.endswith("+align") == bool(suffix)
+        }
+        if ours is None or not others:
+            continue
+        for key, values in ours.items():
+            rows = []
+            for i, value in enumerate(values):
+                name = max(others, key=lambda n: others[n][key][i])
+                best = others[name][key][i]
+                rows.append({"best": name, "score": best, "margin": value - best})
+            out[f"{model}{suffix} {key}"] = rows
+    return out
 
 
 def label_retrieval(

@@ -207,9 +207,20 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     mr = report["mutation_retrieval"]
     ks = [key for key in next(iter(mr["methods"].values()), {})]
+    ceiling = mr.get("alignment_ceiling", {})
     for key in ks:
         header = ["method"] + [f"d={d:g}" for d in mr["divergences"]]
         rows = [[name] + scores[key] for name, scores in mr["methods"].items()]
+        for label, best in mr.get("best_baselines", {}).items():
+            if label.endswith(" " + key):
+                model = label[: -len(key) - 1]
+                rows.append([f"best other than {model}"] + [f"{b['score']:.3f} ({b['best']})" for b in best])
+                rows.append([f"{model} margin"] + [f"{b['margin']:+.3f}" for b in best])
+        if "scores" in ceiling:
+            rows.append(
+                [f"exhaustive alignment ({ceiling['n_queries']} queries, {ceiling['seconds_per_query']:.2f} s each)"]
+                + ceiling["scores"][key]
+            )
         parts.append(f"## Mutation retrieval: {key} ({mr['n_queries']} queries)\n" + _table(header, rows))
     parts += [_section_table(report, name, title) for name, title in _SECTIONS if name in report]
     if "reconstruction" in report:
@@ -295,7 +306,7 @@ def metrics_for_mlflow(report: dict[str, Any]) -> dict[str, float]:
     if rec:
         out["eval/gene-ae/reconstruction_accuracy"] = rec["accuracy"]
         out["eval/gene-ae/reconstruction_bits_per_base"] = rec["bits_per_base"]
-    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+    return {k.replace("@", "_at_"): float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
 
 
 def log_to_mlflow(run_id: str, report: dict[str, Any], paths: Sequence[Path]) -> None:
