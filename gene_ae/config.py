@@ -36,9 +36,9 @@ class TrainConfig:
     workers: int = 2  # Ray Train workers (DDP ranks)
     gpu: bool = False
     threads_per_worker: int = 0  # torch threads per worker; 0 = CPUs of the node / workers
-    steps: int = 720  # optimizer steps in total (15.1 min measured on 2 CPU cores, Ray start-up included)
-    steps_per_epoch: int = 120  # validation and a checkpoint after each epoch
-    checkpoint_every: int = 120
+    steps: int = 540  # optimizer steps in total (fits the 15-minute budget on 2 CPU cores: docs/RESULTS.md)
+    steps_per_epoch: int = 135  # validation and a checkpoint after each epoch
+    checkpoint_every: int = 135
     log_every: int = 20
     lr: float = 2e-3
     weight_decay: float = 0.01

@@ -43,7 +43,7 @@ class ModelConfig:
     variational: bool = False  # the code is sampled (mu, logvar) in training, with a KL term
     pooling: str = "mean"  # "mean" | "attention" | "max"  (masked)
     dropout: float = 0.0
-    kmer_sizes: tuple[int, ...] = (3, 4, 5)  # k-mer bag paths added to the search vector; () for conv-LSTM only
+    kmer_sizes: tuple[int, ...] = (5, 7)  # k-mer bag paths added to the search vector; () for conv-LSTM only
     canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
     kmer_buckets: int = 1 << 16  # k-mer vocabularies larger than this are hashed into this many rows
     freeze_kmers: bool = False  # ablation: keep the k-mer vectors at their random initialisation
