@@ -203,11 +203,13 @@ def depth_table(encoder, work: Path, n_queries: int) -> str:
     return table(["--rerank", "recall@1 d=0.2", "recall@1 d=0.3", "ms/query"], rows)
 
 
-def quality_table(encoder, work: Path, quick: bool) -> str:
+def quality_table(encoder, work: Path, quick: bool, sets: Sequence[str] = ()) -> str:
     from gene_ae.evaluate.metrics import sample_sources
 
     rows = []
     for name, seqs in datasets().items():
+        if sets and name not in sets:
+            continue
         long_set = np.median([s.size for s in seqs]) > 20_000
         n_q = min(len(seqs), (5 if long_set else 50) if quick else (10 if long_set else 100))
         n_exh = min(n_q, 2 if long_set else 10) if quick else min(n_q, 3 if long_set else 20)
@@ -346,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="model URI or checkpoint (default: untrained default-config model)")
     p.add_argument("--parts", default="depth,quality,scale")
     p.add_argument("--quick", action="store_true", help="fewer queries (a smoke run, not for the docs)")
+    p.add_argument("--sets", default="", help="quality: only these data sets (comma-separated names)")
     p.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
     p.add_argument("--scale-n", type=float, default=1e6)
     p.add_argument("--scale-queries", type=int, default=200)
@@ -370,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             "### Re-ranking depth, chosen on chimp genes\n\n" + depth_table(encoder, work, 50 if args.quick else 200)
         )
     if "quality" in parts:
-        out.append("### Recall@1 by stage and data set\n\n" + quality_table(encoder, work, args.quick))
+        sets = [x for x in args.sets.split(",") if x]
+        out.append("### Recall@1 by stage and data set\n\n" + quality_table(encoder, work, args.quick, sets))
     if "scale" in parts:
         n = int(args.scale_n)
         out.append(f"### Scale: {n:,} vectors\n\n" + scale_table(n, args.scale_queries, int(args.sparse_n), args.hnsw))
