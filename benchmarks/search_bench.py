@@ -1,24 +1,29 @@
-"""Benchmark gene-ae search speed beside the 5-mer and sourmash baselines, and faiss index scaling.
+"""Search that finds what alignment finds: quality per data set and stage, the re-ranking depth, and scale.
 
-    .venv/bin/python benchmarks/search_bench.py [--model URI] [--sizes 1e4,1e5,1e6] [--quick] [--out FILE]
+    python benchmarks/search_bench.py [--model URI] [--parts depth,quality,scale] [--quick] [--threads 2]
+                                      [--scale-n 1000000] [--out FILE]
 
-On a busy machine pass --threads 1: torch's intra-op threads then stop fighting other processes for cores
-(two threads on two loaded cores measured 20x slower than one here).
+Three markdown tables from one run (mutated copies by gene_ae.mutate, seeded; recall@1 = the copy's source
+ranks first):
 
-Two markdown tables from one run:
+1. depth: the default re-ranking depth, chosen on the chimp genes (genefam/chimp_data.txt, a set no other
+   table reports on): recall@1 at 20 and 30 % and time per query for depths 0..50 of the default search.
+2. quality: per shared data set (dog genes, 16S, mpox genomes, 20-100 kb windows of the two bacterial
+   genomes), recall@1 per divergence for each stage alone (dense vectors, window votes, k-mer votes), fused
+   without alignment, the default search (fused + alignment), and exhaustive alignment of the query against
+   every record with the same aligner (gene_ae.align.align_hit) on a subset of the queries; time per query
+   of the default search (query embedding included; later stages reuse the query vectors, so their times
+   are search alone) against exhaustive alignment in the same run.
+3. scale: 10^6 vectors from real data: every 512-base window (stride 256) of the shared sets, and mutated
+   copies (1-10 %) of them until 10^6; each one's canonical 5-mer profile (512 dimensions, the default
+   model's latent size; an untrained default model's k-mer bags are a random projection of such profiles)
+   as the vector. faiss exact search against IVF (nprobe sweep) and HNSW: build time, memory, p50/p99 per
+   query (one query per call), recall@10 against exact search, for 10 %-mutated copies of collection
+   windows. The k-mer index is built on the first --sparse-n of the same windows and its memory and query
+   time scaled linearly to 10^6 (postings grow with the collection).
 
-1. Real collection (the bundled genes, data/genefam/*.tsv.gz, 900 genes): for gene-ae (an Encoder on CPU, and
-   on the GPU when one is visible), 5-mer profiles (gene_ae.baselines.kmer_profiles) + a flat faiss index, and
-   sourmash (gene_ae.baselines.sketch / SourmashIndex, ksize 21, scaled from the collection): vectors or
-   sketches per second (sequences and bases), the time from collection to searchable index, and per-query
-   latency p50/p99 (k=10, one query per call) for search alone and end to end (embed or sketch the query,
-   then search), with ratios to sourmash. Without --model an untrained default-config model is built: speed
-   does not depend on the weights.
-2. Index scaling: faiss flat and HNSW built by gene_ae.index.build_faiss on 10^4..10^6 random unit vectors
-   of the model's dimension (embedding 10^6 real sequences is out of reach on 2 CPU cores): build time,
-   per-query latency p50/p99 (k=10, one query per call) and HNSW recall@10 against flat, for fresh random
-   queries (no neighbourhood structure: the hard case) and for noisy copies of stored vectors (cosine ~0.9 to
-   their source: the near-duplicate case a search for a mutated sequence resembles).
+Without --model an untrained default-config model is used (seeded): no trained checkpoint existed when this
+was written; the dense rows then measure an untrained encoder, and the speed rows do not depend on weights.
 """
 
 from __future__ import annotations
@@ -29,325 +34,354 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-GENES = [REPO / "data" / "genefam" / "chimp_sample.tsv.gz", REPO / "data" / "genefam" / "dog_sample.tsv.gz"]
-K = 10
+DATA = Path(os.environ.get("GENE_AE_SHARED_DATA", "/work/shared/data"))
+DIVERGENCES = (0.01, 0.05, 0.10, 0.20, 0.30)
 
 
-# ---------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------------------------------ inputs
 
 
-def load_genes(paths: Sequence[Path], limit: int | None) -> list[np.ndarray]:
-    """Token arrays of every record in the files (tables read their 'sequence' column)."""
-    from shard_tools.inputs import ReaderConfig, read_records
+def read(path: Path, label: str | None = None) -> list[np.ndarray]:
+    from gene_ae.records import iter_input
+    from shard_tools.inputs import ReaderConfig
 
-    seqs = [rec.tokens for path in paths for rec in read_records(path, ReaderConfig(label_column="class"))]
-    return seqs[:limit] if limit else seqs
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+    return [r.tokens for r in iter_input(path, ReaderConfig(label_column=label) if label else None)]
 
 
-def latencies(fn: Callable[[int], Any], n: int) -> np.ndarray:
-    """Milliseconds of fn(i) for i in range(n), one call each, after one untimed call."""
-    fn(0)
-    out = np.empty(n)
-    for i in range(n):
-        start = time.perf_counter()
-        fn(i)
-        out[i] = (time.perf_counter() - start) * 1e3
+def bacterial_windows(seed: int = 0) -> list[np.ndarray]:
+    """Consecutive windows of random length 20-100 kb cut from the two bacterial genomes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in ("E.Coli__MG1655-K12.fasta.gz", "S.Aureus__N315.fasta.gz"):
+        for genome in read(DATA / "bacteria" / name):
+            start = 0
+            while start + 20_000 <= genome.size:
+                length = int(rng.integers(20_000, 100_001))
+                out.append(genome[start : start + length])
+                start += length
     return out
 
 
-def pct(ms: np.ndarray, q: float) -> float:
-    return float(np.percentile(ms, q))
+def datasets() -> dict[str, list[np.ndarray]]:
+    return {
+        "dog genes": read(DATA / "genefam" / "dog_data.txt", "class"),
+        "16S": read(DATA / "rrna16s" / "ten_16s.100.fa.gz"),
+        "mpox genomes": read(DATA / "viruses" / "mpox_nextclade_examples.fasta.gz"),
+        "bacteria 20-100 kb": bacterial_windows(),
+    }
 
 
-def make_encoder(uri: str | None, device: str):
-    """(Encoder, description): the given model, or an untrained default-config one (seeded)."""
+def make_encoder(uri: str | None):
     import torch
 
     from gene_ae.config import Config
     from gene_ae.encoder import Encoder
-    from gene_ae.model import GeneAE, count_parameters
+    from gene_ae.model import GeneAE
 
     if uri:
-        enc = Encoder.load(uri, device=device)
-        what = f"{uri}"
-    else:
-        torch.manual_seed(0)
-        cfg = Config()
-        enc = Encoder(GeneAE(cfg.model), cfg, device=device)
-        what = "untrained default-config model (speed does not depend on training)"
-    m = enc.cfg.model
-    return enc, (
-        f"{what}: dim {enc.dim}, window {enc.window}, k-mer bags {m.kmer_sizes}, "
-        f"{count_parameters(enc.model) / 1e6:.2f} M params"
-    )
+        return Encoder.load(uri, device="cpu"), uri
+    torch.manual_seed(0)
+    cfg = Config()
+    return Encoder(GeneAE(cfg.model), cfg, device="cpu"), "untrained default-config model"
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
+def build(seqs: Sequence[np.ndarray], encoder, out: Path):
+    from gene_ae import embedding, search
+    from gene_ae.records import InputRecord
+
+    embed = partial(embedding.embed_local, encoder, batch_size=64)
+    model = embedding.ModelInfo("bench", "", encoder.dim, encoder.window)
+    records = (InputRecord(f"r{i}", s) for i, s in enumerate(seqs))
+    start = time.perf_counter()
+    embedding.build_index(records, embed, model, out, embedding.BuildConfig(), overwrite=True)
+    return search.LoadedIndex.open(out), embed, time.perf_counter() - start
 
 
-# ---------------------------------------------------------------- table 1: the real collection
+# --------------------------------------------------------------------------------------------- searching
 
 
-def bench_vectors(
-    name: str,
-    device: str,
-    embed: Callable[[Sequence[np.ndarray]], np.ndarray],
-    seqs: list[np.ndarray],
-    nq: int,
-    rerank: bool = False,
-) -> dict:
-    """Vectors for the collection, a flat index, single-query latency (search alone and end to end);
-    with rerank, every search also aligns the query to its K hits (gene-ae search --rerank K)."""
-    from gene_ae import align
-    from gene_ae.index import build_faiss, search
+class Timed:
+    """A (queries, k) -> indices search that adds up its own time."""
 
-    def find(i: int, query: np.ndarray):
-        sims, idx = search(index, query, K)
-        return align.rerank(seqs[i], [seqs[j] for j in idx[0]]) if rerank else (sims, idx)
+    def __init__(self, fn: Callable[[Sequence[np.ndarray], int], np.ndarray]):
+        self.fn, self.seconds, self.queries = fn, 0.0, 0
 
-    bases = sum(int(s.size) for s in seqs)
-    embed(seqs[:4])  # warm-up
-    vectors, t_vec = timed(lambda: embed(seqs))
-    (index, _), t_index = timed(lambda: build_faiss(vectors, "flat"))
-    search_ms = latencies(lambda i: find(i, vectors[i : i + 1]), nq)
-    e2e_ms = latencies(lambda i: find(i, embed([seqs[i]])), nq)
-    note = f"; every search aligns the query to its {K} hits (edlib)" if rerank else ""
-    return dict(
-        method=name,
-        device=device,
-        seqs_per_s=len(seqs) / t_vec,
-        bases_per_s=bases / t_vec,
-        build_s=t_vec + t_index,
-        search=search_ms,
-        e2e=e2e_ms,
-        notes=f"vectors {t_vec:.2f} s + faiss flat {t_index * 1e3:.1f} ms{note}",
-    )
+    def __call__(self, queries: Sequence[np.ndarray], k: int) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.fn(queries, k)
+        self.seconds += time.perf_counter() - start
+        self.queries += len(queries)
+        return out
+
+    @property
+    def ms_per_query(self) -> float:
+        return 1e3 * self.seconds / max(self.queries, 1)
 
 
-def bench_sourmash(seqs: list[np.ndarray], nq: int) -> dict:
-    from gene_ae import baselines
+class Memo:
+    """An embed that remembers vectors by sequence content, so stages after the first reuse the queries'
+    vectors (the first stage measured pays for embedding)."""
 
-    scaled = baselines.auto_scaled([s.size for s in seqs])
-    bases = sum(int(s.size) for s in seqs)
-    baselines.sketch(seqs[:4], 21, scaled)  # warm-up
-    sketches, t_sketch = timed(lambda: baselines.sketch(seqs, 21, scaled))
-    index, t_index = timed(lambda: baselines.SourmashIndex(seqs, ksize=21, scaled=scaled))
-    search_ms = latencies(lambda i: index.search_sketches([sketches[i]], K), nq)
-    e2e_ms = latencies(lambda i: index.search([seqs[i]], K), nq)
-    return dict(
-        method=f"sourmash (k 21, scaled {scaled}, Jaccard)",
-        device="cpu, 1 thread",
-        seqs_per_s=len(seqs) / t_sketch,
-        bases_per_s=bases / t_sketch,
-        build_s=t_index,
-        search=search_ms,
-        e2e=e2e_ms,
-        notes=f"SourmashIndex (sketching {t_sketch:.2f} s + sparse presence matrix); exact brute-force Jaccard",
-    )
+    def __init__(self, embed: Callable[[list[np.ndarray]], np.ndarray]):
+        self.embed, self.cache = embed, {}
+
+    def __call__(self, seqs: list[np.ndarray]) -> np.ndarray:
+        from gene_ae.evaluate.methods import digest
+
+        keys = [digest(s) for s in seqs]
+        todo = {k: s for k, s in zip(keys, seqs) if k not in self.cache}
+        if todo:
+            self.cache.update(zip(todo, self.embed(list(todo.values()))))
+        return np.stack([self.cache[k] for k in keys])
 
 
-def real_rows(args: argparse.Namespace, seqs: list[np.ndarray]) -> tuple[list[dict], str, int]:
-    import torch
+def library_search(loaded, embed, **cfg) -> Timed:
+    from gene_ae import search
 
-    from gene_ae import baselines
+    def fn(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
+        c = search.SearchConfig(**{"k": k, **cfg})
+        hits = search.search(loaded, queries, embed, c)
+        out = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, hs in enumerate(hits):
+            out[row, : len(hs)] = [h.subject for h in hs]
+        return out
 
-    enc, what = make_encoder(args.model, "cpu")
-    nq = min(args.real_queries, len(seqs))
+    return Timed(fn)
+
+
+def exhaustive(seqs: Sequence[np.ndarray]) -> Timed:
+    """Align each query against every record (gene_ae.align.align_hit) and rank by identity."""
+    from gene_ae.align import align_hit
+
+    def fn(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
+        out = []
+        for q in queries:
+            ident = np.array([align_hit(q, s).identity for s in seqs])
+            out.append(np.argsort(-ident, kind="stable")[:k])
+        return np.array(out)
+
+    return Timed(fn)
+
+
+def recall_row(search: Timed, seqs, sources, seed: int = 0) -> list[float]:
+    from gene_ae.evaluate.metrics import copy_recall
+
+    return copy_recall(search, seqs, sources, DIVERGENCES, seed, (1,))["recall@1"]
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows])
+
+
+def depth_table(encoder, work: Path, n_queries: int) -> str:
+    seqs = read(DATA / "genefam" / "chimp_data.txt", "class")
+    loaded, embed, _ = build(seqs, encoder, work / "chimp")
+    from gene_ae.evaluate.metrics import copy_recall, sample_sources
+
+    sources = sample_sources(len(seqs), n_queries, 1)
     rows = []
-    print(f"search_bench: gene-ae embedding on CPU ({len(seqs)} sequences) ...", file=sys.stderr, flush=True)
-    cpu = f"cpu, torch threads {torch.get_num_threads()}"
-    rows.append(bench_vectors("gene-ae", cpu, enc.embed_tokens, seqs, nq))
-    rows.append(bench_vectors(f"gene-ae + alignment re-rank of the top {K}", cpu, enc.embed_tokens, seqs, nq, True))
-    if torch.cuda.is_available():
-        from gene_ae.encoder import Encoder
-
-        print("search_bench: gene-ae embedding on the GPU ...", file=sys.stderr, flush=True)
-        gpu = Encoder(enc.model, enc.cfg, device="cuda")
-        rows.append(bench_vectors("gene-ae", f"{torch.cuda.get_device_name()}, fp32", gpu.embed_tokens, seqs, nq))
-        enc.model.to("cpu")
-    else:
-        rows.append(dict(method="gene-ae", device="cuda", notes="no GPU here"))
-    print("search_bench: 5-mer profiles ...", file=sys.stderr, flush=True)
-    rows.append(bench_vectors("5-mer profile + faiss flat", "cpu, numpy", baselines.kmer_profiles, seqs, nq))
-    if baselines.is_available():
-        print("search_bench: sourmash ...", file=sys.stderr, flush=True)
-        rows.append(bench_sourmash(seqs, nq))
-    else:
-        rows.append(dict(method="sourmash", device="cpu", notes="sourmash is not installed"))
-    return rows, what, enc.dim
+    for depth in (0, 5, 10, 20, 30, 50):
+        s = library_search(loaded, embed, rerank=depth)
+        r = copy_recall(s, seqs, sources, (0.2, 0.3), 1, (1,))["recall@1"]
+        rows.append([depth, *r, s.ms_per_query])
+        print(f"  depth {depth}: {r} {s.ms_per_query:.1f} ms", file=sys.stderr, flush=True)
+    return table(["--rerank", "recall@1 d=0.2", "recall@1 d=0.3", "ms/query"], rows)
 
 
-def real_table(rows: list[dict]) -> str:
-    ref = next((r for r in rows if r["method"].startswith("sourmash") and "search" in r), None)
-    lines = [
-        "| method | device | seqs/s | bases/s | collection -> index s | search p50 ms | search p99 ms "
-        "| end-to-end p50 ms | end-to-end p99 ms | bases/s / sourmash | search p50 / sourmash "
-        "| end-to-end p50 / sourmash | notes |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        if "search" not in r:
-            lines.append(f"| {r['method']} | {r['device']} |" + " |" * 10 + f" {r['notes']} |")
+def quality_table(encoder, work: Path, quick: bool, sets: Sequence[str] = ()) -> str:
+    from gene_ae.evaluate.metrics import sample_sources
+
+    rows = []
+    for name, seqs in datasets().items():
+        if sets and name not in sets:
             continue
-        ratios = ["", "", ""]
-        if ref is not None:
-            ratios = [
-                f"{r['bases_per_s'] / ref['bases_per_s']:.2f}",
-                f"{pct(r['search'], 50) / pct(ref['search'], 50):.3f}",
-                f"{pct(r['e2e'], 50) / pct(ref['e2e'], 50):.2f}",
-            ]
-        lines.append(
-            f"| {r['method']} | {r['device']} | {r['seqs_per_s']:,.1f} | {r['bases_per_s']:,.0f} | {r['build_s']:.2f} "
-            f"| {pct(r['search'], 50):.3f} | {pct(r['search'], 99):.3f} | {pct(r['e2e'], 50):.2f} "
-            f"| {pct(r['e2e'], 99):.2f} | {' | '.join(ratios)} | {r['notes']} |"
-        )
-    return "\n".join(lines)
+        long_set = np.median([s.size for s in seqs]) > 20_000
+        n_q = min(len(seqs), (5 if long_set else 50) if quick else (10 if long_set else 100))
+        n_exh = min(n_q, 2 if long_set else 10) if quick else min(n_q, 3 if long_set else 20)
+        loaded, embed, build_s = build(seqs, encoder, work / name.replace(" ", "_"))
+        print(f"{name}: {len(seqs)} records, index built in {build_s:.0f} s", file=sys.stderr, flush=True)
+        sources = sample_sources(len(seqs), n_q, 0)
+        memo = Memo(embed)
+        stages = [  # the default first: its time includes embedding the queries, later stages reuse the vectors
+            ("fused + alignment (default)", {}),
+            ("dense vectors", {"sources": ("dense",), "rerank": 0}),
+            ("window votes", {"sources": ("windows",), "rerank": 0}),
+            ("k-mer votes", {"sources": ("sparse",), "rerank": 0}),
+            ("k-mer votes + alignment", {"sources": ("sparse",)}),
+            ("fused (RRF)", {"rerank": 0}),
+        ]
+        default_ms = 0.0
+        for stage, cfg in stages:
+            if stage == "window votes" and loaded.windows is None:
+                continue
+            s = library_search(loaded, memo, **cfg)
+            r = recall_row(s, seqs, sources)
+            default_ms = default_ms or s.ms_per_query
+            rows.append([name, stage, n_q, *r, s.ms_per_query, ""])
+            print(f"  {stage}: {[round(x, 3) for x in r]} {s.ms_per_query:.1f} ms", file=sys.stderr, flush=True)
+        ex = exhaustive(seqs)
+        r = recall_row(ex, seqs, sources[:n_exh])
+        rows.append([name, "exhaustive alignment", n_exh, *r, ex.ms_per_query, f"{ex.ms_per_query / default_ms:.1f}x"])
+        print(f"  exhaustive: {[round(x, 3) for x in r]} {ex.ms_per_query:.1f} ms", file=sys.stderr, flush=True)
+    header = ["data set", "stage", "queries/d"] + [f"d={d:g}" for d in DIVERGENCES]
+    return table(header + ["ms/query", "exhaustive / default"], rows)
 
 
-# ---------------------------------------------------------------- table 2: index scaling on random vectors
+# ------------------------------------------------------------------------------------------------- scale
 
 
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of each row's true top-k that was found."""
-    return float(np.mean([np.intersect1d(f[f >= 0], t).size / t.size for f, t in zip(found, truth)]))
+def scale_collection(n: int, seed: int = 0) -> list[np.ndarray]:
+    """n windows of 512 bases: every window (stride 256) of the shared sets, then mutated copies (1-10 %)."""
+    from gene_ae.mutate import mutate
+    from gene_ae.sparse import segment_starts
 
-
-def bench_index(base: np.ndarray, kind: str, queries: dict[str, np.ndarray], nq: int) -> tuple[dict, dict]:
-    """Build one index; time single random queries; return its row and its top-k for each query set."""
-    from gene_ae.index import build_faiss, search
-
-    (index, _), t_build = timed(lambda: build_faiss(base, kind))
-    ms = latencies(lambda i: search(index, queries["fresh"][i : i + 1], K), nq)
-    found = {name: search(index, q, K)[1] for name, q in queries.items()}
-    return dict(n=len(base), dim=base.shape[1], kind=kind, build_s=t_build, ms=ms), found
-
-
-def scaling_rows(sizes: list[int], dim: int, nq: int, seed: int) -> list[dict]:
-    rows = []
+    base = []
+    files = [("rrna16s/ten_16s.100.fa.gz", None), ("genefam/chimp_data.txt", "class"),
+             ("genefam/dog_data.txt", "class"), ("viruses/mpox_nextclade_examples.fasta.gz", None),
+             ("bacteria/E.Coli__MG1655-K12.fasta.gz", None), ("bacteria/S.Aureus__N315.fasta.gz", None)]  # fmt: skip
+    sources = [read(DATA / f, label) for f, label in files]
+    for seqs in sources:
+        for s in seqs:
+            base += [s[a : a + 512] for a in segment_starts(int(s.size), 512) if s.size >= 512]
     rng = np.random.default_rng(seed)
-    for n in sizes:
-        print(f"search_bench: {n:,} random unit vectors of dim {dim} ...", file=sys.stderr, flush=True)
-        base = unit(rng.standard_normal((n, dim), dtype=np.float32))
-        noise = rng.standard_normal((nq, dim), dtype=np.float32) * np.float32(0.484 / np.sqrt(dim))  # cos ~0.9
-        queries = {
-            "fresh": unit(rng.standard_normal((nq, dim), dtype=np.float32)),
-            "near": unit(base[rng.integers(0, n, nq)] + noise),
-        }
-        flat, truth = bench_index(base, "flat", queries, nq)
-        hnsw, found = bench_index(base, "hnsw", queries, nq)
-        hnsw["recall_fresh"] = recall(found["fresh"], truth["fresh"])
-        hnsw["recall_near"] = recall(found["near"], truth["near"])
-        rows += [flat, hnsw]
-        del base
-    return rows
+    out = base[:n]
+    while len(out) < n:
+        i = int(rng.integers(len(base)))
+        out.append(mutate(base[i], float(rng.uniform(0.01, 0.10)), rng))
+    return out
 
 
-def scaling_table(rows: list[dict]) -> str:
-    lines = [
-        "| vectors | dim | index | build s | query p50 ms | query p99 ms | queries/s (one per call) "
-        "| recall@10 vs flat, random queries | recall@10 vs flat, near-duplicate queries |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        rec = ["1 (exact)"] * 2 if r["kind"] == "flat" else [f"{r['recall_fresh']:.3f}", f"{r['recall_near']:.3f}"]
-        lines.append(
-            f"| {r['n']:,} | {r['dim']} | {r['kind']} | {r['build_s']:.2f} | {pct(r['ms'], 50):.3f} "
-            f"| {pct(r['ms'], 99):.3f} | {1e3 / r['ms'].mean():,.0f} | {rec[0]} | {rec[1]} |"
+def profile_vectors(seqs: Sequence[np.ndarray], chunk: int = 20_000) -> np.ndarray:
+    """Canonical 5-mer profiles: 512 dimensions, L2-normalised."""
+    from gene_ae.baselines import _rc_index, kmer_profiles
+
+    rc = _rc_index(5)
+    canonical = np.flatnonzero(np.arange(1024) <= rc)
+    out = np.empty((len(seqs), canonical.size), np.float32)
+    for a in range(0, len(seqs), chunk):
+        p = kmer_profiles(seqs[a : a + chunk], k=5, canonical=True)[:, canonical]
+        out[a : a + chunk] = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool) -> str:
+    from embed_bench import latencies  # one timing loop for the benchmarks (same folder)
+
+    from gene_ae import index
+    from gene_ae.mutate import mutate
+    from gene_ae.sparse import SparseIndex
+
+    start = time.perf_counter()
+    seqs = scale_collection(n)
+    vectors = profile_vectors(seqs)
+    print(f"scale: {len(seqs):,} windows, vectors in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    rng = np.random.default_rng(7)
+    picks = rng.choice(len(seqs), n_queries, replace=False)
+    query_seqs = [mutate(seqs[i], 0.10, rng) for i in picks]
+    queries = profile_vectors(query_seqs)
+    flat, _ = index.build_faiss(vectors, "flat")
+    truth, _ = index.search(flat, queries, 10)
+    rows = []
+
+    def measure(name: str, idx, build_s: float, mem_mb: float) -> None:
+        ms = latencies(lambda i: index.search(idx, queries[i : i + 1], 10), n_queries)
+        found, _ = index.search(idx, queries, 10)
+        recall = float(np.mean([np.isin(f, t).mean() for f, t in zip(found, truth)]))
+        self_hit = float(np.mean(found[:, 0] == picks))
+        rows.append(
+            [name, f"{len(seqs):,}", build_s, mem_mb, np.percentile(ms, 50), np.percentile(ms, 99), recall, self_hit]
         )
-    return "\n".join(lines)
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
 
-
-# ---------------------------------------------------------------- main
-
-
-def parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(float(x)) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1e4,1e5, got {text!r}") from None
-    if not sizes or min(sizes) < K:
-        raise argparse.ArgumentTypeError(f"sizes must be at least {K}, got {text!r}")
-    return sizes
+    measure("faiss flat (exact)", flat, 0.0, vectors.nbytes / 2**20)
+    t = time.perf_counter()
+    ivf = index.build_ivf(vectors, index.ivf_lists(len(vectors)))
+    build_s = time.perf_counter() - t
+    for nprobe in (8, 16, 32, 64):
+        ivf.nprobe = nprobe
+        measure(f"IVF{ivf.nlist} nprobe {nprobe}", ivf, build_s, (vectors.nbytes + 8 * n + 2048 * ivf.nlist) / 2**20)
+    if hnsw:
+        t = time.perf_counter()
+        h, _ = index.build_faiss(vectors, "hnsw")
+        build_s = time.perf_counter() - t
+        for ef in (64, 128, 256):
+            h.hnsw.efSearch = ef
+            measure(
+                f"HNSW M{index.HNSW_M} efSearch {ef}",
+                h,
+                build_s,
+                vectors.nbytes / 2**20 + len(vectors) * index.HNSW_M * 8 / 2**20,
+            )
+    t = time.perf_counter()
+    sp = SparseIndex.build(seqs[:sparse_n])
+    build_s = time.perf_counter() - t
+    ms = latencies(lambda i: sp.search_segments([query_seqs[i]], 10), n_queries)
+    scale = len(seqs) / sparse_n
+    in_part = picks < sparse_n
+    found, _ = sp.search_segments([q for q, keep in zip(query_seqs, in_part) if keep], 1)
+    p50, p99, mem = np.percentile(ms, 50), np.percentile(ms, 99), sp.nbytes / 2**20
+    first = float(np.mean(found[:, 0] == picks[in_part]))
+    rows.append([f"k-mer index (k {sp.cfg.k})", f"{sparse_n:,}", build_s, mem, p50, p99, "", first])
+    rows.append([f"k-mer index x{scale:g} (linear estimate)", f"{n:,}", build_s * scale, mem * scale, p50 * scale,
+                 p99 * scale, "", ""])  # fmt: skip
+    header = ["index", "vectors", "build s", "memory MiB", "p50 ms", "p99 ms", "recall@10 vs exact", "source at rank 1"]
+    return table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="Encoder.load URI or checkpoint dir (default: untrained default)")
-    p.add_argument("--input", type=Path, action="append", default=None, help="sequence file(s) (default: genefam)")
-    p.add_argument("--sizes", type=parse_sizes, default=None, help="index sizes (default 1e4,1e5,1e6; quick 1e3,1e4)")
-    p.add_argument("--queries", type=int, default=None, help="single queries per scaling row (default 1000; quick 50)")
-    p.add_argument("--real-queries", type=int, default=None, help="single queries per method (default 200; quick 10)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N sequences (quick: 20)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads for embedding (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random vectors")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
-    p.add_argument("--out", type=Path, default=None, help="also write the markdown tables here")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="model URI or checkpoint (default: untrained default-config model)")
+    p.add_argument("--parts", default="depth,quality,scale")
+    p.add_argument("--quick", action="store_true", help="fewer queries (a smoke run, not for the docs)")
+    p.add_argument("--sets", default="", help="quality: only these data sets (comma-separated names)")
+    p.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
+    p.add_argument("--scale-n", type=float, default=1e6)
+    p.add_argument("--scale-queries", type=int, default=200)
+    p.add_argument("--sparse-n", type=float, default=1e5)
+    p.add_argument("--hnsw", action="store_true", help="also build HNSW at --scale-n (slow on 2 cores)")
+    p.add_argument("--work", default="/tmp/gene-ae-search-bench", help="scratch directory for the indexes")
+    p.add_argument("--out", help="also write the tables to this markdown file")
     args = p.parse_args(argv)
-    args.sizes = args.sizes or ([1000, 3000] if args.quick else [10_000, 100_000, 1_000_000])
-    args.queries = args.queries or (50 if args.quick else 1000)
-    args.real_queries = args.real_queries or (10 if args.quick else 200)
-    args.limit = args.limit or (20 if args.quick else None)
-    if args.queries < 2 or args.real_queries < 2:
-        p.error("--queries and --real-queries must be at least 2")
-
     import faiss
     import torch
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    paths = args.input or GENES
-    load_before = os.getloadavg()
-    seqs = load_genes(paths, args.limit)
-    if not seqs:
-        print(f"search_bench: no sequences in {', '.join(map(str, paths))}", file=sys.stderr)
-        return 1
-    real, what, dim = real_rows(args, seqs)
-    scaling = scaling_rows(args.sizes, dim, args.queries, args.seed)
-    load_after = os.getloadavg()
-    names = ", ".join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in paths)
-    bases = sum(int(s.size) for s in seqs)
-    header = (
-        f"gene-ae search benchmark{' (--quick: tiny sizes, NOT a measurement)' if args.quick else ''} on "
-        f"{platform.node() or 'host'}: {os.cpu_count()} CPUs visible, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), faiss {faiss.__version__} ({faiss.omp_get_max_threads()} OpenMP "
-        f"threads), Python {platform.python_version()}, GPU: "
-        f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU here'}; load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (numbers are only meaningful on an idle machine).\n"
-        f"Model: {what}."
-    )
-    real_head = (
-        f"### Real collection: {len(seqs):,} sequences, {bases:,} bases ({names})\n\n"
-        f"Queries: the first {min(args.real_queries, len(seqs))} members, one per call, k={K}. search = the index "
-        "alone (query vector or sketch ready); end-to-end = embed / profile / sketch the query, then search. "
-        "collection -> index = vectors or sketches for every sequence + index build. Ratios to sourmash: "
-        "bases/s above 1 = faster than sourmash sketching; latency below 1 = faster than sourmash search."
-    )
-    scale_head = (
-        f"### Index scaling: random unit vectors of dim {dim}, k={K}, {args.queries} single queries per row\n\n"
-        "Random vectors stand in for embeddings because embedding 10^6 real sequences is out of reach on 2 CPU "
-        "cores; index speed depends only on count and dim. Indexes as gene_ae.index.build_faiss builds them "
-        "(flat = exact inner product; HNSW M=32, efConstruction 80, efSearch 128). Latency is timed with the "
-        "random queries. Random queries have no real neighbourhood (the hard case for HNSW recall); near-duplicate "
-        "queries are noisy copies (cosine ~0.9) of stored vectors."
-    )
-    text = f"{header}\n\n{real_head}\n\n{real_table(real)}\n\n{scale_head}\n\n{scaling_table(scaling)}\n"
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    parts = args.parts.split(",")
+    encoder, what = make_encoder(args.model) if {"depth", "quality"} & set(parts) else (None, "")
+    command = "python benchmarks/search_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = [f"`{command}` on {platform.node()} ({os.cpu_count()} CPUs, {args.threads} threads); model: {what}"]
+    if "depth" in parts:
+        out.append(
+            "### Re-ranking depth, chosen on chimp genes\n\n" + depth_table(encoder, work, 50 if args.quick else 200)
+        )
+    if "quality" in parts:
+        sets = [x for x in args.sets.split(",") if x]
+        out.append("### Recall@1 by stage and data set\n\n" + quality_table(encoder, work, args.quick, sets))
+    if "scale" in parts:
+        n = int(args.scale_n)
+        out.append(f"### Scale: {n:,} vectors\n\n" + scale_table(n, args.scale_queries, int(args.sparse_n), args.hnsw))
+    text = "\n\n".join(out) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        Path(args.out).write_text(text)
     return 0
 
 

@@ -65,9 +65,10 @@ def align_hit(query: np.ndarray, subject: np.ndarray, offset: int = 0) -> Alignm
 
     - similar lengths (genes against genes): edlib global (NW) over the whole of both, 1 - distance / longer;
     - a short query in a longer subject, or a short subject in a longer query: edlib infix (HW) of the
-      shorter in the longer, 1 - distance / shorter, so a partial gene or a window is judged on its part;
+      shorter in the longer, (shorter - distance) / query length, so a partial query is judged on the part
+      it matches, while a subject covering only part of the query scores by how much of the query it holds;
     - a query longer than LONG: minimap2 (mappy, map-ont preset, both strands), matching bases of the
-      primary chains / the shorter length: local, and fast on whole loci and genomes.
+      primary chains / query length: local, and fast on whole loci and genomes.
     `subject` may be a region of the record starting at `offset`; the region reported is in record terms.
     """
     short, long_ = sorted((query.size, subject.size))
@@ -85,7 +86,7 @@ def _infix(query: np.ndarray, subject: np.ndarray, offset: int) -> Alignment:
 
     inner, outer = (query, subject) if query.size <= subject.size else (subject, query)
     found = edlib.align(inner.tobytes(), outer.tobytes(), mode="HW", task="locations")
-    ident = 1.0 - found["editDistance"] / inner.size
+    ident = max(0.0, inner.size - found["editDistance"]) / query.size
     if inner is query and found["locations"]:
         start, end = found["locations"][0]
         return Alignment(ident, offset + start, offset + end + 1)
@@ -103,4 +104,4 @@ def _mappy(query: np.ndarray, subject: np.ndarray, offset: int) -> Alignment:
         return Alignment(0.0, offset, offset)
     matched = sum(h.mlen for h in hits)
     start, end = min(h.r_st for h in hits), max(h.r_en for h in hits)
-    return Alignment(min(1.0, matched / min(query.size, subject.size)), offset + start, offset + end)
+    return Alignment(min(1.0, matched / query.size), offset + start, offset + end)

@@ -200,7 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help=model_help)
     e.add_argument("--input", required=True, help="FASTA/FASTQ/TSV file or shard directory")
     e.add_argument("--out", required=True, help="index directory to write")
-    e.add_argument("--index-kind", default="auto", choices=("auto", "flat", "hnsw"), help="faiss index kind")
+    e.add_argument(
+        "--index-kind",
+        default="auto",
+        choices=("auto", "flat", "ivf", "hnsw"),
+        help="faiss index kind (auto: exact flat up to 10^5 records, IVF above)",
+    )
     e.add_argument(
         "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
     )

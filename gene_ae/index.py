@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-# Exact search up to a million vectors; HNSW above (parameters tuned on real embeddings in
-# benchmarks/search_bench.py: docs/BENCHMARKS.md).
-FLAT_MAX = 1_000_000
+# Exact search up to FLAT_MAX vectors; an inverted-file index (IVF) above, tuned on real-data vectors at
+# 10^6 in benchmarks/search_bench.py (docs/BENCHMARKS.md). HNSW stays available (--index-kind hnsw).
+FLAT_MAX = 100_000
+IVF_NPROBE = 16  # lists scanned per query
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128
 FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 2
 INDEX_FILE, META_FILE, VECTORS_FILE = "index.faiss", "index.json", "vectors.npy"
@@ -60,17 +61,40 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto"):
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    kind = ("flat" if len(vectors) <= FLAT_MAX else "hnsw") if kind == "auto" else kind
+    kind = ("flat" if len(vectors) <= FLAT_MAX else "ivf") if kind == "auto" else kind
     if kind == "flat":
         index = faiss.IndexFlatIP(vectors.shape[1])
+    elif kind == "ivf":
+        index = build_ivf(vectors, ivf_lists(len(vectors)))
+        index.nprobe = IVF_NPROBE
+        return index, kind
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = HNSW_EF_SEARCH
     else:
-        raise ValueError(f"unknown index kind {kind!r} (auto, flat, hnsw)")
+        raise ValueError(f"unknown index kind {kind!r} (auto, flat, ivf, hnsw)")
     index.add(vectors)
     return index, kind
+
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists for n vectors: about sqrt(n) (1,000 at 10^6; training 4,000 lists costs ~16x more
+    on 2 cores), at least 1 and at most n / 39 (faiss wants 39 training points per list)."""
+    return int(max(1, min(np.sqrt(n), n // 39)))
+
+
+def build_ivf(vectors: np.ndarray, nlist: int, seed: int = 0):
+    """IndexIVFFlat by inner product, its coarse quantizer trained on at most 64 vectors per list."""
+    import faiss
+
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    sample = vectors[np.sort(rng.choice(len(vectors), min(len(vectors), 64 * nlist), replace=False))]
+    index.train(sample)
+    index.add(vectors)
+    return index
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,9 +5,9 @@ Three candidate lists per query, each a ranking of records:
 - windows: the query's windows against the windows of long records; every query window votes for the
   records its nearest windows belong to (seed-and-vote), which also locates the matching region;
 - sparse: the query's k-mer segments against the exact k-mer index (gene_ae/sparse.py), voting likewise.
-They are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K + rank));
-`rerank` of them, each list's best among them (`alignment_pool`), are aligned to the query
-(gene_ae/align.py) and ordered by identity. The
+They are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K + rank)),
+and the top `rerank` of every list (`alignment_pool`) are aligned to the query (gene_ae/align.py) and
+ordered by identity. The
 evaluation's "+align" methods re-rank with the same `rerank`.
 """
 
@@ -49,7 +49,7 @@ class Hit:
 @dataclass
 class SearchConfig:
     k: int = 10  # hits per query
-    rerank: int = DEFAULT_RERANK  # align each query to its top N candidates and order them by identity; 0 = off
+    rerank: int = DEFAULT_RERANK  # align the top N of every candidate list, order them by identity; 0 = off
     candidates: int = 50  # records taken from each candidate list before fusion
     sources: tuple[str, ...] = SOURCES  # which candidate lists to fuse
     batch_size: int = 64
@@ -180,15 +180,10 @@ def fuse(lists: Sequence[list[Candidate]], rrf_k: int = RRF_K) -> list[Candidate
 
 
 def alignment_pool(lists: Sequence[list[Candidate]], fused: list[Candidate], size: int) -> list[Candidate]:
-    """The `size` fused candidates to align, with a quota: each list's own top size // len(lists) are in,
-    whatever the other lists say (a source that alone finds the answer, as exact k-mers do for a 30 % copy
-    the vectors miss, is not outvoted), the rest by fused rank; returned in fused order."""
-    quota = max(1, size // max(len(lists), 1))
-    chosen = {c.record for cands in lists for c in cands[:quota]}
-    for c in fused:
-        if len(chosen) >= size:
-            break
-        chosen.add(c.record)
+    """The candidates to align: the top `size` of every list (so a list that alone finds the answer, as
+    exact k-mers do for a 30 % copy the vectors miss, is never outvoted by the others), in fused order,
+    followed by the rest of the fused ranking. At most len(lists) * size are aligned."""
+    chosen = {c.record for cands in lists for c in cands[:size]}
     return [c for c in fused if c.record in chosen] + [c for c in fused if c.record not in chosen]
 
 
@@ -277,13 +272,15 @@ def search(
     out = []
     for q, query in enumerate(queries):
         fused = fuse([lst[q] for lst in lists]) if len(lists) > 1 else lists[0][q]
+        top = cfg.rerank
         if cfg.rerank and len(lists) > 1:
             fused = alignment_pool([lst[q] for lst in lists], fused, cfg.rerank)
+            top = len({c.record for lst in lists for c in lst[q][: cfg.rerank]})
         hits = [
             Hit(c.record, c.score, None, c.start, c.end, similarity[q].get(c.record) if similarity else None)
-            for c in fused[:n]
+            for c in fused[: max(n, top)]
         ]
         if cfg.rerank:
-            hits = rerank(query, hits, subject, cfg.rerank)
+            hits = rerank(query, hits, subject, top)
         out.append(hits[: cfg.k])
     return out
