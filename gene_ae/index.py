@@ -146,8 +146,9 @@ def save(out_dir: str | Path, vectors: np.ndarray, meta: IndexMeta, overwrite: b
 
 def load_meta(index_dir: str | Path) -> IndexMeta:
     d = Path(index_dir)
-    if not (d / META_FILE).is_file() or not (d / INDEX_FILE).is_file():
-        raise FileNotFoundError(f"{d}: not a gene-ae index (run `gene-ae embed` first)")
+    for name in (META_FILE, INDEX_FILE):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d / name}: missing: {d} is not a gene-ae index (run `gene-ae embed` first)")
     try:
         raw = json.loads((d / META_FILE).read_bytes())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
