@@ -1,4 +1,8 @@
-"""`gene-ae embed | search | eval | reconstruct | promote`: thin argument parsing over the library."""
+"""`gene-ae embed | search | eval | reconstruct | promote | serve`: thin argument parsing over the library.
+
+Usage errors (a bad number, an unknown choice) are one line and exit 1 while parsing (shard_tools.options);
+library errors become one line and exit 1 in `main`.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,19 @@ import re
 import sys
 from pathlib import Path
 
-from gene_ae.evaluate.config import DEFAULT_METHODS, EvalConfig
+from gene_ae.evaluate.config import DEFAULT_METHODS
+from gene_ae.output import OUTFMTS
+from shard_tools.inputs import FORMATS, STDIN
+from shard_tools.options import Limit, Parser, number
+from shard_tools.text import printable
 
 
 def _reader_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", default="auto", choices=("auto", "fasta", "fastq", "tsv", "csv"), help="input format")
+    p.add_argument(
+        "--format", default="auto", choices=("auto", *FORMATS), help="input format; auto: by content and name"
+    )
     p.add_argument("--seq-column", default="sequence", help="table column holding the sequence")
-    p.add_argument("--id-column", default=None, help="table column holding the id")
+    p.add_argument("--id-column", default=None, help="table column holding the id (None: row number)")
     p.add_argument("--label-column", default=None, help="table column holding a label (e.g. class)")
 
 
@@ -55,12 +65,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from gene_ae import search
+    from gene_ae import output, search
     from gene_ae.encoder import Encoder
     from gene_ae.records import iter_input
 
-    if args.rerank < 0:
-        raise ValueError(f"--rerank must be 0 (off) or a number of hits to align, got {args.rerank}")
+    if args.query == STDIN and args.collection == STDIN:
+        raise ValueError("'-' (standard input) can be the query or --collection, not both")
     loaded = search.LoadedIndex.open(args.index)
     meta = loaded.meta
     encoder = Encoder.load(args.model or meta.model_uri)
@@ -75,25 +85,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     cfg = search.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
     embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
     results = search.search(loaded, [q.tokens for q in queries], embed, cfg, subject)
-    _print_hits(queries, results, meta, args)
+    if args.outfmt == "blast6":
+        lines = output.hits_blast6(queries, results, meta.entries)
+    else:
+        lines = output.hits_tsv(queries, results, meta.entries, identity=bool(args.rerank))
+    output.emit(lines, args.out)
     return 0
-
-
-def _print_hits(queries, results, meta, args: argparse.Namespace) -> None:
-    out = open(args.out, "w") if args.out else sys.stdout
-    cols = ["query_id", "subject_id", "rank", "similarity", "query_length", "subject_length", "subject_label"]
-    cols += ["subject_start", "subject_end", "score"] + (["identity"] if args.rerank else [])
-    print("\t".join(cols), file=out)
-    for query, hits in zip(queries, results):
-        for rank, hit in enumerate(hits, start=1):
-            e = meta.entries[hit.subject]
-            sim = f"{hit.similarity:.4f}" if hit.similarity is not None else ""
-            fields = [query.id, e.id, rank, sim, query.tokens.size, e.length, e.label or ""]
-            fields += [hit.subject_start, hit.subject_end, f"{hit.score:.5f}"]
-            fields += [f"{hit.identity:.4f}" if hit.identity is not None else ""] if args.rerank else []
-            print("\t".join(map(str, fields)), file=out)
-    if args.out:
-        out.close()
 
 
 def _collection(args: argparse.Namespace, meta):
@@ -114,7 +111,7 @@ def _collection(args: argparse.Namespace, meta):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gene_ae.encoder import Encoder
-    from gene_ae.evaluate import run_eval
+    from gene_ae.evaluate import EvalConfig, run_eval
     from gene_ae.records import read_columns
 
     try:
@@ -156,19 +153,21 @@ def _headline(mr: dict) -> str:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from gene_ae import output
     from gene_ae.encoder import Encoder
     from gene_ae.records import iter_input
     from shard_tools.alphabet import decode
 
     encoder = Encoder.load(args.model)
-    out = open(args.out, "w") if args.out else sys.stdout
-    print("id\tlength\tidentity\treconstruction", file=out)
-    for record in iter_input(args.input, _reader(args)):
-        rec = encoder.reconstruct_tokens(record.tokens)
-        identity = float((rec == record.tokens).mean())
-        print(f"{record.id}\t{record.tokens.size}\t{identity:.4f}\t{decode(rec)}", file=out)
-    if args.out:
-        out.close()
+
+    def lines():
+        yield output.row(("id", "length", "identity", "reconstruction"))
+        for record in iter_input(args.input, _reader(args)):
+            rec = encoder.reconstruct_tokens(record.tokens)
+            identity = float((rec == record.tokens).mean())
+            yield output.row((record.id, record.tokens.size, f"{identity:.4f}", decode(rec)))
+
+    output.emit(lines(), args.out)
     return 0
 
 
@@ -184,66 +183,115 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from gene_ae.search import DEFAULT_RERANK
-    from gene_ae.tracking import DEFAULT_MODEL_NAME
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Replace this process with `mlflow models serve`, found and run from this venv (no activation needed)."""
+    from gene_ae.serving import serve_command, serve_env
 
-    p = argparse.ArgumentParser(
+    cmd = serve_command(args.model, args.host, args.port)
+    sys.stdout.flush()
+    os.execve(cmd[0], cmd, serve_env())
+    return 0  # not reached
+
+
+# Numeric option ranges, checked while the command line is parsed (shard_tools.options); the library checks
+# the same bounds for its callers (search.SearchConfig, embedding.BuildConfig).
+LIMITS = {
+    "k": Limit(1),
+    "rerank": Limit(0),
+    "batch_size": Limit(1),
+    "stride": Limit(0),
+    "workers": Limit(1),
+    "n_queries": Limit(1),
+    "align_queries": Limit(0),
+    "seed": Limit(0),
+    "port": Limit(1, 65535),
+}
+
+
+def _int(name: str):
+    return number(int, LIMITS[name])
+
+
+def _subcommand(sub, name: str, what: str, version: str) -> Parser:
+    """A subcommand whose --help starts with what it does."""
+    return sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".", version=version)
+
+
+def build_parser() -> Parser:
+    from gene_ae.embedding import BuildConfig
+    from gene_ae.evaluate.config import EvalConfig
+    from gene_ae.search import SearchConfig
+    from gene_ae.serving import DEFAULT_PORT
+    from gene_ae.tracking import DEFAULT_MODEL_NAME
+    from shard_tools import __version__
+
+    build, search_cfg, eval_cfg = BuildConfig(), SearchConfig(), EvalConfig()
+    p = Parser(
         prog="gene-ae",
+        version=__version__,
         description="Embed DNA sequences with a trained gene-ae encoder, "
-        "search collections by vector similarity, evaluate against k-mer methods.",
+        "search collections by vector similarity, evaluate against k-mer methods, serve the encoder.",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_help = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a checkpoint directory"
 
-    e = sub.add_parser("embed", help="embed a collection and write a vector index")
+    e = _subcommand(sub, "embed", "embed a collection and write an index directory (vectors, k-mers, sequences)",
+                    __version__)  # fmt: skip
     e.add_argument("--model", required=True, help=model_help)
-    e.add_argument("--input", required=True, help="FASTA/FASTQ/TSV file or shard directory")
-    e.add_argument("--out", required=True, help="index directory to write")
-    e.add_argument(
-        "--index-kind",
-        default="auto",
-        choices=("auto", "flat", "ivf", "hnsw"),
-        help="faiss index kind (auto: exact flat up to 10^5 records, IVF above)",
-    )
+    e.add_argument("--input", required=True, help="FASTA/FASTQ/GenBank/EMBL/TSV file, - for stdin, or shard directory")
+    e.add_argument("--out", required=True, help="index directory to write; refused if it exists (see --overwrite)")
+    e.add_argument("--index-kind", default=build.kind, choices=("auto", "flat", "ivf", "hnsw"),
+                   help="faiss index kind (auto: exact flat up to 10^5 records, IVF above)")  # fmt: skip
     e.add_argument(
         "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
     )
     e.add_argument("--windows", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    e.add_argument("--stride", type=int, default=0, help="window stride (default: half a window)")
-    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument(
+        "--stride", type=_int("stride"), default=build.stride, help="window stride in bases; 0: half a window"
+    )
+    e.add_argument("--batch-size", type=_int("batch_size"), default=build.batch_size, help="encoder batch size")
     e.add_argument("--ray", action="store_true", help="embed with Ray Data map_batches (joins RAY_ADDRESS if set)")
-    e.add_argument("--ray-workers", type=int, default=2, help="embedding actors with --ray")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
+    e.add_argument("--ray-workers", type=_int("workers"), default=2, help="embedding actors with --ray")
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out if it is an index directory gene-ae embed wrote (its index.json says so); any other "
+        "existing file or directory is refused, never deleted",
+    )
     _reader_args(e)
     e.set_defaults(func=cmd_embed)
 
-    s = sub.add_parser("search", help="search an index with query sequences; TSV hits")
+    s = _subcommand(sub, "search", "search an index with query sequences; hits as TSV (or BLAST tabular)", __version__)
     s.add_argument("--index", required=True, help="index directory from `gene-ae embed`")
-    s.add_argument("query", help="query FASTA/FASTQ/TSV file, or - for stdin")
-    s.add_argument("-k", type=int, default=10, help="hits per query")
+    s.add_argument("query", help="query FASTA/FASTQ/GenBank/EMBL/TSV file, or - for stdin (read as a stream)")
+    s.add_argument("-k", type=_int("k"), default=search_cfg.k, help="hits per query")
     s.add_argument("--model", help="override the model recorded in the index")
-    s.add_argument("--out", help="write hits here instead of stdout")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--out", help="write hits to this file (replaced whole, atomically) instead of stdout")
     s.add_argument(
-        "--rerank", type=int, default=DEFAULT_RERANK, metavar="N",
-        help=f"align each query to its top N candidates and order them by identity (default {DEFAULT_RERANK}; "
-        "0 = off, no identity column)",
+        "--outfmt", choices=OUTFMTS, default=OUTFMTS[0],
+        help="tsv: gene-ae's columns with a header; blast6: BLAST's 12 tabular columns, no header (README)",
+    )  # fmt: skip
+    s.add_argument("--batch-size", type=_int("batch_size"), default=search_cfg.batch_size, help="encoder batch size")
+    s.add_argument(
+        "--rerank", type=_int("rerank"), default=search_cfg.rerank, metavar="N",
+        help="align each query to its top N candidates and order them by identity (0: off, no identity column)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     _reader_args(s)
     s.set_defaults(func=cmd_search)
 
-    v = sub.add_parser("eval", help="how good is search: gene-ae vs exact and hashed k-mer counts and sourmash")
+    v = _subcommand(sub, "eval", "measure search: gene-ae vs exact and hashed k-mer counts, sourmash and alignment",
+                    __version__)  # fmt: skip
     v.add_argument("--model", required=True, help=model_help)
-    v.add_argument("--input", required=True, help="FASTA/FASTQ/TSV file or shard directory (its --split)")
+    v.add_argument("--input", required=True, help="FASTA/FASTQ/GenBank/EMBL/TSV file or shard directory (its --split)")
     v.add_argument("--out", required=True, help="report directory (report.json, report.md, PNG plots)")
     v.add_argument("--queries", help="a second labelled set queried against --input (e.g. dog against chimp)")
-    v.add_argument("--split", default="val", help="shard split to evaluate on (default val: unseen in training)")
-    v.add_argument("--n-queries", type=int, default=200, help="mutated queries per divergence")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--split", default="val", help="shard split to evaluate on (val: unseen in training)")
+    v.add_argument("--n-queries", type=_int("n_queries"), default=eval_cfg.n_queries,
+                   help="mutated queries per divergence")  # fmt: skip
+    v.add_argument("--seed", type=_int("seed"), default=eval_cfg.seed, help="seed of the mutations and samples")
     v.add_argument(
-        "--rerank", type=int, default=0, metavar="N",
+        "--rerank", type=_int("rerank"), default=eval_cfg.rerank, metavar="N",
         help="also score every method with its top N hits re-ordered by alignment identity ('+align' rows)",
     )  # fmt: skip
     v.add_argument(
@@ -257,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"vector size), sourmash-kK (default: {','.join(DEFAULT_METHODS)})",
     )  # fmt: skip
     v.add_argument(
-        "--align-queries", type=int, default=EvalConfig.align_queries, metavar="N",
+        "--align-queries", type=_int("align_queries"), default=eval_cfg.align_queries, metavar="N",
         help="copies of N sources also aligned against the whole collection: the ceiling and its cost (0 = off)",
     )  # fmt: skip
     v.add_argument("--no-sourmash", action="store_true", help="skip the sourmash baselines")
@@ -266,20 +314,30 @@ def build_parser() -> argparse.ArgumentParser:
     _reader_args(v)
     v.set_defaults(func=cmd_eval)
 
-    r = sub.add_parser("reconstruct", help="decode each record from its latent; identity to the input")
+    r = _subcommand(sub, "reconstruct", "decode each record from its latent and report identity to the input",
+                    __version__)  # fmt: skip
     r.add_argument("--model", required=True, help=model_help)
-    r.add_argument("--input", required=True, help="FASTA/FASTQ/TSV file")
-    r.add_argument("--out", help="write TSV here instead of stdout")
+    r.add_argument("--input", required=True, help="FASTA/FASTQ/GenBank/EMBL/TSV file, or - for stdin")
+    r.add_argument("--out", help="write TSV to this file (replaced whole, atomically) instead of stdout")
     _reader_args(r)
     r.set_defaults(func=cmd_reconstruct)
 
-    m = sub.add_parser("promote", help="point an alias (e.g. production) at a registered version")
+    m = sub.add_parser(  # its --version is the model version, so the version action is replaced
+        "promote", help=(what := "point an alias (e.g. production) at a registered model version"),
+        description=what[0].upper() + what[1:] + ".", version=__version__, conflict_handler="resolve",
+    )  # fmt: skip
     m.add_argument("--name", default=DEFAULT_MODEL_NAME, help="registered model name")
     m.add_argument("--model", dest="name", help=argparse.SUPPRESS)  # deprecated spelling of --name
-    m.add_argument("--version", required=True)
-    m.add_argument("--alias", default="production")
+    m.add_argument("--version", required=True, help="registered version to point the alias at")
+    m.add_argument("--alias", default="production", help="alias to set")
     m.add_argument("--if-better", action="store_true", help="only if its validation recall beats the holder's")
     m.set_defaults(func=cmd_promote)
+
+    sv = _subcommand(sub, "serve", "serve an encoder over HTTP (mlflow models serve; POST /invocations)", __version__)
+    sv.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/encoder")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    sv.add_argument("--port", type=_int("port"), default=DEFAULT_PORT, help="port to listen on")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 
@@ -290,11 +348,15 @@ def main(argv: list[str] | None = None) -> None:
         code = args.func(args)
     except (ValueError, OSError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"gene-ae {args.command}: error: {msg}", file=sys.stderr)
+        print(f"gene-ae {args.command}: error: {printable(msg)}", file=sys.stderr)
         code = 1
     except Exception as exc:  # MLflow registry errors and the like: still one line
         if type(exc).__name__ not in ("MlflowException", "RestException"):
             raise
-        print(f"gene-ae {args.command}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"gene-ae {args.command}: error: {printable(str(exc).splitlines()[0])}", file=sys.stderr)
         code = 1
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

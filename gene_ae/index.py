@@ -6,19 +6,25 @@
     sparse.npz                  the exact k-mer index (gene_ae/sparse.py)
     sequences.gae, .npz         the records themselves, compressed (gene_ae/seqstore.py), for re-ranking
 
-Written into a temporary directory renamed into place; `--overwrite` replaces only a directory whose
-index.json says it is a gene-ae index.
+Written into a temporary directory renamed into place (shard_tools.files); `--overwrite` replaces only a
+directory whose index.json says it is a gene-ae index. index.json records the sha256 of every other file.
+Read back, an index is untrusted: `check_meta` checks index.json's schema and `check_files` the parts
+against their digests before faiss or numpy parse them, so a damaged index is a one-line error naming the
+file, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from shard_tools.files import atomic_write_bytes, replace_with, sha256_file, temp_dir_for
+from shard_tools.text import control_char
 
 # Exact search up to FLAT_MAX vectors; an inverted-file index (IVF) above, tuned on real-data vectors at
 # 10^6 in benchmarks/search_bench.py (docs/BENCHMARKS.md). HNSW stays available (--index-kind hnsw).
@@ -54,6 +60,7 @@ class IndexMeta:
     sequences: bool = False  # sequences.gae holds the records
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
+    files: dict[str, str] = field(default_factory=dict)  # sha256 of every other file, written by write_meta
 
 
 def build_faiss(vectors: np.ndarray, kind: str = "auto"):
@@ -123,19 +130,14 @@ def staging_dir(out_dir: str | Path, overwrite: bool) -> Path:
         raise FileExistsError(f"{out}: already exists (use --overwrite to replace it)")
     if out.exists() and not is_index(out):
         raise FileExistsError(f"{out}: not a gene-ae index (no index.json of ours): refusing to replace it")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return temp_dir_for(out)
 
 
 def commit(tmp: Path, out_dir: str | Path) -> Path:
-    """Move a finished staging directory into place (replacing the old index)."""
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    """Move a finished staging directory into place (replacing the old index in one rename)."""
+    replace_with(tmp, out_dir)
+    return Path(out_dir)
 
 
 def write_vectors(directory: Path, vectors: np.ndarray, kind: str, index_file: str = INDEX_FILE) -> str:
@@ -148,7 +150,9 @@ def write_vectors(directory: Path, vectors: np.ndarray, kind: str, index_file: s
 
 
 def write_meta(directory: Path, meta: IndexMeta) -> None:
-    (directory / META_FILE).write_text(json.dumps(asdict(meta)))
+    """index.json, last: with the sha256 of every file already in the directory."""
+    meta.files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != META_FILE}
+    atomic_write_bytes(directory / META_FILE, json.dumps(asdict(meta)).encode())
 
 
 def save(out_dir: str | Path, vectors: np.ndarray, meta: IndexMeta, overwrite: bool = False) -> Path:
@@ -166,14 +170,80 @@ def save(out_dir: str | Path, vectors: np.ndarray, meta: IndexMeta, overwrite: b
 
 def load_meta(index_dir: str | Path) -> IndexMeta:
     d = Path(index_dir)
-    if not (d / META_FILE).is_file() or not (d / INDEX_FILE).is_file():
-        raise FileNotFoundError(f"{d}: not a gene-ae index (run `gene-ae embed` first)")
+    for name in (META_FILE, INDEX_FILE):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d / name}: missing: {d} is not a gene-ae index (run `gene-ae embed` first)")
     try:
-        raw = json.loads((d / META_FILE).read_text())
-        raw["entries"] = [Entry(**e) for e in raw["entries"]]
-        return IndexMeta(**raw)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{d / META_FILE}: not a gene-ae index description ({exc})") from None
+        raw = json.loads((d / META_FILE).read_bytes())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{d / META_FILE}: not a gene-ae index description (not JSON: {exc})") from None
+    return check_meta(raw, d / META_FILE)
+
+
+# ------------------------------------------------------------------------- reading back untrusted files
+
+_TYPES = {"model_uri": str, "model_version": str, "dim": int, "kind": str, "windows": bool, "window": int,
+          "sparse": bool, "sequences": bool, "format": str, "version": int, "entries": list, "files": dict}  # fmt: skip
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Read a piece at a time and checked as read (zstd frame checksums), or not read by search: not hashed on load.
+LAZY_FILES = ("sequences.gae", VECTORS_FILE)
+
+
+def check_meta(raw: object, path: Path) -> IndexMeta:
+    """index.json's content as IndexMeta, or ValueError naming `path` and the first fault."""
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{path}: not a gene-ae index description ({what})")
+
+    if not isinstance(raw, dict):
+        raise bad(f"a JSON {type(raw).__name__}, not an object")
+    if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise bad(f"format {raw.get('format')!r}")
+    for key, kind in _TYPES.items():
+        if key in raw and type(raw[key]) is not kind:
+            raise bad(f"{key!r} is {type(raw[key]).__name__}, not {kind.__name__}")
+    if not 1 <= raw.get("version", FORMAT_VERSION) <= FORMAT_VERSION:
+        raise bad(f"version {raw['version']}; this gene-ae reads up to {FORMAT_VERSION} (a newer gene-ae wrote it?)")
+    if raw.get("dim", 1) < 1 or raw.get("window", 0) < 0:
+        raise bad(f"dim {raw.get('dim')}, window {raw.get('window')}")
+    for name, digest in raw.get("files", {}).items():
+        if Path(name).name != name or name in ("", ".", "..", META_FILE) or not _SHA256.fullmatch(str(digest)):
+            raise bad(f"file entry {name!r}: {digest!r}")
+    entries = []
+    for n, e in enumerate(raw.get("entries", [])):
+        if not isinstance(e, dict):
+            raise bad(f"entry {n} is not an object")
+        rid, label, length = e.get("id"), e.get("label"), e.get("length")
+        start, end = e.get("start", 0), e.get("end", 0)
+        if not (isinstance(rid, str) and rid and (label is None or isinstance(label, str))):
+            raise bad(f"entry {n}: id {rid!r}, label {label!r}")
+        if not all(type(x) is int for x in (length, start, end)) or not (0 <= start <= end <= length):
+            raise bad(f"entry {n} ({rid!r}): length {length!r}, span {start!r}-{end!r}")
+        for what, text in (("id", rid), ("label", label or "")):
+            if (c := control_char(text)) is not None:
+                raise bad(f"entry {n} ({rid!r}): control character {c!r} in the {what}")
+        try:
+            entries.append(Entry(**e))
+        except TypeError as exc:
+            raise bad(f"entry {n}: {exc}") from None
+    try:
+        return IndexMeta(**{**raw, "entries": entries})
+    except TypeError as exc:
+        raise bad(str(exc)) from None
+
+
+def check_files(index_dir: str | Path, meta: IndexMeta) -> None:
+    """Every part index.json lists is there and, unless read lazily, has the sha256 it records."""
+    d = Path(index_dir)
+    for name, digest in meta.files.items():
+        path = d / name
+        if not path.is_file():
+            raise ValueError(f"{path}: missing (index.json lists it): the index is incomplete; rebuild it")
+        if name not in LAZY_FILES and sha256_file(path) != digest:
+            raise ValueError(
+                f"{path}: sha256 differs from the one index.json records (damaged or changed since "
+                "`gene-ae embed` wrote it); rebuild the index"
+            )
 
 
 def read_faiss(path: Path):
@@ -186,6 +256,14 @@ def read_faiss(path: Path):
 
 
 def load(index_dir: str | Path):
-    """(faiss index of the record vectors, IndexMeta)."""
+    """(faiss index of the record vectors, IndexMeta), both checked."""
     meta = load_meta(index_dir)
-    return read_faiss(Path(index_dir) / INDEX_FILE), meta
+    check_files(index_dir, meta)
+    path = Path(index_dir) / INDEX_FILE
+    dense = read_faiss(path)
+    if dense.ntotal != len(meta.entries) or dense.d != meta.dim:
+        raise ValueError(
+            f"{path}: holds {dense.ntotal} vectors of dim {dense.d}; index.json lists {len(meta.entries)} of dim "
+            f"{meta.dim}"
+        )
+    return dense, meta

@@ -1,13 +1,13 @@
-"""The one reader of a user's input into records: a FASTA/FASTQ/TSV file, '-' (stdin) or a shard folder.
+"""The one reader of a user's input into records: a sequence file, '-' (stdin) or a shard folder.
 
 Every command (embed, search, eval, reconstruct) reads its inputs here, so ids and labels come out the same
 way everywhere: a table's label column or the shards' metadata first, else the header (`parse_label`).
+Files and stdin go through shard_tools.inputs (stdin as a stream, nothing copied to a temporary file);
+shard records are checked like file records: an id or label with a control character is refused.
 """
 
 from __future__ import annotations
 
-import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.labels import parse_label
-from shard_tools.inputs import ReaderConfig, read_records
+from shard_tools.inputs import STDIN, ReaderConfig, display_name, read_records
+from shard_tools.text import control_char
 
 
 @dataclass
@@ -28,23 +29,27 @@ class InputRecord:
 def iter_input(
     path: str | Path, reader_cfg: ReaderConfig | None = None, splits: Sequence[str] = ("train", "val")
 ) -> Iterator[InputRecord]:
-    """Records of a file, '-' (stdin, spooled to a temporary file that is removed after) or a shard folder
-    (its `splits`, in that order)."""
+    """Records of a file, '-' (stdin, read as it arrives, as shard-fasta reads it) or a shard folder (its
+    `splits`, in that order)."""
+    if str(path) != STDIN and Path(path).is_dir():
+        yield from _from_shards(path, splits)
+        return
+    yield from _from_file(path, reader_cfg or ReaderConfig())
+
+
+def _from_shards(path: str | Path, splits: Sequence[str]) -> Iterator[InputRecord]:
     from shard_tools.reader import read_shards
 
-    if str(path) != "-" and Path(path).is_dir():
-        for split in splits:
-            for rid, tokens, meta in read_shards(path, split):
-                yield InputRecord(rid, tokens, meta.get("label") or parse_label(f"{rid} {meta.get('desc', '')}"))
-        return
-    cfg = reader_cfg or ReaderConfig()
-    if str(path) == "-":
-        with tempfile.NamedTemporaryFile(suffix=".fa") as tmp:
-            tmp.write(sys.stdin.buffer.read())
-            tmp.flush()
-            yield from _from_file(tmp.name, cfg)
-        return
-    yield from _from_file(path, cfg)
+    for split in splits:
+        for rid, tokens, meta in read_shards(path, split):
+            rec = InputRecord(rid, tokens, meta.get("label") or parse_label(f"{rid} {meta.get('desc', '')}"))
+            for what, text in (("id", rid), ("label", rec.label or "")):
+                if (bad := control_char(str(text))) is not None:
+                    raise ValueError(
+                        f"{display_name(path)}: split {split!r}: record {rid!r}: control character {bad!r} in "
+                        f"the {what}; refused (see docs/INPUTS.md)"
+                    )
+            yield rec
 
 
 def _from_file(path: str | Path, cfg: ReaderConfig) -> Iterator[InputRecord]:

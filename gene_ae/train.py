@@ -302,6 +302,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Train the gene-ae conv-LSTM autoencoder with Ray Train on shard-fasta shards; "
         "track in MLflow and register the encoder.",
     )
+    from shard_tools import __version__
+
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--data", required=True, help="shard directory written by shard-fasta")
     p.add_argument("--config", help="TOML file with [model], [data], [train] tables")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")

@@ -91,19 +91,30 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def temp_dir_for(path: str | Path) -> Path:
+    """A new empty hidden sibling directory to build `path` in (stale ones of dead processes removed first)."""
+    path = Path(path)
+    remove_stale_temps(path)
+    tmp = _sibling(path, "tmp")
+    tmp.mkdir()
+    return tmp
+
+
+def replace_with(tmp: str | Path, path: str | Path) -> None:
+    """Move a finished temp_dir_for(path) into place, replacing what is there; on failure path is as it was."""
+    _commit(Path(tmp), Path(path))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary sibling directory; on a clean exit it replaces `path`, on any exception it goes.
 
     The caller decides beforehand whether an existing `path` may be replaced.
     """
-    path = Path(path)
-    remove_stale_temps(path)
-    tmp = _sibling(path, "tmp")
-    tmp.mkdir()
+    tmp = temp_dir_for(path)
     try:
         yield tmp
-        _commit(tmp, path)
+        replace_with(tmp, path)
     except BaseException:
         _remove(tmp)
         raise

@@ -53,11 +53,18 @@ def number(kind: type[int] | type[float], limit: Limit) -> Callable[[str], int |
     return parse
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, except for required options, which have none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.required else super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with every default shown in --help, --version, and usage errors as one line with exit status 1."""
 
     def __init__(self, *args, version: str, **kwargs) -> None:
-        super().__init__(*args, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        super().__init__(*args, formatter_class=_DefaultsShown, **kwargs)
         self.add_argument("--version", action="version", version=f"%(prog)s {version}")
 
     def error(self, message: str) -> NoReturn:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +24,7 @@ from gene_ae import Encoder, checkpoint, tracking
 from gene_ae.config import Config
 from gene_ae.model import GeneAE, ModelConfig
 from gene_ae.mutate import mutate
-from gene_ae.serving import serving
+from gene_ae.serving import free_port, serving
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig, read_records
 
@@ -128,6 +132,51 @@ def test_mlflow_models_serve_by_alias(store):
         assert status == 400 and "row 1: empty sequence" in body.get("message", ""), body
 
 
+def test_gene_ae_serve_runs_from_the_venv_binary_without_the_venv_on_path(store):
+    """`mlflow models serve` execs `uvicorn` by name: with the venv's bin off PATH that exec fails (127), while
+    `gene-ae serve`, started by its path in the venv, serves /invocations."""
+    bin_dir = Path(sys.executable).parent
+    bare = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d and Path(d) != bin_dir)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": bare}
+    env.pop("VIRTUAL_ENV", None)
+    assert shutil.which("uvicorn", path=bare) is None and shutil.which("gene-ae", path=bare) is None
+    model = "models:/gene-ae-encoder@production"
+    _cli(store, "promote", "--version", store["version"], "--alias", "production")
+    plain = subprocess.run(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local", "-p", str(free_port())],
+        cwd=store["root"], env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert plain.returncode != 0 and "Return code = 127" in plain.stderr, plain.stderr[-2000:]
+    port = free_port()
+    server = subprocess.Popen(
+        [str(bin_dir / "gene-ae"), "serve", "--model", model, "--port", str(port)],
+        cwd=store["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stderr.read()[-2000:]
+                time.sleep(1)
+        seqs = [decode(r.tokens) for r in store["recs"][:3]]
+        status, body = _post(port, {"inputs": seqs})
+        assert status == 200, body
+        expected = Encoder.load(str(store["ckpt"])).embed(seqs)
+        np.testing.assert_allclose(np.array(body["predictions"], dtype=np.float32), expected, atol=1e-5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
 def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
     recs = store["recs"]
     collection = tmp_path / "collection.fa"
@@ -188,7 +237,7 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
         idents = [float(r[-1]) for r in top]
         assert idents == sorted(idents, reverse=True) and 0.7 < idents[0] < 0.95, idents
     negative = _cli(store, *base, "--rerank", "-1", "--collection", collection)
-    assert negative.returncode == 1 and "--rerank must be 0" in negative.stderr
+    assert negative.returncode == 1 and "argument --rerank: must be an integer >= 0" in negative.stderr
     stored = _cli(store, *base, "--rerank", "10")  # the index holds its sequences: --collection is optional
     assert stored.returncode == 0 and stored.stdout == reranked.stdout, stored.stderr
     wrong = _cli(store, *base, "--rerank", "10", "--collection", far)

@@ -1,0 +1,298 @@
+"""`gene-ae` as a careless or hostile user meets it: numbers checked while parsing, stdin read as a stream,
+ids that would break a column refused, BLAST tabular output, --version and help that shows every default.
+
+A tiny untrained model and a small index of real dog genes; the CLI runs in-process through `main(argv)` or,
+where the process boundary matters (stdin, TMPDIR, --version), as `python -m gene_ae.cli` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from shared import REPO, insdc_bytes
+
+from gene_ae import embedding, output
+from gene_ae.checkpoint import save as save_checkpoint
+from gene_ae.cli import build_parser, main
+from gene_ae.config import Config
+from gene_ae.encoder import Encoder
+from gene_ae.model import GeneAE, ModelConfig
+from gene_ae.mutate import mutate
+from gene_ae.records import iter_input
+from shard_tools.alphabet import decode
+from shard_tools.inputs import ReaderConfig, Record
+from shard_tools.writer import ShardConfig, ShardWriter
+
+WINDOW = 256
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, data_dir: Path) -> dict:
+    """A checkpoint, 20 dog genes as FASTA, an index of them and a query file (two exact copies, one mutated)."""
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=WINDOW, downsample=4)
+    encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
+    genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:20]
+    (root / "genes.fa").write_text("".join(f">{g.id}_g class={g.label}\n{decode(g.tokens)}\n" for g in genes))
+    records = list(iter_input(root / "genes.fa"))
+    embed = partial(embedding.embed_local, encoder, batch_size=64)
+    model = embedding.ModelInfo(str(ckpt), "", 64, WINDOW)
+    embedding.build_index(iter(records), embed, model, root / "index", embedding.BuildConfig())
+    far = decode(mutate(genes[6].tokens, 0.1, np.random.default_rng(3)))
+    query = f">exact3\n{decode(genes[3].tokens)}\n>exact9\n{decode(genes[9].tokens)}\n>mut6\n{far}\n"
+    (root / "q.fa").write_text(query)
+    return {"root": root, "ckpt": ckpt, "index": root / "index", "q": root / "q.fa", "query": query, "genes": genes}
+
+
+def gene_ae(capsys, *args: object) -> tuple[int, str, str]:
+    """`gene-ae ARGS` in this process: (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return done.value.code, out.out, out.err
+
+
+def subprocess_cli(*args: object, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gene_ae.cli", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+# ----------------------------------------------------------------------------- 1. numbers checked at parse
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value"),
+    [
+        ("search", "-k", "0"),
+        ("search", "-k", "-3"),
+        ("search", "-k", "1.5"),
+        ("search", "-k", "ten"),
+        ("search", "--batch-size", "0"),
+        ("search", "--rerank", "-1"),
+        ("embed", "--stride", "-1"),
+        ("embed", "--batch-size", "0"),
+        ("embed", "--ray-workers", "0"),
+        ("eval", "--n-queries", "0"),
+        ("eval", "--rerank", "-2"),
+        ("eval", "--seed", "-1"),
+        ("serve", "--port", "70000"),
+    ],
+)
+def test_bad_numbers_are_one_line_usage_errors_before_anything_runs(world, capsys, command, flag, value) -> None:
+    out = world["root"] / f"out-{command}{flag}{value}"
+    common = {
+        "search": ("--index", world["index"], world["q"]),
+        "embed": ("--model", world["ckpt"], "--input", world["q"], "--out", out),
+        "eval": ("--model", world["ckpt"], "--input", world["q"], "--out", out),
+        "serve": ("--model", "models:/gene-ae-encoder@production"),
+    }[command]
+    code, stdout, err = gene_ae(capsys, command, *common, flag, value)
+    lines = err.strip().splitlines()
+    assert code == 1 and stdout == "" and len(lines) == 1, err
+    assert lines[0].startswith(f"gene-ae {command}: error: argument {flag}: must be an integer"), err
+    assert repr(value) in lines[0] and not out.exists()
+
+
+# ------------------------------------------------------------------------------- 2. stdin as a stream
+
+
+def test_stdin_is_read_as_it_arrives_and_nothing_goes_to_the_temp_folder(world, tmp_path) -> None:
+    """The first record comes out while stdin is still open (no spooling to a temporary file), and a real
+    `gene-ae search -` with TMPDIR pointed at an empty folder leaves it empty."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    code = "from gene_ae.records import iter_input\nit = iter_input('-')\nprint(next(it).id, flush=True)\n"
+    code += "print(sum(1 for _ in it), flush=True)\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        proc.stdin.write(">first\nACGT\n>second\nACGTA\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "no record before the end of stdin: the input was spooled, not streamed"
+        assert proc.stdout.readline().strip() == "first"
+        proc.stdin.write(">third\nGG\n")
+        proc.stdin.close()
+        assert proc.stdout.readline().strip() == "2" and proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    done = subprocess_cli("search", "--index", world["index"], "-", "-k", "1", stdin=world["query"], env=env)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("\t") for line in done.stdout.splitlines()[1:]]
+    genes = world["genes"]
+    assert [r[:2] for r in rows[:2]] == [["exact3", f"{genes[3].id}_g"], ["exact9", f"{genes[9].id}_g"]]
+    assert list(tmp.iterdir()) == []
+
+
+def test_stdin_cannot_be_both_the_query_and_the_collection(world, capsys) -> None:
+    code, _, err = gene_ae(capsys, "search", "--index", world["index"], "-", "--collection", "-")
+    assert code == 1 and "can be the query or --collection, not both" in err
+
+
+# ---------------------------------------------------------------------- 3. text that would break a column
+
+
+def test_a_tab_or_escape_in_an_indexed_id_or_label_is_refused_naming_the_file(world, capsys, tmp_path) -> None:
+    for field, value in (("id", "evil\tid"), ("label", "red\x1b[31m"), ("id", "two\nlines")):
+        bad = tmp_path / f"index-{field}-{len(value)}"
+        shutil.copytree(world["index"], bad)
+        meta = json.loads((bad / "index.json").read_text())
+        meta["entries"][3][field] = value
+        (bad / "index.json").write_text(json.dumps(meta))
+        out = tmp_path / "hits.tsv"
+        code, stdout, err = gene_ae(capsys, "search", "--index", bad, world["q"], "--out", out)
+        lines = err.strip().splitlines()
+        assert code == 1 and stdout == "" and len(lines) == 1 and not out.exists(), err
+        assert f"{bad / 'index.json'}: " in lines[0] and "control character" in lines[0] and "entry 3" in lines[0]
+
+
+def test_a_control_character_in_a_shard_record_id_is_refused(world, capsys, tmp_path) -> None:
+    """Shards written by an older shard-fasta (or by hand) may hold such ids; readers refuse them."""
+    tokens = world["genes"][0].tokens
+    shards = tmp_path / "shards"
+    records = [Record("fine", "", tokens, "x", 1), Record("bad\tid", "", tokens[:300], "x", 3)]
+    ShardWriter(shards, ShardConfig(val_fraction=0.0)).write(iter(records), {})
+    out = tmp_path / "rec.tsv"
+    code, stdout, err = gene_ae(capsys, "reconstruct", "--model", world["ckpt"], "--input", shards, "--out", out)
+    assert code == 1 and stdout == "" and not out.exists(), err
+    assert f"{shards}: split 'train': record 'bad\\tid': control character '\\t' in the id; refused" in err
+
+
+def test_rows_refuse_control_characters_and_keep_unicode() -> None:
+    assert output.row(["Ünïcödé", 3, "a b"]) == "Ünïcödé\t3\ta b\n"
+    for bad in ("a\tb", "a\nb", "x\x00", "\x1b[31mred", "line\u2028sep", "del\x7f"):
+        with pytest.raises(ValueError, match="control character"):
+            output.row(["q", bad])
+
+
+def test_format_choices_include_genbank_and_embl(world, capsys, tmp_path) -> None:
+    gene = world["genes"][3]
+    for fmt in ("genbank", "embl"):
+        query = tmp_path / f"q.{fmt}.txt"  # a name that says nothing: --format decides
+        query.write_bytes(insdc_bytes([("QX000001.1", "a dog gene", decode(gene.tokens))], fmt))
+        code, stdout, err = gene_ae(capsys, "search", "--index", world["index"], query, "--format", fmt, "-k", "1")
+        assert code == 0, err
+        assert stdout.splitlines()[1].split("\t")[:2] == ["QX000001.1", f"{gene.id}_g"]
+
+
+# ------------------------------------------------------------------------------------- 4. BLAST tabular
+
+
+def test_blast6_has_blast_columns_and_one_based_inclusive_coordinates(world, capsys) -> None:
+    base = ("search", "--index", world["index"], world["q"], "-k", "4")
+    code, tsv, err = gene_ae(capsys, *base)
+    assert code == 0, err
+    header, *rows = [line.split("\t") for line in tsv.splitlines()]
+    assert header[:2] == ["query_id", "subject_id"] and header[-1] == "identity"
+    code, blast, err = gene_ae(capsys, *base, "--outfmt", "blast6")
+    assert code == 0, err
+    hits = [line.split("\t") for line in blast.splitlines()]
+    assert len(hits) == len(rows) == 12 and all(len(h) == 12 for h in hits)
+    for h, r in zip(hits, rows):
+        qid, sid, pident, length, mismatch, gapopen, qstart, qend, sstart, send, evalue, bitscore = h
+        assert [qid, sid] == r[:2] and float(pident) == pytest.approx(100 * float(r[-1]), abs=0.01)
+        assert (qstart, qend) == ("1", r[4]) and 1 <= int(sstart) <= int(send) <= int(r[5])
+        assert int(sstart) == int(r[7]) + 1 and int(send) == int(r[8]) and int(length) == int(send) - int(sstart) + 1
+        assert (mismatch, gapopen, evalue, bitscore) == ("0", "0", "0", "0")
+    first = hits[0]
+    assert first[:3] == ["exact3", f"{world['genes'][3].id}_g", "100.000"] and first[8:10] == ["1", first[7]]
+    code, plain, err = gene_ae(capsys, *base, "--outfmt", "blast6", "--rerank", "0")
+    code, plain_tsv, err = gene_ae(capsys, *base, "--rerank", "0")
+    assert code == 0, err
+    for h, r in zip([x.split("\t") for x in plain.splitlines()], [x.split("\t") for x in plain_tsv.splitlines()[1:]]):
+        assert float(h[2]) == pytest.approx(100 * max(float(r[3] or 0), 0), abs=0.01)
+
+
+# ----------------------------------------------------------------------------- 5. --version and help
+
+
+def test_version_on_gene_ae_and_train() -> None:
+    done = subprocess_cli("--version")
+    assert done.returncode == 0 and done.stdout.startswith("gene-ae ") and done.stdout.split()[1][0].isdigit()
+    train = subprocess.run(
+        [sys.executable, "-m", "gene_ae.train", "--version"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert train.returncode == 0 and train.stdout.split()[-1] == done.stdout.split()[1], train.stderr
+
+
+def test_every_option_has_help_with_its_default_and_every_subcommand_says_what_it_does() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"embed", "search", "eval", "reconstruct", "promote", "serve"}
+    for name, sub in commands.choices.items():
+        summary = next(a.help for a in commands._choices_actions if a.dest == name)
+        assert sub.description.lower().startswith(summary.lower()), name
+        text = sub.format_help()
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            assert action.help, (name, action.option_strings)
+            if action.option_strings and not action.required:
+                assert f"{action.help} (default: {action.default})" in " ".join(text.split()), (name, action.dest)
+    overwrite = next(a for a in commands.choices["embed"]._actions if a.dest == "overwrite")
+    assert "index.json" in overwrite.help and "never deleted" in overwrite.help
+
+
+def test_promote_keeps_version_as_the_model_version(capsys) -> None:
+    args = build_parser().parse_args(["promote", "--version", "3"])
+    assert args.version == "3" and args.alias == "production"
+
+
+def test_hits_file_is_replaced_whole_and_a_directory_is_refused(world, capsys, tmp_path) -> None:
+    out = tmp_path / "hits.tsv"
+    out.write_text("old\n")
+    code, _, err = gene_ae(capsys, "search", "--index", world["index"], world["q"], "-k", "2", "--out", out)
+    assert code == 0 and out.read_text().startswith("query_id\t") and len(out.read_text().splitlines()) == 7, err
+    folder = tmp_path / "results"
+    (folder / "keep").mkdir(parents=True)
+    code, _, err = gene_ae(capsys, "search", "--index", world["index"], world["q"], "--out", folder)
+    assert code == 1 and "is a directory" in err and (folder / "keep").is_dir()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_reconstruct_out_is_a_tsv_of_every_record(world, capsys, tmp_path) -> None:
+    out = tmp_path / "rec.tsv"
+    code, stdout, err = gene_ae(capsys, "reconstruct", "--model", world["ckpt"], "--input", world["q"], "--out", out)
+    assert code == 0 and stdout == "", err
+    header, *rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert header == ["id", "length", "identity", "reconstruction"]
+    assert [r[0] for r in rows] == ["exact3", "exact9", "mut6"]
+    assert all(len(r[3]) == int(r[1]) and 0 <= float(r[2]) <= 1 for r in rows)
+
+
+def test_gzip_query_from_stdin(world, tmp_path) -> None:
+    """Compressed stdin is detected by magic bytes, as for files (the same reader as shard-fasta's)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gene_ae.cli", "search", "--index", str(world["index"]), "-", "-k", "1"],
+        cwd=REPO,
+        input=gzip.compress(world["query"].encode()),
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines()[1].split("\t")[0] == "exact3"

@@ -1,0 +1,163 @@
+"""Index directories read back are untrusted: a damaged index.json, a truncated faiss file or a missing part is
+a one-line error naming the file, never a traceback; Hypothesis mutates every file of a real index.
+
+The index is built by the streaming builder from real dog genes and the lambda genome (so it has window
+vectors, the k-mer index and stored sequences) with a tiny untrained model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gene_ae import embedding, index, search
+from gene_ae.config import Config
+from gene_ae.encoder import Encoder
+from gene_ae.model import GeneAE, ModelConfig
+from gene_ae.mutate import mutate
+from gene_ae.records import iter_input
+from shard_tools.inputs import ReaderConfig
+
+WINDOW = 256
+FILES = ("index.json", "index.faiss", "vectors.npy", "windows.faiss", "windows.npz", "sparse.npz", "sequences.gae",
+         "sequences.npz")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_dir: Path) -> dict:
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=WINDOW, downsample=4)
+    encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:12]
+    lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
+    lam.tokens = lam.tokens[:6000]
+    out = tmp_path_factory.mktemp("index") / "idx"
+    embed = partial(encoder.embed_tokens, batch_size=64)
+    model = embedding.ModelInfo("mem", "", 64, WINDOW)
+    embedding.build_index(iter(genes + [lam]), embed, model, out, embedding.BuildConfig(batch_bases=5000))
+    rng = np.random.default_rng(0)
+    queries = [genes[2].tokens, mutate(genes[5].tokens, 0.2, rng), lam.tokens[1000:1800]]
+    return {"dir": out, "embed": embed, "queries": queries}
+
+
+def _search(directory: Path, built: dict) -> list:
+    loaded = search.LoadedIndex.open(directory)
+    return search.search(loaded, built["queries"], built["embed"], search.SearchConfig(k=3, rerank=4))
+
+
+def _one_line_naming(exc: BaseException, directory: Path) -> None:
+    msg = str(exc)
+    assert "\n" not in msg and str(directory) in msg, msg
+
+
+def test_the_index_lists_a_digest_of_every_part_and_searches(built) -> None:
+    meta = json.loads((built["dir"] / "index.json").read_text())
+    assert set(meta["files"]) == set(FILES) - {"index.json"} and all(len(h) == 64 for h in meta["files"].values())
+    hits = _search(built["dir"], built)
+    assert hits[0][0].identity == 1.0 and hits[2][0].subject == 12
+
+
+@pytest.mark.parametrize("name", [f for f in FILES if f not in index.LAZY_FILES])
+def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name) -> None:
+    for damage in ("truncate", "remove"):
+        d = tmp_path / damage
+        shutil.copytree(built["dir"], d)
+        if damage == "remove":
+            (d / name).unlink()
+        else:
+            (d / name).write_bytes((d / name).read_bytes()[: (d / name).stat().st_size // 2])
+        with pytest.raises((ValueError, OSError)) as err:
+            search.LoadedIndex.open(d)
+        _one_line_naming(err.value, d / name)
+
+
+@pytest.mark.parametrize(
+    ("edit", "fault"),
+    [
+        (lambda m: [m], "a JSON list"),
+        (lambda m: {**m, "dim": "64"}, "'dim' is str"),
+        (lambda m: {**m, "version": index.FORMAT_VERSION + 1}, "a newer gene-ae"),
+        (lambda m: {**m, "format": "something-else"}, "format 'something-else'"),
+        (lambda m: {**m, "entries": m["entries"][:-1]}, "index.json lists 12"),
+        (lambda m: {**m, "entries": [{**m["entries"][0], "length": -1}] + m["entries"][1:]}, "entry 0"),
+        (lambda m: {**m, "entries": [{**m["entries"][0], "id": 7}] + m["entries"][1:]}, "entry 0: id 7"),
+        (lambda m: {**m, "entries": [{**m["entries"][0], "colour": "red"}] + m["entries"][1:]}, "entry 0:"),
+        (lambda m: {**m, "files": {**m["files"], "../escape": "0" * 64}}, "file entry '../escape'"),
+        (lambda m: {**m, "files": {**m["files"], "index.faiss": "0" * 64}}, "sha256 differs"),
+        (lambda m: {k: v for k, v in m.items() if k != "dim"}, "dim"),
+    ],
+)
+def test_a_malformed_index_json_is_one_line_naming_the_file(built, tmp_path, edit, fault) -> None:
+    d = tmp_path / "idx"
+    shutil.copytree(built["dir"], d)
+    (d / "index.json").write_text(json.dumps(edit(json.loads((d / "index.json").read_text()))))
+    with pytest.raises(ValueError) as err:
+        search.LoadedIndex.open(d)
+    _one_line_naming(err.value, d)
+    assert fault in str(err.value)
+
+
+def test_an_index_without_digests_still_loads(built, tmp_path) -> None:
+    """Indexes written before index.json listed its files are read as before."""
+    d = tmp_path / "old"
+    shutil.copytree(built["dir"], d)
+    meta = json.loads((d / "index.json").read_text())
+    del meta["files"]
+    (d / "index.json").write_text(json.dumps(meta))
+    assert [h[0].subject for h in _search(d, built)] == [h[0].subject for h in _search(built["dir"], built)]
+
+
+def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path) -> None:
+    d = tmp_path / "idx"
+    shutil.copytree(built["dir"], d)
+    index.save(d, np.eye(3, 64, dtype=np.float32), index.IndexMeta("mem", "", 64, "flat", entries=[]), True)
+    assert json.loads((d / "index.json").read_text())["files"].keys() == {"index.faiss", "vectors.npy"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+
+
+# -------------------------------------------------------------------------------------------------- fuzz
+
+MUTATIONS = ("flip", "truncate", "append", "remove")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_indexes_search_or_give_one_line_errors(built, data) -> None:
+    """Flip, cut, extend or remove any file; loading and searching either works or raises ValueError/OSError
+    with one line naming the index. Each example is bounded in time."""
+    name = data.draw(st.sampled_from(FILES), label="file")
+    how = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "idx"
+        shutil.copytree(built["dir"], d)
+        raw = bytearray((d / name).read_bytes())
+        if how == "flip":
+            for _ in range(data.draw(st.integers(1, 4), label="flips")):
+                at = data.draw(st.integers(0, len(raw) - 1), label="at")
+                raw[at] ^= data.draw(st.integers(1, 255), label="xor")
+        elif how == "truncate":
+            raw = raw[: data.draw(st.integers(0, len(raw) - 1), label="cut")]
+        elif how == "append":
+            raw += data.draw(st.binary(min_size=1, max_size=64), label="tail")
+        if how == "remove":
+            (d / name).unlink()
+        else:
+            (d / name).write_bytes(bytes(raw))
+        start = time.perf_counter()
+        try:
+            hits = _search(d, built)
+            assert len(hits) == 3
+        except (ValueError, OSError) as exc:
+            _one_line_naming(exc, d)
+        assert time.perf_counter() - start < 10
