@@ -156,9 +156,8 @@ def setup_worker(cfg: Config, device: torch.device) -> WorkerState:
             saved = checkpoint.load_trainer_state(d)
     model = ray.train.torch.prepare_model(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    state = WorkerState(
-        model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)), restored=restored is not None
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    state = WorkerState(model, opt, sched, NegativeQueue(cfg.train.queue_size), restored=restored is not None)
     if saved is not None:
         opt.load_state_dict(saved["optimizer"])
         state.sched.load_state_dict(saved["scheduler"])

@@ -18,7 +18,7 @@ class EvalConfig:
     k_values: tuple[int, ...] = (1, 10)  # recall@k and precision@k
     spearman_pairs: int = 300  # random pairs, and about as many near pairs, for distance faithfulness
     window: int = 0  # reconstruction: bases compared per sequence; 0 = the encoder's window
-    reconstruction_lengths: tuple[int, ...] = (256,)  # also report these shorter prefixes (capped at window)
+    reconstruction_lengths: tuple[int, ...] = (64, 128, 256)  # also these shorter prefixes: the curve by length
     methods: tuple[str, ...] = DEFAULT_METHODS  # "gene-ae", "K-mer", "K-mer@SIZE", "K-mer@dim", "sourmash-kK"
     sourmash_ksize: int = 21
     sourmash_scaled: int = 0  # 0 = pick from the collection's median length (baselines.auto_scaled)
