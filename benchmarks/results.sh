@@ -27,7 +27,7 @@ EVAL=("$BIN/gene-ae" eval --model "$MODEL" --rerank "$RERANK")
 "${EVAL[@]}" --input "$DATA/genefam/chimp_data.txt" --label-column class \
     --queries "$DATA/genefam/dog_data.txt" --out "$OUT/eval_cross" --n-queries 50 --align-queries 0
 # 16S: leave-one-out genus precision, mutation retrieval
-"${EVAL[@]}" --input "$DATA/rrna16s/ten_16s.100.fa.gz" --out "$OUT/eval_16s" --n-queries 200
+"${EVAL[@]}" --input "$DATA/rrna16s/ten_16s.100.fa.gz" --out "$OUT/eval_16s" --n-queries 200 --align-queries 10
 # long genomes: mpox clades (top-level clade I / IIb from the label; 'unlabelled' genomes are left out of it)
 "${EVAL[@]}" --input "$DATA/viruses/mpox_nextclade_examples.fasta.gz" --out "$OUT/eval_mpox" \
     --n-queries 20 --label-regex '^(clade_I+b?)' --align-queries 5
