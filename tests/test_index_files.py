@@ -131,7 +131,7 @@ def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path) -> Non
 MUTATIONS = ("flip", "truncate", "append", "remove")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_indexes_search_or_give_one_line_errors(built, data) -> None:
     """Flip, cut, extend or remove any file; loading and searching either works or raises ValueError/OSError
