@@ -193,8 +193,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-# Numeric option ranges, checked while the command line is parsed (shard_tools.options); the library checks
-# the same bounds for its callers (search.SearchConfig, embedding.BuildConfig).
+# Numeric option ranges, checked while the command line is parsed (shard_tools.options). search.search checks
+# k and rerank again for library callers; the configs could own these as ShardConfig.LIMITS does.
 LIMITS = {
     "k": Limit(1),
     "rerank": Limit(0),
@@ -212,9 +212,9 @@ def _int(name: str):
     return number(int, LIMITS[name])
 
 
-def _subcommand(sub, name: str, what: str, version: str) -> Parser:
+def _subcommand(sub, name: str, what: str, version: str, **kwargs) -> Parser:
     """A subcommand whose --help starts with what it does."""
-    return sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".", version=version)
+    return sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".", version=version, **kwargs)
 
 
 def build_parser() -> Parser:
@@ -322,9 +322,9 @@ def build_parser() -> Parser:
     _reader_args(r)
     r.set_defaults(func=cmd_reconstruct)
 
-    m = sub.add_parser(  # its --version is the model version, so the version action is replaced
-        "promote", help=(what := "point an alias (e.g. production) at a registered model version"),
-        description=what[0].upper() + what[1:] + ".", version=__version__, conflict_handler="resolve",
+    m = _subcommand(  # its --version is the model version, so it replaces the version action
+        sub, "promote", "point an alias (e.g. production) at a registered model version", __version__,
+        conflict_handler="resolve",
     )  # fmt: skip
     m.add_argument("--name", default=DEFAULT_MODEL_NAME, help="registered model name")
     m.add_argument("--model", dest="name", help=argparse.SUPPRESS)  # deprecated spelling of --name

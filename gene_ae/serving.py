@@ -7,13 +7,14 @@ both ways run it with this interpreter's bin directory first on PATH, so an unac
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 DEFAULT_PORT = 5001
@@ -55,15 +56,20 @@ def free_port() -> int:
 def serving(
     model_uri: str, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: float = 180
 ) -> Iterator[int]:
-    """Start the server on a free loopback port, yield the port once /ping answers, stop it afterwards."""
+    """Serve model_uri on a free loopback port; yield the port once /ping answers, stop the server after."""
     port = free_port()
+    with running(serve_command(model_uri, "127.0.0.1", port), port, serve_env(env), cwd, timeout):
+        yield port
+
+
+@contextmanager
+def running(
+    cmd: list[str], port: int, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: float = 180
+) -> Iterator[subprocess.Popen]:
+    """Run a server command in its own process group until its /ping on 127.0.0.1:port answers; afterwards
+    stop the whole group (mlflow starts uvicorn through a shell, which must not outlive it)."""
     server = subprocess.Popen(
-        serve_command(model_uri, "127.0.0.1", port),
-        cwd=cwd,
-        env=serve_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
         deadline = time.time() + timeout
@@ -73,13 +79,20 @@ def serving(
                 break
             except OSError:
                 if server.poll() is not None or time.time() > deadline:
-                    server.kill()
-                    raise RuntimeError(f"mlflow models serve did not start: {server.stderr.read()[-2000:]}") from None
+                    _stop(server, signal.SIGKILL)
+                    raise RuntimeError(f"{cmd[0]} did not start: {server.stderr.read()[-2000:]}") from None
                 time.sleep(1)
-        yield port
+        yield server
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server, signal.SIGTERM)
+
+
+def _stop(server: subprocess.Popen, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(server.pid, sig)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()

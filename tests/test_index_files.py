@@ -131,7 +131,7 @@ def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path) -> Non
 MUTATIONS = ("flip", "truncate", "append", "remove")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_indexes_search_or_give_one_line_errors(built, data) -> None:
     """Flip, cut, extend or remove any file; loading and searching either works or raises ValueError/OSError
@@ -161,3 +161,33 @@ def test_mutated_indexes_search_or_give_one_line_errors(built, data) -> None:
         except (ValueError, OSError) as exc:
             _one_line_naming(exc, d)
         assert time.perf_counter() - start < 10
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_json_in_any_field_of_index_json_is_meta_or_one_line_error(built, data) -> None:
+    """Structured mutations the byte flips rarely reach: any JSON value for a field or an entry's field."""
+    raw = json.loads((built["dir"] / "index.json").read_text())
+    where = data.draw(st.sampled_from(["top", "entry", "drop"]), label="where")
+    if where == "entry":
+        entry = raw["entries"][data.draw(st.integers(0, len(raw["entries"]) - 1), label="entry")]
+        key = data.draw(st.sampled_from([*entry, "extra"]), label="key")
+        entry[key] = data.draw(JSON, label="value")
+    elif where == "top":
+        raw[data.draw(st.sampled_from([*raw, "extra"]), label="key")] = data.draw(JSON, label="value")
+    else:
+        del raw[data.draw(st.sampled_from(sorted(raw)), label="key")]
+    path = built["dir"] / "index.json"
+    try:
+        meta = index.check_meta(raw, path)
+    except ValueError as exc:
+        _one_line_naming(exc, path)
+        return
+    assert all(isinstance(e.id, str) and 0 <= e.start <= e.end <= e.length for e in meta.entries)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +21,7 @@ from gene_ae import Encoder, checkpoint, tracking
 from gene_ae.config import Config
 from gene_ae.model import GeneAE, ModelConfig
 from gene_ae.mutate import mutate
-from gene_ae.serving import free_port, serving
+from gene_ae.serving import free_port, running, serving
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig, read_records
 
@@ -148,33 +145,22 @@ def test_gene_ae_serve_runs_from_the_venv_binary_without_the_venv_on_path(store)
     )  # fmt: skip
     assert plain.returncode != 0 and "Return code = 127" in plain.stderr, plain.stderr[-2000:]
     port = free_port()
-    server = subprocess.Popen(
-        [str(bin_dir / "gene-ae"), "serve", "--model", model, "--port", str(port)],
-        cwd=store["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, server.stderr.read()[-2000:]
-                time.sleep(1)
+    with running([str(bin_dir / "gene-ae"), "serve", "--model", model, "--port", str(port)], port, env, store["root"]):
         seqs = [decode(r.tokens) for r in store["recs"][:3]]
         status, body = _post(port, {"inputs": seqs})
         assert status == 200, body
         expected = Encoder.load(str(store["ckpt"])).embed(seqs)
         np.testing.assert_allclose(np.array(body["predictions"], dtype=np.float32), expected, atol=1e-5)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    assert _refused(port)
+
+
+def _refused(port: int) -> bool:
+    """Nothing listens on the port any more (the server and its uvicorn child are gone)."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+    except OSError:
+        return True
+    return False
 
 
 def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
