@@ -279,7 +279,7 @@ def profile_vectors(seqs: Sequence[np.ndarray], chunk: int = 20_000) -> np.ndarr
     return out
 
 
-def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool) -> str:
+def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool, ivf: str, work: Path) -> str:
     from embed_bench import latencies  # one timing loop for the benchmarks (same folder)
 
     from gene_ae import index
@@ -288,7 +288,9 @@ def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool) -> str:
 
     start = time.perf_counter()
     seqs = scale_collection(n)
-    vectors = profile_vectors(seqs)
+    cached = work / f"scale-vectors-{n}.npy"  # the same seeded collection every run: vectors are reused
+    vectors = np.load(cached) if cached.exists() else profile_vectors(seqs)
+    np.save(cached, vectors)
     print(f"scale: {len(seqs):,} windows, vectors in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     rng = np.random.default_rng(7)
     picks = rng.choice(len(seqs), n_queries, replace=False)
@@ -298,8 +300,8 @@ def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool) -> str:
     truth, _ = index.search(flat, queries, 10)
     rows = []
 
-    def measure(name: str, idx, build_s: float, mem_mb: float) -> None:
-        ms = latencies(lambda i: index.search(idx, queries[i : i + 1], 10), n_queries)
+    def measure(name: str, idx, build_s: float, mem_mb: float, timed: int = n_queries) -> None:
+        ms = latencies(lambda i: index.search(idx, queries[i : i + 1], 10), timed)
         found, _ = index.search(idx, queries, 10)
         recall = float(np.mean([np.isin(f, t).mean() for f, t in zip(found, truth)]))
         self_hit = float(np.mean(found[:, 0] == picks))
@@ -308,13 +310,18 @@ def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool) -> str:
         )
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
 
-    measure("faiss flat (exact)", flat, 0.0, vectors.nbytes / 2**20)
-    t = time.perf_counter()
-    ivf = index.build_ivf(vectors, index.ivf_lists(len(vectors)))
-    build_s = time.perf_counter() - t
-    for nprobe in (8, 16, 32, 64):
-        ivf.nprobe = nprobe
-        measure(f"IVF{ivf.nlist} nprobe {nprobe}", ivf, build_s, (vectors.nbytes + 8 * n + 2048 * ivf.nlist) / 2**20)
+    header = ["index", "vectors", "build s", "memory MiB", "p50 ms", "p99 ms", "recall@10 vs exact", "source at rank 1"]
+    measure("faiss flat (exact)", flat, 0.0, vectors.nbytes / 2**20, timed=20)  # ~1 s a query: 20 timed
+    for spec in ivf.split(";"):  # "NLIST:NPROBE,NPROBE;..." (NLIST 0 = index.ivf_lists)
+        nlist, _, probes = spec.partition(":")
+        t = time.perf_counter()
+        ivf_index = index.build_ivf(vectors, int(nlist) or index.ivf_lists(len(vectors)))
+        build_s = time.perf_counter() - t
+        for nprobe in (int(x) for x in probes.split(",")):
+            ivf_index.nprobe = nprobe
+            mem = (vectors.nbytes + 8 * n + 2048 * ivf_index.nlist) / 2**20
+            measure(f"IVF{ivf_index.nlist} nprobe {nprobe}", ivf_index, build_s, mem)
+        del ivf_index
     if hnsw:
         t = time.perf_counter()
         h, _ = index.build_faiss(vectors, "hnsw")
@@ -327,6 +334,8 @@ def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool) -> str:
                 build_s,
                 vectors.nbytes / 2**20 + len(vectors) * index.HNSW_M * 8 / 2**20,
             )
+    if not sparse_n:
+        return table(header, rows)
     t = time.perf_counter()
     sp = SparseIndex.build(seqs[:sparse_n])
     build_s = time.perf_counter() - t
@@ -339,7 +348,6 @@ def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool) -> str:
     rows.append([f"k-mer index (k {sp.cfg.k})", f"{sparse_n:,}", build_s, mem, p50, p99, "", first])
     rows.append([f"k-mer index x{scale:g} (linear estimate)", f"{n:,}", build_s * scale, mem * scale, p50 * scale,
                  p99 * scale, "", ""])  # fmt: skip
-    header = ["index", "vectors", "build s", "memory MiB", "p50 ms", "p99 ms", "recall@10 vs exact", "source at rank 1"]
     return table(header, rows)
 
 
@@ -354,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale-queries", type=int, default=200)
     p.add_argument("--sparse-n", type=float, default=1e5)
     p.add_argument("--hnsw", action="store_true", help="also build HNSW at --scale-n (slow on 2 cores)")
+    p.add_argument("--ivf", default="0:8,16,32,64", help="IVF lists and nprobes: NLIST:P,P;NLIST:P (0 = default)")
     p.add_argument("--work", default="/tmp/gene-ae-search-bench", help="scratch directory for the indexes")
     p.add_argument("--out", help="also write the tables to this markdown file")
     args = p.parse_args(argv)
@@ -377,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         out.append("### Recall@1 by stage and data set\n\n" + quality_table(encoder, work, args.quick, sets))
     if "scale" in parts:
         n = int(args.scale_n)
-        out.append(f"### Scale: {n:,} vectors\n\n" + scale_table(n, args.scale_queries, int(args.sparse_n), args.hnsw))
+        table_ = scale_table(n, args.scale_queries, int(args.sparse_n), args.hnsw, args.ivf, work)
+        out.append(f"### Scale: {n:,} vectors\n\n" + table_)
     text = "\n\n".join(out) + "\n"
     print(text)
     if args.out:

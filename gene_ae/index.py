@@ -29,7 +29,7 @@ from shard_tools.text import control_char
 # Exact search up to FLAT_MAX vectors; an inverted-file index (IVF) above, tuned on real-data vectors at
 # 10^6 in benchmarks/search_bench.py (docs/BENCHMARKS.md). HNSW stays available (--index-kind hnsw).
 FLAT_MAX = 100_000
-IVF_NPROBE = 16  # lists scanned per query
+IVF_NPROBE = 64  # lists scanned per query: recall@10 0.967 of exact at p50 4.3 ms at 10^6 x 512 (4,000 lists)
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128
 FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 2
 INDEX_FILE, META_FILE, VECTORS_FILE = "index.faiss", "index.json", "vectors.npy"
@@ -86,9 +86,10 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto"):
 
 
 def ivf_lists(n: int) -> int:
-    """Inverted lists for n vectors: about sqrt(n) (1,000 at 10^6; training 4,000 lists costs ~16x more
-    on 2 cores), at least 1 and at most n / 39 (faiss wants 39 training points per list)."""
-    return int(max(1, min(np.sqrt(n), n // 39)))
+    """Inverted lists for n vectors: about 4 sqrt(n) (4,000 at 10^6, measured better than 1,000: recall@10
+    0.967 at 4.3 ms with nprobe 64, against 0.949 at 5.4 ms with nprobe 32; 256 s to train on 2 cores), at
+    least 1 and at most n / 39 (faiss wants 39 training points per list)."""
+    return int(max(1, min(4 * np.sqrt(n), n // 39)))
 
 
 def build_ivf(vectors: np.ndarray, nlist: int, seed: int = 0):
