@@ -103,18 +103,18 @@ def serve(demo: Demo) -> None:
 def embed_and_search(demo: Demo) -> None:
     step("4/6 embed the collection into a vector index")
     demo.gene_ae("embed", "--model", PRODUCTION, "--input", demo.out / "shards", "--out", demo.out / "index")
-    step("5/6 search with real queries: dog genes against the chimp collection, top 10 re-ordered by alignment")
+    step("5/6 search with real queries: dog genes against the chimp collection (vectors + k-mers, then alignment)")
     queries = demo.out / "dog_queries.tsv"
     with gzip.open(DATA / "dog_sample.tsv.gz", "rt", newline="") as f:
         queries.write_text("".join(f.readline() for _ in range(6)))
-    demo.gene_ae("search", "--index", demo.out / "index", "--label-column", "class", queries, "-k", "3",
-                 "--rerank", "10", "--collection", demo.out / "shards")  # fmt: skip
+    demo.gene_ae("search", "--index", demo.out / "index", "--label-column", "class", queries, "-k", "3")
 
 
 def evaluate(demo: Demo) -> None:
-    step("6/6 evaluate search on unseen genes (dog) against the 5-mer baseline and sourmash")
+    step("6/6 evaluate the vector on unseen genes (dog) against exact and same-size hashed k-mer profiles")
     demo.gene_ae("eval", "--model", PRODUCTION, "--input", DATA / "dog_sample.tsv.gz", "--label-column", "class",
-                 "--out", demo.out / "report", "--n-queries", "100", "--rerank", "10")  # fmt: skip
+                 "--out", demo.out / "report", "--n-queries", "100", "--align-queries", "5",
+                 "--methods", "gene-ae,5-mer,7-mer,6-mer@dim,sourmash-k11")  # fmt: skip
 
 
 def main() -> int:
