@@ -8,7 +8,6 @@ registers the encoder from the final checkpoint.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -81,7 +80,7 @@ VAL_DIVERGENCES = (0.1, 0.2, 0.3)
 
 
 @torch.no_grad()
-def validate(model: GeneAE, cfg: Config, records: list[np.ndarray], device: torch.device) -> dict[str, float]:
+def validation_metrics(model: GeneAE, cfg: Config, records: list[np.ndarray], device: torch.device) -> dict[str, float]:
     """Held-out metrics from the val split only, so defaults can be chosen without touching eval data.
 
     Reconstruction (loss, bits/base, accuracy) on each record's first window; retrieval as `gene-ae
@@ -208,7 +207,7 @@ class _Progress:
 
 
 def run_validation(state: WorkerState, cfg: Config, val: list[np.ndarray], device, logger) -> dict[str, float]:
-    vm = validate(getattr(state.model, "module", state.model), cfg, val, device)
+    vm = validation_metrics(getattr(state.model, "module", state.model), cfg, val, device)
     if vm:
         step, per_epoch = state.step, cfg.train.steps_per_epoch
         logger.log({**vm, "epoch": step // per_epoch}, step)
@@ -342,10 +341,13 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 
 def manifest_digest(path: str) -> tuple[str, dict]:
-    raw = (Path(path) / "manifest.json").read_bytes()
-    m = json.loads(raw)
+    """The manifest's sha256 (the data's identity in MLflow) and its split counts."""
+    from shard_tools.files import sha256_file
+    from shard_tools.reader import load_manifest
+
+    m = load_manifest(path)
     counts = {f"data.{s}_{k}": v[k] for s, v in m["splits"].items() for k in ("sequences", "bases")}
-    return hashlib.sha256(raw).hexdigest(), counts
+    return sha256_file(Path(path) / "manifest.json"), counts
 
 
 def start_ray() -> None:
