@@ -127,7 +127,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.queries:
         q = read_columns(args.queries, _reader(args), (args.split,))
         cross = (q.seqs, q.labels)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = (
+        DEFAULT_METHODS if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    )
     if args.no_sourmash:
         methods = tuple(m for m in methods if not m.startswith("sourmash"))
     cfg = EvalConfig(n_queries=args.n_queries, seed=args.seed, methods=methods, align_queries=args.align_queries)
@@ -300,9 +302,9 @@ def build_parser() -> Parser:
         "labels it does not match are left out (placeholders like 'unlabelled' always are)",
     )
     v.add_argument(
-        "--methods", default=",".join(DEFAULT_METHODS),
+        "--methods", default="all",
         help="comma-separated: gene-ae, K-mer (exact counts), K-mer@SIZE or K-mer@dim (hashed to the model's "
-        f"vector size), sourmash-kK (default: {','.join(DEFAULT_METHODS)})",
+        f"vector size), sourmash-kK; all = {' '.join(DEFAULT_METHODS)}",
     )  # fmt: skip
     v.add_argument(
         "--align-queries", type=_int("align_queries"), default=eval_cfg.align_queries, metavar="N",
