@@ -22,7 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # wget: KubeRay's readiness/liveness probes; rsync/openssh-client: the Ray cluster launcher; tini: PID 1.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates wget curl rsync openssh-client tini \
+ && apt-get install -y --no-install-recommends ca-certificates wget curl rsync openssh-client tini gcc libc6-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/* \
  && python -m venv /opt/venv
 

@@ -26,7 +26,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 
 # wget: KubeRay's readiness/liveness probes; rsync/openssh-client: the Ray cluster launcher; tini: PID 1.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates wget curl rsync openssh-client tini \
+ && apt-get install -y --no-install-recommends ca-certificates wget curl rsync openssh-client tini gcc libc6-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 
 # Ubuntu 24.04 ships Python 3.12; uv installs a standalone CPython 3.11 (gene-ae's CI runs 3.11).
