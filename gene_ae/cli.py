@@ -50,10 +50,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     model = embedding.ModelInfo(model_uri, resolve_version(args.model), encoder.dim, encoder.window)
     cfg = embedding.BuildConfig(args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size)
-    try:
-        meta = embedding.build_index(iter_input(args.input, _reader(args)), embed, model, args.out, cfg, args.overwrite)
-    except ValueError as exc:
-        raise ValueError(f"{args.input}: {exc}") from None
+    records = iter_input(args.input, _reader(args))
+    meta = embedding.build_index(records, embed, model, args.out, cfg, args.overwrite, source=args.input)
     print(
         f"gene-ae embed: {len(meta.entries):,} records ({meta.kind}, dim {encoder.dim}"
         f"{', with window vectors' if meta.windows else ''}, k-mer index, sequences) from {args.input} -> {args.out}",

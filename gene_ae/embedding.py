@@ -76,12 +76,13 @@ def build_index(
     out_dir: str | Path,
     cfg: BuildConfig,
     overwrite: bool = False,
+    source: str = "input",
 ) -> IndexMeta:
     """Stream records into an index directory (gene_ae/index.py): memory is one batch of records plus the
     index itself (vectors, k-mer postings), never the collection's sequences."""
     tmp = index.staging_dir(out_dir, overwrite)
     try:
-        meta = _stream(records, embed, model, tmp, cfg)
+        meta = _stream(records, embed, model, tmp, cfg, source)
         index.commit(tmp, out_dir)
         return meta
     except BaseException:
@@ -97,7 +98,9 @@ class ModelInfo:
     window: int
 
 
-def _stream(records: Iterable[InputRecord], embed: Embed, model: ModelInfo, tmp: Path, cfg: BuildConfig) -> IndexMeta:
+def _stream(
+    records: Iterable[InputRecord], embed: Embed, model: ModelInfo, tmp: Path, cfg: BuildConfig, source: str
+) -> IndexMeta:
     from gene_ae.windows import window_starts
 
     meta = IndexMeta(model.uri, model.version, model.dim, cfg.kind, cfg.windows, [], model.window, True, True)
@@ -127,7 +130,7 @@ def _stream(records: Iterable[InputRecord], embed: Embed, model: ModelInfo, tmp:
                     _write(win_out, embed([batch[o - first].tokens[a:b] for o, a, b in spans]))
                     windows += spans
     if not meta.entries:
-        raise ValueError("no sequences to index")
+        raise ValueError(f"{source}: no sequences to embed")
     store.close()
     vectors = _read(tmp / "vectors.f32", model.dim)
     meta.kind = index.write_vectors(tmp, vectors, cfg.kind)
