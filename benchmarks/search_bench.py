@@ -22,8 +22,8 @@ ranks first):
    windows. The k-mer index is built on the first --sparse-n of the same windows and its memory and query
    time scaled linearly to 10^6 (postings grow with the collection).
 
-Without --model an untrained default-config model is used (seeded): no trained checkpoint existed when this
-was written; the dense rows then measure an untrained encoder, and the speed rows do not depend on weights.
+Without --model an untrained default-config model is used (seeded), as a control; pass the trained checkpoint
+(docs/BENCHMARKS.md gives both runs). The speed rows do not depend on weights.
 """
 
 from __future__ import annotations
