@@ -108,7 +108,7 @@ class EmbeddingMethod:
         return np.einsum("ij,ij->i", self.embed(a), self.embed(b))
 
 
-class SparseIndex:
+class SparseCosineIndex:
     """Exact cosine search over sparse L2-normalised rows (exact k-mer counts at any k, in memory
     proportional to the distinct k-mers)."""
 
@@ -155,8 +155,8 @@ class SparseKmerMethod:
     def embed(self, seqs: Sequence[np.ndarray]):
         return baselines.kmer_matrix(seqs, self.k, canonical=False)
 
-    def index(self, refs: Sequence[np.ndarray]) -> SparseIndex:
-        return SparseIndex(self.embed(refs), self.embed)
+    def index(self, refs: Sequence[np.ndarray]) -> SparseCosineIndex:
+        return SparseCosineIndex(self.embed(refs), self.embed)
 
     def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray(self.embed(a).multiply(self.embed(b)).sum(1)).ravel()
