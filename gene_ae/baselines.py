@@ -52,14 +52,13 @@ def kmer_matrix(seqs: Sequence[np.ndarray], k: int, canonical: bool = True) -> s
     15, in memory proportional to the distinct k-mers, not to 4**k. Cosine = row dot products."""
     if not 1 <= k <= 15:
         raise ValueError(f"k must be in 1..15, got {k}")
-    rc = _rc_index(k) if canonical and k <= 12 else None
     blocks = []
     for rows, chunk in _chunks(seqs, k):
         index, valid = _kmer_codes(chunk, k)
         row_of = np.repeat(rows, [c.size for c in chunk])[: index.size]
         index, row_of = index[valid], row_of[valid]
         if canonical:
-            index = np.minimum(index, rc[index] if rc is not None else _rc_codes(index, k))
+            index = np.minimum(index, _rc_codes(index, k))
         blocks.append(sparse.coo_matrix((np.ones(index.size), (row_of, index)), shape=(len(seqs), 4**k)))
     m = sparse.csr_matrix((len(seqs), 4**k)) if not blocks else sum(b.tocsr() for b in blocks)
     m = sparse.csr_matrix(m, dtype=np.float32)
@@ -81,7 +80,7 @@ def hashed_profiles(seqs: Sequence[np.ndarray], k: int, dim: int, canonical: boo
 
 
 def _rc_codes(index: np.ndarray, k: int) -> np.ndarray:
-    """Reverse complement of k-mer codes, computed (for k too large for a lookup table)."""
+    """Reverse complement of each k-mer code (A<->T is 0<->3, C<->G is 1<->2)."""
     x, rc = index.copy(), np.zeros_like(index)
     for _ in range(k):
         rc = rc * 4 + (3 - x % 4)
@@ -132,12 +131,7 @@ def _kmer_codes(pieces: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarra
 
 def _rc_index(k: int) -> np.ndarray:
     """rc[i] = index of the reverse complement of k-mer i (A<->T is 0<->3, C<->G is 1<->2)."""
-    x = np.arange(4**k, dtype=np.int64)
-    rc = np.zeros_like(x)
-    for _ in range(k):
-        rc = rc * 4 + (3 - x % 4)
-        x //= 4
-    return rc
+    return _rc_codes(np.arange(4**k, dtype=np.int64), k)
 
 
 def is_available() -> bool:
