@@ -1,6 +1,6 @@
 """Search that finds what alignment finds: quality per data set and stage, the re-ranking depth, and scale.
 
-    python benchmarks/search_bench.py [--model URI] [--parts depth,quality,scale] [--quick] [--threads 2]
+    python benchmarks/search_bench.py [--model URI] [--parts depth,quality,scale,speed] [--quick] [--threads 2]
                                       [--scale-n 1000000] [--out FILE]
 
 Three markdown tables from one run (mutated copies by gene_ae.mutate, seeded; recall@1 = the copy's source
@@ -21,6 +21,8 @@ ranks first):
    query (one query per call), recall@10 against exact search, for 10 %-mutated copies of collection
    windows. The k-mer index is built on the first --sparse-n of the same windows and its memory and query
    time scaled linearly to 10^6 (postings grow with the collection).
+4. speed: vectors (or sketches) per second from tokens for gene-ae, the 7-mer profile hashed to the model's
+   size, exact 7-mer counts and sourmash (k 21, scaled 1), on dog genes and mpox genomes, best of 3.
 
 Without --model an untrained default-config model is used (seeded), as a control; pass the trained checkpoint
 (docs/BENCHMARKS.md gives both runs). The speed rows do not depend on weights.
@@ -245,6 +247,38 @@ def quality_table(encoder, work: Path, quick: bool, sets: Sequence[str] = ()) ->
 # ------------------------------------------------------------------------------------------------- scale
 
 
+def speed_table(encoder, repeats: int = 3) -> str:
+    """Vectors (or sketches) per second from token arrays, best of `repeats`, for the model and the classic
+    methods in the same run: on genes (dog genes) and on long sequences (mpox genomes)."""
+    from gene_ae import baselines
+
+    methods: dict[str, Callable[[list[np.ndarray]], object]] = {
+        "gene-ae (Encoder.embed_tokens)": lambda s: encoder.embed_tokens(s),
+        "7-mer@512 hashed (baselines.hashed_profiles)": partial(baselines.hashed_profiles, k=7, dim=encoder.dim),
+        "exact 7-mer counts (baselines.kmer_matrix)": partial(baselines.kmer_matrix, k=7),
+    }
+    if baselines.is_available():
+        methods["sourmash k=21 scaled=1 (baselines.sketch)"] = partial(baselines.sketch, ksize=21, scaled=1)
+    sets = {"dog genes": read(DATA / "genefam" / "dog_data.txt", "class"),
+            "mpox genomes": read(DATA / "viruses" / "mpox_nextclade_examples.fasta.gz")}  # fmt: skip
+    rows = []
+    for set_name, seqs in sets.items():
+        bases = sum(s.size for s in seqs)
+        rates = {}
+        for name, fn in methods.items():
+            fn(seqs[:4])  # warm-up: imports, allocations
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn(seqs)
+                best = min(best, time.perf_counter() - start)
+            rates[name] = bases / best
+        ours = next(iter(rates.values()))
+        for name, rate in rates.items():
+            rows.append([set_name, name, f"{len(seqs):,}", f"{rate / 1e6:.2f}", f"{rate / ours:.2f}"])
+    return table(["set", "method", "sequences", "M bases/s", "/ gene-ae"], rows)
+
+
 def scale_collection(n: int, seed: int = 0) -> list[np.ndarray]:
     """n windows of 512 bases: every window (stride 256) of the shared sets, then mutated copies (1-10 %)."""
     from gene_ae.mutate import mutate
@@ -354,7 +388,7 @@ def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool, ivf: str, wor
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="model URI or checkpoint (default: untrained default-config model)")
-    p.add_argument("--parts", default="depth,quality,scale")
+    p.add_argument("--parts", default="depth,quality,scale,speed")
     p.add_argument("--quick", action="store_true", help="fewer queries (a smoke run, not for the docs)")
     p.add_argument("--sets", default="", help="quality: only these data sets (comma-separated names)")
     p.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
@@ -374,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     parts = args.parts.split(",")
-    encoder, what = make_encoder(args.model) if {"depth", "quality"} & set(parts) else (None, "")
+    encoder, what = make_encoder(args.model) if {"depth", "quality", "speed"} & set(parts) else (None, "")
     command = "python benchmarks/search_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = [f"`{command}` on {platform.node()} ({os.cpu_count()} CPUs, {args.threads} threads); model: {what}"]
     if "depth" in parts:
@@ -384,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     if "quality" in parts:
         sets = [x for x in args.sets.split(",") if x]
         out.append("### Recall@1 by stage and data set\n\n" + quality_table(encoder, work, args.quick, sets))
+    if "speed" in parts:
+        out.append("### Embedding speed, same run\n\n" + speed_table(encoder))
     if "scale" in parts:
         n = int(args.scale_n)
         table_ = scale_table(n, args.scale_queries, int(args.sparse_n), args.hnsw, args.ivf, work)

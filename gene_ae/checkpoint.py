@@ -40,7 +40,16 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
         raise FileNotFoundError(f"{d}: not a gene-ae checkpoint (needs {CONFIG_FILE} and {MODEL_FILE})")
     cfg = load_config(d)
     model = GeneAE(cfg.model)
-    model.load_state_dict(torch.load(d / MODEL_FILE, map_location="cpu", weights_only=True))
+    state = torch.load(d / MODEL_FILE, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        theirs, ours = set(state), set(model.state_dict())
+        diff = sorted(theirs ^ ours)[:3]
+        raise ValueError(
+            f"{d}: its weights do not fit this version's model (differing: {', '.join(diff) or 'shapes'}); "
+            "a checkpoint from another gene-ae version: retrain, or load it with the version that wrote it"
+        ) from None
     return model.to(device).eval(), cfg
 
 

@@ -17,13 +17,14 @@ class DataConfig:
     path: str = ""  # shard directory (manifest.json + train/ + val/)
     window: int = 512  # training window; sequences longer than this are sampled in random windows
     min_length: int = 64  # shorter records (and tails) are skipped
-    batch_size: int = 32
+    batch_size: int = 64  # per rank; also the in-batch negatives of each rank's contrastive loss
     loader_workers: int = 1  # background processes per rank; 0 decodes in the training process
     shuffle_buffer: int = 1000  # windows held for shuffling
     bucket_batches: int = 8  # batches pooled and sorted by length before batching
     windows_per_record: float = 1.0  # mean windows drawn per 1 window-length of sequence, per pass
     view_divergence: float = 0.35  # the contrastive view is mutated at up to this divergence
     rc_prob: float = 0.5  # and reverse-complemented with this probability
+    sibling_ratio: float = 0.2  # hard negative: the window mutated at 0.5-1.5 x this x the view's divergence (0 = none)
     skip_corrupt: bool = False  # count and skip undecodable samples instead of failing
     val_records: int = 256  # validation records, embedded whole (tiled like the Encoder) for recall
     val_max_length: int = 8192  # longer validation records are cut to this many bases

@@ -16,7 +16,7 @@ import numpy as np
 import webdataset as wds
 
 from gene_ae.config import DataConfig
-from gene_ae.mutate import random_view
+from gene_ae.mutate import mutate, random_view
 from gene_ae.windows import pad_batch
 from shard_tools.format import BLOCK_EXT, decode_block
 from shard_tools.reader import ShardError, load_manifest
@@ -67,24 +67,42 @@ def random_windows(
 
 
 def with_views(windows: Iterable[np.ndarray], cfg: DataConfig, rng: np.random.Generator) -> Iterator[tuple]:
-    """Pair each window with its mutated (and maybe reverse-complemented) view, cropped to the window."""
+    """Pair each window with its mutated (and maybe reverse-complemented) view, cropped to the window,
+    and, when cfg.sibling_ratio > 0, a sibling: the window mutated at about sibling_ratio times the view's
+    divergence (training's hard negative, see model.contrastive_loss)."""
     for w in windows:
-        yield w, random_view(w, rng, cfg.view_divergence, cfg.rc_prob)[: cfg.window]
+        d = float(rng.uniform(0.0, cfg.view_divergence))
+        view = random_view(w, rng, cfg.view_divergence, cfg.rc_prob, divergence=d)[: cfg.window]
+        if cfg.sibling_ratio <= 0:
+            yield w, view
+            continue
+        sibling_d = max(MIN_SIBLING_DIVERGENCE, d * cfg.sibling_ratio * float(rng.uniform(0.5, 1.5)))
+        yield w, view, mutate(w, sibling_d, rng)[: cfg.window]
+
+
+MIN_SIBLING_DIVERGENCE = 0.005  # a sibling always differs from its window: an identical one teaches nothing
+FIELDS = ("tokens", "view", "sibling")  # a batch's token arrays, in the order with_views yields them
 
 
 def bucket_batches(pairs: Iterable[tuple], batch_size: int, pool: int, rng: random.Random) -> Iterator[dict]:
-    """Pool `pool` batches of pairs, sort by length so batches pad little, emit in random order.
+    """Pool `pool` batches of pairs (or triples), sort by length so batches pad little, emit in random order.
 
-    Windows and their views are padded together to one width, so training stacks them as they are."""
+    Windows, views and siblings are padded together to one width, so training stacks them as they are.
+    Each field F comes as batch[F] and its lengths as batch[F + "_lengths"] ("lengths" for the windows)."""
 
     def emit(buf: list[tuple]) -> Iterator[dict]:
         buf.sort(key=lambda p: p[0].size)
         batches = [buf[i : i + batch_size] for i in range(0, len(buf) - batch_size + 1, batch_size)]
         rng.shuffle(batches)
         for b in batches:
-            both, lengths = pad_batch([p[0] for p in b] + [p[1] for p in b])
+            width = len(b[0])
+            padded, lengths = pad_batch([p[f] for f in range(width) for p in b])
             n = len(b)
-            yield {"tokens": both[:n], "lengths": lengths[:n], "view": both[n:], "view_lengths": lengths[n:]}
+            out = {}
+            for f, name in enumerate(FIELDS[:width]):
+                out[name] = padded[f * n : (f + 1) * n]
+                out["lengths" if f == 0 else f"{name}_lengths"] = lengths[f * n : (f + 1) * n]
+            yield out
         return buf[len(batches) * batch_size :]
 
     buf: list[tuple] = []

@@ -15,6 +15,7 @@ from gene_ae.model import GeneAE, reconstruction_counts
 from gene_ae.windows import pad_batch, tile
 from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
+EMBED_CHUNK = 1 << 14  # bases per piece when only k-mer bags make the vector
 MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
 
 
@@ -65,6 +66,18 @@ def resolve_checkpoint(uri: str) -> Path:
     return resolve_checkpoint(str(root))
 
 
+def _batches_of_bases(jobs: list, sizes: list[int], bases: int) -> list[list]:
+    """Consecutive jobs grouped so each group (padded to its longest, jobs are sorted by size) holds
+    about `bases` bases: many short pieces or a few long ones per batch."""
+    out: list[list] = []
+    start = 0
+    for end in range(1, len(jobs) + 1):
+        if end == len(jobs) or sizes[end] * (end + 1 - start) > bases:
+            out.append(jobs[start:end])
+            start = end
+    return [b for b in out if b]
+
+
 class Encoder:
     """Embeds sequences of any length; long ones are tiled into windows and pooled."""
 
@@ -93,31 +106,34 @@ class Encoder:
         x = torch.from_numpy(tokens.astype(np.int64)).to(self.device)
         return x, x != PAD
 
+    @property
+    def chunk(self) -> int:
+        """Bases per embedded piece: a training window when the LSTM trunk is in the vector; longer
+        pieces otherwise (k-mer bags take any length, and fewer pieces lose fewer boundary k-mers)."""
+        return self.window if self.cfg.model.vector_trunk else max(self.window, EMBED_CHUNK)
+
     @torch.no_grad()
     def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Token arrays -> [n, dim] L2-normalised float32.
 
-        Every sequence is tiled into windows (gene_ae.windows.tile: the last one aligned to its end);
-        windows of all sequences are batched together by length, and each sequence's vector is the
-        length-weighted mean of its windows' vectors. Memory is one batch of windows, whatever the
-        sequence lengths.
+        Every sequence is tiled into pieces (gene_ae.windows.tile: the last one aligned to its end),
+        batched together by length. A sequence's vector combines the sum of its pieces' parts
+        (GeneAE.combine), so it does not depend on how the sequence was cut. Memory is one batch of
+        pieces, whatever the sequence lengths.
         """
         empty = next((i for i, s in enumerate(seqs) if s.size == 0), None)
         if empty is not None:
             raise ValueError(f"row {empty}: empty sequence")
-        w = self.window
+        w = self.chunk
         jobs = tile(seqs, w)
-        sums = np.zeros((len(seqs), self.dim), dtype=np.float64)
-        weights = np.zeros(len(seqs), dtype=np.float64)
-        for b in range(0, len(jobs), batch_size):
-            batch = jobs[b : b + batch_size]
+        paths = self.cfg.model.n_paths
+        sums = torch.zeros((len(seqs), paths * self.dim), dtype=torch.float32)
+        for batch in _batches_of_bases(jobs, [min(seqs[i].size - s, w) for i, s in jobs], batch_size * self.window):
             pieces = [seqs[i][start : start + w] for i, start in batch]
-            mu = self.model.encode(*self._tensor(pieces)).vector.float().cpu().numpy()
-            for row, (i, _) in enumerate(batch):
-                sums[i] += mu[row] * pieces[row].size
-                weights[i] += pieces[row].size
-        means = sums / weights[:, None]
-        return (means / np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+            parts = self.model.vector_parts(*self._tensor(pieces)).float().cpu()
+            sums.index_add_(0, torch.tensor([i for i, _ in batch]), parts.reshape(len(pieces), -1))
+        vectors = self.model.combine(sums.view(len(seqs), paths, self.dim).to(self.device)).float().cpu()
+        return torch.nn.functional.normalize(vectors, dim=-1).numpy()
 
     def embed(self, seqs: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.embed_tokens(validate(seqs), batch_size)

@@ -3,14 +3,21 @@
 encoder: tokens -> embedding -> strided conv blocks (length / downsample) -> (Bi)LSTM -> h [B, T, H]
    latent ("code"): a linear map of h at every coarse position, [B, T, code_dim]: a fixed-size bottleneck
             (window / downsample x code_dim values, 512 for the defaults) that keeps position
-   vector:  masked pooling of h + learned canonical k-mer bags -> [B, latent_dim]: the search vector
+   vector:  the search vector [B, latent_dim], a sum over "paths": each learned canonical k-mer bag (and,
+            with vector_trunk, the pooled h) is summed over the sequence and L2-normalised
 decoder: code -> coarse convs -> transposed-conv upsampling -> conv -> logits over the alphabet
 
 The decoder sees only the code (no teacher forcing, nothing autoregressive), so everything it
 reconstructs must pass through the latent. A latent pooled over the whole window cannot hold a
 window's bases: a decoder fed one would learn base composition only (the failure this project was
 started to fix). A bottleneck that keeps position can; the search vector, which must ignore where a
-mutation shifted things, is the pooled summary of the same encoder.
+mutation shifted things, is a pooled summary.
+
+The search vector's paths are sums over positions ("parts"), so a long sequence's vector is its
+windows' parts added up and then normalised per path: exactly what one pass over the whole sequence
+would give, whatever its length (a mean of per-window vectors let the short-k path drown the long-k
+one on genomes). By default the pooled LSTM trunk stays out of the vector: on the val split it lowered
+recall at every divergence, and without it embedding skips the LSTM (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ class ModelConfig:
     code_dim: int = 8  # latent values per coarse position: the latent of a window is window/downsample x code_dim
     window: int = 512  # longest window trained and decoded; must be divisible by downsample
     variational: bool = False  # the code is sampled (mu, logvar) in training, with a KL term
-    pooling: str = "mean"  # "mean" | "attention" | "max"  (masked)
+    pooling: str = "mean"  # "mean" | "attention" | "max"  (masked; the trunk path only)
+    vector_trunk: bool = False  # add the pooled conv + LSTM trunk to the search vector as one more path
     dropout: float = 0.0
     kmer_sizes: tuple[int, ...] = (5, 7)  # k-mer bag paths added to the search vector; () for conv-LSTM only
     canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
@@ -64,11 +72,18 @@ class ModelConfig:
             raise ValueError(f"channels must be a multiple of 4 and at least 8, got {self.channels}")
         if self.code_dim < 1 or self.latent_dim < 1 or self.kmer_buckets < 1:
             raise ValueError("code_dim, latent_dim and kmer_buckets must be positive")
+        if not self.kmer_sizes and not self.vector_trunk:
+            raise ValueError("the search vector needs a path: give kmer_sizes or set vector_trunk")
 
     @property
     def n_scales(self) -> int:
         """Number of stride-2 conv blocks (and of upsampling blocks in the decoder)."""
         return int(math.log2(self.downsample))
+
+    @property
+    def n_paths(self) -> int:
+        """Paths summed into the search vector: one per k-mer bag, plus the trunk's."""
+        return len(self.kmer_sizes) + int(self.vector_trunk)
 
     @property
     def code_size(self) -> int:
@@ -145,6 +160,7 @@ class Encoded:
     """What the encoder gives: the search vector, and the latent code the decoder reads."""
 
     vector: torch.Tensor  # [B, latent_dim], not normalised
+    parts: torch.Tensor  # [B, n_paths, latent_dim]: each path summed over positions (model.combine -> vector)
     code: torch.Tensor  # [B, T, code_dim], T = ceil(L / downsample); zero past each sequence's end
     code_logvar: torch.Tensor | None  # [B, T, code_dim] when variational
 
@@ -176,13 +192,13 @@ class GeneAE(nn.Module):
         self.to_code = nn.Linear(enc_out + enc_widths[-1], cfg.code_dim)
         self.to_code_logvar = nn.Linear(enc_out + enc_widths[-1], cfg.code_dim) if cfg.variational else None
 
-        # The search vector: pooled trunk + k-mer bags. A mean of learned k-mer vectors is, at
+        # The search vector: k-mer bags (+ the pooled trunk). A sum of random k-mer vectors is, at
         # initialisation, a random projection of the k-mer profile (as good as a hashed k-mer sketch);
-        # training reshapes both paths.
-        self.attn = nn.Linear(enc_out, 1) if cfg.pooling == "attention" else None
-        self.to_vector = nn.Linear(enc_out, cfg.latent_dim)
+        # training reshapes it. Parameters exist only for paths in use: DDP refuses unused ones.
+        self.attn = nn.Linear(enc_out, 1) if cfg.vector_trunk and cfg.pooling == "attention" else None
+        self.to_vector = nn.Linear(enc_out, cfg.latent_dim, bias=False) if cfg.vector_trunk else None
         self.kmer_bags = nn.ModuleList(
-            nn.EmbeddingBag(cfg.kmer_rows(k), cfg.latent_dim, mode="mean", padding_idx=cfg.kmer_rows(k) - 1)
+            nn.EmbeddingBag(cfg.kmer_rows(k), cfg.latent_dim, mode="sum", padding_idx=cfg.kmer_rows(k) - 1)
             for k in cfg.kmer_sizes
         )
         for bag in self.kmer_bags:
@@ -190,12 +206,6 @@ class GeneAE(nn.Module):
             with torch.no_grad():
                 bag.weight[-1].zero_()
             bag.weight.requires_grad_(not cfg.freeze_kmers)
-        # No empty parameter when there are no bags: DDP refuses parameters that never get a gradient.
-        self.kmer_scale = nn.Parameter(torch.ones(len(cfg.kmer_sizes))) if cfg.kmer_sizes else None
-        if cfg.kmer_sizes:
-            with torch.no_grad():
-                self.to_vector.weight.mul_(0.1)
-                self.to_vector.bias.zero_()
 
         # Decoder: code -> coarse features -> upsampling (widths halve, floor 64) -> local conv -> logits.
         self.from_code = nn.Conv1d(cfg.code_dim, c, kernel_size=3, padding=1)
@@ -207,11 +217,7 @@ class GeneAE(nn.Module):
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> Encoded:
         """tokens, mask [B, L] (right-padded, any L) -> the search vector and the latent code."""
-        ds = self.cfg.downsample
-        extra = -tokens.shape[1] % ds  # pad to a multiple of downsample so every scale halves exactly
-        if extra:
-            tokens = F.pad(tokens, (0, extra), value=PAD)
-            mask = F.pad(mask, (0, extra), value=False)
+        tokens, mask = self._pad(tokens, mask)
         m = mask.float()
         x = self.embedding(tokens).transpose(1, 2) * m.unsqueeze(1)  # [B, E, L]
         for block in self.down:
@@ -224,23 +230,57 @@ class GeneAE(nn.Module):
         both = torch.cat([h, local.to(h.dtype)], -1)
         code = self.to_code(both) * valid
         logvar = self.to_code_logvar(both) * valid if self.to_code_logvar is not None else None
-        return Encoded(self._vector(h, valid, tokens.masked_fill(~mask, PAD)), code, logvar)
+        parts = self._parts(tokens.masked_fill(~mask, PAD), h, valid)
+        return Encoded(self.combine(parts), parts, code, logvar)
 
-    def _vector(self, h: torch.Tensor, valid: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def vector_parts(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The search vector's parts [B, n_paths, latent_dim] alone. Without the trunk path this skips the
+        conv + LSTM entirely (the fast path of embedding), and any length works, not only a window."""
+        if self.cfg.vector_trunk:
+            return self.encode(tokens, mask).parts
+        tokens, mask = self._pad(tokens, mask)
+        return self._parts(tokens.masked_fill(~mask, PAD), None, None)
+
+    def search_vector(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The (unnormalised) search vector of each row: model.combine of vector_parts."""
+        return self.combine(self.vector_parts(tokens, mask))
+
+    @staticmethod
+    def combine(parts: torch.Tensor) -> torch.Tensor:
+        """[..., n_paths, D] per-path sums -> [..., D]: each path L2-normalised, then summed.
+
+        Normalising after pooling keeps every path's weight the same at any sequence length. The weights
+        are equal and fixed: learned ones drifted to the 5-mer path (1.4 : 0.5 after 540 steps), which
+        finds far copies of genes but blurs the few differences between genomes of one clade (val split,
+        docs/RESULTS.md)."""
+        return F.normalize(parts.float(), dim=-1).sum(-2)
+
+    def _pad(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        extra = -tokens.shape[1] % self.cfg.downsample  # a multiple of downsample: every scale halves exactly
+        if extra:
+            tokens = F.pad(tokens, (0, extra), value=PAD)
+            mask = F.pad(mask, (0, extra), value=False)
+        return tokens, mask
+
+    def _parts(self, tokens: torch.Tensor, h: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor:
+        parts = [
+            _bag_sum(bag, kmer_ids(tokens, k, self.cfg.canonical_kmers, self.cfg.kmer_rows(k) - 1))
+            for k, bag in zip(self.cfg.kmer_sizes, self.kmer_bags)
+        ]
+        if self.to_vector is not None:
+            assert h is not None and valid is not None
+            parts.append(self.to_vector(self.drop(self._pool(h, valid))).float() * valid.sum(1).float())
+        return torch.stack(parts, 1)
+
+    def _pool(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Masked pooling of the trunk; the caller weights it by length, so windows add up like sums."""
         if self.cfg.pooling == "mean":
-            pooled = (h * valid).sum(1) / valid.sum(1).clamp(min=1)
-        elif self.cfg.pooling == "max":
+            return (h * valid).sum(1) / valid.sum(1).clamp(min=1)
+        if self.cfg.pooling == "max":
             pooled = h.masked_fill(~valid, torch.finfo(h.dtype).min).amax(1)
-            pooled = pooled.masked_fill(~valid.any(1), 0.0)  # an all-padding row pools to zero, not -huge
-        else:
-            scores = self.attn(h).float().masked_fill(~valid, torch.finfo(torch.float32).min)
-            pooled = (torch.softmax(scores, dim=1).to(h.dtype) * h).sum(1)
-        vector = self.to_vector(self.drop(pooled)).float()
-        scales = self.kmer_scale if self.kmer_scale is not None else ()
-        for k, bag, scale in zip(self.cfg.kmer_sizes, self.kmer_bags, scales):
-            ids = kmer_ids(tokens, k, self.cfg.canonical_kmers, self.cfg.kmer_rows(k) - 1)
-            vector = vector + scale * F.normalize(bag(ids).float(), dim=-1)
-        return vector
+            return pooled.masked_fill(~valid.any(1), 0.0)  # an all-padding row pools to zero, not -huge
+        scores = self.attn(h).float().masked_fill(~valid, torch.finfo(torch.float32).min)
+        return (torch.softmax(scores, dim=1).to(h.dtype) * h).sum(1)
 
     def decode(self, code: torch.Tensor, length: int) -> torch.Tensor:
         """code [B, T, code_dim] -> logits [B, length, vocab], length <= T x downsample."""
@@ -251,43 +291,71 @@ class GeneAE(nn.Module):
             x = block(x)
         return self.to_logits(self.fine(x))[:, :, :length].transpose(1, 2)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """Encode, sample the code when variational and training, decode to the input's length."""
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor, others: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor | None]:
+        """Encode, sample the code when variational and training, decode to the input's length. `others`
+        (more token rows, e.g. views) get only their search vectors, as out["others"]: one forward call,
+        so DDP sees every use of the parameters."""
         enc = self.encode(tokens, mask)
         z = enc.code
         if enc.code_logvar is not None and self.training:
             z = z + torch.randn_like(z) * torch.exp(0.5 * enc.code_logvar)
         logits = self.decode(z, tokens.shape[1])
-        return {"logits": logits, "vector": enc.vector, "code": enc.code, "z": z, "logvar": enc.code_logvar}
+        extra = self.search_vector(others, others != PAD) if others is not None else None
+        return {
+            "logits": logits, "vector": enc.vector, "others": extra, "code": enc.code, "z": z,
+            "logvar": enc.code_logvar,
+        }  # fmt: skip
 
     def embed(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The search vector, L2-normalised, computed in eval mode (no dropout, no sampling)."""
         was_training = self.training
         self.eval()
         try:
-            vector = self.encode(tokens, mask).vector
+            vector = self.search_vector(tokens, mask)
         finally:
             self.train(was_training)
         return F.normalize(vector.float(), dim=-1)
 
 
+def _bag_sum(bag: nn.EmbeddingBag, ids: torch.Tensor) -> torch.Tensor:
+    """Sum of the k-mer vectors of each row. Long rows are counted first and multiplied (one dense matmul
+    instead of a gather per k-mer: 3.5x faster at 4 kb, more beyond); both give the same sums."""
+    rows = bag.weight.shape[0]
+    if 3 * ids.shape[1] < rows:  # measured crossover: gathers win below about a third of the rows
+        return bag(ids).float()
+    counts = torch.zeros(ids.shape[0], rows, dtype=bag.weight.dtype, device=ids.device)
+    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=counts.dtype))
+    return (counts[:, :-1] @ bag.weight[:-1]).float()  # the last row is padding
+
+
 def kmer_ids(tokens: torch.Tensor, k: int, canonical: bool = True, buckets: int | None = None) -> torch.Tensor:
     """[B, L] tokens -> [B, max(L-k+1, 1)] k-mer ids in [0, buckets); k-mers touching N or padding get the pad
-    id `buckets`. Vocabularies larger than `buckets` (default 4**k: none) are hashed into it."""
+    id `buckets`. Vocabularies larger than `buckets` (default 4**k: none) are hashed into it.
+
+    Built from k shifted slices (no [B, L, k] unfold): this runs once per base embedded, so it sets the
+    embedding speed."""
     buckets = buckets or 4**k
     pad_id = buckets
     if tokens.shape[1] < k:
         return torch.full((tokens.shape[0], 1), pad_id, dtype=torch.long, device=tokens.device)
-    codes = (tokens.long() - FIRST_BASE).clamp(0, 3)
-    is_base = (tokens >= FIRST_BASE) & (tokens < FIRST_BASE + 4)
-    windows = codes.unfold(1, k, 1)  # [B, L-k+1, k]
-    place = 4 ** torch.arange(k - 1, -1, -1, device=tokens.device)
-    ids = (windows * place).sum(-1)
+    n = tokens.shape[1] - k + 1
+    codes = (tokens.to(torch.int32) - FIRST_BASE).clamp(0, 3)
+    ids = torch.zeros(tokens.shape[0], n, dtype=torch.int32, device=tokens.device)
+    for j in range(k):
+        ids.mul_(4).add_(codes[:, j : j + n])
     if canonical:
-        ids = torch.minimum(ids, ((3 - windows).flip(-1) * place).sum(-1))
+        rc = torch.zeros_like(ids)
+        for j in range(k - 1, -1, -1):
+            rc.mul_(4).add_(3 - codes[:, j : j + n])
+        ids = torch.minimum(ids, rc)
+    ids = ids.long()
     if buckets < 4**k:
         ids = (ids * 2654435761) % buckets  # multiplicative hash: neighbouring ids land far apart
-    return ids.masked_fill(~is_base.unfold(1, k, 1).all(-1), pad_id)
+    not_base = ((tokens < FIRST_BASE) | (tokens >= FIRST_BASE + 4)).to(torch.int32)
+    bad = F.pad(not_base.cumsum(1), (1, 0))  # bad[:, i] = non-bases before position i
+    return ids.masked_fill((bad[:, k : k + n] - bad[:, :n]) > 0, pad_id)
 
 
 def reconstruction_counts(
@@ -335,6 +403,31 @@ def info_nce(
     forward = torch.cat([z2, neg]) @ z1.T  # [B + Q, B]
     backward = torch.cat([z1, neg]) @ z2.T
     return 0.5 * (F.cross_entropy(forward.T / temperature, labels) + F.cross_entropy(backward.T / temperature, labels))
+
+
+def contrastive_loss(
+    anchor: torch.Tensor,
+    view: torch.Tensor,
+    temperature: float = 0.1,
+    sibling: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """InfoNCE between windows and their views, with each window's sibling as a hard negative.
+
+    A sibling is the window mutated a little (a near-identical relative, as genomes of one clade are).
+    The view was mutated from the window, not from the sibling, so the window must rank above every
+    sibling for the view: this trains the vector to keep the small differences that tell relatives
+    apart, where views alone train only invariance ("all of these are the same").
+    """
+    if sibling is None:
+        return info_nce(anchor, view, temperature, negatives)
+    a, v, s = (F.normalize(t.float(), dim=-1) for t in (anchor, view, sibling))
+    labels = torch.arange(a.shape[0], device=a.device)
+    keys = torch.cat([a, s] if negatives is None else [a, s, F.normalize(negatives.float(), dim=-1)])
+    to_windows = F.cross_entropy(v @ keys.T / temperature, labels)
+    back = torch.cat([v] if negatives is None else [v, F.normalize(negatives.float(), dim=-1)])
+    to_views = F.cross_entropy(a @ back.T / temperature, labels)
+    return 0.5 * (to_windows + to_views)
 
 
 class NegativeQueue:

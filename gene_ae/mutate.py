@@ -76,14 +76,19 @@ def mutate(
 
 
 def random_view(
-    tokens: np.ndarray, rng: np.random.Generator, max_divergence: float, rc_prob: float = 0.5
+    tokens: np.ndarray,
+    rng: np.random.Generator,
+    max_divergence: float,
+    rc_prob: float = 0.5,
+    divergence: float | None = None,
 ) -> np.ndarray:
     """A positive view for contrastive training: mutate at a uniform divergence, maybe reverse-complement.
 
-    The divergence is drawn from [0, max_divergence] so the model sees near and far relatives alike;
-    reverse complementing teaches it that both strands are the same molecule.
+    The divergence is drawn from [0, max_divergence] (unless given) so the model sees near and far
+    relatives alike; reverse complementing teaches it that both strands are the same molecule.
     """
-    view = mutate(tokens, float(rng.uniform(0.0, max_divergence)), rng)
+    d = float(rng.uniform(0.0, max_divergence)) if divergence is None else divergence
+    view = mutate(tokens, d, rng)
     if rng.random() < rc_prob:
         view = reverse_complement(view)
     return view

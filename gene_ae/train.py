@@ -24,7 +24,7 @@ import torch
 
 from gene_ae.config import Config, load_config
 from gene_ae.data import train_loader, val_records
-from gene_ae.model import GeneAE, NegativeQueue, info_nce, kl_loss, reconstruction_loss
+from gene_ae.model import GeneAE, NegativeQueue, contrastive_loss, kl_loss, reconstruction_loss
 from shard_tools.alphabet import PAD
 
 LN2 = math.log(2)
@@ -48,23 +48,33 @@ def lr_lambda(cfg: Config):
 def batch_loss(
     model, batch: dict, cfg: Config, step: int, device: torch.device, queue: NegativeQueue | None = None
 ) -> tuple[torch.Tensor, dict]:
-    """Reconstruction of windows and views (masked to real bases) + InfoNCE between them (+ KL).
+    """Reconstruction of the windows (masked to real bases) + InfoNCE between windows and views, with
+    siblings as hard negatives (+ KL).
 
     With a queue, earlier batches' vectors are extra negatives, and this batch's join the queue."""
-    n = len(batch["tokens"])
-    both = np.concatenate([np.asarray(batch["tokens"]), np.asarray(batch["view"])])  # padded to one width
-    x = torch.from_numpy(both.astype(np.int64)).to(device)
+
+    def tensor(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(batch[name]).astype(np.int64)).to(device)
+
+    x = tensor("tokens")
     mask = x != PAD
+    # Views and siblings only need the search vector: without the trunk path that is the k-mer bags
+    # alone, so they cost little beside the autoencoder's pass over the windows.
+    contrastive = cfg.train.contrastive_weight > 0
+    names = ["view"] + (["sibling"] if "sibling" in batch else [])
+    others = torch.cat([tensor(name) for name in names]) if contrastive else None
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        out = model(x, mask)
+        out = model(x, mask, others)
         rec, acc = reconstruction_loss(out["logits"].float(), x, mask)
         loss = rec
         metrics = {"loss_rec": rec.item(), "bits_per_base": rec.item() / LN2, "accuracy": acc.item()}
-        if cfg.train.contrastive_weight > 0:
+        if contrastive:
+            vecs = out["others"].float().split(len(x))
             vec = out["vector"].float()
-            nce = info_nce(vec[:n], vec[n:], cfg.train.temperature, queue.get() if queue else None)
+            sibling = vecs[1] if len(vecs) > 1 else None
+            nce = contrastive_loss(vec, vecs[0], cfg.train.temperature, sibling, queue.get() if queue else None)
             if queue is not None:
-                queue.push(vec)
+                queue.push(torch.cat([vec, vecs[0]]))
             loss = loss + cfg.train.contrastive_weight * nce
             metrics["loss_nce"] = nce.item()
         if out["logvar"] is not None:

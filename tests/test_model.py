@@ -15,6 +15,7 @@ from gene_ae.model import (
     GeneAE,
     ModelConfig,
     NegativeQueue,
+    contrastive_loss,
     count_parameters,
     info_nce,
     kl_loss,
@@ -49,7 +50,7 @@ def random_batch(batch: int, length: int, lengths: list[int] | None = None) -> t
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("variational", [False, True])
 def test_forward_shapes(pooling: str, variational: bool) -> None:
-    cfg = tiny(pooling=pooling, variational=variational)
+    cfg = tiny(pooling=pooling, variational=variational, vector_trunk=True)
     model = GeneAE(cfg)
     tokens, mask = random_batch(3, 50, [50, 31, 7])
     out = model(tokens, mask)
@@ -83,7 +84,7 @@ def test_config_validation() -> None:
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_encode_is_padding_invariant(pooling: str) -> None:
-    model = GeneAE(tiny(pooling=pooling, lstm_layers=2, dropout=0.1)).eval()
+    model = GeneAE(tiny(pooling=pooling, lstm_layers=2, dropout=0.1, vector_trunk=True)).eval()
     tokens, mask = random_batch(3, 50, [50, 29, 3])
     enc = model.encode(tokens, mask)
     mu, code = enc.vector, enc.code
@@ -163,22 +164,43 @@ def _encoder(cfg: ModelConfig) -> Encoder:
     return Encoder(GeneAE(cfg), full, device="cpu")
 
 
-def test_long_sequences_tile_and_average_windows() -> None:
-    encoder = _encoder(tiny())
-    model = encoder.model
+def test_long_sequences_add_up_their_pieces_parts() -> None:
+    """A long sequence's vector is its pieces' per-path sums added, then combined: with the trunk in the
+    vector the pieces are windows; with k-mer bags alone the whole sequence is one piece."""
     seq = np.random.default_rng(0).integers(alphabet.A, alphabet.T + 1, 2 * 64 + 10, dtype=np.uint8)
-    vec = encoder.embed_tokens([seq], batch_size=2)[0]
+    one = torch.ones(1, seq.size, dtype=torch.bool)
+
+    trunk = _encoder(tiny(vector_trunk=True))
+    vec = trunk.embed_tokens([seq], batch_size=2)[0]
     windows = torch.from_numpy(np.stack([seq[0:64], seq[64:128], seq[-64:]]).astype(np.int64))
-    mu = model.encode(windows, torch.ones_like(windows, dtype=torch.bool)).vector
-    expected = torch.nn.functional.normalize(mu.mean(0), dim=0).detach().numpy()
+    parts = trunk.model.encode(windows, torch.ones_like(windows, dtype=torch.bool)).parts
+    expected = torch.nn.functional.normalize(trunk.model.combine(parts.sum(0)), dim=0).detach().numpy()
     assert vec.dtype == np.float32 and np.allclose(vec, expected, atol=1e-5)
+
+    bags = _encoder(tiny())
+    whole = torch.from_numpy(seq.astype(np.int64))[None]
+    expected = bags.model.embed(whole, one)[0].detach().numpy()
+    assert np.allclose(bags.embed_tokens([seq])[0], expected, atol=1e-5)
+    assert bags.model.to_vector is None  # no trunk path: its parameters do not exist
 
     short = seq[:30]  # shorter than a window: encoded whole
     t = torch.from_numpy(short.astype(np.int64))[None]
-    expected = model.embed(t, torch.ones_like(t, dtype=torch.bool))[0].detach().numpy()
-    assert np.allclose(encoder.embed_tokens([short])[0], expected, atol=1e-5)
+    expected = trunk.model.embed(t, torch.ones_like(t, dtype=torch.bool))[0].detach().numpy()
+    assert np.allclose(trunk.embed_tokens([short])[0], expected, atol=1e-5)
     with pytest.raises(ValueError):
-        encoder.embed_tokens([seq[:0]])
+        trunk.embed_tokens([seq[:0]])
+
+
+def test_path_normalisation_keeps_each_k_weighted_at_any_length() -> None:
+    """Each path is normalised after pooling, so on a long sequence the 7-mer path weighs as much as the
+    5-mer one (a mean of normalised windows let the smoother short-k path dominate)."""
+    model = GeneAE(tiny(kmer_sizes=(5, 7))).eval()
+    seq = torch.randint(alphabet.A, alphabet.T + 1, (1, 20_000))
+    with torch.no_grad():
+        parts = model.vector_parts(seq, torch.ones_like(seq, dtype=torch.bool))[0]
+        vec = model.combine(parts)
+        shares = [float(torch.nn.functional.normalize(p, dim=0) @ vec) for p in parts]
+    assert abs(shares[0] - shares[1]) < 0.1 * max(shares), shares
 
 
 def test_embed_200kb_with_default_model() -> None:
@@ -196,7 +218,7 @@ def test_default_model_size() -> None:
 
 
 def test_bf16_autocast_forward_backward() -> None:
-    model = GeneAE(tiny(pooling="attention", variational=True))
+    model = GeneAE(tiny(pooling="attention", variational=True, vector_trunk=True))
     tokens, mask = random_batch(2, 64, [64, 33])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(tokens, mask)
@@ -224,13 +246,14 @@ def test_tiny_model_overfits_four_sequences() -> None:
     assert acc >= 0.95
 
 
-@pytest.mark.parametrize("kmer_sizes", [(), (3, 4, 5)])
-def test_every_parameter_gets_a_gradient(kmer_sizes) -> None:
-    """DDP fails on parameters that never receive a gradient (an empty k-mer scale did, with no bags)."""
-    model = GeneAE(tiny(kmer_sizes=kmer_sizes))
+@pytest.mark.parametrize("kmer_sizes,trunk", [((), True), ((3, 4, 5), False), ((3, 4, 5), True)])
+def test_every_parameter_gets_a_gradient(kmer_sizes, trunk) -> None:
+    """DDP fails on parameters that never receive a gradient: an unused trunk projection would, without
+    the trunk path in the vector."""
+    model = GeneAE(tiny(kmer_sizes=kmer_sizes, vector_trunk=trunk))
     x, mask = random_batch(3, 64)
-    out = model(x, mask)
-    loss = reconstruction_loss(out["logits"], x, mask)[0] + info_nce(out["vector"], out["vector"].flip(0))
+    out = model(x, mask, x.flip(0))
+    loss = reconstruction_loss(out["logits"], x, mask)[0] + contrastive_loss(out["vector"], out["others"])
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.numel() == 0]
     assert missing == [], missing

@@ -15,7 +15,7 @@ import torch
 import webdataset as wds
 
 from gene_ae.data import DataConfig, decode_samples, shard_urls, train_loader
-from gene_ae.model import GeneAE, ModelConfig, reconstruction_loss
+from gene_ae.model import GeneAE, ModelConfig, contrastive_loss, info_nce, reconstruction_loss
 from gene_ae.train import FAIL_AT_STEP_ENV
 from shard_tools import iter_blocks, read_shards
 from shard_tools.inputs import ReaderConfig, read_records
@@ -93,6 +93,38 @@ def test_every_rank_yields_the_same_batch_count(shards, loader_workers):
     tokens, lengths = np.asarray(batch["tokens"]), np.asarray(batch["lengths"])
     assert tokens.shape[0] == 4 and tokens.shape[1] <= 256 and (lengths >= cfg.min_length).all()
     assert (tokens[np.arange(4), lengths - 1] >= 3).all()  # real bases up to each length
+
+
+def test_siblings_are_nearer_than_the_batch_and_the_loss_ranks_the_window_above_them(shards):
+    """The hard negative must be hard: each window's sibling is far nearer to it (edit distance) than any
+    other window in the batch, and farther than nothing the view is compared with by construction. The
+    loss must prefer vectors that rank the window above its sibling for the view."""
+    import edlib
+
+    cfg = DataConfig(path=str(shards), window=256, batch_size=6, loader_workers=0, shuffle_buffer=20, bucket_batches=2)
+    batch = next(iter(train_loader(cfg, 0, batches=1, seed=3)))
+    tokens, siblings = np.asarray(batch["tokens"]), np.asarray(batch["sibling"])
+    lengths, sib_lengths = np.asarray(batch["lengths"]), np.asarray(batch["sibling_lengths"])
+
+    def dist(i: int, j: int) -> float:
+        a, b = tokens[i, : lengths[i]].tobytes(), siblings[j, : sib_lengths[j]].tobytes()
+        return edlib.align(a, b)["editDistance"] / max(len(a), len(b))
+
+    for i in range(len(tokens)):
+        own = dist(i, i)
+        assert 0 < own <= 0.2, own  # mutated a little (up to 0.3 x 35 % = 10.5 %, indels of 1-3 bases)
+        assert all(own * 2.5 < dist(i, j) for j in range(len(tokens)) if j != i)
+
+    torch.manual_seed(0)
+    a = torch.randn(6, 32)
+    v = a + 0.5 * torch.randn(6, 32)
+    assert torch.allclose(contrastive_loss(a, v), info_nce(a, v))  # no siblings: plain InfoNCE
+    near = a + 0.4 * torch.randn(6, 32)  # siblings as near the window as the view is
+    assert contrastive_loss(a, v, sibling=near) > info_nce(a, v) + 0.1
+    # vectors that keep the window's own detail (the view shares it, the sibling does not) score better
+    detail = torch.randn(6, 32)
+    keeps = contrastive_loss(a + detail, v + detail, sibling=near)
+    assert keeps < contrastive_loss(a, v, sibling=near)
 
 
 def _train(
