@@ -121,15 +121,31 @@ def encode_block(parts: list[tuple[dict, np.ndarray]], level: int | None, block_
     return _member(u8_meta, tokens.tobytes(), _compressor(level or choose_level(probe_bpb), block_bases))
 
 
+MAX_META_BYTES = 1 << 26  # a block's metadata frame; real ones are a few kB
+MAX_BODY_BYTES = 1 << 31  # a block's bases; real blocks hold --block-bases (default 4 M)
+
+
+def _decompress(dctx: zstandard.ZstdDecompressor, frame: bytes, limit: int) -> bytes:
+    """Decompress one frame of at most `limit` bytes: a damaged header declaring terabytes is an error,
+    not an attempt to allocate them."""
+    declared = zstandard.frame_content_size(frame)  # -1: not declared
+    if declared > limit:
+        raise ValueError(f"corrupt block: a frame declares {declared:,} bytes, more than the {limit:,} expected")
+    return dctx.decompress(frame, max_output_size=limit)
+
+
 def decode_block(member: bytes) -> list[BlockRecord]:
     """Inverse of encode_block; raises ValueError on any inconsistency."""
     try:
         dctx = zstandard.ZstdDecompressor()
         n = int.from_bytes(member[:4], "little")
-        meta = json.loads(dctx.decompress(member[4 : 4 + n]))
-        body = dctx.decompress(member[4 + n :])
+        meta = json.loads(_decompress(dctx, member[4 : 4 + n], MAX_META_BYTES))
         columns = meta["columns"]
         lengths = [int(x) for x in columns["len"]]
+        expected = sum(lengths) if meta["codec"] == "u8" else -(-sum(lengths) // 4)
+        if not 0 <= expected <= MAX_BODY_BYTES or any(x < 0 for x in lengths):
+            raise ValueError(f"corrupt block: its records claim {sum(lengths):,} bases")
+        body = _decompress(dctx, member[4 + n :], max(expected, 1))
     except (zstandard.ZstdError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"corrupt block: {exc}") from None
     total = sum(lengths)

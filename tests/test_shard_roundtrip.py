@@ -171,3 +171,24 @@ def test_gnu_tar_lists_shards(sharded) -> None:
         for shard in manifest["splits"][split]["shards"]:
             names = subprocess.run([tar, "-tf", out / shard["name"]], capture_output=True, text=True, check=True)
             assert len(names.stdout.split()) == shard["samples"]
+
+
+def test_a_block_declaring_a_huge_size_is_an_error_not_an_allocation() -> None:
+    """A damaged zstd header may declare terabytes; decoding refuses it before allocating (Hypothesis
+    found a MemoryError there)."""
+    import json as _json
+
+    import numpy as np
+    import zstandard
+
+    from shard_tools.format import MAX_META_BYTES, decode_block, encode_block
+
+    good = encode_block([({"id": "r1", "len": 8}, np.full(8, 3, np.uint8))], 3, 1 << 16)
+    assert decode_block(good)[0].tokens.size == 8
+    huge_meta = zstandard.ZstdCompressor().compress(bytes(MAX_META_BYTES + 1))  # declares its size, tiny
+    with pytest.raises(ValueError, match="declares"):
+        decode_block(len(huge_meta).to_bytes(4, "little") + huge_meta)
+    meta = zstandard.ZstdCompressor().compress(_json.dumps({"codec": "u8", "columns": {"len": [8]}}).encode())
+    body = zstandard.ZstdCompressor().compress(bytes(1 << 20))  # 1 MiB where the records say 8 bases
+    with pytest.raises(ValueError, match="declares"):
+        decode_block(len(meta).to_bytes(4, "little") + meta + body)
