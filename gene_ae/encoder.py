@@ -66,6 +66,12 @@ def resolve_checkpoint(uri: str) -> Path:
     return resolve_checkpoint(str(root))
 
 
+def _cuts(seqs: Sequence[np.ndarray], every: int) -> list[tuple[int, int]]:
+    """(sequence index, start) every `every` bases, sorted by the piece's length (as windows.tile)."""
+    jobs = [(i, start) for i, s in enumerate(seqs) for start in range(0, s.size, every)]
+    return sorted(jobs, key=lambda j: min(seqs[j[0]].size - j[1], every))
+
+
 def _batches_of_bases(jobs: list, sizes: list[int], bases: int) -> list[list]:
     """Consecutive jobs grouped so each group (padded to its longest, jobs are sorted by size) holds
     about `bases` bases: many short pieces or a few long ones per batch."""
@@ -106,30 +112,33 @@ class Encoder:
         x = torch.from_numpy(tokens.astype(np.int64)).to(self.device)
         return x, x != PAD
 
-    @property
-    def chunk(self) -> int:
-        """Bases per embedded piece: a training window when the LSTM trunk is in the vector; longer
-        pieces otherwise (k-mer bags take any length, and fewer pieces lose fewer boundary k-mers)."""
-        return self.window if self.cfg.model.vector_trunk else max(self.window, EMBED_CHUNK)
+    def _pieces(self) -> tuple[int, int]:
+        """(piece length, overlap) for embedding. With the LSTM trunk in the vector: training windows,
+        tiled with the last one aligned to the end. With k-mer bags alone: cuts every EMBED_CHUNK bases,
+        each piece running k_max - 1 bases on, so every longest k-mer is counted exactly once (shorter
+        ones at most k_max - k times more per cut) and the vector is that of one pass over the sequence."""
+        if self.cfg.model.vector_trunk:
+            return self.window, 0
+        return max(self.window, EMBED_CHUNK), max(self.cfg.model.kmer_sizes) - 1
 
     @torch.no_grad()
     def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Token arrays -> [n, dim] L2-normalised float32.
 
-        Every sequence is tiled into pieces (gene_ae.windows.tile: the last one aligned to its end),
-        batched together by length. A sequence's vector combines the sum of its pieces' parts
-        (GeneAE.combine), so it does not depend on how the sequence was cut. Memory is one batch of
-        pieces, whatever the sequence lengths.
+        Every sequence is cut into pieces (`_pieces`), batched together by length. A sequence's vector
+        combines the sum of its pieces' parts (GeneAE.combine). Memory is one batch of pieces, whatever
+        the sequence lengths.
         """
         empty = next((i for i, s in enumerate(seqs) if s.size == 0), None)
         if empty is not None:
             raise ValueError(f"row {empty}: empty sequence")
-        w = self.chunk
-        jobs = tile(seqs, w)
+        w, extra = self._pieces()
+        jobs = tile(seqs, w) if self.cfg.model.vector_trunk else _cuts(seqs, w)
         paths = self.cfg.model.n_paths
         sums = torch.zeros((len(seqs), paths * self.dim), dtype=torch.float32)
-        for batch in _batches_of_bases(jobs, [min(seqs[i].size - s, w) for i, s in jobs], batch_size * self.window):
-            pieces = [seqs[i][start : start + w] for i, start in batch]
+        sizes = [min(seqs[i].size - s, w + extra) for i, s in jobs]
+        for batch in _batches_of_bases(jobs, sizes, batch_size * self.window):
+            pieces = [seqs[i][start : start + w + extra] for i, start in batch]
             parts = self.model.vector_parts(*self._tensor(pieces)).float().cpu()
             sums.index_add_(0, torch.tensor([i for i, _ in batch]), parts.reshape(len(pieces), -1))
         vectors = self.model.combine(sums.view(len(seqs), paths, self.dim).to(self.device)).float().cpu()

@@ -183,6 +183,15 @@ def test_long_sequences_add_up_their_pieces_parts() -> None:
     assert np.allclose(bags.embed_tokens([seq])[0], expected, atol=1e-5)
     assert bags.model.to_vector is None  # no trunk path: its parameters do not exist
 
+    # Cut into 16 kb pieces that run k_max - 1 bases on: the longest k-mers are each counted once, so the
+    # vector is that of one pass (the 5-mer path counts 2 k-mers twice per cut).
+    long = np.random.default_rng(1).integers(alphabet.A, alphabet.T + 1, 40_000, dtype=np.uint8)
+    whole = torch.from_numpy(long.astype(np.int64))[None]
+    for sizes, tol in (((7,), 1e-5), ((5, 7), 1e-3)):
+        enc = _encoder(tiny(kmer_sizes=sizes))
+        expected = enc.model.embed(whole, torch.ones_like(whole, dtype=torch.bool))[0].detach().numpy()
+        assert np.abs(enc.embed_tokens([long])[0] - expected).max() < tol, sizes
+
     short = seq[:30]  # shorter than a window: encoded whole
     t = torch.from_numpy(short.astype(np.int64))[None]
     expected = trunk.model.embed(t, torch.ones_like(t, dtype=torch.bool))[0].detach().numpy()
