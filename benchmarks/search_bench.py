@@ -253,7 +253,7 @@ def speed_table(encoder, repeats: int = 3) -> str:
     from gene_ae import baselines
 
     methods: dict[str, Callable[[list[np.ndarray]], object]] = {
-        "gene-ae (Encoder.embed_tokens)": lambda s: encoder.embed_tokens(s),
+        "gene-ae (Encoder.embed_tokens)": encoder.embed_tokens,
         "7-mer@512 hashed (baselines.hashed_profiles)": partial(baselines.hashed_profiles, k=7, dim=encoder.dim),
         "exact 7-mer counts (baselines.kmer_matrix)": partial(baselines.kmer_matrix, k=7),
     }

@@ -12,7 +12,7 @@ import torch
 from gene_ae import checkpoint
 from gene_ae.config import Config
 from gene_ae.model import GeneAE, reconstruction_counts
-from gene_ae.windows import pad_batch, tile
+from gene_ae.windows import cuts, pad_batch, tile
 from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
 EMBED_CHUNK = 1 << 14  # bases per piece when only k-mer bags make the vector
@@ -66,12 +66,6 @@ def resolve_checkpoint(uri: str) -> Path:
     return resolve_checkpoint(str(root))
 
 
-def _cuts(seqs: Sequence[np.ndarray], every: int) -> list[tuple[int, int]]:
-    """(sequence index, start) every `every` bases, sorted by the piece's length (as windows.tile)."""
-    jobs = [(i, start) for i, s in enumerate(seqs) for start in range(0, s.size, every)]
-    return sorted(jobs, key=lambda j: min(seqs[j[0]].size - j[1], every))
-
-
 def _batches_of_bases(jobs: list, sizes: list[int], bases: int) -> list[list]:
     """Consecutive jobs grouped so each group (padded to its longest, jobs are sorted by size) holds
     about `bases` bases: many short pieces or a few long ones per batch."""
@@ -81,7 +75,7 @@ def _batches_of_bases(jobs: list, sizes: list[int], bases: int) -> list[list]:
         if end == len(jobs) or sizes[end] * (end + 1 - start) > bases:
             out.append(jobs[start:end])
             start = end
-    return [b for b in out if b]
+    return out
 
 
 class Encoder:
@@ -133,7 +127,7 @@ class Encoder:
         if empty is not None:
             raise ValueError(f"row {empty}: empty sequence")
         w, extra = self._pieces()
-        jobs = tile(seqs, w) if self.cfg.model.vector_trunk else _cuts(seqs, w)
+        jobs = tile(seqs, w) if self.cfg.model.vector_trunk else cuts(seqs, w)
         paths = self.cfg.model.n_paths
         sums = torch.zeros((len(seqs), paths * self.dim), dtype=torch.float32)
         sizes = [min(seqs[i].size - s, w + extra) for i, s in jobs]

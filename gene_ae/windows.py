@@ -28,7 +28,17 @@ def tile(seqs: Sequence[np.ndarray], window: int, stride: int | None = None) -> 
     """(sequence index, start) of every window of every sequence, sorted by window length so that
     batches of consecutive jobs pad little."""
     jobs = [(i, int(start)) for i, s in enumerate(seqs) for start in window_starts(s.size, window, stride)]
-    jobs.sort(key=lambda j: min(seqs[j[0]].size - j[1], window))
+    return _by_length(jobs, seqs, window)
+
+
+def cuts(seqs: Sequence[np.ndarray], every: int) -> list[tuple[int, int]]:
+    """(sequence index, start) every `every` bases from 0 (no end-aligned last piece, so nothing is
+    covered twice), sorted by piece length as tile's windows are."""
+    return _by_length([(i, start) for i, s in enumerate(seqs) for start in range(0, s.size, every)], seqs, every)
+
+
+def _by_length(jobs: list[tuple[int, int]], seqs: Sequence[np.ndarray], width: int) -> list[tuple[int, int]]:
+    jobs.sort(key=lambda j: min(seqs[j[0]].size - j[1], width))
     return jobs
 
 

@@ -142,13 +142,13 @@ def decode_block(member: bytes) -> list[BlockRecord]:
         meta = json.loads(_decompress(dctx, member[4 : 4 + n], MAX_META_BYTES))
         columns = meta["columns"]
         lengths = [int(x) for x in columns["len"]]
-        expected = sum(lengths) if meta["codec"] == "u8" else -(-sum(lengths) // 4)
+        total = sum(lengths)
+        expected = total if meta["codec"] == "u8" else -(-total // 4)
         if not 0 <= expected <= MAX_BODY_BYTES or any(x < 0 for x in lengths):
-            raise ValueError(f"corrupt block: its records claim {sum(lengths):,} bases")
+            raise ValueError(f"corrupt block: its records claim {total:,} bases")
         body = _decompress(dctx, member[4 + n :], max(expected, 1))
     except (zstandard.ZstdError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"corrupt block: {exc}") from None
-    total = sum(lengths)
     if meta["codec"] == "u8":
         tokens = np.frombuffer(body, dtype=np.uint8)
     elif meta["codec"] == "2bit":
