@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sys
 import tarfile
 import time
@@ -29,7 +30,20 @@ from shard_tools.manifest import check_replaceable
 from shard_tools.options import Limit
 
 SPLITS = ("train", "val")
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 HIST_EDGES = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 10_000_000]
+
+
+def _leave_signals_to_parent() -> None:
+    """Pool workers ignore Ctrl-C and SIGTERM sent to the whole group: the parent alone cleans up and
+    shuts the pool down, and the user sees its one line, not a traceback from every worker. On Linux a
+    worker is killed with its parent, so a SIGKILLed run leaves no orphans compressing on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -251,15 +265,19 @@ class ShardWriter:
             for split, parts in self._blocks(records):
                 emit(split, parts, encode_block(parts, cfg.level, cfg.block_bases))
             return
-        with ProcessPoolExecutor(cfg.workers) as pool:
+        with ProcessPoolExecutor(cfg.workers, initializer=_leave_signals_to_parent) as pool:
             queue: list[tuple[str, list, Future]] = []
-            for split, parts in self._blocks(records):
-                queue.append((split, parts, pool.submit(encode_block, parts, cfg.level, cfg.block_bases)))
-                while len(queue) > 2 * cfg.workers:  # bounded memory, output order kept
-                    s, p, fut = queue.pop(0)
+            try:
+                for split, parts in self._blocks(records):
+                    queue.append((split, parts, pool.submit(encode_block, parts, cfg.level, cfg.block_bases)))
+                    while len(queue) > 2 * cfg.workers:  # bounded memory, output order kept
+                        s, p, fut = queue.pop(0)
+                        emit(s, p, fut.result())
+                for s, p, fut in queue:
                     emit(s, p, fut.result())
-            for s, p, fut in queue:
-                emit(s, p, fut.result())
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # an interrupted run stops now, not after the queued blocks
+                raise
 
     def _manifest(self, provenance: dict) -> dict:
         from shard_tools import __version__
