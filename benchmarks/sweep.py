@@ -1,13 +1,14 @@
-"""Sweep the levers of issue 6 at equal compute, scored on the training data's own val split only.
+"""Sweep the model's levers at equal compute, scored on the training data's own val split only.
 
-Each variant is one real `python -m gene_ae.train` run (Ray, 2 workers) with `--set` overrides and a
-step count that gives every variant the same number of window bases (steps x batch x window), so a
-shorter window gets more steps, as it would in the same wall-clock budget. Scores are the final
-validation metrics the trainer logs to MLflow: recall@1 of 10/20/30 %-mutated val records against
-the originals (whole records, tiled like the Encoder) and reconstruction accuracy on held-out windows.
-Evaluation data (dog genes, the eval sets) is never touched here.
+Each variant is one real `python -m gene_ae.train` run (Ray, 2 workers) with `--set` overrides on top of
+today's defaults and a step count that gives every variant the same number of window bases
+(steps x batch x window), so a shorter window gets more steps, as it would in the same wall-clock budget.
+Scores are the final validation metrics the trainer logs to MLflow: recall@1 of 10/20/30 %-mutated val
+records against the originals (whole records, embedded like the Encoder) and reconstruction accuracy on
+held-out windows. Evaluation data (dog genes, the eval sets) is never touched here. The sweeps of earlier
+architectures (docs/RESULTS.md) pinned their own base overrides; they live in this file's git history.
 
-    python benchmarks/sweep.py --data SHARDS --out sweep-out [--only base,window512] [--budget 3.9e6]
+    python benchmarks/sweep.py --data SHARDS --out sweep-out [--only base,kmer-4-6] [--budget 4.4e6]
 """
 
 from __future__ import annotations
@@ -20,38 +21,27 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BATCH = 32
-# The defaults before this sweep, pinned so its table stays reproducible after the defaults moved.
-BASE = ["model.window=1024", "data.window=1024", "model.kmer_sizes=3,5,7", "model.latent_dim=256"]
-BASE += ["data.view_divergence=0.35"]
+from gene_ae.config import DataConfig
 
-W512, K345 = ["model.window=512", "data.window=512"], ["model.kmer_sizes=3,4,5"]
-NEW = [*W512, "model.latent_dim=512", *K345]  # the defaults the sweep chose
-# name -> overrides on top of the defaults (plus BASE). window must be set on model and data together.
+REPO = Path(__file__).resolve().parent.parent
+BATCH, WINDOW = DataConfig.batch_size, DataConfig.window
+# name -> overrides on top of the defaults. A window must be set on model and data together.
 VARIANTS: dict[str, list[str]] = {
     "base": [],
+    "kmer-4-6": ["model.kmer_sizes=4,6"],
+    "kmer-6-8": ["model.kmer_sizes=6,8"],
+    "kmer-5-7-9": ["model.kmer_sizes=5,7,9"],
+    "kmer-7": ["model.kmer_sizes=7"],
+    "frozen-kmers": ["model.freeze_kmers=true"],
+    "trunk-path": ["model.vector_trunk=true"],
+    "no-siblings": ["data.sibling_ratio=0"],
+    "siblings0.4": ["data.sibling_ratio=0.4"],
     "view0.2": ["data.view_divergence=0.2"],
-    "window512": ["model.window=512", "data.window=512"],
+    "batch32": ["data.batch_size=32"],
+    "temp0.05": ["train.temperature=0.05"],
     "window256": ["model.window=256", "data.window=256"],
-    "window128": ["model.window=128", "data.window=128"],
-    "kmer345": K345,
-    "kmer-none": ["model.kmer_sizes="],
+    "variational": ["model.variational=true"],
     "rec-only": ["train.contrastive_weight=0"],
-    "w256-b128": ["model.window=256", "data.window=256", "data.batch_size=128"],
-    "w512-kmer345": [*W512, *K345],
-    "w512-kmer345-b64": [*W512, *K345, "data.batch_size=64"],
-    "w512-kmer3456": [*W512, "model.kmer_sizes=3,4,5,6"],
-    "w512-kmer345-attention": [*W512, *K345, "model.pooling=attention"],
-    "w512-kmer345-latent512": [*W512, *K345, "model.latent_dim=512"],
-    "w512-kmer345-variational": [*W512, *K345, "model.variational=true"],
-    "w512-kmer345-temp0.05": [*W512, *K345, "train.temperature=0.05"],
-    "rec-only-w128": ["train.contrastive_weight=0", "model.window=128", "data.window=128"],
-    # around the new defaults (= w512-kmer345-latent512)
-    "new-kmer-none": [*NEW[:-1], "model.kmer_sizes="],
-    "new-nce3": [*NEW, "train.contrastive_weight=3"],
-    "new-nce0.3": [*NEW, "train.contrastive_weight=0.3"],
-    "new-lr4e-3": [*NEW, "train.lr=4e-3"],
 }
 
 METRICS = (
@@ -72,9 +62,9 @@ def setting(overrides: list[str], key: str, default: int) -> int:
 
 
 def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> dict:
-    window, batch = setting(overrides, "data.window", 1024), setting(overrides, "data.batch_size", BATCH)
+    window, batch = setting(overrides, "data.window", WINDOW), setting(overrides, "data.batch_size", BATCH)
     steps = max(20, round(args.budget / (batch * window)))
-    sets = [*BASE, *overrides, *args.set, f"train.steps_per_epoch={steps}", f"train.checkpoint_every={steps}"]
+    sets = [*overrides, *args.set, f"train.steps_per_epoch={steps}", f"train.checkpoint_every={steps}"]
     sets += [f"train.warmup_steps={max(10, steps // 8)}", f"train.log_every={max(1, steps // 6)}"]
     cmd = [sys.executable, "-m", "gene_ae.train", "--data", str(args.data), "--steps", str(steps)]
     cmd += ["--name", f"sweep-{name}", "--storage", str(args.out / "runs"), "--experiment", "gene-ae-sweep"]
@@ -118,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="shard directory (training data only)")
     p.add_argument("--out", type=Path, default=Path("sweep-out"))
     p.add_argument("--only", default="", help="comma-separated variant names (default: all)")
-    p.add_argument("--budget", type=float, default=120 * BATCH * 1024, help="window bases per variant")
+    budget = 135 * BATCH * WINDOW  # one epoch of the defaults
+    p.add_argument("--budget", type=float, default=budget, help="window bases per variant")
     p.add_argument("--set", action="append", default=[], help="extra override for every variant")
     args = p.parse_args(argv)
     args.data, args.out = args.data.resolve(), args.out.resolve()
@@ -138,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table([done[name]]).splitlines()[-1], flush=True)
     rows = [done[n] for n in VARIANTS if n in done]
     text = (
-        f"gene-ae sweep: {args.budget:,.0f} window bases per variant (batch {BATCH}), base overrides "
-        f"{' '.join(BASE + args.set)}; data {args.data}; scores from the val split (recall@1 of mutated whole "
+        f"gene-ae sweep: {args.budget:,.0f} window bases per variant (default batch {BATCH}), extra overrides "
+        f"{' '.join(args.set) or 'none'}; data {args.data}; scores from the val split (recall@1 of mutated whole "
         f"records; reconstruction accuracy on each record's first window).\n\n{table(rows)}\n"
     )
     print(text)
