@@ -302,9 +302,9 @@ def scale_collection(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def profile_vectors(seqs: Sequence[np.ndarray], chunk: int = 20_000) -> np.ndarray:
     """Canonical 5-mer profiles: 512 dimensions, L2-normalised."""
-    from gene_ae.baselines import _rc_index, kmer_profiles
+    from gene_ae.baselines import kmer_profiles, rc_index
 
-    rc = _rc_index(5)
+    rc = rc_index(5)
     canonical = np.flatnonzero(np.arange(1024) <= rc)
     out = np.empty((len(seqs), canonical.size), np.float32)
     for a in range(0, len(seqs), chunk):

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from shard_tools.alphabet import FIRST_BASE, decode
+from gene_ae.kmers import kmer_codes, reverse_complement_codes
+from shard_tools.alphabet import decode
 
 _PIECE = 1 << 22  # bases per counting chunk: bounds temporary memory whatever the input length
 
@@ -32,17 +33,14 @@ def kmer_profiles(
         raise ValueError("choose both_strands or canonical, not both (each already makes profiles strand-free)")
     dim = 4**k
     counts = np.zeros((len(seqs), dim), dtype=np.float64)
-    rc = _rc_index(k) if (both_strands or canonical) else None
     for rows, chunk in _chunks(seqs, k):
-        index, valid = _kmer_codes(chunk, k)
+        index, valid = _piece_codes(chunk, k, canonical)
         first, span = rows[0], rows[-1] - rows[0] + 1  # rows of a chunk are consecutive
         row_of = np.repeat(rows - first, [c.size for c in chunk])[: index.size]
         index, row_of = index[valid], row_of[valid]
-        if canonical:
-            index = np.minimum(index, rc[index])
         counts[first : first + span] += np.bincount(row_of * dim + index, minlength=span * dim).reshape(span, dim)
     if both_strands:
-        counts += counts[:, rc]
+        counts += counts[:, rc_index(k)]
     norms = np.linalg.norm(counts, axis=1, keepdims=True)
     return (counts / np.maximum(norms, 1e-12)).astype(np.float32)
 
@@ -54,11 +52,9 @@ def kmer_matrix(seqs: Sequence[np.ndarray], k: int, canonical: bool = True) -> s
         raise ValueError(f"k must be in 1..15, got {k}")
     blocks = []
     for rows, chunk in _chunks(seqs, k):
-        index, valid = _kmer_codes(chunk, k)
+        index, valid = _piece_codes(chunk, k, canonical)
         row_of = np.repeat(rows, [c.size for c in chunk])[: index.size]
         index, row_of = index[valid], row_of[valid]
-        if canonical:
-            index = np.minimum(index, _rc_codes(index, k))
         blocks.append(sparse.coo_matrix((np.ones(index.size), (row_of, index)), shape=(len(seqs), 4**k)))
     m = sparse.csr_matrix((len(seqs), 4**k)) if not blocks else sum(b.tocsr() for b in blocks)
     m = sparse.csr_matrix(m, dtype=np.float32)
@@ -77,15 +73,6 @@ def hashed_profiles(seqs: Sequence[np.ndarray], k: int, dim: int, canonical: boo
     out = np.zeros((m.shape[0], dim), dtype=np.float64)
     np.add.at(out, (m.row, bucket), sign * m.data)
     return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def _rc_codes(index: np.ndarray, k: int) -> np.ndarray:
-    """Reverse complement of each k-mer code (A<->T is 0<->3, C<->G is 1<->2)."""
-    x, rc = index.copy(), np.zeros_like(index)
-    for _ in range(k):
-        rc = rc * 4 + (3 - x % 4)
-        x //= 4
-    return rc
 
 
 def _chunks(seqs: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
@@ -109,29 +96,20 @@ def _chunks(seqs: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, list[n
     return out
 
 
-def _kmer_codes(pieces: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """k-mer index at each start position of the concatenated pieces, and whether it is a real k-mer."""
+def _piece_codes(pieces: list[np.ndarray], k: int, canonical: bool) -> tuple[np.ndarray, np.ndarray]:
+    """k-mer code at each start position of the concatenated pieces, and whether it is a real k-mer that
+    lies within one piece."""
     flat = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
-    m = flat.size - k + 1
-    if m <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, bool)
-    codes = flat.astype(np.int64) - FIRST_BASE  # A, C, G, T -> 0..3
-    bad = (codes < 0) | (codes > 3)  # N and specials
-    codes[bad] = 0
-    index = np.zeros(m, dtype=np.int64)
-    for j in range(k):
-        index = index * 4 + codes[j : j + m]
-    bad_before = np.concatenate([[0], np.cumsum(bad)])
-    valid = bad_before[k : k + m] == bad_before[:m]
+    codes, valid = kmer_codes(flat, k, canonical)
     ends = np.cumsum([p.size for p in pieces])
-    piece_end = np.repeat(ends, [p.size for p in pieces])[:m]
-    valid &= np.arange(m) + k <= piece_end  # the k-mer must not straddle two pieces
-    return index, valid
+    piece_end = np.repeat(ends, [p.size for p in pieces])[: codes.size]
+    valid &= np.arange(codes.size) + k <= piece_end  # the k-mer must not straddle two pieces
+    return codes.astype(np.int64), valid
 
 
-def _rc_index(k: int) -> np.ndarray:
-    """rc[i] = index of the reverse complement of k-mer i (A<->T is 0<->3, C<->G is 1<->2)."""
-    return _rc_codes(np.arange(4**k, dtype=np.int64), k)
+def rc_index(k: int) -> np.ndarray:
+    """rc[i] = code of the reverse complement of k-mer i, for all 4**k codes."""
+    return reverse_complement_codes(np.arange(4**k, dtype=np.int64), k)
 
 
 def is_available() -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from shard_tools.alphabet import FIRST_BASE
+from gene_ae.kmers import kmer_codes
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads k-mer codes over buckets
 _CHUNK_BASES = 1 << 22  # bases counted per pass: bounds temporary memory
@@ -54,20 +54,8 @@ def segment_starts(n: int, segment: int) -> np.ndarray:
 
 def kmer_columns(tokens: np.ndarray, k: int, bucket_bits: int, scaled: int = 1) -> np.ndarray:
     """Column of each canonical k-mer of one sequence (k-mers touching N are skipped), in order."""
-    codes = tokens.astype(np.int64) - FIRST_BASE
-    m = codes.size - k + 1
-    if m <= 0:
-        return np.zeros(0, np.int64)
-    bad = (codes < 0) | (codes > 3)
-    codes[bad] = 0
-    fwd = np.zeros(m, dtype=np.uint64)
-    rev = np.zeros(m, dtype=np.uint64)
-    for j in range(k):
-        part = codes[j : j + m].astype(np.uint64)
-        fwd = (fwd << np.uint64(2)) | part
-        rev |= (np.uint64(3) - part) << np.uint64(2 * j)
-    bad_before = np.concatenate([[0], np.cumsum(bad)])
-    canon = np.minimum(fwd, rev)[bad_before[k : k + m] == bad_before[:m]]
+    codes, valid = kmer_codes(tokens, k)
+    canon = codes[valid]
     mixed = canon * _MIX
     if scaled > 1:
         keep = (mixed >> np.uint64(20)) % np.uint64(scaled) == 0
