@@ -248,8 +248,12 @@ def report(state: WorkerState, cfg: Config, metrics: dict[str, float], rank: int
 def _maybe_fail(state: WorkerState, rank: int) -> None:
     fail_at = int(os.environ.get(FAIL_AT_STEP_ENV, "-1"))
     if fail_at >= 0 and rank == 1 and state.step == fail_at and not state.restored:
+        import ray.train
+
+        # Blocks until the controller has registered every report made so far (the earlier checkpoint),
+        # so the restart resumes from it whatever the machine's load.
+        ray.train.get_all_reported_checkpoints(timeout_s=120)
         print(f"[gene-ae] test hook: rank 1 exits at step {state.step}", flush=True)
-        time.sleep(5)  # let the controller's 2 s health-check poll collect the checkpoint already reported
         os._exit(1)
 
 
