@@ -6,6 +6,7 @@ both ways run it with this interpreter's bin directory first on PATH, so an unac
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -77,7 +78,7 @@ def running(
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
                 break
-            except OSError:
+            except (OSError, http.client.HTTPException):  # not up yet, or a half-started server's reply
                 if server.poll() is not None or time.time() > deadline:
                     _stop(server, signal.SIGKILL)
                     raise RuntimeError(f"{cmd[0]} did not start: {server.stderr.read()[-2000:]}") from None
