@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -347,15 +348,17 @@ def start_and_interrupt(
     group: send sig to the whole process group (what Ctrl-C in a terminal does), pool workers included.
     """
     cmd = ["shard-fasta", str(src), str(out), "--level", "19", "--block-bases", "200000", "--shard-size", "0.05"]
+    # SIGINT back to its default even if pytest runs in the background (where it is ignored), set in a small
+    # exec wrapper: a preexec_fn would run Python between fork and exec in a process with threads.
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
     proc = subprocess.Popen(
-        [*cmd, *extra],
+        [sys.executable, "-c", reset, *cmd, *extra],
         start_new_session=group,
         env=cli_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored even if we run in background
     )
     try:
         deadline = time.monotonic() + 60
