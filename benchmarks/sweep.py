@@ -38,7 +38,7 @@ VARIANTS: dict[str, list[str]] = {
     "siblings0.4": ["data.sibling_ratio=0.4"],
     "view0.2": ["data.view_divergence=0.2"],
     "batch32": ["data.batch_size=32"],
-    "temp0.05": ["train.temperature=0.05"],
+    "temp0.1": ["train.temperature=0.1"],
     "window256": ["model.window=256", "data.window=256"],
     "variational": ["model.variational=true"],
     "rec-only": ["train.contrastive_weight=0"],
