@@ -21,10 +21,9 @@ import torch
 
 from gene_ae.config import DataConfig
 from gene_ae.data import val_records
-from gene_ae.encoder import Encoder, _batches_of_bases
+from gene_ae.encoder import Encoder
 from gene_ae.evaluate.metrics import mutation_recall
 from gene_ae.mutate import mutate
-from gene_ae.windows import cuts
 from shard_tools import read_shards
 
 DIVERGENCES = (0.01, 0.05, 0.1, 0.2, 0.3)
@@ -42,20 +41,6 @@ def sets(data: str) -> dict[str, list[np.ndarray]]:
     return {"genes": genes, "clade": clade, "long": [pool[a : a + n] for a, n in zip(starts, lengths)]}
 
 
-def path_vectors(enc: Encoder, seqs: Sequence[np.ndarray]) -> torch.Tensor:
-    """[n, paths, dim] each path's sum over the sequence, L2-normalised: the Encoder's parts before combine."""
-    w, extra = enc._pieces()
-    jobs = cuts(seqs, w)
-    paths = enc.cfg.model.n_paths
-    sums = torch.zeros((len(seqs), paths * enc.dim))
-    sizes = [min(seqs[i].size - s, w + extra) for i, s in jobs]
-    with torch.no_grad():
-        for batch in _batches_of_bases(jobs, sizes, 64 * enc.window):
-            parts = enc.model.vector_parts(*enc._tensor([seqs[i][s : s + w + extra] for i, s in batch])).float()
-            sums.index_add_(0, torch.tensor([i for i, _ in batch]), parts.reshape(len(batch), -1))
-    return torch.nn.functional.normalize(sums.view(len(seqs), paths, enc.dim), dim=-1)
-
-
 def gated(enc: Encoder, limit: float, soft: bool):
     ks = enc.cfg.model.kmer_sizes
 
@@ -68,7 +53,8 @@ def gated(enc: Encoder, limit: float, soft: bool):
                 weights.append(torch.ones_like(length))
             else:
                 weights.append(torch.clamp(cap / length, max=1.0) if soft else (length <= cap).float())
-        v = (path_vectors(enc, seqs) * torch.stack(weights, 1)[..., None]).sum(1)
+        paths = torch.nn.functional.normalize(enc.path_sums(seqs), dim=-1)  # what GeneAE.combine normalises
+        v = (paths * torch.stack(weights, 1)[..., None]).sum(1)
         return torch.nn.functional.normalize(v, dim=-1).numpy()
 
     return embed

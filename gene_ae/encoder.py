@@ -117,11 +117,17 @@ class Encoder:
 
     @torch.no_grad()
     def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Token arrays -> [n, dim] L2-normalised float32.
+        """Token arrays -> [n, dim] L2-normalised float32: each sequence's path sums (`path_sums`)
+        combined (GeneAE.combine)."""
+        vectors = self.model.combine(self.path_sums(seqs, batch_size).to(self.device)).float().cpu()
+        return torch.nn.functional.normalize(vectors, dim=-1).numpy()
 
-        Every sequence is cut into pieces (`_pieces`), batched together by length. A sequence's vector
-        combines the sum of its pieces' parts (GeneAE.combine). Memory is one batch of pieces, whatever
-        the sequence lengths.
+    @torch.no_grad()
+    def path_sums(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> torch.Tensor:
+        """[n, n_paths, dim] float32: each search-vector path summed over the whole sequence, before combine.
+
+        Every sequence is cut into pieces (`_pieces`), batched together by length; a sequence's sums are
+        its pieces' parts added up. Memory is one batch of pieces, whatever the sequence lengths.
         """
         empty = next((i for i, s in enumerate(seqs) if s.size == 0), None)
         if empty is not None:
@@ -135,8 +141,7 @@ class Encoder:
             pieces = [seqs[i][start : start + w + extra] for i, start in batch]
             parts = self.model.vector_parts(*self._tensor(pieces)).float().cpu()
             sums.index_add_(0, torch.tensor([i for i, _ in batch]), parts.reshape(len(pieces), -1))
-        vectors = self.model.combine(sums.view(len(seqs), paths, self.dim).to(self.device)).float().cpu()
-        return torch.nn.functional.normalize(vectors, dim=-1).numpy()
+        return sums.view(len(seqs), paths, self.dim)
 
     def embed(self, seqs: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.embed_tokens(validate(seqs), batch_size)
