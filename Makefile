@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -m "not slow" -q
 
 test-all: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	GENE_AE_TEST_PROFILE=full $(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -8,8 +8,8 @@ On a busy machine pass --threads 1: torch's intra-op threads then stop fighting 
 Two markdown tables from one run:
 
 1. Real collection (the bundled genes, data/genefam/*.tsv.gz, 900 genes): for gene-ae (an Encoder on CPU, and
-   on the GPU when one is visible), 5-mer profiles (gene_ae.baselines.kmer_profiles) + a flat faiss index, and
-   sourmash (gene_ae.baselines.sketch / SourmashIndex, ksize 21, scaled from the collection): vectors or
+   on the GPU when one is visible), 5-mer profiles (gene_ae.evaluate.baselines.kmer_profiles) + a flat faiss index, and
+   sourmash (gene_ae.evaluate.baselines.sketch / SourmashIndex, ksize 21, scaled from the collection): vectors or
    sketches per second (sequences and bases), the time from collection to searchable index, and per-query
    latency p50/p99 (k=10, one query per call) for search alone and end to end (embed or sketch the query,
    then search), with ratios to sourmash. Without --model an untrained default-config model is built: speed
@@ -76,8 +76,8 @@ def make_encoder(uri: str | None, device: str):
     import torch
 
     from gene_ae.config import Config
-    from gene_ae.encoder import Encoder
-    from gene_ae.model import GeneAE, count_parameters
+    from gene_ae.model.autoencoder import GeneAE, count_parameters
+    from gene_ae.model.encoder import Encoder
 
     if uri:
         enc = Encoder.load(uri, device=device)
@@ -112,12 +112,12 @@ def bench_vectors(
 ) -> dict:
     """Vectors for the collection, a flat index, single-query latency (search alone and end to end);
     with rerank, every search also aligns the query to its K hits (gene-ae search --rerank K)."""
-    from gene_ae import align
-    from gene_ae.index import build_faiss, search
+    from gene_ae.index.vectors import build_faiss, search
+    from gene_ae.search.engine import rerank_rows
 
     def find(i: int, query: np.ndarray):
         idx, sims = search(index, query, K)
-        return align.rerank(seqs[i], [seqs[j] for j in idx[0]]) if rerank else (sims, idx)
+        return rerank_rows([seqs[i]], idx, seqs.__getitem__, K, K) if rerank else (idx, sims)
 
     bases = sum(int(s.size) for s in seqs)
     embed(seqs[:4])  # warm-up
@@ -139,7 +139,7 @@ def bench_vectors(
 
 
 def bench_sourmash(seqs: list[np.ndarray], nq: int) -> dict:
-    from gene_ae import baselines
+    from gene_ae.evaluate import baselines
 
     scaled = baselines.auto_scaled([s.size for s in seqs])
     bases = sum(int(s.size) for s in seqs)
@@ -163,7 +163,7 @@ def bench_sourmash(seqs: list[np.ndarray], nq: int) -> dict:
 def real_rows(args: argparse.Namespace, seqs: list[np.ndarray]) -> tuple[list[dict], str, int]:
     import torch
 
-    from gene_ae import baselines
+    from gene_ae.evaluate import baselines
 
     enc, what = make_encoder(args.model, "cpu")
     nq = min(args.real_queries, len(seqs))
@@ -173,7 +173,7 @@ def real_rows(args: argparse.Namespace, seqs: list[np.ndarray]) -> tuple[list[di
     rows.append(bench_vectors("gene-ae", cpu, enc.embed_tokens, seqs, nq))
     rows.append(bench_vectors(f"gene-ae + alignment re-rank of the top {K}", cpu, enc.embed_tokens, seqs, nq, True))
     if torch.cuda.is_available():
-        from gene_ae.encoder import Encoder
+        from gene_ae.model.encoder import Encoder
 
         print("search_bench: gene-ae embedding on the GPU ...", file=sys.stderr, flush=True)
         gpu = Encoder(enc.model, enc.cfg, device="cuda")
@@ -228,7 +228,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def bench_index(base: np.ndarray, kind: str, queries: dict[str, np.ndarray], nq: int) -> tuple[dict, dict]:
     """Build one index; time single random queries; return its row and its top-k for each query set."""
-    from gene_ae.index import build_faiss, search
+    from gene_ae.index.vectors import build_faiss, search
 
     (index, _), t_build = timed(lambda: build_faiss(base, kind))
     ms = latencies(lambda i: search(index, queries["fresh"][i : i + 1], K), nq)

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from gene_ae.config import DataConfig
-from gene_ae.data import val_records
-from gene_ae.encoder import Encoder
+from gene_ae.core.mutate import mutate
 from gene_ae.evaluate.metrics import mutation_recall
-from gene_ae.mutate import mutate
+from gene_ae.model.encoder import Encoder
+from gene_ae.train.data import val_records
 from shard_tools import read_shards
 
 DIVERGENCES = (0.01, 0.05, 0.1, 0.2, 0.3)
@@ -53,7 +53,7 @@ def gated(enc: Encoder, limit: float, soft: bool):
                 weights.append(torch.ones_like(length))
             else:
                 weights.append(torch.clamp(cap / length, max=1.0) if soft else (length <= cap).float())
-        paths = torch.nn.functional.normalize(enc.path_sums(seqs), dim=-1)  # what GeneAE.combine normalises
+        paths = torch.nn.functional.normalize(enc.branch_sums(seqs), dim=-1)  # what GeneAE.combine normalises
         v = (paths * torch.stack(weights, 1)[..., None]).sum(1)
         return torch.nn.functional.normalize(v, dim=-1).numpy()
 

@@ -3,7 +3,7 @@
     python benchmarks/search_bench.py [--model URI] [--parts depth,quality,scale,speed] [--quick] [--threads 2]
                                       [--scale-n 1000000] [--out FILE]
 
-Three markdown tables from one run (mutated copies by gene_ae.mutate, seeded; recall@1 = the copy's source
+Three markdown tables from one run (mutated copies by gene_ae.core.mutate, seeded; recall@1 = the copy's source
 ranks first):
 
 1. depth: the default re-ranking depth, chosen on the chimp genes (genefam/chimp_data.txt, a set no other
@@ -11,7 +11,7 @@ ranks first):
 2. quality: per shared data set (dog genes, 16S, mpox genomes, 20-100 kb windows of the two bacterial
    genomes), recall@1 per divergence for each stage alone (dense vectors, window votes, k-mer votes), fused
    without alignment, the default search (fused + alignment), and exhaustive alignment of the query against
-   every record with the same aligner (gene_ae.align.align_hit) on a subset of the queries; time per query
+   every record with the same aligner (gene_ae.search.align.align_hit) on a subset of the queries; time per query
    of the default search (query embedding included; later stages reuse the query vectors, so their times
    are search alone) against exhaustive alignment in the same run.
 3. scale: 10^6 vectors from real data: every 512-base window (stride 256) of the shared sets, and mutated
@@ -49,7 +49,7 @@ DIVERGENCES = (0.01, 0.05, 0.10, 0.20, 0.30)
 
 
 def read(path: Path, label: str | None = None) -> list[np.ndarray]:
-    from gene_ae.records import iter_input
+    from gene_ae.core.records import iter_input
     from shard_tools.inputs import ReaderConfig
 
     return [r.tokens for r in iter_input(path, ReaderConfig(label_column=label) if label else None)]
@@ -82,8 +82,8 @@ def make_encoder(uri: str | None):
     import torch
 
     from gene_ae.config import Config
-    from gene_ae.encoder import Encoder
-    from gene_ae.model import GeneAE
+    from gene_ae.model.autoencoder import GeneAE
+    from gene_ae.model.encoder import Encoder
 
     if uri:
         return Encoder.load(uri, device="cpu"), uri
@@ -93,15 +93,16 @@ def make_encoder(uri: str | None):
 
 
 def build(seqs: Sequence[np.ndarray], encoder, out: Path):
-    from gene_ae import embedding, search
-    from gene_ae.records import InputRecord
+    from gene_ae.core.records import InputRecord
+    from gene_ae.index import build as embedding
+    from gene_ae.index.directory import IndexDir
 
     embed = partial(embedding.embed_local, encoder, batch_size=64)
-    model = embedding.ModelInfo("bench", "", encoder.dim, encoder.window)
+    model = embedding.ModelInfo(uri="bench", version="", dim=encoder.dim, window=encoder.window)
     records = (InputRecord(f"r{i}", s) for i, s in enumerate(seqs))
     start = time.perf_counter()
     embedding.build_index(records, embed, model, out, embedding.BuildConfig(), overwrite=True)
-    return search.LoadedIndex.open(out), embed, time.perf_counter() - start
+    return IndexDir.open(out), embed, time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------------------------- searching
@@ -143,7 +144,7 @@ class Memo:
 
 
 def library_search(loaded, embed, **cfg) -> Timed:
-    from gene_ae import search
+    from gene_ae.search import engine as search
 
     def fn(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
         c = search.SearchConfig(**{"k": k, **cfg})
@@ -157,8 +158,8 @@ def library_search(loaded, embed, **cfg) -> Timed:
 
 
 def exhaustive(seqs: Sequence[np.ndarray]) -> Timed:
-    """Align each query against every record (gene_ae.align.align_hit) and rank by identity."""
-    from gene_ae.align import align_hit
+    """Align each query against every record (gene_ae.search.align.align_hit) and rank by identity."""
+    from gene_ae.search.align import align_hit
 
     def fn(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
         out = []
@@ -250,7 +251,7 @@ def quality_table(encoder, work: Path, quick: bool, sets: Sequence[str] = ()) ->
 def speed_table(encoder, repeats: int = 3) -> str:
     """Vectors (or sketches) per second from token arrays, best of `repeats`, for the model and the classic
     methods in the same run: on genes (dog genes) and on long sequences (mpox genomes)."""
-    from gene_ae import baselines
+    from gene_ae.evaluate import baselines
 
     methods: dict[str, Callable[[list[np.ndarray]], object]] = {
         "gene-ae (Encoder.embed_tokens)": encoder.embed_tokens,
@@ -281,8 +282,8 @@ def speed_table(encoder, repeats: int = 3) -> str:
 
 def scale_collection(n: int, seed: int = 0) -> list[np.ndarray]:
     """n windows of 512 bases: every window (stride 256) of the shared sets, then mutated copies (1-10 %)."""
-    from gene_ae.mutate import mutate
-    from gene_ae.sparse import segment_starts
+    from gene_ae.core.mutate import mutate
+    from gene_ae.index.kmer_index import segment_starts
 
     base = []
     files = [("rrna16s/ten_16s.100.fa.gz", None), ("genefam/chimp_data.txt", "class"),
@@ -302,7 +303,7 @@ def scale_collection(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def profile_vectors(seqs: Sequence[np.ndarray], chunk: int = 20_000) -> np.ndarray:
     """Canonical 5-mer profiles: 512 dimensions, L2-normalised."""
-    from gene_ae.baselines import kmer_profiles, rc_index
+    from gene_ae.evaluate.baselines import kmer_profiles, rc_index
 
     rc = rc_index(5)
     canonical = np.flatnonzero(np.arange(1024) <= rc)
@@ -316,9 +317,9 @@ def profile_vectors(seqs: Sequence[np.ndarray], chunk: int = 20_000) -> np.ndarr
 def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool, ivf: str, work: Path) -> str:
     from embed_bench import latencies  # one timing loop for the benchmarks (same folder)
 
-    from gene_ae import index
-    from gene_ae.mutate import mutate
-    from gene_ae.sparse import SparseIndex
+    from gene_ae.core.mutate import mutate
+    from gene_ae.index import vectors as index
+    from gene_ae.index.kmer_index import KmerIndex
 
     start = time.perf_counter()
     seqs = scale_collection(n)
@@ -371,7 +372,7 @@ def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool, ivf: str, wor
     if not sparse_n:
         return table(header, rows)
     t = time.perf_counter()
-    sp = SparseIndex.build(seqs[:sparse_n])
+    sp = KmerIndex.build(seqs[:sparse_n])
     build_s = time.perf_counter() - t
     ms = latencies(lambda i: sp.search_segments([query_seqs[i]], 10), n_queries)
     scale = len(seqs) / sparse_n

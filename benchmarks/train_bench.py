@@ -10,7 +10,7 @@ Three parts, one markdown table (select with --parts model,loader,ray):
   visible. Batches come from the real loader and are made before the clock starts. Bases/s counts real
   bases of originals + views, exactly as batch_loss does. Each configuration runs in a fresh spawned process,
   so its peak RSS (resource.getrusage ru_maxrss) is its own.
-- loader: gene_ae.data.train_loader alone (loader_workers 0 and 1) on shards made by shard-fasta from
+- loader: gene_ae.train.data.train_loader alone (loader_workers 0 and 1) on shards made by shard-fasta from
   data/genefam/chimp_sample.tsv.gz, bases/s after the first batch (start-up is reported apart), and the
   ratio loader / model consumption (the same config's fastest CPU model row; target >= 10x).
 - ray: `python -m gene_ae.train --config gene_ae/configs/demo.toml --workers W` through the real CLI, with
@@ -48,7 +48,7 @@ QUICK_SET = [
     "model.channels=32",
     "model.embed_dim=16",
     "model.lstm_hidden=32",
-    "model.latent_dim=32",
+    "model.vector_dim=32",
     "model.window=256",
     "model.downsample=4",
     "data.window=256",
@@ -110,7 +110,7 @@ def resolve(config: str, shards: Path, quick: bool, loader_workers: int = 0):
 
 
 def describe(config: str, shards: Path, quick: bool) -> str:
-    from gene_ae.model import GeneAE, count_parameters
+    from gene_ae.model.autoencoder import GeneAE, count_parameters
 
     cfg = resolve(config, shards, quick)
     params = count_parameters(GeneAE(cfg.model))
@@ -134,9 +134,9 @@ def model_child(config: str, shards: str, quick: bool, device: str, threads: int
     """Time `steps` training steps after `warmup` untimed ones; batches are made before the clock starts."""
     import torch
 
-    from gene_ae.data import train_loader
-    from gene_ae.model import GeneAE
-    from gene_ae.train import batch_loss
+    from gene_ae.model.autoencoder import GeneAE
+    from gene_ae.train.data import train_loader
+    from gene_ae.train.driver import batch_loss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -204,7 +204,7 @@ def bench_model(shards: Path, args: argparse.Namespace, gpu: bool) -> list[dict]
 
 def loader_child(config: str, shards: str, quick: bool, workers: int, batches: int) -> dict:
     """Iterate `batches` batches; rate counted after the first batch (worker start-up reported apart)."""
-    from gene_ae.data import train_loader
+    from gene_ae.train.data import train_loader
 
     cfg = resolve(config, Path(shards), quick, loader_workers=workers)
     start = time.perf_counter()

@@ -47,7 +47,7 @@ DEFAULT_RUNTIME_ENV = REPO / "cluster" / "runtime_env.yaml"
 REMOTE_DATA_SCHEMES = ("s3", "gs", "gcs", "file")
 # gene_ae.train's ray.init() sets some env vars in its own runtime env; Ray refuses to start a driver whose
 # job runtime env sets any of the same keys ("Failed to merge the Job's runtime env"). reserved_env_keys()
-# reads them from gene_ae/train.py; this is the fallback if that source cannot be read.
+# reads them from gene_ae/train/driver.py; this is the fallback if that source cannot be read.
 RESERVED_ENV_FALLBACK = ("MLFLOW_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "PYTHONWARNINGS")
 SECRET_HINT = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
 
@@ -169,7 +169,7 @@ def reserved_env_keys() -> set[str]:
     import ast
 
     try:
-        tree = ast.parse((REPO / "gene_ae" / "train.py").read_text())
+        tree = ast.parse((REPO / "gene_ae" / "train" / "driver.py").read_text())
     except (OSError, SyntaxError):
         return set(RESERVED_ENV_FALLBACK)
     for node in ast.walk(tree):

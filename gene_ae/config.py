@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gene_ae.model import ModelConfig
-from gene_ae.tracking import DEFAULT_MODEL_NAME
+from gene_ae.model.config import ModelConfig
+
+DEFAULT_MODEL_NAME = "gene-ae-encoder"  # the registered model's name unless --register says otherwise
 
 
 @dataclass
@@ -81,12 +82,17 @@ class Config:
         return {f"{s}.{k}": v for s, vals in self.to_dict().items() for k, v in vals.items()}
 
 
+# Keys renamed since checkpoints were first written: old config.json files (and old TOML) still load.
+RENAMED = {("model", "latent_dim"): "vector_dim", ("model", "code_dim"): "latent_channels"}
+
+
 def _apply(cfg: Config, section: str, values: dict[str, Any]) -> None:
     if section not in ("model", "data", "train"):
         raise ValueError(f"unknown config section [{section}] (expected model, data, train)")
     target = getattr(cfg, section)
     names = {f.name: f for f in dataclasses.fields(target)}
     for key, value in values.items():
+        key = RENAMED.get((section, key), key)
         if key not in names:
             raise ValueError(f"unknown config key {section}.{key} (known: {', '.join(sorted(names))})")
         setattr(target, key, _coerce(value, getattr(target, key), f"{section}.{key}"))
@@ -126,6 +132,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot:
-            raise ValueError(f"override {item!r}: expected section.key=value, e.g. model.latent_dim=128")
+            raise ValueError(f"override {item!r}: expected section.key=value, e.g. model.vector_dim=128")
         _apply(cfg, section, {name: value.strip()})
     return Config.from_dict(cfg.to_dict())

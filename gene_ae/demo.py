@@ -17,8 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from gene_ae.serving import serving
-from gene_ae.tracking import DEFAULT_MODEL_NAME
+from gene_ae.config import DEFAULT_MODEL_NAME
+from gene_ae.registry.serving import serving
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "genefam"

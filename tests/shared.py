@@ -6,6 +6,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -13,6 +14,14 @@ from pathlib import Path
 import zstandard
 
 REPO = Path(__file__).resolve().parents[1]
+# `make test-all` sets GENE_AE_TEST_PROFILE=full: every property test runs its full count of examples; the
+# default suite runs a tenth (at least 10), so it stays near 5 minutes on 2 cores and still exercises each.
+FULL = os.environ.get("GENE_AE_TEST_PROFILE") == "full"
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples for a property test: n in the full profile, n // 10 (at least 10) by default."""
+    return n if FULL else max(10, n // 10)
 
 # A training run small enough for a subprocess test: 6 steps, checkpoints at 3 and 6, metrics at 2/4/6.
 TINY_TRAIN_ARGS = [
@@ -23,7 +32,7 @@ TINY_TRAIN_ARGS = [
     "--set", "data.batch_size=8",
     "--set", "model.channels=32",
     "--set", "model.lstm_hidden=32",
-    "--set", "model.latent_dim=32",
+    "--set", "model.vector_dim=32",
     "--set", "model.window=256",
     "--set", "data.window=256",
     "--set", "data.val_records=32",

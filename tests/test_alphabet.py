@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared import examples
 
 from shard_tools import alphabet
 from shard_tools.alphabet import InvalidSequenceError, decode, encode, normalise, reverse_complement
@@ -78,7 +79,7 @@ def test_invalid_character_reports_char_and_position(text: str, char: str, posit
     assert f"position {position}" in str(info.value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(bases)
 def test_encode_decode_round_trip(seq: str) -> None:
     tokens = encode(seq)
@@ -87,7 +88,7 @@ def test_encode_decode_round_trip(seq: str) -> None:
     assert np.array_equal(encode(decode(tokens)), tokens)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(nucleotide_text)
 def test_normalise_lower_case_iupac_and_whitespace(text: str) -> None:
     expected = reference_normalise(text)
@@ -98,7 +99,7 @@ def test_normalise_lower_case_iupac_and_whitespace(text: str) -> None:
     assert set(expected) <= set("ACGTN")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(token_arrays)
 def test_reverse_complement_twice_is_identity(tokens: np.ndarray) -> None:
     once = reverse_complement(tokens)
@@ -106,7 +107,7 @@ def test_reverse_complement_twice_is_identity(tokens: np.ndarray) -> None:
     assert np.array_equal(reverse_complement(once), tokens)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(base_arrays)
 def test_reverse_complement_matches_string_rule(tokens: np.ndarray) -> None:
     expected = decode(tokens).translate(str.maketrans("ACGTN", "TGCAN"))[::-1]
@@ -118,7 +119,7 @@ def test_reverse_complement_matches_string_rule(tokens: np.ndarray) -> None:
     assert (rc == alphabet.C).sum() == (tokens == alphabet.G).sum()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(nucleotide_text, st.characters(blacklist_characters="ACGTNUacgtnu" + IUPAC + IUPAC.lower() + SKIPPED))
 def test_any_other_character_is_rejected(prefix: str, bad: str) -> None:
     with pytest.raises(InvalidSequenceError) as info:

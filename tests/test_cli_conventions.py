@@ -23,14 +23,16 @@ import pytest
 import torch
 from shared import REPO, insdc_bytes
 
-from gene_ae import embedding, output
-from gene_ae.checkpoint import save as save_checkpoint
-from gene_ae.cli import build_parser, main
+from gene_ae.cli import build_parser, main, output
 from gene_ae.config import Config
-from gene_ae.encoder import Encoder
-from gene_ae.model import GeneAE, ModelConfig
-from gene_ae.mutate import mutate
-from gene_ae.records import iter_input
+from gene_ae.core.mutate import mutate
+from gene_ae.core.records import iter_input
+from gene_ae.index import build as embedding
+from gene_ae.index.directory import meta_digest
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.checkpoint import save as save_checkpoint
+from gene_ae.model.config import ModelConfig
+from gene_ae.model.encoder import Encoder
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig, Record
 from shard_tools.writer import ShardConfig, ShardWriter
@@ -44,14 +46,14 @@ def world(tmp_path_factory, data_dir: Path) -> dict:
     root = tmp_path_factory.mktemp("cli")
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=WINDOW, downsample=4)
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
     encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
     ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:20]
     (root / "genes.fa").write_text("".join(f">{g.id}_g class={g.label}\n{decode(g.tokens)}\n" for g in genes))
     records = list(iter_input(root / "genes.fa"))
     embed = partial(embedding.embed_local, encoder, batch_size=64)
-    model = embedding.ModelInfo(str(ckpt), "", 64, WINDOW)
+    model = embedding.ModelInfo(uri=str(ckpt), version="", dim=64, window=WINDOW)
     embedding.build_index(iter(records), embed, model, root / "index", embedding.BuildConfig())
     far = decode(mutate(genes[6].tokens, 0.1, np.random.default_rng(3)))
     query = f">exact3\n{decode(genes[3].tokens)}\n>exact9\n{decode(genes[9].tokens)}\n>mut6\n{far}\n"
@@ -124,7 +126,7 @@ def test_stdin_is_read_as_it_arrives_and_nothing_goes_to_the_temp_folder(world, 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}
-    code = "from gene_ae.records import iter_input\nit = iter_input('-')\nprint(next(it).id, flush=True)\n"
+    code = "from gene_ae.core.records import iter_input\nit = iter_input('-')\nprint(next(it).id, flush=True)\n"
     code += "print(sum(1 for _ in it), flush=True)\n"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -163,6 +165,7 @@ def test_a_tab_or_escape_in_an_indexed_id_or_label_is_refused_naming_the_file(wo
         shutil.copytree(world["index"], bad)
         meta = json.loads((bad / "index.json").read_text())
         meta["entries"][3][field] = value
+        meta["meta_sha256"] = meta_digest(meta)  # as if gene-ae embed had written it: the entry check must catch it
         (bad / "index.json").write_text(json.dumps(meta))
         out = tmp_path / "hits.tsv"
         code, stdout, err = gene_ae(capsys, "search", "--index", bad, world["q"], "--out", out)

@@ -63,7 +63,7 @@ def train_argv(entry: list[str]) -> list[str]:
 
 
 def test_reserved_env_keys_are_what_gene_ae_train_passes_to_ray_init() -> None:
-    """Read from gene_ae/train.py, so the check follows the code; the multi-node test shows the failure."""
+    """Read from gene_ae/train/driver.py, so the check follows the code; the multi-node test shows the failure."""
     assert {"MLFLOW_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED"} <= RESERVED
     assert "env_vars" not in RESERVED
     assert all(re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) for k in RESERVED)
@@ -125,16 +125,16 @@ def test_submit_builds_ray_job_submit_for_a_local_shard_path() -> None:
 
 def test_submit_entrypoint_is_the_real_training_cli() -> None:
     """The entrypoint's module exists and accepts exactly the arguments the script passes."""
-    from gene_ae import train
+    from gene_ae.train import driver as train
 
     out = dry_run(
         "--address", "http://head:8265", "--data", "/shared/shards", "--storage", "s3://bucket/runs",
-        "--tracking-uri", "http://mlflow:5000", "--", "--workers", "2", "--set", "model.latent_dim=64",
+        "--tracking-uri", "http://mlflow:5000", "--", "--workers", "2", "--set", "model.vector_dim=64",
     )  # fmt: skip
     entry = out["command"][out["command"].index("--") + 1 :]
     args = train.parse_args(train_argv(entry))
     assert (args.data, args.storage, args.workers, args.set) == ("/shared/shards", "s3://bucket/runs", 2,
-                                                                 ["model.latent_dim=64"])  # fmt: skip
+                                                                 ["model.vector_dim=64"])  # fmt: skip
     help_ = subprocess.run(
         [sys.executable, "-m", "gene_ae.train", "--help"], capture_output=True, text=True, timeout=120
     )
@@ -277,7 +277,7 @@ def test_raycluster_has_a_head_and_an_autoscaling_gpu_worker_group() -> None:
 
 
 def test_rayjob_runs_the_training_module_and_cleans_up() -> None:
-    from gene_ae import train
+    from gene_ae.train import driver as train
 
     (doc,) = load_docs(KUBERAY / "rayjob.yaml")
     assert (doc["apiVersion"], doc["kind"]) == ("ray.io/v1", "RayJob")

@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from gene_ae.config import Config
-from gene_ae.encoder import Encoder, validate
-from gene_ae.model import GeneAE, ModelConfig
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.config import ModelConfig
+from gene_ae.model.encoder import Encoder, validate
 
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=256, downsample=4)
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
     return Encoder(GeneAE(cfg.model), cfg, device="cpu")
 
 

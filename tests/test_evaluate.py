@@ -10,24 +10,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gene_ae import baselines
+from gene_ae.core.kmers import kmer_codes
+from gene_ae.core.mutate import mutate
+from gene_ae.core.records import read_columns
 from gene_ae.evaluate import (
     EmbeddingMethod,
     EvalConfig,
     SourmashMethod,
+    baselines,
     build_methods,
     clean_label,
     cross_set_retrieval,
     distance_faithfulness,
     label_retrieval,
-    load_eval_input,
     mutation_retrieval,
     parse_label,
     reconstruction,
     run_eval,
 )
-from gene_ae.kmers import kmer_codes
-from gene_ae.mutate import mutate
 from shard_tools import alphabet
 from shard_tools.inputs import ReaderConfig
 
@@ -41,12 +41,12 @@ def random_bases(n: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rrna(data_dir: Path):
-    return load_eval_input(data_dir / "rrna16s" / "16s_sample.fa.gz")
+    return read_columns(data_dir / "rrna16s" / "16s_sample.fa.gz")
 
 
 @pytest.fixture(scope="module")
 def chimp(data_dir: Path):
-    return load_eval_input(data_dir / "genefam" / "chimp_sample.tsv.gz", ReaderConfig(label_column="class"))
+    return read_columns(data_dir / "genefam" / "chimp_sample.tsv.gz", ReaderConfig(label_column="class"))
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +55,13 @@ def tiny_encoder():
     import torch
 
     from gene_ae.config import Config
-    from gene_ae.encoder import Encoder
-    from gene_ae.model import GeneAE, ModelConfig
+    from gene_ae.model.autoencoder import GeneAE
+    from gene_ae.model.config import ModelConfig
+    from gene_ae.model.encoder import Encoder
 
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, lstm_hidden=32, latent_dim=32, window=256)
+    cfg.model = ModelConfig(channels=32, lstm_hidden=32, vector_dim=32, window=256)
     return Encoder(GeneAE(cfg.model), cfg, device="cpu")
 
 
@@ -176,7 +177,7 @@ def test_label_retrieval_never_returns_the_query_itself(chimp) -> None:
 
 
 def test_cross_set_retrieval_dog_against_chimp(data_dir: Path, chimp) -> None:
-    dog = load_eval_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class"))
+    dog = read_columns(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class"))
     result = cross_set_retrieval([KMER], dog.seqs[:100], dog.labels[:100], chimp.seqs, chimp.labels)
     assert result["n_queries"] == 100 and result["n_references"] == 600
     assert result["methods"]["5-mer"]["accuracy@1"] > 2 * result["chance"]
@@ -243,7 +244,7 @@ def eval_run(tmp_path_factory, tiny_encoder, chimp, data_dir: Path):
     import mlflow
 
     root = tmp_path_factory.mktemp("eval")
-    lam = load_eval_input(data_dir / "viruses" / "lambda_phage.fa")
+    lam = read_columns(data_dir / "viruses" / "lambda_phage.fa")
     seqs, ids, labels = chimp.seqs[:40] + lam.seqs, chimp.ids[:40] + lam.ids, chimp.labels[:40] + [None]
     cfg = EvalConfig(
         n_queries=20, spearman_pairs=40, reconstruction_lengths=(64,), methods=("gene-ae", "5-mer", "sourmash")

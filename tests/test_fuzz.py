@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import COMPRESSORS, insdc_bytes, lambda_phage
+from shared import COMPRESSORS, examples, insdc_bytes, lambda_phage
 
 from shard_tools.cli import shard_fasta_main
 from shard_tools.files import sha256_file
@@ -75,7 +75,7 @@ def read_or_input_error(path: Path, cfg: ReaderConfig) -> None:
         assert message.startswith(str(path)) and message.isprintable(), message
 
 
-@settings(FUZZ, max_examples=1500)
+@settings(FUZZ, max_examples=examples(1500))
 @given(st.data())
 def test_mutated_real_inputs_give_records_or_one_line_input_errors(seeds: dict[str, bytes], data: st.DataObject):
     name = data.draw(st.sampled_from(sorted(seeds)))
@@ -93,7 +93,7 @@ def test_mutated_real_inputs_give_records_or_one_line_input_errors(seeds: dict[s
         read_or_input_error(path, ReaderConfig(format=fmt, skip_invalid=True))
 
 
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=examples(400))
 @given(st.data())
 def test_every_cut_of_a_compressed_input_is_an_error(seeds: dict[str, bytes], data: st.DataObject) -> None:
     """No codec may turn a cut file into a shorter success: records after the cut would vanish silently."""
@@ -157,7 +157,7 @@ def verify_or_shard_error(out: Path) -> None:
         assert "\n" not in str(exc), str(exc)
 
 
-@settings(FUZZ, max_examples=700)
+@settings(FUZZ, max_examples=examples(700))
 @given(st.data())
 def test_mutated_manifests_give_ok_or_shard_error(shard_dir: Path, data: st.DataObject) -> None:
     raw = (shard_dir / "manifest.json").read_bytes()
@@ -172,7 +172,7 @@ def test_mutated_manifests_give_ok_or_shard_error(shard_dir: Path, data: st.Data
         verify_or_shard_error(out)
 
 
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=examples(400))
 @given(st.data())
 def test_mutated_shards_with_matching_checksums_give_ok_or_shard_error(shard_dir: Path, data: st.DataObject):
     """The sha256 is updated to match, so the tar reader and the block decoder meet the damage themselves."""

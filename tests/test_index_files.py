@@ -19,13 +19,18 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared import examples
 
-from gene_ae import embedding, index, search
 from gene_ae.config import Config
-from gene_ae.encoder import Encoder
-from gene_ae.model import GeneAE, ModelConfig
-from gene_ae.mutate import mutate
-from gene_ae.records import iter_input
+from gene_ae.core.mutate import mutate
+from gene_ae.core.records import iter_input
+from gene_ae.index import build as embedding
+from gene_ae.index import directory as index
+from gene_ae.index.directory import IndexDir
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.config import ModelConfig
+from gene_ae.model.encoder import Encoder
+from gene_ae.search import engine as search
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
@@ -37,14 +42,14 @@ FILES = ("index.json", "index.faiss", "vectors.npy", "windows.faiss", "windows.n
 def built(tmp_path_factory, data_dir: Path) -> dict:
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=WINDOW, downsample=4)
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
     encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:12]
     lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
     lam.tokens = lam.tokens[:6000]
     out = tmp_path_factory.mktemp("index") / "idx"
     embed = partial(encoder.embed_tokens, batch_size=64)
-    model = embedding.ModelInfo("mem", "", 64, WINDOW)
+    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
     embedding.build_index(iter(genes + [lam]), embed, model, out, embedding.BuildConfig(batch_bases=5000))
     rng = np.random.default_rng(0)
     queries = [genes[2].tokens, mutate(genes[5].tokens, 0.2, rng), lam.tokens[1000:1800]]
@@ -52,7 +57,7 @@ def built(tmp_path_factory, data_dir: Path) -> dict:
 
 
 def _search(directory: Path, built: dict) -> list:
-    loaded = search.LoadedIndex.open(directory)
+    loaded = IndexDir.open(directory)
     return search.search(loaded, built["queries"], built["embed"], search.SearchConfig(k=3, rerank=4))
 
 
@@ -78,7 +83,7 @@ def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name
         else:
             (d / name).write_bytes((d / name).read_bytes()[: (d / name).stat().st_size // 2])
         with pytest.raises((ValueError, OSError)) as err:
-            search.LoadedIndex.open(d)
+            IndexDir.open(d)
         _one_line_naming(err.value, d / name)
 
 
@@ -101,28 +106,58 @@ def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name
 def test_a_malformed_index_json_is_one_line_naming_the_file(built, tmp_path, edit, fault) -> None:
     d = tmp_path / "idx"
     shutil.copytree(built["dir"], d)
-    (d / "index.json").write_text(json.dumps(edit(json.loads((d / "index.json").read_text()))))
+    edited = edit(json.loads((d / "index.json").read_text()))
+    (d / "index.json").write_text(json.dumps(_signed(edited)))  # signed: the checks past the digest
     with pytest.raises(ValueError) as err:
-        search.LoadedIndex.open(d)
+        IndexDir.open(d)
     _one_line_naming(err.value, d)
     assert fault in str(err.value)
 
 
-def test_an_index_without_digests_still_loads(built, tmp_path) -> None:
-    """Indexes written before index.json listed its files are read as before."""
+def _signed(raw):
+    """index.json content with the digest of itself that gene-ae embed would write."""
+    return {**raw, "meta_sha256": index.meta_digest(raw)} if isinstance(raw, dict) else raw
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: {**m, "entries": [{**m["entries"][0], "length": m["entries"][0]["length"] + 1}] + m["entries"][1:]},
+        lambda m: {**m, "entries": [m["entries"][1], m["entries"][0], *m["entries"][2:]]},  # two ids swapped
+        lambda m: {**m, "model_uri": "models:/other@production"},
+    ],
+)
+def test_a_hand_edit_of_index_json_is_refused(built, tmp_path, edit) -> None:
+    d = tmp_path / "idx"
+    shutil.copytree(built["dir"], d)
+    (d / "index.json").write_text(json.dumps(edit(json.loads((d / "index.json").read_text()))))
+    with pytest.raises(ValueError, match="differs from the digest it records") as err:
+        IndexDir.open(d)
+    _one_line_naming(err.value, d)
+
+
+def test_an_index_of_an_older_format_says_how_to_rebuild(built, tmp_path) -> None:
     d = tmp_path / "old"
     shutil.copytree(built["dir"], d)
     meta = json.loads((d / "index.json").read_text())
-    del meta["files"]
+    meta["version"] = 2
+    del meta["meta_sha256"]
     (d / "index.json").write_text(json.dumps(meta))
-    assert [h[0].subject for h in _search(d, built)] == [h[0].subject for h in _search(built["dir"], built)]
+    with pytest.raises(ValueError, match=r"format v2 .* rebuild it with `gene-ae embed") as err:
+        IndexDir.open(d)
+    _one_line_naming(err.value, d)
 
 
-def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path) -> None:
+def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path, data_dir: Path) -> None:
     d = tmp_path / "idx"
     shutil.copytree(built["dir"], d)
-    index.save(d, np.eye(3, 64, dtype=np.float32), index.IndexMeta("mem", "", 64, "flat", entries=[]), True)
-    assert json.loads((d / "index.json").read_text())["files"].keys() == {"index.faiss", "vectors.npy"}
+    lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
+    with pytest.raises(FileExistsError, match="already exists"):
+        embedding.build_index(iter([lam]), built["embed"], embedding.ModelInfo(uri="mem", version="", dim=64,
+                              window=WINDOW), d, embedding.BuildConfig())  # fmt: skip
+    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
+    embedding.build_index(iter([lam]), built["embed"], model, d, embedding.BuildConfig(), overwrite=True)
+    assert [e["id"] for e in json.loads((d / "index.json").read_text())["entries"]] == [lam.id]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
 
 
@@ -131,7 +166,7 @@ def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path) -> Non
 MUTATIONS = ("flip", "truncate", "append", "remove")
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_indexes_search_or_give_one_line_errors(built, data) -> None:
     """Flip, cut, extend or remove any file; loading and searching either works or raises ValueError/OSError
@@ -170,7 +205,7 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_json_in_any_field_of_index_json_is_meta_or_one_line_error(built, data) -> None:
     """Structured mutations the byte flips rarely reach: any JSON value for a field or an entry's field."""
@@ -186,7 +221,7 @@ def test_any_json_in_any_field_of_index_json_is_meta_or_one_line_error(built, da
         del raw[data.draw(st.sampled_from(sorted(raw)), label="key")]
     path = built["dir"] / "index.json"
     try:
-        meta = index.check_meta(raw, path)
+        meta = index.check_meta(_signed(raw), path)
     except ValueError as exc:
         _one_line_naming(exc, path)
         return

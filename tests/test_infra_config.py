@@ -166,7 +166,8 @@ def test_the_copied_sources_build_a_complete_wheel(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (wheel,) = (tmp_path / "dist").glob("gene_ae-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("gene_ae/train.py", "gene_ae/pyfunc_model.py", "gene_ae/tracking.py", "shard_tools/reader.py"):
+    modules = ("gene_ae/train/driver.py", "gene_ae/registry/pyfunc_model.py", "gene_ae/registry/tracking.py")
+    for module in (*modules, "shard_tools/reader.py"):
         assert module in names
     assert wheel.name.startswith(f"gene_ae-{project()['version']}-")
 

@@ -321,7 +321,7 @@ def test_training_logs_over_http_and_registers(
         assert run.info.status == "FINISHED"
         assert 0.0 <= run.data.metrics["val_accuracy"] <= 1.0
         assert run.data.metrics["val_bits_per_base"] > 0
-        assert run.data.params["model.latent_dim"] == "32"
+        assert run.data.params["model.vector_dim"] == "32"
         assert run.data.tags["data.path"] == str(shards.resolve())
         steps = sorted(m.step for m in reader.get_metric_history(run.info.run_id, "loss"))
         assert steps == [2, 4, 6]

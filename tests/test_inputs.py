@@ -16,7 +16,7 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from shared import COMPRESSORS, insdc_bytes, lambda_phage
+from shared import COMPRESSORS, examples, insdc_bytes, lambda_phage
 
 from shard_tools.alphabet import FIRST_BASE, N, decode, normalise
 from shard_tools.cli import shard_fasta_main
@@ -48,7 +48,7 @@ def fasta_bytes(records: list[tuple[str, str, str]], width: int, newline: str) -
 # --- property tests -----------------------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.lists(st.tuples(IDS, DESCS, SEQS), min_size=1, max_size=8),
     st.integers(1, 120),
@@ -63,7 +63,7 @@ def test_random_fasta_round_trips_through_read_records(records, width, newline, 
     assert all(r.tokens.min() >= FIRST_BASE and r.tokens.max() <= N for r in got)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.tuples(IDS, SEQS), min_size=1, max_size=8), st.sampled_from(["\n", "\r\n"]))
 def test_random_fastq_round_trips_through_read_records(records, newline) -> None:
     text = "".join(f"@{rid}{newline}{seq}{newline}+{newline}{'I' * len(seq)}{newline}" for rid, seq in records)
@@ -72,7 +72,7 @@ def test_random_fastq_round_trips_through_read_records(records, newline) -> None
     assert [(r.id, decode(r.tokens)) for r in got] == [(rid, normalise(seq)) for rid, seq in records]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(IDS, DESCS, SEQS), min_size=1, max_size=6), st.integers(1, 80))
 def test_random_fasta_round_trips_through_shard_fasta(records, width) -> None:
     ids = [rid for rid, _, _ in records]
@@ -92,7 +92,7 @@ def test_random_fasta_round_trips_through_shard_fasta(records, width) -> None:
     assert manifest["summary"]["bases"] == sum(len(normalise(s)) for _, _, s in records)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.sampled_from(MAGIC_PREFIXES),
     st.binary(max_size=300),
@@ -114,7 +114,7 @@ def test_random_bytes_give_input_error_or_valid_records(prefix, body, name, skip
         assert rec.tokens.min() >= FIRST_BASE and rec.tokens.max() <= N
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.sampled_from(sorted(COMPRESSORS)), st.binary(min_size=1, max_size=200), st.data())
 def test_corrupt_compressed_input_is_an_input_error(codec, payload, data) -> None:
     blob = bytearray(COMPRESSORS[codec](b">r1\n" + payload))
@@ -127,7 +127,7 @@ def test_corrupt_compressed_input_is_an_input_error(codec, payload, data) -> Non
             list(read_records(path, ReaderConfig(), []))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.sampled_from(MAGIC_PREFIXES), st.binary(max_size=300))
 def test_random_bytes_through_cli_give_rc_1_and_one_line(prefix, body) -> None:
     assume(prefix + body)

@@ -1,4 +1,4 @@
-"""The one numpy k-mer coder (gene_ae.kmers) against counting by hand, and its two users agreeing."""
+"""The one numpy k-mer coder (gene_ae.core.kmers) against counting by hand, and its two users agreeing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from gene_ae import baselines, sparse
-from gene_ae.kmers import kmer_codes, reverse_complement_codes
+from gene_ae.core.kmers import hash_bucket, kmer_codes, kmer_counts, reverse_complement_codes
+from gene_ae.core.topk import top_k
+from gene_ae.evaluate import baselines
+from gene_ae.index import kmer_index as sparse
 from shard_tools.alphabet import decode, encode
 
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
@@ -59,7 +61,27 @@ def test_reverse_complement_codes() -> None:
 def test_baselines_and_sparse_index_count_the_same_kmers(seqs) -> None:
     dense = baselines.kmer_profiles(seqs, 5, canonical=True)
     assert np.allclose(baselines.kmer_matrix(seqs, 5).toarray(), dense, atol=1e-6)
-    counts = sparse.count_matrix(seqs, sparse.SparseConfig(k=5)).toarray()
-    norms = np.linalg.norm(counts, axis=1, keepdims=True)
-    assert np.allclose(counts / np.maximum(norms, 1e-12), dense, atol=1e-6)
+    index_rows = sparse.KmerIndex.build(seqs, sparse.KmerIndexConfig(k=5)).query_matrix(seqs).toarray()
+    assert np.allclose(index_rows, dense, atol=1e-6)
+    counts = kmer_counts(seqs, 5)
     assert counts.sum() == sum(sum(by_hand(decode(s), 5, True).values()) for s in seqs)
+
+
+def test_the_model_hashes_kmers_with_the_one_kmer_hash(seqs) -> None:
+    """The bags' torch ids of a vocabulary larger than the bag equal gene_ae.core.kmers.hash_bucket's."""
+    import torch
+
+    from gene_ae.model.bags import kmer_ids
+
+    tokens = seqs[-1][:300]
+    ids = kmer_ids(torch.from_numpy(tokens.astype(np.int64))[None], 9, canonical=True, buckets=1000)[0].numpy()
+    codes, valid = kmer_codes(tokens, 9)
+    assert valid.sum() > 100
+    assert (ids[valid] == hash_bucket(codes[valid], 1000)).all() and (ids[~valid] == 1000).all()
+
+
+def test_one_top_k_breaks_ties_by_the_lower_index_also_at_the_cut() -> None:
+    scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    idx, vals = top_k(scores, 2)
+    assert idx.tolist() == [[1, 2], [0, 1]] and vals.tolist() == [[3.0, 3.0], [0.0, 0.0]]
+    assert top_k(scores, 9)[0].tolist() == [[1, 2, 4, 3, 0], [0, 1, 2, 3, 4]]

@@ -9,19 +9,11 @@ import pytest
 import torch
 
 from gene_ae.config import Config
-from gene_ae.encoder import Encoder
-from gene_ae.model import (
-    POOLINGS,
-    GeneAE,
-    ModelConfig,
-    NegativeQueue,
-    contrastive_loss,
-    count_parameters,
-    info_nce,
-    kl_loss,
-    kmer_ids,
-    reconstruction_loss,
-)
+from gene_ae.model.autoencoder import GeneAE, count_parameters
+from gene_ae.model.bags import kmer_ids
+from gene_ae.model.config import POOLINGS, ModelConfig
+from gene_ae.model.encoder import Encoder
+from gene_ae.model.losses import NegativeQueue, contrastive_loss, kl_loss, reconstruction_loss
 from shard_tools import alphabet
 
 
@@ -35,7 +27,7 @@ def one_thread():
 
 
 def tiny(**overrides) -> ModelConfig:
-    return ModelConfig(**{"channels": 32, "latent_dim": 64, "window": 64, "downsample": 4, **overrides})
+    return ModelConfig(**{"channels": 32, "vector_dim": 64, "window": 64, "downsample": 4, **overrides})
 
 
 def random_batch(batch: int, length: int, lengths: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,8 +47,8 @@ def test_forward_shapes(pooling: str, variational: bool) -> None:
     tokens, mask = random_batch(3, 50, [50, 31, 7])
     out = model(tokens, mask)
     assert out["logits"].shape == (3, 50, cfg.vocab_size)
-    assert out["vector"].shape == (3, cfg.latent_dim)
-    assert out["code"].shape == out["z"].shape == (3, math.ceil(50 / cfg.downsample), cfg.code_dim)
+    assert out["vector"].shape == (3, cfg.vector_dim)
+    assert out["code"].shape == out["z"].shape == (3, math.ceil(50 / cfg.downsample), cfg.latent_channels)
     assert (out["logvar"] is not None) == variational
     if variational:
         assert out["logvar"].shape == out["code"].shape
@@ -102,7 +94,7 @@ def test_encode_is_padding_invariant(pooling: str) -> None:
 
 def test_decoder_depends_only_on_z() -> None:
     model = GeneAE(tiny()).eval()
-    z = torch.randn(2, 64 // 4, 8)  # a full window's code: window / downsample positions x code_dim
+    z = torch.randn(2, 64 // 4, 8)  # a full window's code: window / downsample positions x latent_channels
     first = model.decode(z, 64)
     assert torch.equal(first, model.decode(z, 64))
     assert torch.equal(model.decode(z, 10), first[:, :10])
@@ -139,14 +131,14 @@ def test_kl_loss() -> None:
     assert math.isclose(kl_loss(mu, zeros).item(), 16 * 0.5 * 4.0, rel_tol=1e-6)
 
 
-def test_info_nce_prefers_aligned_pairs() -> None:
+def test_infonce_prefers_aligned_pairs() -> None:
     z1 = torch.randn(16, 32)
     z2 = z1 + 0.1 * torch.randn(16, 32)
-    aligned = info_nce(z1, z2)
-    shuffled = info_nce(z1, z2[torch.randperm(16)])
+    aligned = contrastive_loss(z1, z2)
+    shuffled = contrastive_loss(z1, z2[torch.randperm(16)])
     assert aligned < shuffled
     assert aligned < 0.1 < math.log(16) < shuffled + 1.0
-    assert torch.allclose(info_nce(z1, z2), info_nce(z2, z1))
+    assert torch.allclose(contrastive_loss(z1, z2), contrastive_loss(z2, z1))
 
 
 def test_embed_is_unit_and_deterministic() -> None:
@@ -173,7 +165,7 @@ def test_long_sequences_add_up_their_pieces_parts() -> None:
     trunk = _encoder(tiny(vector_trunk=True))
     vec = trunk.embed_tokens([seq], batch_size=2)[0]
     windows = torch.from_numpy(np.stack([seq[0:64], seq[64:128], seq[-64:]]).astype(np.int64))
-    parts = trunk.model.encode(windows, torch.ones_like(windows, dtype=torch.bool)).parts
+    parts = trunk.model.encode(windows, torch.ones_like(windows, dtype=torch.bool)).sums
     expected = torch.nn.functional.normalize(trunk.model.combine(parts.sum(0)), dim=0).detach().numpy()
     assert vec.dtype == np.float32 and np.allclose(vec, expected, atol=1e-5)
 
@@ -206,7 +198,7 @@ def test_path_normalisation_keeps_each_k_weighted_at_any_length() -> None:
     model = GeneAE(tiny(kmer_sizes=(5, 7))).eval()
     seq = torch.randint(alphabet.A, alphabet.T + 1, (1, 20_000))
     with torch.no_grad():
-        parts = model.vector_parts(seq, torch.ones_like(seq, dtype=torch.bool))[0]
+        parts = model.branch_sums(seq, torch.ones_like(seq, dtype=torch.bool))[0]
         vec = model.combine(parts)
         shares = [float(torch.nn.functional.normalize(p, dim=0) @ vec) for p in parts]
     assert abs(shares[0] - shares[1]) < 0.1 * max(shares), shares
@@ -217,7 +209,7 @@ def test_embed_200kb_with_default_model() -> None:
     encoder = _encoder(cfg)
     seq = np.random.default_rng(1).integers(alphabet.A, alphabet.T + 1, 200_000, dtype=np.uint8)
     vec = encoder.embed_tokens([seq])[0]
-    assert vec.shape == (cfg.latent_dim,) and vec.dtype == np.float32
+    assert vec.shape == (cfg.vector_dim,) and vec.dtype == np.float32
     assert abs(np.linalg.norm(vec) - 1.0) < 1e-5
 
 
@@ -232,7 +224,7 @@ def test_bf16_autocast_forward_backward() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(tokens, mask)
         loss = reconstruction_loss(out["logits"], tokens, mask)[0] + kl_loss(out["code"], out["logvar"])
-        loss = loss + info_nce(out["vector"], out["vector"].flip(0))  # the search vector's own loss
+        loss = loss + contrastive_loss(out["vector"], out["vector"].flip(0))  # the search vector's own loss
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
@@ -268,13 +260,13 @@ def test_every_parameter_gets_a_gradient(kmer_sizes, trunk) -> None:
     assert missing == [], missing
 
 
-def test_info_nce_queue_negatives_make_the_task_harder_and_the_queue_keeps_the_newest() -> None:
+def test_infonce_queue_negatives_make_the_task_harder_and_the_queue_keeps_the_newest() -> None:
     torch.manual_seed(0)
     z1 = torch.randn(8, 32)
     z2 = z1 + 0.3 * torch.randn(8, 32)
-    assert torch.allclose(info_nce(z1, z2, negatives=torch.zeros(0, 32)), info_nce(z1, z2))
+    assert torch.allclose(contrastive_loss(z1, z2, negatives=torch.zeros(0, 32)), contrastive_loss(z1, z2))
     hard = z1 + 0.3 * torch.randn(8, 32)  # negatives as close to z1 as its positives
-    assert info_nce(z1, z2, negatives=hard) > info_nce(z1, z2) + 0.2
+    assert contrastive_loss(z1, z2, negatives=hard) > contrastive_loss(z1, z2) + 0.2
     queue = NegativeQueue(5)
     assert queue.get() is None
     queue.push(torch.ones(3, 4))

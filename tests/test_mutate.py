@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared import examples
 
-from gene_ae.mutate import mutate, random_view
+from gene_ae.core.mutate import mutate, random_view
 from shard_tools import alphabet
 
 
@@ -96,7 +97,7 @@ def test_five_megabases_in_one_vectorised_call() -> None:
     assert not np.array_equal(out[:1000], seq[:1000])
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(
     tokens=st.lists(st.integers(0, alphabet.VOCAB_SIZE - 1), max_size=200),
     divergence=st.floats(0.0, 1.0),

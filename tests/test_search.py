@@ -11,16 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from gene_ae import align, embedding, search
-from gene_ae.checkpoint import save as save_checkpoint
 from gene_ae.config import Config
-from gene_ae.encoder import Encoder
-from gene_ae.model import GeneAE, ModelConfig
-from gene_ae.mutate import mutate
-from gene_ae.records import InputRecord, iter_input
-from gene_ae.search import Candidate, fuse, vote
-from gene_ae.seqstore import SequenceStore, SequenceWriter
-from gene_ae.sparse import SparseConfig, SparseIndex, segment_starts
+from gene_ae.core.mutate import mutate
+from gene_ae.core.records import InputRecord, iter_input
+from gene_ae.index import build as embedding
+from gene_ae.index.directory import IndexDir
+from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig, segment_starts
+from gene_ae.index.seqstore import SequenceStore, SequenceWriter
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.checkpoint import save as save_checkpoint
+from gene_ae.model.config import ModelConfig
+from gene_ae.model.encoder import Encoder
+from gene_ae.search import align
+from gene_ae.search import engine as search
+from gene_ae.search.engine import Candidate, fuse, vote
 from shard_tools.alphabet import decode, reverse_complement
 from shard_tools.inputs import ReaderConfig
 
@@ -31,7 +35,7 @@ WINDOW = 256
 def encoder() -> Encoder:
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=WINDOW, downsample=4)
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
     return Encoder(GeneAE(cfg.model), cfg, device="cpu")
 
 
@@ -51,8 +55,9 @@ def built(tmp_path_factory, encoder, genes, lam):
     out = tmp_path_factory.mktemp("index") / "idx"
     embed = partial(embedding.embed_local, encoder, batch_size=64)
     cfg = embedding.BuildConfig(batch_bases=20_000)
-    embedding.build_index(iter(genes + [lam]), embed, embedding.ModelInfo("mem", "", 64, WINDOW), out, cfg)
-    return search.LoadedIndex.open(out), embed, out
+    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
+    embedding.build_index(iter(genes + [lam]), embed, model, out, cfg)
+    return IndexDir.open(out), embed, out
 
 
 # ------------------------------------------------------------------------------------------------ stages
@@ -87,7 +92,7 @@ def test_window_votes_sum_each_query_pieces_best_and_span_the_region() -> None:
 
 def test_sparse_index_finds_copies_on_both_strands_and_round_trips(tmp_path, genes) -> None:
     seqs = [g.tokens for g in genes]
-    idx = SparseIndex.build(seqs, SparseConfig())
+    idx = KmerIndex.build(seqs, KmerIndexConfig())
     assert idx.cfg.k == 10  # genes: k 10; genes over 8 kb are two or more segments
     assert idx.n_segments == sum(segment_starts(s.size, 8192).size for s in seqs) > len(seqs)
     rng = np.random.default_rng(3)
@@ -97,15 +102,15 @@ def test_sparse_index_finds_copies_on_both_strands_and_round_trips(tmp_path, gen
     assert sims[0, 0] == pytest.approx(1.0, abs=1e-4) and sims[1, 0] == pytest.approx(1.0, abs=1e-4)
     assert sims[2, 0] > 2 * sims[2, 1]
     idx.save(tmp_path)
-    again = SparseIndex.load(tmp_path)
+    again = KmerIndex.load(tmp_path)
     np.testing.assert_array_equal(again.search_segments(queries, 3)[0], found)
-    (tmp_path / SparseIndex.FILE).write_bytes(b"not an npz")
+    (tmp_path / KmerIndex.FILE).write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="sparse.npz: not a readable k-mer index"):
-        SparseIndex.load(tmp_path)
+        KmerIndex.load(tmp_path)
 
 
 def test_long_records_are_cut_into_segments_that_locate_a_piece(lam) -> None:
-    idx = SparseIndex.build([lam.tokens], SparseConfig(segment=4096))
+    idx = KmerIndex.build([lam.tokens], KmerIndexConfig(segment=4096))
     assert idx.cfg.k == 14  # a 48.5 kb record: long k
     assert idx.n_segments == 23 and idx.end.max() == lam.tokens.size
     piece = mutate(lam.tokens[30_000:33_000], 0.1, np.random.default_rng(0))

@@ -18,11 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from gene_ae import Encoder, checkpoint, tracking
+from gene_ae import Encoder
 from gene_ae.config import Config
-from gene_ae.model import GeneAE, ModelConfig
-from gene_ae.mutate import mutate
-from gene_ae.serving import free_port, running, serving
+from gene_ae.core.mutate import mutate
+from gene_ae.model import checkpoint
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.config import ModelConfig
+from gene_ae.registry import tracking
+from gene_ae.registry.serving import free_port, running, serving
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig, read_records
 
@@ -34,7 +37,7 @@ def store(tmp_path_factory, data_dir) -> dict:
     uri = f"sqlite:///{root}/mlflow.db"
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, latent_dim=64, window=256, downsample=4)
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
     ckpt = checkpoint.save(root / "ckpt", cfg, GeneAE(cfg.model))
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri

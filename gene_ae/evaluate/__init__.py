@@ -13,8 +13,7 @@ config.py holds EvalConfig, methods.py the method adapters, metrics.py the measu
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from gene_ae.core.labels import MISSING_LABELS, clean_label, parse_label
 from gene_ae.evaluate.config import DEFAULT_METHODS, EvalConfig
 from gene_ae.evaluate.methods import (
     EmbeddingMethod,
@@ -34,15 +33,6 @@ from gene_ae.evaluate.metrics import (
     reconstruction,
 )
 from gene_ae.evaluate.report import render_markdown, run_eval
-from gene_ae.labels import MISSING_LABELS, clean_label, parse_label
-from gene_ae.records import InputColumns, read_columns
-from shard_tools.inputs import ReaderConfig
-
-
-def load_eval_input(path: str | Path, reader_cfg: ReaderConfig | None = None, split: str = "val") -> InputColumns:
-    """Sequences to evaluate: a shard folder (its `split`) or a FASTA/FASTQ/TSV file (gene_ae.records)."""
-    return read_columns(path, reader_cfg, (split,))
-
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -59,7 +49,6 @@ __all__ = [
     "cross_set_retrieval",
     "distance_faithfulness",
     "label_retrieval",
-    "load_eval_input",
     "mutation_recall",
     "mutation_retrieval",
     "parse_label",

@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from gene_ae import baselines, index, search
+from gene_ae.core.topk import top_k
+from gene_ae.evaluate import baselines
 from gene_ae.evaluate.config import EvalConfig
+from gene_ae.index import vectors as index
+from gene_ae.search import engine as search
 
 if TYPE_CHECKING:
-    from gene_ae.encoder import Encoder
+    from gene_ae.model.encoder import Encoder
 
 _KMER_NAME = re.compile(r"^(\d+)-mer(?:@(\d+|dim))?$")  # exact counts, or hashed to a size ("dim": the model's)
 _SOURMASH_NAME = re.compile(r"^sourmash(?:-k(\d+))?$")
@@ -116,18 +119,14 @@ class SparseCosineIndex:
         self.rows, self.embed = rows.tocsr(), embed
 
     def _top(self, queries, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        n = self.rows.shape[0]
-        k = min(k, n)
         idx_out, sim_out = [], []
         for start in range(0, queries.shape[0], 256):  # bounded dense block of similarities
             sims = (queries[start : start + 256] @ self.rows.T).toarray()
             if exclude is not None:
                 sims[np.arange(sims.shape[0]), exclude[start : start + 256]] = -np.inf
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(sims), 1))
-            order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable")
-            idx = np.take_along_axis(top, order, 1)
+            idx, val = top_k(sims, k)
             idx_out.append(idx)
-            sim_out.append(np.take_along_axis(sims, idx, 1))
+            sim_out.append(val)
         return np.concatenate(idx_out).astype(np.int64), np.concatenate(sim_out).astype(np.float32)
 
     def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +214,7 @@ class RerankedMethod:
     def description(self) -> str:
         return (
             f"{getattr(self.base, 'description', self.base.name)}; top {self.top} re-ordered by alignment "
-            "identity (gene_ae.align.align_hit: global for similar lengths, infix or minimap2 otherwise)"
+            "identity (gene_ae.search.align.align_hit: global for similar lengths, infix or minimap2 otherwise)"
         )
 
     def index(self, refs: Sequence[np.ndarray]) -> RerankedIndex:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from gene_ae import align
+from gene_ae.core.mutate import mutate
+from gene_ae.core.topk import top_k
 from gene_ae.evaluate.config import EvalConfig
 from gene_ae.evaluate.methods import Method, RerankedMethod, digest
-from gene_ae.mutate import mutate
+from gene_ae.search import align
 
 if TYPE_CHECKING:
-    from gene_ae.encoder import Encoder
+    from gene_ae.model.encoder import Encoder
 
 SearchFn = Callable[[Sequence[np.ndarray], int], np.ndarray]  # (queries, k) -> indices [q, k], -1 = no hit
 EmbedFn = Callable[[list[np.ndarray]], np.ndarray]  # sequences -> L2-normalised vectors [n, dim]
@@ -61,8 +62,7 @@ def mutation_recall(
     originals = np.asarray(embed(list(seqs)), dtype=np.float32)
 
     def search(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
-        sims = np.asarray(embed(list(queries)), dtype=np.float32) @ originals.T
-        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return top_k(np.asarray(embed(list(queries)), dtype=np.float32) @ originals.T, k)[0]
 
     return copy_recall(search, seqs, sample_sources(len(seqs), n_queries, seed), divergences, seed, k_values)
 
@@ -114,7 +114,7 @@ def mutation_retrieval(methods: Sequence[Method], seqs: Sequence[np.ndarray], cf
 
 def alignment_ceiling(seqs: Sequence[np.ndarray], cfg: EvalConfig, sources: np.ndarray) -> dict[str, Any]:
     """The reference answer: each of the first `align_queries` sources' mutated copies (the very copies the
-    methods were given) aligned against the whole collection (gene_ae.align.align_hit, the alignment search
+    methods were given) aligned against the whole collection (gene_ae.search.align.align_hit, the alignment search
     re-ranks by), best identity first; recall@k and the time per query."""
     picked = sources[: cfg.align_queries]
     if picked.size == 0:

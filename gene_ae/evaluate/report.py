@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gene_ae.core.labels import clean_label
 from gene_ae.evaluate.config import EvalConfig
 from gene_ae.evaluate.methods import EmbeddingMethod, Method, build_methods, digest
 from gene_ae.evaluate.metrics import (
@@ -25,13 +26,12 @@ from gene_ae.evaluate.metrics import (
     mutation_retrieval,
     reconstruction,
 )
-from gene_ae.labels import clean_label
 from shard_tools.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from gene_ae.encoder import Encoder
+    from gene_ae.model.encoder import Encoder
 
 
 def run_eval(
@@ -107,7 +107,7 @@ def _summary(seqs: Sequence[np.ndarray], labels: Sequence[str | None]) -> dict[s
 
 def _notes(report: dict[str, Any], cfg: EvalConfig) -> list[str]:
     notes = [
-        "Mutation: gene_ae.mutate (per base, 80 % substitutions, 20 % indels of 1-3 bases); a hit is any of "
+        "Mutation: gene_ae.core.mutate (per base, 80 % substitutions, 20 % indels of 1-3 bases); a hit is any of "
         "the top k identical to the query's source.",
         "Distance faithfulness is Spearman(similarity, alignment identity): higher is better.",
     ]

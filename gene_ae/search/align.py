@@ -33,17 +33,6 @@ def pair_identities(a: Sequence[np.ndarray], b: Sequence[np.ndarray], max_bases:
     return np.array([identity(x, y, max_bases) for x, y in zip(a, b)], dtype=np.float64)
 
 
-def rerank(
-    query: np.ndarray, candidates: Sequence[np.ndarray], max_bases: int = MAX_BASES
-) -> tuple[np.ndarray, np.ndarray]:
-    """Order candidates by identity to the query (best first; ties keep the vector search's order).
-
-    Returns (order, identities in that order)."""
-    ids = pair_identities([query] * len(candidates), candidates, max_bases)
-    order = np.argsort(-ids, kind="stable")
-    return order, ids[order]
-
-
 # ---------------------------------------------------------------------------------- re-ranking search hits
 
 LONG = 20_000  # queries longer than this are mapped with minimap2 (mappy); shorter ones aligned by edlib

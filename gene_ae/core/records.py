@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gene_ae.labels import parse_label
+from gene_ae.core.labels import parse_label
 from shard_tools.inputs import STDIN, ReaderConfig, display_name, read_records
 from shard_tools.text import control_char
 

@@ -16,8 +16,8 @@ import numpy as np
 import webdataset as wds
 
 from gene_ae.config import DataConfig
-from gene_ae.mutate import mutate, random_view
-from gene_ae.windows import pad_batch
+from gene_ae.core.mutate import mutate, random_view
+from gene_ae.core.windows import pad_batch
 from shard_tools.format import BLOCK_EXT, decode_block
 from shard_tools.reader import ShardError, load_manifest
 

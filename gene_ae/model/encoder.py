@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gene_ae import checkpoint
 from gene_ae.config import Config
-from gene_ae.model import GeneAE, reconstruction_counts
-from gene_ae.windows import cuts, pad_batch, tile
+from gene_ae.core.windows import cuts, pad_batch, tile
+from gene_ae.model import checkpoint
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.losses import reconstruction_counts
 from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
 EMBED_CHUNK = 1 << 14  # bases per piece when only k-mer bags make the vector
@@ -95,7 +96,7 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return self.cfg.model.latent_dim
+        return self.cfg.model.vector_dim
 
     @property
     def window(self) -> int:
@@ -117,31 +118,31 @@ class Encoder:
 
     @torch.no_grad()
     def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Token arrays -> [n, dim] L2-normalised float32: each sequence's path sums (`path_sums`)
+        """Token arrays -> [n, dim] L2-normalised float32: each sequence's branch sums (`branch_sums`)
         combined (GeneAE.combine)."""
-        vectors = self.model.combine(self.path_sums(seqs, batch_size).to(self.device)).float().cpu()
+        vectors = self.model.combine(self.branch_sums(seqs, batch_size).to(self.device)).float().cpu()
         return torch.nn.functional.normalize(vectors, dim=-1).numpy()
 
     @torch.no_grad()
-    def path_sums(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> torch.Tensor:
-        """[n, n_paths, dim] float32: each search-vector path summed over the whole sequence, before combine.
+    def branch_sums(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> torch.Tensor:
+        """[n, n_branches, dim] float32: each search-vector branch summed over the whole sequence, before combine.
 
         Every sequence is cut into pieces (`_pieces`), batched together by length; a sequence's sums are
-        its pieces' parts added up. Memory is one batch of pieces, whatever the sequence lengths.
+        its pieces' sums added up. Memory is one batch of pieces, whatever the sequence lengths.
         """
         empty = next((i for i, s in enumerate(seqs) if s.size == 0), None)
         if empty is not None:
             raise ValueError(f"row {empty}: empty sequence")
         w, extra = self._pieces()
         jobs = tile(seqs, w) if self.cfg.model.vector_trunk else cuts(seqs, w)
-        paths = self.cfg.model.n_paths
-        sums = torch.zeros((len(seqs), paths * self.dim), dtype=torch.float32)
+        branches = self.cfg.model.n_branches
+        sums = torch.zeros((len(seqs), branches * self.dim), dtype=torch.float32)
         sizes = [min(seqs[i].size - s, w + extra) for i, s in jobs]
         for batch in _batches_of_bases(jobs, sizes, batch_size * self.window):
             pieces = [seqs[i][start : start + w + extra] for i, start in batch]
-            parts = self.model.vector_parts(*self._tensor(pieces)).float().cpu()
-            sums.index_add_(0, torch.tensor([i for i, _ in batch]), parts.reshape(len(pieces), -1))
-        return sums.view(len(seqs), paths, self.dim)
+            piece_sums = self.model.branch_sums(*self._tensor(pieces)).float().cpu()
+            sums.index_add_(0, torch.tensor([i for i, _ in batch]), piece_sums.reshape(len(pieces), -1))
+        return sums.view(len(seqs), branches, self.dim)
 
     def embed(self, seqs: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.embed_tokens(validate(seqs), batch_size)

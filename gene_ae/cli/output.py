@@ -17,9 +17,9 @@ from shard_tools.files import atomic_write_bytes
 from shard_tools.text import control_char, printable
 
 if TYPE_CHECKING:
-    from gene_ae.index import Entry
-    from gene_ae.records import InputRecord
-    from gene_ae.search import Hit
+    from gene_ae.core.records import InputRecord
+    from gene_ae.index.vectors import Entry
+    from gene_ae.search.engine import Hit
 
 OUTFMTS = ("tsv", "blast6")
 HIT_COLUMNS = ("query_id", "subject_id", "rank", "similarity", "query_length", "subject_length", "subject_label")

@@ -12,33 +12,24 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from gene_ae.kmers import kmer_codes, reverse_complement_codes
+from gene_ae.core.kmers import hash_bucket, hash_sign, kmer_counts, l2_rows, reverse_complement_codes
+from gene_ae.core.topk import top_k
 from shard_tools.alphabet import decode
-
-_PIECE = 1 << 22  # bases per counting chunk: bounds temporary memory whatever the input length
 
 
 def kmer_profiles(
     seqs: Sequence[np.ndarray], k: int = 5, both_strands: bool = False, canonical: bool = False
 ) -> np.ndarray:
-    """[n, 4**k] float32 L2-normalised k-mer counts; k-mers touching N or specials are skipped.
+    """[n, 4**k] float32 L2-normalised k-mer counts, dense (kmer_matrix is the sparse form); k-mers touching
+    N or specials are skipped, sequences shorter than k get zero rows.
 
     both_strands adds the reverse complement's counts (a strand-symmetric vector); canonical counts each
-    k-mer under the smaller of itself and its reverse complement. Sequences shorter than k get zero rows.
-    Vectorised: k passes of numpy over the concatenated bases, so 10 Mb takes well under a second.
-    """
+    k-mer under the smaller of itself and its reverse complement."""
     if not 1 <= k <= 12:
         raise ValueError(f"k must be in 1..12, got {k}")
     if both_strands and canonical:
         raise ValueError("choose both_strands or canonical, not both (each already makes profiles strand-free)")
-    dim = 4**k
-    counts = np.zeros((len(seqs), dim), dtype=np.float64)
-    for rows, chunk in _chunks(seqs, k):
-        index, valid = _piece_codes(chunk, k, canonical)
-        first, span = rows[0], rows[-1] - rows[0] + 1  # rows of a chunk are consecutive
-        row_of = np.repeat(rows - first, [c.size for c in chunk])[: index.size]
-        index, row_of = index[valid], row_of[valid]
-        counts[first : first + span] += np.bincount(row_of * dim + index, minlength=span * dim).reshape(span, dim)
+    counts = kmer_counts(seqs, k, canonical).toarray().astype(np.float64)
     if both_strands:
         counts += counts[:, rc_index(k)]
     norms = np.linalg.norm(counts, axis=1, keepdims=True)
@@ -50,61 +41,17 @@ def kmer_matrix(seqs: Sequence[np.ndarray], k: int, canonical: bool = True) -> s
     15, in memory proportional to the distinct k-mers, not to 4**k. Cosine = row dot products."""
     if not 1 <= k <= 15:
         raise ValueError(f"k must be in 1..15, got {k}")
-    blocks = []
-    for rows, chunk in _chunks(seqs, k):
-        index, valid = _piece_codes(chunk, k, canonical)
-        row_of = np.repeat(rows, [c.size for c in chunk])[: index.size]
-        index, row_of = index[valid], row_of[valid]
-        blocks.append(sparse.coo_matrix((np.ones(index.size), (row_of, index)), shape=(len(seqs), 4**k)))
-    m = sparse.csr_matrix((len(seqs), 4**k)) if not blocks else sum(b.tocsr() for b in blocks)
-    m = sparse.csr_matrix(m, dtype=np.float32)
-    m.sum_duplicates()
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())
-    return sparse.diags(1.0 / np.maximum(norms, 1e-12)).astype(np.float32) @ m
+    return l2_rows(kmer_counts(seqs, k, canonical))
 
 
 def hashed_profiles(seqs: Sequence[np.ndarray], k: int, dim: int, canonical: bool = True) -> np.ndarray:
     """[n, dim] k-mer counts folded by signed feature hashing (Weinberger et al. 2009) and L2-normalised:
-    the classic method at a learned vector's own size. Each k-mer adds +1 or -1 to one of dim buckets."""
-    m = kmer_matrix(seqs, k, canonical).tocoo()
-    h = (m.col.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
-    bucket = (h % np.uint64(dim)).astype(np.int64)
-    sign = np.where((h >> np.uint64(40)) & np.uint64(1), 1.0, -1.0)
+    the classic method at a learned vector's own size. Each k-mer adds +1 or -1 to one of dim buckets
+    (gene_ae.core.kmers' one hash)."""
+    m = kmer_counts(seqs, k, canonical).tocoo()
     out = np.zeros((m.shape[0], dim), dtype=np.float64)
-    np.add.at(out, (m.row, bucket), sign * m.data)
+    np.add.at(out, (m.row, hash_bucket(m.col, dim)), hash_sign(m.col) * m.data)
     return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def _chunks(seqs: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """Group sequences (long ones cut into pieces overlapping by k - 1) into chunks of about _PIECE bases."""
-    out: list[tuple[np.ndarray, list[np.ndarray]]] = []
-    rows: list[int] = []
-    pieces: list[np.ndarray] = []
-    size = 0
-    for row, s in enumerate(seqs):
-        s = np.asarray(s, dtype=np.uint8)
-        for start in range(0, max(s.size - k + 1, 1), _PIECE):
-            piece = s[start : start + _PIECE + k - 1]
-            rows.append(row)
-            pieces.append(piece)
-            size += piece.size
-            if size >= _PIECE:
-                out.append((np.array(rows), pieces))
-                rows, pieces, size = [], [], 0
-    if pieces:
-        out.append((np.array(rows), pieces))
-    return out
-
-
-def _piece_codes(pieces: list[np.ndarray], k: int, canonical: bool) -> tuple[np.ndarray, np.ndarray]:
-    """k-mer code at each start position of the concatenated pieces, and whether it is a real k-mer that
-    lies within one piece."""
-    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
-    codes, valid = kmer_codes(flat, k, canonical)
-    ends = np.cumsum([p.size for p in pieces])
-    piece_end = np.repeat(ends, [p.size for p in pieces])[: codes.size]
-    valid &= np.arange(codes.size) + k <= piece_end  # the k-mer must not straddle two pieces
-    return codes.astype(np.int64), valid
 
 
 def rc_index(k: int) -> np.ndarray:
@@ -152,18 +99,6 @@ def jaccard_pairs(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarra
         union = x.size + y.size - inter
         out[i] = inter / union if union else 0.0
     return out
-
-
-def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the k largest entries per row, best first."""
-    k = min(k, sims.shape[1])
-    if k < sims.shape[1]:
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
-    vals = np.take_along_axis(sims, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 class SourmashIndex:

@@ -3,7 +3,6 @@ embedded (in-process or with Ray Data), k-mers counted, one batch at a time."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -11,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gene_ae import index
-from gene_ae.index import Entry, IndexMeta
-from gene_ae.records import InputRecord
-from gene_ae.seqstore import SequenceWriter
-from gene_ae.sparse import SparseBuilder, SparseConfig
+from gene_ae.core.records import InputRecord
+from gene_ae.core.windows import window_starts
+from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, write_index
+from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig
 
 Embed = Callable[[list[np.ndarray]], np.ndarray]  # token arrays -> L2-normalised vectors
 
@@ -40,7 +38,7 @@ def embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, wo
 
     class EmbedBatch:
         def __init__(self, uri: str):
-            from gene_ae.encoder import Encoder
+            from gene_ae.model.encoder import Encoder
 
             self.encoder = Encoder.load(uri)
 
@@ -61,12 +59,20 @@ def embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, wo
 
 @dataclass
 class BuildConfig:
-    kind: str = "auto"  # faiss index kind: auto, flat, hnsw
+    kind: str = "auto"  # faiss index kind of the record vectors: auto, flat, ivf, hnsw
     windows: bool = True  # also index windows of records longer than the model window
     stride: int = 0  # window stride; 0 = half a window
-    sparse: SparseConfig = field(default_factory=SparseConfig)
+    kmers: KmerIndexConfig = field(default_factory=KmerIndexConfig)
     batch_bases: int = 1 << 21  # records are read, embedded and stored this many bases at a time
     batch_size: int = 64  # encoder batch size
+
+
+@dataclass(kw_only=True)
+class ModelInfo:
+    uri: str
+    version: str
+    dim: int
+    window: int
 
 
 def build_index(
@@ -78,46 +84,34 @@ def build_index(
     overwrite: bool = False,
     source: str = "input",
 ) -> IndexMeta:
-    """Stream records into an index directory (gene_ae/index.py): memory is one batch of records plus the
-    index itself (vectors, k-mer postings), never the collection's sequences."""
-    tmp = index.staging_dir(out_dir, overwrite)
-    try:
-        meta = _stream(records, embed, model, tmp, cfg, source)
-        index.commit(tmp, out_dir)
-        return meta
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@dataclass
-class ModelInfo:
-    uri: str
-    version: str
-    dim: int
-    window: int
+    """Stream records into an index directory (gene_ae/index/directory.py): memory is one batch of records
+    plus the index itself (vectors, k-mer postings), never the collection's sequences."""
+    with write_index(out_dir, overwrite) as writer:
+        return _stream(records, embed, model, writer, cfg, source)
 
 
 def _stream(
-    records: Iterable[InputRecord], embed: Embed, model: ModelInfo, tmp: Path, cfg: BuildConfig, source: str
+    records: Iterable[InputRecord], embed: Embed, model: ModelInfo, writer: IndexWriter, cfg: BuildConfig, source: str
 ) -> IndexMeta:
-    from gene_ae.windows import window_starts
-
-    meta = IndexMeta(model.uri, model.version, model.dim, cfg.kind, cfg.windows, [], model.window, True, True)
-    store = SequenceWriter(tmp)
+    meta = IndexMeta(
+        model_uri=model.uri, model_version=model.version, dim=model.dim, kind=cfg.kind, windows=cfg.windows,
+        window=model.window, sparse=True, sequences=True,
+    )  # fmt: skip
+    tmp = writer.dir
+    store = writer.sequences()
     stride = cfg.stride or max(model.window // 2, 1)
-    sparse_builder: SparseBuilder | None = None
+    kmers: KmerIndexBuilder | None = None
     windows: list[tuple[int, int, int]] = []
     with open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
         for batch in _batches(records, cfg.batch_bases):
-            if sparse_builder is None:  # k from the first batch's lengths
-                sparse_builder = SparseBuilder(cfg.sparse, [r.tokens.size for r in batch])
+            if kmers is None:  # k from the first batch's lengths
+                kmers = KmerIndexBuilder(cfg.kmers, [r.tokens.size for r in batch])
             first = len(meta.entries)
             for r in batch:
                 n = int(r.tokens.size)
                 pos = store.add(r.tokens)
-                meta.entries.append(Entry(r.id, n, r.label, 0, n))
-                sparse_builder.add(pos, r.tokens)
+                meta.entries.append(Entry(id=r.id, length=n, label=r.label, start=0, end=n))
+                kmers.add(pos, r.tokens)
             _write(vec_out, embed([r.tokens for r in batch]))
             if cfg.windows:
                 spans = [
@@ -132,18 +126,14 @@ def _stream(
     if not meta.entries:
         raise ValueError(f"{source}: no sequences to embed")
     store.close()
-    vectors = _read(tmp / "vectors.f32", model.dim)
-    meta.kind = index.write_vectors(tmp, vectors, cfg.kind)
-    np.save(tmp / index.VECTORS_FILE, vectors)
+    meta.kind = writer.record_vectors(_read(tmp / "vectors.f32", model.dim), cfg.kind)
     meta.windows = bool(windows)
     if windows:
-        index.write_vectors(tmp, _read(tmp / "windows.f32", model.dim), cfg.kind, index.WINDOWS_INDEX_FILE)
-        spans = np.array(windows, dtype=np.int64)
-        np.savez(tmp / index.WINDOWS_FILE, owner=spans[:, 0], start=spans[:, 1], end=spans[:, 2])
+        writer.window_vectors(_read(tmp / "windows.f32", model.dim), np.array(windows, dtype=np.int64), cfg.kind)
     for name in ("vectors.f32", "windows.f32"):
         (tmp / name).unlink()
-    sparse_builder.finish().save(tmp)
-    index.write_meta(tmp, meta)
+    writer.kmers(kmers.finish())
+    writer.finish(meta)
     return meta
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from gene_ae.config import Config
-from gene_ae.model import GeneAE
+from gene_ae.model.autoencoder import GeneAE
 
 CONFIG_FILE, MODEL_FILE, TRAINER_FILE = "config.json", "model.pt", "trainer.pt"
 

@@ -31,10 +31,17 @@ def tile(seqs: Sequence[np.ndarray], window: int, stride: int | None = None) -> 
     return _by_length(jobs, seqs, window)
 
 
+def cut_starts(n: int, every: int) -> range:
+    """Starts of the pieces that cut n bases every `every` bases from 0 (no end-aligned last piece, so
+    nothing is covered twice; [0] for an empty sequence). A caller that counts k-mers lets each piece run
+    k - 1 bases on, so that every k-mer lies in exactly one piece."""
+    return range(0, max(n, 1), every)
+
+
 def cuts(seqs: Sequence[np.ndarray], every: int) -> list[tuple[int, int]]:
-    """(sequence index, start) every `every` bases from 0 (no end-aligned last piece, so nothing is
-    covered twice), sorted by piece length as tile's windows are."""
-    return _by_length([(i, start) for i, s in enumerate(seqs) for start in range(0, s.size, every)], seqs, every)
+    """(sequence index, start) of every cut_starts piece of every sequence, sorted by piece length as
+    tile's windows are."""
+    return _by_length([(i, start) for i, s in enumerate(seqs) for start in cut_starts(s.size, every)], seqs, every)
 
 
 def _by_length(jobs: list[tuple[int, int]], seqs: Sequence[np.ndarray], width: int) -> list[tuple[int, int]]:

@@ -15,7 +15,7 @@ from mlflow.pyfunc import PythonModel
 
 class EncoderPyfunc(PythonModel):
     def load_context(self, context) -> None:
-        from gene_ae.encoder import Encoder
+        from gene_ae.model.encoder import Encoder
 
         self.encoder = Encoder.load(context.artifacts["checkpoint"])
 
@@ -26,7 +26,7 @@ class EncoderPyfunc(PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
     def _predict(self, model_input) -> np.ndarray:
-        from gene_ae.encoder import validate
+        from gene_ae.model.encoder import validate
 
         if isinstance(model_input, pd.DataFrame):
             if "sequence" not in model_input.columns:

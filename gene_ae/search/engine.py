@@ -4,24 +4,25 @@ Three candidate lists per query, each a ranking of records:
 - dense: the query's vector against one vector per record (faiss);
 - windows: the query's windows against the windows of long records; every query window votes for the
   records its nearest windows belong to (seed-and-vote), which also locates the matching region;
-- sparse: the query's k-mer segments against the exact k-mer index (gene_ae/sparse.py), voting likewise.
+- sparse: the query's k-mer segments against the exact k-mer index (gene_ae/index/kmer_index.py), voting
+  likewise.
 They are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K + rank)),
-and the top `rerank` of every list (`alignment_pool`) are aligned to the query (gene_ae/align.py) and
-ordered by identity. The
-evaluation's "+align" methods re-rank with the same `rerank`.
+and the top `rerank` of every list (`alignment_pool`) are aligned to the query (gene_ae/search/align.py)
+and ordered by identity. The evaluation's "+align" methods re-rank with the same `rerank`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gene_ae import align, index
-from gene_ae.seqstore import SequenceStore
-from gene_ae.sparse import SparseIndex, segment_starts
+from gene_ae.core.windows import window_starts
+from gene_ae.index.directory import IndexDir
+from gene_ae.index.kmer_index import segment_starts
+from gene_ae.index.vectors import search as search_vectors
+from gene_ae.search import align
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
 Embed = Callable[[list[np.ndarray]], np.ndarray]
@@ -57,37 +58,6 @@ class SearchConfig:
     batch_size: int = 64
 
 
-@dataclass
-class LoadedIndex:
-    """An index directory in memory: what search needs of it (gene_ae/index.py)."""
-
-    meta: index.IndexMeta
-    dense: object
-    windows: object | None = None
-    window_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    window_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    window_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sparse: SparseIndex | None = None
-    sequences: SequenceStore | None = None
-
-    @classmethod
-    def open(cls, directory: str | Path) -> LoadedIndex:
-        d = Path(directory)
-        dense, meta = index.load(d)
-        loaded = cls(meta, dense)
-        if meta.windows and (d / index.WINDOWS_INDEX_FILE).is_file():
-            loaded.windows = index.read_faiss(d / index.WINDOWS_INDEX_FILE)
-            with np.load(d / index.WINDOWS_FILE) as spans:
-                loaded.window_owner, loaded.window_start, loaded.window_end = (
-                    spans[k] for k in ("owner", "start", "end")
-                )
-        if meta.sparse:
-            loaded.sparse = SparseIndex.load(d)
-        if meta.sequences:
-            loaded.sequences = SequenceStore(d)
-        return loaded
-
-
 # ------------------------------------------------------------------------------------------- candidates
 
 
@@ -99,10 +69,10 @@ class Candidate:
     end: int = 0
 
 
-def dense_candidates(loaded: LoadedIndex, vectors: np.ndarray, n: int) -> list[list[Candidate]]:
+def dense_candidates(opened: IndexDir, vectors: np.ndarray, n: int) -> list[list[Candidate]]:
     """Records by cosine of whole-record vectors."""
-    idx, sims = index.search(loaded.dense, vectors, n)
-    meta = loaded.meta
+    idx, sims = search_vectors(opened.dense, vectors, n)
+    meta = opened.meta
     return [
         [Candidate(int(j), float(s), 0, meta.entries[j].length) for j, s in zip(row, sim) if j >= 0]
         for row, sim in zip(idx, sims)
@@ -129,29 +99,29 @@ def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hi
 
 
 def window_candidates(
-    loaded: LoadedIndex, queries: Sequence[np.ndarray], embed: Embed, n: int
+    opened: IndexDir, queries: Sequence[np.ndarray], embed: Embed, n: int
 ) -> list[list[Candidate]]:
     """Records by the votes of the query's windows (the whole query when it fits one window)."""
-    w = loaded.meta.window
+    w = opened.meta.window
     pieces, rows = [], []
     for q, query in enumerate(queries):
-        for a in segment_starts(int(query.size), w) if query.size > w else [0]:
+        for a in window_starts(int(query.size), w, max(w // 2, 1)):
             pieces.append(query[a : a + w])
             rows.append(q)
-    idx, sims = index.search(loaded.windows, embed(pieces), n)
-    return _votes(rows, len(queries), idx, sims, loaded.window_owner, loaded.window_start, loaded.window_end, n)
+    idx, sims = search_vectors(opened.windows, embed(pieces), n)
+    return _votes(rows, len(queries), idx, sims, opened.window_owner, opened.window_start, opened.window_end, n)
 
 
-def sparse_candidates(loaded: LoadedIndex, queries: Sequence[np.ndarray], n: int) -> list[list[Candidate]]:
+def sparse_candidates(opened: IndexDir, queries: Sequence[np.ndarray], n: int) -> list[list[Candidate]]:
     """Records by the votes of the query's k-mer segments."""
-    sp = loaded.sparse
+    kmers = opened.kmers
     pieces, rows = [], []
     for q, query in enumerate(queries):
-        for a in segment_starts(int(query.size), sp.cfg.segment):
-            pieces.append(query[a : a + sp.cfg.segment])
+        for a in segment_starts(int(query.size), kmers.cfg.segment):
+            pieces.append(query[a : a + kmers.cfg.segment])
             rows.append(q)
-    idx, sims = sp.search_segments(pieces, n)
-    return _votes(rows, len(queries), idx, sims, sp.owner, sp.start, sp.end, n)
+    idx, sims = kmers.search_segments(pieces, n)
+    return _votes(rows, len(queries), idx, sims, kmers.owner, kmers.start, kmers.end, n)
 
 
 def _votes(rows, n_queries, idx, sims, owner, start, end, n) -> list[list[Candidate]]:
@@ -193,7 +163,7 @@ def alignment_pool(lists: Sequence[list[Candidate]], fused: list[Candidate], siz
 
 
 def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int) -> list[Hit]:
-    """The first `top` hits ordered by alignment identity to the query (gene_ae.align.align_hit; ties keep
+    """The first `top` hits ordered by alignment identity to the query (gene_ae.search.align.align_hit; ties keep
     the candidate order), with the aligned region; hits past `top` follow unchanged, without an identity."""
     head = []
     for h in hits[:top]:
@@ -239,7 +209,7 @@ def rerank_rows(
 
 
 def search(
-    loaded: LoadedIndex,
+    opened: IndexDir,
     queries: Sequence[np.ndarray],
     embed: Embed | None,
     cfg: SearchConfig,
@@ -253,19 +223,19 @@ def search(
     if unknown:
         raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
     if cfg.rerank and subject is None:
-        if loaded.sequences is None:
+        if opened.sequences is None:
             raise ValueError(
                 "this index holds no sequences (made by an older gene-ae): give --collection or --rerank 0"
             )
-        subject = loaded.sequences.__getitem__
+        subject = opened.sequences.__getitem__
     n = max(cfg.candidates, cfg.k, cfg.rerank)
     lists: list[list[list[Candidate]]] = []
     if "dense" in cfg.sources and embed is not None:
-        lists.append(dense_candidates(loaded, embed(list(queries)), n))
-    if "windows" in cfg.sources and embed is not None and loaded.windows is not None:
-        lists.append(window_candidates(loaded, queries, embed, n))
-    if "sparse" in cfg.sources and loaded.sparse is not None:
-        lists.append(sparse_candidates(loaded, queries, n))
+        lists.append(dense_candidates(opened, embed(list(queries)), n))
+    if "windows" in cfg.sources and embed is not None and opened.windows is not None:
+        lists.append(window_candidates(opened, queries, embed, n))
+    if "sparse" in cfg.sources and opened.kmers is not None:
+        lists.append(sparse_candidates(opened, queries, n))
     if not lists:
         raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)}")
     similarity = {}

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # gene_ae/
 REPO_ROOT = PACKAGE_ROOT.parent
-DEFAULT_MODEL_NAME = "gene-ae-encoder"
 
 
 def tracking_uri() -> str:
@@ -39,29 +38,27 @@ def pip_requirements() -> list[str]:
 def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, str] | None = None):
     """Log the encoder as a pyfunc in the active run; register it when `register` names a model.
 
-    Models-from-code: the model is `gene_ae/pyfunc_model.py` plus the package source, and the
+    Models-from-code: the model is `gene_ae/registry/pyfunc_model.py` plus the package source, and the
     weights travel as the `checkpoint` artifact, so nothing is pickled.
     """
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    from gene_ae.checkpoint import load_config
+    from gene_ae.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_config
 
-    dim = load_config(checkpoint_dir).model.latent_dim
+    dim = load_config(checkpoint_dir).model.vector_dim
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "sequence")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
     )
-    from gene_ae.checkpoint import CONFIG_FILE, MODEL_FILE
-
     slim = Path(tempfile.mkdtemp()) / "checkpoint"  # weights + config only: no optimiser state in the model
     slim.mkdir()
     for name in (CONFIG_FILE, MODEL_FILE):
         shutil.copy(Path(checkpoint_dir) / name, slim / name)
     info = mlflow.pyfunc.log_model(
         name="encoder",
-        python_model=str(PACKAGE_ROOT / "pyfunc_model.py"),
+        python_model=str(PACKAGE_ROOT / "registry" / "pyfunc_model.py"),
         artifacts={"checkpoint": str(slim)},
         code_paths=[str(PACKAGE_ROOT), str(REPO_ROOT / "shard_tools")],
         signature=signature,
@@ -94,6 +91,13 @@ def resolve_version(uri: str) -> str:
     if ref:
         return str(client.get_model_version_by_alias(name, ref).version)
     return name.rsplit("/", 1)[-1]
+
+
+def pinned_uri(uri: str, version: str) -> str:
+    """models:/NAME@ALIAS as models:/NAME/VERSION (what the alias points at now); other URIs unchanged."""
+    if uri.startswith("models:/") and "@" in uri and version:
+        return f"models:/{uri[len('models:/') :].partition('@')[0]}/{version}"
+    return uri
 
 
 def promote_if_better(name: str, version: str | int, alias: str, metric: str = "val_recall_at_1") -> bool:

@@ -1,0 +1,53 @@
+"""`gene-ae embed | search | eval | reconstruct | promote | serve`: one module per subcommand, each a thin
+parser over the library (`add_parser` and `run`).
+
+Usage errors (a bad number, an unknown choice) are one line and exit 1 while parsing (shard_tools.options);
+library errors become one line and exit 1 in `main`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gene_ae.cli import embed, evaluate, promote, reconstruct, search, serve
+from shard_tools.options import Parser
+from shard_tools.text import printable
+
+SUBCOMMANDS = (embed, search, evaluate, reconstruct, promote, serve)
+
+
+def build_parser() -> Parser:
+    from shard_tools import __version__
+
+    p = Parser(
+        prog="gene-ae",
+        version=__version__,
+        description="Embed DNA sequences with a trained gene-ae encoder, "
+        "search collections by vector similarity, evaluate against k-mer methods, serve the encoder.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(sub, __version__)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except (ValueError, OSError, KeyError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"gene-ae {args.command}: error: {printable(msg)}", file=sys.stderr)
+        code = 1
+    except Exception as exc:  # MLflow registry errors and the like: still one line
+        if type(exc).__name__ not in ("MlflowException", "RestException"):
+            raise
+        print(f"gene-ae {args.command}: error: {printable(str(exc).splitlines()[0])}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

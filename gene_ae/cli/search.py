@@ -1,0 +1,84 @@
+"""`gene-ae search`: query sequences against an index directory; hits as TSV or BLAST tabular."""
+
+from __future__ import annotations
+
+import argparse
+
+from gene_ae.cli.common import int_option, reader_args, reader_config, subcommand
+from gene_ae.cli.output import OUTFMTS
+from shard_tools.inputs import STDIN
+
+
+def add_parser(sub, version: str) -> None:
+    from gene_ae.search.engine import SearchConfig
+
+    search_cfg = SearchConfig()
+    s = subcommand(sub, "search", "search an index with query sequences; hits as TSV (or BLAST tabular)", version)
+    s.add_argument("--index", required=True, help="index directory from `gene-ae embed`")
+    s.add_argument("query", help="query FASTA/FASTQ/GenBank/EMBL/TSV file, or - for stdin (read as a stream)")
+    s.add_argument("-k", type=int_option("k"), default=search_cfg.k, help="hits per query")
+    s.add_argument("--model", help="override the model recorded in the index")
+    s.add_argument("--out", help="write hits to this file (replaced whole, atomically) instead of stdout")
+    s.add_argument(
+        "--outfmt", choices=OUTFMTS, default=OUTFMTS[0],
+        help="tsv: gene-ae's columns with a header; blast6: BLAST's 12 tabular columns, no header (README)",
+    )  # fmt: skip
+    s.add_argument(
+        "--batch-size", type=int_option("batch_size"), default=search_cfg.batch_size, help="encoder batch size"
+    )
+    s.add_argument(
+        "--rerank", type=int_option("rerank"), default=search_cfg.rerank, metavar="N",
+        help="align each query to its top N candidates and order them by identity (0: off, no identity column)",
+    )  # fmt: skip
+    s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
+    reader_args(s)
+    s.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from gene_ae.cli import output
+    from gene_ae.core.records import iter_input
+    from gene_ae.index.directory import IndexDir
+    from gene_ae.model.encoder import Encoder
+    from gene_ae.search import engine
+
+    if args.query == STDIN and args.collection == STDIN:
+        raise ValueError("'-' (standard input) can be the query or --collection, not both")
+    index = IndexDir.open(args.index)
+    meta = index.meta
+    encoder = Encoder.load(args.model or meta.model_uri)
+    if encoder.dim != meta.dim:
+        raise ValueError(
+            f"{args.index}: index has dim {meta.dim}, model {encoder.dim}: use the model it was built with"
+        )
+    queries = list(iter_input(args.query, reader_config(args)))
+    if not queries:
+        raise ValueError(f"{args.query}: no query sequences")
+    subject = _collection(args, meta) if args.rerank and args.collection else None
+    cfg = engine.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
+    embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
+    results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject)
+    if args.outfmt == "blast6":
+        lines = output.hits_blast6(queries, results, meta.entries)
+    else:
+        lines = output.hits_tsv(queries, results, meta.entries, identity=bool(args.rerank))
+    output.emit(lines, args.out)
+    return 0
+
+
+def _collection(args: argparse.Namespace, meta):
+    """Record position -> tokens from --collection (optional since indexes hold their sequences); every
+    indexed record must be in it."""
+    from gene_ae.core.records import iter_input
+
+    wanted = {e.id for e in meta.entries}
+    seqs = {r.id: r.tokens for r in iter_input(args.collection, reader_config(args)) if r.id in wanted}
+    missing = wanted - seqs.keys()
+    if missing:
+        raise ValueError(
+            f"{args.collection}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
+            "give the file the index was built from, or leave --collection out (the index holds its sequences)"
+        )
+    return lambda j: seqs[meta.entries[j].id]

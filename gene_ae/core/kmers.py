@@ -1,0 +1,148 @@
+"""k-mers of token arrays in numpy: codes, the one k-mer hash, and count matrices.
+
+The one implementation behind the exact k-mer index (gene_ae.index.kmer_index) and the k-mer baselines
+(gene_ae.evaluate.baselines); the model's bags compute the same ids and the same hash in torch
+(gene_ae.model.bags), checked equal by tests/test_kmers.py.
+
+A k-mer's code is its bases in 2 bits each (A, C, G, T = 0..3), the first base most significant; its
+reverse complement's code is built in the same pass, so canonical codes cost one extra shift per base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import sparse
+
+from gene_ae.core.windows import cut_starts
+from shard_tools.alphabet import FIRST_BASE
+
+MAX_K = 31  # 2k bits must fit a uint64
+# The one k-mer hash: Fibonacci hashing, code x 2^64 / golden ratio (mod 2^64). Its high 32 bits pick a
+# bucket, bit 31 a sign, bits 12..31 whether a FracMinHash-style sample keeps the k-mer: independent bits.
+KMER_HASH = 0x9E3779B97F4A7C15
+KMER_HASH_SIGNED = KMER_HASH - (1 << 64)  # the same multiplier as a wrapping int64 (torch has no uint64)
+_PIECE = 1 << 22  # bases counted per pass: bounds temporary memory whatever the input length
+
+
+def kmer_codes(tokens: np.ndarray, k: int, canonical: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, valid) at each of the len - k + 1 start positions: uint64 codes (the smaller of a k-mer and
+    its reverse complement when canonical), and whether the k-mer is real (no N or special token in it)."""
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
+    codes = tokens.astype(np.int64) - FIRST_BASE
+    m = codes.size - k + 1
+    if m <= 0:
+        return np.zeros(0, np.uint64), np.zeros(0, bool)
+    bad = (codes < 0) | (codes > 3)
+    codes[bad] = 0
+    fwd = np.zeros(m, dtype=np.uint64)
+    rev = np.zeros(m, dtype=np.uint64) if canonical else None
+    for j in range(k):
+        part = codes[j : j + m].astype(np.uint64)
+        fwd = (fwd << np.uint64(2)) | part
+        if rev is not None:
+            rev |= (np.uint64(3) - part) << np.uint64(2 * j)
+    bad_before = np.concatenate([[0], np.cumsum(bad)])
+    valid = bad_before[k : k + m] == bad_before[:m]
+    return (np.minimum(fwd, rev) if rev is not None else fwd), valid
+
+
+def reverse_complement_codes(codes: np.ndarray, k: int) -> np.ndarray:
+    """Code of each k-mer's reverse complement (A<->T is 0<->3, C<->G is 1<->2)."""
+    x, rc = codes.astype(np.int64), np.zeros(codes.shape, np.int64)
+    for _ in range(k):
+        rc = rc * 4 + (3 - x % 4)
+        x //= 4
+    return rc
+
+
+def kmer_hash(codes: np.ndarray) -> np.ndarray:
+    """The one k-mer hash (uint64): code x KMER_HASH, wrapping."""
+    with np.errstate(over="ignore"):
+        return codes.astype(np.uint64) * np.uint64(KMER_HASH)
+
+
+def hash_bucket(codes: np.ndarray, buckets: int) -> np.ndarray:
+    """Bucket in [0, buckets) of each code: the hash's high 32 bits, modulo buckets."""
+    return ((kmer_hash(codes) >> np.uint64(32)) % np.uint64(buckets)).astype(np.int64)
+
+
+def hash_sign(codes: np.ndarray) -> np.ndarray:
+    """+1 or -1 per code (bit 31 of the hash), for signed feature hashing."""
+    return np.where((kmer_hash(codes) >> np.uint64(31)) & np.uint64(1), 1.0, -1.0)
+
+
+def hash_kept(codes: np.ndarray, scaled: int) -> np.ndarray:
+    """Whether each code is in the 1/scaled sample (bits 12..31 of the hash)."""
+    return ((kmer_hash(codes) >> np.uint64(12)) & np.uint64(0xFFFFF)) % np.uint64(scaled) == 0
+
+
+def n_columns(k: int, buckets: int | None) -> int:
+    """Columns of a count matrix: every k-mer when 4**k fits in `buckets` (or buckets is None), else buckets."""
+    return 4**k if buckets is None or 4**k <= buckets else buckets
+
+
+def kmer_counts(
+    seqs: Sequence[np.ndarray], k: int, canonical: bool = True, buckets: int | None = None, scaled: int = 1
+) -> sparse.csr_matrix:
+    """[len(seqs), n_columns] float32 counts of each sequence's k-mers (k-mers touching N are skipped).
+
+    Canonical by default (a k-mer and its reverse complement count as one). Vocabularies larger than
+    `buckets` are hashed into it (`hash_bucket`); `scaled` > 1 keeps about 1/scaled of the distinct k-mers.
+    Memory is the result plus one pass of _PIECE bases: long sequences are counted in pieces overlapping by
+    k - 1 bases, many short ones together."""
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
+    dim = n_columns(k, buckets)
+    rows, cols, counts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for piece_rows, pieces in _chunks(seqs, k):
+        codes, valid = _piece_codes(pieces, k, canonical)
+        row_of = np.repeat(piece_rows, [p.size for p in pieces])[: codes.size]
+        codes, row_of = codes[valid], row_of[valid]
+        if scaled > 1:
+            keep = hash_kept(codes, scaled)
+            codes, row_of = codes[keep], row_of[keep]
+        col = codes.astype(np.int64) if dim == 4**k else hash_bucket(codes, dim)
+        key, n = np.unique(row_of * dim + col, return_counts=True)
+        rows.append(key // dim), cols.append(key % dim), counts.append(n.astype(np.float32))
+    r, c, v = (np.concatenate(x) for x in (rows, cols, counts))
+    return sparse.csr_matrix((v, (r, c)), shape=(len(seqs), dim), dtype=np.float32)  # sums across pieces
+
+
+def l2_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero): cosine is then a row dot product."""
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    return (sparse.diags(1 / np.maximum(norms, 1e-12).astype(np.float32)) @ m).tocsr().astype(np.float32)
+
+
+def _chunks(seqs: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Sequences (long ones cut every _PIECE bases, pieces running k - 1 on) in chunks of about _PIECE bases."""
+    out: list[tuple[np.ndarray, list[np.ndarray]]] = []
+    rows: list[int] = []
+    pieces: list[np.ndarray] = []
+    size = 0
+    for row, s in enumerate(seqs):
+        s = np.asarray(s, dtype=np.uint8)
+        for start in cut_starts(s.size, _PIECE):
+            piece = s[start : start + _PIECE + k - 1]
+            rows.append(row)
+            pieces.append(piece)
+            size += piece.size
+            if size >= _PIECE:
+                out.append((np.array(rows), pieces))
+                rows, pieces, size = [], [], 0
+    if pieces:
+        out.append((np.array(rows), pieces))
+    return out
+
+
+def _piece_codes(pieces: list[np.ndarray], k: int, canonical: bool) -> tuple[np.ndarray, np.ndarray]:
+    """k-mer code at each start of the concatenated pieces, and whether it is real and lies in one piece."""
+    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
+    codes, valid = kmer_codes(flat, k, canonical)
+    ends = np.cumsum([p.size for p in pieces])
+    piece_end = np.repeat(ends, [p.size for p in pieces])[: codes.size]
+    valid &= np.arange(codes.size) + k <= piece_end  # the k-mer must not straddle two pieces
+    return codes, valid

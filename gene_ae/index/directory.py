@@ -1,0 +1,274 @@
+"""The index directory: the one place that writes it (`write_index`) and opens it (`IndexDir.open`).
+
+    index.json                  marker + metadata: format, model URI and version, dims, one entry per record,
+                                the sha256 of every other file, and its own sha256 (`meta_sha256`)
+    index.faiss, vectors.npy    one vector per record (gene_ae/index/vectors.py)
+    windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
+    sparse.npz                  the exact k-mer index (gene_ae/index/kmer_index.py)
+    sequences.gae, .npz         the records themselves, compressed (gene_ae/index/seqstore.py), for re-ranking
+
+Written into a temporary sibling renamed into place (shard_tools.files.atomic_dir); an existing directory
+is replaced only when asked and only if its index.json says it is a gene-ae index. Read back, an index is
+untrusted: index.json's schema and its own digest are checked, then every part against the digest it
+records, before faiss or numpy parse them, so a damaged or hand-edited index is a one-line error naming the
+file, never a traceback. Indexes of an older format get a message saying how to rebuild them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gene_ae.index import vectors
+from gene_ae.index.kmer_index import KmerIndex
+from gene_ae.index.seqstore import SequenceStore, SequenceWriter
+from shard_tools.files import atomic_dir, atomic_write_bytes, sha256_file
+from shard_tools.text import control_char
+
+FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 3  # 3: one k-mer hash (gene_ae.core.kmers), index.json digest
+META_FILE, INDEX_FILE, VECTORS_FILE = "index.json", "index.faiss", "vectors.npy"
+WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
+# Read a piece at a time and checked as read (zstd frame checksums), or not read by search: not hashed on open.
+LAZY_FILES = ("sequences.gae", VECTORS_FILE)
+
+
+@dataclass(kw_only=True)
+class Entry:
+    """One indexed record (start/end: the span its vector covers, 0-based, end exclusive)."""
+
+    id: str
+    length: int
+    label: str | None = None
+    start: int = 0
+    end: int = 0
+
+
+@dataclass(kw_only=True)
+class IndexMeta:
+    model_uri: str
+    model_version: str
+    dim: int  # the search vector's size
+    kind: str  # the faiss index kind of the record vectors
+    windows: bool = False  # window vectors of long records are in windows.faiss
+    entries: list[Entry] = field(default_factory=list)
+    window: int = 0  # the model window the window vectors cover
+    sparse: bool = False  # sparse.npz holds the k-mer index
+    sequences: bool = False  # sequences.gae holds the records
+    format: str = FORMAT_NAME
+    version: int = FORMAT_VERSION
+    files: dict[str, str] = field(default_factory=dict)  # sha256 of every other file
+    meta_sha256: str = ""  # sha256 of this description without this field
+
+
+def is_index(path: str | Path) -> bool:
+    """Whether `path` is a directory this tool wrote (its index.json names the format)."""
+    try:
+        return json.loads((Path(path) / META_FILE).read_text()).get("format", FORMAT_NAME) == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_replaceable(out_dir: str | Path, overwrite: bool) -> None:
+    """Refuse an existing out_dir unless it is a gene-ae index and overwrite is set; checked before any work."""
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists (use --overwrite to replace it)")
+    if out.exists() and not is_index(out):
+        raise FileExistsError(f"{out}: not a gene-ae index (no index.json of ours): refusing to replace it")
+
+
+class IndexWriter:
+    """Writes the parts of one index into its staging directory; `finish` writes index.json last."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def sequences(self) -> SequenceWriter:
+        return SequenceWriter(self.dir)
+
+    def record_vectors(self, matrix: np.ndarray, kind: str) -> str:
+        """The record vectors and their faiss index; returns the kind built."""
+        matrix = _finite(matrix, "record vectors")
+        index, kind = vectors.build_faiss(matrix, kind)
+        vectors.write_faiss(index, self.dir / INDEX_FILE)
+        np.save(self.dir / VECTORS_FILE, matrix)
+        return kind
+
+    def window_vectors(self, matrix: np.ndarray, spans: np.ndarray, kind: str) -> None:
+        """Window vectors with their (owner record, start, end) spans."""
+        index, _ = vectors.build_faiss(_finite(matrix, "window vectors"), kind)
+        vectors.write_faiss(index, self.dir / WINDOWS_INDEX_FILE)
+        np.savez(self.dir / WINDOWS_FILE, owner=spans[:, 0], start=spans[:, 1], end=spans[:, 2])
+
+    def kmers(self, kmer_index: KmerIndex) -> None:
+        kmer_index.save(self.dir)
+
+    def finish(self, meta: IndexMeta) -> None:
+        """index.json, last: with the sha256 of every file already in the directory and its own."""
+        meta.files = {p.name: sha256_file(p) for p in sorted(self.dir.iterdir()) if p.is_file() and p.name != META_FILE}
+        raw = asdict(meta)
+        raw["meta_sha256"] = meta_digest(raw)
+        atomic_write_bytes(self.dir / META_FILE, json.dumps(raw).encode())
+
+
+@contextlib.contextmanager
+def write_index(out_dir: str | Path, overwrite: bool = False) -> Iterator[IndexWriter]:
+    """An IndexWriter on a staging directory that replaces out_dir when the block ends cleanly and is
+    removed on any error (Ctrl-C included), so out_dir is the old index or the new one, never half."""
+    check_replaceable(out_dir, overwrite)
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out_dir) as tmp:
+        yield IndexWriter(tmp)
+
+
+@dataclass
+class IndexDir:
+    """An opened index directory, checked: what search needs of it."""
+
+    path: Path
+    meta: IndexMeta
+    dense: object  # faiss index of the record vectors
+    windows: object | None = None
+    window_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    window_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    window_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    kmers: KmerIndex | None = None
+    sequences: SequenceStore | None = None
+
+    @classmethod
+    def open(cls, directory: str | Path) -> IndexDir:
+        d = Path(directory)
+        meta = read_meta(d)
+        check_files(d, meta)
+        dense = vectors.read_faiss(d / INDEX_FILE)
+        if dense.ntotal != len(meta.entries) or dense.d != meta.dim:
+            raise ValueError(
+                f"{d / INDEX_FILE}: holds {dense.ntotal} vectors of dim {dense.d}; index.json lists "
+                f"{len(meta.entries)} of dim {meta.dim}"
+            )
+        opened = cls(d, meta, dense)
+        if meta.windows and (d / WINDOWS_INDEX_FILE).is_file():
+            opened.windows = vectors.read_faiss(d / WINDOWS_INDEX_FILE)
+            with np.load(d / WINDOWS_FILE) as spans:
+                opened.window_owner, opened.window_start, opened.window_end = (
+                    spans[k] for k in ("owner", "start", "end")
+                )
+        if meta.sparse:
+            opened.kmers = KmerIndex.load(d)
+        if meta.sequences:
+            opened.sequences = SequenceStore(d)
+            if len(opened.sequences) != len(meta.entries):
+                raise ValueError(
+                    f"{d / META_FILE}: lists {len(meta.entries)} records, the sequence store holds "
+                    f"{len(opened.sequences)}; rebuild the index"
+                )
+        return opened
+
+
+def read_meta(index_dir: str | Path) -> IndexMeta:
+    """index.json as IndexMeta: present, JSON, of this format and version, its own digest right."""
+    d = Path(index_dir)
+    for name in (META_FILE, INDEX_FILE):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d / name}: missing: {d} is not a gene-ae index (run `gene-ae embed` first)")
+    try:
+        raw = json.loads((d / META_FILE).read_bytes())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{d / META_FILE}: not a gene-ae index description (not JSON: {exc})") from None
+    return check_meta(raw, d / META_FILE)
+
+
+_TYPES = {"model_uri": str, "model_version": str, "dim": int, "kind": str, "windows": bool, "window": int,
+          "sparse": bool, "sequences": bool, "format": str, "version": int, "entries": list, "files": dict,
+          "meta_sha256": str}  # fmt: skip
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def meta_digest(raw: dict) -> str:
+    body = {k: v for k, v in raw.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def check_meta(raw: object, path: Path) -> IndexMeta:
+    """index.json's content as IndexMeta, or ValueError naming `path` and the first fault."""
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{path}: not a gene-ae index description ({what})")
+
+    if not isinstance(raw, dict):
+        raise bad(f"a JSON {type(raw).__name__}, not an object")
+    if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise bad(f"format {raw.get('format')!r}")
+    for key, kind in _TYPES.items():
+        if key in raw and type(raw[key]) is not kind:
+            raise bad(f"{key!r} is {type(raw[key]).__name__}, not {kind.__name__}")
+    version = raw.get("version", 1)
+    if version > FORMAT_VERSION:
+        raise bad(f"version {version}; this gene-ae reads up to {FORMAT_VERSION} (a newer gene-ae wrote it?)")
+    if version < FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: index format v{version} was written by an older gene-ae (this one reads v{FORMAT_VERSION}): "
+            "rebuild it with `gene-ae embed --model MODEL --input COLLECTION --out DIR --overwrite`"
+        )
+    if raw.get("meta_sha256") != meta_digest(raw):
+        raise bad("its content differs from the digest it records: edited by hand or damaged; rebuild the index")
+    if raw.get("dim", 1) < 1 or raw.get("window", 0) < 0:
+        raise bad(f"dim {raw.get('dim')}, window {raw.get('window')}")
+    for name, digest in raw.get("files", {}).items():
+        if Path(name).name != name or name in ("", ".", "..", META_FILE) or not _SHA256.fullmatch(str(digest)):
+            raise bad(f"file entry {name!r}: {digest!r}")
+    entries = [_entry(n, e, bad) for n, e in enumerate(raw.get("entries", []))]
+    try:
+        return IndexMeta(**{**raw, "entries": entries})
+    except TypeError as exc:
+        raise bad(str(exc)) from None
+
+
+def _entry(n: int, e: object, bad) -> Entry:
+    if not isinstance(e, dict):
+        raise bad(f"entry {n} is not an object")
+    rid, label, length = e.get("id"), e.get("label"), e.get("length")
+    start, end = e.get("start", 0), e.get("end", 0)
+    if not (isinstance(rid, str) and rid and (label is None or isinstance(label, str))):
+        raise bad(f"entry {n}: id {rid!r}, label {label!r}")
+    if not all(type(x) is int for x in (length, start, end)) or not (0 <= start <= end <= length):
+        raise bad(f"entry {n} ({rid!r}): length {length!r}, span {start!r}-{end!r}")
+    for what, text in (("id", rid), ("label", label or "")):
+        if (c := control_char(text)) is not None:
+            raise bad(f"entry {n} ({rid!r}): control character {c!r} in the {what}")
+    try:
+        return Entry(**e)
+    except TypeError as exc:
+        raise bad(f"entry {n}: {exc}") from None
+
+
+def check_files(index_dir: str | Path, meta: IndexMeta) -> None:
+    """Every part index.json lists is there and, unless read lazily, has the sha256 it records."""
+    d = Path(index_dir)
+    for name, digest in meta.files.items():
+        path = d / name
+        if not path.is_file():
+            raise ValueError(f"{path}: missing (index.json lists it): the index is incomplete; rebuild it")
+        if name not in LAZY_FILES and sha256_file(path) != digest:
+            raise ValueError(
+                f"{path}: sha256 differs from the one index.json records (damaged or changed since "
+                "`gene-ae embed` wrote it); rebuild the index"
+            )
+
+
+def _finite(matrix: np.ndarray, what: str) -> np.ndarray:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if not np.isfinite(matrix).all():
+        rows = np.flatnonzero(~np.isfinite(matrix).all(1))
+        raise ValueError(
+            f"the model gave non-finite {what} (NaN or inf) for {rows.size:,} rows (first: row {rows[0]}): "
+            "its weights are damaged; retrain or use another model version"
+        )
+    return matrix

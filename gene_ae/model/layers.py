@@ -1,0 +1,68 @@
+"""The conv and LSTM building blocks of the encoder trunk and the decoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over channels of a [B, C, L] tensor: per position, so padding never shifts statistics."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class DownBlock(nn.Module):
+    """Halve the length: strided conv -> norm -> GELU, plus an average-pooled skip."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size=5, stride=2, padding=2)
+        self.norm = ChannelNorm(c_out)
+        self.skip = nn.Conv1d(c_in, c_out, kernel_size=1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.norm(self.conv(x)))
+        h = h + self.skip(F.avg_pool1d(x, 2))
+        return h * mask.unsqueeze(1).to(h.dtype)  # padding stays exactly zero for the next conv
+
+
+class UpBlock(nn.Module):
+    """Double the length: transposed conv -> norm -> GELU, plus a nearest-upsampled skip."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose1d(c_in, c_out, kernel_size=4, stride=2, padding=1)
+        self.norm = ChannelNorm(c_out)
+        self.skip = nn.Conv1d(c_in, c_out, kernel_size=1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.norm(self.conv(x)))
+        return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResBlock(nn.Module):
+    """Same length: conv -> norm -> GELU, added to its input."""
+
+    def __init__(self, c: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv1d(c, c, kernel_size, padding=kernel_size // 2)
+        self.norm = ChannelNorm(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.gelu(self.norm(self.conv(x)))
+
+
+def run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Run an LSTM on [B, T, C]; with lengths, pack so padding never enters the recurrence."""
+    x = x.to(lstm.weight_ih_l0.dtype)  # conv outputs may be bf16 under autocast; autocast recasts if it can
+    if lengths is not None:
+        lengths = lengths.cpu()
+    if lengths is None or bool((lengths == x.shape[1]).all()):  # no padding: skip the packing copies
+        return lstm(x)[0]
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]

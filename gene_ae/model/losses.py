@@ -1,0 +1,79 @@
+"""The training losses: reconstruction over real bases, KL of a variational latent, InfoNCE with siblings."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from shard_tools.alphabet import FIRST_BASE
+
+
+def reconstruction_counts(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cross-entropy in nats summed, correct bases, real bases) over real bases only: padding and
+    specials never count. The one reconstruction metric: training's loss and evaluation both use it."""
+    valid = mask & (tokens >= FIRST_BASE)
+    target = tokens.long().masked_fill(~valid, -100)
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    nats = F.cross_entropy(flat, target.reshape(-1), ignore_index=-100, reduction="sum")
+    correct = ((logits.argmax(-1) == tokens) & valid).sum()
+    return nats, correct, valid.sum()
+
+
+def reconstruction_loss(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy (nats) and accuracy over real bases only."""
+    nats, correct, count = reconstruction_counts(logits, tokens, mask)
+    count = count.clamp(min=1)
+    return nats / count, correct / count
+
+
+def kl_loss(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)), summed over dims and averaged over the batch; each dim's batch-mean KL is
+    clamped below at free_bits (nats) so the encoder is not pushed to collapse unused dims to the prior."""
+    mu, logvar = mu.float(), logvar.float()
+    per_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)
+    return per_dim.clamp(min=free_bits).sum()
+
+
+def contrastive_loss(
+    anchor: torch.Tensor,
+    view: torch.Tensor,
+    temperature: float = 0.1,
+    sibling: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """InfoNCE between windows and their views, with each window's sibling as a hard negative.
+
+    A sibling is the window mutated a little (a near-identical relative, as genomes of one clade are).
+    The view was mutated from the window, not from the sibling, so the window must rank above every
+    sibling for the view: this trains the vector to keep the small differences that tell relatives
+    apart, where views alone train only invariance ("all of these are the same"). `negatives` [Q, D]
+    are extra keys for both directions.
+    """
+    a, v = F.normalize(anchor.float(), dim=-1), F.normalize(view.float(), dim=-1)
+    extra = [F.normalize(negatives.float(), dim=-1)] if negatives is not None and negatives.numel() else []
+    hard = [F.normalize(sibling.float(), dim=-1)] if sibling is not None else []
+    labels = torch.arange(a.shape[0], device=a.device)
+    to_windows = F.cross_entropy(v @ torch.cat([a, *hard, *extra]).T / temperature, labels)
+    to_views = F.cross_entropy(a @ torch.cat([v, *extra]).T / temperature, labels)
+    return 0.5 * (to_windows + to_views)
+
+
+class NegativeQueue:
+    """The newest `size` search vectors of earlier batches (detached), as extra InfoNCE negatives."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: torch.Tensor | None = None
+
+    def get(self) -> torch.Tensor | None:
+        return self.items
+
+    def push(self, vectors: torch.Tensor) -> None:
+        if self.size <= 0:
+            return
+        new = F.normalize(vectors.detach().float(), dim=-1)
+        self.items = new[-self.size :] if self.items is None else torch.cat([new, self.items])[: self.size]

@@ -1,0 +1,1 @@
+"""MLflow: tracking runs, logging and registering the encoder (a models-from-code pyfunc), aliases, serving."""

@@ -1,0 +1,180 @@
+"""`python -m gene_ae.train`: Ray Train (TorchTrainer, DDP) on WebDataset shards, tracked in MLflow.
+
+Locally it starts its own Ray on this machine's CPUs; under `ray job submit` (RAY_ADDRESS set) it
+joins the cluster. The driver owns the MLflow run; rank 0 logs metrics into it; the driver logs and
+registers the encoder from the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from gene_ae.config import Config, load_config
+from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
+from gene_ae.train.run import mlflow_run, register
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gene_ae.train",
+        description="Train the gene-ae conv-LSTM autoencoder with Ray Train on shard-fasta shards; "
+        "track in MLflow and register the encoder.",
+    )
+    from shard_tools import __version__
+
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--data", required=True, help="shard directory written by shard-fasta")
+    p.add_argument("--config", help="TOML file with [model], [data], [train] tables")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
+    p.add_argument("--workers", type=int, help="Ray Train workers (DDP ranks)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker, NCCL, bf16 autocast")
+    p.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--name", help="run name; rerunning the same name and storage resumes")
+    p.add_argument("--storage", help="Ray storage path for checkpoints (default ./runs)")
+    p.add_argument("--experiment", help="MLflow experiment")
+    p.add_argument("--register", help="registered model name ('' to skip; default gene-ae-encoder)")
+    p.add_argument("--alias", help="set this alias (e.g. production) on the new model version")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config, args.set)
+    cfg.data.path = str(Path(args.data).resolve())
+    for flag, key in (
+        ("workers", "workers"),
+        ("steps", "steps"),
+        ("name", "name"),
+        ("storage", "storage"),
+        ("experiment", "experiment"),
+        ("register", "register"),
+        ("alias", "alias"),
+    ):
+        if getattr(args, flag) is not None:
+            setattr(cfg.train, key, getattr(args, flag))
+    if args.gpu:
+        cfg.train.gpu = True
+    if "://" not in cfg.train.storage:
+        cfg.train.storage = str(Path(cfg.train.storage).resolve())
+    if cfg.data.window > cfg.model.window:
+        cfg.model.window = cfg.data.window
+    return Config.from_dict(cfg.to_dict())
+
+
+def start_ray() -> None:
+    import ray
+
+    env = {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONWARNINGS": "ignore",
+        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else every progress line reaches the driver twice
+    }
+    if FAIL_AT_STEP_ENV in os.environ:
+        env[FAIL_AT_STEP_ENV] = os.environ[FAIL_AT_STEP_ENV]
+    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join the cluster
+        # Ray refuses to merge a driver env var the job's runtime env already sets: add only the others.
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        taken = (job.get("runtime_env") or {}).get("env_vars") or {}
+        env = {k: v for k, v in env.items() if k not in taken}
+        ray.init(runtime_env={"env_vars": env} if env else None, log_to_driver=True)
+    else:
+        # Without a dashboard Ray's state API is absent, and Ray Train's placement-group cleaner would log
+        # a warning every few seconds saying so; the job's own Ray logs are therefore cut to errors.
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            runtime_env={"env_vars": env},
+            logging_config=ray.LoggingConfig(log_level="ERROR"),
+        )
+
+
+def checked_config(args: argparse.Namespace) -> Config:
+    """The resolved config, after the checks that must fail before Ray starts."""
+    from shard_tools.reader import load_manifest
+
+    cfg = resolve_config(args)
+    load_manifest(cfg.data.path)
+    if cfg.train.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {cfg.train.workers}")
+    if os.environ.get("RAY_ADDRESS") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise ValueError(
+            "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "
+            "./mlflow.db would live in the job's temporary working directory and be lost"
+        )
+    return cfg
+
+
+def build_trainer(cfg: Config, uri: str, run_id: str):
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    t = cfg.train
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "tracking_uri": uri, "run_id": run_id},
+        torch_config=TorchConfig(backend="nccl" if t.gpu else "gloo", timeout_s=t.timeout_s),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=t.workers, use_gpu=t.gpu, resources_per_worker=None if t.gpu else {"CPU": 1}
+        ),
+        run_config=ray.train.RunConfig(
+            name=t.name,
+            storage_path=t.storage,
+            failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # not every report and checkpoint
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        cfg = checked_config(parse_args(argv))
+    except (ValueError, OSError) as exc:
+        print(f"gene-ae train: error: {exc}", file=sys.stderr)
+        return 1
+
+    import mlflow
+    import ray
+
+    from gene_ae.registry import tracking
+
+    uri = tracking.tracking_uri()
+    start_ray()
+    run_id = mlflow_run(cfg, uri)
+    started = time.perf_counter()
+    try:
+        result = build_trainer(cfg, uri, run_id).fit()
+    except Exception as exc:  # Ray wraps worker errors; show the root cause in one line
+        mlflow.end_run(status="FAILED")
+        ray.shutdown()  # stop Ray's log forwarding so the error below is the last line
+        print(f"gene-ae train: error: training failed: {_root_cause(exc)}", file=sys.stderr)
+        return 1
+    minutes = (time.perf_counter() - started) / 60
+    if result.checkpoint is None:
+        mlflow.end_run(status="FAILED")
+        print("gene-ae train: error: training produced no checkpoint", file=sys.stderr)
+        return 1
+    where, promoted = register(cfg, result, run_id, minutes)
+    mlflow.end_run()
+    alias = cfg.train.alias
+    print(
+        f"[gene-ae] done in {minutes:.1f} min: {where}"
+        + (f" ({'now' if promoted else 'not promoted to'} @{alias})" if alias else "")
+        + f"; checkpoint {result.checkpoint.path}; MLflow run {run_id} at {uri}",
+        flush=True,
+    )
+    return 0
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

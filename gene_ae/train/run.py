@@ -1,0 +1,100 @@
+"""The driver's MLflow run: started (or reopened on resume) with the config and the data's identity, a loss
+curve at the end, and the encoder logged, registered and maybe promoted."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from gene_ae.config import Config
+
+
+def manifest_digest(path: str) -> tuple[str, dict]:
+    """The manifest's sha256 (the data's identity in MLflow) and its split counts."""
+    from shard_tools.files import sha256_file
+    from shard_tools.reader import load_manifest
+
+    m = load_manifest(path)
+    counts = {f"data.{s}_{k}": v[k] for s, v in m["splits"].items() for k in ("sequences", "bases")}
+    return sha256_file(Path(path) / "manifest.json"), counts
+
+
+def mlflow_run(cfg: Config, uri: str) -> str:
+    """Start the run, or reopen the one this name+storage started before (resume)."""
+    import mlflow
+
+    from gene_ae.registry.tracking import git_commit
+
+    marker = Path(cfg.train.storage) / cfg.train.name / "mlflow_run_id" if "://" not in cfg.train.storage else None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(cfg.train.experiment)
+    if marker is not None and marker.is_file():
+        run = mlflow.start_run(run_id=marker.read_text().strip(), log_system_metrics=True)
+        print(f"[gene-ae] resuming MLflow run {run.info.run_id}", flush=True)
+        return run.info.run_id
+    run = mlflow.start_run(run_name=cfg.train.name, log_system_metrics=True)
+    digest, counts = manifest_digest(cfg.data.path)
+    mlflow.log_params(cfg.flat())
+    mlflow.log_params(counts)
+    mlflow.set_tags({"data.manifest_sha256": digest, "git_commit": git_commit(), "data.path": cfg.data.path})
+    mlflow.log_dict(cfg.to_dict(), "config.json")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(run.info.run_id)
+    return run.info.run_id
+
+
+def loss_curve(run_id: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key, ax in (
+        ("bits_per_base", axes[0]),
+        ("val_bits_per_base", axes[0]),
+        ("loss_nce", axes[1]),
+        ("val_recall_at_1_d10", axes[1]),
+        ("val_recall_at_1_d30", axes[1]),
+    ):
+        hist = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        if hist:
+            ax.plot([m.step for m in hist], [m.value for m in hist], label=key)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend()
+    axes[0].set_title("reconstruction")
+    axes[1].set_title("contrastive / retrieval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def register(cfg: Config, result, run_id: str, minutes: float) -> tuple[str, bool]:
+    """Log the final checkpoint as the encoder, register it and maybe promote it; (model URI, promoted)."""
+    import mlflow
+
+    from gene_ae.registry import tracking
+
+    t = cfg.train
+    final = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
+    mlflow.log_metric("train_minutes", minutes)
+    with result.checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifact(str(loss_curve(run_id, Path(tmp) / "loss_curve.png")))
+        tags = {
+            "data.manifest_sha256": manifest_digest(cfg.data.path)[0],
+            "vector_dim": cfg.model.vector_dim,
+            "window": cfg.model.window,
+            "run_id": run_id,
+        }
+        tags.update({k: f"{v:.4f}" for k, v in final.items() if k.startswith("val_")})
+        info = tracking.log_encoder(ckpt, register=t.register, tags=tags)
+    version = getattr(info, "registered_model_version", None)
+    promoted = bool(t.register and t.alias and version is not None) and tracking.promote_if_better(
+        t.register, version, t.alias
+    )
+    return (f"models:/{t.register}/{version}" if t.register and version else info.model_uri), promoted
