@@ -40,6 +40,14 @@ def row(fields: Sequence[object]) -> str:
     return "\t".join(map(str, fields)) + "\n"
 
 
+def region(hit: Hit, entry: Entry) -> tuple[int, int]:
+    """The subject region a hit reports (0-based, end exclusive): the located one, else the whole record.
+    TSV and BLAST tabular both write this one region (BLAST as 1-based inclusive)."""
+    if hit.subject_end > hit.subject_start:
+        return hit.subject_start, hit.subject_end
+    return 0, entry.length
+
+
 def hits_tsv(
     queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry], identity: bool
 ) -> Iterator[str]:
@@ -50,7 +58,7 @@ def hits_tsv(
             e = entries[hit.subject]
             sim = f"{hit.similarity:.4f}" if hit.similarity is not None else ""
             fields = [query.id, e.id, rank, sim, query.tokens.size, e.length, e.label or ""]
-            fields += [hit.subject_start, hit.subject_end, f"{hit.score:.5f}"]
+            fields += [*region(hit, e), f"{hit.score:.5f}"]
             fields += [f"{hit.identity:.4f}" if hit.identity is not None else ""] if identity else []
             yield row(fields)
 
@@ -70,7 +78,7 @@ def hits_blast6(
                 pident = 100 * hit.identity
             else:
                 pident = 100 * max(hit.similarity or 0.0, 0.0)
-            start, end = (hit.subject_start, hit.subject_end) if hit.subject_end > hit.subject_start else (0, e.length)
+            start, end = region(hit, e)
             n = NOT_COMPUTED
             yield row(
                 [query.id, e.id, f"{pident:.3f}", end - start, n["mismatch"], n["gapopen"], 1, query.tokens.size]
@@ -78,11 +86,21 @@ def hits_blast6(
             )
 
 
+def check_out(out: str | Path | None) -> None:
+    """Refuse an --out that cannot take a file, before any work: a directory, or a missing parent folder."""
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():  # atomic replacement would swap a whole directory for the file
+        raise IsADirectoryError(f"{printable(str(out))}: is a directory; give a file name for --out")
+    if not path.absolute().parent.is_dir():
+        raise FileNotFoundError(f"{printable(str(out))}: its folder {printable(str(path.parent))} does not exist")
+
+
 def emit(lines: Iterable[str], out: str | Path | None) -> None:
     """All lines to `out` (replaced atomically) or stdout, once every line is formatted."""
     text = "".join(lines)
-    if out and Path(out).is_dir():  # atomic replacement would swap a whole directory for the file
-        raise IsADirectoryError(f"{printable(str(out))}: is a directory; give a file name for --out")
+    check_out(out)
     if out:
         atomic_write_bytes(out, text.encode())
     else:

@@ -46,19 +46,26 @@ def run(args: argparse.Namespace) -> int:
 
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
+    output.check_out(args.out)
     index = IndexDir.open(args.index)
     meta = index.meta
-    encoder = Encoder.load(args.model or meta.model_uri)
+    model_uri = args.model or meta.model_uri  # the exact version the index was built with, unless asked
+    encoder = Encoder.load(model_uri)
     if encoder.dim != meta.dim:
+        raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
+    embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
+    cosine = engine.model_agreement(index, embed)
+    if cosine < engine.SAME_MODEL_COSINE:
         raise ValueError(
-            f"{args.index}: index has dim {meta.dim}, model {encoder.dim}: use the model it was built with"
+            f"{model_uri}: its vectors of records stored in {args.index} differ from the index's (cosine "
+            f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
         )
     queries = list(iter_input(args.query, reader_config(args)))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")
-    subject = _collection(args, meta) if args.rerank and args.collection else None
+    engine.check_queries(index, queries, args.query)
+    subject = _collection(args, index) if args.rerank and args.collection else None
     cfg = engine.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
-    embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
     results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject)
     if args.outfmt == "blast6":
         lines = output.hits_blast6(queries, results, meta.entries)
@@ -68,11 +75,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collection(args: argparse.Namespace, meta):
-    """Record position -> tokens from --collection (optional since indexes hold their sequences); every
-    indexed record must be in it."""
+def _which(meta) -> str:
+    return f"search with the model it was built with ({meta.model_uri}: leave --model out) or rebuild the index"
+
+
+def _collection(args: argparse.Namespace, index):
+    """Record position -> tokens from --collection (optional since indexes hold their sequences). Every
+    indexed record must be in it, with the length the index records and, when the index holds its
+    sequences, the same bases: a collection that only shares the ids is refused."""
     from gene_ae.core.records import iter_input
 
+    meta = index.meta
     wanted = {e.id for e in meta.entries}
     seqs = {r.id: r.tokens for r in iter_input(args.collection, reader_config(args)) if r.id in wanted}
     missing = wanted - seqs.keys()
@@ -81,4 +94,15 @@ def _collection(args: argparse.Namespace, meta):
             f"{args.collection}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
             "give the file the index was built from, or leave --collection out (the index holds its sequences)"
         )
+    for j, e in enumerate(meta.entries):
+        tokens = seqs[e.id]
+        same = tokens.size == e.length
+        if same and index.sequences is not None:
+            same = bool((index.sequences[j] == tokens).all())
+        if not same:
+            raise ValueError(
+                f"{args.collection}: record {e.id!r} differs from the one indexed ({tokens.size:,} bases, the index "
+                f"has {e.length:,}{'' if tokens.size != e.length else ' with other bases'}): not the collection the "
+                "index was built from; leave --collection out (the index holds its sequences)"
+            )
     return lambda j: seqs[meta.entries[j].id]

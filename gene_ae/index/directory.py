@@ -5,6 +5,7 @@
     index.faiss, vectors.npy    one vector per record (gene_ae/index/vectors.py)
     windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
     sparse.npz                  the exact k-mer index (gene_ae/index/kmer_index.py)
+    features.npz                the user's features of each record, typed (gene_ae/core/features.py)
     sequences.gae, .npz         the records themselves, compressed (gene_ae/index/seqstore.py), for re-ranking
 
 Written into a temporary sibling renamed into place (shard_tools.files.atomic_dir); an existing directory
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gene_ae.core.features import FILE as FEATURES_FILE
+from gene_ae.core.features import KINDS, FeatureColumns
 from gene_ae.index import vectors
 from gene_ae.index.kmer_index import KmerIndex
 from gene_ae.index.seqstore import SequenceStore, SequenceWriter
@@ -63,6 +66,7 @@ class IndexMeta:
     sequences: bool = False  # sequences.gae holds the records
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
+    features: dict[str, str] = field(default_factory=dict)  # the user's features in features.npz: name -> kind
     files: dict[str, str] = field(default_factory=dict)  # sha256 of every other file
     meta_sha256: str = ""  # sha256 of this description without this field
 
@@ -110,6 +114,9 @@ class IndexWriter:
     def kmers(self, kmer_index: KmerIndex) -> None:
         kmer_index.save(self.dir)
 
+    def features(self, columns: FeatureColumns) -> None:
+        columns.save(self.dir)
+
     def finish(self, meta: IndexMeta) -> None:
         """index.json, last: with the sha256 of every file already in the directory and its own."""
         meta.files = {p.name: sha256_file(p) for p in sorted(self.dir.iterdir()) if p.is_file() and p.name != META_FILE}
@@ -141,6 +148,18 @@ class IndexDir:
     window_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     kmers: KmerIndex | None = None
     sequences: SequenceStore | None = None
+    features: FeatureColumns = field(default_factory=FeatureColumns)
+
+    def record_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of these records (vectors.npy, memory-mapped: only these rows are read)."""
+        try:
+            matrix = np.load(self.path / VECTORS_FILE, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.path / VECTORS_FILE}: unreadable ({exc}); rebuild the index") from None
+        if matrix.shape != (len(self.meta.entries), self.meta.dim):
+            raise ValueError(f"{self.path / VECTORS_FILE}: shape {matrix.shape}, index.json says "
+                             f"({len(self.meta.entries)}, {self.meta.dim}); rebuild the index")  # fmt: skip
+        return np.asarray(matrix[np.asarray(rows)], dtype=np.float32)
 
     @classmethod
     def open(cls, directory: str | Path) -> IndexDir:
@@ -162,6 +181,10 @@ class IndexDir:
                 )
         if meta.sparse:
             opened.kmers = KmerIndex.load(d)
+        if meta.features:
+            opened.features = FeatureColumns.load(d)
+            if opened.features.kinds != meta.features or len(opened.features) != len(meta.entries):
+                raise ValueError(f"{d / FEATURES_FILE}: does not match index.json's features; rebuild the index")
         if meta.sequences:
             opened.sequences = SequenceStore(d)
             if len(opened.sequences) != len(meta.entries):
@@ -187,7 +210,7 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
 
 _TYPES = {"model_uri": str, "model_version": str, "dim": int, "kind": str, "windows": bool, "window": int,
           "sparse": bool, "sequences": bool, "format": str, "version": int, "entries": list, "files": dict,
-          "meta_sha256": str}  # fmt: skip
+          "meta_sha256": str, "features": dict}  # fmt: skip
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -221,6 +244,9 @@ def check_meta(raw: object, path: Path) -> IndexMeta:
         raise bad("its content differs from the digest it records: edited by hand or damaged; rebuild the index")
     if raw.get("dim", 1) < 1 or raw.get("window", 0) < 0:
         raise bad(f"dim {raw.get('dim')}, window {raw.get('window')}")
+    for name, kind in raw.get("features", {}).items():
+        if kind not in KINDS or not isinstance(name, str) or control_char(name) is not None:
+            raise bad(f"feature {name!r}: kind {kind!r}")
     for name, digest in raw.get("files", {}).items():
         if Path(name).name != name or name in ("", ".", "..", META_FILE) or not _SHA256.fullmatch(str(digest)):
             raise bad(f"file entry {name!r}: {digest!r}")

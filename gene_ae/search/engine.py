@@ -23,6 +23,7 @@ from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import segment_starts
 from gene_ae.index.vectors import search as search_vectors
 from gene_ae.search import align
+from shard_tools.alphabet import FIRST_BASE
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
 Embed = Callable[[list[np.ndarray]], np.ndarray]
@@ -69,9 +70,11 @@ class Candidate:
     end: int = 0
 
 
-def dense_candidates(opened: IndexDir, vectors: np.ndarray, n: int) -> list[list[Candidate]]:
-    """Records by cosine of whole-record vectors."""
-    idx, sims = search_vectors(opened.dense, vectors, n)
+def dense_candidates(
+    opened: IndexDir, vectors: np.ndarray, n: int, allowed: np.ndarray | None = None
+) -> list[list[Candidate]]:
+    """Records by cosine of whole-record vectors (only `allowed` records, a boolean mask, when given)."""
+    idx, sims = search_vectors(opened.dense, vectors, n, None if allowed is None else np.flatnonzero(allowed))
     meta = opened.meta
     return [
         [Candidate(int(j), float(s), 0, meta.entries[j].length) for j, s in zip(row, sim) if j >= 0]
@@ -99,7 +102,7 @@ def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hi
 
 
 def window_candidates(
-    opened: IndexDir, queries: Sequence[np.ndarray], embed: Embed, n: int
+    opened: IndexDir, queries: Sequence[np.ndarray], embed: Embed, n: int, allowed: np.ndarray | None = None
 ) -> list[list[Candidate]]:
     """Records by the votes of the query's windows (the whole query when it fits one window)."""
     w = opened.meta.window
@@ -108,11 +111,14 @@ def window_candidates(
         for a in window_starts(int(query.size), w, max(w // 2, 1)):
             pieces.append(query[a : a + w])
             rows.append(q)
-    idx, sims = search_vectors(opened.windows, embed(pieces), n)
+    ids = None if allowed is None else np.flatnonzero(allowed[opened.window_owner])
+    idx, sims = search_vectors(opened.windows, embed(pieces), n, ids)
     return _votes(rows, len(queries), idx, sims, opened.window_owner, opened.window_start, opened.window_end, n)
 
 
-def sparse_candidates(opened: IndexDir, queries: Sequence[np.ndarray], n: int) -> list[list[Candidate]]:
+def sparse_candidates(
+    opened: IndexDir, queries: Sequence[np.ndarray], n: int, allowed: np.ndarray | None = None
+) -> list[list[Candidate]]:
     """Records by the votes of the query's k-mer segments."""
     kmers = opened.kmers
     pieces, rows = [], []
@@ -120,7 +126,7 @@ def sparse_candidates(opened: IndexDir, queries: Sequence[np.ndarray], n: int) -
         for a in segment_starts(int(query.size), kmers.cfg.segment):
             pieces.append(query[a : a + kmers.cfg.segment])
             rows.append(q)
-    idx, sims = kmers.search_segments(pieces, n)
+    idx, sims = kmers.search_segments(pieces, n, None if allowed is None else allowed[kmers.owner])
     return _votes(rows, len(queries), idx, sims, kmers.owner, kmers.start, kmers.end, n)
 
 
@@ -205,6 +211,42 @@ def rerank_rows(
     return out_idx, out_sim
 
 
+# ---------------------------------------------------------------------------------------------- checks
+
+SAME_MODEL_COSINE = 0.99  # a model re-embedding stored records must give the index's vectors back this closely
+PROVENANCE_RECORDS = 4  # the shortest records re-embedded for the check (cheap whatever the collection)
+
+
+def model_agreement(opened: IndexDir, embed: Embed) -> float:
+    """The lowest cosine between the index's vectors of a few stored records and `embed`'s vectors of the
+    same records: 1.0 for the model that built the index, far lower for another model or one whose weights
+    went NaN (then -1.0). 1.0 when the index holds no sequences to re-embed."""
+    if opened.sequences is None or not opened.meta.entries:
+        return 1.0
+    lengths = np.array([e.length for e in opened.meta.entries])
+    rows = np.sort(np.argsort(lengths, kind="stable")[:PROVENANCE_RECORDS])
+    stored = opened.record_vectors(rows)
+    fresh = np.asarray(embed([opened.sequences[int(r)] for r in rows]), dtype=np.float32)
+    if not np.isfinite(fresh).all():
+        return -1.0
+    return float(np.min(np.einsum("ij,ij->i", stored, fresh)))
+
+
+def check_queries(opened: IndexDir, queries: Sequence, source: str) -> None:
+    """Refuse a query with no k-mer of real bases (shorter than k, or all N): every list would answer it
+    by chance. k is the index's exact k-mer size (or the model window's smallest scale without one)."""
+    from gene_ae.core.kmers import kmer_codes
+
+    k = opened.kmers.cfg.k if opened.kmers is not None else 8
+    for q in queries:
+        if not kmer_codes(q.tokens, k)[1].any():
+            real = int(((q.tokens >= FIRST_BASE) & (q.tokens < FIRST_BASE + 4)).sum())
+            raise ValueError(
+                f"{source}: record {q.id!r}: no {k} consecutive A/C/G/T bases ({q.tokens.size:,} bases, {real:,} "
+                "of them A/C/G/T): too short or too many N to search"
+            )
+
+
 # ------------------------------------------------------------------------------------------------ search
 
 
@@ -214,9 +256,12 @@ def search(
     embed: Embed | None,
     cfg: SearchConfig,
     subject: Subject | None = None,
+    allowed: np.ndarray | None = None,
 ) -> list[list[Hit]]:
     """Ranked hits per query. `embed` turns token arrays into the index model's vectors (None: no dense
-    lists); `subject` gives a record's tokens for re-ranking (default: the sequences stored in the index)."""
+    lists); `subject` gives a record's tokens for re-ranking (default: the sequences stored in the index);
+    `allowed` (a boolean mask over records, from a --where filter) restricts every candidate list before
+    it ranks, so the records that pass are ranked as in an index holding only them."""
     if cfg.k < 1 or cfg.rerank < 0:
         raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
     unknown = set(cfg.sources) - set(SOURCES)
@@ -231,11 +276,11 @@ def search(
     n = max(cfg.candidates, cfg.k, cfg.rerank)
     lists: list[list[list[Candidate]]] = []
     if "dense" in cfg.sources and embed is not None:
-        lists.append(dense_candidates(opened, embed(list(queries)), n))
+        lists.append(dense_candidates(opened, embed(list(queries)), n, allowed))
     if "windows" in cfg.sources and embed is not None and opened.windows is not None:
-        lists.append(window_candidates(opened, queries, embed, n))
+        lists.append(window_candidates(opened, queries, embed, n, allowed))
     if "sparse" in cfg.sources and opened.kmers is not None:
-        lists.append(sparse_candidates(opened, queries, n))
+        lists.append(sparse_candidates(opened, queries, n, allowed))
     if not lists:
         raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)}")
     similarity = {}
