@@ -24,6 +24,7 @@ class InputRecord:
     id: str
     tokens: np.ndarray
     label: str | None = None
+    features: dict[str, float | str | None] = field(default_factory=dict)  # the declared features, typed
 
 
 def iter_input(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gene_ae.core.features import FeatureColumns
 from gene_ae.core.records import InputRecord
 from gene_ae.core.windows import window_starts
 from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, write_index
@@ -65,6 +66,7 @@ class BuildConfig:
     kmers: KmerIndexConfig = field(default_factory=KmerIndexConfig)
     batch_bases: int = 1 << 21  # records are read, embedded and stored this many bases at a time
     batch_size: int = 64  # encoder batch size
+    features: dict[str, str] = field(default_factory=dict)  # the user's features to store: name -> kind
 
 
 @dataclass(kw_only=True)
@@ -95,8 +97,9 @@ def _stream(
 ) -> IndexMeta:
     meta = IndexMeta(
         model_uri=model.uri, model_version=model.version, dim=model.dim, kind=cfg.kind, windows=cfg.windows,
-        window=model.window, sparse=True, sequences=True,
+        window=model.window, sparse=True, sequences=True, features=dict(cfg.features),
     )  # fmt: skip
+    feature_rows: list[dict] = []
     tmp = writer.dir
     store = writer.sequences()
     stride = cfg.stride or max(model.window // 2, 1)
@@ -112,6 +115,8 @@ def _stream(
                 pos = store.add(r.tokens)
                 meta.entries.append(Entry(id=r.id, length=n, label=r.label, start=0, end=n))
                 kmers.add(pos, r.tokens)
+                if cfg.features:
+                    feature_rows.append(r.features)
             _write(vec_out, embed([r.tokens for r in batch]))
             if cfg.windows:
                 spans = [
@@ -133,6 +138,8 @@ def _stream(
     for name in ("vectors.f32", "windows.f32"):
         (tmp / name).unlink()
     writer.kmers(kmers.finish())
+    if cfg.features:
+        writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
     writer.finish(meta)
     return meta
 

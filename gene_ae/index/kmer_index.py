@@ -120,9 +120,15 @@ class KmerIndex:
         c = self.cfg
         return l2_rows(kmer_counts(queries, c.k, buckets=c.buckets, scaled=c.scaled))
 
-    def search_segments(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(segment indices [q, k], cosine [q, k]) best first; -1 where fewer than k segments share a k-mer."""
+    def search_segments(
+        self, queries: Sequence[np.ndarray], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(segment indices [q, k], cosine [q, k]) best first; -1 where fewer than k segments share a k-mer.
+        `allowed`: a boolean mask over segments; the others are never returned."""
         scores = (self.query_matrix(queries) @ self.inverted).tocsr()
+        if allowed is not None:  # dropped before ranking: the top k among the allowed segments
+            scores.data[~allowed[scores.indices]] = 0
+            scores.eliminate_zeros()
         scores.sort_indices()  # columns in index order, so top_k's tie rule is by segment
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         sims = np.zeros((len(queries), k), dtype=np.float32)

@@ -57,13 +57,25 @@ def build_ivf(vectors: np.ndarray, nlist: int, seed: int = 0):
     return index
 
 
-def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search(index, queries: np.ndarray, k: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(indices [q, k] int64, similarities [q, k]), best first, k capped at the index size; missing
-    neighbours are index -1. The one order (indices first) every search in gene-ae returns."""
-    k = min(k, index.ntotal)
+    neighbours are index -1. The one order (indices first) every search in gene-ae returns.
+
+    `ids`: search only these vectors (faiss's ID selector, applied while scanning, so an exact index gives
+    exactly the answer of an index holding only them)."""
+    import faiss
+
+    k = min(k, index.ntotal if ids is None else len(ids))
     if k <= 0 or len(queries) == 0:
         return np.zeros((len(queries), max(k, 0)), np.int64), np.zeros((len(queries), max(k, 0)), np.float32)
-    sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    params = None
+    if ids is not None:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe) if hasattr(index, "nprobe") else (
+            faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch) if hasattr(index, "hnsw")
+            else faiss.SearchParameters(sel=selector)
+        )  # fmt: skip
+    sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
     return idx.astype(np.int64), sims
 
 
