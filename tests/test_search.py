@@ -24,7 +24,8 @@ from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.search import align
 from gene_ae.search import engine as search
-from gene_ae.search.engine import Candidate, fuse, vote
+from gene_ae.search.candidates import Candidate, vote
+from gene_ae.search.engine import fuse
 from shard_tools.alphabet import decode, reverse_complement
 from shard_tools.inputs import ReaderConfig
 

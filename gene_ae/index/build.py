@@ -103,6 +103,7 @@ def _stream(
     tmp = writer.dir
     store = writer.sequences()
     stride = cfg.stride or max(model.window // 2, 1)
+    meta.stride = stride
     kmers: KmerIndexBuilder | None = None
     windows: list[tuple[int, int, int]] = []
     with open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:

@@ -1,14 +1,10 @@
 """Search as a library: query token arrays -> ranked hits, the way `gene-ae search` answers.
 
-Three candidate lists per query, each a ranking of records:
-- dense: the query's vector against one vector per record (faiss);
-- windows: the query's windows against the windows of long records; every query window votes for the
-  records its nearest windows belong to (seed-and-vote), which also locates the matching region;
-- sparse: the query's k-mer segments against the exact k-mer index (gene_ae/index/kmer_index.py), voting
-  likewise.
-They are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K + rank)),
-and the top `rerank` of every list (`alignment_pool`) are aligned to the query (gene_ae/search/align.py)
-and ordered by identity. The evaluation's "+align" methods re-rank with the same `rerank`.
+Candidate lists (dense, windows, sparse: gene_ae/search/candidates.py), gathered from every shard of the
+collection, are fused by reciprocal rank fusion (a record's score is the sum over lists of 1 / (RRF_K +
+rank)), and the top `rerank` of every list (`alignment_pool`) are aligned to the query
+(gene_ae/search/align.py) and ordered by identity. The evaluation's "+align" methods re-rank with the
+same `rerank`.
 """
 
 from __future__ import annotations
@@ -18,16 +14,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gene_ae.core.windows import window_starts
+from gene_ae.index.collection import Collection
 from gene_ae.index.directory import IndexDir
-from gene_ae.index.kmer_index import segment_starts
-from gene_ae.index.vectors import search as search_vectors
 from gene_ae.search import align
+from gene_ae.search.candidates import SOURCES, Candidate, PieceHits, QueryPieces, alignment_pool, candidates, shard_hits
+from gene_ae.search.candidates import fuse as fuse_lists
 from shard_tools.alphabet import FIRST_BASE
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
 Embed = Callable[[list[np.ndarray]], np.ndarray]
-SOURCES = ("dense", "windows", "sparse")
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); ranks past ~60 barely count
 # Candidates aligned per list by default, chosen on the chimp genes (a validation set no report uses; 200
 # copies per divergence, benchmarks/search_bench.py --parts depth): recall@1 at 30 % was 0.215 without
@@ -57,112 +52,6 @@ class SearchConfig:
     candidates: int = 50  # records taken from each candidate list before fusion
     sources: tuple[str, ...] = SOURCES  # which candidate lists to fuse
     batch_size: int = 64
-
-
-# ------------------------------------------------------------------------------------------- candidates
-
-
-@dataclass
-class Candidate:
-    record: int
-    score: float
-    start: int = 0
-    end: int = 0
-
-
-def dense_candidates(
-    opened: IndexDir, vectors: np.ndarray, n: int, allowed: np.ndarray | None = None
-) -> list[list[Candidate]]:
-    """Records by cosine of whole-record vectors (only `allowed` records, a boolean mask, when given)."""
-    idx, sims = search_vectors(opened.dense, vectors, n, None if allowed is None else np.flatnonzero(allowed))
-    meta = opened.meta
-    return [
-        [Candidate(int(j), float(s), 0, meta.entries[j].length) for j, s in zip(row, sim) if j >= 0]
-        for row, sim in zip(idx, sims)
-    ]
-
-
-def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hit_end: np.ndarray, n: int):
-    """Seed-and-vote for one query: rows are the query's pieces, columns their nearest subject pieces.
-
-    A record's score is the sum over query pieces of its best piece's score; its region spans the pieces
-    that gave those best scores. Returns the top n Candidates."""
-    best: dict[int, list[float | int]] = {}
-    for row in range(hit_owner.shape[0]):
-        seen: set[int] = set()
-        for o, s, a, b in zip(hit_owner[row], hit_score[row], hit_start[row], hit_end[row]):
-            if o < 0 or o in seen:
-                continue
-            seen.add(int(o))
-            cur = best.setdefault(int(o), [0.0, int(a), int(b)])
-            cur[0] += float(s)
-            cur[1], cur[2] = min(cur[1], int(a)), max(cur[2], int(b))
-    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:n]
-    return [Candidate(o, float(s), int(a), int(b)) for o, (s, a, b) in ranked]
-
-
-def window_candidates(
-    opened: IndexDir, queries: Sequence[np.ndarray], embed: Embed, n: int, allowed: np.ndarray | None = None
-) -> list[list[Candidate]]:
-    """Records by the votes of the query's windows (the whole query when it fits one window)."""
-    w = opened.meta.window
-    pieces, rows = [], []
-    for q, query in enumerate(queries):
-        for a in window_starts(int(query.size), w, max(w // 2, 1)):
-            pieces.append(query[a : a + w])
-            rows.append(q)
-    ids = None if allowed is None else np.flatnonzero(allowed[opened.window_owner])
-    idx, sims = search_vectors(opened.windows, embed(pieces), n, ids)
-    return _votes(rows, len(queries), idx, sims, opened.window_owner, opened.window_start, opened.window_end, n)
-
-
-def sparse_candidates(
-    opened: IndexDir, queries: Sequence[np.ndarray], n: int, allowed: np.ndarray | None = None
-) -> list[list[Candidate]]:
-    """Records by the votes of the query's k-mer segments."""
-    kmers = opened.kmers
-    pieces, rows = [], []
-    for q, query in enumerate(queries):
-        for a in segment_starts(int(query.size), kmers.cfg.segment):
-            pieces.append(query[a : a + kmers.cfg.segment])
-            rows.append(q)
-    idx, sims = kmers.search_segments(pieces, n, None if allowed is None else allowed[kmers.owner])
-    return _votes(rows, len(queries), idx, sims, kmers.owner, kmers.start, kmers.end, n)
-
-
-def _votes(rows, n_queries, idx, sims, owner, start, end, n) -> list[list[Candidate]]:
-    rows = np.asarray(rows)
-    out = []
-    for q in range(n_queries):
-        sel = rows == q
-        piece_idx = idx[sel]
-        safe = np.maximum(piece_idx, 0)
-        own = np.where(piece_idx >= 0, owner[safe], -1)
-        out.append(vote(own, sims[sel], start[safe], end[safe], n))
-    return out
-
-
-def fuse(lists: Sequence[list[Candidate]], rrf_k: int = RRF_K) -> list[Candidate]:
-    """Reciprocal rank fusion of candidate lists; a record keeps the region of the first list that found
-    it with a region narrower than the whole record (windows before sparse), else of the first list."""
-    score: dict[int, float] = {}
-    region: dict[int, tuple[int, int]] = {}
-    for cands in lists:
-        for rank, c in enumerate(cands, start=1):
-            score[c.record] = score.get(c.record, 0.0) + 1.0 / (rrf_k + rank)
-            old = region.get(c.record)
-            if old is None or (old[1] - old[0] > c.end - c.start > 0):
-                region[c.record] = (c.start, c.end)
-    ranked = sorted(score, key=lambda r: -score[r])
-    return [Candidate(r, score[r], *region[r]) for r in ranked]
-
-
-def alignment_pool(lists: Sequence[list[Candidate]], fused: list[Candidate], size: int) -> list[Candidate]:
-    """The candidates to align: the top `size` of every list (so a list that alone finds the answer, as
-    exact k-mers do for a 30 % copy the vectors miss, is never outvoted by the others), in fused order,
-    followed by the rest of the fused ranking. At most len(lists) * size are aligned."""
-    chosen = {c.record for cands in lists for c in cands[:size]}
-    return [c for c in fused if c.record in chosen] + [c for c in fused if c.record not in chosen]
 
 
 # -------------------------------------------------------------------------------------------- re-ranking
@@ -250,42 +139,56 @@ def check_queries(opened: IndexDir, queries: Sequence, source: str) -> None:
 # ------------------------------------------------------------------------------------------------ search
 
 
+def fuse(lists: Sequence[list[Candidate]], rrf_k: int = RRF_K) -> list[Candidate]:
+    """Reciprocal rank fusion with this module's constant (gene_ae/search/candidates.py fuse)."""
+    return fuse_lists(lists, rrf_k)
+
+
 def search(
-    opened: IndexDir,
+    opened: IndexDir | Collection,
     queries: Sequence[np.ndarray],
     embed: Embed | None,
     cfg: SearchConfig,
     subject: Subject | None = None,
     allowed: np.ndarray | None = None,
 ) -> list[list[Hit]]:
-    """Ranked hits per query. `embed` turns token arrays into the index model's vectors (None: no dense
-    lists); `subject` gives a record's tokens for re-ranking (default: the sequences stored in the index);
-    `allowed` (a boolean mask over records, from a --where filter) restricts every candidate list before
-    it ranks, so the records that pass are ranked as in an index holding only them."""
+    """Ranked hits per query; records are global positions in the collection. `embed` turns token arrays
+    into the index model's vectors (None: no dense lists); `subject` gives a record's tokens for
+    re-ranking (default: the sequences stored in the index); `allowed` (a boolean mask over records, from
+    a --where filter) restricts every candidate list before it ranks, so the records that pass are ranked
+    as in an index holding only them; removed records never come back."""
+    collection = opened if isinstance(opened, Collection) else Collection.of(opened)
     if cfg.k < 1 or cfg.rerank < 0:
         raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
     unknown = set(cfg.sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
     if cfg.rerank and subject is None:
-        if opened.sequences is None:
+        if any(s.sequences is None for s in collection.shards):
             raise ValueError(
                 "this index holds no sequences (made by an older gene-ae): give --collection or --rerank 0"
             )
-        subject = opened.sequences.__getitem__
+        subject = collection.sequence
+    allowed = collection.allowed(allowed)
     n = max(cfg.candidates, cfg.k, cfg.rerank)
+    shards = collection.shards
+    has_windows = any(s.windows is not None for s in shards)
+    kmers = shards[0].kmers
+    asked = QueryPieces.of(
+        queries, embed, collection.meta.window if has_windows else 0, kmers.cfg.segment if kmers else None,
+        cfg.sources,
+    )  # fmt: skip
+    per_shard = []
+    for shard, lo, hi in zip(shards, collection.offsets[:-1], collection.offsets[1:]):
+        per_shard.append(shard_hits(shard, int(lo), asked, n, None if allowed is None else allowed[lo:hi]))
     lists: list[list[list[Candidate]]] = []
-    if "dense" in cfg.sources and embed is not None:
-        lists.append(dense_candidates(opened, embed(list(queries)), n, allowed))
-    if "windows" in cfg.sources and embed is not None and opened.windows is not None:
-        lists.append(window_candidates(opened, queries, embed, n, allowed))
-    if "sparse" in cfg.sources and opened.kmers is not None:
-        lists.append(sparse_candidates(opened, queries, n, allowed))
+    for source in SOURCES:
+        parts = [hits[source] for hits in per_shard if source in hits]
+        if parts:
+            lists.append(candidates(source, PieceHits.merge(parts, n), len(queries), n))
     if not lists:
         raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)}")
-    similarity = {}
-    if "dense" in cfg.sources and embed is not None:
-        similarity = [{c.record: c.score for c in row} for row in lists[0]]
+    similarity = [{c.record: c.score for c in row} for row in lists[0]] if asked.vectors is not None else None
     out = []
     for q, query in enumerate(queries):
         fused = fuse([lst[q] for lst in lists]) if len(lists) > 1 else lists[0][q]

@@ -1,0 +1,149 @@
+"""A collection: one index directory, optionally with more index shards inside it, searched as one.
+
+    INDEX_DIR/                 shard 0: an index directory as gene_ae/index/directory.py writes it
+    INDEX_DIR/shards.json      the other shards in order, and the ids removed since they were built
+    INDEX_DIR/shard-00001/     shard 1, a complete index directory of its own, ...
+
+Why shards: a collection grows (`gene-ae embed --append` adds a shard, nothing is rebuilt), records are
+removed or replaced by id (`--remove`: a tombstone list, applied before ranking), and shards can be built
+and held apart (on Ray workers, on other machines). Record positions are global: shard s's record j is
+offset[s] + j. Every shard is built with the same model, window, stride, k-mer size and features, which
+`Collection.open` checks, so search over the shards ranks exactly as one index of all their records would
+(gene_ae/search/engine.py merges each candidate list's nearest pieces before voting).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gene_ae.core.features import FeatureColumns
+from gene_ae.index.directory import Entry, IndexDir, IndexMeta
+from shard_tools.files import atomic_write_bytes, remove_stale_temps
+
+SHARDS_FILE = "shards.json"
+SHARDS_FORMAT, SHARDS_VERSION = "gene-ae-shards", 1
+
+
+@dataclass
+class Collection:
+    """Opened shards; `removed` marks the global positions of removed records."""
+
+    path: Path
+    shards: list[IndexDir]
+    offsets: np.ndarray  # global position of each shard's first record, then the total
+    removed: np.ndarray
+    removed_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Collection:
+        d = Path(directory)
+        base = IndexDir.open(d)
+        names, removed_ids = read_shards_file(d)
+        shards = [base] + [IndexDir.open(d / name) for name in names]
+        for name, shard in zip(names, shards[1:]):
+            _check_compatible(base, shard, d / name)
+        sizes = [len(s.meta.entries) for s in shards]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        gone = set(removed_ids)
+        removed = np.array([e.id in gone for s in shards for e in s.meta.entries], dtype=bool)
+        return cls(d, shards, offsets, removed, removed_ids)
+
+    @classmethod
+    def of(cls, index: IndexDir) -> Collection:
+        """One opened index directory as a collection of one shard."""
+        n = len(index.meta.entries)
+        return cls(index.path, [index], np.array([0, n], dtype=np.int64), np.zeros(n, dtype=bool))
+
+    @property
+    def meta(self) -> IndexMeta:
+        """Shard 0's description: the model, dims and kinds every shard shares."""
+        return self.shards[0].meta
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [e for s in self.shards for e in s.meta.entries]
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, record: int) -> tuple[IndexDir, int]:
+        """(shard, local position) of a global record position."""
+        s = int(np.searchsorted(self.offsets, record, side="right")) - 1
+        return self.shards[s], record - int(self.offsets[s])
+
+    def sequence(self, record: int) -> np.ndarray:
+        shard, j = self.locate(record)
+        if shard.sequences is None:
+            raise ValueError(f"{shard.path}: holds no sequences (made by an older gene-ae); give --collection")
+        return shard.sequences[j]
+
+    def features(self) -> FeatureColumns:
+        """Every record's features, in global order."""
+        kinds = self.meta.features
+        cols = FeatureColumns(dict(kinds))
+        for name in kinds:
+            cols.values[name] = np.concatenate([s.features.values[name] for s in self.shards])
+        return cols
+
+    def allowed(self, mask: np.ndarray | None = None) -> np.ndarray | None:
+        """The records search may return: not removed, and in `mask` when given; None means all."""
+        if mask is None and not self.removed.any():
+            return None
+        keep = ~self.removed
+        return keep if mask is None else keep & mask
+
+
+def read_shards_file(directory: Path) -> tuple[list[str], list[str]]:
+    """(shard directory names, removed ids) from shards.json; ([], []) for a one-shard index."""
+    path = directory / SHARDS_FILE
+    if not path.is_file():
+        return [], []
+    try:
+        raw = json.loads(path.read_bytes())
+        ok = isinstance(raw, dict) and raw.get("format") == SHARDS_FORMAT and raw.get("version") == SHARDS_VERSION
+        names, removed = raw.get("shards"), raw.get("removed_ids")
+        ok = ok and isinstance(names, list) and isinstance(removed, list)
+        ok = ok and all(isinstance(n, str) and Path(n).name == n and n.startswith("shard-") for n in names)
+        ok = ok and all(isinstance(r, str) for r in removed) and raw.get("sha256") == _digest(raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a shard list (not JSON: {exc})") from None
+    if not ok:
+        raise ValueError(f"{path}: not a shard list of this gene-ae, or edited by hand (its digest differs)")
+    return names, removed
+
+
+def write_shards_file(directory: Path, names: list[str], removed_ids: Iterable[str]) -> None:
+    raw = {"format": SHARDS_FORMAT, "version": SHARDS_VERSION, "shards": names, "removed_ids": sorted(removed_ids)}
+    raw["sha256"] = _digest(raw)
+    atomic_write_bytes(directory / SHARDS_FILE, json.dumps(raw, indent=1).encode())
+
+
+def next_shard_name(directory: Path) -> str:
+    """A name no listed shard has (a shard left unlisted by a killed append is overwritten)."""
+    names, _ = read_shards_file(directory)
+    used = {int(n.split("-")[1]) for n in names}
+    name = f"shard-{max(used, default=0) + 1:05d}"
+    remove_stale_temps(directory / name)
+    return name
+
+
+def _digest(raw: dict) -> str:
+    body = {k: v for k, v in raw.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _check_compatible(base: IndexDir, shard: IndexDir, where: Path) -> None:
+    a, b = base.meta, shard.meta
+    mine = (a.model_uri, a.dim, a.window, a.stride, a.features, base.kmers.cfg.k if base.kmers else 0)
+    theirs = (b.model_uri, b.dim, b.window, b.stride, b.features, shard.kmers.cfg.k if shard.kmers else 0)
+    if mine != theirs:
+        raise ValueError(
+            f"{where}: built with other settings than the index it belongs to (model, dim, window, stride, "
+            f"features, k-mer size: {theirs} vs {mine}); rebuild it"
+        )

@@ -1,0 +1,179 @@
+"""Candidate lists: each source's nearest pieces, gathered from every shard, merged, then turned into records.
+
+Three sources per query, each a ranking of records:
+- dense: the query's vector against one vector per record (faiss);
+- windows: the query's windows against the windows of long records; every query window votes for the
+  records its nearest windows belong to (seed-and-vote), which also locates the matching region;
+- sparse: the query's k-mer segments against the exact k-mer index (gene_ae/index/kmer_index.py), voting
+  likewise.
+Each shard returns the n nearest pieces of every query piece (`PieceHits`, records in global positions);
+`PieceHits.merge` keeps the n best over all shards, which are the n nearest of one index holding every
+shard's records, and only then do pieces vote. So a sharded collection ranks as one index would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gene_ae.core.topk import top_k
+from gene_ae.core.windows import window_starts
+from gene_ae.index.directory import IndexDir
+from gene_ae.index.kmer_index import segment_starts
+from gene_ae.index.vectors import search as search_vectors
+
+Embed = Callable[[list[np.ndarray]], np.ndarray]
+SOURCES = ("dense", "windows", "sparse")
+
+
+@dataclass
+class Candidate:
+    record: int
+    score: float
+    start: int = 0
+    end: int = 0
+
+
+@dataclass
+class PieceHits:
+    """The n nearest pieces of each query piece in one source: `rows[p]` is the query piece p belongs to;
+    owner, score, start, end are [P, n] (owner -1: no hit), records in global positions."""
+
+    rows: np.ndarray
+    owner: np.ndarray
+    score: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    @staticmethod
+    def merge(parts: Sequence[PieceHits], n: int) -> PieceHits:
+        """The n best hits of each piece over all parts (same pieces in each), best first."""
+        if len(parts) == 1:
+            return parts[0]
+        columns = {f: np.concatenate([getattr(p, f) for p in parts], 1) for f in ("owner", "score", "start", "end")}
+        idx, _ = top_k(np.where(columns["owner"] >= 0, columns["score"], -np.inf), n)
+        picked = {f: np.take_along_axis(a, idx, 1) for f, a in columns.items()}
+        return PieceHits(parts[0].rows, **picked)
+
+
+@dataclass
+class QueryPieces:
+    """What every shard is asked, computed once: the query vectors, window pieces and k-mer segments."""
+
+    vectors: np.ndarray | None = None
+    window_rows: np.ndarray | None = None
+    window_vectors: np.ndarray | None = None
+    segment_rows: np.ndarray | None = None
+    segments: list[np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, queries: Sequence[np.ndarray], embed: Embed | None, window: int, segment: int | None,
+           sources: Sequence[str]) -> QueryPieces:  # fmt: skip
+        out = cls()
+        if embed is not None and "dense" in sources:
+            out.vectors = np.asarray(embed(list(queries)), dtype=np.float32)
+        if embed is not None and "windows" in sources and window:
+            rows, pieces = _pieces(queries, window, max(window // 2, 1))
+            out.window_rows, out.window_vectors = rows, np.asarray(embed(pieces), dtype=np.float32)
+        if segment is not None and "sparse" in sources:
+            out.segment_rows, out.segments = _pieces(queries, segment, max(segment // 2, 1), segment_starts)
+        return out
+
+
+def _pieces(queries: Sequence[np.ndarray], width: int, stride: int, starts=None) -> tuple[np.ndarray, list]:
+    rows, pieces = [], []
+    for q, query in enumerate(queries):
+        for a in starts(int(query.size), width) if starts else window_starts(int(query.size), width, stride):
+            pieces.append(query[a : a + width])
+            rows.append(q)
+    return np.asarray(rows, dtype=np.int64), pieces
+
+
+def shard_hits(
+    shard: IndexDir, offset: int, asked: QueryPieces, n: int, allowed: np.ndarray | None
+) -> dict[str, PieceHits]:
+    """Each source's n nearest pieces in one shard (`allowed`: this shard's records search may return)."""
+    out: dict[str, PieceHits] = {}
+    ids = None if allowed is None else np.flatnonzero(allowed)
+    if asked.vectors is not None:
+        idx, sims = search_vectors(shard.dense, asked.vectors, n, ids)
+        lengths = np.array([e.length for e in shard.meta.entries] + [0], dtype=np.int64)
+        rows = np.arange(len(asked.vectors))
+        out["dense"] = PieceHits(rows, _owner(idx, offset), sims, np.zeros_like(idx), lengths[idx])
+    if asked.window_vectors is not None and shard.windows is not None:
+        win_ids = None if allowed is None else np.flatnonzero(allowed[shard.window_owner])
+        idx, sims = search_vectors(shard.windows, asked.window_vectors, n, win_ids)
+        safe = np.maximum(idx, 0)
+        owner = np.where(idx >= 0, shard.window_owner[safe] + offset, -1)
+        out["windows"] = PieceHits(asked.window_rows, owner, sims, shard.window_start[safe], shard.window_end[safe])
+    if asked.segments is not None and shard.kmers is not None:
+        kmers = shard.kmers
+        idx, sims = kmers.search_segments(asked.segments, n, None if allowed is None else allowed[kmers.owner])
+        safe = np.maximum(idx, 0)
+        owner = np.where(idx >= 0, kmers.owner[safe] + offset, -1)
+        out["sparse"] = PieceHits(asked.segment_rows, owner, sims, kmers.start[safe], kmers.end[safe])
+    return out
+
+
+def _owner(idx: np.ndarray, offset: int) -> np.ndarray:
+    return np.where(idx >= 0, idx + offset, -1)
+
+
+def candidates(source: str, hits: PieceHits, n_queries: int, n: int) -> list[list[Candidate]]:
+    """Per query, its records from one source: dense hits as they rank, windows and k-mer segments by vote."""
+    out = []
+    for q in range(n_queries):
+        sel = hits.rows == q
+        if source == "dense":
+            row = np.flatnonzero(sel)[0]
+            out.append([
+                Candidate(int(o), float(s), int(a), int(b))
+                for o, s, a, b in zip(hits.owner[row], hits.score[row], hits.start[row], hits.end[row]) if o >= 0
+            ])  # fmt: skip
+        else:
+            out.append(vote(hits.owner[sel], hits.score[sel], hits.start[sel], hits.end[sel], n))
+    return out
+
+
+def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hit_end: np.ndarray, n: int):
+    """Seed-and-vote for one query: rows are the query's pieces, columns their nearest subject pieces.
+
+    A record's score is the sum over query pieces of its best piece's score; its region spans the pieces
+    that gave those best scores. Returns the top n Candidates."""
+    best: dict[int, list[float | int]] = {}
+    for row in range(hit_owner.shape[0]):
+        seen: set[int] = set()
+        for o, s, a, b in zip(hit_owner[row], hit_score[row], hit_start[row], hit_end[row]):
+            if o < 0 or o in seen:
+                continue
+            seen.add(int(o))
+            cur = best.setdefault(int(o), [0.0, int(a), int(b)])
+            cur[0] += float(s)
+            cur[1], cur[2] = min(cur[1], int(a)), max(cur[2], int(b))
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:n]
+    return [Candidate(o, float(s), int(a), int(b)) for o, (s, a, b) in ranked]
+
+
+def fuse(lists: Sequence[list[Candidate]], rrf_k: int) -> list[Candidate]:
+    """Reciprocal rank fusion of candidate lists; a record keeps the region of the first list that found
+    it with a region narrower than the whole record (windows before sparse), else of the first list."""
+    score: dict[int, float] = {}
+    region: dict[int, tuple[int, int]] = {}
+    for cands in lists:
+        for rank, c in enumerate(cands, start=1):
+            score[c.record] = score.get(c.record, 0.0) + 1.0 / (rrf_k + rank)
+            old = region.get(c.record)
+            if old is None or (old[1] - old[0] > c.end - c.start > 0):
+                region[c.record] = (c.start, c.end)
+    ranked = sorted(score, key=lambda r: -score[r])
+    return [Candidate(r, score[r], *region[r]) for r in ranked]
+
+
+def alignment_pool(lists: Sequence[list[Candidate]], fused: list[Candidate], size: int) -> list[Candidate]:
+    """The candidates to align: the top `size` of every list (so a list that alone finds the answer, as
+    exact k-mers do for a 30 % copy the vectors miss, is never outvoted by the others), in fused order,
+    followed by the rest of the fused ranking. At most len(lists) * size are aligned."""
+    chosen = {c.record for cands in lists for c in cands[:size]}
+    return [c for c in fused if c.record in chosen] + [c for c in fused if c.record not in chosen]
