@@ -1,4 +1,4 @@
-"""`gene-ae embed | search | eval | reconstruct | promote | serve`: one module per subcommand, each a thin
+"""`gene-ae embed | search | remove | eval | reconstruct | promote | serve`: one module per subcommand, each a thin
 parser over the library (`add_parser` and `run`).
 
 Usage errors (a bad number, an unknown choice) are one line and exit 1 while parsing (shard_tools.options);
@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
-from gene_ae.cli import embed, evaluate, promote, reconstruct, search, serve
+from gene_ae.cli import embed, evaluate, promote, reconstruct, remove, search, serve
 from shard_tools.options import Parser
 from shard_tools.text import printable
 
-SUBCOMMANDS = (embed, search, evaluate, reconstruct, promote, serve)
+SUBCOMMANDS = (embed, search, remove, evaluate, reconstruct, promote, serve)
 
 
 def build_parser() -> Parser:

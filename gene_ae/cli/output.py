@@ -17,8 +17,9 @@ from shard_tools.files import atomic_write_bytes
 from shard_tools.text import control_char, printable
 
 if TYPE_CHECKING:
+    from gene_ae.core.features import FeatureColumns
     from gene_ae.core.records import InputRecord
-    from gene_ae.index.vectors import Entry
+    from gene_ae.index.directory import Entry
     from gene_ae.search.engine import Hit
 
 OUTFMTS = ("tsv", "blast6")
@@ -49,10 +50,16 @@ def region(hit: Hit, entry: Entry) -> tuple[int, int]:
 
 
 def hits_tsv(
-    queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry], identity: bool
+    queries: Sequence[InputRecord],
+    results: Sequence[list[Hit]],
+    entries: Sequence[Entry],
+    identity: bool,
+    features: tuple[Sequence[str], FeatureColumns] | None = None,
 ) -> Iterator[str]:
-    """gene-ae's own columns, with a header; `identity` adds the alignment identity of re-ranked hits."""
-    yield row(HIT_COLUMNS + REGION_COLUMNS + (("identity",) if identity else ()))
+    """gene-ae's own columns, with a header; `identity` adds the alignment identity of re-ranked hits,
+    `features` (names, columns) a column per named feature of the subject (empty when missing)."""
+    names, columns = features or ((), None)
+    yield row(HIT_COLUMNS + REGION_COLUMNS + (("identity",) if identity else ()) + tuple(names))
     for query, hits in zip(queries, results):
         for rank, hit in enumerate(hits, start=1):
             e = entries[hit.subject]
@@ -60,6 +67,7 @@ def hits_tsv(
             fields = [query.id, e.id, rank, sim, query.tokens.size, e.length, e.label or ""]
             fields += [*region(hit, e), f"{hit.score:.5f}"]
             fields += [f"{hit.identity:.4f}" if hit.identity is not None else ""] if identity else []
+            fields += [columns.text(name, hit.subject) for name in names]
             yield row(fields)
 
 

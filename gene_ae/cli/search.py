@@ -31,6 +31,12 @@ def add_parser(sub, version: str) -> None:
         help="align each query to its top N candidates and order them by identity (0: off, no identity column)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
+    s.add_argument(
+        "--where", metavar="EXPR",
+        help="only records whose features pass, e.g. 'family == \"Enterobacter\" and gc > 0.5' (==, !=, <, <=, >, "
+        ">=, in [...], not in, and, or, not, parentheses; a missing value matches nothing; docs/FEATURES.md)",
+    )  # fmt: skip
+    s.add_argument("--show-features", metavar="NAME,...", help="add these features of each hit as columns (tsv)")
     reader_args(s)
     s.set_defaults(func=run)
 
@@ -39,22 +45,25 @@ def run(args: argparse.Namespace) -> int:
     from functools import partial
 
     from gene_ae.cli import output
+    from gene_ae.core.features import where
     from gene_ae.core.records import iter_input
-    from gene_ae.index.directory import IndexDir
+    from gene_ae.index.collection import Collection
     from gene_ae.model.encoder import Encoder
     from gene_ae.search import engine
 
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
     output.check_out(args.out)
-    index = IndexDir.open(args.index)
+    index = Collection.open(args.index)
     meta = index.meta
+    allowed = where(args.where, index.features()) if args.where else None
+    shown = _shown_features(args, meta)
     model_uri = args.model or meta.model_uri  # the exact version the index was built with, unless asked
     encoder = Encoder.load(model_uri)
     if encoder.dim != meta.dim:
         raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
     embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
-    cosine = engine.model_agreement(index, embed)
+    cosine = engine.model_agreement(index.shards[0], embed)
     if cosine < engine.SAME_MODEL_COSINE:
         raise ValueError(
             f"{model_uri}: its vectors of records stored in {args.index} differ from the index's (cosine "
@@ -63,16 +72,29 @@ def run(args: argparse.Namespace) -> int:
     queries = list(iter_input(args.query, reader_config(args)))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")
-    engine.check_queries(index, queries, args.query)
+    engine.check_queries(index.shards[0], queries, args.query)
     subject = _collection(args, index) if args.rerank and args.collection else None
     cfg = engine.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
-    results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject)
+    results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject, allowed)
+    entries = index.entries
     if args.outfmt == "blast6":
-        lines = output.hits_blast6(queries, results, meta.entries)
+        lines = output.hits_blast6(queries, results, entries)
     else:
-        lines = output.hits_tsv(queries, results, meta.entries, identity=bool(args.rerank))
+        extra = (shown, index.features()) if shown else None
+        lines = output.hits_tsv(queries, results, entries, identity=bool(args.rerank), features=extra)
     output.emit(lines, args.out)
     return 0
+
+
+def _shown_features(args: argparse.Namespace, meta) -> list[str]:
+    names = [n.strip() for n in (args.show_features or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in meta.features]
+    if unknown:
+        known = ", ".join(sorted(meta.features)) or "none: build the index with --feature-column"
+        raise ValueError(f"--show-features: unknown feature {unknown[0]!r} (this index has: {known})")
+    if names and args.outfmt != "tsv":
+        raise ValueError("--show-features adds columns to the tsv output, not to blast6 (its columns are fixed)")
+    return names
 
 
 def _which(meta) -> str:
@@ -85,8 +107,8 @@ def _collection(args: argparse.Namespace, index):
     sequences, the same bases: a collection that only shares the ids is refused."""
     from gene_ae.core.records import iter_input
 
-    meta = index.meta
-    wanted = {e.id for e in meta.entries}
+    entries = index.entries
+    wanted = {e.id for e in entries}
     seqs = {r.id: r.tokens for r in iter_input(args.collection, reader_config(args)) if r.id in wanted}
     missing = wanted - seqs.keys()
     if missing:
@@ -94,15 +116,15 @@ def _collection(args: argparse.Namespace, index):
             f"{args.collection}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
             "give the file the index was built from, or leave --collection out (the index holds its sequences)"
         )
-    for j, e in enumerate(meta.entries):
+    for j, e in enumerate(entries):
         tokens = seqs[e.id]
         same = tokens.size == e.length
-        if same and index.sequences is not None:
-            same = bool((index.sequences[j] == tokens).all())
+        if same and all(s.sequences is not None for s in index.shards):
+            same = bool((index.sequence(j) == tokens).all())
         if not same:
             raise ValueError(
                 f"{args.collection}: record {e.id!r} differs from the one indexed ({tokens.size:,} bases, the index "
                 f"has {e.length:,}{'' if tokens.size != e.length else ' with other bases'}): not the collection the "
                 "index was built from; leave --collection out (the index holds its sequences)"
             )
-    return lambda j: seqs[meta.entries[j].id]
+    return lambda j: seqs[entries[j].id]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +14,48 @@ import numpy as np
 from gene_ae.core.features import FeatureColumns
 from gene_ae.core.records import InputRecord
 from gene_ae.core.windows import window_starts
-from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, write_index
+from gene_ae.index.collection import Collection, next_shard_name, read_shards_file, write_shards_file
+from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, read_meta, write_index
 from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig
 
 Embed = Callable[[list[np.ndarray]], np.ndarray]  # token arrays -> L2-normalised vectors
 
 
-def embed_local(encoder, pieces: list[np.ndarray], batch_size: int) -> np.ndarray:
-    """Encoder.embed_tokens in chunks, with a progress bar on a terminal."""
-    chunk = max(batch_size * 8, 256)
-    iterator = range(0, len(pieces), chunk)
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+CHUNK_BASES = 1 << 20  # embed_local hands the encoder about this many bases at a time, and moves its bar
 
-        iterator = tqdm(iterator, desc="embed", unit="chunk", file=sys.stderr)
-    out = [encoder.embed_tokens(pieces[start : start + chunk], batch_size) for start in iterator]
+
+def progress(desc: str, total: int | None = None):
+    """A tqdm bar counting bases on stderr when it is a terminal (gone when closed); silent otherwise."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="bp", unit_scale=True, file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty())  # fmt: skip
+
+
+def embed_local(encoder, pieces: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """Encoder.embed_tokens about CHUNK_BASES bases at a time, with a bar by bases on a terminal. A piece longer
+    than that is one step: the Encoder takes no progress callback, so a 9 Mb record moves the bar once, while
+    its windows (a second call) move it every CHUNK_BASES."""
+    sizes = [int(p.size) for p in pieces]
+    out, start = [], 0
+    with progress("vectors", sum(sizes)) as bar:
+        for end in _chunk_ends(sizes, CHUNK_BASES):
+            out.append(encoder.embed_tokens(pieces[start:end], batch_size))
+            bar.update(sum(sizes[start:end]))
+            start = end
     return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
+
+
+def _chunk_ends(sizes: list[int], bases: int) -> Iterator[int]:
+    """Ends of consecutive groups of pieces holding at least `bases` bases each (the last one may hold fewer)."""
+    total, last = 0, 0
+    for i, n in enumerate(sizes):
+        total += n
+        if total >= bases:
+            yield (last := i + 1)
+            total = 0
+    if last < len(sizes):
+        yield len(sizes)
 
 
 def embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, workers: int) -> np.ndarray:
@@ -92,6 +119,73 @@ def build_index(
         return _stream(records, embed, model, writer, cfg, source)
 
 
+def build_collection(
+    records: Iterable[InputRecord],
+    embed: Embed,
+    model: ModelInfo,
+    out_dir: str | Path,
+    cfg: BuildConfig,
+    shard_records: int,
+    overwrite: bool = False,
+    source: str = "input",
+) -> list[IndexMeta]:
+    """build_index in shards of `shard_records` records (gene_ae/index/collection.py): shard 0 in out_dir,
+    the others beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
+    if shard_records < 1:
+        raise ValueError(f"shard_records must be at least 1, got {shard_records}")
+    stream = iter(records)
+    with write_index(out_dir, overwrite) as writer:
+        metas = [_stream(islice(stream, shard_records), embed, model, writer, cfg, source)]
+        resolved, names = settings_of(metas[0]), []
+        while (first := next(stream, None)) is not None:
+            names.append(f"shard-{len(names) + 1:05d}")
+            (writer.dir / names[-1]).mkdir()
+            part = chain([first], islice(stream, shard_records - 1))
+            metas.append(_stream(part, embed, model, IndexWriter(writer.dir / names[-1]), resolved, source))
+        if names:
+            write_shards_file(writer.dir, names, [])
+    return metas
+
+
+def append_shard(
+    records: Iterable[InputRecord], embed: Embed, out_dir: str | Path, source: str = "input", remove: Iterable[int] = ()
+) -> IndexMeta:
+    """Add records to an existing index as one more shard, built with the index's own settings; nothing
+    already there is read again or rebuilt. The shard is written whole, then listed in shards.json in one
+    write with the `remove` positions (records it replaces), so a reader sees the old set or the new one."""
+    base = read_meta(out_dir)
+    model = ModelInfo(uri=base.model_uri, version=base.model_version, dim=base.dim, window=base.window)
+    directory = Path(out_dir)
+    names, removed = read_shards_file(directory)
+    name = next_shard_name(directory)
+    with write_index(directory / name, overwrite=False) as writer:
+        meta = _stream(records, embed, model, writer, settings_of(base), source)
+    write_shards_file(directory, [*names, name], {*removed, *remove})
+    return meta
+
+
+def remove_records(out_dir: str | Path, ids: Iterable[str]) -> int:
+    """Mark every record with one of these ids removed (search never returns it again); returns how many.
+    An id the index does not hold is an error naming it."""
+    collection = Collection.open(out_dir)
+    wanted = set(ids)
+    positions = [j for j, e in enumerate(collection.entries) if e.id in wanted and not collection.removed[j]]
+    found = {collection.entries[j].id for j in positions}
+    if wanted - found:
+        raise ValueError(f"{out_dir}: no record {sorted(wanted - found)[0]!r} to remove (or removed already)")
+    names, removed = read_shards_file(Path(out_dir))
+    write_shards_file(Path(out_dir), names, sorted({*removed, *positions}))
+    return len(positions)
+
+
+def settings_of(meta: IndexMeta) -> BuildConfig:
+    """The BuildConfig an index was built with (resolved: its k-mer size and stride), for more shards."""
+    raw = dict(meta.settings)
+    if not raw:
+        raise ValueError("this index records no build settings (made by an older gene-ae): rebuild it")
+    return BuildConfig(**{**raw, "kmers": KmerIndexConfig(**raw["kmers"])})
+
+
 def _stream(
     records: Iterable[InputRecord], embed: Embed, model: ModelInfo, writer: IndexWriter, cfg: BuildConfig, source: str
 ) -> IndexMeta:
@@ -103,10 +197,10 @@ def _stream(
     tmp = writer.dir
     store = writer.sequences()
     stride = cfg.stride or max(model.window // 2, 1)
-    meta.stride = stride
     kmers: KmerIndexBuilder | None = None
     windows: list[tuple[int, int, int]] = []
-    with open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
+    done = progress("embed")  # the collection's bases, a batch of records at a time (a stream: no total)
+    with done, open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
         for batch in _batches(records, cfg.batch_bases):
             if kmers is None:  # k from the first batch's lengths
                 kmers = KmerIndexBuilder(cfg.kmers, [r.tokens.size for r in batch])
@@ -129,6 +223,7 @@ def _stream(
                 if spans:
                     _write(win_out, embed([batch[o - first].tokens[a:b] for o, a, b in spans]))
                     windows += spans
+            done.update(sum(int(r.tokens.size) for r in batch))
     if not meta.entries:
         raise ValueError(f"{source}: no sequences to embed")
     store.close()
@@ -138,7 +233,9 @@ def _stream(
         writer.window_vectors(_read(tmp / "windows.f32", model.dim), np.array(windows, dtype=np.int64), cfg.kind)
     for name in ("vectors.f32", "windows.f32"):
         (tmp / name).unlink()
-    writer.kmers(kmers.finish())
+    kmer_index = kmers.finish()
+    writer.kmers(kmer_index)
+    meta.settings = asdict(replace(cfg, stride=stride, kmers=kmer_index.cfg))
     if cfg.features:
         writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
     writer.finish(meta)

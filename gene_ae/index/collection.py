@@ -1,11 +1,11 @@
 """A collection: one index directory, optionally with more index shards inside it, searched as one.
 
     INDEX_DIR/                 shard 0: an index directory as gene_ae/index/directory.py writes it
-    INDEX_DIR/shards.json      the other shards in order, and the ids removed since they were built
+    INDEX_DIR/shards.json      the other shards in order, and the positions of records removed since
     INDEX_DIR/shard-00001/     shard 1, a complete index directory of its own, ...
 
 Why shards: a collection grows (`gene-ae embed --append` adds a shard, nothing is rebuilt), records are
-removed or replaced by id (`--remove`: a tombstone list, applied before ranking), and shards can be built
+removed or replaced by id (`--remove`: tombstones by record position, applied before ranking), and shards can be built
 and held apart (on Ray workers, on other machines). Record positions are global: shard s's record j is
 offset[s] + j. Every shard is built with the same model, window, stride, k-mer size and features, which
 `Collection.open` checks, so search over the shards ranks exactly as one index of all their records would
@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gene_ae.core.features import FeatureColumns
-from gene_ae.index.directory import Entry, IndexDir, IndexMeta
+from gene_ae.index.directory import Entry, IndexDir, IndexMeta, is_index
 from shard_tools.files import atomic_write_bytes, remove_stale_temps
 
 SHARDS_FILE = "shards.json"
@@ -38,21 +39,22 @@ class Collection:
     shards: list[IndexDir]
     offsets: np.ndarray  # global position of each shard's first record, then the total
     removed: np.ndarray
-    removed_ids: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, directory: str | Path) -> Collection:
         d = Path(directory)
         base = IndexDir.open(d)
-        names, removed_ids = read_shards_file(d)
+        names, removed_positions = read_shards_file(d)
         shards = [base] + [IndexDir.open(d / name) for name in names]
         for name, shard in zip(names, shards[1:]):
             _check_compatible(base, shard, d / name)
         sizes = [len(s.meta.entries) for s in shards]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        gone = set(removed_ids)
-        removed = np.array([e.id in gone for s in shards for e in s.meta.entries], dtype=bool)
-        return cls(d, shards, offsets, removed, removed_ids)
+        removed = np.zeros(int(offsets[-1]), dtype=bool)
+        if removed_positions and max(removed_positions) >= removed.size:
+            raise ValueError(f"{d / SHARDS_FILE}: removes record {max(removed_positions)} of {removed.size}")
+        removed[removed_positions] = True
+        return cls(d, shards, offsets, removed)
 
     @classmethod
     def of(cls, index: IndexDir) -> Collection:
@@ -99,18 +101,18 @@ class Collection:
         return keep if mask is None else keep & mask
 
 
-def read_shards_file(directory: Path) -> tuple[list[str], list[str]]:
-    """(shard directory names, removed ids) from shards.json; ([], []) for a one-shard index."""
+def read_shards_file(directory: Path) -> tuple[list[str], list[int]]:
+    """(shard directory names, removed record positions) from shards.json; ([], []) for a one-shard index."""
     path = directory / SHARDS_FILE
     if not path.is_file():
         return [], []
     try:
         raw = json.loads(path.read_bytes())
         ok = isinstance(raw, dict) and raw.get("format") == SHARDS_FORMAT and raw.get("version") == SHARDS_VERSION
-        names, removed = raw.get("shards"), raw.get("removed_ids")
+        names, removed = raw.get("shards"), raw.get("removed")
         ok = ok and isinstance(names, list) and isinstance(removed, list)
         ok = ok and all(isinstance(n, str) and Path(n).name == n and n.startswith("shard-") for n in names)
-        ok = ok and all(isinstance(r, str) for r in removed) and raw.get("sha256") == _digest(raw)
+        ok = ok and all(type(r) is int and r >= 0 for r in removed) and raw.get("sha256") == _digest(raw)
     except ValueError as exc:
         raise ValueError(f"{path}: not a shard list (not JSON: {exc})") from None
     if not ok:
@@ -118,8 +120,8 @@ def read_shards_file(directory: Path) -> tuple[list[str], list[str]]:
     return names, removed
 
 
-def write_shards_file(directory: Path, names: list[str], removed_ids: Iterable[str]) -> None:
-    raw = {"format": SHARDS_FORMAT, "version": SHARDS_VERSION, "shards": names, "removed_ids": sorted(removed_ids)}
+def write_shards_file(directory: Path, names: list[str], removed: Iterable[int]) -> None:
+    raw = {"format": SHARDS_FORMAT, "version": SHARDS_VERSION, "shards": names, "removed": sorted(map(int, removed))}
     raw["sha256"] = _digest(raw)
     atomic_write_bytes(directory / SHARDS_FILE, json.dumps(raw, indent=1).encode())
 
@@ -130,6 +132,9 @@ def next_shard_name(directory: Path) -> str:
     used = {int(n.split("-")[1]) for n in names}
     name = f"shard-{max(used, default=0) + 1:05d}"
     remove_stale_temps(directory / name)
+    leftover = directory / name
+    if leftover.is_dir() and is_index(leftover):  # written by an append killed before it listed it
+        shutil.rmtree(leftover)
     return name
 
 
@@ -139,11 +144,12 @@ def _digest(raw: dict) -> str:
 
 
 def _check_compatible(base: IndexDir, shard: IndexDir, where: Path) -> None:
-    a, b = base.meta, shard.meta
-    mine = (a.model_uri, a.dim, a.window, a.stride, a.features, base.kmers.cfg.k if base.kmers else 0)
-    theirs = (b.model_uri, b.dim, b.window, b.stride, b.features, shard.kmers.cfg.k if shard.kmers else 0)
-    if mine != theirs:
+    def same(m: IndexMeta) -> tuple:
+        settings = {k: v for k, v in m.settings.items() if k not in ("kind", "batch_bases", "batch_size")}
+        return m.model_uri, m.dim, m.window, m.features, json.dumps(settings, sort_keys=True)
+
+    if same(base.meta) != same(shard.meta):
         raise ValueError(
-            f"{where}: built with other settings than the index it belongs to (model, dim, window, stride, "
-            f"features, k-mer size: {theirs} vs {mine}); rebuild it"
+            f"{where}: built with other settings than the index it belongs to (model, dim, window, features, "
+            "k-mer size, stride or windows differ); rebuild it"
         )

@@ -62,7 +62,7 @@ class IndexMeta:
     windows: bool = False  # window vectors of long records are in windows.faiss
     entries: list[Entry] = field(default_factory=list)
     window: int = 0  # the model window the window vectors cover
-    stride: int = 0  # bases between window starts
+    settings: dict = field(default_factory=dict)  # the BuildConfig it was built with, resolved (k, stride)
     sparse: bool = False  # sparse.npz holds the k-mer index
     sequences: bool = False  # sequences.gae holds the records
     format: str = FORMAT_NAME
@@ -211,7 +211,7 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
 
 _TYPES = {"model_uri": str, "model_version": str, "dim": int, "kind": str, "windows": bool, "window": int,
           "sparse": bool, "sequences": bool, "format": str, "version": int, "entries": list, "files": dict,
-          "meta_sha256": str, "features": dict, "stride": int}  # fmt: skip
+          "meta_sha256": str, "features": dict, "settings": dict}  # fmt: skip
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -1,0 +1,118 @@
+"""Collections in shards: a sharded index, an appended one and one with records removed or replaced answer
+every query exactly as an index built at once from the same records (exact vector indexes, exact k-mers)."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gene_ae.cli import main
+from gene_ae.config import Config
+from gene_ae.core.mutate import mutate
+from gene_ae.core.records import iter_input
+from gene_ae.index import build
+from gene_ae.index.collection import Collection
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.checkpoint import save as save_checkpoint
+from gene_ae.model.config import ModelConfig
+from gene_ae.model.encoder import Encoder
+from gene_ae.search import engine
+from shard_tools.alphabet import decode
+from shard_tools.inputs import ReaderConfig
+
+WINDOW = 256
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, data_dir: Path) -> dict:
+    root = tmp_path_factory.mktemp("collection")
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
+    encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:24]
+    lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
+    lam.tokens = lam.tokens[:9000]  # long enough for window vectors and two k-mer segments
+    records = genes[:10] + [lam] + genes[10:]
+    rng = np.random.default_rng(2)
+    queries = [mutate(r.tokens, d, rng) for r in records[::2] for d in (0.02, 0.2)] + [lam.tokens[3000:3600]]
+    embed = partial(encoder.embed_tokens, batch_size=64)
+    model = build.ModelInfo(uri=str(save_checkpoint(root / "ckpt", cfg, encoder.model)), version="", dim=64,
+                            window=WINDOW)  # fmt: skip
+    build.build_index(iter(records), embed, model, root / "whole", build.BuildConfig())
+    return {"root": root, "records": records, "queries": queries, "embed": embed, "model": model}
+
+
+def _hits(directory: Path, world: dict, rerank: int) -> list[list[tuple[str, int, int]]]:
+    """Per query: (subject id, region) of each of the top 10; ids, since positions differ between layouts."""
+    collection = Collection.open(directory)
+    entries = collection.entries
+    found = engine.search(collection, world["queries"], world["embed"], engine.SearchConfig(k=10, rerank=rerank))
+    return [[(entries[h.subject].id, h.subject_start, h.subject_end) for h in hits] for hits in found]
+
+
+@pytest.mark.parametrize("rerank", [0, 20])
+def test_an_index_in_shards_answers_as_the_index_built_at_once(world, tmp_path, rerank) -> None:
+    out = tmp_path / "sharded"
+    metas = build.build_collection(iter(world["records"]), world["embed"], world["model"], out, build.BuildConfig(),
+                                   shard_records=7)  # fmt: skip
+    assert [len(m.entries) for m in metas] == [7, 7, 7, 4]
+    assert json.loads((out / "shards.json").read_text())["shards"] == ["shard-00001", "shard-00002", "shard-00003"]
+    assert _hits(out, world, rerank) == _hits(world["root"] / "whole", world, rerank)
+
+
+def test_append_then_remove_answers_as_a_rebuild(world, tmp_path) -> None:
+    records, embed, model = world["records"], world["embed"], world["model"]
+    out = tmp_path / "grown"
+    build.build_index(iter(records[:9]), embed, model, out, build.BuildConfig())
+    build.append_shard(iter(records[9:16]), embed, out)
+    build.append_shard(iter(records[16:]), embed, out)
+    assert _hits(out, world, 20) == _hits(world["root"] / "whole", world, 20)
+    gone = [records[2].id, records[12].id]
+    assert build.remove_records(out, gone) == 2
+    rebuilt = tmp_path / "rebuilt"
+    build.build_index(iter(r for r in records if r.id not in gone), embed, model, rebuilt, build.BuildConfig())
+    after = _hits(out, world, 20)
+    assert after == _hits(rebuilt, world, 20)
+    assert not {i for hits in after for i, *_ in hits} & set(gone)
+    with pytest.raises(ValueError, match="no record 'nope' to remove"):
+        build.remove_records(out, ["nope"])
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return done.value.code, out.out, out.err
+
+
+def test_cli_append_replace_and_remove(world, tmp_path, capsys) -> None:
+    records = world["records"]
+    first, more = tmp_path / "first.fa", tmp_path / "more.fa"
+    first.write_text("".join(f">{r.id}\n{decode(r.tokens)}\n" for r in records[:8]))
+    changed = decode(records[20].tokens)  # record 3 gets record 20's sequence under its own id
+    more.write_text(f">{records[3].id}\n{changed}\n>{records[9].id}\n{decode(records[9].tokens)}\n")
+    out = tmp_path / "idx"
+    code, _, err = _cli(capsys, "embed", "--model", world["model"].uri, "--input", first, "--out", out,
+                        "--shard-records", "3")  # fmt: skip
+    assert code == 0 and "8 records in 3 shards" in err, err
+    code, _, err = _cli(capsys, "embed", "--append", "--input", more, "--out", out)
+    assert code == 1 and f"record {records[3].id!r} is already in" in err and "--replace" in err, err
+    code, _, err = _cli(capsys, "embed", "--append", "--replace", "--input", more, "--out", out)
+    assert code == 0 and "2 records appended" in err and "replacing 1" in err, err
+    q = tmp_path / "q.fa"
+    q.write_text(f">q\n{changed}\n")
+    code, hits, err = _cli(capsys, "search", "--index", out, q, "-k", "2")
+    assert code == 0, err
+    top = [line.split("\t") for line in hits.splitlines()[1:]]
+    assert top[0][1] == records[3].id and top[0][-1] == "1.0000"  # the new sequence, under the old id
+    assert Collection.open(out).removed.sum() == 1
+    code, _, err = _cli(capsys, "remove", "--index", out, records[3].id)
+    assert code == 0 and "1 records removed" in err, err
+    code, hits, err = _cli(capsys, "search", "--index", out, q, "-k", "9")
+    assert code == 0 and records[3].id not in hits, err
