@@ -1,11 +1,16 @@
-"""What the subcommands share: the input-reading options, numeric option ranges, the model URI help."""
+"""What the subcommands share: the input-reading options, numeric option ranges, the model URI help, and the
+checks of an --out made before any work (so a bad one is refused in one line naming it, not after the work
+with a message about a hidden temporary file)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from shard_tools.inputs import FORMATS
 from shard_tools.options import Limit, Parser, number
+from shard_tools.text import printable
 
 MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a checkpoint directory"
 # Numeric option ranges, checked while the command line is parsed (shard_tools.options); search.engine.search
@@ -16,6 +21,7 @@ LIMITS = {
     "batch_size": Limit(1),
     "stride": Limit(0),
     "workers": Limit(1),
+    "shard_records": Limit(0),
     "n_queries": Limit(1),
     "align_queries": Limit(0),
     "seed": Limit(0),
@@ -46,3 +52,39 @@ def reader_config(args: argparse.Namespace):
     from shard_tools.inputs import ReaderConfig
 
     return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column)
+
+
+def check_out_file(out: str | Path | None, flag: str = "--out") -> None:
+    """Refuse an output file that could not be written: a directory, or a folder that is missing, not a folder,
+    or not writable. The message names the path as typed."""
+    if out is None:
+        return
+    path, shown = Path(out), printable(str(out))
+    if not str(out) or path.is_dir():
+        raise IsADirectoryError(f"{flag} {shown}: is a directory; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        raise FileNotFoundError(f"{flag} {shown}: its folder {printable(str(parent))} does not exist")
+    _writable_folder(parent, flag, shown)
+
+
+def check_out_dir(out: str | Path, flag: str = "--out", replaced: bool = False) -> None:
+    """Refuse an output directory that could not be written: an existing file, or a nearest existing folder above
+    it (created with its parents) that is a file or not writable. replaced: the directory is built beside itself
+    and swapped in (gene-ae embed), so it is its parent that must be writable."""
+    path, shown = Path(out), printable(str(out))
+    if not str(out):
+        raise ValueError(f"{flag}: empty; give a directory")
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{flag} {shown}: is a file, not a directory")
+    nearest = path if path.exists() and not replaced else path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    _writable_folder(nearest, flag, shown)
+
+
+def _writable_folder(folder: Path, flag: str, shown: str) -> None:
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{flag} {shown}: {printable(str(folder))} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {shown}: folder {printable(str(folder))} is not writable")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gene_ae.cli.common import MODEL_HELP, int_option, reader_args, reader_config, subcommand
+from gene_ae.cli.common import MODEL_HELP, check_out_dir, int_option, reader_args, reader_config, subcommand
 
 
 def add_parser(sub, version: str) -> None:
@@ -15,7 +15,7 @@ def add_parser(sub, version: str) -> None:
     build = BuildConfig()
     e = subcommand(sub, "embed", "embed a collection and write an index directory (vectors, k-mers, sequences)",
                     version)  # fmt: skip
-    e.add_argument("--model", required=True, help=MODEL_HELP)
+    e.add_argument("--model", help=MODEL_HELP + " (with --append: the index's own model, the default)")
     e.add_argument("--input", required=True, help="FASTA/FASTQ/GenBank/EMBL/TSV file, - for stdin, or shard directory")
     e.add_argument("--out", required=True, help="index directory to write; refused if it exists (see --overwrite)")
     e.add_argument("--index-kind", default=build.kind, choices=("auto", "flat", "ivf", "hnsw"),
@@ -35,20 +35,46 @@ def add_parser(sub, version: str) -> None:
         help="replace --out if it is an index directory gene-ae embed wrote (its index.json says so); any other "
         "existing file or directory is refused, never deleted",
     )
+    e.add_argument(
+        "--shard-records", type=int_option("shard_records"), default=0, metavar="N",
+        help="write the index in shards of N records (searched as one; each can be built and held apart)",
+    )  # fmt: skip
+    e.add_argument(
+        "--append", action="store_true",
+        help="add the records of --input to the index --out as one more shard, with the index's model and "
+        "settings; nothing already indexed is embedded again",
+    )  # fmt: skip
+    e.add_argument(
+        "--replace", action="store_true",
+        help="with --append: records whose ids the index already holds replace them (else such ids are refused)",
+    )  # fmt: skip
     reader_args(e)
     e.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.append:
+        return _append(args)
+    if args.replace:
+        raise ValueError("--replace goes with --append")
+    if not args.model:
+        raise ValueError("--model is required (except with --append, which uses the index's model)")
     from functools import partial
+    from itertools import chain
 
     from gene_ae.core.records import iter_input
     from gene_ae.index import build
     from gene_ae.index.directory import check_replaceable
     from gene_ae.model.encoder import Encoder
     from gene_ae.registry.tracking import pinned_uri, resolve_version
+    from shard_tools.inputs import display_name
 
     check_replaceable(args.out, args.overwrite)  # before the model loads or anything is read
+    check_out_dir(args.out, replaced=True)
+    records = iter_input(args.input, reader_config(args))
+    first = next(records, None)  # only the first record is read before the model loads (stdin stays a stream)
+    if first is None:
+        raise ValueError(f"{display_name(args.input)}: no sequences to embed")
     version = resolve_version(args.model)
     # The index records the exact version (an alias moves; search must embed with the model that built it).
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else pinned_uri(args.model, version)
@@ -58,12 +84,56 @@ def run(args: argparse.Namespace) -> int:
     else:
         embed = partial(build.embed_local, encoder, batch_size=args.batch_size)
     model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window)
-    cfg = build.BuildConfig(args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size)
-    records = iter_input(args.input, reader_config(args))
-    meta = build.build_index(records, embed, model, args.out, cfg, args.overwrite, source=args.input)
+    cfg = build.BuildConfig(
+        args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args)
+    )
+    records = chain([first], records)
+    if args.shard_records:
+        metas = build.build_collection(records, embed, model, args.out, cfg, args.shard_records, args.overwrite,
+                                       source=args.input)  # fmt: skip
+    else:
+        metas = [build.build_index(records, embed, model, args.out, cfg, args.overwrite, source=args.input)]
+    meta = metas[0]
     print(
-        f"gene-ae embed: {len(meta.entries):,} records ({meta.kind}, dim {encoder.dim}"
-        f"{', with window vectors' if meta.windows else ''}, k-mer index, sequences) from {args.input} -> {args.out}",
+        f"gene-ae embed: {sum(len(m.entries) for m in metas):,} records in {len(metas)} shard"
+        f"{'s' if len(metas) > 1 else ''} ({meta.kind}, dim {encoder.dim}"
+        f"{', with window vectors' if any(m.windows for m in metas) else ''}, k-mer index, sequences) "
+        f"from {args.input} -> {args.out}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _features(args: argparse.Namespace) -> dict[str, str]:
+    """The --feature-column declarations as name -> kind (what the index stores)."""
+    return {f.name: f.kind for f in getattr(reader_config(args), "features", ())}
+
+
+def _append(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from gene_ae.core.records import iter_input
+    from gene_ae.index import build
+    from gene_ae.index.collection import Collection
+    from gene_ae.model.encoder import Encoder
+
+    if args.overwrite or args.shard_records:
+        raise ValueError("--append adds one shard to an existing index: it takes no --overwrite or --shard-records")
+    collection = Collection.open(args.out)  # checked before anything is embedded
+    meta = collection.meta
+    if args.model and args.model != meta.model_uri:
+        raise ValueError(f"{args.out}: was built with {meta.model_uri}; --append uses that model (leave --model out)")
+    records = list(iter_input(args.input, reader_config(args)))
+    if not records:
+        raise ValueError(f"{args.input}: no sequences to embed")
+    new_ids = {r.id for r in records}
+    old = [j for j, e in enumerate(collection.entries) if e.id in new_ids and not collection.removed[j]]
+    if old and not args.replace:
+        raise ValueError(f"{args.input}: record {collection.entries[old[0]].id!r} is already in {args.out} "
+                         f"({len(old):,} such records): give --replace to replace them")  # fmt: skip
+    encoder = Encoder.load(meta.model_uri)
+    embed = partial(build.embed_local, encoder, batch_size=args.batch_size)
+    added = build.append_shard(iter(records), embed, args.out, source=args.input, remove=old)
+    print(f"gene-ae embed: {len(added.entries):,} records appended to {args.out} as one more shard"
+          f"{f', replacing {len(old):,}' if old else ''}", file=sys.stderr)  # fmt: skip
     return 0

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from gene_ae.cli.common import MODEL_HELP, int_option, reader_args, reader_config, subcommand
+from gene_ae.cli.common import MODEL_HELP, check_out_dir, int_option, reader_args, reader_config, subcommand
 from gene_ae.evaluate.config import DEFAULT_METHODS
 
 
@@ -53,21 +53,25 @@ def add_parser(sub, version: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from gene_ae.core.records import read_columns
     from gene_ae.evaluate import EvalConfig, run_eval
+    from gene_ae.evaluate.report import check_collection
     from gene_ae.model.encoder import Encoder
+    from shard_tools.inputs import display_name
 
     try:
         re.compile(args.label_regex or "")
     except re.error as exc:
         raise ValueError(f"--label-regex {args.label_regex!r}: {exc}") from None
-    encoder = Encoder.load(args.model)
+    check_out_dir(args.out)  # the report directory, before anything is read or the model loads
     data = read_columns(args.input, reader_config(args), (args.split,))
-    if not data.seqs:
-        raise ValueError(f"{args.input}: no sequences to evaluate")
+    check_collection(data.seqs, display_name(args.input))
     ids, seqs, labels = data.ids, data.seqs, data.labels
     cross = None
     if args.queries:
         q = read_columns(args.queries, reader_config(args), (args.split,))
+        if not q.seqs:
+            raise ValueError(f"{display_name(args.queries)}: no sequences to query with (--queries)")
         cross = (q.seqs, q.labels)
+    encoder = Encoder.load(args.model)
     methods = (
         DEFAULT_METHODS if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gene_ae.cli.common import check_out_file
 from shard_tools.files import atomic_write_bytes
 from shard_tools.text import control_char, printable
 
@@ -94,21 +95,10 @@ def hits_blast6(
             )
 
 
-def check_out(out: str | Path | None) -> None:
-    """Refuse an --out that cannot take a file, before any work: a directory, or a missing parent folder."""
-    if not out:
-        return
-    path = Path(out)
-    if path.is_dir():  # atomic replacement would swap a whole directory for the file
-        raise IsADirectoryError(f"{printable(str(out))}: is a directory; give a file name for --out")
-    if not path.absolute().parent.is_dir():
-        raise FileNotFoundError(f"{printable(str(out))}: its folder {printable(str(path.parent))} does not exist")
-
-
 def emit(lines: Iterable[str], out: str | Path | None) -> None:
     """All lines to `out` (replaced atomically) or stdout, once every line is formatted."""
     text = "".join(lines)
-    check_out(out)
+    check_out_file(out)
     if out:
         atomic_write_bytes(out, text.encode())
     else:

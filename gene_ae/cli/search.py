@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gene_ae.cli.common import int_option, reader_args, reader_config, subcommand
+from gene_ae.cli.common import check_out_file, int_option, reader_args, reader_config, subcommand
 from gene_ae.cli.output import OUTFMTS
 from shard_tools.inputs import STDIN
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
-    output.check_out(args.out)
+    check_out_file(args.out)
     index = Collection.open(args.index)
     meta = index.meta
     allowed = where(args.where, index.features()) if args.where else None

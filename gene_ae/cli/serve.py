@@ -20,9 +20,12 @@ def add_parser(sub, version: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replace this process with `mlflow models serve`, found and run from this venv (no activation needed)."""
-    from gene_ae.registry.serving import serve_command, serve_env
+    """Replace this process with `mlflow models serve`, found and run from this venv (no activation needed), once
+    the port is free and the model is found (one-line errors, before MLflow loads anything)."""
+    from gene_ae.registry.serving import check_listen, check_model, serve_command, serve_env
 
+    check_listen(args.host, args.port)
+    check_model(args.model)
     cmd = serve_command(args.model, args.host, args.port)
     sys.stdout.flush()
     os.execve(cmd[0], cmd, serve_env())

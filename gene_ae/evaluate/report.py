@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,6 +34,21 @@ if TYPE_CHECKING:
 
     from gene_ae.model.encoder import Encoder
 
+# With a single distinct sequence every method's first hit is a copy of its source: recall 1.0 by construction.
+# Two are the least where recall@1 can miss; recall@k needs more than k (the report notes when it has fewer).
+MIN_DISTINCT = 2
+
+
+def check_collection(seqs: Sequence[np.ndarray], name: str = "collection") -> None:
+    """Refuse a collection too small to measure (fewer than MIN_DISTINCT distinct sequences)."""
+    distinct = len({digest(s) for s in seqs})
+    if distinct < MIN_DISTINCT:
+        what = f"{len(seqs):,} sequence{'' if len(seqs) == 1 else 's'}, {distinct} distinct" if seqs else "no sequences"
+        raise ValueError(
+            f"{name}: {what}: evaluation needs at least {MIN_DISTINCT} distinct sequences "
+            "(with one, every method finds its source first and scores recall 1.0)"
+        )
+
 
 def run_eval(
     encoder: Encoder | None,
@@ -51,12 +67,10 @@ def run_eval(
     cross_queries = (sequences, labels) from another set (dog genes against these chimp genes) adds
     cross-set retrieval. encoder=None evaluates the baselines alone. Returns the report dict.
     """
-    if not seqs:
-        raise ValueError("nothing to evaluate: no sequences")
+    check_collection(seqs)
     if len(ids) != len(seqs) or (labels is not None and len(labels) != len(seqs)):
         raise ValueError(f"{len(seqs)} sequences but {len(ids)} ids and {len(labels or [])} labels")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     methods, skipped = build_methods(encoder, cfg, seqs)
     pattern = re.compile(cfg.label_regex) if cfg.label_regex else None
     labels = [clean_label(lab, pattern) for lab in labels] if labels is not None else [None] * len(seqs)
@@ -78,16 +92,28 @@ def run_eval(
         steps.append(("cross_set_retrieval", lambda: cross_set_retrieval(methods, q_seqs, q_labels, seqs, labels)))
     if encoder is not None:
         steps.append(("reconstruction", lambda: reconstruction(encoder, seqs, cfg)))
-    for name, step in steps:
-        start = time.perf_counter()
-        report[name] = step()
-        report["timings_s"][name] = round(time.perf_counter() - start, 3)
-    report["mutation_retrieval"]["query_ids"] = [ids[i] for i in report["mutation_retrieval"]["query_indices"]]
-    report["notes"] = _notes(report, cfg)
-    paths = _write_outputs(report, methods, seqs, labels, out)
+    with _phases(len(steps) + 1) as bar:
+        for name, step in steps:
+            bar.set_postfix_str(name)
+            start = time.perf_counter()
+            report[name] = step()
+            report["timings_s"][name] = round(time.perf_counter() - start, 3)
+            bar.update()
+        report["mutation_retrieval"]["query_ids"] = [ids[i] for i in report["mutation_retrieval"]["query_indices"]]
+        report["notes"] = _notes(report, cfg)
+        bar.set_postfix_str("writing the report")
+        paths = _write_outputs(report, methods, seqs, labels, out)
+        bar.update()
     if mlflow_run_id:
         log_to_mlflow(mlflow_run_id, report, paths)
     return report
+
+
+def _phases(total: int):
+    """A tqdm bar over the evaluation's phases on stderr when it is a terminal (gone when closed); silent otherwise."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="eval", unit="phase", file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
 
 
 def _summary(seqs: Sequence[np.ndarray], labels: Sequence[str | None]) -> dict[str, Any]:
@@ -134,6 +160,7 @@ def _write_outputs(
     labels: Sequence[str | None],
     out: Path,
 ) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that fails leaves no empty report folder
     paths = [out / "report.json", out / "report.md", out / "recall_vs_divergence.png"]
     _atomic_write(paths[0], json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
     _atomic_write(paths[1], render_markdown(report))

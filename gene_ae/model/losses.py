@@ -77,3 +77,19 @@ class NegativeQueue:
             return
         new = F.normalize(vectors.detach().float(), dim=-1)
         self.items = new[-self.size :] if self.items is None else torch.cat([new, self.items])[: self.size]
+
+
+def supcon_loss(vectors: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) over a batch: for each row with a label (> 0), the
+    other rows with the same label are its positives and every other row a negative. Label 0 (unknown or
+    missing) is no anchor and no positive. 0 when no row has a positive."""
+    z = F.normalize(vectors.float(), dim=-1)
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(eye, float("-inf"))
+    positive = (labels[:, None] == labels[None, :]) & ~eye & (labels[:, None] > 0)
+    anchors = positive.any(1)
+    if not anchors.any():
+        return sim.new_zeros(())
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    per_anchor = log_prob.masked_fill(~positive, 0.0).sum(1) / positive.sum(1).clamp(min=1)
+    return -per_anchor[anchors].mean()

@@ -1,0 +1,167 @@
+"""The user's features in the model, by configuration ([model.features] in TOML, or --set).
+
+Each declared feature is used one of two ways:
+- `use = "vector"`: an input of the search vector. Numeric values are standardised (the training data's
+  mean and standard deviation, recorded in the config) and go through a small MLP; categorical values
+  through an embedding table whose row 0 is the unknown bucket (values not seen in training, and missing
+  ones). The result, L2-normalised and scaled by `weight`, is added to the sequence branches, so the
+  vector keeps its size and a feature can only move it by `weight`.
+- `use = "signal"` (categorical only): a training signal that never enters the vector: windows of records
+  that share the value are extra positives of a supervised-contrastive term (losses.supcon_loss), weighted
+  by `weight`. Embedding then needs no feature.
+
+A model with vector features refuses input that lacks them (`require`), in `gene-ae embed`, the Encoder and
+the served pyfunc alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+USES = ("vector", "signal")
+KINDS = ("numeric", "categorical")
+
+
+@dataclass
+class FeatureSpec:
+    name: str
+    kind: str = "categorical"  # numeric | categorical
+    use: str = "signal"  # vector: an input of the search vector; signal: a training signal only
+    weight: float = 0.5  # vector: the feature part's norm beside each unit-norm sequence branch; signal: loss weight
+    categories: tuple[str, ...] = ()  # categorical: the values seen in training (filled from the shards)
+    mean: float = 0.0  # numeric: standardisation, filled from the shards
+    std: float = 1.0
+
+    def __post_init__(self) -> None:
+        where = f"model.features.{self.name}"
+        if self.kind not in KINDS or self.use not in USES:
+            raise ValueError(f"{where}: kind must be one of {KINDS} and use one of {USES}, got {self.kind}/{self.use}")
+        if self.kind == "numeric" and self.use == "signal":
+            raise ValueError(f"{where}: a numeric feature can enter the vector (use = \"vector\"), not be a signal")
+        if not (isinstance(self.weight, int | float) and 0 < self.weight <= 10 and math.isfinite(self.weight)):
+            raise ValueError(f"{where}.weight: must be in (0, 10], got {self.weight!r}")
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"{where}: mean and std must be finite and std > 0, got {self.mean}, {self.std}")
+        self.categories = tuple(str(c) for c in self.categories)
+
+
+def parse_features(value: object) -> tuple[FeatureSpec, ...]:
+    """[model.features] from TOML ({name: {kind, use, weight, ...}}), a list of FeatureSpec dicts (config.json),
+    or --set text `name:kind:use:weight,...` (kind, use and weight optional)."""
+    if isinstance(value, str):
+        specs = []
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            name, *rest = item.split(":")
+            keys = ("kind", "use", "weight")
+            given = dict(zip(keys, rest))
+            if "weight" in given:
+                try:
+                    given["weight"] = float(given["weight"])
+                except ValueError:
+                    raise ValueError(f"model.features.{name}.weight: not a number: {given['weight']!r}") from None
+            specs.append({"name": name, **given})
+        value = specs
+    if isinstance(value, Mapping):
+        value = [{"name": k, **(v if isinstance(v, Mapping) else {"kind": v})} for k, v in value.items()]
+    if not isinstance(value, Sequence):
+        raise ValueError(f"model.features: expected a table of features, got {type(value).__name__}")
+    out = []
+    for item in value:
+        if isinstance(item, FeatureSpec):
+            out.append(item)
+            continue
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ValueError(f"model.features: each feature needs a name, got {item!r}")
+        unknown = set(item) - {f for f in FeatureSpec.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"model.features.{item['name']}: unknown key {sorted(unknown)[0]!r}")
+        out.append(FeatureSpec(**{**item, "categories": tuple(item.get("categories", ()))}))
+    names = [f.name for f in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model.features: {names} names a feature twice")
+    return tuple(out)
+
+
+def vector_features(specs: Sequence[FeatureSpec]) -> list[FeatureSpec]:
+    return [f for f in specs if f.use == "vector"]
+
+
+def require(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n: int, where: str = "input") -> None:
+    """Refuse input that lacks a feature the vector needs: one line naming it."""
+    for f in vector_features(specs):
+        values = given.get(f.name)
+        if values is None:
+            raise ValueError(f"{where}: this model's vector needs the feature {f.name!r} ({f.kind}), not given")
+        if len(values) != n:
+            raise ValueError(f"{where}: feature {f.name!r} has {len(values)} values for {n} sequences")
+
+
+class FeatureEncoder(nn.Module):
+    """The vector features of a batch -> [B, D], each feature's part L2-normalised and weighted, summed."""
+
+    def __init__(self, specs: Sequence[FeatureSpec], dim: int):
+        super().__init__()
+        self.specs = vector_features(specs)
+        self.parts = nn.ModuleDict()
+        for f in self.specs:
+            if f.kind == "numeric":
+                self.parts[f.name] = nn.Sequential(nn.Linear(1, 32), nn.GELU(), nn.Linear(32, dim))
+            else:
+                self.parts[f.name] = nn.Embedding(len(f.categories) + 1, dim)  # row 0: unknown or missing
+        self._lookup = {f.name: {c: i + 1 for i, c in enumerate(f.categories)} for f in self.specs}
+
+    def inputs(self, given: Mapping[str, Sequence], device: torch.device) -> dict[str, torch.Tensor]:
+        """Raw values (numbers or text, None when missing) -> tensors the forward pass takes."""
+        out = {}
+        for f in self.specs:
+            values = given[f.name]
+            if f.kind == "numeric":
+                x = [(float(v) - f.mean) / f.std if v is not None and math.isfinite(float(v)) else 0.0 for v in values]
+                out[f.name] = torch.tensor(x, dtype=torch.float32, device=device)[:, None]
+            else:
+                lookup = self._lookup[f.name]
+                ids = [lookup.get(str(v), 0) if v is not None else 0 for v in values]
+                out[f.name] = torch.tensor(ids, dtype=torch.long, device=device)
+        return out
+
+    def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        parts = [
+            f.weight * nn.functional.normalize(self.parts[f.name](x[f.name]).float(), dim=-1) for f in self.specs
+        ]
+        return torch.stack(parts).sum(0)
+
+
+@dataclass
+class FeatureStats:
+    """What training learns of each feature from the shards: categories seen, numeric mean and std."""
+
+    categories: dict[str, set[str]] = field(default_factory=dict)
+    sums: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, specs: Sequence[FeatureSpec], values: Mapping[str, object]) -> None:
+        for f in specs:
+            v = values.get(f.name)
+            if v is None:
+                continue
+            if f.kind == "categorical":
+                self.categories.setdefault(f.name, set()).add(str(v))
+            elif math.isfinite(float(v)):
+                s = self.sums.setdefault(f.name, [0.0, 0.0, 0.0])
+                s[0], s[1], s[2] = s[0] + 1, s[1] + float(v), s[2] + float(v) ** 2
+
+    def fitted(self, specs: Sequence[FeatureSpec]) -> tuple[FeatureSpec, ...]:
+        out = []
+        for f in specs:
+            if f.kind == "categorical":
+                out.append(FeatureSpec(**{**f.__dict__, "categories": tuple(sorted(self.categories.get(f.name, ())))}))
+                continue
+            n, total, squares = self.sums.get(f.name, [0.0, 0.0, 0.0])
+            mean = total / n if n else 0.0
+            std = math.sqrt(max(squares / n - mean**2, 0.0)) if n else 1.0
+            out.append(FeatureSpec(**{**f.__dict__, "mean": mean, "std": std if std > 1e-12 else 1.0}))
+        return tuple(out)
