@@ -1,14 +1,19 @@
-"""Typed run configuration: model, data and training sections, from TOML and command-line overrides."""
+"""Typed run configuration: model, data and training sections, from TOML and command-line overrides.
+
+Each section declares its fields' types (annotations) and numeric ranges (LIMITS); building a section checks
+both (gene_ae/model/config.py, check_fields), so load_config and Config.from_dict refuse a bad value in one
+line naming `section.key` after TOML and `--set` are merged, before anything starts.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from gene_ae.model.config import ModelConfig
+from gene_ae.model.config import ModelConfig, Range, check_fields, field_types, show_value
 
 DEFAULT_MODEL_NAME = "gene-ae-encoder"  # the registered model's name unless --register says otherwise
 
@@ -29,6 +34,24 @@ class DataConfig:
     skip_corrupt: bool = False  # count and skip undecodable samples instead of failing
     val_records: int = 256  # validation records, embedded whole (tiled like the Encoder) for recall
     val_max_length: int = 8192  # longer validation records are cut to this many bases
+
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "window": Range(1),
+        "min_length": Range(1),
+        "batch_size": Range(1),
+        "loader_workers": Range(0),
+        "shuffle_buffer": Range(1),
+        "bucket_batches": Range(1),
+        "windows_per_record": Range(0, low_open=True),
+        "view_divergence": Range(0, 1),  # mutation events per base
+        "rc_prob": Range(0, 1),
+        "sibling_ratio": Range(0, 1),  # a sibling nearer than the view, on average
+        "val_records": Range(1),
+        "val_max_length": Range(1),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, "data")
 
 
 @dataclass
@@ -59,6 +82,33 @@ class TrainConfig:
     register: str = DEFAULT_MODEL_NAME  # MLflow registered model name ("" to skip)
     alias: str = ""  # set this alias on the new version (e.g. production)
 
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "workers": Range(1),
+        "threads_per_worker": Range(0),
+        "steps": Range(1),
+        "steps_per_epoch": Range(1),
+        "checkpoint_every": Range(1),
+        "log_every": Range(1),
+        "lr": Range(0, low_open=True),
+        "weight_decay": Range(0),
+        "warmup_steps": Range(0),
+        "grad_clip": Range(0, low_open=True),
+        "contrastive_weight": Range(0),
+        "temperature": Range(0, low_open=True),
+        "queue_size": Range(0),
+        "kl_weight": Range(0),
+        "kl_anneal_steps": Range(0),
+        "free_bits": Range(0),
+        "seed": Range(0, 2**63 - 1),  # torch, numpy and Python RNGs all take it
+        "max_failures": Range(0),  # Ray's -1 (retry for ever) is refused: training must end
+        "timeout_s": Range(1),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self, "train")
+        if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0"):
+            raise ValueError(f"train.name: must be a folder name (not empty, no '/'), got {show_value(self.name)}")
+
 
 @dataclass
 class Config:
@@ -71,55 +121,56 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, dict[str, Any]]) -> Config:
-        cfg = cls()
+        """Build and check every section from plain values (TOML tables, a checkpoint's config.json)."""
+        raw: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
         for section, values in d.items():
-            _apply(cfg, section, values)
-        cfg.model = ModelConfig(**asdict(cfg.model))  # re-run validation
-        return cfg
+            _apply(raw, section, values)
+        return cls(**{name: kind(**raw[name]) for name, kind in SECTIONS.items()})
 
     def flat(self) -> dict[str, Any]:
         """section.key -> value, as logged to MLflow params."""
         return {f"{s}.{k}": v for s, vals in self.to_dict().items() for k, v in vals.items()}
 
 
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 # Keys renamed since checkpoints were first written: old config.json files (and old TOML) still load.
 RENAMED = {("model", "latent_dim"): "vector_dim", ("model", "code_dim"): "latent_channels"}
 
 
-def _apply(cfg: Config, section: str, values: dict[str, Any]) -> None:
-    if section not in ("model", "data", "train"):
-        raise ValueError(f"unknown config section [{section}] (expected model, data, train)")
-    target = getattr(cfg, section)
-    names = {f.name: f for f in dataclasses.fields(target)}
+def _apply(raw: dict[str, dict[str, Any]], section: str, values: Any, text: bool = False) -> None:
+    """Merge one section's values into `raw` by their current key names; `text` values (--set) are parsed."""
+    if section not in SECTIONS:
+        raise ValueError(f"unknown config section [{section:.40}] (expected model, data, train)")
+    if not isinstance(values, dict):
+        raise ValueError(f"config section [{section}] must be a table of keys, got {values!r:.60}")
+    types = field_types(SECTIONS[section])
     for key, value in values.items():
         key = RENAMED.get((section, key), key)
-        if key not in names:
-            raise ValueError(f"unknown config key {section}.{key} (known: {', '.join(sorted(names))})")
-        setattr(target, key, _coerce(value, getattr(target, key), f"{section}.{key}"))
+        if key not in types:
+            raise ValueError(f"unknown config key {section}.{key:.60} (known: {', '.join(sorted(types))})")
+        raw[section][key] = _parse(value, types[key]) if text else value
 
 
-def _coerce(value: Any, current: Any, name: str) -> Any:
-    if not isinstance(value, str) or isinstance(current, str):
-        return value
-    if isinstance(current, tuple | list):
-        return tuple(int(v) for v in value.replace(" ", "").split(",") if v)
+def _parse(text: str, kind: Any) -> Any:
+    """A --set value (text) as the field's type, or the text itself when it is not one: check_fields then
+    refuses it as it refuses a TOML string where a number belongs, naming the key, its type and range."""
+    text = text.strip()
     try:
-        if isinstance(current, bool):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-    except ValueError:
-        raise ValueError(f"{name}: cannot read {value!r} as {type(current).__name__}") from None
-    return value
+        if typing.get_origin(kind) is tuple:
+            return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+        if kind is bool:
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+        if kind is int or kind is float:
+            return kind(text)
+    except (ValueError, KeyError):
+        pass
+    return text
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then a TOML file ([model], [data], [train] tables), then `section.key=value` overrides."""
-    cfg = Config()
+    """Defaults, then a TOML file ([model], [data], [train] tables), then `section.key=value` overrides;
+    checked once, after all are merged, so an override can mend a file's value."""
+    raw: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     if path:
         with open(path, "rb") as f:
             try:
@@ -127,11 +178,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             except tomllib.TOMLDecodeError as exc:
                 raise ValueError(f"{path}: {exc}") from None
         for section, values in doc.items():
-            _apply(cfg, section, values)
+            _apply(raw, section, values)
     for item in overrides or []:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot:
-            raise ValueError(f"override {item!r}: expected section.key=value, e.g. model.vector_dim=128")
-        _apply(cfg, section, {name: value.strip()})
-    return Config.from_dict(cfg.to_dict())
+            raise ValueError(f"override {item!r:.80}: expected section.key=value, e.g. model.vector_dim=128")
+        _apply(raw, section, {name: value}, text=True)
+    return Config.from_dict(raw)

@@ -48,14 +48,34 @@ def decode_samples(samples: Iterable[dict], skip_corrupt: bool) -> Iterator[np.n
             yield rec.tokens
 
 
+# Records shorter than data.min_length in a row before the loader gives up: resampled shards never end, so
+# a split with (almost) nothing that long would otherwise spin for ever without a batch. A few seconds' reading.
+MAX_SHORT_RUN = 20_000
+
+
 def random_windows(
-    seqs: Iterable[np.ndarray], window: int, min_length: int, per_window: float, rng: random.Random
+    seqs: Iterable[np.ndarray],
+    window: int,
+    min_length: int,
+    per_window: float,
+    rng: random.Random,
+    max_short_run: int = MAX_SHORT_RUN,
 ) -> Iterator[np.ndarray]:
-    """Random windows of each sequence, about `per_window` per window-length of sequence."""
+    """Random windows of each sequence, about `per_window` per window-length of sequence.
+
+    Raises ValueError after `max_short_run` records in a row shorter than min_length."""
+    short = 0
     for seq in seqs:
         n = int(seq.size)
         if n < min_length:
+            short += 1
+            if short >= max_short_run:
+                raise ValueError(
+                    f"data.min_length: must be at most the length of some train records, got {min_length}: "
+                    f"the last {short:,} records read were all shorter"
+                )
             continue
+        short = 0
         if n <= window:
             yield seq
             continue
@@ -77,6 +97,7 @@ def with_views(windows: Iterable[np.ndarray], cfg: DataConfig, rng: np.random.Ge
             yield w, view
             continue
         sibling_d = max(MIN_SIBLING_DIVERGENCE, d * cfg.sibling_ratio * float(rng.uniform(0.5, 1.5)))
+        sibling_d = min(sibling_d, 1.0)  # mutate's most: one event per base
         yield w, view, mutate(w, sibling_d, rng)[: cfg.window]
 
 
@@ -114,7 +135,9 @@ def bucket_batches(pairs: Iterable[tuple], batch_size: int, pool: int, rng: rand
 
 
 def train_loader(cfg: DataConfig, rank: int, batches: int, seed: int) -> wds.WebLoader:
-    """An endless-shard loader that yields exactly `batches` batches on this rank."""
+    """An endless-shard loader that yields exactly `batches` (>= 1) batches on this rank."""
+    if batches < 1:  # with_epoch(0) would mean no limit at all
+        raise ValueError(f"train_loader: batches must be >= 1, got {batches}")
     urls = shard_urls(cfg.path, "train")
 
     def worker_seed() -> int:
@@ -139,6 +162,34 @@ def train_loader(cfg: DataConfig, rank: int, batches: int, seed: int) -> wds.Web
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=cfg.loader_workers)
     return loader.with_epoch(batches)
+
+
+def check_train_split(cfg: DataConfig) -> None:
+    """Refuse, before Ray starts, a train split that can give no batch: one without sequences, or one whose
+    length histogram (shard_tools writer's manifest) shows every record shorter than data.min_length."""
+    manifest = load_manifest(cfg.path)
+    train = manifest["splits"].get("train")
+    if not train or not train["sequences"] or not train["shards"]:
+        raise ShardError(f"data.path: must hold train records, got {cfg.path}: its train split has no sequences")
+    longest = _length_bound(manifest.get("length_histogram_edges"), train.get("length_histogram"))
+    if longest is not None and cfg.min_length >= longest:
+        raise ValueError(
+            f"data.min_length: must be < {longest} (every train record in {cfg.path} is shorter), got {cfg.min_length}"
+        )
+
+
+def _length_bound(edges: object, hist: object) -> int | None:
+    """An exclusive upper bound on the longest record, from a manifest's length histogram; None when the
+    histogram is absent, malformed, or its top filled bin is open-ended (the last one takes anything longer)."""
+    ints = (list, tuple)
+    if not isinstance(edges, ints) or not isinstance(hist, ints) or len(edges) != len(hist) + 1:
+        return None
+    if not all(type(v) is int and v >= 0 for v in [*edges, *hist]):
+        return None
+    filled = [i for i, count in enumerate(hist) if count]
+    if not filled or filled[-1] == len(hist) - 1:
+        return None
+    return edges[filled[-1] + 1]
 
 
 def val_records(cfg: DataConfig) -> list[np.ndarray]:

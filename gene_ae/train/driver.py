@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from gene_ae.config import Config, load_config
+from gene_ae.train.data import check_train_split
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
-from gene_ae.train.run import mlflow_run, register
+from gene_ae.train.run import check_not_finished, mark_finished, mlflow_run, register
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,7 +61,12 @@ def resolve_config(args: argparse.Namespace) -> Config:
         cfg.train.gpu = True
     if "://" not in cfg.train.storage:
         cfg.train.storage = str(Path(cfg.train.storage).resolve())
-    if cfg.data.window > cfg.model.window:
+    if cfg.data.window > cfg.model.window:  # the model decodes the longest window trained
+        if cfg.data.window % cfg.model.downsample:
+            raise ValueError(
+                f"data.window: must be a multiple of model.downsample ({cfg.model.downsample}) when longer than "
+                f"model.window ({cfg.model.window}), got {cfg.data.window}"
+            )
         cfg.model.window = cfg.data.window
     return Config.from_dict(cfg.to_dict())
 
@@ -95,12 +101,9 @@ def start_ray() -> None:
 
 def checked_config(args: argparse.Namespace) -> Config:
     """The resolved config, after the checks that must fail before Ray starts."""
-    from shard_tools.reader import load_manifest
-
-    cfg = resolve_config(args)
-    load_manifest(cfg.data.path)
-    if cfg.train.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {cfg.train.workers}")
+    cfg = resolve_config(args)  # every value typed and in range (gene_ae/config.py)
+    check_train_split(cfg.data)  # a train split that can give batches
+    check_not_finished(cfg)  # not a finished run rerun to the steps it already has
     if os.environ.get("RAY_ADDRESS") and not os.environ.get("MLFLOW_TRACKING_URI"):
         raise ValueError(
             "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gene-ae train: error: training produced no checkpoint", file=sys.stderr)
         return 1
     where, promoted = register(cfg, result, run_id, minutes)
+    mark_finished(cfg, cfg.train.steps)
     mlflow.end_run()
     alias = cfg.train.alias
     print(

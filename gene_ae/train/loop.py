@@ -102,10 +102,14 @@ def train_loop_per_worker(config: dict) -> None:
     val = val_records(cfg.data) if rank == 0 else []
     progress = _Progress(cfg, world, logger)
     state.model.train()
-    for batch in train_loader(cfg.data, rank, max(0, t.steps - state.step), seed=t.seed * 7919 + state.step):
+    if state.step >= t.steps:  # restored at or past the end: nothing left (the driver refuses this up front)
+        if rank == 0:
+            print(f"[gene-ae] nothing to train: the checkpoint is at step {state.step} of {t.steps}", flush=True)
+        return
+    for batch in train_loader(cfg.data, rank, t.steps - state.step, seed=t.seed * 7919 + state.step):
         _maybe_fail(state, rank)
         progress.add(train_step(state, batch, cfg, device))
-        last = state.step == t.steps
+        last = state.step >= t.steps
         metrics: dict[str, float] = {"step": state.step}
         if state.step % t.log_every == 0 or last:
             metrics.update(progress.flush(state.step, state.sched.get_last_lr()[0]))
@@ -113,6 +117,8 @@ def train_loop_per_worker(config: dict) -> None:
             metrics.update(run_validation(state, cfg, val, device, logger))
         if state.step % t.checkpoint_every == 0 or last:
             report(state, cfg, metrics, rank, save=True)
+        if last:  # the loader yields exactly the steps left; this makes the end not depend on it
+            break
 
 
 class _MetricLogger:

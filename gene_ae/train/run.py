@@ -19,13 +19,50 @@ def manifest_digest(path: str) -> tuple[str, dict]:
     return sha256_file(Path(path) / "manifest.json"), counts
 
 
+FINISHED_MARKER = "finished_step"  # beside mlflow_run_id: the step a run trained to, written once it is registered
+
+
+def run_dir(cfg: Config) -> Path | None:
+    """Ray's folder for this name and storage, where the markers below live; None for remote storage."""
+    return Path(cfg.train.storage) / cfg.train.name if "://" not in cfg.train.storage else None
+
+
+def finished_step(cfg: Config) -> int | None:
+    """The step this name+storage's run finished at, or None (never finished, or remote storage)."""
+    where = run_dir(cfg)
+    try:
+        text = (where / FINISHED_MARKER).read_text().strip() if where is not None else ""
+    except OSError:
+        return None
+    return int(text) if text.isdecimal() else None
+
+
+def mark_finished(cfg: Config, step: int) -> None:
+    where = run_dir(cfg)
+    if where is not None:
+        where.mkdir(parents=True, exist_ok=True)
+        (where / FINISHED_MARKER).write_text(f"{step}\n")
+
+
+def check_not_finished(cfg: Config) -> None:
+    """Refuse to rerun a finished run to the same or fewer steps (Ray would restore its last checkpoint and
+    have nothing to train); a larger train.steps continues it from that checkpoint."""
+    step = finished_step(cfg)
+    if step is not None and cfg.train.steps <= step:
+        raise ValueError(
+            f"train.steps: must be > {step} to continue run {cfg.train.name!r} in {cfg.train.storage}, which "
+            f"finished at step {step}, got {cfg.train.steps} (or use another --name)"
+        )
+
+
 def mlflow_run(cfg: Config, uri: str) -> str:
     """Start the run, or reopen the one this name+storage started before (resume)."""
     import mlflow
 
     from gene_ae.registry.tracking import git_commit
 
-    marker = Path(cfg.train.storage) / cfg.train.name / "mlflow_run_id" if "://" not in cfg.train.storage else None
+    where = run_dir(cfg)
+    marker = where / "mlflow_run_id" if where is not None else None
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(cfg.train.experiment)
     if marker is not None and marker.is_file():
