@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shard_tools import __version__
-from shard_tools.inputs import FORMATS, STDIN, InputError, ReaderConfig, Record, read_records
+from shard_tools.inputs import FORMATS, STDIN, InputError, ReaderConfig, Record, check_input_paths, read_records
 from shard_tools.options import Limit, Parser, number
 from shard_tools.reader import ShardError
 from shard_tools.text import printable
 from shard_tools.verify import verify
-from shard_tools.writer import ShardConfig, ShardWriter
+from shard_tools.writer import ShardConfig, ShardWriter, usable_cpus
 
 MB = 2**20
 # Numeric ShardConfig fields as options: flag, field, type, help (the default and range come from ShardConfig).
@@ -42,9 +42,15 @@ def _progress(records: Iterator[Record], enabled: bool) -> Iterator[Record]:
 
 def _records(inputs: list[str], cfg: ReaderConfig, skipped: list[str]) -> Iterator[Record]:
     for path in inputs:
-        if path != STDIN and not os.path.isfile(path):
-            raise InputError(path, "no such file")
         yield from read_records(path, cfg, skipped)
+
+
+def _workers(asked: int, quiet: bool) -> int:
+    """--workers capped at the CPUs this process may use: more processes only add start-up and switching."""
+    cap = usable_cpus()
+    if asked > cap and not quiet:
+        print(f"shard-fasta: note: --workers {asked} capped at {cap}, the CPUs this process may use", file=sys.stderr)
+    return min(asked, cap)
 
 
 def _parser() -> Parser:
@@ -92,7 +98,9 @@ def shard_fasta_main(argv: list[str] | None = None) -> int:
     try:
         if args.inputs.count(STDIN) > 1:
             raise ValueError("'-' (standard input) can be given only once")
+        check_input_paths(args.inputs)
         numbers = {name: getattr(args, name) for _, name, _, _ in _SHARD_NUMBERS}
+        numbers["workers"] = _workers(args.workers, args.quiet)
         cfg = ShardConfig(shard_bytes=int(args.shard_size * MB), dedup=args.dedup, **numbers)
         writer = ShardWriter(Path(args.out_dir), cfg, overwrite=args.overwrite)
         sizes = {f: os.path.getsize(f) if f != STDIN and os.path.isfile(f) else None for f in args.inputs}
@@ -136,7 +144,8 @@ def shard_verify_main(argv: list[str] | None = None) -> int:
         prog="shard-verify",
         version=__version__,
         description="Check a shard directory: re-read every shard against its manifest.json (schema, sha256, "
-        "sample, part and base counts, decoding). Exit 1 naming the first fault.",
+        "sizes, decoding; every sample, part, record and base count and length histogram recomputed) and refuse "
+        "files it does not list. Exit 1 naming the first fault.",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="shard directory written by shard-fasta")
     args = p.parse_args(argv)

@@ -19,6 +19,9 @@ import csv
 import gzip
 import io
 import lzma
+import os
+import re
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -81,6 +84,21 @@ class _ZstdReader(io.RawIOBase):
         return b"".join(out)
 
 
+class _CrToLf(io.RawIOBase):
+    """A byte stream with every CR turned into LF: old Mac (CR-only) line endings read as line endings."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self._raw.read1(len(buffer))  # type: ignore[attr-defined]  # what a pipe has, without waiting
+        buffer[: len(data)] = data.replace(b"\r", b"\n")
+        return len(data)
+
+
 _MAGIC = {
     b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f),
     b"BZh": bz2.BZ2File,
@@ -137,6 +155,34 @@ def open_binary(path: str | Path) -> Iterator[IO[bytes]]:
         yield stack.enter_context(wrap(raw)) if wrap else raw
 
 
+def check_input_paths(paths: list[str]) -> None:
+    """Refuse, before anything is read, an input that is missing, a directory, or given twice (the same file
+    under two names too: same device and inode), each with a one-line InputError naming it."""
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        if path == STDIN:
+            try:  # stdin redirected from a file that is also named: `shard-fasta a.fa - out < a.fa`
+                st = os.fstat(sys.stdin.fileno())
+            except (OSError, ValueError, AttributeError):  # no real stdin (closed, or replaced in-process)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+        else:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise InputError(path, "no such file") from None
+            except OSError as exc:
+                raise InputError(path, f"cannot read: {exc.strerror}") from None
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError(path, "is a directory, not a sequence file; give the files inside it (e.g. DIR/*.fa)")
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            same = "given twice" if seen[ident] == path else f"the same file as {display_name(seen[ident])}"
+            raise InputError(path, f"{same}; each input may be given once (its records would be read twice)")
+        seen[ident] = path
+
+
 def _name_format(path: str | Path) -> str | None:
     name = Path(path).name.lower()
     for suffix in _COMPRESSED_SUFFIXES:
@@ -181,7 +227,7 @@ def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None 
     with open_binary(path) as stream:
         buffered = io.BufferedReader(stream) if not isinstance(stream, io.BufferedReader) else stream
         try:
-            head = buffered.peek(4096)[:4096]
+            buffered, head = _text_start(buffered, path)
         except _DECOMPRESS_ERRORS as exc:
             raise InputError(path, f"cannot decompress: {exc}") from None
         fmt = cfg.format if cfg.format != "auto" else detect_format(path, head)
@@ -200,6 +246,26 @@ def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None 
             raise InputError(path, f"cannot decompress: {exc}") from None
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _text_start(stream: io.BufferedReader, path: str | Path) -> tuple[io.BufferedReader, bytes]:
+    """The stream past a UTF-8 byte-order mark, CR-only line endings turned into LF, and its first 4 kB.
+
+    Both come from editors and spreadsheets on Windows and old Macs; any codec, any format, stdin too.
+    """
+    head = stream.peek(4096)[:4096]
+    if head.startswith(_UTF8_BOM):
+        stream.read(len(_UTF8_BOM))
+        head = stream.peek(4096)[:4096]
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(path, "UTF-16 text (byte-order mark); save it as UTF-8 (iconv -f UTF-16 -t UTF-8)", line=1)
+    if b"\r" in head[:-1] and b"\n" not in head:  # old Mac line endings (a CRLF's LF may be just past the head)
+        stream = io.BufferedReader(_CrToLf(stream), 1 << 16)
+        head = stream.peek(4096)[:4096]
+    return stream, head
+
+
 def _make(
     path: str, rid: str, desc: str, seq: bytes | str, line: int, fields: dict | None = None
 ) -> Record | InputError:
@@ -210,7 +276,9 @@ def _make(
         for what, text in texts.items():
             bad = control_char(text)
             if bad is not None:
-                return InputError(path, f"control character {bad!r} in the {what}; refused", line=line, record=rid)
+                hint = " (CR, old Mac line endings? convert: tr '\\r' '\\n' < IN > OUT)" if bad == "\r" else ""
+                message = f"control character {bad!r} in the {what}; refused{hint}"
+                return InputError(path, message, line=line, record=rid)
     try:
         tokens = encode(seq)
     except InvalidSequenceError as exc:
@@ -323,11 +391,40 @@ def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         raise InputError(path, f"malformed table: {exc}", line=reader.line_num) from None
 
 
-class _CountingText:
-    """A text stream that counts the lines read from it, so GenBank/EMBL errors can name a line."""
+# The length a record's first line declares: GenBank "LOCUS  NAME  5386 bp ...", EMBL "ID   X; ...; 5386 BP."
+_DECLARED_LENGTH = {
+    "genbank": ("LOCUS ", re.compile(r"\s(\d+) (?:bp|aa|rc)(?:\s|$)")),
+    "embl": ("ID   ", re.compile(r"\s(\d+) BP\.?\s*$", re.IGNORECASE)),
+}
 
-    def __init__(self, text: IO[str]):
+
+def _length_mismatch(path: str, fmt: str, header: tuple[int, str] | None, rid: str, found: int) -> InputError | None:
+    """An error when the record's LOCUS / ID line declares another length than its sequence has (a record
+    cut short, or edited by hand), else None; a sequence-less record (CONTIG) is refused later anyway."""
+    match = _DECLARED_LENGTH[fmt][1].search(header[1].rstrip("\n")) if header else None
+    if match is None or not found:
+        return None
+    declared = int(match.group(1))
+    if declared == found:
+        return None
+    first = "LOCUS" if fmt == "genbank" else "ID"
+    return InputError(
+        path,
+        f"its {first} line declares {declared:,} bases, but its sequence has {found:,} (cut short or edited?)",
+        line=header[0] if header else None,
+        record=rid,
+    )
+
+
+class _CountingText:
+    """A text stream that counts the lines read from it, so GenBank/EMBL errors can name a line, and keeps the
+    first line of the record being read (LOCUS / ID), whose declared length Bio does not check (EMBL) or only
+    warns about (GenBank)."""
+
+    def __init__(self, text: IO[str], fmt: str):
         self._text, self.lines, self.blank = text, 0, True  # blank: nothing but whitespace read so far
+        self._start = _DECLARED_LENGTH[fmt][0]
+        self.header: tuple[int, str] | None = None  # (line number, text) of the last LOCUS / ID line
 
     def read(self, size: int = -1) -> str:
         return self._text.read(size)
@@ -335,6 +432,8 @@ class _CountingText:
     def readline(self, size: int = -1) -> str:
         line = self._text.readline(size)
         self.lines += line.endswith("\n")
+        if line.startswith(self._start):
+            self.header = (self.lines, line)
         self.blank = self.blank and not line.strip(_ASCII_SPACE)
         return line
 
@@ -346,7 +445,7 @@ def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
     from Bio import BiopythonWarning, SeqIO
     from Bio.Seq import UndefinedSequenceError
 
-    text = _CountingText(io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=None))
+    text = _CountingText(io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=None), fmt)
     start, found = 1, False
     records = SeqIO.parse(text, fmt)
     while True:
@@ -371,5 +470,7 @@ def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         except UndefinedSequenceError:  # a CONTIG or annotation-only record
             seq = ""
         desc = rec.description.replace("\t", " ")  # as in FASTA headers
-        yield _make(path, rec.id if rec.id != "<unknown id>" else "", desc, seq, start)
+        rid = rec.id if rec.id != "<unknown id>" else ""
+        short = _length_mismatch(path, fmt, text.header, rid, len(seq))
+        yield short or _make(path, rid, desc, seq, start)
         start, found = text.lines + 1, True

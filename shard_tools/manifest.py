@@ -7,6 +7,7 @@ disagree with their shards is a ShardError naming the file, never a KeyError or 
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,13 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 SHARD_COUNTS = ("bytes", "samples", "parts", "bases")
 SPLIT_COUNTS = ("samples", "sequences", "parts", "bases")
+# Record lengths are counted per split in bins [edge, next edge); the last bin also takes anything longer.
+HIST_EDGES = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 10_000_000]
+
+
+def length_bin(length: int, edges: list[int] = HIST_EDGES) -> int:
+    """The histogram bin of a record of `length` bases: the writer's and shard-verify's one rule."""
+    return max(0, min(bisect.bisect_right(edges, length) - 1, len(edges) - 2))
 
 
 class ShardError(ValueError):
@@ -122,6 +130,9 @@ def parse_manifest(raw: bytes, where: str) -> dict:
 def load_manifest(out_dir: str | Path) -> dict:
     """Read and check manifest.json: a file anyone could have edited, so nothing in it is taken on trust."""
     path = Path(out_dir) / "manifest.json"
+    if not Path(out_dir).is_dir():
+        what = "is not a directory" if Path(out_dir).exists() else "no such directory"
+        raise ShardError(f"{out_dir}: {what} (want a shard directory written by shard-fasta)")
     if not path.is_file():
         raise ShardError(f"{path}: no manifest (not a shard directory, or an interrupted write)")
     try:
@@ -152,12 +163,19 @@ def check_replaceable(out_dir: Path, overwrite: bool) -> None:
         manifest = load_manifest(out_dir)
     except ShardError as exc:
         raise FileExistsError(f"not replaced: {exc}") from None
+    foreign = foreign_entries(out_dir, manifest)
+    if foreign:
+        raise FileExistsError(
+            f"{out_dir}: not replaced: holds {str(foreign[0])!r}, which the shard tools did not write "
+            "(only a shard directory as the shard tools left it is replaced)"
+        )
+
+
+def foreign_entries(out_dir: Path, manifest: dict) -> list[Path]:
+    """What a shard directory holds besides manifest.json, its split folders and the shards the manifest
+    lists (symlinks count as foreign), as sorted paths relative to out_dir. The one definition of "a shard
+    directory as shard-fasta left it", for --overwrite and for shard-verify."""
     ours = {Path("manifest.json"), *(Path(s) for s in manifest["splits"])}
     ours |= {Path(sh["name"]) for st in manifest["splits"].values() for sh in st["shards"]}
-    for path in sorted(out_dir.rglob("*")):
-        rel = path.relative_to(out_dir)
-        if rel not in ours or path.is_symlink():
-            raise FileExistsError(
-                f"{out_dir}: not replaced: holds {str(rel)!r}, which the shard tools did not write "
-                "(only a shard directory as the shard tools left it is replaced)"
-            )
+    found = (path for path in sorted(out_dir.rglob("*")) if path.relative_to(out_dir) not in ours or path.is_symlink())
+    return [path.relative_to(out_dir) for path in found]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sys
 import tarfile
@@ -26,12 +27,19 @@ from shard_tools.alphabet import TOKENS
 from shard_tools.files import atomic_dir, sha256_file
 from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN, encode_block, sanitise_key
 from shard_tools.inputs import Record
-from shard_tools.manifest import check_replaceable
+from shard_tools.manifest import HIST_EDGES, check_replaceable, length_bin
 from shard_tools.options import Limit
 
 SPLITS = ("train", "val")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-HIST_EDGES = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 10_000_000]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _leave_signals_to_parent() -> None:
@@ -218,7 +226,7 @@ class ShardWriter:
             st = self.stats[split]
             st.sequences += 1
             st.bases += n
-            st.hist[min(np.searchsorted(HIST_EDGES, n, side="right") - 1, len(st.hist) - 1)] += 1
+            st.hist[length_bin(n)] += 1
             self.summary.records += 1
             self.summary.bases += n
             self._count_duplicate_id(rec.id)
@@ -252,6 +260,7 @@ class ShardWriter:
 
     def _encode_all(self, records: Iterable[Record], sinks: dict[str, _ShardSink]) -> None:
         cfg = self.cfg
+        workers = min(cfg.workers, usable_cpus())  # more processes than CPUs only add start-up and switching
         counter = dict.fromkeys(SPLITS, 0)
 
         def emit(split: str, parts: list, block: bytes) -> None:
@@ -261,16 +270,16 @@ class ShardWriter:
             self.stats[split].parts += len(parts)
             sinks[split].add(key, block, len(parts), sum(int(t.size) for _, t in parts))
 
-        if cfg.workers <= 1:
+        if workers <= 1:
             for split, parts in self._blocks(records):
                 emit(split, parts, encode_block(parts, cfg.level, cfg.block_bases))
             return
-        with ProcessPoolExecutor(cfg.workers, initializer=_leave_signals_to_parent) as pool:
+        with ProcessPoolExecutor(workers, initializer=_leave_signals_to_parent) as pool:
             queue: list[tuple[str, list, Future]] = []
             try:
                 for split, parts in self._blocks(records):
                     queue.append((split, parts, pool.submit(encode_block, parts, cfg.level, cfg.block_bases)))
-                    while len(queue) > 2 * cfg.workers:  # bounded memory, output order kept
+                    while len(queue) > 2 * workers:  # bounded memory, output order kept
                         s, p, fut = queue.pop(0)
                         emit(s, p, fut.result())
                 for s, p, fut in queue:

@@ -1,0 +1,350 @@
+"""What a careless user does to shard-fasta and shard-verify: lying manifests, strays in a shard directory,
+GenBank/EMBL records cut short, an input given twice, byte-order marks, old Mac line endings, a directory as an
+input, absurd --workers. Each gets records read right or a one-line error naming the file, never a quiet lie.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+from shared import insdc_bytes, lambda_phage
+
+from shard_tools import load_manifest, read_shards
+from shard_tools.alphabet import decode
+from shard_tools.cli import shard_fasta_main, shard_verify_main
+from shard_tools.inputs import ReaderConfig, read_records
+
+CODECS: dict[str, Callable[[bytes], bytes]] = {
+    "plain": lambda b: b,
+    "gz": gzip.compress,
+    "zst": zstandard.ZstdCompressor().compress,
+}
+
+
+def run(main: Callable[[list[str]], int], args: list[str | Path], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """(exit status, stderr) of a console script's main, run in this process."""
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+def one_line_error(rc: int, stderr: str, *fragments: str) -> str:
+    lines = stderr.splitlines()
+    assert rc == 1 and len(lines) == 1, stderr
+    assert lines[0].startswith(("shard-fasta: error: ", "shard-verify: error: ")), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def records_of(path: Path, **cfg: str) -> list[tuple[str, str, str, dict]]:
+    return [(r.id, r.description, decode(r.tokens), r.fields) for r in read_records(path, ReaderConfig(**cfg))]
+
+
+# --- shard-verify recounts everything ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pristine(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real 16S records in both splits, stored in two parts each (1,000-base blocks)."""
+    src = tmp_path_factory.mktemp("src") / "small.fa"
+    src.write_bytes(gzip.decompress((data_dir / "rrna16s" / "16s_sample.fa.gz").read_bytes())[:20_000])
+    out = tmp_path_factory.mktemp("shards") / "out"
+    args = [str(src), str(out), "--quiet", "--block-bases", "1000", "--val-fraction", "0.3", "--shard-size", "0.004"]
+    assert shard_fasta_main(args) == 0
+    manifest = load_manifest(out)
+    assert all(manifest["splits"][s]["sequences"] > 0 for s in ("train", "val"))
+    assert manifest["splits"]["train"]["parts"] > manifest["splits"]["train"]["sequences"]
+    assert len(manifest["splits"]["train"]["shards"]) > 1
+    return out
+
+
+@pytest.fixture
+def shards(pristine: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "shards"
+    shutil.copytree(pristine, out)
+    return out
+
+
+def _sequences_dropped(m: dict) -> None:
+    m["splits"]["train"]["sequences"] -= 1
+    m["summary"]["records"] -= 1
+
+
+def _sequences_moved(m: dict) -> None:
+    m["splits"]["train"]["sequences"] += 1
+    m["splits"]["val"]["sequences"] -= 1
+
+
+def _histogram_moved(m: dict) -> None:
+    hist = m["splits"]["train"]["length_histogram"]
+    full = next(i for i, n in enumerate(hist) if n)
+    hist[full] -= 1
+    hist[(full + 1) % len(hist)] += 1
+
+
+def _histogram_short(m: dict) -> None:
+    m["splits"]["val"]["length_histogram"].pop()
+
+
+def _shard_bytes(m: dict) -> None:
+    m["splits"]["train"]["shards"][0]["bytes"] += 512
+    m["summary"]["output_bytes"] += 512
+
+
+def _output_bytes(m: dict) -> None:
+    m["summary"]["output_bytes"] -= 1
+
+
+def _duplicate_ids(m: dict) -> None:
+    m["summary"]["duplicate_ids"] += 3
+
+
+LIES: dict[str, tuple[Callable[[dict], None], str]] = {
+    # a manifest edited so that its totals still add up, yet no longer describes its shards
+    "sequences_dropped": (_sequences_dropped, "split 'train': sequences"),
+    "sequences_moved": (_sequences_moved, "split 'train': sequences"),
+    "histogram_moved": (_histogram_moved, "split 'train': length_histogram"),
+    "histogram_short": (_histogram_short, "split 'val': length_histogram"),
+    "shard_bytes": (_shard_bytes, "manifest says"),
+    "output_bytes": (_output_bytes, "summary output_bytes"),
+    "duplicate_ids": (_duplicate_ids, "summary duplicate_ids"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_verify_recomputes_every_count_and_histogram(lie: str, shards: Path, capsys) -> None:
+    assert run(shard_verify_main, [shards], capsys)[0] == 0
+    edit, fragment = LIES[lie]
+    manifest = json.loads((shards / "manifest.json").read_text())
+    edit(manifest)
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    rc, stderr = run(shard_verify_main, [shards], capsys)
+    one_line_error(rc, stderr, str(shards), fragment)
+
+
+def _copy_of_a_shard(out: Path) -> str:
+    shutil.copy(out / "train" / "shard-000000.tar", out / "train" / "shard-000099.tar")
+    return "train/shard-000099.tar"
+
+
+def _a_note(out: Path) -> str:
+    (out / "notes.txt").write_text("which run was this?")
+    return "notes.txt"
+
+
+def _a_temp_shard(out: Path) -> str:
+    (out / "val" / "shard-000007.tar.tmp").write_bytes(b"\0" * 512)
+    return "val/shard-000007.tar.tmp"
+
+
+def _a_folder(out: Path) -> str:
+    (out / "test").mkdir()
+    return "test"
+
+
+STRAYS = {"unlisted_shard": _copy_of_a_shard, "note": _a_note, "temp_shard": _a_temp_shard, "folder": _a_folder}
+
+
+@pytest.mark.parametrize("stray", sorted(STRAYS))
+def test_verify_names_unlisted_shards_and_stray_files(stray: str, shards: Path, capsys) -> None:
+    name = STRAYS[stray](shards)
+    rc, stderr = run(shard_verify_main, [shards], capsys)
+    line = one_line_error(rc, stderr, str(shards), repr(name), "does not list")
+    assert ("1 unlisted shards" in line) == (stray == "unlisted_shard")
+    assert (shards / name).exists()  # named, never removed
+
+
+def test_verify_says_what_is_wrong_with_a_path_that_is_not_a_shard_directory(tmp_path: Path, capsys) -> None:
+    (tmp_path / "genes.fa").write_text(">a\nACGT\n")
+    rc, stderr = run(shard_verify_main, [tmp_path / "genes.fa"], capsys)
+    one_line_error(rc, stderr, "genes.fa: is not a directory")
+    rc, stderr = run(shard_verify_main, [tmp_path / "nowhere"], capsys)
+    one_line_error(rc, stderr, "nowhere: no such directory")
+
+
+# --- GenBank / EMBL length --------------------------------------------------------------------------------
+
+
+# EMBL cut inside its sequence is already an error from Bio ("Premature end of file"); GenBank's only a warning.
+@pytest.mark.parametrize(
+    ("fmt", "cut"),
+    [(f, c) for f in ("genbank", "embl") for c in ("declared_longer", "declared_shorter")]
+    + [("genbank", "cut_in_sequence")],
+)
+def test_insdc_length_disagreeing_with_the_sequence_is_an_error(
+    fmt: str, cut: str, data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    rid, seq = lambda_phage(data_dir)
+    text = insdc_bytes([("X1.1", "first", seq[:300]), (rid, "lambda", seq[:1200])], fmt).decode()
+    unit = "bp" if fmt == "genbank" else "BP."
+    assert text.count(f" 1200 {unit}") == 1
+    if cut == "cut_in_sequence":  # a download that stopped inside the sequence: nothing after it
+        text = text[: text.index("\n", text.index(" 601 ")) + 1]
+        found = 660
+    else:
+        found = 1200
+        text = text.replace(f" 1200 {unit}", f" {1250 if cut == 'declared_longer' else 1150} {unit}")
+    declared = 1150 if cut == "declared_shorter" else 1250 if cut == "declared_longer" else 1200
+    src = tmp_path / f"loci.{'gbk' if fmt == 'genbank' else 'embl'}"
+    src.write_text(text)
+    header_line = [i for i, line in enumerate(text.splitlines(), 1) if line.startswith(("LOCUS", "ID"))][1]
+    rc, stderr = run(shard_fasta_main, [src, tmp_path / "out"], capsys)
+    word = "LOCUS" if fmt == "genbank" else "ID"
+    where = f"{src}:{header_line}: record {rid!r}"
+    one_line_error(rc, stderr, where, f"{word} line declares {declared:,} bases", f"sequence has {found:,}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]  # nothing written
+    rc, stderr = run(shard_fasta_main, [src, tmp_path / "kept", "--skip-invalid", "--quiet"], capsys)
+    assert rc == 0, stderr
+    kept = [rid for split in ("train", "val") for rid, _, _ in read_shards(tmp_path / "kept", split)]
+    assert kept == ["X1.1"]
+
+
+# --- the same input twice, a directory as an input, a pipe -------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ["same_path", "dot_slash", "symlink", "hard_link"])
+def test_the_same_input_given_twice_is_refused(alias: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("genes.fa").write_text(">a\nACGTACGT\n>b\nGGCCAATT\n")
+    second = {"same_path": "genes.fa", "dot_slash": "./genes.fa", "symlink": "link.fa", "hard_link": "hard.fa"}[alias]
+    if alias == "symlink":
+        os.symlink("genes.fa", "link.fa")
+    if alias == "hard_link":
+        os.link("genes.fa", "hard.fa")
+    rc, stderr = run(shard_fasta_main, ["genes.fa", "other.fa", second, "out"], capsys)
+    assert rc == 1 and "other.fa: no such file" in stderr  # checked before anything is read, in order
+    Path("other.fa").write_text(">c\nTTTT\n")
+    rc, stderr = run(shard_fasta_main, ["genes.fa", "other.fa", second, "out"], capsys)
+    line = one_line_error(rc, stderr, f"shard-fasta: error: {second}: ", "once")
+    assert ("given twice" if alias == "same_path" else "the same file as genes.fa") in line
+    assert not Path("out").exists()
+    Path("copy.fa").write_bytes(Path("genes.fa").read_bytes())  # same content, another file: both are read
+    assert run(shard_fasta_main, ["genes.fa", "copy.fa", "out", "--quiet"], capsys)[0] == 0
+    assert load_manifest("out")["summary"]["records"] == 4
+
+
+def test_a_directory_given_as_an_input_says_so(tmp_path: Path, capsys) -> None:
+    genomes = tmp_path / "genomes"
+    genomes.mkdir()
+    (genomes / "a.fa").write_text(">a\nACGT\n")
+    rc, stderr = run(shard_fasta_main, [genomes, tmp_path / "out"], capsys)
+    line = one_line_error(rc, stderr, f"{genomes}: is a directory", "files inside")
+    assert "no such file" not in line and not (tmp_path / "out").exists()
+
+
+def test_a_named_pipe_is_read_as_a_stream(tmp_path: Path, capsys) -> None:
+    """What `shard-fasta <(zcat genes.fa.gz) out/` passes: /dev/fd/N, a pipe, neither a file nor missing."""
+    fifo = tmp_path / "genes.pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(gzip.compress(b">a\nACGTACGT\n>b\nGGCC\n"))
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    rc, stderr = run(shard_fasta_main, [fifo, tmp_path / "out", "--quiet"], capsys)
+    feeder.join(10)
+    assert rc == 0, stderr
+    assert load_manifest(tmp_path / "out")["summary"]["records"] == 2
+
+
+# --- byte-order marks and old Mac line endings -------------------------------------------------------------
+
+
+def _insdc(data_dir: Path, fmt: str) -> bytes:
+    _, seq = lambda_phage(data_dir)
+    return insdc_bytes([("X1.1", "first", seq[:300]), ("X2.1", "second", seq[300:420])], fmt)
+
+
+TEXTS: dict[str, tuple[str, Callable[[Path], bytes], dict]] = {
+    # name: (file name, plain content, reader options)
+    "fasta": ("x.fa", lambda d: b">a one\nACGTAC\nGTTA\n>b\nGGCC\n", {}),
+    "fastq": ("x.fq", lambda d: b"@a one\nACGT\n+\nIIII\n@b\nGG\n+\nII\n", {}),
+    "tsv": ("x.tsv", lambda d: b"name\tsequence\tclass\na\tACGT\tk1\nb\tGGCC\tk2\n", {"id_column": "name"}),
+    "csv": ("x.csv", lambda d: b"sequence,name\nACGT,a\nGGCC,b\n", {"id_column": "name"}),
+    "genbank": ("x.gbk", lambda d: _insdc(d, "genbank"), {}),
+    "embl": ("x.embl", lambda d: _insdc(d, "embl"), {}),
+}
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+@pytest.mark.parametrize("kind", sorted(TEXTS))
+def test_a_utf8_byte_order_mark_is_skipped(kind: str, codec: str, data_dir: Path, tmp_path: Path) -> None:
+    name, content, cfg = TEXTS[kind]
+    plain, marked = tmp_path / name, tmp_path / f"bom-{name}"
+    plain.write_bytes(content(data_dir))
+    marked.write_bytes(CODECS[codec](b"\xef\xbb\xbf" + content(data_dir)))
+    want = records_of(plain, **cfg)
+    assert len(want) == 2
+    assert records_of(marked, **cfg) == want
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+@pytest.mark.parametrize("kind", sorted(TEXTS))
+def test_old_mac_line_endings_are_read_as_line_endings(kind: str, codec: str, data_dir: Path, tmp_path: Path) -> None:
+    name, content, cfg = TEXTS[kind]
+    plain, mac = tmp_path / name, tmp_path / f"mac-{name}"
+    plain.write_bytes(content(data_dir))
+    mac.write_bytes(CODECS[codec](content(data_dir).replace(b"\n", b"\r")))
+    want = records_of(plain, **cfg)
+    assert len(want) == 2
+    assert records_of(mac, **cfg) == want
+
+
+def test_a_stray_cr_inside_a_header_points_at_line_endings(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "mixed.fa"
+    src.write_bytes(b">a first\nACGT\n>b second\rpasted\nGGCC\n")
+    rc, stderr = run(shard_fasta_main, [src, tmp_path / "out"], capsys)
+    one_line_error(rc, stderr, f"{src}:3: record 'b'", "'\\r'", "old Mac line endings", "tr ")
+
+
+def test_utf16_text_says_convert_to_utf8(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "genes.fa"
+    src.write_bytes(">a\nACGT\n".encode("utf-16"))
+    rc, stderr = run(shard_fasta_main, [src, tmp_path / "out"], capsys)
+    one_line_error(rc, stderr, f"{src}:1: ", "UTF-16", "UTF-8")
+
+
+def test_stdin_with_bom_and_old_mac_endings_through_the_console_scripts(tmp_path: Path, cli_env) -> None:
+    """The one subprocess test: real stdin, compressed, byte-order mark, CR line endings; then verified."""
+    blob = gzip.compress(b"\xef\xbb\xbf>a one\rACGTAC\rGTTA\r>b\rGGCC\r")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        ["shard-fasta", "-", out, "--quiet"], input=blob, env=cli_env, capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = sorted((rid, decode(tok)) for split in ("train", "val") for rid, tok, _ in read_shards(out, split))
+    assert got == [("a", "ACGTACGTTA"), ("b", "GGCC")]
+    proc = subprocess.run(["shard-verify", out], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("shard-verify: ok: "), proc.stderr
+
+
+# --- --workers ---------------------------------------------------------------------------------------------
+
+
+def test_workers_are_capped_at_the_usable_cpus(tmp_path: Path, capsys) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    src = tmp_path / "genes.fa"
+    src.write_text("".join(f">r{i}\n{'ACGGT' * (40 + i)}\n" for i in range(30)))
+    rc, stderr = run(shard_fasta_main, [src, tmp_path / "many", "--workers", cpus + 1, "--block-bases", 500], capsys)
+    assert rc == 0, stderr
+    notes = [line for line in stderr.splitlines() if "--workers" in line]
+    assert notes == [f"shard-fasta: note: --workers {cpus + 1} capped at {cpus}, the CPUs this process may use"]
+    assert load_manifest(tmp_path / "many")["config"]["workers"] == cpus
+    assert run(shard_fasta_main, [src, tmp_path / "one", "--block-bases", 500, "--quiet"], capsys)[0] == 0
+    digests = [
+        [s["sha256"] for split in load_manifest(tmp_path / d)["splits"].values() for s in split["shards"]]
+        for d in ("many", "one")
+    ]
+    assert digests[0] == digests[1]
