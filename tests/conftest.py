@@ -1,7 +1,9 @@
-"""Shared fixtures: the bundled data folder and a runner for the real console scripts."""
+"""Shared fixtures: the bundled data folder, a runner for the real console scripts, and one for their `main` in
+this process (error cases and most runs: no interpreter start-up, same arguments, exit status and output)."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -55,5 +57,43 @@ def run_cli(cli_env: dict[str, str]) -> Callable[..., tuple[int, str, str]]:
             stdin=subprocess.DEVNULL,
         )
         return proc.returncode, proc.stdout, proc.stderr
+
+    return run
+
+
+def _main_of(command: str) -> Callable[[list[str]], int | None]:
+    """The function a console script calls, taking argv (imported late: gene-ae pulls in torch and MLflow)."""
+    if command == "gene-ae":
+        from gene_ae.cli import main
+
+        return main
+    from shard_tools.cli import shard_fasta_main, shard_verify_main
+
+    return {"shard-fasta": shard_fasta_main, "shard-verify": shard_verify_main}[command]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """cli("shard-fasta" | "shard-verify" | "gene-ae", arg, ..., stdin=None) -> (exit status, stdout, stderr), run
+    in this process: the same call shape as run_cli. argparse's exits (usage errors, --help) and gene-ae's
+    sys.exit become the exit status; stdin (bytes or text) replaces standard input for the call."""
+
+    def run(command: str, *args: str | Path, stdin: bytes | str | None = None) -> tuple[int, str, str]:
+        capsys.readouterr()  # drop what the test printed before
+        real_stdin = sys.stdin
+        if stdin is not None:
+            sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode() if isinstance(stdin, str) else stdin))
+        try:
+            code = _main_of(command)([str(a) for a in args])
+        except SystemExit as done:
+            code = done.code
+        finally:
+            sys.stdin = real_stdin
+        out, err = capsys.readouterr()
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):  # sys.exit("message") prints it to stderr and exits 1
+            code, err = 1, f"{err}{code}\n"
+        return code, out, err
 
     return run

@@ -1,6 +1,7 @@
 """Hybrid search, stage by stage, on bundled real data with a tiny untrained model: what each stage must
 get right on its own (fusion, window votes, k-mer index, long-sequence alignment, stored sequences), then
-the whole `gene-ae embed` / `gene-ae search` path."""
+the whole path through the library. The `gene-ae embed` / `gene-ae search` command lines (reranking, --rerank 0,
+--overwrite) are tested once, in test_serving.py::test_embed_and_search_find_exact_and_mutated_copies."""
 
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig, segment_starts
 from gene_ae.index.seqstore import SequenceStore, SequenceWriter
 from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.search import align
 from gene_ae.search import engine as search
 from gene_ae.search.candidates import Candidate, vote
 from gene_ae.search.engine import fuse
-from shard_tools.alphabet import decode, reverse_complement
+from shard_tools.alphabet import reverse_complement
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
@@ -192,30 +192,3 @@ def test_fused_search_reranked_finds_far_copies(built, genes) -> None:
     for hits in ranked:
         idents = [h.identity for h in hits]
         assert idents == sorted(idents, reverse=True) and 0.6 < idents[0] < 0.8
-
-
-def test_cli_embed_search_rerank_0_and_overwrite(tmp_path, run_cli, cli_env, encoder, genes) -> None:
-    ckpt = save_checkpoint(tmp_path / "ckpt", encoder.cfg, encoder.model)
-    collection = tmp_path / "genes.fa"
-    collection.write_text("".join(f">{g.id}_g\n{decode(g.tokens)}\n" for g in genes[:20]))
-    queries = tmp_path / "q.fa"
-    queries.write_text(f">far\n{decode(mutate(genes[6].tokens, 0.25, np.random.default_rng(5)))}\n")
-    out = tmp_path / "index"
-    code, _, err = run_cli("gene-ae", "embed", "--model", ckpt, "--input", collection, "--out", out)
-    assert code == 0, err
-    code, stdout, err = run_cli("gene-ae", "search", "--index", out, queries, "-k", "3")
-    assert code == 0, err
-    header, first, *_ = [line.split("\t") for line in stdout.splitlines()]
-    assert header[-1] == "identity" and first[1] == f"{genes[6].id}_g" and 0.65 < float(first[-1]) < 0.85
-    code, stdout, err = run_cli("gene-ae", "search", "--index", out, queries, "-k", "3", "--rerank", "0")
-    assert code == 0, err
-    header, *rows = [line.split("\t") for line in stdout.splitlines()]
-    assert "identity" not in header and len(rows) == 3 and len(rows[0]) == len(header)
-    victim = tmp_path / "not-an-index"
-    victim.mkdir()
-    (victim / "precious.txt").write_text("keep me")
-    code, _, err = run_cli("gene-ae", "embed", "--model", ckpt, "--input", collection, "--out", victim, "--overwrite")
-    assert code == 1 and "not a gene-ae index" in err and (victim / "precious.txt").exists()
-    code, _, err = run_cli("gene-ae", "embed", "--model", ckpt, "--input", collection, "--out", out, "--overwrite")
-    assert code == 0, err
-    assert not list(tmp_path.glob(".*tmp*"))

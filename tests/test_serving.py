@@ -1,4 +1,8 @@
-"""The encoder as users reach it: registry + alias, Python API, `mlflow models serve`, and the gene-ae CLI."""
+"""The encoder as users reach it: registry + alias, Python API, `mlflow models serve`, and the gene-ae CLI.
+
+The CLI runs as the installed `gene-ae` script where the process is the point (one embed and one search,
+one error, `gene-ae serve`, `embed --ray`), else through its `main` in this process (the `cli` fixture).
+"""
 
 from __future__ import annotations
 
@@ -69,9 +73,9 @@ def _cli(store, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def test_promote_then_load_by_alias_matches_the_checkpoint(store):
-    proc = _cli(store, "promote", "--version", store["version"], "--alias", "production")
-    assert proc.returncode == 0, proc.stderr
+def test_promote_then_load_by_alias_matches_the_checkpoint(store, cli):
+    code, _, err = cli("gene-ae", "promote", "--version", store["version"], "--alias", "production")
+    assert code == 0, err
     seqs = [decode(r.tokens) for r in store["recs"][:5]]
     by_alias = Encoder.load("models:/gene-ae-encoder@production").embed(seqs)
     by_version = Encoder.load(f"models:/gene-ae-encoder/{store['version']}").embed(seqs)
@@ -113,8 +117,8 @@ def _post(port: int, payload: dict) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def test_mlflow_models_serve_by_alias(store):
-    _cli(store, "promote", "--version", store["version"], "--alias", "production")
+def test_mlflow_models_serve_by_alias(store, cli):
+    cli("gene-ae", "promote", "--version", store["version"], "--alias", "production")
     env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
     with serving("models:/gene-ae-encoder@production", env, cwd=store["root"]) as port:
         seqs = [decode(r.tokens) for r in store["recs"][:4]]
@@ -133,7 +137,7 @@ def test_mlflow_models_serve_by_alias(store):
         assert status == 400 and "row 1: empty sequence" in body.get("message", ""), body
 
 
-def test_gene_ae_serve_runs_from_the_venv_binary_without_the_venv_on_path(store):
+def test_gene_ae_serve_runs_from_the_venv_binary_without_the_venv_on_path(store, cli):
     """`mlflow models serve` execs `uvicorn` by name: with the venv's bin off PATH that exec fails (127), while
     `gene-ae serve`, started by its path in the venv, serves /invocations."""
     bin_dir = Path(sys.executable).parent
@@ -142,7 +146,7 @@ def test_gene_ae_serve_runs_from_the_venv_binary_without_the_venv_on_path(store)
     env.pop("VIRTUAL_ENV", None)
     assert shutil.which("uvicorn", path=bare) is None and shutil.which("gene-ae", path=bare) is None
     model = "models:/gene-ae-encoder@production"
-    _cli(store, "promote", "--version", store["version"], "--alias", "production")
+    cli("gene-ae", "promote", "--version", store["version"], "--alias", "production")
     plain = subprocess.run(
         [str(bin_dir / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local", "-p", str(free_port())],
         cwd=store["root"], env=env, capture_output=True, text=True, timeout=300,
@@ -172,7 +176,9 @@ def _refused(port: int, wait_s: float = 30) -> bool:
         time.sleep(0.5)
 
 
-def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
+def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path, cli):
+    """The one real `gene-ae embed` then `gene-ae search` (installed script, model by alias); every other
+    search of the index, and the --overwrite checks, run in-process."""
     recs = store["recs"]
     collection = tmp_path / "collection.fa"
     collection.write_text("".join(f">{r.id}_gene class={r.fields['label']}\n{decode(r.tokens)}\n" for r in recs))
@@ -185,20 +191,12 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
             for i in picks
         )
     )
-    proc = _cli(
-        store,
-        "embed",
-        "--model",
-        "models:/gene-ae-encoder@production",
-        "--input",
-        collection,
-        "--out",
-        tmp_path / "index",
-    )
+    index = tmp_path / "index"
+    proc = _cli(store, "embed", "--model", "models:/gene-ae-encoder@production", "--input", collection, "--out", index)
     assert proc.returncode == 0, proc.stderr
-    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    meta = json.loads((index / "index.json").read_text())
     assert meta["model_version"] == str(store["version"]) and len(meta["entries"]) == len(recs)
-    proc = _cli(store, "search", "--index", tmp_path / "index", queries, "-k", "10")
+    proc = _cli(store, "search", "--index", index, queries, "-k", "10")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0].split("\t")[:4] == ["query_id", "subject_id", "rank", "similarity"]
@@ -210,18 +208,16 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
         target = f"{recs[i].id}_gene"
         assert hits[f"exact{i}"][0] == target
         assert target in hits[f"mut{i}"][:10]
-    piped = _cli(
-        store, "search", "--index", tmp_path / "index", "-", "-k", "1", stdin=f">q\n{decode(recs[5].tokens)}\n"
-    )
-    assert piped.stdout.splitlines()[1].split("\t")[1] == f"{recs[5].id}_gene"
+    _, piped, _ = cli("gene-ae", "search", "--index", index, "-", "-k", "1", stdin=f">q\n{decode(recs[5].tokens)}\n")
+    assert piped.splitlines()[1].split("\t")[1] == f"{recs[5].id}_gene"
     # Two-stage search: the top 10 re-ordered by alignment identity; a 20 %-mutated copy then ranks its
     # source first, with the identity edlib gives (about 0.8 for 20 % events, indels included).
     far = tmp_path / "far.fa"
     far.write_text("".join(f">far{i}\n{decode(mutate(recs[i].tokens, 0.2, rng))}\n" for i in picks))
-    base = ("search", "--index", tmp_path / "index", far, "-k", "3")
-    reranked = _cli(store, *base, "--rerank", "10", "--collection", collection)
-    assert reranked.returncode == 0, reranked.stderr
-    rows = [line.split("\t") for line in reranked.stdout.strip().splitlines()]
+    base = ("search", "--index", index, far, "-k", "3")
+    code, reranked, err = cli("gene-ae", *base, "--rerank", "10", "--collection", collection)
+    assert code == 0, err
+    rows = [line.split("\t") for line in reranked.strip().splitlines()]
     assert rows[0][-1] == "identity" and len(rows) == 1 + 3 * len(picks)
     by_query: dict[str, list[list[str]]] = {}
     for row in rows[1:]:
@@ -231,15 +227,39 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path):
         assert top[0][1] == f"{recs[i].id}_gene", top
         idents = [float(r[-1]) for r in top]
         assert idents == sorted(idents, reverse=True) and 0.7 < idents[0] < 0.95, idents
-    negative = _cli(store, *base, "--rerank", "-1", "--collection", collection)
-    assert negative.returncode == 1 and "argument --rerank: must be an integer >= 0" in negative.stderr
-    stored = _cli(store, *base, "--rerank", "10")  # the index holds its sequences: --collection is optional
-    assert stored.returncode == 0 and stored.stdout == reranked.stdout, stored.stderr
-    wrong = _cli(store, *base, "--rerank", "10", "--collection", far)
-    assert wrong.returncode == 1 and "indexed records are not in it" in wrong.stderr
+    code, _, err = cli("gene-ae", *base, "--rerank", "-1", "--collection", collection)
+    assert code == 1 and "argument --rerank: must be an integer >= 0" in err
+    code, stored, err = cli("gene-ae", *base, "--rerank", "10")  # the index holds its sequences: --collection optional
+    assert code == 0 and stored == reranked, err
+    code, _, err = cli("gene-ae", *base, "--rerank", "10", "--collection", far)
+    assert code == 1 and "indexed records are not in it" in err
+    # A 25 %-mutated copy: reranked by default (identity last), plain with --rerank 0 (was test_search.py's
+    # own embed-then-search run of the CLI, on a 20-gene index of the same genes and the same model).
+    far25 = tmp_path / "far25.fa"
+    far25.write_text(f">far\n{decode(mutate(recs[6].tokens, 0.25, np.random.default_rng(5)))}\n")
+    code, stdout, err = cli("gene-ae", "search", "--index", index, far25, "-k", "3")
+    assert code == 0, err
+    header, first, *_ = [line.split("\t") for line in stdout.splitlines()]
+    assert header[-1] == "identity" and first[1] == f"{recs[6].id}_gene" and 0.65 < float(first[-1]) < 0.85
+    code, stdout, err = cli("gene-ae", "search", "--index", index, far25, "-k", "3", "--rerank", "0")
+    assert code == 0, err
+    header, *plain = [line.split("\t") for line in stdout.splitlines()]
+    assert "identity" not in header and len(plain) == 3 and len(plain[0]) == len(header)
+    # --overwrite replaces an index, never a folder that is not one.
+    victim = tmp_path / "not-an-index"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    again = ("gene-ae", "embed", "--model", store["ckpt"], "--input", collection, "--overwrite", "--out")
+    code, _, err = cli(*again, victim)
+    assert code == 1 and "not a gene-ae index" in err and (victim / "precious.txt").exists()
+    code, _, err = cli(*again, index)
+    assert code == 0, err
+    assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_cli_bad_inputs_are_one_line_errors(store, tmp_path):
+def test_cli_bad_inputs_are_one_line_errors(store, tmp_path, cli):
+    """Each case in-process; the one that loads a registered model also as the installed script, where
+    MLflow's own logging and progress output would show as extra lines."""
     protein = tmp_path / "protein.fa"
     protein.write_text(">p1\nMKVLEEPLQWRT\n")
     cases = [
@@ -249,21 +269,22 @@ def test_cli_bad_inputs_are_one_line_errors(store, tmp_path):
         ("reconstruct", "--model", tmp_path / "nowhere", "--input", protein),
         ("reconstruct", "--model", protein, "--input", protein),  # a file is not a model: no endless recursion
     ]
-    for args in cases:
-        proc = _cli(store, *args)
-        assert proc.returncode == 1, (args, proc.stderr)
-        err = proc.stderr.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"gene-ae {args[0]}: error:"), (args, proc.stderr)
+    real = _cli(store, *cases[1])
+    runs = [(args, cli("gene-ae", *args)) for args in cases] + [(cases[1], (real.returncode, "", real.stderr))]
+    for args, (code, _, stderr) in runs:
+        assert code == 1, (args, stderr)
+        err = stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"gene-ae {args[0]}: error:"), (args, stderr)
     assert not (tmp_path / "i").exists()
-    assert "protein.fa:1: record 'p1': non-nucleotide character 'L'" in _cli(store, *cases[1]).stderr
+    assert "protein.fa:1: record 'p1': non-nucleotide character 'L'" in real.stderr
 
 
-def test_eval_reports_every_metric_and_both_baselines(store, tmp_path, data_dir):
+def test_eval_reports_every_metric_and_both_baselines(store, tmp_path, data_dir, cli):
     genes = tmp_path / "genes.tsv"
     with gzip.open(data_dir / "genefam" / "dog_sample.tsv.gz", "rt", newline="") as f:
         genes.write_text("".join(f.readline() for _ in range(41)))
-    proc = _cli(
-        store,
+    code, stdout, err = cli(
+        "gene-ae",
         "eval",
         "--model",
         str(store["ckpt"]),
@@ -276,7 +297,7 @@ def test_eval_reports_every_metric_and_both_baselines(store, tmp_path, data_dir)
         "--n-queries",
         "20",
     )
-    assert proc.returncode == 0, proc.stderr
+    assert code == 0, err
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     methods = set(report["mutation_retrieval"]["methods"])
     assert {"gene-ae", "5-mer", "7-mer", "7-mer@64", "sourmash-k11", "sourmash-k21"} <= methods  # the strong baselines
@@ -287,26 +308,29 @@ def test_eval_reports_every_metric_and_both_baselines(store, tmp_path, data_dir)
     assert recall[0] == 1.0 and all(0 <= r <= 1 for r in recall)
     for png in ("recall_vs_divergence.png", "embedding_map.png"):
         assert (tmp_path / "report" / png).stat().st_size > 5000
-    assert "recall@1" in proc.stdout
+    assert "recall@1" in stdout
 
 
-def test_reconstruct_reports_identity(store, tmp_path):
+def test_reconstruct_reports_identity(store, tmp_path, cli):
     fa = tmp_path / "one.fa"
     long_one = next(r for r in store["recs"] if r.tokens.size >= 300)
     fa.write_text(f">g1\n{decode(long_one.tokens[:300])}\n")
-    proc = _cli(store, "reconstruct", "--model", str(store["ckpt"]), "--input", fa)
-    assert proc.returncode == 0, proc.stderr
-    rid, length, identity, seq = proc.stdout.splitlines()[1].split("\t")
+    code, stdout, err = cli("gene-ae", "reconstruct", "--model", str(store["ckpt"]), "--input", fa)
+    assert code == 0, err
+    rid, length, identity, seq = stdout.splitlines()[1].split("\t")
     assert rid == "g1" and int(length) == 300 and len(seq) == 300 and 0 <= float(identity) <= 1
 
 
-def test_embed_with_ray_data_matches_local(store, tmp_path):
-    """`gene-ae embed --ray` (Ray Data map_batches) writes the same vectors as the in-process path."""
+def test_embed_with_ray_data_matches_local(store, tmp_path, cli):
+    """`gene-ae embed --ray` (Ray Data map_batches; a subprocess, so its Ray stops with it) writes the same
+    vectors as the in-process path."""
     genes = tmp_path / "genes.fa"
     genes.write_text("".join(f">{r.id}\n{decode(r.tokens)}\n" for r in store["recs"][:12]))
-    for flag, out in (([], "local"), (["--ray", "--ray-workers", "1"], "ray")):
-        proc = _cli(store, "embed", "--model", store["ckpt"], "--input", genes, "--out", tmp_path / out, *flag)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+    code, _, err = cli("gene-ae", "embed", "--model", store["ckpt"], "--input", genes, "--out", tmp_path / "local")
+    assert code == 0, err
+    proc = _cli(store, "embed", "--model", store["ckpt"], "--input", genes, "--out", tmp_path / "ray", "--ray",
+                "--ray-workers", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
     local = np.load(tmp_path / "local" / "vectors.npy")
     via_ray = np.load(tmp_path / "ray" / "vectors.npy")
     assert local.shape == (12, 64)

@@ -1,4 +1,6 @@
-"""The `shard-fasta` and `shard-verify` console scripts, run as subprocesses on real files.
+"""The `shard-fasta` and `shard-verify` command lines on real files: their `main` in this process (the `cli`
+fixture) for most cases; the installed console scripts as subprocesses where the process is the point: one
+sharding run and one verify run, --version and --help, standard input, and signals.
 
 Bad input, interruption, overwriting, hostile ids, empty input, determinism, corruption and the manifest.
 """
@@ -100,7 +102,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_is_one_line_and_leaves_nothing(case: str, tmp_path: Path, run_cli) -> None:
+def test_bad_input_is_one_line_and_leaves_nothing(case: str, tmp_path: Path, cli) -> None:
     name, content, fragments = BAD_INPUTS[case]
     inputs, parent = tmp_path / "in", tmp_path / "parent"
     inputs.mkdir()
@@ -111,14 +113,14 @@ def test_bad_input_is_one_line_and_leaves_nothing(case: str, tmp_path: Path, run
     good = inputs / "good.fa"
     good.write_text(">g1\nACGTACGT\n")
     out = parent / "out"
-    rc, stdout, stderr = run_cli("shard-fasta", good, src, out)  # a good file first: still all or nothing
+    rc, stdout, stderr = cli("shard-fasta", good, src, out)  # a good file first: still all or nothing
     line = assert_one_line_error(rc, stderr, f"shard-fasta: error: {src}", *fragments)
     assert stdout == ""
     assert not out.exists()
     assert listing(parent) == [], f"left behind after {line!r}"
 
 
-def test_skip_invalid_skips_and_counts(tmp_path: Path, run_cli) -> None:
+def test_skip_invalid_skips_and_counts(tmp_path: Path, cli) -> None:
     fa = tmp_path / "mix.fa"
     fa.write_bytes(b">ok1\nACGTAC\n>p1\nMKVLLA\n>empty\n>ok2\nGGCCAA\n")
     fq = tmp_path / "mix.fq"
@@ -126,7 +128,7 @@ def test_skip_invalid_skips_and_counts(tmp_path: Path, run_cli) -> None:
     tsv = tmp_path / "mix.tsv"
     tsv.write_bytes(b"sequence\tclass\nACGGT\t1\nHELLO\t2\n")
     out = tmp_path / "out"
-    rc, _, stderr = run_cli("shard-fasta", fa, fq, tsv, out, "--skip-invalid", "--label-column", "class")
+    rc, _, stderr = cli("shard-fasta", fa, fq, tsv, out, "--skip-invalid", "--label-column", "class")
     assert rc == 0, stderr
     assert "Traceback" not in stderr
     assert "5 records" in stderr and "4 skipped (invalid)" in stderr
@@ -137,7 +139,7 @@ def test_skip_invalid_skips_and_counts(tmp_path: Path, run_cli) -> None:
     assert manifest["summary"]["records"] == 5
     assert len(manifest["skipped"]) == 4
     assert sorted(r[0] for r in read_all(out)) == ["a", "c", "ok1", "ok2", "row1"]
-    rc, _, stderr = run_cli("shard-fasta", fa, tmp_path / "out2")
+    rc, _, stderr = cli("shard-fasta", fa, tmp_path / "out2")
     assert_one_line_error(rc, stderr, f"{fa}:3: record 'p1'")
 
 
@@ -159,10 +161,10 @@ def test_skip_invalid_skips_and_counts(tmp_path: Path, run_cli) -> None:
         ("--val-fraction", "nan"),
     ],
 )
-def test_numeric_options_are_checked_when_parsed(option: str, value: str, tmp_path: Path, run_cli) -> None:
+def test_numeric_options_are_checked_when_parsed(option: str, value: str, tmp_path: Path, cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">a\nACGTACGT\n")
-    rc, stdout, stderr = run_cli("shard-fasta", src, tmp_path / "out", f"{option}={value}")
+    rc, stdout, stderr = cli("shard-fasta", src, tmp_path / "out", f"{option}={value}")
     assert_one_line_error(rc, stderr, f"argument {option}: must be", repr(value))
     assert stdout == "" and listing(tmp_path) == ["a.fa"]
 
@@ -189,7 +191,7 @@ def test_version_and_help_show_defaults(run_cli) -> None:
     assert rc == 0 and stdout.split("\n\n")[1].startswith("Check a shard directory")
 
 
-def test_stdin_dash_reads_standard_input_without_a_temp_copy(plain_16s: Path, tmp_path: Path, cli_env) -> None:
+def test_stdin_dash_reads_standard_input_without_a_temp_copy(plain_16s: Path, tmp_path: Path, cli_env, cli) -> None:
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     out = tmp_path / "out"
@@ -207,22 +209,16 @@ def test_stdin_dash_reads_standard_input_without_a_temp_copy(plain_16s: Path, tm
     assert manifest["inputs"] == [{"path": "-", "bytes": None}]
     assert listing(scratch) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tmpdir"]
-    proc = subprocess.run(
-        ["shard-fasta", "-", tmp_path / "out2"],
-        input=b">a\nAC\n>p\nMKLE\n",
-        env=cli_env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert_one_line_error(proc.returncode, proc.stderr.decode(), "shard-fasta: error: <stdin>:3: record 'p'")
+    rc, _, stderr = cli("shard-fasta", "-", tmp_path / "out2", stdin=b">a\nAC\n>p\nMKLE\n")
+    assert_one_line_error(rc, stderr, "shard-fasta: error: <stdin>:3: record 'p'")
     assert not (tmp_path / "out2").exists()
 
 
-def test_duplicate_ids_stay_distinct_and_warn_once(tmp_path: Path, run_cli) -> None:
+def test_duplicate_ids_stay_distinct_and_warn_once(tmp_path: Path, cli) -> None:
     src = tmp_path / "dup.fa"
     src.write_text(">x one\nACGTAA\n>x two\nACGTCC\n>y\nGGGG\n>x three\nTTTTAA\n>y\nCCCC\n")
     out = tmp_path / "out"
-    rc, _, stderr = run_cli("shard-fasta", src, out, "--quiet")
+    rc, _, stderr = cli("shard-fasta", src, out, "--quiet")
     assert rc == 0, stderr
     warnings = [line for line in stderr.splitlines() if "warning" in line]
     assert warnings == [
@@ -240,84 +236,84 @@ def test_duplicate_ids_stay_distinct_and_warn_once(tmp_path: Path, run_cli) -> N
     assert load_manifest(out)["summary"]["duplicate_ids"] == 3
 
 
-def test_a_file_name_with_control_characters_keeps_the_error_one_line(tmp_path: Path, run_cli) -> None:
+def test_a_file_name_with_control_characters_keeps_the_error_one_line(tmp_path: Path, cli) -> None:
     src = tmp_path / "evil\nname\x1b[2J.fa"
     src.write_bytes(b">p\nMKVL\n")
-    rc, _, stderr = run_cli("shard-fasta", src, tmp_path / "out")
+    rc, _, stderr = cli("shard-fasta", src, tmp_path / "out")
     line = assert_one_line_error(rc, stderr, "evil\\nname\\x1b[2J.fa:1: record 'p'")
     assert line.isprintable()
 
 
-def test_bad_arguments(tmp_path: Path, run_cli) -> None:
+def test_bad_arguments(tmp_path: Path, cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">a\nACGT\n")
-    rc, _, stderr = run_cli("shard-fasta", src, tmp_path / "out", "--val-fraction", "1.5")
+    rc, _, stderr = cli("shard-fasta", src, tmp_path / "out", "--val-fraction", "1.5")
     assert_one_line_error(rc, stderr, "--val-fraction")
     assert listing(tmp_path) == ["a.fa"]
-    rc, stdout, _ = run_cli("shard-fasta", "--help")
+    rc, stdout, _ = cli("shard-fasta", "--help")
     assert rc == 0 and "--skip-invalid" in stdout and "--overwrite" in stdout
 
 
 # --- output directory ---------------------------------------------------------------------------------------
 
 
-def test_existing_out_dir_is_refused_and_overwrite_replaces_only_a_shard_directory(tmp_path: Path, run_cli) -> None:
+def test_existing_out_dir_is_refused_and_overwrite_replaces_only_a_shard_directory(tmp_path: Path, cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">new1\nACGTACGT\n>new2\nTTTT\n")
     out = tmp_path / "out"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    rc, _, stderr = run_cli("shard-fasta", src, out)
+    rc, _, stderr = cli("shard-fasta", src, out)
     assert_one_line_error(rc, stderr, str(out), "already exists", "--overwrite")
     assert listing(out) == ["precious.txt"]
-    rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")  # not a directory shard-fasta wrote
+    rc, _, stderr = cli("shard-fasta", src, out, "--overwrite")  # not a directory shard-fasta wrote
     assert_one_line_error(rc, stderr, str(out), "not replaced", "no manifest.json")
     assert (out / "precious.txt").read_text() == "keep me"
     (out / "precious.txt").unlink()
     out.rmdir()
     old = tmp_path / "old.fa"
     old.write_text(">old\nGGGGCCCC\n")
-    rc, _, stderr = run_cli("shard-fasta", old, out)
+    rc, _, stderr = cli("shard-fasta", old, out)
     assert rc == 0, stderr
-    rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")
+    rc, _, stderr = cli("shard-fasta", src, out, "--overwrite")
     assert rc == 0, stderr
     assert sorted(r[0] for r in read_all(out)) == ["new1", "new2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "old.fa", "out"]  # no .old or .tmp left
-    rc, _, _ = run_cli("shard-verify", out)
+    rc, _, _ = cli("shard-verify", out)
     assert rc == 0
 
 
-def test_overwrite_never_deletes_what_shard_fasta_did_not_write(tmp_path: Path, run_cli) -> None:
+def test_overwrite_never_deletes_what_shard_fasta_did_not_write(tmp_path: Path, cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">a\nACGTACGT\n")
     out = tmp_path / "out"
-    rc, _, stderr = run_cli("shard-fasta", src, out)
+    rc, _, stderr = cli("shard-fasta", src, out)
     assert rc == 0, stderr
     before = listing(out)
     inside = out / "train" / "mine.fa"  # an input kept inside the shard directory
     inside.write_text(">mine\nTTTTGGGG\n")
-    rc, _, stderr = run_cli("shard-fasta", inside, out, "--overwrite")
+    rc, _, stderr = cli("shard-fasta", inside, out, "--overwrite")
     assert_one_line_error(rc, stderr, str(out), "not replaced", "'train/mine.fa'")
     assert inside.read_text() == ">mine\nTTTTGGGG\n" and listing(out) == sorted([*before, "train/mine.fa"])
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["format"] = "something-else"
     (out / "manifest.json").write_text(json.dumps(manifest))
     inside.unlink()
-    rc, _, stderr = run_cli("shard-fasta", src, out, "--overwrite")  # a manifest, but not ours
+    rc, _, stderr = cli("shard-fasta", src, out, "--overwrite")  # a manifest, but not ours
     assert_one_line_error(rc, stderr, "not replaced", "unsupported format")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "out"]
 
 
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
-def test_forgotten_out_dir_never_turns_an_input_into_an_output(overwrite: list[str], tmp_path: Path, run_cli) -> None:
+def test_forgotten_out_dir_never_turns_an_input_into_an_output(overwrite: list[str], tmp_path: Path, cli) -> None:
     first, second = tmp_path / "a.fa", tmp_path / "b.fa"
     first.write_text(">a\nACGT\n")
     second.write_text(">b\nGGGG\n")
-    rc, _, stderr = run_cli("shard-fasta", first, second, *overwrite)  # OUT_DIR forgotten: b.fa is last
+    rc, _, stderr = cli("shard-fasta", first, second, *overwrite)  # OUT_DIR forgotten: b.fa is last
     assert_one_line_error(rc, stderr, str(second), "not a directory")
     assert second.read_text() == ">b\nGGGG\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "b.fa"]
-    rc, _, stderr = run_cli("shard-fasta", first)
+    rc, _, stderr = cli("shard-fasta", first)
     assert rc == 1 and "OUT_DIR" in stderr and len(stderr.splitlines()) == 1
 
 
@@ -379,7 +375,7 @@ def start_and_interrupt(
     return proc.returncode, stderr
 
 
-def test_sigkill_mid_run_leaves_nothing_that_looks_complete(slow_input: Path, tmp_path: Path, cli_env, run_cli):
+def test_sigkill_mid_run_leaves_nothing_that_looks_complete(slow_input: Path, tmp_path: Path, cli_env, cli):
     out = tmp_path / "out"
     rc, _ = start_and_interrupt(slow_input, out, signal.SIGKILL, cli_env)
     assert rc == -signal.SIGKILL
@@ -393,7 +389,7 @@ def test_sigkill_mid_run_leaves_nothing_that_looks_complete(slow_input: Path, tm
     # a later run into the same OUT_DIR is not confused by the stale temp dir
     small = tmp_path / "small.fa"
     small.write_text(">s\nACGT\n")
-    rc, _, stderr = run_cli("shard-fasta", small, out)
+    rc, _, stderr = cli("shard-fasta", small, out)
     assert rc == 0, stderr
     assert [r[0] for r in read_all(out)] == ["s"]
     assert list(tmp_path.glob(".out.tmp-*")) == []  # the dead run's temp dir was removed
@@ -417,12 +413,12 @@ def test_sigint_and_sigterm_clean_up(sig: signal.Signals, slow_input: Path, tmp_
 
 
 def test_ctrl_c_to_the_group_while_overwriting_keeps_the_old_directory(
-    slow_input: Path, tmp_path: Path, cli_env, run_cli
+    slow_input: Path, tmp_path: Path, cli_env, cli
 ) -> None:
     out = tmp_path / "out"
     small = tmp_path / "small.fa"
     small.write_text(">s\nACGTACGT\n")
-    rc, _, stderr = run_cli("shard-fasta", small, out)
+    rc, _, stderr = cli("shard-fasta", small, out)
     assert rc == 0, stderr
     before = {name: (out / name).read_bytes() for name in listing(out) if (out / name).is_file()}
     rc, stderr = start_and_interrupt(slow_input, out, signal.SIGINT, cli_env, ("--workers", "2", "--overwrite"), True)
@@ -434,7 +430,7 @@ def test_ctrl_c_to_the_group_while_overwriting_keeps_the_old_directory(
 # --- ids and keys -------------------------------------------------------------------------------------------
 
 
-def test_hostile_ids_get_safe_unique_keys(tmp_path: Path, run_cli) -> None:
+def test_hostile_ids_get_safe_unique_keys(tmp_path: Path, cli) -> None:
     long_id = "L" * 10_000
     ids = [
         "../../x",
@@ -461,10 +457,10 @@ def test_hostile_ids_get_safe_unique_keys(tmp_path: Path, run_cli) -> None:
     tsv = tmp_path / "ids.tsv"
     tsv.write_text("name\tsequence\nwith spaces / and slash\tACGT\n  padded id  \tGGGG\n", encoding="utf-8")
     out = tmp_path / "out"
-    rc, _, stderr = run_cli("shard-fasta", fasta, out, "--val-fraction", "0.3")
+    rc, _, stderr = cli("shard-fasta", fasta, out, "--val-fraction", "0.3")
     assert rc == 0, stderr
     out_tsv = tmp_path / "out_tsv"
-    rc, _, stderr = run_cli("shard-fasta", tsv, out_tsv, "--id-column", "name")
+    rc, _, stderr = cli("shard-fasta", tsv, out_tsv, "--id-column", "name")
     assert rc == 0, stderr
     records = read_all(out) + read_all(out_tsv)
     assert sorted(r[0] for r in records) == sorted([*ids, "with spaces / and slash", "padded id"])
@@ -490,10 +486,10 @@ def test_hostile_ids_get_safe_unique_keys(tmp_path: Path, run_cli) -> None:
     assert by_id["Ünïcödé"] == ["Unicode"]
 
 
-def test_dedup_drops_exact_duplicates(tmp_path: Path, run_cli) -> None:
+def test_dedup_drops_exact_duplicates(tmp_path: Path, cli) -> None:
     src = tmp_path / "dups.fa"
     src.write_text(">a\nACGTACGT\n>b\nACGTACGT\n>c\nacgtacgt\n>d\nACGT\nACGT\n>e\nTTTTGGGG\n>f\nTTTTGGGG\n>g\nCCCC\n")
-    rc, _, stderr = run_cli("shard-fasta", src, tmp_path / "d", "--dedup")
+    rc, _, stderr = cli("shard-fasta", src, tmp_path / "d", "--dedup")
     assert rc == 0, stderr
     assert "3 records" in stderr and "4 duplicates dropped" in stderr
     manifest = load_manifest(tmp_path / "d")
@@ -503,14 +499,14 @@ def test_dedup_drops_exact_duplicates(tmp_path: Path, run_cli) -> None:
         ("e", "TTTTGGGG"),
         ("g", "CCCC"),
     ]
-    rc, _, stderr = run_cli("shard-fasta", src, tmp_path / "all")
+    rc, _, stderr = cli("shard-fasta", src, tmp_path / "all")
     assert rc == 0 and "7 records" in stderr and "0 duplicates dropped" in stderr
 
 
-def test_min_length_counts_short_records(tmp_path: Path, run_cli) -> None:
+def test_min_length_counts_short_records(tmp_path: Path, cli) -> None:
     src = tmp_path / "s.fa"
     src.write_text(">short\nACG\n>long\nACGTACGTAA\n")
-    rc, _, stderr = run_cli("shard-fasta", src, tmp_path / "o", "--min-length", "5")
+    rc, _, stderr = cli("shard-fasta", src, tmp_path / "o", "--min-length", "5")
     assert rc == 0 and "1 too short" in stderr
     assert [r[0] for r in read_all(tmp_path / "o")] == ["long"]
     assert load_manifest(tmp_path / "o")["summary"]["short"] == 1
@@ -520,11 +516,11 @@ def test_min_length_counts_short_records(tmp_path: Path, run_cli) -> None:
 
 
 @pytest.mark.parametrize("content", [b"", gzip.compress(b""), b"sequence\tclass\r\n"], ids=["empty", "empty_gz", "hdr"])
-def test_empty_input_gives_warning_and_empty_manifest(content: bytes, tmp_path: Path, run_cli) -> None:
+def test_empty_input_gives_warning_and_empty_manifest(content: bytes, tmp_path: Path, cli) -> None:
     src = tmp_path / "empty.tsv"
     src.write_bytes(content)
     out = tmp_path / "out"
-    rc, _, stderr = run_cli("shard-fasta", src, out)
+    rc, _, stderr = cli("shard-fasta", src, out)
     assert rc == 0, stderr
     assert f"shard-fasta: warning: no records in {src}" in stderr
     manifest = load_manifest(out)
@@ -534,21 +530,21 @@ def test_empty_input_gives_warning_and_empty_manifest(content: bytes, tmp_path: 
         assert (info["sequences"], info["bases"], info["samples"], info["shards"]) == (0, 0, 0, [])
         assert sum(info["length_histogram"]) == 0
     assert read_all(out) == []
-    rc, stdout, _ = run_cli("shard-verify", out)
+    rc, stdout, _ = cli("shard-verify", out)
     assert rc == 0 and "0 shards" in stdout
 
 
 # --- determinism --------------------------------------------------------------------------------------------
 
 
-def test_identical_sequences_share_a_split(tmp_path: Path, run_cli) -> None:
+def test_identical_sequences_share_a_split(tmp_path: Path, cli) -> None:
     rng = random.Random(3)
     seqs = ["".join(rng.choice("ACGT") for _ in range(rng.randint(20, 300))) for _ in range(150)]
     entries = [(f"s{i}_{copy}", seq.lower() if copy == 2 else seq) for i, seq in enumerate(seqs) for copy in range(3)]
     for run, order in enumerate([entries, rng.sample(entries, len(entries))]):
         src = tmp_path / f"in{run}.fa"
         src.write_text("".join(f">{rid}\n{seq}\n" for rid, seq in order))
-        rc, _, stderr = run_cli("shard-fasta", src, tmp_path / f"out{run}", "--val-fraction", "0.4")
+        rc, _, stderr = cli("shard-fasta", src, tmp_path / f"out{run}", "--val-fraction", "0.4")
         assert rc == 0, stderr
     placements = []
     for run in range(2):
@@ -562,12 +558,10 @@ def test_identical_sequences_share_a_split(tmp_path: Path, run_cli) -> None:
     assert 0.2 < sum(v == "val" for v in placements[0].values()) / len(seqs) < 0.6
 
 
-def test_same_input_twice_gives_byte_identical_shards(data_dir: Path, tmp_path: Path, run_cli) -> None:
+def test_same_input_twice_gives_byte_identical_shards(data_dir: Path, tmp_path: Path, cli) -> None:
     src = data_dir / "genefam" / "dog_sample.tsv.gz"
     for name in ("a", "b"):
-        rc, _, stderr = run_cli(
-            "shard-fasta", src, tmp_path / name, "--label-column", "class", "--block-bases", "100000"
-        )
+        rc, _, stderr = cli("shard-fasta", src, tmp_path / name, "--label-column", "class", "--block-bases", "100000")
         assert rc == 0, stderr
     assert shard_digests(tmp_path / "a") == shard_digests(tmp_path / "b")
     assert len(shard_digests(tmp_path / "a")) == 2  # both splits hold data
@@ -575,7 +569,7 @@ def test_same_input_twice_gives_byte_identical_shards(data_dir: Path, tmp_path: 
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_compressed_inputs_give_identical_shards(plain_16s: Path, tmp_path: Path, run_cli) -> None:
+def test_compressed_inputs_give_identical_shards(plain_16s: Path, tmp_path: Path, cli) -> None:
     raw = plain_16s.read_bytes()
     variants = {
         "16s.fa": raw,
@@ -589,17 +583,17 @@ def test_compressed_inputs_give_identical_shards(plain_16s: Path, tmp_path: Path
         src = tmp_path / name
         src.write_bytes(blob)
         out = tmp_path / f"out_{name}"
-        rc, _, stderr = run_cli("shard-fasta", src, out)
+        rc, _, stderr = cli("shard-fasta", src, out)
         assert rc == 0, stderr
         digests[name] = shard_digests(out)
     assert all(d == digests["16s.fa"] for d in digests.values()), digests
 
 
-def test_workers_2_matches_workers_1(data_dir: Path, tmp_path: Path, run_cli) -> None:
+def test_workers_2_matches_workers_1(data_dir: Path, tmp_path: Path, cli) -> None:
     src = data_dir / "genefam" / "chimp_sample.tsv.gz"
     common = ["--label-column", "class", "--block-bases", "60000", "--shard-size", "0.1"]
     for workers in ("1", "2"):
-        rc, _, stderr = run_cli("shard-fasta", src, tmp_path / f"w{workers}", *common, "--workers", workers)
+        rc, _, stderr = cli("shard-fasta", src, tmp_path / f"w{workers}", *common, "--workers", workers)
         assert rc == 0, stderr
     one, two = shard_digests(tmp_path / "w1"), shard_digests(tmp_path / "w2")
     assert len(one) > 2  # several shards, many blocks in flight
@@ -629,39 +623,39 @@ def first_shard(out: Path) -> Path:
     return out / load_manifest(out)["splits"]["train"]["shards"][0]["name"]
 
 
-def test_verify_catches_flipped_bytes(shard_copy: Path, run_cli) -> None:
+def test_verify_catches_flipped_bytes(shard_copy: Path, cli) -> None:
     shard = first_shard(shard_copy)
     data = bytearray(shard.read_bytes())
     for pos in (len(data) // 3, len(data) // 2):
         data[pos] ^= 0x5A
     shard.write_bytes(bytes(data))
-    rc, _, stderr = run_cli("shard-verify", shard_copy)
+    rc, _, stderr = cli("shard-verify", shard_copy)
     assert "shard-verify: error: " in stderr
     assert_one_line_error(rc, stderr, str(shard), "sha256")
 
 
-def test_verify_catches_truncation(shard_copy: Path, run_cli) -> None:
+def test_verify_catches_truncation(shard_copy: Path, cli) -> None:
     shard = first_shard(shard_copy)
     shard.write_bytes(shard.read_bytes()[:-1000])
-    rc, _, stderr = run_cli("shard-verify", shard_copy)
+    rc, _, stderr = cli("shard-verify", shard_copy)
     assert_one_line_error(rc, stderr, str(shard))
 
 
-def test_verify_catches_deleted_shard(shard_copy: Path, run_cli) -> None:
+def test_verify_catches_deleted_shard(shard_copy: Path, cli) -> None:
     shard = first_shard(shard_copy)
     shard.unlink()
-    rc, _, stderr = run_cli("shard-verify", shard_copy)
+    rc, _, stderr = cli("shard-verify", shard_copy)
     assert_one_line_error(rc, stderr, str(shard), "missing")
 
 
-def test_verify_catches_count_mismatch_and_missing_manifest(shard_copy: Path, run_cli) -> None:
+def test_verify_catches_count_mismatch_and_missing_manifest(shard_copy: Path, cli) -> None:
     manifest = json.loads((shard_copy / "manifest.json").read_text())
     manifest["splits"]["train"]["shards"][0]["bases"] += 1
     (shard_copy / "manifest.json").write_text(json.dumps(manifest))
-    rc, _, stderr = run_cli("shard-verify", shard_copy)
+    rc, _, stderr = cli("shard-verify", shard_copy)
     assert_one_line_error(rc, stderr, str(first_shard(shard_copy)), "manifest says")
     (shard_copy / "manifest.json").unlink()
-    rc, _, stderr = run_cli("shard-verify", shard_copy)
+    rc, _, stderr = cli("shard-verify", shard_copy)
     assert_one_line_error(rc, stderr, "no manifest")
 
 

@@ -134,12 +134,12 @@ def test_saureus_at_most_2_05_bits_per_base(sharded) -> None:
     assert 8 * shard_bytes / bases <= 2.05
 
 
-def test_small_blocks_store_long_records_in_parts(data_dir: Path, run_cli, tmp_path: Path) -> None:
+def test_small_blocks_store_long_records_in_parts(data_dir: Path, cli, tmp_path: Path) -> None:
     names = ["mpox", "sarscov2", "lambda", "saureus", "16s"]
     sources = [data_dir / DATASETS[n][0] for n in names]
     out = tmp_path / "small_blocks"
     block = 10_000
-    rc, _, stderr = run_cli("shard-fasta", *sources, out, "--block-bases", str(block), "--shard-size", "0.2")
+    rc, _, stderr = cli("shard-fasta", *sources, out, "--block-bases", str(block), "--shard-size", "0.2")
     assert rc == 0, stderr
     expected = [rec for src in sources for rec in expected_records(src)]
     back = read_back(out)

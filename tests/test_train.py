@@ -1,4 +1,5 @@
-"""Training: the latent carries the sequence, and Ray Train runs end to end, resumes and fails fast."""
+"""Training: the loader and its hard negatives, and Ray Train end to end, resuming and failing fast. (That the
+latent carries the sequence, the overfit test, is in test_model.py.)"""
 
 from __future__ import annotations
 
@@ -14,62 +15,37 @@ import pytest
 import torch
 import webdataset as wds
 
-from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.config import ModelConfig
-from gene_ae.model.losses import contrastive_loss, reconstruction_loss
+from gene_ae.model.losses import contrastive_loss
 from gene_ae.train.data import DataConfig, decode_samples, shard_urls, train_loader
 from gene_ae.train.driver import FAIL_AT_STEP_ENV
 from shard_tools import iter_blocks, read_shards
-from shard_tools.inputs import ReaderConfig, read_records
+from shard_tools.cli import shard_fasta_main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.toml"
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, run_cli, data_dir) -> Path:
+def shards(tmp_path_factory, data_dir) -> Path:
     """Real chimp genes in 3 small train shards: fewer shards than 2 ranks x 2 loader workers, and odd."""
     out = tmp_path_factory.mktemp("train") / "shards"
-    rc, _, err = run_cli(
-        "shard-fasta",
-        "--quiet",
-        "--label-column",
-        "class",
-        "--block-bases",
-        "450000",
-        "--shard-size",
-        "0.01",
-        data_dir / "genefam" / "chimp_sample.tsv.gz",
-        out,
+    rc = shard_fasta_main(
+        [
+            "--quiet",
+            "--label-column",
+            "class",
+            "--block-bases",
+            "450000",
+            "--shard-size",
+            "0.01",
+            str(data_dir / "genefam" / "chimp_sample.tsv.gz"),
+            str(out),
+        ]
     )
-    assert rc == 0, err
+    assert rc == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["splits"]["train"]["shards"]) == 3
     return out
-
-
-def test_tiny_model_overfits_real_sequences(data_dir):
-    """8 real genes reconstructed at >= 0.99 per base from the latent alone (no teacher forcing)."""
-    torch.manual_seed(0)
-    torch.set_num_threads(2)
-    recs = read_records(data_dir / "genefam" / "chimp_sample.tsv.gz", ReaderConfig(label_column="class"))
-    seqs = [r.tokens[:128] for r, _ in zip(recs, range(8))]
-    x = torch.from_numpy(np.stack(seqs).astype(np.int64))
-    mask = torch.ones_like(x, dtype=torch.bool)
-    model = GeneAE(ModelConfig(channels=64, embed_dim=32, lstm_hidden=64, vector_dim=64, window=128, downsample=4))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    acc = torch.tensor(0.0)
-    for _ in range(400):
-        loss, acc = reconstruction_loss(model(x, mask)["logits"], x, mask)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if acc.item() >= 0.995:
-            break
-    model.eval()
-    with torch.no_grad():
-        _, acc = reconstruction_loss(model(x, mask)["logits"], x, mask)
-    assert acc.item() >= 0.99
 
 
 def test_loader_agrees_with_reference_reader(shards):
