@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gene_ae.model.config import ModelConfig, Range, check_fields, field_types, show_value
+from gene_ae.core.settings import Range, check_fields, field_types, show_value
+from gene_ae.model.config import ModelConfig
 
 DEFAULT_MODEL_NAME = "gene-ae-encoder"  # the registered model's name unless --register says otherwise
 

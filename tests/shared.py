@@ -23,6 +23,7 @@ def examples(n: int) -> int:
     """Hypothesis examples for a property test: n in the full profile, n // 10 (at least 10) by default."""
     return n if FULL else max(10, n // 10)
 
+
 # A training run small enough for a subprocess test: 6 steps, checkpoints at 3 and 6, metrics at 2/4/6.
 TINY_TRAIN_ARGS = [
     "--steps", "6",

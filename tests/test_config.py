@@ -35,13 +35,15 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
 def _declared() -> dict[tuple[str, str], tuple[object, object]]:
-    """(section, key) -> (type, Range or None), as the config classes declare them."""
-    from gene_ae.model.config import field_types
+    """(section, key) -> (type, Range or None), as the config classes declare them (structured fields a section
+    parses and checks itself, its OWN_CHECKS, such as model.features, apart)."""
+    from gene_ae.core.settings import field_types
 
     return {
         (section, key): (kind, cls.LIMITS.get(key))
         for section, cls in SECTIONS.items()
         for key, kind in field_types(cls).items()
+        if key not in getattr(cls, "OWN_CHECKS", ())
     }
 
 

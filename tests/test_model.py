@@ -15,6 +15,7 @@ from gene_ae.model.config import POOLINGS, ModelConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.model.losses import NegativeQueue, contrastive_loss, kl_loss, reconstruction_loss
 from shard_tools import alphabet
+from shard_tools.inputs import ReaderConfig, read_records
 
 
 @pytest.fixture(autouse=True)
@@ -230,21 +231,28 @@ def test_bf16_autocast_forward_backward() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 
 
-def test_tiny_model_overfits_four_sequences() -> None:
-    model = GeneAE(tiny())
-    tokens, mask = random_batch(4, 64)
+def test_tiny_model_overfits_real_sequences(data_dir) -> None:
+    """8 real genes reconstructed at >= 0.99 per base from the latent alone (no teacher forcing). (The one
+    overfit test: it was also in test_train.py, with a random-sequence twin here.) One torch thread (the
+    autouse fixture): two threads on 2 shared cores made it 10x slower."""
+    recs = read_records(data_dir / "genefam" / "chimp_sample.tsv.gz", ReaderConfig(label_column="class"))
+    seqs = [r.tokens[:128] for r, _ in zip(recs, range(8))]
+    x = torch.from_numpy(np.stack(seqs).astype(np.int64))
+    mask = torch.ones_like(x, dtype=torch.bool)
+    model = GeneAE(ModelConfig(channels=64, embed_dim=32, lstm_hidden=64, vector_dim=64, window=128, downsample=4))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(300):
-        loss, acc = reconstruction_loss(model(tokens, mask)["logits"], tokens, mask)
-        if acc >= 0.99:
-            break
+    acc = torch.tensor(0.0)
+    for _ in range(400):
+        loss, acc = reconstruction_loss(model(x, mask)["logits"], x, mask)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if acc.item() >= 0.995:
+            break
     model.eval()
     with torch.no_grad():
-        _, acc = reconstruction_loss(model(tokens, mask)["logits"], tokens, mask)
-    assert acc >= 0.95
+        _, acc = reconstruction_loss(model(x, mask)["logits"], x, mask)
+    assert acc.item() >= 0.99
 
 
 @pytest.mark.parametrize("kmer_sizes,trunk", [((), True), ((3, 4, 5), False), ((3, 4, 5), True)])

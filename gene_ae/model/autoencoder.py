@@ -32,6 +32,8 @@ from torch import nn
 
 from gene_ae.model.bags import bag_sum, kmer_ids
 from gene_ae.model.config import ModelConfig
+from gene_ae.model.feature_encoder import FeatureEncoder
+from gene_ae.model.features import vector_features
 from gene_ae.model.layers import DownBlock, ResBlock, UpBlock, run_lstm
 from shard_tools.alphabet import PAD
 
@@ -87,6 +89,9 @@ class GeneAE(nn.Module):
             with torch.no_grad():
                 bag.weight[-1].zero_()
             bag.weight.requires_grad_(not cfg.freeze_kmers)
+
+        # The user's vector features (model/features.py): their part is added to the combined branches.
+        self.feature_encoder = FeatureEncoder(cfg.features, cfg.vector_dim) if vector_features(cfg.features) else None
 
         # Decoder: code -> coarse features -> upsampling (widths halve, floor 64) -> local conv -> logits.
         self.from_code = nn.Conv1d(cfg.latent_channels, c, kernel_size=3, padding=1)
@@ -173,19 +178,31 @@ class GeneAE(nn.Module):
         return self.to_logits(self.fine(x))[:, :, :length].transpose(1, 2)
 
     def forward(
-        self, tokens: torch.Tensor, mask: torch.Tensor, others: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        others: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor | None]:
         """Encode, sample the code when variational and training, decode to the input's length. `others`
         (more token rows, e.g. views) get only their search vectors, as out["others"]: one forward call,
-        so DDP sees every use of the parameters."""
+        so DDP sees every use of the parameters. `features` [B, F] (features.codes of each row's record)
+        feed the vector features; others share their row's."""
         enc = self.encode(tokens, mask)
         z = enc.code
         if enc.code_logvar is not None and self.training:
             z = z + torch.randn_like(z) * torch.exp(0.5 * enc.code_logvar)
         logits = self.decode(z, tokens.shape[1])
+        vector = enc.vector
         extra = self.search_vector(others, others != PAD) if others is not None else None
+        if self.feature_encoder is not None:
+            if features is None:
+                raise ValueError("this model's vector needs its features (model.features); none were given")
+            part = self.feature_encoder(features)
+            vector = vector + part
+            extra = extra + part.repeat(len(extra) // len(part), 1) if extra is not None else None
         return {
-            "logits": logits, "vector": enc.vector, "others": extra, "code": enc.code, "z": z,
+            "logits": logits, "vector": vector, "others": extra, "code": enc.code, "z": z,
             "logvar": enc.code_logvar,
         }  # fmt: skip
 

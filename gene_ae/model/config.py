@@ -1,104 +1,16 @@
-"""The model's typed configuration, and the one check every config section ([model], [data], [train]) runs.
-
-Each section is a dataclass: a field's annotation is its type, and the class's LIMITS table gives every numeric
-field its allowed range. `check_fields` enforces both when a section is built, so a value from TOML, from
-`--set` or from a library caller is refused in one line naming `section.key` and the range.
-"""
+"""The model's typed configuration (checked by gene_ae/core/settings.py like every section)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
-import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from gene_ae.core.settings import Range, check_fields, show_value
+from gene_ae.model.features import FeatureSpec, parse_features
 from shard_tools.alphabet import TOKENS
 
 POOLINGS = ("mean", "attention", "max")
-
-
-@dataclass(frozen=True)
-class Range:
-    """The allowed values of a numeric config field (its type is the field's annotation)."""
-
-    low: float
-    high: float | None = None
-    low_open: bool = False  # low itself excluded
-    high_open: bool = False  # high itself excluded
-
-    def __contains__(self, value: float) -> bool:
-        if value < self.low or (self.low_open and value == self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low}"
-        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
-
-
-_KINDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
-
-
-def field_types(cls: type) -> dict[str, Any]:
-    """Field name -> its annotation resolved to a type (bool, int, float, str or tuple[int, ...])."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def check_fields(cfg: Any, section: str) -> None:
-    """Refuse a field of the wrong type or out of its LIMITS range, as `section.key: must be ..., got ...`.
-
-    bool is an int subclass and NaN compares false with everything, so both are tested for explicitly. An
-    integer given for a float field becomes a float; a list given for a tuple field (JSON) becomes a tuple."""
-    limits: dict[str, Range] = getattr(cfg, "LIMITS", {})
-    for key, kind in field_types(type(cfg)).items():
-        name, value, limit = f"{section}.{key}", getattr(cfg, key), limits.get(key)
-        if typing.get_origin(kind) is tuple:
-            items = value if isinstance(value, list | tuple) else None
-            if items is None or not all(_is_int(v) for v in items):
-                raise ValueError(f"{name}: must be a list of integers, got {show_value(value)}")
-            value = tuple(int(v) for v in items)
-            if limit is not None and any(v not in limit for v in value):
-                raise ValueError(f"{name}: must be a list of integers each {limit}, got {show_value(value)}")
-        else:
-            value = _typed(name, value, kind, limit)
-            if limit is not None and value not in limit:
-                raise ValueError(f"{name}: must be {limit}, got {show_value(value)}")
-        setattr(cfg, key, value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _typed(name: str, value: Any, kind: type, limit: Range | None) -> Any:
-    if kind is bool or kind is str:
-        ok = isinstance(value, kind)
-    elif kind is int:
-        ok = _is_int(value)
-    elif kind is float:
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and _finite(value)
-    else:
-        raise TypeError(f"{name}: config fields are bool, int, float, str or tuple[int, ...], not {kind}")
-    if not ok:
-        raise ValueError(f"{name}: must be {_KINDS[kind]}{f' {limit}' if limit else ''}, got {show_value(value)}")
-    return kind(value)
-
-
-def _finite(value: numbers.Real) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def show_value(value: Any) -> str:
-    """A value for a one-line message: repr escapes newlines; long ones are cut."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass
@@ -122,6 +34,9 @@ class ModelConfig:
     kmer_buckets: int = 1 << 16  # k-mer vocabularies larger than this are hashed into this many rows
     freeze_kmers: bool = False  # ablation: keep the k-mer vectors at their random initialisation
     kmer_init_std: float = 1.0  # bags are normalised, so this only sets how fast Adam's steps move them
+    features: tuple[FeatureSpec, ...] = ()  # the user's features in the vector or as a signal (model/features.py)
+
+    OWN_CHECKS: ClassVar[tuple[str, ...]] = ("features",)
 
     LIMITS: ClassVar[dict[str, Range]] = {
         "vocab_size": Range(len(TOKENS)),  # every token of the shard alphabet has a row
@@ -141,6 +56,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "model")
+        self.features = parse_features(self.features)
         ds = self.downsample
         if ds & (ds - 1):
             raise ValueError(f"model.downsample: must be a power of 2 in [1, 64], got {ds}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from gene_ae.config import Config
 from gene_ae.core.windows import cuts, pad_batch, tile
 from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.features import codes_of_rows, require, vector_features
 from gene_ae.model.losses import reconstruction_counts
 from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
@@ -116,12 +117,25 @@ class Encoder:
             return self.window, 0
         return max(self.window, EMBED_CHUNK), max(self.cfg.model.kmer_sizes) - 1
 
+    @property
+    def required_features(self) -> list[str]:
+        """The features this model's vector needs with every sequence (model.features with use = vector)."""
+        return [f.name for f in vector_features(self.cfg.model.features)]
+
     @torch.no_grad()
-    def embed_tokens(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    def embed_tokens(
+        self, seqs: Sequence[np.ndarray], batch_size: int = 64, features: Mapping[str, Sequence] | None = None
+    ) -> np.ndarray:
         """Token arrays -> [n, dim] L2-normalised float32: each sequence's branch sums (`branch_sums`)
-        combined (GeneAE.combine)."""
-        vectors = self.model.combine(self.branch_sums(seqs, batch_size).to(self.device)).float().cpu()
-        return torch.nn.functional.normalize(vectors, dim=-1).numpy()
+        combined (GeneAE.combine), plus its vector features' part when the model has some: `features` maps
+        each required feature's name to one value per sequence (None: missing), else a one-line error."""
+        vectors = self.model.combine(self.branch_sums(seqs, batch_size).to(self.device)).float()
+        if self.model.feature_encoder is not None:
+            specs = self.cfg.model.features
+            require(specs, features or {}, len(seqs))
+            coded = torch.from_numpy(codes_of_rows(specs, features, len(seqs))).to(self.device)
+            vectors = vectors + self.model.feature_encoder(coded)
+        return torch.nn.functional.normalize(vectors.cpu(), dim=-1).numpy()
 
     @torch.no_grad()
     def branch_sums(self, seqs: Sequence[np.ndarray], batch_size: int = 64) -> torch.Tensor:
@@ -144,8 +158,10 @@ class Encoder:
             sums.index_add_(0, torch.tensor([i for i, _ in batch]), piece_sums.reshape(len(pieces), -1))
         return sums.view(len(seqs), branches, self.dim)
 
-    def embed(self, seqs: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return self.embed_tokens(validate(seqs), batch_size)
+    def embed(
+        self, seqs: Sequence[str], batch_size: int = 64, features: Mapping[str, Sequence] | None = None
+    ) -> np.ndarray:
+        return self.embed_tokens(validate(seqs), batch_size, features)
 
     @torch.no_grad()
     def reconstruct_windows(self, windows: Sequence[np.ndarray], batch_size: int = 64) -> Reconstruction:

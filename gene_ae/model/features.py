@@ -20,8 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import torch
-from torch import nn
+import numpy as np
 
 USES = ("vector", "signal")
 KINDS = ("numeric", "categorical")
@@ -42,7 +41,7 @@ class FeatureSpec:
         if self.kind not in KINDS or self.use not in USES:
             raise ValueError(f"{where}: kind must be one of {KINDS} and use one of {USES}, got {self.kind}/{self.use}")
         if self.kind == "numeric" and self.use == "signal":
-            raise ValueError(f"{where}: a numeric feature can enter the vector (use = \"vector\"), not be a signal")
+            raise ValueError(f'{where}: a numeric feature can enter the vector (use = "vector"), not be a signal')
         if not (isinstance(self.weight, int | float) and 0 < self.weight <= 10 and math.isfinite(self.weight)):
             raise ValueError(f"{where}.weight: must be in (0, 10], got {self.weight!r}")
         if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
@@ -91,6 +90,29 @@ def vector_features(specs: Sequence[FeatureSpec]) -> list[FeatureSpec]:
     return [f for f in specs if f.use == "vector"]
 
 
+def codes(specs: Sequence[FeatureSpec], values: Mapping[str, object] | None) -> np.ndarray:
+    """One record's features as numbers, one per spec: a categorical value's index in its categories + 1
+    (0: unknown or missing), a numeric value as is (NaN: missing). What the loader and the Encoder pass on."""
+    values = values or {}
+    out = np.zeros(len(specs), dtype=np.float32)
+    for i, f in enumerate(specs):
+        v = values.get(f.name)
+        if f.kind == "categorical":
+            out[i] = (f.categories.index(str(v)) + 1) if v is not None and str(v) in f.categories else 0
+        else:
+            out[i] = float(v) if v is not None else math.nan
+    return out
+
+
+def codes_of_rows(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n: int) -> np.ndarray:
+    """[n, len(specs)] codes of n records from columns `given` (name -> n values)."""
+    return (
+        np.stack([codes(specs, {k: v[i] for k, v in given.items()}) for i in range(n)])
+        if n
+        else (np.zeros((0, len(specs)), np.float32))
+    )
+
+
 def require(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n: int, where: str = "input") -> None:
     """Refuse input that lacks a feature the vector needs: one line naming it."""
     for f in vector_features(specs):
@@ -99,41 +121,6 @@ def require(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n: int,
             raise ValueError(f"{where}: this model's vector needs the feature {f.name!r} ({f.kind}), not given")
         if len(values) != n:
             raise ValueError(f"{where}: feature {f.name!r} has {len(values)} values for {n} sequences")
-
-
-class FeatureEncoder(nn.Module):
-    """The vector features of a batch -> [B, D], each feature's part L2-normalised and weighted, summed."""
-
-    def __init__(self, specs: Sequence[FeatureSpec], dim: int):
-        super().__init__()
-        self.specs = vector_features(specs)
-        self.parts = nn.ModuleDict()
-        for f in self.specs:
-            if f.kind == "numeric":
-                self.parts[f.name] = nn.Sequential(nn.Linear(1, 32), nn.GELU(), nn.Linear(32, dim))
-            else:
-                self.parts[f.name] = nn.Embedding(len(f.categories) + 1, dim)  # row 0: unknown or missing
-        self._lookup = {f.name: {c: i + 1 for i, c in enumerate(f.categories)} for f in self.specs}
-
-    def inputs(self, given: Mapping[str, Sequence], device: torch.device) -> dict[str, torch.Tensor]:
-        """Raw values (numbers or text, None when missing) -> tensors the forward pass takes."""
-        out = {}
-        for f in self.specs:
-            values = given[f.name]
-            if f.kind == "numeric":
-                x = [(float(v) - f.mean) / f.std if v is not None and math.isfinite(float(v)) else 0.0 for v in values]
-                out[f.name] = torch.tensor(x, dtype=torch.float32, device=device)[:, None]
-            else:
-                lookup = self._lookup[f.name]
-                ids = [lookup.get(str(v), 0) if v is not None else 0 for v in values]
-                out[f.name] = torch.tensor(ids, dtype=torch.long, device=device)
-        return out
-
-    def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        parts = [
-            f.weight * nn.functional.normalize(self.parts[f.name](x[f.name]).float(), dim=-1) for f in self.specs
-        ]
-        return torch.stack(parts).sum(0)
 
 
 @dataclass
