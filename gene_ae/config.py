@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from gene_ae.core.settings import Range, check_fields, field_types, show_value
 from gene_ae.model.config import ModelConfig
+from gene_ae.model.features import describe
 
 DEFAULT_MODEL_NAME = "gene-ae-encoder"  # the registered model's name unless --register says otherwise
 
@@ -129,8 +130,10 @@ class Config:
         return cls(**{name: kind(**raw[name]) for name, kind in SECTIONS.items()})
 
     def flat(self) -> dict[str, Any]:
-        """section.key -> value, as logged to MLflow params."""
-        return {f"{s}.{k}": v for s, vals in self.to_dict().items() for k, v in vals.items()}
+        """section.key -> value, as logged to MLflow params (the features as their short --set text)."""
+        out = {f"{s}.{k}": v for s, vals in self.to_dict().items() for k, v in vals.items()}
+        out["model.features"] = describe(self.model.features)
+        return out
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}

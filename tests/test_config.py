@@ -17,6 +17,7 @@ import tomllib
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -240,7 +241,7 @@ def test_the_loader_says_within_seconds_when_no_record_reaches_min_length(short_
     used to resample for ever without a batch; now it names data.min_length. Also asked for 0 batches (which
     webdataset's with_epoch takes as no limit) it refuses."""
     seqs = [g.tokens for g in _genes(REPO / "data", 5, cut=150)]
-    endless = (seqs[i % len(seqs)] for i in range(10**9))
+    endless = ((seqs[i % len(seqs)], np.zeros(0, np.float32)) for i in range(10**9))
     with pytest.raises(ValueError, match="^data.min_length: "):
         list(random_windows(endless, 256, 200, 1.0, random.Random(0), max_short_run=1000))
     cfg = DataConfig(path=str(short_shards), window=256, batch_size=4, loader_workers=0, min_length=200)

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Which gene_ae sides each side may import (itself always); "config" is gene_ae/config.py.
 ALLOWED = {
     "core": set(),
-    "config": {"core", "model.config"},
+    "config": {"core", "model.config", "model.features"},
     "model": {"core", "config"},
     "index": {"core", "model"},  # index/build.py embeds records with the Encoder
     "search": {"core", "index"},

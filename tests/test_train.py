@@ -52,7 +52,7 @@ def test_loader_agrees_with_reference_reader(shards):
     """The training pipeline's decoding yields exactly the parts read_shards is built from."""
     urls = shard_urls(shards, "train")
     pipeline = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
-    ours = [t for t in decode_samples(pipeline, skip_corrupt=False)]
+    ours = [t for t, codes in decode_samples(pipeline, skip_corrupt=False) if codes.shape == (0,)]
     ref = [r.tokens for r in iter_blocks(shards, "train")]
     assert len(ours) == len(ref) > 100
     assert all(np.array_equal(a, b) for a, b in zip(ours, ref))

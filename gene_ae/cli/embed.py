@@ -79,11 +79,12 @@ def run(args: argparse.Namespace) -> int:
     # The index records the exact version (an alias moves; search must embed with the model that built it).
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else pinned_uri(args.model, version)
     encoder = Encoder.load(model_uri)
+    needed = required_features(encoder, _features(args), "--input")
     if args.ray:
         embed = partial(build.embed_with_ray, model_uri, batch_size=args.batch_size, workers=args.ray_workers)
     else:
         embed = partial(build.embed_local, encoder, batch_size=args.batch_size)
-    model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window)
+    model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
     cfg = build.BuildConfig(
         args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args)
     )
@@ -102,6 +103,20 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def required_features(encoder, declared, where: str) -> tuple[str, ...]:
+    """The features the model's vector takes, each of which the input must declare (--feature-column): else a
+    one-line error naming the first missing, before anything is embedded."""
+    needed = tuple(encoder.required_features)
+    for name in needed:
+        if name not in declared:
+            kind = next(f.kind for f in encoder.cfg.model.features if f.name == name)
+            raise ValueError(
+                f"{where}: this model's vector takes the feature {name!r} ({kind}): declare it with "
+                f"--feature-column {name}:{kind}"
+            )
+    return needed
 
 
 def _features(args: argparse.Namespace) -> dict[str, str]:
@@ -132,8 +147,9 @@ def _append(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.input}: record {collection.entries[old[0]].id!r} is already in {args.out} "
                          f"({len(old):,} such records): give --replace to replace them")  # fmt: skip
     encoder = Encoder.load(meta.model_uri)
+    needed = required_features(encoder, meta.features, "--input")
     embed = partial(build.embed_local, encoder, batch_size=args.batch_size)
-    added = build.append_shard(iter(records), embed, args.out, source=args.input, remove=old)
+    added = build.append_shard(iter(records), embed, args.out, source=args.input, remove=old, features=needed)
     print(f"gene-ae embed: {len(added.entries):,} records appended to {args.out} as one more shard"
           f"{f', replacing {len(old):,}' if old else ''}", file=sys.stderr)  # fmt: skip
     return 0

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from functools import partial
 
     from gene_ae.cli import output
+    from gene_ae.cli.embed import required_features
     from gene_ae.core.features import where
     from gene_ae.core.records import iter_input
     from gene_ae.index.collection import Collection
@@ -69,13 +70,16 @@ def run(args: argparse.Namespace) -> int:
             f"{model_uri}: its vectors of records stored in {args.index} differ from the index's (cosine "
             f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
         )
-    queries = list(iter_input(args.query, reader_config(args)))
+    reader = reader_config(args)
+    needed = required_features(encoder, {f.name for f in getattr(reader, "features", ())}, args.query)
+    queries = list(iter_input(args.query, reader))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")
+    features = {n: [q.features.get(n) for q in queries] for n in needed} if needed else None
     engine.check_queries(index.shards[0], queries, args.query)
     subject = _collection(args, index) if args.rerank and args.collection else None
     cfg = engine.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
-    results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject, allowed)
+    results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject, allowed, features)
     entries = index.entries
     if args.outfmt == "blast6":
         lines = output.hits_blast6(queries, results, entries)

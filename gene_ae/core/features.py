@@ -52,6 +52,11 @@ class FeatureColumns:
     def __len__(self) -> int:
         return len(next(iter(self.values.values()))) if self.values else 0
 
+    def value(self, name: str, row: int) -> float | str | None:
+        """One record's value as a reader gives it: None when missing."""
+        v = self.values[name][row]
+        return None if v is None or (self.kinds[name] == "numeric" and math.isnan(v)) else v
+
     def text(self, name: str, row: int) -> str:
         """A value as hits.tsv writes it: numbers as given, text as is, missing as the empty string."""
         v = self.values[name][row]

@@ -4,7 +4,7 @@ embedded (in-process or with Ray Data), k-mers counted, one batch at a time."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, islice
 from pathlib import Path
@@ -18,7 +18,9 @@ from gene_ae.index.collection import Collection, next_shard_name, read_shards_fi
 from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, read_meta, write_index
 from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig
 
-Embed = Callable[[list[np.ndarray]], np.ndarray]  # token arrays -> L2-normalised vectors
+# token arrays -> L2-normalised vectors; called with features= (name -> one value per array) only for a model
+# whose vector takes features (ModelInfo.features), so a plain callable serves every other model
+Embed = Callable[..., np.ndarray]
 
 
 CHUNK_BASES = 1 << 20  # embed_local hands the encoder about this many bases at a time, and moves its bar
@@ -32,7 +34,9 @@ def progress(desc: str, total: int | None = None):
                 disable=not sys.stderr.isatty())  # fmt: skip
 
 
-def embed_local(encoder, pieces: list[np.ndarray], batch_size: int) -> np.ndarray:
+def embed_local(
+    encoder, pieces: list[np.ndarray], batch_size: int, features: Mapping[str, Sequence] | None = None
+) -> np.ndarray:
     """Encoder.embed_tokens about CHUNK_BASES bases at a time, with a bar by bases on a terminal. A piece longer
     than that is one step: the Encoder takes no progress callback, so a 9 Mb record moves the bar once, while
     its windows (a second call) move it every CHUNK_BASES."""
@@ -40,7 +44,8 @@ def embed_local(encoder, pieces: list[np.ndarray], batch_size: int) -> np.ndarra
     out, start = [], 0
     with progress("vectors", sum(sizes)) as bar:
         for end in _chunk_ends(sizes, CHUNK_BASES):
-            out.append(encoder.embed_tokens(pieces[start:end], batch_size))
+            part = {k: v[start:end] for k, v in features.items()} if features is not None else None
+            out.append(encoder.embed_tokens(pieces[start:end], batch_size, features=part))
             bar.update(sum(sizes[start:end]))
             start = end
     return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
@@ -58,8 +63,15 @@ def _chunk_ends(sizes: list[int], bases: int) -> Iterator[int]:
         yield len(sizes)
 
 
-def embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, workers: int) -> np.ndarray:
+def embed_with_ray(
+    model_uri: str,
+    pieces: list[np.ndarray],
+    batch_size: int,
+    workers: int,
+    features: Mapping[str, Sequence] | None = None,
+) -> np.ndarray:
     """The same embedding as Ray Data map_batches (joins the cluster when RAY_ADDRESS is set)."""
+    names = list(features or {})
     import ray
 
     from shard_tools.alphabet import decode
@@ -71,11 +83,15 @@ def embed_with_ray(model_uri: str, pieces: list[np.ndarray], batch_size: int, wo
             self.encoder = Encoder.load(uri)
 
         def __call__(self, batch: dict) -> dict:
-            return {"i": batch["i"], "vec": self.encoder.embed(list(batch["seq"]), batch_size)}
+            given = {n: [None if v is None or v != v else v for v in batch[f"feature.{n}"]] for n in names}
+            return {"i": batch["i"], "vec": self.encoder.embed(list(batch["seq"]), batch_size, given or None)}
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False)  # joins the cluster when RAY_ADDRESS is set, else starts a local Ray
-    ds = ray.data.from_items([{"i": i, "seq": decode(p)} for i, p in enumerate(pieces)])
+    columns = {f"feature.{n}": list(v) for n, v in (features or {}).items()}
+    ds = ray.data.from_items(
+        [{"i": i, "seq": decode(p), **{c: v[i] for c, v in columns.items()}} for i, p in enumerate(pieces)]
+    )
     rows = ds.map_batches(
         EmbedBatch, fn_constructor_args=(model_uri,), batch_size=batch_size, concurrency=workers
     ).take_all()
@@ -102,6 +118,7 @@ class ModelInfo:
     version: str
     dim: int
     window: int
+    features: tuple[str, ...] = ()  # the features its vector takes (Encoder.required_features)
 
 
 def build_index(
@@ -148,13 +165,19 @@ def build_collection(
 
 
 def append_shard(
-    records: Iterable[InputRecord], embed: Embed, out_dir: str | Path, source: str = "input", remove: Iterable[int] = ()
+    records: Iterable[InputRecord],
+    embed: Embed,
+    out_dir: str | Path,
+    source: str = "input",
+    remove: Iterable[int] = (),
+    features: Sequence[str] = (),
 ) -> IndexMeta:
     """Add records to an existing index as one more shard, built with the index's own settings; nothing
     already there is read again or rebuilt. The shard is written whole, then listed in shards.json in one
     write with the `remove` positions (records it replaces), so a reader sees the old set or the new one."""
     base = read_meta(out_dir)
-    model = ModelInfo(uri=base.model_uri, version=base.model_version, dim=base.dim, window=base.window)
+    model = ModelInfo(uri=base.model_uri, version=base.model_version, dim=base.dim, window=base.window,
+                      features=tuple(features))  # fmt: skip
     directory = Path(out_dir)
     names, removed = read_shards_file(directory)
     name = next_shard_name(directory)
@@ -176,6 +199,13 @@ def remove_records(out_dir: str | Path, ids: Iterable[str]) -> int:
     names, removed = read_shards_file(Path(out_dir))
     write_shards_file(Path(out_dir), names, sorted({*removed, *positions}))
     return len(positions)
+
+
+def _embed(embed: Embed, model: ModelInfo, pieces: list[np.ndarray], owners: Sequence[InputRecord]) -> np.ndarray:
+    """embed(pieces), with each piece's record's features when the model's vector takes some."""
+    if not model.features:
+        return embed(pieces)
+    return embed(pieces, features={n: [r.features.get(n) for r in owners] for n in model.features})
 
 
 def settings_of(meta: IndexMeta) -> BuildConfig:
@@ -212,7 +242,7 @@ def _stream(
                 kmers.add(pos, r.tokens)
                 if cfg.features:
                     feature_rows.append(r.features)
-            _write(vec_out, embed([r.tokens for r in batch]))
+            _write(vec_out, _embed(embed, model, [r.tokens for r in batch], batch))
             if cfg.windows:
                 spans = [
                     (first + i, int(a), min(int(a) + model.window, r.tokens.size))
@@ -221,7 +251,10 @@ def _stream(
                     for a in window_starts(int(r.tokens.size), model.window, stride)
                 ]
                 if spans:
-                    _write(win_out, embed([batch[o - first].tokens[a:b] for o, a, b in spans]))
+                    owners = [batch[o - first] for o, _, _ in spans]
+                    _write(
+                        win_out, _embed(embed, model, [r.tokens[a:b] for r, (_, a, b) in zip(owners, spans)], owners)
+                    )
                     windows += spans
             done.update(sum(int(r.tokens.size) for r in batch))
     if not meta.entries:

@@ -86,6 +86,12 @@ def parse_features(value: object) -> tuple[FeatureSpec, ...]:
     return tuple(out)
 
 
+def describe(specs: Sequence[FeatureSpec]) -> str:
+    """The features as --set text (`name:kind:use:weight,...`): the MLflow param and registry tag, short
+    whatever the number of categories (config.json keeps those)."""
+    return ",".join(f"{f.name}:{f.kind}:{f.use}:{f.weight:g}" for f in specs)
+
+
 def vector_features(specs: Sequence[FeatureSpec]) -> list[FeatureSpec]:
     return [f for f in specs if f.use == "vector"]
 

@@ -13,7 +13,7 @@ shard's records, and only then do pieces vote. So a sharded collection ranks as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import segment_starts
 from gene_ae.index.vectors import search as search_vectors
 
-Embed = Callable[[list[np.ndarray]], np.ndarray]
+Embed = Callable[..., np.ndarray]  # token arrays (and features=, for a model whose vector takes them) -> vectors
 SOURCES = ("dense", "windows", "sparse")
 
 
@@ -70,13 +70,20 @@ class QueryPieces:
 
     @classmethod
     def of(cls, queries: Sequence[np.ndarray], embed: Embed | None, window: int, segment: int | None,
-           sources: Sequence[str]) -> QueryPieces:  # fmt: skip
+           sources: Sequence[str], features: Mapping[str, Sequence] | None = None) -> QueryPieces:  # fmt: skip
+        """`features` (name -> one value per query) go to `embed` with the query vectors and, per owner, with
+        the window pieces: only for a model whose vector takes features."""
         out = cls()
+
+        def vectors(pieces: list[np.ndarray], rows: Sequence[int]) -> np.ndarray:
+            given = {} if features is None else {"features": {k: [v[r] for r in rows] for k, v in features.items()}}
+            return np.asarray(embed(pieces, **given), dtype=np.float32)
+
         if embed is not None and "dense" in sources:
-            out.vectors = np.asarray(embed(list(queries)), dtype=np.float32)
+            out.vectors = vectors(list(queries), range(len(queries)))
         if embed is not None and "windows" in sources and window:
             rows, pieces = _pieces(queries, window, max(window // 2, 1))
-            out.window_rows, out.window_vectors = rows, np.asarray(embed(pieces), dtype=np.float32)
+            out.window_rows, out.window_vectors = rows, vectors(pieces, rows)
         if segment is not None and "sparse" in sources:
             out.segment_rows, out.segments = _pieces(queries, segment, max(segment // 2, 1), segment_starts)
         return out

@@ -9,7 +9,7 @@ same `rerank`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,7 +22,7 @@ from gene_ae.search.candidates import fuse as fuse_lists
 from shard_tools.alphabet import FIRST_BASE
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
-Embed = Callable[[list[np.ndarray]], np.ndarray]
+Embed = Callable[..., np.ndarray]  # token arrays (and features=, for a model whose vector takes them) -> vectors
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); ranks past ~60 barely count
 # Candidates aligned per list by default, chosen on the chimp genes (a validation set no report uses; 200
 # copies per divergence, benchmarks/search_bench.py --parts depth): recall@1 at 30 % was 0.215 without
@@ -115,7 +115,10 @@ def model_agreement(opened: IndexDir, embed: Embed) -> float:
     lengths = np.array([e.length for e in opened.meta.entries])
     rows = np.sort(np.argsort(lengths, kind="stable")[:PROVENANCE_RECORDS])
     stored = opened.record_vectors(rows)
-    fresh = np.asarray(embed([opened.sequences[int(r)] for r in rows]), dtype=np.float32)
+    pieces = [opened.sequences[int(r)] for r in rows]
+    cols = opened.features
+    given = {"features": {n: [cols.value(n, int(r)) for r in rows] for n in cols.kinds}} if cols.kinds else {}
+    fresh = np.asarray(embed(pieces, **given), dtype=np.float32)
     if not np.isfinite(fresh).all():
         return -1.0
     return float(np.min(np.einsum("ij,ij->i", stored, fresh)))
@@ -151,12 +154,14 @@ def search(
     cfg: SearchConfig,
     subject: Subject | None = None,
     allowed: np.ndarray | None = None,
+    features: Mapping[str, Sequence] | None = None,
 ) -> list[list[Hit]]:
     """Ranked hits per query; records are global positions in the collection. `embed` turns token arrays
     into the index model's vectors (None: no dense lists); `subject` gives a record's tokens for
     re-ranking (default: the sequences stored in the index); `allowed` (a boolean mask over records, from
     a --where filter) restricts every candidate list before it ranks, so the records that pass are ranked
-    as in an index holding only them; removed records never come back."""
+    as in an index holding only them; removed records never come back. `features` (name -> one value per
+    query) are the queries' own, for a model whose vector takes features."""
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
     if cfg.k < 1 or cfg.rerank < 0:
         raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
@@ -176,7 +181,7 @@ def search(
     kmers = shards[0].kmers
     asked = QueryPieces.of(
         queries, embed, collection.meta.window if has_windows else 0, kmers.cfg.segment if kmers else None,
-        cfg.sources,
+        cfg.sources, features,
     )  # fmt: skip
     per_shard = []
     for shard, lo, hi in zip(shards, collection.offsets[:-1], collection.offsets[1:]):

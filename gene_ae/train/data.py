@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import webdataset as wds
 from gene_ae.config import DataConfig
 from gene_ae.core.mutate import mutate, random_view
 from gene_ae.core.windows import pad_batch
+from gene_ae.model.features import FeatureSpec, FeatureStats, codes
 from shard_tools.format import BLOCK_EXT, decode_block
 from shard_tools.reader import ShardError, load_manifest
 
@@ -33,8 +34,13 @@ def shard_urls(path: str | Path, split: str) -> list[str]:
     return urls
 
 
-def decode_samples(samples: Iterable[dict], skip_corrupt: bool) -> Iterator[np.ndarray]:
-    """WebDataset samples (one block each) -> token arrays of the stored record parts."""
+# A window travels through the stages with its record's feature codes (model/features.py `codes`; [0] values
+# when the model declares no features), so every batch carries batch["features"] [B, F].
+Item = tuple[np.ndarray, np.ndarray]
+
+
+def decode_samples(samples: Iterable[dict], skip_corrupt: bool, features: Sequence[FeatureSpec] = ()) -> Iterator[Item]:
+    """WebDataset samples (one block each) -> (tokens, feature codes) of the stored record parts."""
     for sample in samples:
         try:
             if BLOCK_EXT not in sample:
@@ -45,7 +51,7 @@ def decode_samples(samples: Iterable[dict], skip_corrupt: bool) -> Iterator[np.n
                 continue
             raise ShardError(f"{sample.get('__url__')}: sample {sample.get('__key__')!r}: {exc}") from None
         for rec in records:
-            yield rec.tokens
+            yield rec.tokens, codes(features, rec.meta.get("features"))
 
 
 # Records shorter than data.min_length in a row before the loader gives up: resampled shards never end, so
@@ -54,18 +60,18 @@ MAX_SHORT_RUN = 20_000
 
 
 def random_windows(
-    seqs: Iterable[np.ndarray],
+    seqs: Iterable[Item],
     window: int,
     min_length: int,
     per_window: float,
     rng: random.Random,
     max_short_run: int = MAX_SHORT_RUN,
-) -> Iterator[np.ndarray]:
-    """Random windows of each sequence, about `per_window` per window-length of sequence.
+) -> Iterator[Item]:
+    """Random windows of each (sequence, codes), about `per_window` per window-length of sequence.
 
     Raises ValueError after `max_short_run` records in a row shorter than min_length."""
     short = 0
-    for seq in seqs:
+    for seq, coded in seqs:
         n = int(seq.size)
         if n < min_length:
             short += 1
@@ -77,28 +83,28 @@ def random_windows(
             continue
         short = 0
         if n <= window:
-            yield seq
+            yield seq, coded
             continue
         expected = per_window * n / window
         count = int(expected) + (rng.random() < expected - int(expected))
         for _ in range(count):
             start = rng.randrange(0, n - window + 1)
-            yield seq[start : start + window]
+            yield seq[start : start + window], coded
 
 
-def with_views(windows: Iterable[np.ndarray], cfg: DataConfig, rng: np.random.Generator) -> Iterator[tuple]:
+def with_views(windows: Iterable[Item], cfg: DataConfig, rng: np.random.Generator) -> Iterator[tuple]:
     """Pair each window with its mutated (and maybe reverse-complemented) view, cropped to the window,
     and, when cfg.sibling_ratio > 0, a sibling: the window mutated at about sibling_ratio times the view's
-    divergence (training's hard negative, see model.contrastive_loss)."""
-    for w in windows:
+    divergence (training's hard negative, see model.contrastive_loss). The codes come last."""
+    for w, coded in windows:
         d = float(rng.uniform(0.0, cfg.view_divergence))
         view = random_view(w, rng, cfg.view_divergence, cfg.rc_prob, divergence=d)[: cfg.window]
         if cfg.sibling_ratio <= 0:
-            yield w, view
+            yield w, view, coded
             continue
         sibling_d = max(MIN_SIBLING_DIVERGENCE, d * cfg.sibling_ratio * float(rng.uniform(0.5, 1.5)))
         sibling_d = min(sibling_d, 1.0)  # mutate's most: one event per base
-        yield w, view, mutate(w, sibling_d, rng)[: cfg.window]
+        yield w, view, mutate(w, sibling_d, rng)[: cfg.window], coded
 
 
 MIN_SIBLING_DIVERGENCE = 0.005  # a sibling always differs from its window: an identical one teaches nothing
@@ -109,17 +115,18 @@ def bucket_batches(pairs: Iterable[tuple], batch_size: int, pool: int, rng: rand
     """Pool `pool` batches of pairs (or triples), sort by length so batches pad little, emit in random order.
 
     Windows, views and siblings are padded together to one width, so training stacks them as they are.
-    Each field F comes as batch[F] and its lengths as batch[F + "_lengths"] ("lengths" for the windows)."""
+    Each field F comes as batch[F] and its lengths as batch[F + "_lengths"] ("lengths" for the windows); the
+    last element of each tuple, the record's feature codes, as batch["features"] [B, F] float32."""
 
     def emit(buf: list[tuple]) -> Iterator[dict]:
         buf.sort(key=lambda p: p[0].size)
         batches = [buf[i : i + batch_size] for i in range(0, len(buf) - batch_size + 1, batch_size)]
         rng.shuffle(batches)
         for b in batches:
-            width = len(b[0])
+            width = len(b[0]) - 1
             padded, lengths = pad_batch([p[f] for f in range(width) for p in b])
             n = len(b)
-            out = {}
+            out = {"features": np.stack([p[-1] for p in b]).astype(np.float32)}
             for f, name in enumerate(FIELDS[:width]):
                 out[name] = padded[f * n : (f + 1) * n]
                 out["lengths" if f == 0 else f"{name}_lengths"] = lengths[f * n : (f + 1) * n]
@@ -134,8 +141,11 @@ def bucket_batches(pairs: Iterable[tuple], batch_size: int, pool: int, rng: rand
     yield from emit(buf)
 
 
-def train_loader(cfg: DataConfig, rank: int, batches: int, seed: int) -> wds.WebLoader:
-    """An endless-shard loader that yields exactly `batches` (>= 1) batches on this rank."""
+def train_loader(
+    cfg: DataConfig, rank: int, batches: int, seed: int, features: Sequence[FeatureSpec] = ()
+) -> wds.WebLoader:
+    """An endless-shard loader that yields exactly `batches` (>= 1) batches on this rank, each carrying the
+    codes of the model's `features` (model.features) of every window's record."""
     if batches < 1:  # with_epoch(0) would mean no limit at all
         raise ValueError(f"train_loader: batches must be >= 1, got {batches}")
     urls = shard_urls(cfg.path, "train")
@@ -150,7 +160,7 @@ def train_loader(cfg: DataConfig, rank: int, batches: int, seed: int) -> wds.Web
 
     def windows_stage(src: Iterable) -> Iterator:
         py_rng, np_rng = stage_rngs()
-        seqs = decode_samples(src, cfg.skip_corrupt)
+        seqs = decode_samples(src, cfg.skip_corrupt, features)
         wins = random_windows(seqs, cfg.window, cfg.min_length, cfg.windows_per_record, py_rng)
         shuffled = wds.shuffle(cfg.shuffle_buffer, min(cfg.shuffle_buffer, 100), rng=py_rng)(wins)
         yield from bucket_batches(with_views(shuffled, cfg, np_rng), cfg.batch_size, cfg.bucket_batches, py_rng)
@@ -190,6 +200,31 @@ def _length_bound(edges: object, hist: object) -> int | None:
     if not filled or filled[-1] == len(hist) - 1:
         return None
     return edges[filled[-1] + 1]
+
+
+def fit_features(path: str | Path, specs: Sequence[FeatureSpec]) -> tuple[FeatureSpec, ...]:
+    """The model's features as the train split holds them: each declared in the manifest with its kind, a
+    categorical one's values seen (its embedding rows), a numeric one's mean and std (its standardisation).
+    One pass over the train split's metadata, before Ray starts; a feature the shards lack is a one-line error
+    naming it, so no run trains on a column that is not there."""
+    if not specs:
+        return ()
+    from shard_tools.reader import read_shards
+
+    kinds = load_manifest(path).get("features") or {}
+    for f in specs:
+        if f.name not in kinds:
+            held = ", ".join(sorted(kinds)) or "none"
+            raise ValueError(
+                f"model.features.{f.name}: the shards in {path} hold no such feature (they hold: {held}; "
+                "shard-fasta --feature-column NAME[:kind] keeps one)"
+            )
+        if kinds[f.name] != f.kind:
+            raise ValueError(f"model.features.{f.name}: declared {f.kind}, but the shards hold it as {kinds[f.name]}")
+    stats = FeatureStats()
+    for _id, _tokens, meta in read_shards(path, "train"):
+        stats.add(specs, meta.get("features") or {})
+    return stats.fitted(specs)
 
 
 def val_records(cfg: DataConfig) -> list[np.ndarray]:

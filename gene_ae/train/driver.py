@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from gene_ae.config import Config, load_config
-from gene_ae.train.data import check_train_split
+from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
 from gene_ae.train.run import check_not_finished, mark_finished, mlflow_run, register
 
@@ -103,6 +103,9 @@ def checked_config(args: argparse.Namespace) -> Config:
     """The resolved config, after the checks that must fail before Ray starts."""
     cfg = resolve_config(args)  # every value typed and in range (gene_ae/config.py)
     check_train_split(cfg.data)  # a train split that can give batches
+    # The user's features, checked against the shards and fitted to them (categories, mean and std), so that
+    # every rank and the saved config agree on each value's code.
+    cfg.model.features = fit_features(cfg.data.path, cfg.model.features)
     check_not_finished(cfg)  # not a finished run rerun to the steps it already has
     if os.environ.get("RAY_ADDRESS") and not os.environ.get("MLFLOW_TRACKING_URI"):
         raise ValueError(

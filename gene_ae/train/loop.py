@@ -106,7 +106,9 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:
             print(f"[gene-ae] nothing to train: the checkpoint is at step {state.step} of {t.steps}", flush=True)
         return
-    for batch in train_loader(cfg.data, rank, t.steps - state.step, seed=t.seed * 7919 + state.step):
+    for batch in train_loader(
+        cfg.data, rank, t.steps - state.step, seed=t.seed * 7919 + state.step, features=cfg.model.features
+    ):
         _maybe_fail(state, rank)
         progress.add(train_step(state, batch, cfg, device))
         last = state.step >= t.steps

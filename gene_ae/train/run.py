@@ -115,6 +115,7 @@ def register(cfg: Config, result, run_id: str, minutes: float) -> tuple[str, boo
     """Log the final checkpoint as the encoder, register it and maybe promote it; (model URI, promoted)."""
     import mlflow
 
+    from gene_ae.model.features import describe, vector_features
     from gene_ae.registry import tracking
 
     t = cfg.train
@@ -127,6 +128,8 @@ def register(cfg: Config, result, run_id: str, minutes: float) -> tuple[str, boo
             "vector_dim": cfg.model.vector_dim,
             "window": cfg.model.window,
             "run_id": run_id,
+            "features": describe(cfg.model.features),  # what the model was trained with
+            "required_features": ",".join(f.name for f in vector_features(cfg.model.features)),  # what embed needs
         }
         tags.update({k: f"{v:.4f}" for k, v in final.items() if k.startswith("val_")})
         info = tracking.log_encoder(ckpt, register=t.register, tags=tags)

@@ -11,7 +11,7 @@ import torch
 
 from gene_ae.config import Config
 from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.losses import NegativeQueue, contrastive_loss, kl_loss, reconstruction_loss
+from gene_ae.model.losses import NegativeQueue, contrastive_loss, kl_loss, reconstruction_loss, supcon_loss
 from shard_tools.alphabet import PAD
 
 LN2 = math.log(2)
@@ -33,7 +33,8 @@ def batch_loss(
     model, batch: dict, cfg: Config, step: int, device: torch.device, queue: NegativeQueue | None = None
 ) -> tuple[torch.Tensor, dict]:
     """Reconstruction of the windows (masked to real bases) + InfoNCE between windows and views, with
-    siblings as hard negatives (+ KL).
+    siblings as hard negatives (+ KL) (+ for each `signal` feature, a supervised-contrastive term over the
+    windows and views: those of records sharing its value are positives; model/features.py).
 
     With a queue, earlier batches' vectors are extra negatives, and this batch's join the queue."""
 
@@ -44,17 +45,26 @@ def batch_loss(
     mask = x != PAD
     # Views and siblings only need the search vector: without the trunk path that is the k-mer bags
     # alone, so they cost little beside the autoencoder's pass over the windows.
-    contrastive = cfg.train.contrastive_weight > 0
+    specs = cfg.model.features
+    signals = [(i, f) for i, f in enumerate(specs) if f.use == "signal"]
+    contrastive = cfg.train.contrastive_weight > 0 or bool(signals)  # both compare windows with their views
     names = ["view"] + (["sibling"] if "sibling" in batch else [])
     others = torch.cat([tensor(name) for name in names]) if contrastive else None
+    codes = torch.from_numpy(np.asarray(batch["features"], np.float32)).to(device) if specs else None
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        out = model(x, mask, others)
+        out = model(x, mask, others, features=codes)
         rec, acc = reconstruction_loss(out["logits"].float(), x, mask)
         loss = rec
         metrics = {"loss_rec": rec.item(), "bits_per_base": rec.item() / LN2, "accuracy": acc.item()}
         if contrastive:
             vecs = out["others"].float().split(len(x))
             vec = out["vector"].float()
+        for col, f in signals:
+            labels = codes[:, col].long()
+            sup = supcon_loss(torch.cat([vec, vecs[0]]), torch.cat([labels, labels]), cfg.train.temperature)
+            loss = loss + f.weight * sup
+            metrics[f"loss_supcon_{f.name}"] = sup.item()
+        if cfg.train.contrastive_weight > 0:
             sibling = vecs[1] if len(vecs) > 1 else None
             nce = contrastive_loss(vec, vecs[0], cfg.train.temperature, sibling, queue.get() if queue else None)
             if queue is not None:

@@ -33,7 +33,13 @@ def validation_metrics(model: GeneAE, cfg: Config, records: list[np.ndarray], de
     rec = encoder.reconstruct_windows([r[: cfg.model.window] for r in records])
     nats = rec.nats / max(rec.bases, 1)
     metrics = {"val_loss": nats, "val_bits_per_base": nats / LN2, "val_accuracy": rec.correct / max(rec.bases, 1)}
-    recalls = mutation_recall(encoder.embed_tokens, records, VAL_DIVERGENCES, cfg.train.seed)["recall@1"]
+
+    # A model whose vector takes features is scored on the sequence alone (every feature missing): the val
+    # records' features are not carried here, and mutated copies would share them anyway.
+    def embed(seqs):
+        return encoder.embed_tokens(seqs, features={name: [None] * len(seqs) for name in encoder.required_features})
+
+    recalls = mutation_recall(embed, records, VAL_DIVERGENCES, cfg.train.seed)["recall@1"]
     for d, r in zip(VAL_DIVERGENCES, recalls):
         metrics[f"val_recall_at_1_d{round(d * 100)}"] = r
     metrics["val_recall_at_1"] = float(np.mean(recalls))

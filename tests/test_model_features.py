@@ -1,0 +1,196 @@
+"""The user's features in the model: declared in [model.features], a vector input (categorical embedding,
+standardised numeric MLP) or a training signal (supervised contrastive), required where the vector takes them
+(Encoder, pyfunc, index build, search), and carried by the loader into every batch."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gene_ae.config import Config, load_config
+from gene_ae.core.mutate import mutate
+from gene_ae.core.records import iter_input
+from gene_ae.index import build
+from gene_ae.index.directory import IndexDir
+from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.config import ModelConfig
+from gene_ae.model.encoder import Encoder
+from gene_ae.model.features import FeatureSpec, FeatureStats, codes, parse_features
+from gene_ae.model.losses import supcon_loss
+from gene_ae.search import engine
+from gene_ae.train.step import batch_loss
+from shard_tools.inputs import ReaderConfig
+
+WINDOW = 128
+VECTOR = (FeatureSpec("family", "categorical", "vector", 1.0, ("a", "b")), FeatureSpec("gc", "numeric", "vector"))
+
+
+def tiny(features=()) -> Config:
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4,
+                            features=tuple(features))  # fmt: skip
+    return cfg
+
+
+def encoder(features=()) -> Encoder:
+    torch.manual_seed(0)
+    cfg = tiny(features)
+    return Encoder(GeneAE(cfg.model), cfg, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def genes(data_dir: Path) -> list:
+    recs = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:24]
+    for i, r in enumerate(recs):
+        r.features = {"family": "ab"[i % 2], "gc": round(float(np.isin(r.tokens, [4, 5]).mean()), 3)}
+    return recs
+
+
+# --- declaring features -------------------------------------------------------------------------------------
+
+
+def test_features_declared_in_toml_and_set(tmp_path: Path) -> None:
+    toml = tmp_path / "f.toml"
+    toml.write_text('[model.features]\nfamily = { kind = "categorical", use = "signal", weight = 0.3 }\n')
+    cfg = load_config(str(toml), ["model.features=family:categorical:signal:0.3"])
+    assert cfg.model.features == (FeatureSpec("family", "categorical", "signal", 0.3),)
+    assert load_config(str(toml), []).model.features == cfg.model.features
+    again = Config.from_dict(cfg.to_dict())  # as a checkpoint's config.json loads back
+    assert again.model.features == cfg.model.features
+    assert cfg.flat()["model.features"] == "family:categorical:signal:0.3"  # the MLflow param, short
+
+
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        ("gc:numeric:signal", "numeric feature can enter the vector"),
+        ("family:colour", "kind must be one of"),
+        ("family:categorical:vector:0", "weight: must be in (0, 10]"),
+        ("family:categorical:vector:x", "weight: not a number"),
+        ("family,family", "names a feature twice"),
+    ],
+)
+def test_a_bad_feature_declaration_is_one_line_naming_it(value: str, words: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        parse_features(value)
+    assert "\n" not in str(exc.value) and words in str(exc.value) and "model.features" in str(exc.value)
+
+
+def test_stats_fit_categories_and_standardisation() -> None:
+    specs = (FeatureSpec("family"), FeatureSpec("gc", "numeric", "vector"))
+    stats = FeatureStats()
+    for fam, gc in (("x", 0.4), ("y", 0.6), (None, None), ("x", float("nan"))):
+        stats.add(specs, {"family": fam, "gc": gc})
+    family, gc = stats.fitted(specs)
+    assert family.categories == ("x", "y") and gc.mean == pytest.approx(0.5) and gc.std == pytest.approx(0.1)
+    assert codes((family, gc), {"family": "y", "gc": 0.7}).tolist() == pytest.approx([2.0, 0.7])
+    unknown = codes((family, gc), {"family": "z"})
+    assert unknown[0] == 0 and math.isnan(unknown[1])  # unseen -> the unknown bucket; missing -> NaN
+
+
+# --- features in the vector ---------------------------------------------------------------------------------
+
+
+def test_vector_features_move_the_vector_and_are_required(genes) -> None:
+    enc = encoder(VECTOR)
+    assert enc.required_features == ["family", "gc"]
+    seqs = [g.tokens for g in genes[:4]]
+    a = enc.embed_tokens(seqs, features={"family": ["a"] * 4, "gc": [0.5] * 4})
+    b = enc.embed_tokens(seqs, features={"family": ["b"] * 4, "gc": [0.5] * 4})
+    unseen = enc.embed_tokens(seqs, features={"family": ["zzz"] * 4, "gc": [None] * 4})
+    assert np.allclose(np.linalg.norm(a, axis=1), 1) and not np.allclose(a, b) and np.isfinite(unseen).all()
+    with pytest.raises(ValueError, match="needs the feature 'gc'") as exc:
+        enc.embed_tokens(seqs, features={"family": ["a"] * 4})
+    assert "\n" not in str(exc.value)
+    plain = encoder()
+    assert plain.required_features == [] and plain.embed_tokens(seqs).shape == (4, 64)
+
+
+def test_the_pyfunc_refuses_input_without_a_required_feature(genes) -> None:
+    from gene_ae.registry.pyfunc_model import EncoderPyfunc
+    from shard_tools.alphabet import decode
+
+    served = EncoderPyfunc()
+    served.encoder = encoder(VECTOR)
+    frame = pd.DataFrame({"sequence": [decode(g.tokens) for g in genes[:3]], "family": ["a", "b", None]})
+    with pytest.raises(Exception, match="needs the feature 'gc'"):
+        served.predict(None, frame)
+    frame["gc"] = [0.4, None, 0.6]
+    got = served.predict(None, frame)
+    want = served.encoder.embed_tokens([g.tokens for g in genes[:3]],
+                                       features={"family": ["a", "b", None], "gc": [0.4, None, 0.6]})  # fmt: skip
+    assert np.allclose(got, want)
+
+
+def test_index_build_and_search_pass_each_record_and_query_its_features(genes, tmp_path: Path) -> None:
+    """Record vectors and window vectors of an index get their record's features; search embeds the queries
+    with theirs; the stored records re-embed to the index's vectors (the provenance check) with their own."""
+    enc = encoder(VECTOR)
+    embed = partial(enc.embed_tokens, batch_size=64)
+    model = build.ModelInfo(uri="mem", version="", dim=64, window=WINDOW, features=("family", "gc"))
+    kinds = {"family": "categorical", "gc": "numeric"}
+    build.build_index(iter(genes), embed, model, tmp_path / "idx", build.BuildConfig(features=kinds))
+    opened = IndexDir.open(tmp_path / "idx")
+    want = enc.embed_tokens([g.tokens for g in genes], features={k: [g.features[k] for g in genes] for k in kinds})
+    assert np.allclose(opened.record_vectors(np.arange(len(genes))), want, atol=1e-5)
+    assert engine.model_agreement(opened, embed) > 0.999
+    rng = np.random.default_rng(0)
+    queries = [mutate(g.tokens, 0.05, rng) for g in genes[:6]]
+    given = {k: [g.features[k] for g in genes[:6]] for k in kinds}
+    hits = engine.search(opened, queries, embed, engine.SearchConfig(k=3, rerank=0), features=given)
+    assert [h[0].subject for h in hits] == list(range(6))
+    with pytest.raises(ValueError, match="needs the feature"):
+        engine.search(opened, queries, embed, engine.SearchConfig(k=3, rerank=0))
+
+
+def test_the_cli_asks_for_the_feature_column_a_model_needs() -> None:
+    from gene_ae.cli.embed import required_features
+
+    enc = encoder(VECTOR)
+    assert required_features(enc, {"family", "gc", "other"}, "x.tsv") == ("family", "gc")
+    with pytest.raises(ValueError) as exc:
+        required_features(enc, {"family"}, "x.tsv")
+    assert str(exc.value) == (
+        "x.tsv: this model's vector takes the feature 'gc' (numeric): declare it with --feature-column gc:numeric"
+    )
+
+
+# --- features as a training signal --------------------------------------------------------------------------
+
+
+def test_supcon_pulls_rows_sharing_a_label_together() -> None:
+    torch.manual_seed(0)
+    labels = torch.tensor([1, 1, 2, 2, 0, 0])
+    apart = torch.randn(6, 16)
+    together = apart.clone()
+    together[1], together[3] = together[0] + 0.01, together[2] + 0.01
+    assert supcon_loss(together, labels) < supcon_loss(apart, labels)
+    assert supcon_loss(apart, torch.zeros(6, dtype=torch.long)) == 0  # no label: no anchor, no term
+
+
+def test_a_signal_feature_adds_its_term_and_trains_the_vector(genes) -> None:
+    """A batch as the loader gives it (codes in batch["features"]): the supervised-contrastive term is in the
+    loss, and its gradient reaches the vector's weights; without the feature there is no such term."""
+    from gene_ae.core.windows import pad_batch
+
+    spec = FeatureSpec("family", "categorical", "signal", 1.0, ("a", "b"))
+    cfg = tiny([spec])
+    cfg.train.contrastive_weight = 0.0  # the signal alone
+    seqs = [g.tokens[:WINDOW] for g in genes[:8]]
+    tokens, lengths = pad_batch(seqs)
+    batch = {"tokens": tokens, "lengths": lengths, "view": tokens, "view_lengths": lengths,
+             "features": np.stack([codes([spec], g.features) for g in genes[:8]])}  # fmt: skip
+    torch.manual_seed(0)
+    model = GeneAE(cfg.model)
+    loss, metrics = batch_loss(model, batch, cfg, 0, torch.device("cpu"))
+    assert metrics["loss_supcon_family"] > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "bags" in n)
+    _, plain = batch_loss(GeneAE(tiny().model), batch, tiny(), 0, torch.device("cpu"))
+    assert "loss_supcon_family" not in plain
