@@ -13,7 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shard_tools import __version__
-from shard_tools.inputs import FORMATS, STDIN, InputError, ReaderConfig, Record, check_input_paths, read_records
+from shard_tools.inputs import (
+    FORMATS,
+    STDIN,
+    InputError,
+    ReaderConfig,
+    Record,
+    check_input_paths,
+    parse_feature_column,
+    read_records,
+)
 from shard_tools.options import Limit, Parser, number
 from shard_tools.reader import ShardError
 from shard_tools.text import printable
@@ -71,6 +80,11 @@ def _parser() -> Parser:
     p.add_argument("--id-column", default=reader.id_column, help="table column holding the id (None: row number)")
     p.add_argument("--label-column", default=reader.label_column, help="table column stored as the record's label")
     p.add_argument(
+        "--feature-column", action="append", default=[], metavar="NAME[:numeric|categorical]",
+        help="keep a per-record feature (repeatable): a table column, a FASTA/FASTQ header NAME=value pair or a "
+        "GenBank/EMBL source qualifier (organism, strain, db_xref, note, ...); categorical unless :numeric",
+    )  # fmt: skip
+    p.add_argument(
         "--shard-size",
         type=number(float, Limit(0, low_open=True)),
         default=shard.shard_bytes / MB,
@@ -93,9 +107,12 @@ def _parser() -> Parser:
 
 def shard_fasta_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    reader_cfg = ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, args.skip_invalid)
     skipped: list[str] = []
     try:
+        features = tuple(parse_feature_column(f) for f in args.feature_column)
+        reader_cfg = ReaderConfig(
+            args.format, args.seq_column, args.id_column, args.label_column, args.skip_invalid, features
+        )
         if args.inputs.count(STDIN) > 1:
             raise ValueError("'-' (standard input) can be given only once")
         check_input_paths(args.inputs)
@@ -112,6 +129,7 @@ def shard_fasta_main(argv: list[str] | None = None) -> int:
                 "command": ["shard-fasta", *(argv if argv is not None else sys.argv[1:])],
                 "inputs": [{"path": str(f), "bytes": size} for f, size in sizes.items()],
                 "skipped": skipped,
+                "features": {f.name: f.kind for f in features},
             },
         )
     except (InputError, FileExistsError, ValueError, OSError) as exc:

@@ -19,6 +19,7 @@ import csv
 import gzip
 import io
 import lzma
+import math
 import os
 import re
 import stat
@@ -124,7 +125,8 @@ class InputError(ValueError):
 
 @dataclass
 class Record:
-    """One normalised input sequence; `fields` carries labels and other table columns."""
+    """One normalised input sequence; `fields` carries labels and other table columns, `features` the declared
+    features (ReaderConfig.features), typed, None where the record has no value."""
 
     id: str
     description: str
@@ -132,6 +134,33 @@ class Record:
     source: str
     line: int
     fields: dict[str, str] = field(default_factory=dict)
+    features: dict[str, float | str | None] = field(default_factory=dict)
+
+
+FEATURE_KINDS = ("numeric", "categorical")
+# A feature value that means "no value" (compared case-insensitively, after stripping spaces): an empty cell,
+# qualifier or header value, and the spellings of one that R, pandas, VCF/GFF and BLAST-style tables write.
+MISSING = frozenset({"", "na", "n/a", "nan", "none", "null", ".", "-"})
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """A per-record feature the user declares: where it comes from depends on the format (a table column,
+    a FASTA/FASTQ header `name=value` pair, a GenBank/EMBL source qualifier); numeric values are floats."""
+
+    name: str
+    kind: str = "categorical"  # numeric | categorical
+
+
+def parse_feature_column(text: str) -> FeatureColumn:
+    """`NAME[:numeric|categorical]` (the --feature-column flag), categorical by default."""
+    name, _, kind = text.partition(":")
+    name, kind = name.strip(), (kind.strip() or "categorical")
+    if not name or control_char(name) is not None or any(c in name for c in "=,"):  # `,`: --show-features a,b
+        raise ValueError(f"--feature-column: want NAME[:numeric|categorical], got {text!r}")
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"--feature-column {text}: kind must be numeric or categorical, got {kind!r}")
+    return FeatureColumn(name, kind)
 
 
 @dataclass(frozen=True)
@@ -141,6 +170,12 @@ class ReaderConfig:
     id_column: str | None = None
     label_column: str | None = None
     skip_invalid: bool = False  # count and skip bad records instead of stopping
+    features: tuple[FeatureColumn, ...] = ()  # the user's per-record features to keep
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--feature-column: {names} names a feature twice")
 
 
 @contextlib.contextmanager
@@ -267,8 +302,17 @@ def _text_start(stream: io.BufferedReader, path: str | Path) -> tuple[io.Buffere
 
 
 def _make(
-    path: str, rid: str, desc: str, seq: bytes | str, line: int, fields: dict | None = None
+    path: str,
+    rid: str,
+    desc: str,
+    seq: bytes | str,
+    line: int,
+    fields: dict | None = None,
+    features: tuple[FeatureColumn, ...] = (),
+    values: dict[str, str] | None = None,
 ) -> Record | InputError:
+    """A Record, or the InputError saying what is wrong with it. `values`: the raw text of each feature the
+    record holds (a table row, a header's pairs, a source feature's qualifiers), typed here for `features`."""
     if not rid:
         return InputError(path, "empty record id", line=line, record=rid)
     if not (rid.isprintable() and desc.isprintable()) or fields:  # printable text holds no control character
@@ -285,7 +329,38 @@ def _make(
         return InputError(path, f"{exc} (not DNA; protein or binary input?)", line=line, record=rid)
     if tokens.size == 0:
         return InputError(path, "no sequence", line=line, record=rid)
-    return Record(rid, desc, tokens, path, line, fields or {})
+    typed: dict[str, float | str | None] = {}
+    for f in features:
+        raw = (values or {}).get(f.name)
+        text = raw.strip() if raw is not None else ""
+        if text.lower() in MISSING:
+            typed[f.name] = None
+        elif f.kind == "categorical":
+            if (bad := control_char(text)) is not None:
+                return InputError(path, f"control character {bad!r} in feature {f.name!r}", line=line, record=rid)
+            typed[f.name] = text
+        else:
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
+                message = f"feature {f.name!r} is declared numeric but holds {printable(text)[:60]!r}"
+                return InputError(path, message, line=line, record=rid)
+            typed[f.name] = number
+    return Record(rid, desc, tokens, path, line, fields or {}, typed)
+
+
+# `name=value` in a FASTA/FASTQ description; a value with spaces goes in double quotes: note="two words".
+_PAIR = re.compile(r'(?:^|\s)([^\s=]+)=(?:"([^"]*)"|(\S*))')
+
+
+def header_pairs(desc: str) -> dict[str, str]:
+    """The `name=value` pairs of a FASTA/FASTQ header's description (the first of a name repeated)."""
+    out: dict[str, str] = {}
+    for m in _PAIR.finditer(desc):
+        out.setdefault(m.group(1), m.group(2) if m.group(2) is not None else m.group(3))
+    return out
 
 
 def _header(raw: bytes, path: str, lineno: int) -> tuple[str, str]:
@@ -310,7 +385,7 @@ def _fasta(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
     for lineno, line in enumerate(stream, 1):  # noqa: B007 - lineno used after the loop
         if line.startswith(b">"):
             if header is not None:
-                yield _make(path, header[0], header[1], b"".join(chunks), header[2])
+                yield _fasta_record(path, header, chunks, cfg)
             rid, desc = _header(line[1:], path, lineno)
             header, chunks = (rid, desc, lineno), []
         elif header is None:
@@ -321,7 +396,15 @@ def _fasta(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
                 raise InputError(path, "binary content (NUL bytes)", line=lineno, record=header[0])
             chunks.append(line)
     if header is not None:
-        yield _make(path, header[0], header[1], b"".join(chunks), header[2])
+        yield _fasta_record(path, header, chunks, cfg)
+
+
+def _fasta_record(
+    path: str, header: tuple[str, str, int], chunks: list[bytes], cfg: ReaderConfig
+) -> Record | InputError:
+    rid, desc, line = header
+    values = header_pairs(desc) if cfg.features else None
+    return _make(path, rid, desc, b"".join(chunks), line, None, cfg.features, values)
 
 
 def _fastq(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
@@ -351,7 +434,7 @@ def _fastq(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
                 record=rid,
             )
             continue
-        yield _make(path, rid, desc, seq, start)
+        yield _make(path, rid, desc, seq, start, None, cfg.features, header_pairs(desc) if cfg.features else None)
 
 
 def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
@@ -366,7 +449,7 @@ def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
     for name in header:  # column names become metadata keys
         if control_char(name) is not None:
             raise InputError(path, f"control character {control_char(name)!r} in column name {name!r}", line=1)
-    wanted = [c for c in (cfg.seq_column, cfg.id_column, cfg.label_column) if c]
+    wanted = [c for c in (cfg.seq_column, cfg.id_column, cfg.label_column) if c] + [f.name for f in cfg.features]
     for col in wanted:
         if col not in header:
             raise InputError(path, f"no column {col!r} in header {header}", line=1)
@@ -384,7 +467,8 @@ def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
             fields = {h: v.strip() for h, v in zip(header, row) if h != cfg.seq_column and h != cfg.id_column}
             if cfg.label_column:
                 fields["label"] = fields.pop(cfg.label_column)
-            yield _make(path, rid, "", row[seq_i].encode(), lineno, fields)
+            values = dict(zip(header, row)) if cfg.features else None  # the columns stay in fields too
+            yield _make(path, rid, "", row[seq_i].encode(), lineno, fields, cfg.features, values)
     except UnicodeDecodeError:
         raise InputError(path, "not valid UTF-8 text (binary input?)", line=reader.line_num + 1) from None
     except csv.Error as exc:
@@ -438,6 +522,21 @@ class _CountingText:
         return line
 
 
+def _qualifiers(rec) -> dict[str, str]:
+    """A GenBank/EMBL record's `source` feature qualifiers (organism, strain, db_xref, note, ...), repeated
+    ones joined with ';'; the record's organism annotation stands in when the source feature has none."""
+    out: dict[str, str] = {}
+    for feature in rec.features:
+        if feature.type == "source":
+            for name, values in feature.qualifiers.items():
+                out.setdefault(name, ";".join(str(v) for v in values))
+            break
+    organism = rec.annotations.get("organism")
+    if organism and "organism" not in out:
+        out["organism"] = str(organism)
+    return out
+
+
 def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
     """GenBank and EMBL through Bio.SeqIO: the id is the accession.version (Bio's record.id)."""
     import warnings
@@ -472,5 +571,7 @@ def _insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
         desc = rec.description.replace("\t", " ")  # as in FASTA headers
         rid = rec.id if rec.id != "<unknown id>" else ""
         short = _length_mismatch(path, fmt, text.header, rid, len(seq))
-        yield short or _make(path, rid, desc, seq, start)
+        yield short or _make(
+            path, rid, desc, seq, start, None, cfg.features, _qualifiers(rec) if cfg.features else None
+        )
         start, found = text.lines + 1, True

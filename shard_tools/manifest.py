@@ -86,6 +86,11 @@ def check_manifest(manifest: object, where: str) -> dict:
                 _count(f"{at} shard {name!r}", shard, key)
             if not isinstance(shard.get("sha256"), str) or not _HEX64.fullmatch(shard["sha256"]):
                 raise ShardError(f"{at} shard {name!r}: 'sha256' must be 64 lower-case hex digits")
+    features = manifest.setdefault("features", {})  # absent from manifests written before features
+    features = _dict(where, features, "'features'")
+    for name, kind in features.items():
+        if not name or kind not in ("numeric", "categorical"):
+            raise ShardError(f"{where}: features: {name!r:.60} must be numeric or categorical, got {kind!r:.40}")
     summary = _dict(where, manifest.get("summary"), "'summary'")
     for key in ("records", "bases"):
         _count(f"{where}: summary", summary, key)

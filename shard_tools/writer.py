@@ -231,6 +231,8 @@ class ShardWriter:
             self.summary.bases += n
             self._count_duplicate_id(rec.id)
             meta = {"id": rec.id, "key": self._unique_key(rec.id), "desc": rec.description, "len": n, **rec.fields}
+            if rec.features:  # the declared features, typed, None for a value the record lacks (docs/INPUTS.md)
+                meta["features"] = rec.features
             n_parts = max(1, -(-n // cfg.block_bases))
             for i in range(n_parts):
                 chunk = rec.tokens[i * cfg.block_bases : (i + 1) * cfg.block_bases]
@@ -292,6 +294,9 @@ class ShardWriter:
         from shard_tools import __version__
 
         self.summary.skipped = len(provenance.get("skipped", []))
+        # name -> numeric | categorical, each in every sample's "features"; left out when none is declared, so
+        # a run without --feature-column writes the manifest it wrote before features existed
+        features = {"features": dict(provenance["features"])} if provenance.get("features") else {}
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -309,6 +314,7 @@ class ShardWriter:
             "inputs": provenance.get("inputs", []),
             "config": asdict(self.cfg),
             "skipped": provenance.get("skipped", [])[:100],
+            **features,
             "summary": asdict(self.summary),
             "splits": {s: st.manifest() for s, st in self.stats.items()},
         }

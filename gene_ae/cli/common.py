@@ -46,12 +46,30 @@ def reader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-column", default="sequence", help="table column holding the sequence")
     p.add_argument("--id-column", default=None, help="table column holding the id (None: row number)")
     p.add_argument("--label-column", default=None, help="table column holding a label (e.g. class)")
+    p.add_argument(
+        "--feature-column", action="append", default=[], metavar="NAME[:numeric|categorical]",
+        help="a per-record feature to keep (repeatable): a table column, a FASTA header NAME=value pair or a "
+        "GenBank/EMBL source qualifier; categorical unless :numeric (docs/INPUTS.md). A shard directory's "
+        "features come from its manifest",
+    )  # fmt: skip
 
 
 def reader_config(args: argparse.Namespace):
-    from shard_tools.inputs import ReaderConfig
+    from shard_tools.inputs import ReaderConfig, parse_feature_column
 
-    return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column)
+    features = tuple(parse_feature_column(f) for f in args.feature_column)
+    return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, features=features)
+
+
+def declared_features(args: argparse.Namespace, path: str | Path) -> dict[str, str]:
+    """The input's features as name -> kind: a shard directory's from its manifest, else --feature-column's."""
+    from shard_tools.inputs import STDIN
+
+    if str(path) != STDIN and Path(path).is_dir():
+        from shard_tools.reader import load_manifest
+
+        return dict(load_manifest(path).get("features") or {})
+    return {f.name: f.kind for f in reader_config(args).features}
 
 
 def check_out_file(out: str | Path | None, flag: str = "--out") -> None:

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from gene_ae.cli.common import MODEL_HELP, check_out_dir, int_option, reader_args, reader_config, subcommand
+from gene_ae.cli.common import (
+    MODEL_HELP,
+    check_out_dir,
+    declared_features,
+    int_option,
+    reader_args,
+    reader_config,
+    subcommand,
+)
 
 
 def add_parser(sub, version: str) -> None:
@@ -120,8 +128,8 @@ def required_features(encoder, declared, where: str) -> tuple[str, ...]:
 
 
 def _features(args: argparse.Namespace) -> dict[str, str]:
-    """The --feature-column declarations as name -> kind (what the index stores)."""
-    return {f.name: f.kind for f in getattr(reader_config(args), "features", ())}
+    """The input's features as name -> kind (what the index stores)."""
+    return declared_features(args, args.input)
 
 
 def _append(args: argparse.Namespace) -> int:
@@ -138,6 +146,13 @@ def _append(args: argparse.Namespace) -> int:
     meta = collection.meta
     if args.model and args.model != meta.model_uri:
         raise ValueError(f"{args.out}: was built with {meta.model_uri}; --append uses that model (leave --model out)")
+    declared = _features(args)
+    for name, kind in meta.features.items():  # else the new records would hold no value for it, silently
+        if declared.get(name) != kind:
+            raise ValueError(
+                f"{args.input}: the index {args.out} holds the feature {name!r} ({kind}) for every record: declare "
+                f"it with --feature-column {name}:{kind}"
+            )
     records = list(iter_input(args.input, reader_config(args)))
     if not records:
         raise ValueError(f"{args.input}: no sequences to embed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gene_ae.cli.common import check_out_file, int_option, reader_args, reader_config, subcommand
+from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
 from gene_ae.cli.output import OUTFMTS
 from shard_tools.inputs import STDIN
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
         )
     reader = reader_config(args)
-    needed = required_features(encoder, {f.name for f in getattr(reader, "features", ())}, args.query)
+    needed = required_features(encoder, declared_features(args, args.query), args.query)
     queries = list(iter_input(args.query, reader))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")

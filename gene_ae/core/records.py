@@ -39,11 +39,13 @@ def iter_input(
 
 
 def _from_shards(path: str | Path, splits: Sequence[str]) -> Iterator[InputRecord]:
-    from shard_tools.reader import read_shards
+    from shard_tools.reader import load_manifest, read_shards
 
+    kinds = load_manifest(path)["features"]  # {} for shards written without --feature-column
     for split in splits:
         for rid, tokens, meta in read_shards(path, split):
-            rec = InputRecord(rid, tokens, meta.get("label") or parse_label(f"{rid} {meta.get('desc', '')}"))
+            label = meta.get("label") or parse_label(f"{rid} {meta.get('desc', '')}")
+            rec = InputRecord(rid, tokens, label, _shard_features(path, split, rid, kinds, meta.get("features")))
             for what, text in (("id", rid), ("label", rec.label or "")):
                 if (bad := control_char(str(text))) is not None:
                     raise ValueError(
@@ -53,9 +55,28 @@ def _from_shards(path: str | Path, splits: Sequence[str]) -> Iterator[InputRecor
             yield rec
 
 
+def _shard_features(path: str | Path, split: str, rid: str, kinds: dict[str, str], stored: object) -> dict:
+    """A shard record's features: the manifest's names only (a table column that happens to be called
+    "features" is not one), each a value of its declared kind or None; anything else is a one-line error."""
+    if not kinds:
+        return {}
+    where = f"{display_name(path)}: split {split!r}: record {rid!r}"
+    if not isinstance(stored, dict):
+        raise ValueError(f"{where}: no 'features' in its metadata, though the manifest declares {sorted(kinds)}")
+    out: dict[str, float | str | None] = {}
+    for name, kind in kinds.items():
+        value = stored.get(name)
+        want = str if kind == "categorical" else (int, float)
+        if value is not None and (not isinstance(value, want) or isinstance(value, bool)):
+            raise ValueError(f"{where}: feature {name!r} is declared {kind} but holds {str(value)[:60]!r}")
+        out[name] = float(value) if kind == "numeric" and value is not None else value
+    return out
+
+
 def _from_file(path: str | Path, cfg: ReaderConfig) -> Iterator[InputRecord]:
     for rec in read_records(path, cfg):
-        yield InputRecord(rec.id, rec.tokens, rec.fields.get("label") or parse_label(f"{rec.id} {rec.description}"))
+        label = rec.fields.get("label") or parse_label(f"{rec.id} {rec.description}")
+        yield InputRecord(rec.id, rec.tokens, label, rec.features)
 
 
 @dataclass
