@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-all lint bench venv clean
+.PHONY: demo demo-features test test-all lint bench venv clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m gene_ae.demo
+
+demo-features: $(STAMP)
+	GENE_AE_DEMO_DIR=demo-features-out $(VENV)/bin/python -m gene_ae.demo_features
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,4 +37,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/shard_bench.py
 
 clean:
-	rm -rf demo-out .pytest_cache
+	rm -rf demo-out demo-features-out .pytest_cache

@@ -28,6 +28,7 @@ ALLOWED = {
     "train": {"core", "config", "model", "registry", "evaluate.metrics"},
     "cli": {"core", "config", "model", "index", "search", "evaluate", "registry"},
     "demo": {"config", "registry"},
+    "demo_features": {"demo"},
 }
 
 

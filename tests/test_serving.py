@@ -334,4 +334,4 @@ def test_embed_with_ray_data_matches_local(store, tmp_path, cli):
     local = np.load(tmp_path / "local" / "vectors.npy")
     via_ray = np.load(tmp_path / "ray" / "vectors.npy")
     assert local.shape == (12, 64)
-    np.testing.assert_allclose(via_ray, local, atol=1e-5)
+    np.testing.assert_allclose(via_ray, local, atol=1e-3)  # vectors.npy holds float16 copies

@@ -26,6 +26,7 @@ LIMITS = {
     "align_queries": Limit(0),
     "seed": Limit(0),
     "port": Limit(1, 65535),
+    "kmer_scaled": Limit(1),
 }
 
 

@@ -35,6 +35,12 @@ def add_parser(sub, version: str) -> None:
         "--stride", type=int_option("stride"), default=build.stride, help="window stride in bases; 0: half a window"
     )
     e.add_argument("--batch-size", type=int_option("batch_size"), default=build.batch_size, help="encoder batch size")
+    e.add_argument("--vector-codec", default=build.codec, choices=("f32", "f16", "sq8"),
+                   help="how record and window vectors are stored: float32, float16 (half), 8 bits a value "
+                   "(a quarter); docs/BENCHMARKS.md has what each costs in recall")  # fmt: skip
+    e.add_argument("--kmer-scaled", type=int_option("kmer_scaled"), default=build.kmers.scaled, metavar="S",
+                   help="keep about 1/S of the distinct k-mers in the exact k-mer index (by hash, FracMinHash): "
+                   "an index about S times smaller, fewer shared k-mers for far copies")  # fmt: skip
     e.add_argument("--ray", action="store_true", help="embed with Ray Data map_batches (joins RAY_ADDRESS if set)")
     e.add_argument("--ray-workers", type=int_option("workers"), default=2, help="embedding actors with --ray")
     e.add_argument(
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.core.records import iter_input
     from gene_ae.index import build
     from gene_ae.index.directory import check_replaceable
+    from gene_ae.index.kmer_index import KmerIndexConfig
     from gene_ae.model.encoder import Encoder
     from gene_ae.registry.tracking import pinned_uri, resolve_version
     from shard_tools.inputs import display_name
@@ -94,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
         embed = partial(build.embed_local, encoder, batch_size=args.batch_size)
     model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
     cfg = build.BuildConfig(
-        args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args)
-    )
+        args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
+        codec=args.vector_codec, kmers=KmerIndexConfig(scaled=args.kmer_scaled),
+    )  # fmt: skip
     records = chain([first], records)
     if args.shard_records:
         metas = build.build_collection(records, embed, model, args.out, cfg, args.shard_records, args.overwrite,

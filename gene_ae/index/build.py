@@ -110,6 +110,7 @@ class BuildConfig:
     batch_bases: int = 1 << 21  # records are read, embedded and stored this many bases at a time
     batch_size: int = 64  # encoder batch size
     features: dict[str, str] = field(default_factory=dict)  # the user's features to store: name -> kind
+    codec: str = "f32"  # how record and window vectors are stored (index/vectors.py CODECS): f32, f16, sq8
 
 
 @dataclass(kw_only=True)
@@ -260,10 +261,11 @@ def _stream(
     if not meta.entries:
         raise ValueError(f"{source}: no sequences to embed")
     store.close()
-    meta.kind = writer.record_vectors(_read(tmp / "vectors.f32", model.dim), cfg.kind)
+    meta.kind = writer.record_vectors(_read(tmp / "vectors.f32", model.dim), cfg.kind, cfg.codec)
     meta.windows = bool(windows)
     if windows:
-        writer.window_vectors(_read(tmp / "windows.f32", model.dim), np.array(windows, dtype=np.int64), cfg.kind)
+        spans = np.array(windows, dtype=np.int64)
+        writer.window_vectors(_read(tmp / "windows.f32", model.dim), spans, cfg.kind, cfg.codec)
     for name in ("vectors.f32", "windows.f32"):
         (tmp / name).unlink()
     kmer_index = kmers.finish()

@@ -2,7 +2,7 @@
 
     index.json                  marker + metadata: format, model URI and version, dims, one entry per record,
                                 the sha256 of every other file, and its own sha256 (`meta_sha256`)
-    index.faiss, vectors.npy    one vector per record (gene_ae/index/vectors.py)
+    index.faiss, vectors.npy    one vector per record: faiss (codec: f32, f16 or sq8) and float16 copies (provenance)
     windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
     sparse.npz                  the exact k-mer index (gene_ae/index/kmer_index.py)
     features.npz                the user's features of each record, typed (gene_ae/core/features.py)
@@ -98,17 +98,18 @@ class IndexWriter:
     def sequences(self) -> SequenceWriter:
         return SequenceWriter(self.dir)
 
-    def record_vectors(self, matrix: np.ndarray, kind: str) -> str:
-        """The record vectors and their faiss index; returns the kind built."""
+    def record_vectors(self, matrix: np.ndarray, kind: str, codec: str = "f32") -> str:
+        """The record vectors and their faiss index; returns the kind built. vectors.npy keeps them at float16
+        (what the provenance check and --append compare; a cosine to 1e-3)."""
         matrix = _finite(matrix, "record vectors")
-        index, kind = vectors.build_faiss(matrix, kind)
+        index, kind = vectors.build_faiss(matrix, kind, codec)
         vectors.write_faiss(index, self.dir / INDEX_FILE)
-        np.save(self.dir / VECTORS_FILE, matrix)
+        np.save(self.dir / VECTORS_FILE, matrix.astype(np.float16))
         return kind
 
-    def window_vectors(self, matrix: np.ndarray, spans: np.ndarray, kind: str) -> None:
+    def window_vectors(self, matrix: np.ndarray, spans: np.ndarray, kind: str, codec: str = "f32") -> None:
         """Window vectors with their (owner record, start, end) spans."""
-        index, _ = vectors.build_faiss(_finite(matrix, "window vectors"), kind)
+        index, _ = vectors.build_faiss(_finite(matrix, "window vectors"), kind, codec)
         vectors.write_faiss(index, self.dir / WINDOWS_INDEX_FILE)
         np.savez(self.dir / WINDOWS_FILE, owner=spans[:, 0], start=spans[:, 1], end=spans[:, 2])
 

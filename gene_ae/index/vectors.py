@@ -11,20 +11,31 @@ from pathlib import Path
 import numpy as np
 
 FLAT_MAX = 100_000
+# How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value
+# (faiss scalar quantizer, a quarter, trained on the vectors' per-dimension range). docs/BENCHMARKS.md has
+# what each costs in recall at equal bytes.
+CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit"}
 IVF_NPROBE = 64  # lists scanned per query: recall@10 0.967 of exact at p50 4.3 ms at 10^6 x 512 (4,000 lists)
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128
 
 
-def build_faiss(vectors: np.ndarray, kind: str = "auto"):
-    """(faiss index over L2-normalised vectors by inner product, the kind chosen)."""
+def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
+    """(faiss index over L2-normalised vectors by inner product, the kind chosen), each vector stored as
+    `codec` (CODECS; HNSW keeps float32)."""
     import faiss
 
+    if codec not in CODECS:
+        raise ValueError(f"unknown vector codec {codec!r} ({', '.join(CODECS)})")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     kind = ("flat" if len(vectors) <= FLAT_MAX else "ivf") if kind == "auto" else kind
-    if kind == "flat":
+    quantizer_type = getattr(faiss.ScalarQuantizer, CODECS[codec]) if CODECS[codec] else None
+    if kind == "flat" and quantizer_type is None:
         index = faiss.IndexFlatIP(vectors.shape[1])
+    elif kind == "flat":
+        index = faiss.IndexScalarQuantizer(vectors.shape[1], quantizer_type, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
     elif kind == "ivf":
-        index = build_ivf(vectors, ivf_lists(len(vectors)))
+        index = build_ivf(vectors, ivf_lists(len(vectors)), quantizer_type=quantizer_type)
         index.nprobe = IVF_NPROBE
         return index, kind
     elif kind == "hnsw":
@@ -44,12 +55,17 @@ def ivf_lists(n: int) -> int:
     return int(max(1, min(4 * np.sqrt(n), n // 39)))
 
 
-def build_ivf(vectors: np.ndarray, nlist: int, seed: int = 0):
-    """IndexIVFFlat by inner product, its coarse quantizer trained on at most 64 vectors per list."""
+def build_ivf(vectors: np.ndarray, nlist: int, seed: int = 0, quantizer_type=None):
+    """IndexIVFFlat (or IndexIVFScalarQuantizer of `quantizer_type`) by inner product, its coarse quantizer
+    trained on at most 64 vectors per list."""
     import faiss
 
     quantizer = faiss.IndexFlatIP(vectors.shape[1])
-    index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    d, metric = vectors.shape[1], faiss.METRIC_INNER_PRODUCT
+    if quantizer_type is None:
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+    else:
+        index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, quantizer_type, metric)
     rng = np.random.default_rng(seed)
     sample = vectors[np.sort(rng.choice(len(vectors), min(len(vectors), 64 * nlist), replace=False))]
     index.train(sample)
