@@ -29,6 +29,9 @@ class DataConfig:
     loader_workers: int = 1  # background processes per rank; 0 decodes in the training process
     shuffle_buffer: int = 1000  # windows held for shuffling
     bucket_batches: int = 8  # batches pooled and sorted by length before batching
+    # With a signal feature (model.features, use = "signal"): batches made of groups of this many windows that
+    # share its value, so the supervised-contrastive term has positives in every batch; 1: random batches.
+    group_size: int = 4
     windows_per_record: float = 1.0  # mean windows drawn per 1 window-length of sequence, per pass
     view_divergence: float = 0.35  # the contrastive view is mutated at up to this divergence
     rc_prob: float = 0.5  # and reverse-complemented with this probability
@@ -44,6 +47,7 @@ class DataConfig:
         "loader_workers": Range(0),
         "shuffle_buffer": Range(1),
         "bucket_batches": Range(1),
+        "group_size": Range(1),
         "windows_per_record": Range(0, low_open=True),
         "view_divergence": Range(0, 1),  # mutation events per base
         "rc_prob": Range(0, 1),

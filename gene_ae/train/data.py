@@ -111,15 +111,40 @@ MIN_SIBLING_DIVERGENCE = 0.005  # a sibling always differs from its window: an i
 FIELDS = ("tokens", "view", "sibling")  # a batch's token arrays, in the order with_views yields them
 
 
-def bucket_batches(pairs: Iterable[tuple], batch_size: int, pool: int, rng: random.Random) -> Iterator[dict]:
+def grouped(buf: list[tuple], column: int, size: int, rng: random.Random) -> list[tuple]:
+    """`buf` reordered so that runs of `size` items share the feature code in `column` (0, unknown, items
+    stand alone), the runs in random order: cut into batches, each batch holds positives of every kind."""
+    by_code: dict[float, list[tuple]] = {}
+    for item in buf:
+        by_code.setdefault(float(item[-1][column]), []).append(item)
+    runs: list[list[tuple]] = []
+    for code, items in by_code.items():
+        rng.shuffle(items)
+        step = size if code > 0 else 1
+        runs += [items[i : i + step] for i in range(0, len(items), step)]
+    rng.shuffle(runs)
+    return [item for run in runs for item in run]
+
+
+def bucket_batches(
+    pairs: Iterable[tuple],
+    batch_size: int,
+    pool: int,
+    rng: random.Random,
+    group: tuple[int, int] | None = None,
+) -> Iterator[dict]:
     """Pool `pool` batches of pairs (or triples), sort by length so batches pad little, emit in random order.
 
     Windows, views and siblings are padded together to one width, so training stacks them as they are.
     Each field F comes as batch[F] and its lengths as batch[F + "_lengths"] ("lengths" for the windows); the
-    last element of each tuple, the record's feature codes, as batch["features"] [B, F] float32."""
+    last element of each tuple, the record's feature codes, as batch["features"] [B, F] float32.
+    `group` (feature column, group size): class-balanced batches instead of length-sorted ones (`grouped`)."""
 
     def emit(buf: list[tuple]) -> Iterator[dict]:
-        buf.sort(key=lambda p: p[0].size)
+        if group is not None and group[1] > 1:
+            buf = grouped(buf, *group, rng)
+        else:
+            buf.sort(key=lambda p: p[0].size)
         batches = [buf[i : i + batch_size] for i in range(0, len(buf) - batch_size + 1, batch_size)]
         rng.shuffle(batches)
         for b in batches:
@@ -149,6 +174,8 @@ def train_loader(
     if batches < 1:  # with_epoch(0) would mean no limit at all
         raise ValueError(f"train_loader: batches must be >= 1, got {batches}")
     urls = shard_urls(cfg.path, "train")
+    signals = [i for i, f in enumerate(features) if f.use == "signal"]
+    group = (signals[0], cfg.group_size) if signals else None  # batches balanced on the first signal feature
 
     def worker_seed() -> int:
         info = wds.utils.pytorch_worker_info()
@@ -163,7 +190,8 @@ def train_loader(
         seqs = decode_samples(src, cfg.skip_corrupt, features)
         wins = random_windows(seqs, cfg.window, cfg.min_length, cfg.windows_per_record, py_rng)
         shuffled = wds.shuffle(cfg.shuffle_buffer, min(cfg.shuffle_buffer, 100), rng=py_rng)(wins)
-        yield from bucket_batches(with_views(shuffled, cfg, np_rng), cfg.batch_size, cfg.bucket_batches, py_rng)
+        yield from bucket_batches(with_views(shuffled, cfg, np_rng), cfg.batch_size, cfg.bucket_batches, py_rng,
+                                  group)  # fmt: skip
 
     pipeline = wds.DataPipeline(
         wds.ResampledShards(urls, worker_seed=worker_seed, deterministic=True),
