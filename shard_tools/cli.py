@@ -49,9 +49,13 @@ def _progress(records: Iterator[Record], enabled: bool) -> Iterator[Record]:
     return iter(tqdm(records, unit=" rec", desc="shard-fasta", file=sys.stderr))
 
 
-def _records(inputs: list[str], cfg: ReaderConfig, skipped: list[str]) -> Iterator[Record]:
+def _records(inputs: list[str], cfg: ReaderConfig, skipped: list[str], found: dict[str, int]) -> Iterator[Record]:
+    """Every input's records; `found` counts, per declared feature, the records that hold a value."""
     for path in inputs:
-        yield from read_records(path, cfg, skipped)
+        for rec in read_records(path, cfg, skipped):
+            for name, value in rec.features.items():
+                found[name] += value is not None
+            yield rec
 
 
 def _workers(asked: int, quiet: bool) -> int:
@@ -121,7 +125,8 @@ def shard_fasta_main(argv: list[str] | None = None) -> int:
         cfg = ShardConfig(shard_bytes=int(args.shard_size * MB), dedup=args.dedup, **numbers)
         writer = ShardWriter(Path(args.out_dir), cfg, overwrite=args.overwrite)
         sizes = {f: os.path.getsize(f) if f != STDIN and os.path.isfile(f) else None for f in args.inputs}
-        records = _progress(_records(args.inputs, reader_cfg, skipped), sys.stderr.isatty() and not args.quiet)
+        found = dict.fromkeys((f.name for f in features), 0)
+        records = _progress(_records(args.inputs, reader_cfg, skipped, found), sys.stderr.isatty() and not args.quiet)
         writer.summary.input_bytes = sum(s or 0 for s in sizes.values())
         manifest = writer.write(
             records,
@@ -141,6 +146,10 @@ def shard_fasta_main(argv: list[str] | None = None) -> int:
     summary = writer.summary
     if summary.records == 0:
         print(f"shard-fasta: warning: no records in {printable(', '.join(args.inputs))}", file=sys.stderr)
+    for name, count in found.items():
+        if summary.records and not count:  # a typo, or a FASTA header without NAME=value pairs
+            print(f"shard-fasta: warning: feature {name!r} has no value in any of the {summary.records:,} records "
+                  "(misspelt? FASTA/FASTQ headers hold NAME=value pairs; docs/INPUTS.md)", file=sys.stderr)  # fmt: skip
     if summary.duplicate_ids:
         print(
             f"shard-fasta: warning: {summary.duplicate_ids:,} records reuse an earlier record's id (first: "

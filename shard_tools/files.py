@@ -94,6 +94,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def temp_dir_for(path: str | Path) -> Path:
     """A new empty hidden sibling directory to build `path` in (stale ones of dead processes removed first)."""
     path = Path(path)
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise FileNotFoundError(f"{path}: its folder {parent} {what}")
     remove_stale_temps(path)
     tmp = _sibling(path, "tmp")
     tmp.mkdir()

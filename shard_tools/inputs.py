@@ -138,6 +138,9 @@ class Record:
 
 
 FEATURE_KINDS = ("numeric", "categorical")
+FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+# A number as a table or header writes it: plain decimal or scientific, ASCII digits only (not `1_000` or `٣`).
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 # A feature value that means "no value" (compared case-insensitively, after stripping spaces): an empty cell,
 # qualifier or header value, and the spellings of one that R, pandas, VCF/GFF and BLAST-style tables write.
 MISSING = frozenset({"", "na", "n/a", "nan", "none", "null", ".", "-"})
@@ -156,8 +159,12 @@ def parse_feature_column(text: str) -> FeatureColumn:
     """`NAME[:numeric|categorical]` (the --feature-column flag), categorical by default."""
     name, _, kind = text.partition(":")
     name, kind = name.strip(), (kind.strip() or "categorical")
-    if not name or control_char(name) is not None or any(c in name for c in "=,"):  # `,`: --show-features a,b
-        raise ValueError(f"--feature-column: want NAME[:numeric|categorical], got {text!r}")
+    # A name a --where filter can write: letters, digits, '_' and '.', not starting with a digit, not a keyword.
+    if not FEATURE_NAME.fullmatch(name) or name in ("and", "or", "not", "in"):
+        raise ValueError(
+            f"--feature-column: want NAME[:numeric|categorical] with NAME of letters, digits, '_' and '.' "
+            f"(not starting with a digit, not and/or/not/in), got {text!r}"
+        )
     if kind not in FEATURE_KINDS:
         raise ValueError(f"--feature-column {text}: kind must be numeric or categorical, got {kind!r}")
     return FeatureColumn(name, kind)
@@ -340,10 +347,7 @@ def _make(
                 return InputError(path, f"control character {bad!r} in feature {f.name!r}", line=line, record=rid)
             typed[f.name] = text
         else:
-            try:
-                number = float(text)
-            except ValueError:
-                number = math.nan
+            number = float(text) if _NUMBER.fullmatch(text) else math.nan
             if not math.isfinite(number):
                 message = f"feature {f.name!r} is declared numeric but holds {printable(text)[:60]!r}"
                 return InputError(path, message, line=line, record=rid)
@@ -359,6 +363,8 @@ def header_pairs(desc: str) -> dict[str, str]:
     """The `name=value` pairs of a FASTA/FASTQ header's description (the first of a name repeated)."""
     out: dict[str, str] = {}
     for m in _PAIR.finditer(desc):
+        if m.group(2) is None and m.group(3).startswith('"'):
+            raise ValueError(f"header value of {m.group(1)!r} opens a quote it does not close")
         out.setdefault(m.group(1), m.group(2) if m.group(2) is not None else m.group(3))
     return out
 
@@ -403,8 +409,16 @@ def _fasta_record(
     path: str, header: tuple[str, str, int], chunks: list[bytes], cfg: ReaderConfig
 ) -> Record | InputError:
     rid, desc, line = header
-    values = header_pairs(desc) if cfg.features else None
-    return _make(path, rid, desc, b"".join(chunks), line, None, cfg.features, values)
+    return _make_with_pairs(path, rid, desc, b"".join(chunks), line, cfg)
+
+
+def _make_with_pairs(path: str, rid: str, desc: str, seq: bytes, line: int, cfg: ReaderConfig) -> Record | InputError:
+    """A FASTA/FASTQ record, its declared features read from the header's NAME=value pairs."""
+    try:
+        values = header_pairs(desc) if cfg.features else None
+    except ValueError as exc:
+        return InputError(path, str(exc), line=line, record=rid)
+    return _make(path, rid, desc, seq, line, None, cfg.features, values)
 
 
 def _fastq(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
@@ -434,7 +448,7 @@ def _fastq(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
                 record=rid,
             )
             continue
-        yield _make(path, rid, desc, seq, start, None, cfg.features, header_pairs(desc) if cfg.features else None)
+        yield _make_with_pairs(path, rid, desc, seq, start, cfg)
 
 
 def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
@@ -453,6 +467,8 @@ def _table(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterato
     for col in wanted:
         if col not in header:
             raise InputError(path, f"no column {col!r} in header {header}", line=1)
+        if header.count(col) > 1:  # which one was meant cannot be told
+            raise InputError(path, f"column {col!r} appears {header.count(col)} times in the header", line=1)
     seq_i = header.index(cfg.seq_column)
     id_i = header.index(cfg.id_column) if cfg.id_column else None
     try:

@@ -153,9 +153,12 @@ def test_the_cli_asks_for_the_feature_column_a_model_needs() -> None:
     from gene_ae.cli.embed import required_features
 
     enc = encoder(VECTOR)
-    assert required_features(enc, {"family", "gc", "other"}, "x.tsv") == ("family", "gc")
+    declared = {"family": "categorical", "gc": "numeric", "other": "numeric"}
+    assert required_features(enc, declared, "x.tsv") == ("family", "gc")
+    with pytest.raises(ValueError, match="takes the feature 'gc' as numeric, declared categorical"):
+        required_features(enc, {**declared, "gc": "categorical"}, "x.tsv")
     with pytest.raises(ValueError) as exc:
-        required_features(enc, {"family"}, "x.tsv")
+        required_features(enc, {"family": "categorical"}, "x.tsv")
     assert str(exc.value) == (
         "x.tsv: this model's vector takes the feature 'gc' (numeric): declare it with --feature-column gc:numeric"
     )

@@ -16,8 +16,8 @@ MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a c
 # Numeric option ranges, checked while the command line is parsed (shard_tools.options); search.engine.search
 # checks k and rerank again for library callers.
 LIMITS = {
-    "k": Limit(1),
-    "rerank": Limit(0),
+    "k": Limit(1, 100_000),
+    "rerank": Limit(0, 10_000),
     "batch_size": Limit(1),
     "stride": Limit(0),
     "workers": Limit(1),
@@ -26,7 +26,7 @@ LIMITS = {
     "align_queries": Limit(0),
     "seed": Limit(0),
     "port": Limit(1, 65535),
-    "kmer_scaled": Limit(1),
+    "kmer_scaled": Limit(1, 1024),
 }
 
 

@@ -126,8 +126,11 @@ def required_features(encoder, declared, where: str) -> tuple[str, ...]:
     one-line error naming the first missing, before anything is embedded."""
     needed = tuple(encoder.required_features)
     for name in needed:
+        kind = next(f.kind for f in encoder.cfg.model.features if f.name == name)
+        if name in declared and declared[name] != kind:
+            raise ValueError(f"{where}: this model's vector takes the feature {name!r} as {kind}, declared "
+                             f"{declared[name]}: declare it with --feature-column {name}:{kind}")  # fmt: skip
         if name not in declared:
-            kind = next(f.kind for f in encoder.cfg.model.features if f.name == name)
             raise ValueError(
                 f"{where}: this model's vector takes the feature {name!r} ({kind}): declare it with "
                 f"--feature-column {name}:{kind}"
@@ -150,6 +153,13 @@ def _append(args: argparse.Namespace) -> int:
 
     if args.overwrite or args.shard_records:
         raise ValueError("--append adds one shard to an existing index: it takes no --overwrite or --shard-records")
+    build_flags = {
+        "--index-kind": ("index_kind", "auto"), "--no-windows": ("no_windows", False), "--stride": ("stride", 0),
+        "--vector-codec": ("vector_codec", "f32"), "--kmer-scaled": ("kmer_scaled", 1),
+    }  # fmt: skip
+    for flag, (name, default) in build_flags.items():
+        if getattr(args, name) != default:
+            raise ValueError(f"--append builds the new shard with the index's own settings: leave {flag} out")
     collection = Collection.open(args.out)  # checked before anything is embedded
     meta = collection.meta
     if args.model and args.model != meta.model_uri:

@@ -60,7 +60,8 @@ def hits_tsv(
     """gene-ae's own columns, with a header; `identity` adds the alignment identity of re-ranked hits,
     `features` (names, columns) a column per named feature of the subject (empty when missing)."""
     names, columns = features or ((), None)
-    yield row(HIT_COLUMNS + REGION_COLUMNS + (("identity",) if identity else ()) + tuple(names))
+    own = HIT_COLUMNS + REGION_COLUMNS + (("identity",) if identity else ())
+    yield row(own + tuple(f"feature.{n}" if n in own else n for n in names))  # a feature named `score` stays apart
     for query, hits in zip(queries, results):
         for rank, hit in enumerate(hits, start=1):
             e = entries[hit.subject]

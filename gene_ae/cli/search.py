@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
 from gene_ae.cli.output import OUTFMTS
@@ -57,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
     check_out_file(args.out)
     index = Collection.open(args.index)
     meta = index.meta
-    allowed = where(args.where, index.features()) if args.where else None
+    allowed = where(args.where, index.features()) if args.where is not None else None
+    passing = index.allowed(allowed)
+    if passing is not None and not passing.any():  # say so, rather than print a header and nothing
+        why = f"no record passes --where {args.where!r}" if allowed is not None else "every record was removed"
+        print(f"gene-ae search: warning: {why}; no hits", file=sys.stderr)
     shown = _shown_features(args, meta)
     model_uri = args.model or meta.model_uri  # the exact version the index was built with, unless asked
     encoder = Encoder.load(model_uri)
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _shown_features(args: argparse.Namespace, meta) -> list[str]:
-    names = [n.strip() for n in (args.show_features or "").split(",") if n.strip()]
+    names = list(dict.fromkeys(n.strip() for n in (args.show_features or "").split(",") if n.strip()))
     unknown = [n for n in names if n not in meta.features]
     if unknown:
         known = ", ".join(sorted(meta.features)) or "none: build the index with --feature-column"

@@ -104,6 +104,8 @@ _TOKEN = re.compile(
     r"|(?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*))"
 )
 _WORDS = ("and", "or", "not", "in")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # a feature name --where can write (the readers allow only these)
+MAX_DEPTH = 100  # nested parentheses and `not`s a filter may hold: deeper is refused, not a RecursionError
 
 
 def _tokens(text: str) -> list[tuple[str, object]]:
@@ -132,7 +134,8 @@ class _Parser:
         self.text, self.cols, self.toks, self.at = text, columns, _tokens(text), 0
 
     def fail(self, what: str) -> ValueError:
-        return ValueError(f"--where {self.text!r}: {what}")
+        shown = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+        return ValueError(f"--where {shown!r}: {what}")
 
     def peek(self) -> tuple[str, object] | None:
         return self.toks[self.at] if self.at < len(self.toks) else None
@@ -153,28 +156,30 @@ class _Parser:
             raise self.fail(f"unexpected {self.peek()[1]!r}")
         return mask
 
-    def expr(self) -> np.ndarray:
-        mask = self.term()
+    def expr(self, depth: int = 0) -> np.ndarray:
+        mask = self.term(depth)
         while self.peek() == ("word", "or"):
             self.at += 1
-            mask = mask | self.term()
+            mask = mask | self.term(depth)
         return mask
 
-    def term(self) -> np.ndarray:
-        mask = self.factor()
+    def term(self, depth: int) -> np.ndarray:
+        mask = self.factor(depth)
         while self.peek() == ("word", "and"):
             self.at += 1
-            mask = mask & self.factor()
+            mask = mask & self.factor(depth)
         return mask
 
-    def factor(self) -> np.ndarray:
+    def factor(self, depth: int) -> np.ndarray:
         tok = self.peek()
+        if depth > MAX_DEPTH:
+            raise self.fail(f"nested more than {MAX_DEPTH} deep")
         if tok == ("word", "not"):
             self.at += 1
-            return ~self.factor()
+            return ~self.factor(depth + 1)
         if tok == ("op", "("):
             self.at += 1
-            mask = self.expr()
+            mask = self.expr(depth + 1)
             self.take("op", ")")
             return mask
         name = str(self.take("name"))

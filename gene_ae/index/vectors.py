@@ -92,7 +92,7 @@ def search(index, queries: np.ndarray, k: int, ids: np.ndarray | None = None) ->
             else faiss.SearchParameters(sel=selector)
         )  # fmt: skip
     sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
-    return idx.astype(np.int64), sims
+    return idx.astype(np.int64), np.clip(sims, -1.0, 1.0)  # quantised codes can overshoot a cosine of 1
 
 
 def read_faiss(path: Path):

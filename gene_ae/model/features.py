@@ -57,6 +57,8 @@ def parse_features(value: object) -> tuple[FeatureSpec, ...]:
         for item in filter(None, (v.strip() for v in value.split(","))):
             name, *rest = item.split(":")
             keys = ("kind", "use", "weight")
+            if len(rest) > len(keys):
+                raise ValueError(f"model.features.{name}: want NAME:KIND:USE:WEIGHT, got {item!r}")
             given = dict(zip(keys, rest))
             if "weight" in given:
                 try:
@@ -105,8 +107,13 @@ def codes(specs: Sequence[FeatureSpec], values: Mapping[str, object] | None) -> 
         v = values.get(f.name)
         if f.kind == "categorical":
             out[i] = (f.categories.index(str(v)) + 1) if v is not None and str(v) in f.categories else 0
+        elif v is None:
+            out[i] = math.nan
         else:
-            out[i] = float(v) if v is not None else math.nan
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"feature {f.name!r} is numeric for this model, got {v!r}") from None
     return out
 
 

@@ -250,8 +250,19 @@ def fit_features(path: str | Path, specs: Sequence[FeatureSpec]) -> tuple[Featur
         if kinds[f.name] != f.kind:
             raise ValueError(f"model.features.{f.name}: declared {f.kind}, but the shards hold it as {kinds[f.name]}")
     stats = FeatureStats()
+    counts: dict[str, dict[str, int]] = {f.name: {} for f in specs if f.use == "signal"}
     for _id, _tokens, meta in read_shards(path, "train"):
-        stats.add(specs, meta.get("features") or {})
+        values = meta.get("features") or {}
+        stats.add(specs, values)
+        for name, seen in counts.items():
+            if values.get(name) is not None:
+                seen[str(values[name])] = seen.get(str(values[name]), 0) + 1
+    for name, seen in counts.items():  # a signal needs records that share a value, else the term is 0
+        if not any(n > 1 for n in seen.values()):
+            raise ValueError(
+                f"model.features.{name}: a signal needs values that several train records share; the shards in "
+                f"{path} hold {len(seen):,} distinct values, none in two records"
+            )
     return stats.fitted(specs)
 
 
