@@ -1,0 +1,487 @@
+"""gene-ae against BLAST+ and MMseqs2 on a grown gene collection: one command, one table (issue 18).
+
+    python benchmarks/peer_bench.py (--model URI | --train-steps S [--train-config TOML]) [--n 100000]
+                                    [--queries 50] [--threads 2] [--work /tmp/peer-bench] [--keep]
+                                    [--quick] [--out FILE]
+
+What it does:
+
+1. Grows a collection of N genes (--n, default 100000) from the shared real genes the way real databases look:
+   families of near-identical relatives, each new member a mutated (1-8 %, substitutions and indels via
+   gene_ae.core.mutate) copy of an earlier member of its family. The seeds are the shared real genes, shuffled:
+   dog and chimp protein-coding genes (genefam/dog_data.txt, genefam/chimp_data.txt; the shared data holds no
+   human genes) and 16S rRNA genes (rrna16s/ten_16s.100.fa.gz), one family each, min(all seeds, N / --family)
+   of them. Each new member copies a uniformly drawn earlier record, so a family grows in proportion to its
+   size (a Yule process: a few large families and many small ones, as in real databases). The records are
+   shuffled and written as FASTA; everything is seeded (--seed).
+2. Queries: --queries (default 50) sampled members, mutated copies at each divergence 10/20/30 %
+   (gene_ae.evaluate.metrics.mutated_copies). The truth is the source member's id: recall@1 = the source ranks
+   first, recall@10 = it is in the top 10 (a record with the very same sequence counts as the source).
+   Near-identical relatives make recall@1 of the exact source hard for any tool (a relative 1 % from the
+   source is as close to a 30 %-mutated query as the source is), so "family recall@1" (the top hit is in the
+   source's family) is reported too, to read the figures honestly.
+3. Runs each tool as a user would, as subprocesses with --threads threads each (default 2), in the same run on
+   the same files: gene-ae (`gene-ae embed --model M --input coll.fa --out IDX`, then `gene-ae search --index
+   IDX queries.fa -k 10`, defaults otherwise; threads through OMP_NUM_THREADS/MKL_NUM_THREADS, gene-ae has
+   no thread flag); BLAST+ (`makeblastdb -dbtype nucl`, then `blastn -task blastn` and `blastn -task
+   megablast`, -outfmt 6 -max_target_seqs 10 -num_threads T, default e-value; both share one database);
+   MMseqs2 (`mmseqs createdb`, `mmseqs createindex --search-type 3`, then `mmseqs easy-search queries.fa DB
+   out.m8 tmp --search-type 3 --threads T` against the indexed database: easy-search uses DB.idx when the
+   target is a database that has one). With --train-steps instead of --model a model is first trained with
+   `python -m gene_ae.train` on shards (shard-fasta) of a 20,000-record sample of the collection, and the
+   checkpoint it writes is used; training time is reported separately, not as build time.
+   Per tool: build time, peak memory of the build, index bytes on disk (every file the build wrote, the
+   sequences included, the FASTA input not), time per query of the whole search process (its wall time /
+   queries), marginal time per query (the search run with all queries and with one: (t_all - t_one) / (n - 1)),
+   peak memory while searching, recall@1 and @10 per divergence and family recall@1 per divergence.
+   Peak memory is GNU time's (/usr/bin/time -v) maximum resident set size: the largest single process of the
+   command's tree (MMseqs2 runs its steps one after another, so that is its peak); without /usr/bin/time the
+   summed RSS of the process tree, polled every 50 ms with psutil.
+4. Prints one markdown table (rows = tools), with ratios to gene-ae (time per query, index bytes); --out also
+   writes it. --work is the scratch folder (default /tmp/peer-bench); --keep reuses the collection, the
+   indexes (and their recorded build figures) and a trained model from an earlier run with the same settings.
+5. --quick: a smoke run (n 2000, 10 queries per divergence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("GENE_AE_SHARED_DATA", "/work/shared/data"))
+DIVERGENCES = (0.10, 0.20, 0.30)
+MEMBER_DIVERGENCE = (0.01, 0.08)
+SEEDS = [("genefam/dog_data.txt", "class"), ("genefam/chimp_data.txt", "class"), ("rrna16s/ten_16s.100.fa.gz", None)]
+TRAIN_SAMPLE = 20_000
+K = 10
+GNU_TIME = Path("/usr/bin/time")
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class Grown:
+    """The grown collection: record i is ids[i] with tokens seqs[i], a member of family[i]."""
+
+    ids: list[str]
+    seqs: list[np.ndarray]
+    family: list[int]
+
+
+def seed_genes() -> list[np.ndarray]:
+    from gene_ae.core.records import iter_input
+    from shard_tools.inputs import ReaderConfig
+
+    out = []
+    for name, label in SEEDS:
+        out += [r.tokens for r in iter_input(DATA / name, ReaderConfig(label_column=label) if label else None)]
+    return out
+
+
+def grow(seeds: Sequence[np.ndarray], n: int, family_size: float, seed: int) -> Grown:
+    """Founders (shuffled seeds), then members copied from a uniformly drawn earlier record and mutated 1-8 %;
+    a copy joins its parent's family, so families grow in proportion to their size."""
+    from gene_ae.core.mutate import mutate
+
+    rng = np.random.default_rng(seed)
+    founders = int(min(len(seeds), n, max(1, round(n / family_size))))
+    seqs = [seeds[i] for i in rng.permutation(len(seeds))[:founders]]
+    family = list(range(founders))
+    while len(seqs) < n:
+        parent = int(rng.integers(len(seqs)))
+        seqs.append(mutate(seqs[parent], float(rng.uniform(*MEMBER_DIVERGENCE)), rng))
+        family.append(family[parent])
+    counts: dict[int, int] = {}
+    ids = []
+    for f in family:
+        counts[f] = counts.get(f, 0) + 1
+        ids.append(f"f{f:05d}_m{counts[f]:05d}")
+    order = rng.permutation(n)  # shuffled: a family's members are not neighbours in the file
+    return Grown([ids[i] for i in order], [seqs[i] for i in order], [family[i] for i in order])
+
+
+def write_fasta(path: Path, ids: Sequence[str], seqs: Sequence[np.ndarray]) -> None:
+    from shard_tools.alphabet import decode
+
+    tmp = path.with_suffix(".partial")
+    with open(tmp, "w") as f:
+        for rid, s in zip(ids, seqs):
+            f.write(f">{rid}\n{decode(s)}\n")
+    tmp.replace(path)
+
+
+@dataclass
+class Queries:
+    """Query id -> the position of its source in the collection, and its divergence."""
+
+    ids: list[str]
+    seqs: list[np.ndarray]
+    source: list[int]
+    divergence: list[float]
+
+
+def make_queries(grown: Grown, per_divergence: int, seed: int) -> Queries:
+    from gene_ae.evaluate.metrics import mutated_copies, sample_sources
+
+    sources = sample_sources(len(grown.seqs), per_divergence, seed)
+    q = Queries([], [], [], [])
+    for step, d in enumerate(DIVERGENCES):
+        copies = mutated_copies(grown.seqs, sources, d, seed, step)
+        q.ids += [f"q{round(100 * d)}_{j}" for j in range(len(sources))]
+        q.seqs += copies
+        q.source += sources.tolist()
+        q.divergence += [d] * len(sources)
+    return q
+
+
+# --------------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    peak_mib: float
+
+
+def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Measured:
+    """Run one command; its wall time and peak memory (see the module docstring for how). Its output goes to a
+    file, not a pipe (a verbose tool must not block on a full pipe while it is polled); a failure raises with
+    the end of that output."""
+    full_env = {**os.environ, **(env or {})}
+    print("  $ " + " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    with tempfile.NamedTemporaryFile(suffix=".time") as rusage, tempfile.TemporaryFile("w+") as log:
+        prefix = [str(GNU_TIME), "-v", "-o", rusage.name] if GNU_TIME.exists() else []
+        start = time.perf_counter()
+        proc = subprocess.Popen([*prefix, *map(str, cmd)], env=full_env, cwd=cwd, stdout=log, stderr=log)
+        peak = 0.0 if prefix else _poll_tree(proc)
+        proc.wait()
+        wall = time.perf_counter() - start
+        if proc.returncode:
+            log.seek(0)
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {log.read()[-2000:]}")
+        if prefix:
+            found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", Path(rusage.name).read_text())
+            peak = int(found.group(1)) / 1024 if found else float("nan")
+        return Measured(wall, peak)
+
+
+def _poll_tree(proc: subprocess.Popen) -> float:
+    """Peak summed RSS (MiB) of a process and its descendants, polled until it exits."""
+    import psutil
+
+    peak, root = 0, psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        except psutil.Error:
+            rss = 0
+        peak = max(peak, rss)
+        time.sleep(0.05)
+    return peak / 2**20
+
+
+def tree_bytes(paths: Sequence[Path]) -> int:
+    total = 0
+    for p in paths:
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else []
+        files = [f for f in files if f.name != "build.json"]  # this benchmark's record, not the tool's
+        total += sum(f.stat().st_size for f in files)
+    return total
+
+
+# ------------------------------------------------------------------------------------------------- tools
+
+
+@dataclass
+class Tool:
+    """One row: how to build its index (commands, in a folder shared by tools with the same build), how to
+    search it and how to read its hits (query id -> subject ids, best first)."""
+
+    name: str
+    build_dir: str
+    build: Callable[[Path, Path], list[list[str]]]  # (collection FASTA, build folder) -> commands
+    outputs: Callable[[Path], list[Path]]  # build folder -> what the index is made of on disk
+    search: Callable[[Path, Path, Path], list[str]]  # (queries FASTA, build folder, hits file) -> command
+    parse: Callable[[Path], dict[str, list[str]]]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def ranked(pairs: Sequence[tuple[str, str]], k: int = K) -> dict[str, list[str]]:
+    """(query, subject) rows in the tool's order -> each query's first k distinct subjects."""
+    out: dict[str, list[str]] = {}
+    for q, s in pairs:
+        hits = out.setdefault(q, [])
+        if s not in hits and len(hits) < k:
+            hits.append(s)
+    return out
+
+
+def tabular(path: Path) -> dict[str, list[str]]:
+    """BLAST -outfmt 6 and MMseqs2 .m8: query and subject are the first two columns."""
+    return ranked([tuple(line.split("\t")[:2]) for line in path.read_text().splitlines() if line])
+
+
+def gene_ae_hits(path: Path) -> dict[str, list[str]]:
+    lines = path.read_text().splitlines()
+    cols = lines[0].split("\t")
+    q, s = cols.index("query_id"), cols.index("subject_id")
+    return ranked([(f[q], f[s]) for f in (line.split("\t") for line in lines[1:] if line)])
+
+
+def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = ()) -> list[Tool]:
+    """The tools in table order: gene-ae with defaults, then each gene-ae variant (a label and extra `gene-ae
+    embed` flags, e.g. compact index codecs), BLAST+ twice, MMseqs2."""
+    t = str(threads)
+    torch_env = {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t}
+    beside = Path(sys.executable).with_name("gene-ae")  # the venv's console script, else the one on PATH
+    gene_ae = [str(beside) if beside.exists() else shutil.which("gene-ae") or "gene-ae"]
+
+    def blast(task: str) -> Tool:
+        return Tool(
+            f"BLAST+ blastn -task {task}", "blastdb",
+            lambda fa, d: [["makeblastdb", "-in", fa, "-dbtype", "nucl", "-out", d / "db"]],
+            lambda d: [d],
+            lambda q, d, out: ["blastn", "-task", task, "-query", q, "-db", d / "db", "-outfmt", "6",
+                               "-max_target_seqs", str(K), "-num_threads", t, "-out", out],
+            tabular,
+        )  # fmt: skip
+
+    def gene_ae_tool(label: str, flags: list[str]) -> Tool:
+        return Tool(
+            f"gene-ae ({label})", "gene-ae" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', label)}" if flags else ""),
+            lambda fa, d: [[*gene_ae, "embed", "--model", model, "--input", fa, "--out", d / "index", *flags]],
+            lambda d: [d / "index"],
+            lambda q, d, out: [*gene_ae, "search", "--index", d / "index", q, "-k", str(K), "--out", out],
+            gene_ae_hits, torch_env,
+        )  # fmt: skip
+
+    return [
+        gene_ae_tool("embed + search, defaults", []),
+        *(gene_ae_tool(label, flags) for label, flags in variants),
+        blast("blastn"),
+        blast("megablast"),
+        Tool(
+            "MMseqs2 easy-search (indexed db)", "mmseqs",
+            lambda fa, d: [["mmseqs", "createdb", fa, d / "db"],
+                           ["mmseqs", "createindex", d / "db", d / "tmp", "--search-type", "3", "--threads", t]],
+            lambda d: [f for f in d.glob("db*")],
+            lambda q, d, out: ["mmseqs", "easy-search", q, d / "db", out, out.with_suffix(".tmp"), "--search-type",
+                               "3", "--threads", t],
+            tabular,
+        ),
+    ]  # fmt: skip
+
+
+@dataclass
+class Built:
+    """A build's figures, kept beside it (build.json) so --keep can report them without rebuilding."""
+
+    commands: list[list[str]]
+    build_s: float
+    build_mib: float
+    index_bytes: int
+
+
+def build(tool: Tool, collection: Path, root: Path, keep: bool, done: dict[str, Built]) -> Built:
+    if tool.build_dir in done:  # BLAST's two tasks share one database
+        return done[tool.build_dir]
+    d = root / tool.build_dir
+    commands = [list(map(str, c)) for c in tool.build(collection, d)]
+    record = d / "build.json"
+    if keep and record.is_file() and json.loads(record.read_text())["commands"] == commands:
+        done[tool.build_dir] = Built(**json.loads(record.read_text()))
+        print(f"{tool.name}: reusing the index in {d}", file=sys.stderr, flush=True)
+        return done[tool.build_dir]
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    steps = [run_measured(c, tool.env) for c in commands]
+    shutil.rmtree(d / "tmp", ignore_errors=True)  # MMseqs2's scratch: not part of the index
+    built = Built(commands, sum(s.wall_s for s in steps), max(s.peak_mib for s in steps), tree_bytes(tool.outputs(d)))
+    record.write_text(json.dumps(asdict(built)))
+    done[tool.build_dir] = built
+    return built
+
+
+@dataclass
+class Searched:
+    hits: dict[str, list[str]]
+    all_: Measured
+    one: Measured
+
+
+def search(tool: Tool, root: Path, queries: Path, one_query: Path) -> Searched:
+    d = root / tool.build_dir
+    runs = {}
+    for name, q in (("all", queries), ("one", one_query)):
+        out = root / "hits" / f"{re.sub(r'[^A-Za-z0-9]+', '-', tool.name).strip('-')}-{name}.tsv"
+        out.parent.mkdir(exist_ok=True)
+        out.unlink(missing_ok=True)
+        shutil.rmtree(out.with_suffix(".tmp"), ignore_errors=True)
+        runs[name] = (run_measured([str(x) for x in tool.search(q, d, out)], tool.env), out)
+        shutil.rmtree(out.with_suffix(".tmp"), ignore_errors=True)
+    return Searched(tool.parse(runs["all"][1]), runs["all"][0], runs["one"][0])
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def train_model(
+    grown: Grown, root: Path, steps: int, config: str | None, threads: int, keep: bool
+) -> tuple[str, float]:
+    """Shard a sample of the collection, train on it with `python -m gene_ae.train`; (checkpoint, seconds)."""
+    d = root / "train"
+    record = d / "trained.json"
+    wanted = {"steps": steps, "config": config, "threads": threads}
+    if keep and record.is_file() and json.loads(record.read_text())["settings"] == wanted:
+        done = json.loads(record.read_text())
+        return done["checkpoint"], done["seconds"]
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    pick = np.sort(rng.choice(len(grown.ids), min(TRAIN_SAMPLE, len(grown.ids)), replace=False))
+    write_fasta(d / "sample.fa", [grown.ids[i] for i in pick], [grown.seqs[i] for i in pick])
+    bin_dir = Path(sys.executable).parent
+    start = time.perf_counter()
+    run_measured([str(bin_dir / "shard-fasta"), str(d / "sample.fa"), str(d / "shards"), "--quiet"])
+    cmd = [sys.executable, "-m", "gene_ae.train", "--data", str(d / "shards"), "--steps", str(steps), "--workers",
+           "1", "--set", f"train.threads_per_worker={threads}", "--storage", str(d / "runs"), "--name", "peer-bench",
+           "--register", ""]  # fmt: skip
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{d}/mlflow.db", "OMP_NUM_THREADS": str(threads)}
+    run_measured(cmd + (["--config", str(Path(config).resolve())] if config else []), env, cwd=d)
+    seconds = time.perf_counter() - start
+    checkpoints = sorted(p for p in (d / "runs" / "peer-bench").glob("checkpoint_*") if (p / "model.pt").is_file())
+    if not checkpoints:
+        raise RuntimeError(f"training wrote no checkpoint under {d / 'runs' / 'peer-bench'}")
+    record.write_text(json.dumps({"settings": wanted, "checkpoint": str(checkpoints[-1]), "seconds": seconds}))
+    return str(checkpoints[-1]), seconds
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+def recalls(hits: dict[str, list[str]], queries: Queries, grown: Grown) -> dict[str, list[float]]:
+    """recall@1, recall@10 and family recall@1, one value per divergence; a query with no hits is a miss."""
+    from gene_ae.evaluate.metrics import identical_members
+
+    targets = identical_members(grown.seqs, np.array(queries.source))
+    family = dict(zip(grown.ids, grown.family))
+    scores: dict[str, dict[float, list[bool]]] = {"r1": {}, "r10": {}, "fam1": {}}
+    for qid, src, d, same in zip(queries.ids, queries.source, queries.divergence, targets):
+        found = hits.get(qid, [])
+        truth = {grown.ids[i] for i in same}
+        scores["r1"].setdefault(d, []).append(bool(found) and found[0] in truth)
+        scores["r10"].setdefault(d, []).append(any(h in truth for h in found[:K]))
+        scores["fam1"].setdefault(d, []).append(bool(found) and family.get(found[0]) == grown.family[src])
+    return {name: [float(np.mean(by_d[d])) for d in DIVERGENCES] for name, by_d in scores.items()}
+
+
+def table(rows: list[tuple[Tool, Built, Searched, dict[str, list[float]]]], n_queries: int) -> str:
+    per = "/".join(f"{round(100 * d)}" for d in DIVERGENCES) + " %"
+    header = ["tool", "build s", "build peak MiB", "index MiB", "s/query (whole process)", "ms/query (marginal)",
+              "search peak MiB", f"recall@1 {per}", f"recall@10 {per}", f"family recall@1 {per}",
+              "s/query / gene-ae", "marginal / gene-ae", "index bytes / gene-ae"]  # fmt: skip
+    whole = [s.all_.wall_s / n_queries for _, _, s, _ in rows]
+    marginal = [(s.all_.wall_s - s.one.wall_s) / max(n_queries - 1, 1) for _, _, s, _ in rows]
+    ref = 0  # gene-ae is the first row
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, (tool, b, s, r) in enumerate(rows):
+        cells = [tool.name, f"{b.build_s:.1f}", f"{b.build_mib:,.0f}", f"{b.index_bytes / 2**20:,.1f}",
+                 f"{whole[i]:.3f}", f"{1e3 * marginal[i]:.1f}", f"{s.all_.peak_mib:,.0f}",
+                 *("/".join(f"{v:.2f}" for v in r[key]) for key in ("r1", "r10", "fam1")),
+                 f"{whole[i] / whole[ref]:.2f}", _ratio(marginal[i], marginal[ref]),
+                 f"{b.index_bytes / rows[ref][1].index_bytes:.2f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b > 0 else "n/a"
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="gene-ae model: a checkpoint directory or models:/ URI")
+    which.add_argument("--train-steps", type=int, help="train a model for this many steps first (instead of --model)")
+    p.add_argument("--train-config", help="with --train-steps: a TOML config for python -m gene_ae.train")
+    p.add_argument("--n", type=int, default=100_000, help="records in the grown collection")
+    p.add_argument("--queries", type=int, default=50, help="sampled members per divergence")
+    p.add_argument("--family", type=float, default=8.0, help="mean family size (founders: min(seeds, n / this))")
+    p.add_argument("--threads", type=int, default=2, help="threads per tool")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default="/tmp/peer-bench", help="scratch folder")
+    p.add_argument("--keep", action="store_true", help="reuse the collection, indexes and model of an earlier run")
+    p.add_argument("--quick", action="store_true", help="smoke run: n 2000, 10 queries per divergence")
+    p.add_argument("--out", help="also write the table to this markdown file")
+    p.add_argument(
+        "--variant", action="append", default=[], metavar="LABEL=FLAGS",
+        help="one more gene-ae row, its index built with these extra `gene-ae embed` flags (repeatable), e.g. "
+        "'sq8=--vector-codec sq8'",
+    )  # fmt: skip
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.queries = 2000, 10
+    root = Path(args.work) / f"n{args.n}-f{args.family:g}-s{args.seed}"
+    root.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    grown = grow(seed_genes(), args.n, args.family, args.seed)
+    collection = root / "collection.fa"
+    if not (args.keep and collection.is_file()):
+        write_fasta(collection, grown.ids, grown.seqs)
+    queries = make_queries(grown, args.queries, args.seed + 1)
+    write_fasta(root / "queries.fa", queries.ids, queries.seqs)
+    write_fasta(root / "one-query.fa", queries.ids[:1], queries.seqs[:1])
+    sizes = np.bincount(grown.family)
+    what = f"{args.n:,} records, {sizes.size:,} families (largest {sizes.max():,}), {len(queries.ids)} queries"
+    print(f"collection: {what}, in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+
+    train_note = ""
+    model = args.model
+    if args.train_steps:
+        model, train_s = train_model(grown, root, args.train_steps, args.train_config, args.threads, args.keep)
+        sample = min(TRAIN_SAMPLE, args.n)
+        train_note = f" (trained {args.train_steps} steps on {sample:,} records in {train_s:.0f} s, not in build s)"
+
+    rows, done = [], {}
+    variants = [(label, flags.split()) for label, _, flags in (v.partition("=") for v in args.variant)]
+    for tool in tools(model, args.threads, variants):
+        print(f"{tool.name}:", file=sys.stderr, flush=True)
+        built = build(tool, collection, root, args.keep, done)
+        searched = search(tool, root, root / "queries.fa", root / "one-query.fa")
+        rows.append((tool, built, searched, recalls(searched.hits, queries, grown)))
+        print(f"  build {built.build_s:.1f} s, search {searched.all_.wall_s:.1f} s", file=sys.stderr, flush=True)
+
+    memory = "GNU time -v max RSS" if GNU_TIME.exists() else "psutil-polled RSS of the process tree"
+    command = "python benchmarks/peer_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (
+        f"`{command}` on {platform.node()} ({os.cpu_count()} CPUs, {args.threads} threads per tool): "
+        f"{args.n:,} records in {sizes.size:,} families, {args.queries} queries per divergence; model "
+        f"{model}{train_note}; load average at the end {os.getloadavg()[0]:.1f}; peak memory: {memory}; "
+        "BLAST's two tasks share one database (one build).\n\n" + table(rows, len(queries.ids)) + "\n"
+    )
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
