@@ -228,7 +228,7 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path, cli):
         idents = [float(r[-1]) for r in top]
         assert idents == sorted(idents, reverse=True) and 0.7 < idents[0] < 0.95, idents
     code, _, err = cli("gene-ae", *base, "--rerank", "-1", "--collection", collection)
-    assert code == 1 and "argument --rerank: must be an integer >= 0" in err
+    assert code == 1 and "argument --rerank: must be an integer in [0, 10000]" in err
     code, stored, err = cli("gene-ae", *base, "--rerank", "10")  # the index holds its sequences: --collection optional
     assert code == 0 and stored == reranked, err
     code, _, err = cli("gene-ae", *base, "--rerank", "10", "--collection", far)
