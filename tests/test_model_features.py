@@ -221,3 +221,30 @@ def test_batches_with_a_signal_feature_hold_groups_that_share_it() -> None:
     plain = list(bucket_batches(items, 16, 25, random.Random(0)))
     assert sum(len(b["tokens"]) for b in grouped) == sum(len(b["tokens"]) for b in plain) == 400
     assert with_positive(grouped) > 0.85 and with_positive(plain) < 0.4
+
+
+def test_a_registered_model_names_and_requires_its_vector_features(tmp_path: Path, genes, monkeypatch) -> None:
+    """Logged and registered as production logs it: its signature carries the feature columns (else MLflow's
+    schema enforcement would drop them), the loaded pyfunc embeds with them and refuses a frame without one."""
+    import mlflow
+
+    from gene_ae.model.checkpoint import save as save_checkpoint
+    from gene_ae.registry import tracking
+    from shard_tools.alphabet import decode
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    enc = encoder(VECTOR)
+    ckpt = save_checkpoint(tmp_path / "ckpt", enc.cfg, enc.model)
+    with mlflow.start_run():
+        info = tracking.log_encoder(ckpt, register="feat-model")
+    served = mlflow.pyfunc.load_model(f"models:/feat-model/{info.registered_model_version}")
+    assert served.metadata.get_input_schema().input_names() == ["sequence", "family", "gc"]
+    seqs = [decode(g.tokens) for g in genes[:3]]
+    got = served.predict(pd.DataFrame({"sequence": seqs, "family": ["a", "b", None], "gc": [0.4, None, 0.6]}))
+    want = enc.embed_tokens([g.tokens for g in genes[:3]],
+                            features={"family": ["a", "b", None], "gc": [0.4, None, 0.6]})  # fmt: skip
+    assert np.allclose(got, want, atol=1e-5)
+    with pytest.raises(Exception, match="needs the feature 'gc'"):
+        served.predict(pd.DataFrame({"sequence": seqs, "family": ["a", "b", None]}))

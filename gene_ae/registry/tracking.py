@@ -47,9 +47,17 @@ def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, 
 
     from gene_ae.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_config
 
-    dim = load_config(checkpoint_dir).model.vector_dim
+    model_cfg = load_config(checkpoint_dir).model
+    dim = model_cfg.vector_dim
+    # A column per feature the vector takes (missing values allowed): without it in the signature, MLflow's
+    # schema enforcement would drop the column before the pyfunc could read it.
+    columns = [ColSpec("string", "sequence")] + [
+        ColSpec("double" if f.kind == "numeric" else "string", f.name, required=False)
+        for f in model_cfg.features
+        if f.use == "vector"
+    ]
     signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "sequence")]),
+        inputs=Schema(columns),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
     )
     slim = Path(tempfile.mkdtemp()) / "checkpoint"  # weights + config only: no optimiser state in the model
