@@ -161,13 +161,12 @@ def search(
     re-ranking (default: the sequences stored in the index); `allowed` (a boolean mask over records, from
     a --where filter) restricts every candidate list before it ranks, so the records that pass are ranked
     as in an index holding only them; removed records never come back. `features` (name -> one value per
-    query) are the queries' own, for a model whose vector takes features."""
+    query) are the queries' own, for a model whose vector takes features.
+
+    Three steps, which gene_ae/search/serve.py runs apart (the middle one on each shard's replicas): `ask`
+    (the query pieces, embedded once), `shard_hits` per shard, `finish` (merge, fuse, align, rank)."""
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
-    if cfg.k < 1 or cfg.rerank < 0:
-        raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
-    unknown = set(cfg.sources) - set(SOURCES)
-    if unknown:
-        raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
+    check_config(cfg)
     if cfg.rerank and subject is None:
         if any(s.sequences is None for s in collection.shards):
             raise ValueError(
@@ -175,17 +174,64 @@ def search(
             )
         subject = collection.sequence
     allowed = collection.allowed(allowed)
-    n = max(cfg.candidates, cfg.k, cfg.rerank)
-    shards = collection.shards
-    has_windows = any(s.windows is not None for s in shards)
-    kmers = shards[0].kmers
-    asked = QueryPieces.of(
-        queries, embed, collection.meta.window if has_windows else 0, kmers.cfg.segment if kmers else None,
-        cfg.sources, features,
-    )  # fmt: skip
+    asked = ask(merge_shapes([shard_shape(s) for s in collection.shards]), queries, embed, cfg, features)
+    n = depth(cfg)
     per_shard = []
-    for shard, lo, hi in zip(shards, collection.offsets[:-1], collection.offsets[1:]):
+    for shard, lo, hi in zip(collection.shards, collection.offsets[:-1], collection.offsets[1:]):
         per_shard.append(shard_hits(shard, int(lo), asked, n, None if allowed is None else allowed[lo:hi]))
+    return finish(queries, asked, per_shard, cfg, subject)
+
+
+def check_config(cfg: SearchConfig) -> None:
+    """Refuse settings no search can answer (the CLI checks the ranges while parsing; library callers here)."""
+    if cfg.k < 1 or cfg.rerank < 0:
+        raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
+    unknown = set(cfg.sources) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
+
+
+def depth(cfg: SearchConfig) -> int:
+    """The nearest pieces each shard returns per query piece (and records each candidate list keeps)."""
+    return max(cfg.candidates, cfg.k, cfg.rerank)
+
+
+PieceShape = tuple[int, "int | None"]  # (window of the query's window pieces, 0: none; k-mer segment, None: none)
+
+
+def shard_shape(shard: IndexDir) -> PieceShape:
+    """The query pieces one shard can answer: windows if it holds window vectors, segments if k-mers."""
+    return (shard.meta.window if shard.windows is not None else 0, shard.kmers.cfg.segment if shard.kmers else None)
+
+
+def merge_shapes(shapes: Sequence[PieceShape]) -> PieceShape:
+    """The pieces asked of a collection: windows when any shard holds window vectors (every shard has the same
+    window, Collection.open checks), segments as shard 0 cuts them."""
+    return max(w for w, _ in shapes), shapes[0][1]
+
+
+def ask(
+    shape: PieceShape,
+    queries: Sequence[np.ndarray],
+    embed: Embed | None,
+    cfg: SearchConfig,
+    features: Mapping[str, Sequence] | None = None,
+) -> QueryPieces:
+    """What every shard is asked: the queries' vectors, window pieces and k-mer segments, computed once."""
+    return QueryPieces.of(queries, embed, shape[0], shape[1], cfg.sources, features)
+
+
+def finish(
+    queries: Sequence[np.ndarray],
+    asked: QueryPieces,
+    per_shard: Sequence[Mapping[str, PieceHits]],
+    cfg: SearchConfig,
+    subject: Subject | None,
+) -> list[list[Hit]]:
+    """Ranked hits per query from every shard's `shard_hits`: each source's pieces merged over the shards
+    (then voted), the lists fused by RRF, the alignment pool re-ranked by identity. Pure: the same shard
+    answers give the same hits wherever they were computed."""
+    n = depth(cfg)
     lists: list[list[list[Candidate]]] = []
     for source in SOURCES:
         parts = [hits[source] for hits in per_shard if source in hits]
@@ -206,6 +252,8 @@ def search(
             for c in fused[: max(n, top)]
         ]
         if cfg.rerank:
+            if subject is None:
+                raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             hits = rerank(query, hits, subject, top)
         out.append(hits[: cfg.k])
     return out
