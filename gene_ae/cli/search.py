@@ -43,14 +43,11 @@ def add_parser(sub, version: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from functools import partial
-
     from gene_ae.cli import output
     from gene_ae.cli.embed import required_features
     from gene_ae.core.features import where
     from gene_ae.core.records import iter_input
     from gene_ae.index.collection import Collection
-    from gene_ae.model.encoder import Encoder
     from gene_ae.search import engine
 
     if args.query == STDIN and args.collection == STDIN:
@@ -64,17 +61,7 @@ def run(args: argparse.Namespace) -> int:
         why = f"no record passes --where {args.where!r}" if allowed is not None else "every record was removed"
         print(f"gene-ae search: warning: {why}; no hits", file=sys.stderr)
     shown = _shown_features(args, meta)
-    model_uri = args.model or meta.model_uri  # the exact version the index was built with, unless asked
-    encoder = Encoder.load(model_uri)
-    if encoder.dim != meta.dim:
-        raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
-    embed = partial(encoder.embed_tokens, batch_size=args.batch_size)
-    cosine = engine.model_agreement(index.shards[0], embed)
-    if cosine < engine.SAME_MODEL_COSINE:
-        raise ValueError(
-            f"{model_uri}: its vectors of records stored in {args.index} differ from the index's (cosine "
-            f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
-        )
+    encoder, embed = open_encoder(index.shards[0], args.model, args.batch_size, args.index)
     reader = reader_config(args)
     needed = required_features(encoder, declared_features(args, args.query), args.query)
     queries = list(iter_input(args.query, reader))
@@ -93,6 +80,30 @@ def run(args: argparse.Namespace) -> int:
         lines = output.hits_tsv(queries, results, entries, identity=bool(args.rerank), features=extra)
     output.emit(lines, args.out)
     return 0
+
+
+def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
+    """(encoder, embed) for searching an index whose first shard is `shard0`: the model it was built with unless
+    `model` is given, refused in one line when its vectors are not the index's (dim, or re-embedded records;
+    `shown` names the index). `gene-ae serve-index` loads its encoder through this too."""
+    from functools import partial
+
+    from gene_ae.model.encoder import Encoder
+    from gene_ae.search import engine
+
+    meta = shard0.meta
+    model_uri = model or meta.model_uri  # the exact version the index was built with, unless asked
+    encoder = Encoder.load(model_uri)
+    if encoder.dim != meta.dim:
+        raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
+    embed = partial(encoder.embed_tokens, batch_size=batch_size)
+    cosine = engine.model_agreement(shard0, embed)
+    if cosine < engine.SAME_MODEL_COSINE:
+        raise ValueError(
+            f"{model_uri}: its vectors of records stored in {shown} differ from the index's (cosine "
+            f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
+        )
+    return encoder, embed
 
 
 def _shown_features(args: argparse.Namespace, meta) -> list[str]:

@@ -1,4 +1,5 @@
-"""`gene-ae serve`: the encoder over HTTP through this venv's `mlflow models serve`."""
+"""`gene-ae serve`: the encoder over HTTP through this venv's `mlflow models serve` (--model), or a sharded index
+on Ray Serve (--index: one deployment per shard, POST JSON sequences, get hits; gene_ae/search/serve.py)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,46 @@ import argparse
 import os
 import sys
 
-from gene_ae.cli.common import int_option, subcommand
+from gene_ae.cli.common import MODEL_HELP, int_option, subcommand
+from shard_tools.options import Limit, number
+
+PROXIES = ("HeadOnly", "EveryNode")
 
 
 def add_parser(sub, version: str) -> None:
     from gene_ae.registry.serving import DEFAULT_PORT
+    from gene_ae.search.serve import ServeConfig
 
-    sv = subcommand(sub, "serve", "serve an encoder over HTTP (mlflow models serve; POST /invocations)", version)
-    sv.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/encoder")
+    cfg = ServeConfig()
+    sv = subcommand(sub, "serve", "serve an encoder (POST /invocations) or a sharded index (POST /search) over HTTP",
+                    version)  # fmt: skip
+    sv.add_argument(
+        "--model",
+        help=f"the encoder to serve: {MODEL_HELP}; with --index, overrides the model the index records",
+    )
+    sv.add_argument("--index", help="serve this index directory's search on Ray Serve (RAY_ADDRESS: join that cluster)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=int_option("port"), default=DEFAULT_PORT, help="port to listen on")
+    sv.add_argument("--replicas", type=number(int, Limit(1, 1000)), default=cfg.replicas,
+                    help="--index: replicas of each shard's deployment and of the ingress")  # fmt: skip
+    sv.add_argument("--replica-cpus", type=number(float, Limit(0, None, low_open=True)), default=cfg.cpus,
+                    help="--index: CPUs each replica reserves")  # fmt: skip
+    sv.add_argument("--proxy", choices=PROXIES, default=PROXIES[0],
+                    help="--index: where Serve's HTTP proxies run (EveryNode: one a node, same port)")  # fmt: skip
+    sv.add_argument("--batch-size", type=int_option("batch_size"), default=cfg.batch_size,
+                    help="--index: encoder batch size")  # fmt: skip
     sv.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.index is not None:
+        return _serve_index(args)
+    if args.model is None:
+        raise ValueError("give --model (serve an encoder) or --index (serve an index's search)")
+    return _serve_model(args)
+
+
+def _serve_model(args: argparse.Namespace) -> int:
     """Replace this process with `mlflow models serve`, found and run from this venv (no activation needed), once
     the port is free and the model is found (one-line errors, before MLflow loads anything)."""
     from gene_ae.registry.serving import check_listen, check_model, serve_command, serve_env
@@ -30,3 +57,66 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     os.execve(cmd[0], cmd, serve_env())
     return 0  # not reached
+
+
+def _serve_index(args: argparse.Namespace) -> int:
+    """Deploy the index on the Ray cluster at RAY_ADDRESS (else a Ray started here), print the URL, block until
+    interrupted, then delete the application. The model is loaded and checked here first (one-line errors)."""
+    import signal
+    import threading
+    from functools import partial
+
+    import ray
+    from ray import serve
+
+    from gene_ae.index.directory import IndexDir
+    from gene_ae.registry.serving import check_listen
+    from gene_ae.search import serve as served
+
+    load = partial(search_model, model=args.model, batch_size=args.batch_size)
+    load(IndexDir.open(args.index))  # the index opens and the model is its own, before anything is deployed
+    joined = bool(os.environ.get("RAY_ADDRESS"))
+    if not joined:
+        check_listen(args.host, args.port)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(logging_level="WARNING", log_to_driver=False)
+    cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size)
+    url = served.deploy(args.index, load, cfg, args.host, args.port, proxy=args.proxy)
+    print(url, flush=True)
+    print(f"gene-ae serve: {args.index} at {url} (POST JSON sequences; Ctrl-C stops)", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.delete(served.APP_NAME)
+    return 0
+
+
+def search_model(shard0, model: str | None, batch_size: int):
+    """The ingress's Loader (gene_ae/search/serve.py): `gene-ae search`'s encoder and checks, and the features
+    the model's vector takes. Module-level, so Ray pickles it by reference."""
+    from gene_ae.cli.search import open_encoder
+    from shard_tools.inputs import FeatureColumn
+
+    encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
+    kinds = {f.name: f.kind for f in encoder.cfg.model.features}
+    return embed, tuple(FeatureColumn(n, kinds[n]) for n in encoder.required_features)
+
+
+def app(args: dict):
+    """A Serve application builder for a config file or KubeRay's RayService (import_path gene_ae.cli.serve:app,
+    args: index, and optionally model, replicas, cpus, batch_size)."""
+    from functools import partial
+
+    from gene_ae.search import serve as served
+
+    cfg = served.ServeConfig(
+        replicas=int(args.get("replicas", 1)), cpus=float(args.get("cpus", 1.0)),
+        batch_size=int(args.get("batch_size", 64)),
+    )  # fmt: skip
+    load = partial(search_model, model=args.get("model"), batch_size=cfg.batch_size)
+    return served.build_app(args["index"], load, cfg)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +41,13 @@ class Collection:
     removed: np.ndarray
 
     @classmethod
-    def open(cls, directory: str | Path) -> Collection:
+    def open(cls, directory: str | Path, opener: Callable[[Path], IndexDir] = IndexDir.open) -> Collection:
+        """`opener` opens one shard directory: IndexDir.open, or one that reads less (a Ray Serve ingress reads
+        only the records and sequences of shards that other replicas search: gene_ae/search/serve.py)."""
         d = Path(directory)
-        base = IndexDir.open(d)
+        base = opener(d)
         names, removed_positions = read_shards_file(d)
-        shards = [base] + [IndexDir.open(d / name) for name in names]
+        shards = [base] + [opener(d / name) for name in names]
         for name, shard in zip(names, shards[1:]):
             _check_compatible(base, shard, d / name)
         sizes = [len(s.meta.entries) for s in shards]

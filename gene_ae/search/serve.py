@@ -1,0 +1,295 @@
+"""A sharded collection on Ray Serve: one deployment per index shard, an HTTP ingress that answers as `gene-ae search`.
+
+    POST /search  {"sequences": [{"id": "q1", "sequence": "ACGT..."}], "k": 10, "rerank": 20, "allow_partial": false}
+      200   {"hits": [{"query_id", "subject_id", "rank", "similarity", ...}], "partial": false, "missing_shards": []}
+      400   {"error": "request: record 'q2': ..."}              bad input, one line naming the record
+      503   {"error": "...", "partial": true, "missing_shards": ["shard-00001"]}   a shard did not answer
+
+Why this split: search is `ask` (embed the queries once) -> `shard_hits` per shard -> `finish` (merge, fuse,
+align, rank) in gene_ae/search/engine.py. The ingress runs the two ends, each shard's replicas run the middle one
+on the shard they hold, so the endpoint's hits are the library's hits (and the CLI's) by construction.
+
+A shard call that fails (its replica died, or the call timed out) is retried on whatever replica Serve routes it
+to next (the controller replaces a dead one), with a doubling backoff. A shard that still does not answer makes
+the response 503, never a silently shorter list; a client that prefers the other shards' hits sends
+`"allow_partial": true` and gets 200 with `"partial": true` and the missing shards named.
+
+The ingress holds shard 0 open (the query checks and the provenance check, as the CLI does) and every shard's
+record list and sequence store (re-ranking aligns against them); each shard deployment opens only its own
+directory. Nothing here imports the model: the ingress is given a picklable `Loader` that returns `embed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gene_ae.core.features import FeatureColumns
+from gene_ae.index.collection import Collection
+from gene_ae.index.directory import IndexDir, read_meta
+from gene_ae.index.seqstore import SequenceStore
+from gene_ae.search import engine
+from gene_ae.search.candidates import PieceHits, QueryPieces, shard_hits
+from shard_tools.inputs import FeatureColumn, InputError, Record, _make
+
+APP_NAME, ROUTE = "gene-ae", "/search"
+BASE_SHARD = "shard-00000"  # the index directory itself, shard 0 of a collection (collection.py)
+# (embed, the features the model's vector takes) for searching the collection whose shard 0 is given.
+Loader = Callable[[IndexDir], tuple[engine.Embed, tuple[FeatureColumn, ...]]]
+
+
+@dataclass
+class ServeConfig:
+    """How the index is served; the search settings come with each request (k, rerank), as on the CLI."""
+
+    replicas: int = 1  # replicas of each shard deployment, and of the ingress
+    cpus: float = 1.0  # CPUs each replica reserves (a fraction packs several on one node)
+    retries: int = 5  # further tries of a failed shard call (a killed replica is replaced in a few seconds)
+    backoff_s: float = 0.25  # wait before the first retry, doubled after each: 0.25 + 0.5 + ... + 4 s for 5
+    shard_timeout_s: float = 120.0  # one shard call
+    max_ongoing_requests: int = 16  # per replica, before Serve queues
+    batch_size: int = 64  # encoder batch size
+    max_sequences: int = 10_000  # per request
+
+
+@dataclass
+class SearchRequest:
+    """A parsed request body: the records as the readers make them (shard_tools.inputs.Record)."""
+
+    records: list[Record]
+    features: dict[str, list] | None
+    cfg: engine.SearchConfig
+    allow_partial: bool = False
+
+    @property
+    def tokens(self) -> list[np.ndarray]:
+        return [r.tokens for r in self.records]
+
+
+# ------------------------------------------------------------------------------------------- the deployments
+
+
+class ShardSearcher:
+    """One shard's replica: opens only its shard directory and answers `shard_hits` for the ingress's pieces."""
+
+    def __init__(self, path: str, offset: int, removed: Sequence[int]):
+        self.shard = IndexDir.open(path)
+        self.offset = offset
+        n = len(self.shard.meta.entries)
+        self.allowed = None
+        if len(removed):
+            self.allowed = np.ones(n, dtype=bool)
+            self.allowed[np.asarray(removed, dtype=np.int64)] = False
+
+    def shape(self) -> engine.PieceShape:
+        return engine.shard_shape(self.shard)
+
+    def hits(self, asked: QueryPieces, n: int) -> dict[str, PieceHits]:
+        return shard_hits(self.shard, self.offset, asked, n, self.allowed)
+
+
+class SearchIngress:
+    """The HTTP endpoint: parses, embeds once, fans out to every shard deployment concurrently, finishes."""
+
+    def __init__(self, index: str, load: Loader, names: list[str], shards: list, cfg: ServeConfig):
+        self.collection = Collection.open(index, opener=_catalogue_opener(Path(index)))
+        self.embed, self.needed = load(self.collection.shards[0])
+        self.entries = self.collection.entries
+        self.names, self.shards, self.cfg = names, shards, cfg
+        self._shape: engine.PieceShape | None = None
+
+    async def __call__(self, request) -> object:
+        from starlette.responses import JSONResponse
+
+        if request.method != "POST":
+            return JSONResponse({"error": f"{request.method}: POST a JSON body"}, status_code=405)
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return JSONResponse({"error": f"request: not JSON ({exc})"}, status_code=400)
+        try:
+            asked = parse_request(body, self.needed, self.cfg)
+            engine.check_queries(self.collection.shards[0], asked.records, "request")
+        except ValueError as exc:
+            return JSONResponse({"error": _one_line(exc)}, status_code=400)
+        status, payload = await self.search(asked)
+        return JSONResponse(payload, status_code=status)
+
+    async def search(self, req: SearchRequest) -> tuple[int, dict]:
+        """(HTTP status, body) for a parsed request."""
+        if self._shape is None:
+            shapes = await asyncio.gather(*(self._call(i, "shape") for i in range(len(self.shards))))
+            if any(s is None for s in shapes):
+                return 503, _unavailable([n for n, s in zip(self.names, shapes) if s is None])
+            self._shape = engine.merge_shapes(shapes)
+        tokens = req.tokens
+        pieces = await asyncio.to_thread(engine.ask, self._shape, tokens, self.embed, req.cfg, req.features)
+        n = engine.depth(req.cfg)
+        answers = await asyncio.gather(*(self._call(i, "hits", pieces, n) for i in range(len(self.shards))))
+        missing = [name for name, a in zip(self.names, answers) if a is None]
+        present = [a for a in answers if a is not None]
+        if (missing and not req.allow_partial) or not present:
+            return 503, _unavailable(missing)
+        subject = self.collection.sequence if req.cfg.rerank else None
+        results = await asyncio.to_thread(engine.finish, tokens, pieces, present, req.cfg, subject)
+        rows = hit_records(req.records, results, self.entries)
+        return 200, {"hits": rows, "partial": bool(missing), "missing_shards": missing}
+
+    async def _call(self, i: int, method: str, *args):
+        """One shard deployment's answer, retried on failure; None when it never came."""
+        from ray.exceptions import RayActorError, WorkerCrashedError
+        from ray.serve.exceptions import RayServeException, RequestCancelledError
+
+        wait = self.cfg.backoff_s
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                call = getattr(self.shards[i], method).remote(*args)
+                return await asyncio.wait_for(_awaited(call), self.cfg.shard_timeout_s)
+            except (RayActorError, WorkerCrashedError, RayServeException, RequestCancelledError, TimeoutError):
+                if attempt == self.cfg.retries:
+                    return None
+                await asyncio.sleep(wait)
+                wait *= 2
+        return None
+
+
+async def _awaited(response):
+    return await response
+
+
+def _unavailable(missing: list[str]) -> dict:
+    shown = ", ".join(missing)
+    return {
+        "error": f'shard(s) {shown} did not answer after retries; ask again, or send "allow_partial": true for '
+        "the other shards' hits (flagged partial)",
+        "partial": True,
+        "missing_shards": missing,
+    }
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ------------------------------------------------------------------------------------------- requests, hits
+
+
+def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfig) -> SearchRequest:
+    """The request body, validated as the readers validate a file (shard_tools.inputs): one-line errors naming
+    the record. `needed`: the features the model's vector takes, which every record must carry."""
+    if not isinstance(body, dict) or not isinstance(body.get("sequences"), list):
+        raise ValueError('request: a JSON object with "sequences": [{"id": ..., "sequence": ...}, ...] expected')
+    unknown = set(body) - {"sequences", "k", "rerank", "allow_partial"}
+    if unknown:
+        raise ValueError(f"request: unknown field {sorted(unknown)[0]!r} (known: sequences, k, rerank, allow_partial)")
+    records = body["sequences"]
+    if not records or len(records) > cfg.max_sequences:
+        raise ValueError(f"request: {len(records)} sequences; send 1 to {cfg.max_sequences:,}")
+    search_cfg = engine.SearchConfig(
+        k=_int(body, "k", engine.SearchConfig.k, 1, 100_000),
+        rerank=_int(body, "rerank", engine.DEFAULT_RERANK, 0, 10_000),
+        batch_size=cfg.batch_size,
+    )
+    allow = body.get("allow_partial", False)
+    if not isinstance(allow, bool):
+        raise ValueError(f"request: allow_partial must be true or false, got {allow!r}")
+    made_records = []
+    for line, rec in enumerate(records, start=1):
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or not isinstance(rec.get("sequence"), str):
+            raise ValueError(f'request: sequence {line}: an object with string "id" and "sequence" expected')
+        given = rec.get("features") or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"request: record {rec['id']!r}: features must be an object of name -> value")
+        made = _make("request", rec["id"], "", rec["sequence"], line, None, tuple(needed),
+                     {k: str(v) for k, v in given.items() if v is not None})  # fmt: skip
+        if isinstance(made, InputError):
+            raise made
+        missing = [f.name for f in needed if f.name not in given]
+        if missing:
+            raise ValueError(f"request: record {rec['id']!r}: this model's vector takes the feature {missing[0]!r}")
+        made_records.append(made)
+    features = {f.name: [r.features.get(f.name) for r in made_records] for f in needed} if needed else None
+    return SearchRequest(made_records, features, search_cfg, allow)
+
+
+def _int(body: Mapping, name: str, default: int, lo: int, hi: int) -> int:
+    value = body.get(name, default)
+    if type(value) is not int or not lo <= value <= hi:
+        raise ValueError(f"request: {name} must be an integer from {lo} to {hi:,}, got {value!r}")
+    return value
+
+
+def hit_records(queries: Sequence[Record], results: Sequence[list[engine.Hit]], entries: Sequence) -> list[dict]:
+    """hits.tsv's columns (gene_ae/cli/output.py hits_tsv) as JSON objects, numbers unrounded; the region is the
+    located one, else the whole subject, as the TSV writes it."""
+    rows = []
+    for query, hits in zip(queries, results):
+        for rank, h in enumerate(hits, start=1):
+            e = entries[h.subject]
+            start, end = (h.subject_start, h.subject_end) if h.subject_end > h.subject_start else (0, e.length)
+            rows.append({
+                "query_id": query.id, "subject_id": e.id, "rank": rank, "similarity": h.similarity,
+                "query_length": int(query.tokens.size), "subject_length": e.length, "subject_label": e.label or "",
+                "subject_start": int(start), "subject_end": int(end), "score": float(h.score),
+                "identity": h.identity,
+            })  # fmt: skip
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ the app
+
+
+def _catalogue(d: Path) -> IndexDir:
+    """A shard as the ingress needs it: its records, features and sequences, none of its vectors or k-mers."""
+    meta = read_meta(d)
+    return IndexDir(
+        d, meta, None,
+        sequences=SequenceStore(d) if meta.sequences else None,
+        features=FeatureColumns.load(d) if meta.features else FeatureColumns(),
+    )  # fmt: skip
+
+
+def _catalogue_opener(index: Path) -> Callable[[Path], IndexDir]:
+    """Shard 0 opened whole (query and provenance checks), the others as catalogues."""
+    return lambda d: IndexDir.open(d) if d == index else _catalogue(d)
+
+
+def shard_names(collection: Collection) -> list[str]:
+    return [BASE_SHARD] + [s.path.name for s in collection.shards[1:]]
+
+
+def build_app(index: str | Path, load: Loader, cfg: ServeConfig):
+    """The Serve application: a deployment per shard (named after its directory; shard 0 is BASE_SHARD) and the
+    ingress bound to them. Only index.json and shards.json are read here."""
+    from ray import serve
+
+    index = Path(index).resolve()
+    collection = Collection.open(index, opener=lambda d: IndexDir(d, read_meta(d), None))
+    options = {
+        "num_replicas": cfg.replicas,
+        "ray_actor_options": {"num_cpus": cfg.cpus},
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+    }
+    shard = serve.deployment(ShardSearcher)
+    names, bound = shard_names(collection), []
+    for name, s, lo, hi in zip(names, collection.shards, collection.offsets[:-1], collection.offsets[1:]):
+        removed = (np.flatnonzero(collection.removed[lo:hi])).tolist()
+        bound.append(shard.options(name=name, **options).bind(str(s.path), int(lo), removed))
+    ingress = serve.deployment(SearchIngress).options(name="ingress", **options)
+    return ingress.bind(str(index), load, names, bound, cfg)
+
+
+def deploy(index: str | Path, load: Loader, cfg: ServeConfig, host: str, port: int, proxy: str = "HeadOnly") -> str:
+    """Start Serve on the Ray cluster this process is connected to (HTTP proxies on host:port, on the head node
+    or on every node), deploy the index and wait until every deployment is up; returns the endpoint's URL."""
+    from ray import serve
+
+    serve.start(proxy_location=proxy, http_options={"host": host, "port": port})
+    serve.run(build_app(index, load, cfg), name=APP_NAME, route_prefix=ROUTE, blocking=False)
+    return f"http://{host}:{port}{ROUTE}"
