@@ -13,6 +13,7 @@ from gene_ae.model.autoencoder import GeneAE, count_parameters
 from gene_ae.model.bags import kmer_ids
 from gene_ae.model.config import POOLINGS, ModelConfig
 from gene_ae.model.encoder import Encoder
+from gene_ae.model.layers import code_of_ids, latent_ids
 from gene_ae.model.losses import NegativeQueue, contrastive_loss, kl_loss, reconstruction_loss
 from shard_tools import alphabet
 from shard_tools.inputs import ReaderConfig, read_records
@@ -292,3 +293,86 @@ def test_frozen_kmers_stay_at_initialisation_and_hashed_ids_stay_in_range() -> N
     tokens, mask = random_batch(4, 300)
     ids = kmer_ids(tokens, 9, True, 1000)
     assert ids.min() >= 0 and ids.max() < 1000 and ids.unique().numel() > 200
+
+
+# ---- issue 20: the conv branch of the search vector and the quantised latent
+
+
+def test_conv_branch_starts_as_the_bags_vector_and_learns_its_weight() -> None:
+    """Its weight starts at 0: the vector equals the bags' (same weights) and only the weight gets a
+    gradient at first; a weight of 0 given to combine is the same checkpoint's bags alone."""
+    with_conv = GeneAE(tiny(vector_conv=True))
+    bags = GeneAE(tiny())
+    bags.load_state_dict({k: v for k, v in with_conv.state_dict().items() if k in bags.state_dict()})
+    x, mask = random_batch(3, 64)
+    assert torch.allclose(with_conv.search_vector(x, mask), bags.search_vector(x, mask), atol=1e-6)
+    out = with_conv(x, mask, others=x.clone())
+    out["vector"].pow(2).sum().backward()
+    assert with_conv.conv_weight.grad is not None and float(with_conv.conv_weight.grad.abs()) > 0
+    assert float(with_conv.conv_to_vector.weight.grad.abs().sum()) == 0.0  # scaled by the weight, 0 so far
+    with torch.no_grad():
+        with_conv.conv_weight.fill_(0.7)
+        sums = with_conv.branch_sums(x, mask)
+        assert sums.shape == (3, 3, 64)  # 5-mer bag, 7-mer bag, conv branch
+        assert not torch.allclose(with_conv.combine(sums), bags.search_vector(x, mask))
+        assert torch.allclose(with_conv.combine(sums, 0.0), bags.search_vector(x, mask), atol=1e-6)
+
+
+def test_conv_branch_reads_the_convs_not_the_lstm() -> None:
+    """The vector comes out of the encoder's trunk: changing a conv weight moves it, the LSTM does not
+    (embedding skips it), and the decoder's latent comes from the same conv features."""
+    model = GeneAE(tiny(vector_conv=True)).eval()
+    with torch.no_grad():
+        model.conv_weight.fill_(1.0)
+    x, mask = random_batch(2, 200)
+    before = model.embed(x, mask)
+    with torch.no_grad():
+        for p in model.enc_lstm.parameters():
+            p.add_(torch.randn_like(p))
+    assert torch.equal(model.embed(x, mask), before)
+    with torch.no_grad():
+        model.down[0].conv.weight.add_(torch.randn_like(model.down[0].conv.weight))
+    assert (model.embed(x, mask) - before).abs().max() > 1e-3
+    enc = model.encode(x, mask)
+    assert torch.allclose(model.combine(enc.sums), model.search_vector(x, mask), atol=1e-5)
+
+
+def test_conv_branch_embeds_long_sequences_as_about_one_pass() -> None:
+    """Long sequences are cut into pieces like the bags' (the convs are local): within a small tolerance of
+    one pass over the whole sequence (the positions near each cut differ)."""
+    enc = _encoder(tiny(vector_conv=True))
+    with torch.no_grad():
+        enc.model.conv_weight.fill_(1.0)
+    seq = np.random.default_rng(1).integers(alphabet.A, alphabet.T + 1, 40_000, dtype=np.uint8)
+    whole = torch.from_numpy(seq.astype(np.int64))[None]
+    expected = enc.model.embed(whole, torch.ones_like(whole, dtype=torch.bool))[0].detach().numpy()
+    got = enc.embed_tokens([seq])[0]
+    assert float(got @ expected) > 0.999
+
+
+@pytest.mark.parametrize(("channels", "levels", "bits"), [(2, 4, 1.0), (4, 4, 2.0), (3, 8, 2.25)])
+def test_quantised_latent_is_stored_at_its_rate(channels: int, levels: int, bits: float) -> None:
+    """Every latent value is one of `levels` values, the integer levels give the code back exactly (what
+    the decoder reads is what is stored), and the rate is channels x log2(levels) / downsample."""
+    cfg = tiny(latent_channels=channels, latent_levels=levels)
+    assert cfg.latent_bits_per_base == pytest.approx(bits)
+    model = GeneAE(cfg)
+    x, mask = random_batch(2, 64)
+    out = model(x, mask)
+    code = out["code"]
+    ids = latent_ids(code, levels)
+    assert int(ids.max()) < levels and torch.allclose(code_of_ids(ids, levels), code, atol=1e-6)
+    assert torch.equal(model.decode(code_of_ids(ids, levels), 64), model.decode(code, 64))
+    out["logits"].sum().backward()  # straight-through: the encoder still learns
+    assert float(model.to_code.weight.grad.abs().sum()) > 0
+
+
+def test_float_latent_rate_and_config_checks() -> None:
+    assert tiny(latent_channels=8).latent_bits_per_base == 8 * 32 / 4  # float32 values, 4 bases a position
+    with pytest.raises(ValueError, match="latent_levels"):
+        tiny(latent_levels=1)
+    with pytest.raises(ValueError, match="latent_levels"):
+        tiny(latent_levels=4, variational=True)
+    with pytest.raises(ValueError, match="latent_levels"):
+        tiny(latent_levels=257)
+    tiny(kmer_sizes=(), vector_conv=True)  # the conv branch alone is a vector

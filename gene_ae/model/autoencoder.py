@@ -3,9 +3,12 @@ k-mer bags: model/bags.py, losses: model/losses.py).
 
 encoder: tokens -> embedding -> strided conv blocks (length / downsample) -> (Bi)LSTM -> h [B, T, H]
    latent ("code"): a linear map of h at every coarse position, [B, T, latent_channels]: a fixed-size bottleneck
-            (window / downsample x latent_channels values, 512 for the defaults) that keeps position
+            (window / downsample x latent_channels values, 512 for the defaults) that keeps position; with
+            latent_levels each value is rounded to one of that many levels (layers.quantise), so the latent as
+            stored is latent_channels x log2(levels) / downsample bits a base (ModelConfig.latent_bits_per_base)
    vector:  the search vector [B, vector_dim], a sum over "branches": each learned canonical k-mer bag (and,
-            with vector_trunk, the pooled h) is summed over the sequence and L2-normalised
+            with vector_trunk, the pooled h; with vector_conv, the conv features before the LSTM, ReLU-projected
+            and summed, at a learned weight that starts at 0) is summed over the sequence and L2-normalised
 decoder: code -> coarse convs -> transposed-conv upsampling -> conv -> logits over the alphabet
 
 The decoder sees only the code (no teacher forcing, nothing autoregressive), so everything it
@@ -34,7 +37,7 @@ from gene_ae.model.bags import bag_sum, kmer_ids
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.feature_encoder import FeatureEncoder
 from gene_ae.model.features import vector_features
-from gene_ae.model.layers import DownBlock, ResBlock, UpBlock, run_lstm
+from gene_ae.model.layers import DownBlock, ResBlock, UpBlock, quantise, run_lstm
 from shard_tools.alphabet import PAD
 
 
@@ -80,6 +83,11 @@ class GeneAE(nn.Module):
         # training reshapes it. Parameters exist only for branches in use: DDP refuses unused ones.
         self.attn = nn.Linear(enc_out, 1) if cfg.vector_trunk and cfg.pooling == "attention" else None
         self.to_vector = nn.Linear(enc_out, cfg.vector_dim, bias=False) if cfg.vector_trunk else None
+        # The conv branch: each coarse position's trunk features -> ReLU features of the vector's size, summed
+        # over the sequence (a learned, mismatch-tolerant bag of the local contexts the convs see). Its weight
+        # in the vector starts at 0, so training starts from the bags' vector and the branch must earn a place.
+        self.conv_to_vector = nn.Linear(enc_widths[-1], cfg.vector_dim) if cfg.vector_conv else None
+        self.conv_weight = nn.Parameter(torch.zeros(())) if cfg.vector_conv else None
         self.kmer_bags = nn.ModuleList(
             nn.EmbeddingBag(cfg.kmer_rows(k), cfg.vector_dim, mode="sum", padding_idx=cfg.kmer_rows(k) - 1)
             for k in cfg.kmer_sizes
@@ -104,42 +112,58 @@ class GeneAE(nn.Module):
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> Encoded:
         """tokens, mask [B, L] (right-padded, any L) -> the search vector and the latent code."""
         tokens, mask = self._pad(tokens, mask)
+        local, m = self._convs(tokens, mask)
+        lengths = m.sum(1).long().clamp(min=1)  # an all-padding row still gets one (zero) step
+        h = run_lstm(self.enc_lstm, self.drop(local), lengths)  # [B, T, H]
+        valid = (m > 0).unsqueeze(-1)
+        both = torch.cat([h, local.to(h.dtype)], -1)
+        code = self.to_code(both)
+        if self.cfg.latent_levels:
+            code = quantise(code, self.cfg.latent_levels)
+        code = code * valid
+        logvar = self.to_code_logvar(both) * valid if self.to_code_logvar is not None else None
+        sums = self._branch_sums(tokens.masked_fill(~mask, PAD), h, local, valid)
+        return Encoded(self.combine(sums), sums, code, logvar)
+
+    def _convs(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv trunk: (features [B, T, C] at every coarse position, validity [B, T] as 0/1)."""
         m = mask.float()
         x = self.embedding(tokens).transpose(1, 2) * m.unsqueeze(1)  # [B, E, L]
         for block in self.down:
             m = F.max_pool1d(m.unsqueeze(1), 2).squeeze(1)  # valid if any input position is valid
             x = block(x, m)
-        lengths = m.sum(1).long().clamp(min=1)  # an all-padding row still gets one (zero) step
-        local = x.transpose(1, 2)  # [B, T, C]
-        h = run_lstm(self.enc_lstm, self.drop(local), lengths)  # [B, T, H]
-        valid = (m > 0).unsqueeze(-1)
-        both = torch.cat([h, local.to(h.dtype)], -1)
-        code = self.to_code(both) * valid
-        logvar = self.to_code_logvar(both) * valid if self.to_code_logvar is not None else None
-        sums = self._branch_sums(tokens.masked_fill(~mask, PAD), h, valid)
-        return Encoded(self.combine(sums), sums, code, logvar)
+        return x.transpose(1, 2), m
 
     def branch_sums(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The search vector's sums [B, n_branches, vector_dim] alone. Without the trunk branch this skips the
-        conv + LSTM entirely (the fast branch of embedding), and any length works, not only a window."""
+        """The search vector's sums [B, n_branches, vector_dim] alone. Without the LSTM branch this skips the
+        LSTM (and, without the conv branch, the convs too: the fast branch of embedding), and any length
+        works, not only a window."""
         if self.cfg.vector_trunk:
             return self.encode(tokens, mask).sums
         tokens, mask = self._pad(tokens, mask)
-        return self._branch_sums(tokens.masked_fill(~mask, PAD), None, None)
+        local, valid = None, None
+        if self.conv_to_vector is not None:
+            local, m = self._convs(tokens, mask)
+            valid = (m > 0).unsqueeze(-1)
+        return self._branch_sums(tokens.masked_fill(~mask, PAD), None, local, valid)
 
     def search_vector(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The (unnormalised) search vector of each row: model.combine of branch_sums."""
         return self.combine(self.branch_sums(tokens, mask))
 
-    @staticmethod
-    def combine(sums: torch.Tensor) -> torch.Tensor:
+    def combine(self, sums: torch.Tensor, conv_weight: float | None = None) -> torch.Tensor:
         """[..., n_branches, D] per-branch sums -> [..., D]: each branch L2-normalised, then summed.
 
-        Normalising after pooling keeps every branch's weight the same at any sequence length. The weights
-        are equal and fixed: learned ones drifted to the 5-mer branch (1.4 : 0.5 after 540 steps), which
-        finds far copies of genes but blurs the few differences between genomes of one clade (val split,
-        docs/RESULTS.md)."""
-        return F.normalize(sums.float(), dim=-1).sum(-2)
+        Normalising after pooling keeps every branch's weight the same at any sequence length. The bags'
+        weights are equal and fixed: learned ones drifted to the 5-mer branch (1.4 : 0.5 after 540 steps),
+        which finds far copies of genes but blurs the few differences between genomes of one clade (val
+        split, docs/RESULTS.md). The conv branch (the last) has its learned weight; `conv_weight` overrides it
+        (0: the same checkpoint's vector without the trunk, for the ablation)."""
+        parts = F.normalize(sums.float(), dim=-1)
+        if self.conv_weight is None:
+            return parts.sum(-2)
+        weight = self.conv_weight.float() if conv_weight is None else torch.tensor(float(conv_weight))
+        return parts[..., :-1, :].sum(-2) + weight * parts[..., -1, :]
 
     def _pad(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         extra = -tokens.shape[1] % self.cfg.downsample  # a multiple of downsample: every scale halves exactly
@@ -148,7 +172,9 @@ class GeneAE(nn.Module):
             mask = F.pad(mask, (0, extra), value=False)
         return tokens, mask
 
-    def _branch_sums(self, tokens: torch.Tensor, h: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor:
+    def _branch_sums(
+        self, tokens: torch.Tensor, h: torch.Tensor | None, local: torch.Tensor | None, valid: torch.Tensor | None
+    ) -> torch.Tensor:
         sums = [
             bag_sum(bag, kmer_ids(tokens, k, self.cfg.canonical_kmers, self.cfg.kmer_rows(k) - 1))
             for k, bag in zip(self.cfg.kmer_sizes, self.kmer_bags)
@@ -156,6 +182,9 @@ class GeneAE(nn.Module):
         if self.to_vector is not None:
             assert h is not None and valid is not None
             sums.append(self.to_vector(self.drop(self._pool(h, valid))).float() * valid.sum(1).float())
+        if self.conv_to_vector is not None:
+            assert local is not None and valid is not None
+            sums.append((F.relu(self.conv_to_vector(local)) * valid).float().sum(1))
         return torch.stack(sums, 1)
 
     def _pool(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

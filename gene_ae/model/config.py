@@ -24,10 +24,16 @@ class ModelConfig:
     bidirectional: bool = True
     vector_dim: int = 512  # size of the search vector
     latent_channels: int = 8  # latent values per coarse position: a window's latent is window/downsample x this
+    # Each latent value is rounded to one of this many levels (finite scalar quantisation, straight-through
+    # gradients), so the latent as stored is latent_channels x log2(levels) / downsample bits a base; 0 = float32
+    latent_levels: int = 0
     window: int = 512  # longest window trained and decoded; must be divisible by downsample
     variational: bool = False  # the code is sampled (mu, logvar) in training, with a KL term
     pooling: str = "mean"  # "mean" | "attention" | "max"  (masked; the trunk branch only)
     vector_trunk: bool = False  # add the pooled conv + LSTM trunk to the search vector as one more branch
+    # add the conv trunk's per-position features (before the LSTM), projected and summed over the sequence, to
+    # the search vector: a branch whose weight starts at 0 (the vector starts equal to the bags') and is learned
+    vector_conv: bool = False
     dropout: float = 0.0
     kmer_sizes: tuple[int, ...] = (5, 7)  # k-mer bag branches added to the search vector; () for conv-LSTM only
     canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
@@ -47,6 +53,7 @@ class ModelConfig:
         "lstm_layers": Range(1),
         "vector_dim": Range(1),
         "latent_channels": Range(1),
+        "latent_levels": Range(0, 256),  # and not 1
         "window": Range(1),  # and a multiple of downsample
         "dropout": Range(0, 1, high_open=True),
         "kmer_sizes": Range(1, 15),  # each
@@ -66,8 +73,14 @@ class ModelConfig:
             raise ValueError(f"model.channels: must be a multiple of 4 and >= 8, got {self.channels}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling: must be one of {', '.join(POOLINGS)}, got {show_value(self.pooling)}")
-        if not self.kmer_sizes and not self.vector_trunk:
-            raise ValueError("model.kmer_sizes: must name a k-mer bag unless model.vector_trunk is true, got ()")
+        if not self.kmer_sizes and not (self.vector_trunk or self.vector_conv):
+            raise ValueError(
+                "model.kmer_sizes: must name a k-mer bag unless model.vector_trunk or model.vector_conv is true, got ()"
+            )
+        if self.latent_levels == 1:
+            raise ValueError("model.latent_levels: 0 (float latent) or 2..256 levels, got 1")
+        if self.latent_levels and self.variational:
+            raise ValueError("model.latent_levels: a quantised latent is not variational; set one of them")
 
     @property
     def n_scales(self) -> int:
@@ -77,12 +90,18 @@ class ModelConfig:
     @property
     def n_branches(self) -> int:
         """Paths summed into the search vector: one per k-mer bag, plus the trunk's."""
-        return len(self.kmer_sizes) + int(self.vector_trunk)
+        return len(self.kmer_sizes) + int(self.vector_trunk) + int(self.vector_conv)
 
     @property
     def latent_size(self) -> int:
         """Values in the latent of one full window."""
         return self.window // self.downsample * self.latent_channels
+
+    @property
+    def latent_bits_per_base(self) -> float:
+        """Bits a base of the latent as stored: log2(levels) per value when quantised, float32 otherwise."""
+        per_value = math.log2(self.latent_levels) if self.latent_levels else 32.0
+        return self.latent_channels * per_value / self.downsample
 
     def kmer_rows(self, k: int) -> int:
         """Rows of the k-mer bag for k (the last is the padding row)."""

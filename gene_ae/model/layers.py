@@ -66,3 +66,25 @@ def run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor | None = None
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     out, _ = lstm(packed)
     return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+def quantise(z: torch.Tensor, levels: int) -> torch.Tensor:
+    """Finite scalar quantisation (Mentzer et al. 2023): each value bounded by tanh and rounded to one of
+    `levels` evenly spaced values in [-1, 1], with straight-through gradients. The decoder then reads exactly
+    what `latent_ids` stores, log2(levels) bits a value; no codebook to collapse."""
+    bounded = torch.tanh(z)
+    half = (levels - 1) / 2
+    rounded = torch.round((bounded + 1) * half) / half - 1
+    return bounded + (rounded - bounded).detach()
+
+
+def latent_ids(code: torch.Tensor, levels: int) -> torch.Tensor:
+    """The integer level (0 .. levels - 1) of each value of a quantised code: what is stored."""
+    half = (levels - 1) / 2
+    return torch.round((code.float() + 1) * half).clamp(0, levels - 1).to(torch.uint8)
+
+
+def code_of_ids(ids: torch.Tensor, levels: int) -> torch.Tensor:
+    """The code values of stored levels (the inverse of latent_ids)."""
+    half = (levels - 1) / 2
+    return ids.float() / half - 1
