@@ -37,3 +37,30 @@ def test_validate_names_the_bad_row():
         validate(["  \n"])
     with pytest.raises(ValueError, match="row 1: expected a DNA string"):
         validate(["ACGT", 5])  # type: ignore[list-item]
+
+
+def test_embed_spans_equals_embedding_each_piece(encoder):
+    """Record and window vectors from one pass over each sequence (Encoder.embed_spans) are the vectors of
+    the pieces embedded one by one: cuts of long spans, N, spans shorter than k, owners in any order."""
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(3, 8, size=n).astype(np.uint8) for n in (50, 256, 300, 1000, 5000, 17, 3, 40_000)]
+    spans = [(i, 0, s.size) for i, s in enumerate(seqs)]
+    spans += [(3, 100, 356), (7, 0, 256), (7, 39_000, 40_000), (4, 4000, 4256), (6, 0, 3), (0, 2, 9), (7, 5, 33_000)]
+    spans = np.array([spans[i] for i in rng.permutation(len(spans))])
+    alone = encoder.embed_tokens([seqs[o][a:b] for o, a, b in spans])
+    np.testing.assert_allclose(encoder.embed_spans(seqs, spans), alone, atol=1e-5)
+
+
+def test_embed_spans_never_counts_the_padding_row():
+    """A checkpoint whose bags' padding rows are not zero embeds spans as embed_tokens does (padding excluded)."""
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
+    enc = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    with torch.no_grad():
+        for bag in enc.model.kmer_bags:
+            bag.weight[-1] = 1.0
+    seqs = [np.array([3, 4, 7, 5, 6, 3, 4, 5, 6, 6, 5, 4, 3, 7, 7, 3, 4, 5, 6, 3], np.uint8)]
+    spans = np.array([(0, 0, 20), (0, 1, 12)])
+    alone = enc.embed_tokens([seqs[0][a:b] for _, a, b in spans])
+    np.testing.assert_allclose(enc.embed_spans(seqs, spans), alone, atol=1e-5)

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         embed = partial(build.embed_with_ray, model_uri, batch_size=args.batch_size, workers=args.ray_workers)
     else:
-        embed = partial(build.embed_local, encoder, batch_size=args.batch_size)
+        embed = build.LocalEmbed(encoder, args.batch_size)
     model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
     cfg = build.BuildConfig(
         args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
@@ -144,8 +144,6 @@ def _features(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _append(args: argparse.Namespace) -> int:
-    from functools import partial
-
     from gene_ae.core.records import iter_input
     from gene_ae.index import build
     from gene_ae.index.collection import Collection
@@ -181,7 +179,7 @@ def _append(args: argparse.Namespace) -> int:
                          f"({len(old):,} such records): give --replace to replace them")  # fmt: skip
     encoder = Encoder.load(meta.model_uri)
     needed = required_features(encoder, meta.features, "--input")
-    embed = partial(build.embed_local, encoder, batch_size=args.batch_size)
+    embed = build.LocalEmbed(encoder, args.batch_size)
     added = build.append_shard(iter(records), embed, args.out, source=args.input, remove=old, features=needed)
     print(f"gene-ae embed: {len(added.entries):,} records appended to {args.out} as one more shard"
           f"{f', replacing {len(old):,}' if old else ''}", file=sys.stderr)  # fmt: skip

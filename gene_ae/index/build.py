@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,25 @@ def embed_local(
             bar.update(sum(sizes[start:end]))
             start = end
     return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
+
+
+@dataclass
+class LocalEmbed:
+    """embed_local as an Embed that also embeds spans of sequences in one call (Encoder.embed_spans): a batch's
+    records and their half-overlapping windows share one pass over each record's k-mers when the model's
+    vector is k-mer bags alone, where embedding each window as its own piece looked every base up 2-3x."""
+
+    encoder: Any
+    batch_size: int = 64
+
+    def __call__(self, pieces: list[np.ndarray], features: Mapping[str, Sequence] | None = None) -> np.ndarray:
+        return embed_local(self.encoder, pieces, self.batch_size, features)
+
+    def spans(
+        self, seqs: list[np.ndarray], spans: np.ndarray, features: Mapping[str, Sequence] | None = None
+    ) -> np.ndarray:
+        """[len(spans), dim]: the vector of seqs[o][a:b] for each row (o, a, b); features: one value per span."""
+        return self.encoder.embed_spans(seqs, spans, self.batch_size, features=features)
 
 
 def _chunk_ends(sizes: list[int], bases: int) -> Iterator[int]:
@@ -204,9 +224,24 @@ def remove_records(out_dir: str | Path, ids: Iterable[str]) -> int:
 
 def _embed(embed: Embed, model: ModelInfo, pieces: list[np.ndarray], owners: Sequence[InputRecord]) -> np.ndarray:
     """embed(pieces), with each piece's record's features when the model's vector takes some."""
-    if not model.features:
-        return embed(pieces)
-    return embed(pieces, features={n: [r.features.get(n) for r in owners] for n in model.features})
+    features = _span_features(model, owners)
+    return embed(pieces) if features is None else embed(pieces, features=features)
+
+
+def _span_features(model: ModelInfo, owners: Sequence[InputRecord]) -> dict[str, list] | None:
+    """Each piece's record's value of every feature the model's vector takes; None when it takes none."""
+    return {n: [r.features.get(n) for r in owners] for n in model.features} if model.features else None
+
+
+def _window_spans(batch: Sequence[InputRecord], window: int, stride: int) -> np.ndarray:
+    """[n, 3] (record in batch, start, end) of the windows of the batch's records longer than `window`."""
+    spans = [
+        (i, int(a), min(int(a) + window, r.tokens.size))
+        for i, r in enumerate(batch)
+        if r.tokens.size > window
+        for a in window_starts(int(r.tokens.size), window, stride)
+    ]
+    return np.array(spans, dtype=np.int64).reshape(-1, 3)
 
 
 def settings_of(meta: IndexMeta) -> BuildConfig:
@@ -243,20 +278,21 @@ def _stream(
                 kmers.add(pos, r.tokens)
                 if cfg.features:
                     feature_rows.append(r.features)
-            _write(vec_out, _embed(embed, model, [r.tokens for r in batch], batch))
-            if cfg.windows:
-                spans = [
-                    (first + i, int(a), min(int(a) + model.window, r.tokens.size))
-                    for i, r in enumerate(batch)
-                    if r.tokens.size > model.window
-                    for a in window_starts(int(r.tokens.size), model.window, stride)
-                ]
-                if spans:
-                    owners = [batch[o - first] for o, _, _ in spans]
-                    _write(
-                        win_out, _embed(embed, model, [r.tokens[a:b] for r, (_, a, b) in zip(owners, spans)], owners)
-                    )
-                    windows += spans
+            spans = _window_spans(batch, model.window, stride) if cfg.windows else np.zeros((0, 3), np.int64)
+            if isinstance(embed, LocalEmbed):  # records and windows in one pass
+                whole = np.array([(i, 0, r.tokens.size) for i, r in enumerate(batch)], dtype=np.int64)
+                both = np.concatenate([whole, spans])
+                feats = _span_features(model, [batch[o] for o in both[:, 0]])
+                vecs = embed.spans([r.tokens for r in batch], both, features=feats)
+                _write(vec_out, vecs[: len(batch)])
+                _write(win_out, vecs[len(batch) :])
+            else:
+                _write(vec_out, _embed(embed, model, [r.tokens for r in batch], batch))
+                if len(spans):
+                    owners = [batch[o] for o in spans[:, 0]]
+                    pieces = [r.tokens[a:b] for r, (_, a, b) in zip(owners, spans)]
+                    _write(win_out, _embed(embed, model, pieces, owners))
+            windows += [(first + int(o), int(a), int(b)) for o, a, b in spans]
             done.update(sum(int(r.tokens.size) for r in batch))
     if not meta.entries:
         raise ValueError(f"{source}: no sequences to embed")

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gene_ae.config import Config
 from gene_ae.core.windows import cuts, pad_batch, tile
 from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.bags import kmer_ids
 from gene_ae.model.features import codes_of_rows, require, vector_features
 from gene_ae.model.losses import reconstruction_counts
 from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
 EMBED_CHUNK = 1 << 14  # bases per piece when only k-mer bags make the vector
+SPAN_CHUNK_BASES = 1 << 21  # embed_spans lays about this many bases of sequences end to end at a time
 MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
 
 
@@ -80,6 +83,46 @@ def _batches_of_bases(jobs: list, sizes: list[int], bases: int) -> list[list]:
     return out
 
 
+def span_groups(owner: np.ndarray, sizes: Sequence[int], bases: int) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """(span rows, their owners ascending) in groups whose owners hold about `bases` bases together, so
+    that embed_spans holds one group's sequences laid end to end at a time (a longer one is a group alone)."""
+    order = np.argsort(owner, kind="stable")
+    owners, first = np.unique(owner[order], return_index=True)
+    bounds = [*first.tolist(), len(order)]
+    start, total = 0, 0
+    for j, o in enumerate(owners.tolist()):
+        total += sizes[o] + 1
+        if total >= bases or j == len(owners) - 1:
+            yield order[bounds[start] : bounds[j + 1]], owners[start : j + 1].tolist()
+            start, total = j + 1, 0
+
+
+def range_sums(
+    ids: torch.Tensor, weight: torch.Tensor, lo: np.ndarray, hi: np.ndarray, group: np.ndarray, n: int
+) -> torch.Tensor:
+    """[n, dim]: for each group g, the sum over its ranges [lo, hi) of `group` == g of weight[ids[p]] (the
+    last row of weight is padding, never counted). Ranges that overlap share their lookups: the positions
+    are cut at every range end into pieces summed once (one EmbeddingBag pass over them), and each range
+    adds up its pieces."""
+    cuts = np.unique(np.concatenate([lo, hi]))
+    out = torch.zeros((n, weight.shape[1]), dtype=torch.float32, device=weight.device)
+    if cuts.size < 2:
+        return out
+    dev = weight.device
+    if weight[-1].any():  # the padding row is zero (EmbeddingBag's padding_idx); padding_idx itself is 3x slower
+        weight = torch.cat([weight[:-1], torch.zeros_like(weight[-1:])])
+    offsets = torch.from_numpy((cuts - cuts[0]).astype(np.int32)).to(dev)  # int32: fbgemm's faster kernel
+    pieces = F.embedding_bag(ids[cuts[0] : cuts[-1]].int(), weight, offsets, mode="sum", include_last_offset=True)
+    a, b = np.searchsorted(cuts, lo), np.searchsorted(cuts, hi)  # each range is pieces a..b-1
+    count = b - a
+    which = np.repeat(a - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+    per_group = np.bincount(group, weights=count, minlength=n).astype(np.int64)
+    bag_offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(per_group)])).to(dev)
+    order = np.argsort(np.repeat(group, count), kind="stable")  # a group's ranges together
+    return F.embedding_bag(torch.from_numpy(which[order]).to(dev), pieces, bag_offsets, mode="sum",
+                           include_last_offset=True)  # fmt: skip
+
+
 class Encoder:
     """Embeds sequences of any length; long ones are tiled into windows and pooled."""
 
@@ -129,11 +172,62 @@ class Encoder:
         """Token arrays -> [n, dim] L2-normalised float32: each sequence's branch sums (`branch_sums`)
         combined (GeneAE.combine), plus its vector features' part when the model has some: `features` maps
         each required feature's name to one value per sequence (None: missing), else a one-line error."""
-        vectors = self.model.combine(self.branch_sums(seqs, batch_size).to(self.device)).float()
+        return self._vectors(self.branch_sums(seqs, batch_size), features)
+
+    @torch.no_grad()
+    def embed_spans(
+        self,
+        seqs: Sequence[np.ndarray],
+        spans: np.ndarray,
+        batch_size: int = 64,
+        features: Mapping[str, Sequence] | None = None,
+    ) -> np.ndarray:
+        """[len(spans), dim]: what embed_tokens gives the pieces seqs[o][a:b] for each row (o, a, b) of
+        `spans` (features: one value per span). When the vector is k-mer bags alone, a sequence's k-mers are
+        looked up once for all its spans (a record and its half-overlapping windows: 2-3x fewer lookups for
+        genes, and no padding); any other model embeds the pieces."""
+        spans = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
+        if self.cfg.model.n_branches != len(self.cfg.model.kmer_sizes):  # a trunk or conv branch: per piece
+            return self.embed_tokens([seqs[o][a:b] for o, a, b in spans], batch_size, features)
+        if ((spans[:, 2] - spans[:, 1]) < 1).any():
+            raise ValueError(f"row {int(np.argmax(spans[:, 2] <= spans[:, 1]))}: empty sequence")
+        w, extra = self._pieces()
+        sums = torch.zeros((len(spans), len(self.cfg.model.kmer_sizes), self.dim), dtype=torch.float32)
+        for rows, owners in span_groups(spans[:, 0], [int(s.size) for s in seqs], SPAN_CHUNK_BASES):
+            sums[torch.from_numpy(rows)] = self._span_sums([seqs[o] for o in owners], spans[rows], w, extra)
+        return self._vectors(sums, features)
+
+    def _span_sums(self, seqs: list[np.ndarray], spans: np.ndarray, w: int, extra: int) -> torch.Tensor:
+        """[len(spans), n_bags, dim] bag sums of spans whose owners are the sequences seqs (in that order,
+        spans[:, 0] ascending). The sequences are laid end to end with a PAD between (k-mers across it get
+        the pad id); each span is cut as branch_sums cuts a piece (every w bases, running `extra` on)."""
+        starts = np.cumsum([0] + [s.size + 1 for s in seqs])
+        flat = np.full(int(starts[-1]), PAD, np.uint8)
+        for s, a in zip(seqs, starts):
+            flat[a : a + s.size] = s
+        owner = np.searchsorted(np.unique(spans[:, 0]), spans[:, 0])
+        length = spans[:, 2] - spans[:, 1]
+        n_cuts = -(-length // w)
+        first = np.repeat(np.cumsum(n_cuts) - n_cuts, n_cuts)
+        cut = np.arange(int(n_cuts.sum())) - first  # the cut's number within its span
+        span_of = np.repeat(np.arange(len(spans)), n_cuts)
+        lo = starts[owner][span_of] + spans[span_of, 1] + cut * w
+        end = starts[owner][span_of] + spans[span_of, 1] + np.minimum((cut * w) + w + extra, length[span_of])
+        tokens = torch.from_numpy(flat).to(self.device)[None]
+        out = []
+        for k, bag in zip(self.cfg.model.kmer_sizes, self.model.kmer_bags):
+            ids = kmer_ids(tokens, k, self.cfg.model.canonical_kmers, self.cfg.model.kmer_rows(k) - 1)[0]
+            out.append(range_sums(ids, bag.weight, lo, np.maximum(end - k + 1, lo), span_of, len(spans)))
+        return torch.stack(out, 1).cpu()
+
+    def _vectors(self, sums: torch.Tensor, features: Mapping[str, Sequence] | None) -> np.ndarray:
+        """Branch sums [n, n_branches, dim] -> [n, dim] L2-normalised float32 (GeneAE.combine, features)."""
+        vectors = self.model.combine(sums.to(self.device)).float()
+        n = sums.shape[0]
         if self.model.feature_encoder is not None:
             specs = self.cfg.model.features
-            require(specs, features or {}, len(seqs))
-            coded = torch.from_numpy(codes_of_rows(specs, features, len(seqs))).to(self.device)
+            require(specs, features or {}, n)
+            coded = torch.from_numpy(codes_of_rows(specs, features, n)).to(self.device)
             vectors = vectors + self.model.feature_encoder(coded)
         return torch.nn.functional.normalize(vectors.cpu(), dim=-1).numpy()
 
