@@ -113,8 +113,14 @@ def kmer_counts(
 
 def l2_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
     """Rows scaled to unit L2 norm (all-zero rows stay zero): cosine is then a row dot product."""
+    return (sparse.diags(l2_scales(m)) @ m).tocsr().astype(np.float32)
+
+
+def l2_scales(m: sparse.csr_matrix) -> np.ndarray:
+    """float32 1 / L2 norm of each row (huge for an all-zero row): l2_rows multiplies each value by its row's,
+    so a stored count times its scale gives back exactly the normalised value (gene_ae.index.kmer_index)."""
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    return (sparse.diags(1 / np.maximum(norms, 1e-12).astype(np.float32)) @ m).tocsr().astype(np.float32)
+    return 1 / np.maximum(norms, 1e-12).astype(np.float32)
 
 
 def _chunks(seqs: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:

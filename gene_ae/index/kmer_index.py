@@ -16,13 +16,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import zstandard
 from scipy import sparse
 
-from gene_ae.core.kmers import kmer_counts, l2_rows
+from gene_ae.core.kmers import kmer_counts, l2_rows, l2_scales
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
 
 _CHUNK_BASES = 1 << 22  # segment bases counted per pass while building: bounds temporary memory
+_GAP_MAX = (1 << 16) - 1  # gaps between a k-mer's segments are stored in 16 bits; larger ones apart
+_ZSTD_LEVEL = 3
 
 
 @dataclass
@@ -83,21 +86,27 @@ class KmerIndexBuilder:
 
     def finish(self) -> KmerIndex:
         self._count()
-        counts = sparse.vstack(self._blocks).tocsr()
+        counts = sparse.vstack(self._blocks, format="csr")
         self._blocks = []
-        return KmerIndex(self.cfg, l2_rows(counts).T.tocsr(), self.owner, self.start, self.end)
+        scale = l2_scales(counts)  # normalised in place: the values l2_rows gives, one copy fewer
+        counts.data *= np.repeat(scale, np.diff(counts.indptr))
+        return KmerIndex(self.cfg, counts.T.tocsr(), self.owner, self.start, self.end, scale)
 
 
 class KmerIndex:
     """Segments' normalised k-mer counts, searched by cosine through the inverted index (k-mers x segments).
 
-    `owner[i]`, `start[i]`, `end[i]`: the record a segment belongs to and its span in that record."""
+    `owner[i]`, `start[i]`, `end[i]`: the record a segment belongs to and its span in that record; `scale[i]`
+    the float32 factor (1 / L2 norm, kmers.l2_scales) that normalised its counts, so that the file stores the
+    small integer counts (sparse.npz: counts in 8 bits, each k-mer's segments as 16-bit gaps, zstd) and loading
+    gives back the very same float32 values (count x scale, one rounding, as l2_rows)."""
 
     FILE = "sparse.npz"
 
-    def __init__(self, cfg: KmerIndexConfig, inverted: sparse.csr_matrix, owner, start, end):
+    def __init__(self, cfg: KmerIndexConfig, inverted: sparse.csr_matrix, owner, start, end, scale=None):
         self.cfg, self.inverted = cfg, inverted
         self.owner, self.start, self.end = (np.asarray(a, dtype=np.int64) for a in (owner, start, end))
+        self.scale = None if scale is None else np.asarray(scale, dtype=np.float32)
 
     @classmethod
     def build(cls, seqs: Sequence[np.ndarray], cfg: KmerIndexConfig | None = None) -> KmerIndex:
@@ -139,10 +148,18 @@ class KmerIndex:
         return idx, sims
 
     def save(self, directory: str | Path) -> Path:
+        """sparse.npz: the counts (8 or 16 bits) and gaps (gene_ae.index.kmer_index.gaps), zstd-compressed,
+        when the segment scales are known (an index from KmerIndexBuilder); else the float32 values."""
         path = Path(directory) / self.FILE
         m, c = self.inverted, self.cfg
-        arrays = {"data": m.data, "indices": m.indices, "indptr": m.indptr, "shape": np.array(m.shape)}
-        arrays |= {"owner": self.owner, "start": self.start, "end": self.end}
+        arrays = {"shape": np.array(m.shape), "owner": self.owner, "start": self.start, "end": self.end}
+        if self.scale is None:
+            arrays |= {"data": m.data, "indices": m.indices, "indptr": m.indptr}
+        else:
+            counts = np.rint(m.data / self.scale[m.indices])  # exact: each value is one rounding of count x scale
+            small, far = gaps(m.indices, m.indptr)
+            arrays |= {"scale": self.scale, "far": far, "counts": _packed(counts.astype(_count_dtype(counts))),
+                       "gaps": _packed(small), "lengths": _packed(np.diff(m.indptr).astype(np.uint32))}  # fmt: skip
         np.savez(path, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), **arrays)
         return path
 
@@ -152,7 +169,53 @@ class KmerIndex:
         try:
             z = np.load(path)
             k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
-            m = sparse.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(int(x) for x in z["shape"]))
-            return cls(KmerIndexConfig(k, bits, scaled, segment), m, z["owner"], z["start"], z["end"])
-        except (OSError, KeyError, ValueError) as exc:
+            shape, scale = tuple(int(x) for x in z["shape"]), None
+            if "data" in z:  # float32 values (an index saved without its scales, or by an older gene-ae)
+                data, indices, indptr = z["data"], z["indices"], z["indptr"]
+            else:
+                scale = z["scale"]
+                indptr = np.concatenate([[0], np.cumsum(_unpacked(z["lengths"]), dtype=np.int64)])
+                indices = ungaps(_unpacked(z["gaps"]), z["far"], indptr)
+                data = _unpacked(z["counts"]).astype(np.float32)
+                data *= scale[indices]
+            m = sparse.csr_matrix((data, indices, indptr), shape=shape)
+            return cls(KmerIndexConfig(k, bits, scaled, segment), m, z["owner"], z["start"], z["end"], scale)
+        except (OSError, KeyError, ValueError, IndexError, zstandard.ZstdError) as exc:
             raise ValueError(f"{path}: not a readable k-mer index ({exc})") from None
+
+
+def gaps(indices: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(uint16 gaps, uint32 large gaps) of each row's sorted column indices: a row's first gap is its first
+    index + 1, the others the difference to the one before (never 0); gaps over _GAP_MAX are stored as 0
+    in the first array and in order in the second. A k-mer's segments, mostly a few hundred apart, cost 2
+    bytes each instead of 4."""
+    g = np.diff(indices.astype(np.int64), prepend=np.int64(-1))
+    first = indptr[:-1][np.diff(indptr) > 0]
+    g[first] = indices[first].astype(np.int64) + 1
+    large = g > _GAP_MAX
+    return np.where(large, 0, g).astype(np.uint16), g[large].astype(np.uint32)
+
+
+def ungaps(small: np.ndarray, far: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """The int32 column indices `gaps` encoded: running sums of the gaps, restarted at every row."""
+    g = small.astype(np.int64)
+    g[g == 0] = far
+    total = np.cumsum(g)
+    before = np.concatenate([[0], total])[indptr[:-1]]  # the sum of the gaps of the rows before each row
+    return (total - np.repeat(before, np.diff(indptr)) - 1).astype(np.int32)
+
+
+def _count_dtype(counts: np.ndarray) -> type:
+    top = counts.max(initial=0)
+    return np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32
+
+
+def _packed(a: np.ndarray) -> np.ndarray:
+    """An array as one zstd frame (bytes as uint8), its dtype in the frame's first 8 bytes."""
+    head = np.dtype(a.dtype).str.encode().ljust(8)
+    return np.frombuffer(head + zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(a.tobytes()), np.uint8)
+
+
+def _unpacked(raw: np.ndarray) -> np.ndarray:
+    data = raw.tobytes()
+    return np.frombuffer(zstandard.ZstdDecompressor().decompress(data[8:]), np.dtype(data[:8].strip().decode()))
