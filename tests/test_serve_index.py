@@ -286,3 +286,35 @@ def test_a_killed_shard_replica_is_retried_or_flagged(served, world, killer) -> 
     # And the allow_partial form of a flagged answer is 200 with the other shards' hits.
     status, body = post(served, {**_body(world), "allow_partial": True})
     assert status == 200 and (body["partial"] or _got(body["hits"]) == want)
+
+
+def test_rayservice_manifest_serves_the_app_builder_from_shared_storage() -> None:
+    """cluster/kuberay/rayservice.yaml: Serve's config names gene_ae.cli.serve:app, the index on the shared claim
+    every pod mounts, token auth on every container, the pinned Ray."""
+    import importlib
+
+    import yaml
+    from shared import constraints
+    from test_cluster_config import (
+        KUBERAY,
+        assert_token_auth,
+        assert_volumes_resolve,
+        env_of,
+        load_docs,
+        pod_containers,
+    )
+
+    (doc,) = load_docs(KUBERAY / "rayservice.yaml")
+    assert (doc["apiVersion"], doc["kind"]) == ("ray.io/v1", "RayService")
+    serve_cfg = yaml.safe_load(doc["spec"]["serveConfigV2"])
+    (application,) = serve_cfg["applications"]
+    module, _, attr = application["import_path"].partition(":")
+    assert callable(getattr(importlib.import_module(module), attr))
+    assert application["route_prefix"] == "/search"
+    cluster_spec = doc["spec"]["rayClusterConfig"]
+    assert cluster_spec["rayVersion"] == constraints()["ray"]
+    for group in [cluster_spec["headGroupSpec"], *cluster_spec["workerGroupSpecs"]]:
+        for c in pod_containers(group):
+            assert_token_auth(env_of(c))
+            assert any(application["args"]["index"].startswith(m["mountPath"] + "/") for m in c["volumeMounts"])
+        assert_volumes_resolve(group["template"]["spec"])
