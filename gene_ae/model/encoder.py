@@ -21,6 +21,7 @@ from shard_tools.alphabet import PAD, InvalidSequenceError, encode
 
 EMBED_CHUNK = 1 << 14  # bases per piece when only k-mer bags make the vector
 SPAN_CHUNK_BASES = 1 << 21  # embed_spans lays about this many bases of sequences end to end at a time
+IDS_CHUNK = 1 << 14  # k-mer positions whose ids embed_spans computes per call: under torch's parallel grain
 MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated file, not a sequence
 
 
@@ -202,7 +203,7 @@ class Encoder:
         spans[:, 0] ascending). The sequences are laid end to end with a PAD between (k-mers across it get
         the pad id); each span is cut as branch_sums cuts a piece (every w bases, running `extra` on)."""
         starts = np.cumsum([0] + [s.size + 1 for s in seqs])
-        flat = np.full(int(starts[-1]), PAD, np.uint8)
+        flat = np.full(int(starts[-1]) + max(self.cfg.model.kmer_sizes), PAD, np.uint8)  # ids at every start
         for s, a in zip(seqs, starts):
             flat[a : a + s.size] = s
         owner = np.searchsorted(np.unique(spans[:, 0]), spans[:, 0])
@@ -216,9 +217,19 @@ class Encoder:
         tokens = torch.from_numpy(flat).to(self.device)[None]
         out = []
         for k, bag in zip(self.cfg.model.kmer_sizes, self.model.kmer_bags):
-            ids = kmer_ids(tokens, k, self.cfg.model.canonical_kmers, self.cfg.model.kmer_rows(k) - 1)[0]
+            ids = self._flat_ids(tokens, k)
             out.append(range_sums(ids, bag.weight, lo, np.maximum(end - k + 1, lo), span_of, len(spans)))
         return torch.stack(out, 1).cpu()
+
+    def _flat_ids(self, tokens: torch.Tensor, k: int) -> torch.Tensor:
+        """bags.kmer_ids of one long row [1, L] -> [L - k + 1], IDS_CHUNK positions at a time: each chunk's
+        k shifted passes stay in cache and run on one thread (below torch's parallel grain), 1.5x faster
+        than one pass over the row alone and 10x cheaper than two threads fighting other work for 2 cores."""
+        m = self.cfg.model
+        n = tokens.shape[1] - k + 1
+        parts = [kmer_ids(tokens[:, a : a + IDS_CHUNK + k - 1], k, m.canonical_kmers, m.kmer_rows(k) - 1)[0]
+                 for a in range(0, n, IDS_CHUNK)]  # fmt: skip
+        return torch.cat(parts)
 
     def _vectors(self, sums: torch.Tensor, features: Mapping[str, Sequence] | None) -> np.ndarray:
         """Branch sums [n, n_branches, dim] -> [n, dim] L2-normalised float32 (GeneAE.combine, features)."""
