@@ -102,6 +102,7 @@ class SearchIngress:
         self.entries = self.collection.entries
         self.names, self.shards, self.cfg = names, shards, cfg
         self._shape: engine.PieceShape | None = None
+        self._cpu = asyncio.Lock()  # one request embeds or aligns at a time (the sequence store's cache is shared)
 
     async def __call__(self, request) -> object:
         from starlette.responses import JSONResponse
@@ -128,7 +129,8 @@ class SearchIngress:
                 return 503, _unavailable([n for n, s in zip(self.names, shapes) if s is None])
             self._shape = engine.merge_shapes(shapes)
         tokens = req.tokens
-        pieces = await asyncio.to_thread(engine.ask, self._shape, tokens, self.embed, req.cfg, req.features)
+        async with self._cpu:
+            pieces = await asyncio.to_thread(engine.ask, self._shape, tokens, self.embed, req.cfg, req.features)
         n = engine.depth(req.cfg)
         answers = await asyncio.gather(*(self._call(i, "hits", pieces, n) for i in range(len(self.shards))))
         missing = [name for name, a in zip(self.names, answers) if a is None]
@@ -136,7 +138,8 @@ class SearchIngress:
         if (missing and not req.allow_partial) or not present:
             return 503, _unavailable(missing)
         subject = self.collection.sequence if req.cfg.rerank else None
-        results = await asyncio.to_thread(engine.finish, tokens, pieces, present, req.cfg, subject)
+        async with self._cpu:
+            results = await asyncio.to_thread(engine.finish, tokens, pieces, present, req.cfg, subject)
         rows = hit_records(req.records, results, self.entries)
         return 200, {"hits": rows, "partial": bool(missing), "missing_shards": missing}
 
@@ -149,7 +152,11 @@ class SearchIngress:
         for attempt in range(self.cfg.retries + 1):
             try:
                 call = getattr(self.shards[i], method).remote(*args)
-                return await asyncio.wait_for(_awaited(call), self.cfg.shard_timeout_s)
+                try:
+                    return await asyncio.wait_for(_awaited(call), self.cfg.shard_timeout_s)
+                except TimeoutError:
+                    call.cancel()  # not left running on the replica
+                    raise
             except (RayActorError, WorkerCrashedError, RayServeException, RequestCancelledError, TimeoutError):
                 if attempt == self.cfg.retries:
                     return None
