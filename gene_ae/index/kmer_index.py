@@ -26,6 +26,7 @@ from gene_ae.core.windows import window_starts
 _CHUNK_BASES = 1 << 22  # segment bases counted per pass while building: bounds temporary memory
 _GAP_MAX = (1 << 16) - 1  # gaps between a k-mer's segments are stored in 16 bits; larger ones apart
 _ZSTD_LEVEL = 3
+_BLOCK_ENTRIES = 1 << 23  # entries encoded or decoded per pass when saving or loading: bounds temporary memory
 
 
 @dataclass
@@ -67,6 +68,7 @@ class KmerIndexBuilder:
         self.start: list[int] = []
         self.end: list[int] = []
         self._blocks: list[sparse.csr_matrix] = []
+        self._scales: list[np.ndarray] = []
         self._pending: list[np.ndarray] = []
         self._size = 0
 
@@ -80,17 +82,29 @@ class KmerIndexBuilder:
             self._count()
 
     def _count(self) -> None:
+        """Count the pending segments: their scales (whole rows, so the same as over the whole matrix) and
+        their counts kept as 16-bit integers (exact; a quarter of the float32 values' and indices' 8 bytes)."""
         c = self.cfg
-        self._blocks.append(kmer_counts(self._pending, c.k, buckets=c.buckets, scaled=c.scaled))
+        block = kmer_counts(self._pending, c.k, buckets=c.buckets, scaled=c.scaled)
+        self._scales.append(l2_scales(block))
+        if block.data.max(initial=0) <= np.iinfo(np.uint16).max:
+            block.data = block.data.astype(np.uint16)
+        self._blocks.append(block)
         self._pending, self._size = [], 0
 
     def finish(self) -> KmerIndex:
+        """The inverted index: counts transposed (k-mers x segments), each value count x its segment's scale,
+        the float32 values l2_rows gives."""
         self._count()
         counts = sparse.vstack(self._blocks, format="csr")
         self._blocks = []
-        scale = l2_scales(counts)  # normalised in place: the values l2_rows gives, one copy fewer
-        counts.data *= np.repeat(scale, np.diff(counts.indptr))
-        return KmerIndex(self.cfg, counts.T.tocsr(), self.owner, self.start, self.end, scale)
+        scale = np.concatenate(self._scales)
+        inverted = counts.T.tocsr()
+        del counts
+        data = inverted.data.astype(np.float32)
+        data *= scale[inverted.indices]
+        inverted = sparse.csr_matrix((data, inverted.indices, inverted.indptr), shape=inverted.shape)
+        return KmerIndex(self.cfg, inverted, self.owner, self.start, self.end, scale)
 
 
 class KmerIndex:
@@ -156,10 +170,18 @@ class KmerIndex:
         if self.scale is None:
             arrays |= {"data": m.data, "indices": m.indices, "indptr": m.indptr}
         else:
-            counts = np.rint(m.data / self.scale[m.indices])  # exact: each value is one rounding of count x scale
-            small, far = gaps(m.indices, m.indptr)
-            arrays |= {"scale": self.scale, "far": far, "counts": _packed(counts.astype(_count_dtype(counts))),
-                       "gaps": _packed(small), "lengths": _packed(np.diff(m.indptr).astype(np.uint32))}  # fmt: skip
+            counts, small, far = [], [], []
+            for a, b in row_blocks(m.indptr):  # temporaries of one block of rows at a time
+                lo, hi = m.indptr[a], m.indptr[b]
+                counts.append(np.rint(m.data[lo:hi] / self.scale[m.indices[lo:hi]]))  # exact: count x scale, rounded
+                g, f = gaps(m.indices[lo:hi], m.indptr[a : b + 1] - lo)
+                small.append(g), far.append(f)
+            top = max((float(c.max(initial=0)) for c in counts), default=0.0)
+            dtype = np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32
+            arrays |= {"scale": self.scale, "far": np.concatenate([np.zeros(0, np.uint32), *far]),
+                       "counts": _packed(np.concatenate([np.zeros(0, dtype), *(c.astype(dtype) for c in counts)])),
+                       "gaps": _packed(np.concatenate([np.zeros(0, np.uint16), *small])),
+                       "lengths": _packed(np.diff(m.indptr).astype(np.uint32))}  # fmt: skip
         np.savez(path, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), **arrays)
         return path
 
@@ -173,11 +195,17 @@ class KmerIndex:
             if "data" in z:  # float32 values (an index saved without its scales, or by an older gene-ae)
                 data, indices, indptr = z["data"], z["indices"], z["indptr"]
             else:
-                scale = z["scale"]
+                scale, far, small = z["scale"], z["far"], _unpacked(z["gaps"])
                 indptr = np.concatenate([[0], np.cumsum(_unpacked(z["lengths"]), dtype=np.int64)])
-                indices = ungaps(_unpacked(z["gaps"]), z["far"], indptr)
-                data = _unpacked(z["counts"]).astype(np.float32)
-                data *= scale[indices]
+                if indptr[-1] != small.size:
+                    raise ValueError(f"{small.size} gaps for {indptr[-1]} entries")
+                indices, data, used = np.empty(small.size, np.int32), _unpacked(z["counts"]).astype(np.float32), 0
+                for a, b in row_blocks(indptr):  # temporaries of one block of rows at a time
+                    lo, hi = indptr[a], indptr[b]
+                    n_far = int(np.count_nonzero(small[lo:hi] == 0))
+                    indices[lo:hi] = ungaps(small[lo:hi], far[used : used + n_far], indptr[a : b + 1] - lo)
+                    data[lo:hi] *= scale[indices[lo:hi]]
+                    used += n_far
             m = sparse.csr_matrix((data, indices, indptr), shape=shape)
             return cls(KmerIndexConfig(k, bits, scaled, segment), m, z["owner"], z["start"], z["end"], scale)
         except (OSError, KeyError, ValueError, IndexError, zstandard.ZstdError) as exc:
@@ -205,9 +233,13 @@ def ungaps(small: np.ndarray, far: np.ndarray, indptr: np.ndarray) -> np.ndarray
     return (total - np.repeat(before, np.diff(indptr)) - 1).astype(np.int32)
 
 
-def _count_dtype(counts: np.ndarray) -> type:
-    top = counts.max(initial=0)
-    return np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32
+def row_blocks(indptr: np.ndarray, entries: int | None = None) -> list[tuple[int, int]]:
+    """(first row, end row) of consecutive blocks of rows holding about `entries` (default _BLOCK_ENTRIES)
+    entries each (a longer row is a block alone), covering every row."""
+    rows, entries = indptr.size - 1, entries or _BLOCK_ENTRIES
+    cuts = np.searchsorted(indptr, np.arange(entries, int(indptr[-1]), entries), side="right") - 1
+    bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, rows), [rows]]))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
 def _packed(a: np.ndarray) -> np.ndarray:
