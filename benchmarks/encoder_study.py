@@ -1,7 +1,7 @@
 """Issue 20's measurements of the encoder: the latent's rate against the bound, and what the conv trunk adds.
 
     python benchmarks/encoder_study.py rate   --data SHARDS [--steps 300] [--configs 2x4,4x4,...] [--out FILE]
-    python benchmarks/encoder_study.py vector --data SHARDS [--steps 540] [--save DIR] [--out FILE]
+    python benchmarks/encoder_study.py vector --data SHARDS [--steps 540] [--save DIR | --load DIR] [--unseen]
 
 SHARDS: `shard-fasta` of the training data (results.sh's: chimp genes + 16S, with a val split). Every model is
 trained here in one process (gene_ae.train.step.batch_loss, AdamW and the schedule of the real loop, the real
@@ -240,7 +240,7 @@ def vector(args: argparse.Namespace) -> str:
     from gene_ae.core.topk import top_k
     from gene_ae.evaluate.baselines import hashed_profiles
     from gene_ae.evaluate.metrics import copy_recall
-    from gene_ae.model.checkpoint import save
+    from gene_ae.model.checkpoint import load_model, save
     from gene_ae.model.encoder import Encoder
 
     sources = val_records(DataConfig(path=args.data, val_records=400))
@@ -249,8 +249,12 @@ def vector(args: argparse.Namespace) -> str:
     genes = collection(sources, args.data, args.distractors)
     rows, embeds = [], {}
     for name, over in (("bags (default)", []), ("bags + conv branch", ["model.vector_conv=true"])):
-        cfg = base_config(args.data, over + args.set)
-        model = train_local(cfg, args.steps, args.threads, name)
+        if args.load:  # the checkpoints an earlier run saved, scored without training again
+            model, cfg = load_model(Path(args.load) / ("conv" if over else "bags"))
+            model.eval()
+        else:
+            cfg = base_config(args.data, over + args.set)
+            model = train_local(cfg, args.steps, args.threads, name)
         if args.save:
             save(Path(args.save) / ("conv" if over else "bags"), cfg, model)
         weights = [None, 0.0] if cfg.model.vector_conv else [None]
@@ -267,9 +271,13 @@ def vector(args: argparse.Namespace) -> str:
                             np.arange(len(sources)), DIVERGENCES, cfg.train.seed, (1, 100))  # fmt: skip
             label = name if w is None else f"{name}, weight 0 (its bags alone)"
             if w is None and cfg.model.vector_conv:
-                label += f", learned weight {float(model.conv_weight):.3f}"
+                label += f", learned weight {float(model.conv_weight.detach()):.3f}"
+            if w is None:
+                rec = enc.reconstruct_windows(first_windows(sources, cfg.model.window))
+                label += f"; reconstruction {rec.correct / max(rec.bases, 1):.4f} at "
+                label += f"{cfg.model.latent_bits_per_base:g} bits a base"
             rows.append((label, r["recall@1"], r["recall@100"]))
-            embeds[label.split(",")[0] + (" (weight 0)" if w == 0.0 else "")] = embed
+            embeds[name + (" (weight 0)" if w == 0.0 else "")] = embed
             print(rows[-1], flush=True)
     lines = ["| vector | recall@1 10 / 20 / 30 % | recall@100 10 / 20 / 30 % |", "|---|---|---|"]
     for label, r1, r100 in rows:
@@ -294,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--set", action="append", default=[], help="config override for every model (repeatable)")
     p.add_argument("--save", help="vector: write the checkpoints here")
+    p.add_argument("--load", help="vector: score the checkpoints --save wrote there instead of training")
     p.add_argument("--distractors", type=int, default=4000, help="vector: training records added to the collection")
     p.add_argument("--out", help="also write the table here")
     args = p.parse_args(argv)

@@ -40,7 +40,7 @@ VARIANTS: dict[str, list[str]] = {
     "batch32": ["data.batch_size=32"],
     "temp0.1": ["train.temperature=0.1"],
     "window256": ["model.window=256", "data.window=256"],
-    "variational": ["model.variational=true"],
+    "variational": ["model.variational=true", "model.latent_levels=0"],
     "rec-only": ["train.contrastive_weight=0"],
 }
 

@@ -44,7 +44,7 @@ def random_batch(batch: int, length: int, lengths: list[int] | None = None) -> t
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("variational", [False, True])
 def test_forward_shapes(pooling: str, variational: bool) -> None:
-    cfg = tiny(pooling=pooling, variational=variational, vector_trunk=True)
+    cfg = tiny(pooling=pooling, variational=variational, vector_trunk=True, latent_levels=0 if variational else 4)
     model = GeneAE(cfg)
     tokens, mask = random_batch(3, 50, [50, 31, 7])
     out = model(tokens, mask)
@@ -144,7 +144,7 @@ def test_infonce_prefers_aligned_pairs() -> None:
 
 
 def test_embed_is_unit_and_deterministic() -> None:
-    model = GeneAE(tiny(variational=True, dropout=0.2)).train()
+    model = GeneAE(tiny(variational=True, latent_levels=0, dropout=0.2)).train()
     tokens, mask = random_batch(3, 40, [40, 20, 5])
     e1, e2 = model.embed(tokens, mask), model.embed(tokens, mask)
     assert model.training  # mode restored
@@ -221,7 +221,7 @@ def test_default_model_size() -> None:
 
 
 def test_bf16_autocast_forward_backward() -> None:
-    model = GeneAE(tiny(pooling="attention", variational=True, vector_trunk=True))
+    model = GeneAE(tiny(pooling="attention", variational=True, latent_levels=0, vector_trunk=True))
     tokens, mask = random_batch(2, 64, [64, 33])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(tokens, mask)
@@ -256,11 +256,15 @@ def test_tiny_model_overfits_real_sequences(data_dir) -> None:
     assert acc.item() >= 0.99
 
 
-@pytest.mark.parametrize("kmer_sizes,trunk", [((), True), ((3, 4, 5), False), ((3, 4, 5), True)])
-def test_every_parameter_gets_a_gradient(kmer_sizes, trunk) -> None:
+@pytest.mark.parametrize(
+    "kmer_sizes,trunk,conv", [((), True, False), ((3, 4, 5), False, False), ((3, 4, 5), True, False),
+                              ((3, 4, 5), False, True), ((), False, True)],
+)  # fmt: skip
+def test_every_parameter_gets_a_gradient(kmer_sizes, trunk, conv) -> None:
     """DDP fails on parameters that never receive a gradient: an unused trunk projection would, without
-    the trunk path in the vector."""
-    model = GeneAE(tiny(kmer_sizes=kmer_sizes, vector_trunk=trunk))
+    the trunk path in the vector (the conv branch's projection is in the graph from the start, its
+    gradient 0 until its weight moves)."""
+    model = GeneAE(tiny(kmer_sizes=kmer_sizes, vector_trunk=trunk, vector_conv=conv, latent_levels=4))
     x, mask = random_batch(3, 64)
     out = model(x, mask, x.flip(0))
     loss = reconstruction_loss(out["logits"], x, mask)[0] + contrastive_loss(out["vector"], out["others"])
@@ -368,10 +372,12 @@ def test_quantised_latent_is_stored_at_its_rate(channels: int, levels: int, bits
 
 
 def test_float_latent_rate_and_config_checks() -> None:
-    assert tiny(latent_channels=8).latent_bits_per_base == 8 * 32 / 4  # float32 values, 4 bases a position
+    assert (
+        tiny(latent_channels=8, latent_levels=0).latent_bits_per_base == 8 * 32 / 4
+    )  # float32 values, 4 bases a position
     with pytest.raises(ValueError, match="latent_levels"):
         tiny(latent_levels=1)
-    with pytest.raises(ValueError, match="latent_levels"):
+    with pytest.raises(ValueError, match="model.variational: .* model.latent_levels=0"):
         tiny(latent_levels=4, variational=True)
     with pytest.raises(ValueError, match="latent_levels"):
         tiny(latent_levels=257)

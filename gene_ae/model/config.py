@@ -25,8 +25,9 @@ class ModelConfig:
     vector_dim: int = 512  # size of the search vector
     latent_channels: int = 8  # latent values per coarse position: a window's latent is window/downsample x this
     # Each latent value is rounded to one of this many levels (finite scalar quantisation, straight-through
-    # gradients), so the latent as stored is latent_channels x log2(levels) / downsample bits a base; 0 = float32
-    latent_levels: int = 0
+    # gradients), so the latent as stored is latent_channels x log2(levels) / downsample bits a base (2 for the
+    # defaults, the size of the sequence itself; 0.98 per base on val windows, docs/RESULTS.md); 0 = float32
+    latent_levels: int = 4
     window: int = 512  # longest window trained and decoded; must be divisible by downsample
     variational: bool = False  # the code is sampled (mu, logvar) in training, with a KL term
     pooling: str = "mean"  # "mean" | "attention" | "max"  (masked; the trunk branch only)
@@ -80,7 +81,10 @@ class ModelConfig:
         if self.latent_levels == 1:
             raise ValueError("model.latent_levels: 0 (float latent) or 2..256 levels, got 1")
         if self.latent_levels and self.variational:
-            raise ValueError("model.latent_levels: a quantised latent is not variational; set one of them")
+            raise ValueError(
+                "model.variational: a variational latent is continuous: give model.latent_levels=0 with it "
+                f"(it is {self.latent_levels}: quantised)"
+            )
 
     @property
     def n_scales(self) -> int:

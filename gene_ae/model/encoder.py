@@ -156,10 +156,11 @@ class Encoder:
         """(piece length, overlap) for embedding. With the LSTM trunk in the vector: training windows,
         tiled with the last one aligned to the end. With k-mer bags alone: cuts every EMBED_CHUNK bases,
         each piece running k_max - 1 bases on, so every longest k-mer is counted exactly once (shorter
-        ones at most k_max - k times more per cut) and the vector is that of one pass over the sequence."""
+        ones at most k_max - k times more per cut) and the vector is that of one pass over the sequence (the
+        conv branch, being local, too, but for the few positions at each cut)."""
         if self.cfg.model.vector_trunk:
             return self.window, 0
-        return max(self.window, EMBED_CHUNK), max(self.cfg.model.kmer_sizes) - 1
+        return max(self.window, EMBED_CHUNK), max(self.cfg.model.kmer_sizes, default=1) - 1
 
     @property
     def required_features(self) -> list[str]:
