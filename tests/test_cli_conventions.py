@@ -286,6 +286,7 @@ def test_reconstruct_out_is_a_tsv_of_every_record(world, capsys, tmp_path) -> No
     assert header == ["id", "length", "identity", "reconstruction"]
     assert [r[0] for r in rows] == ["exact3", "exact9", "mut6"]
     assert all(len(r[3]) == int(r[1]) and 0 <= float(r[2]) <= 1 for r in rows)
+    assert "bits a base as stored" in err.splitlines()[-1]  # the summary names the latent's rate
 
 
 def test_gzip_query_from_stdin(world, tmp_path) -> None:

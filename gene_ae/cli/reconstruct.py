@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gene_ae.cli.common import MODEL_HELP, check_out_file, reader_args, reader_config, subcommand
 
@@ -33,12 +34,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{display_name(args.input)}: no sequences to reconstruct")
     encoder = Encoder.load(args.model)
 
+    total = [0, 0]  # bases right, bases
+
     def lines():
         yield output.row(("id", "length", "identity", "reconstruction"))
         for record in chain([first], records):
             rec = encoder.reconstruct_tokens(record.tokens)
-            identity = float((rec == record.tokens).mean())
-            yield output.row((record.id, record.tokens.size, f"{identity:.4f}", decode(rec)))
+            right = int((rec == record.tokens).sum())
+            total[0], total[1] = total[0] + right, total[1] + record.tokens.size
+            yield output.row((record.id, record.tokens.size, f"{right / record.tokens.size:.4f}", decode(rec)))
 
     output.emit(lines(), args.out)
+    m = encoder.cfg.model
+    stored = f"{m.latent_levels} levels a value" if m.latent_levels else "float32 values"
+    print(f"gene-ae reconstruct: identity {total[0] / max(total[1], 1):.4f} over {total[1]:,} bases, from a latent "
+          f"of {m.latent_bits_per_base:g} bits a base as stored ({stored})", file=sys.stderr)  # fmt: skip
     return 0
