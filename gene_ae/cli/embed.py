@@ -151,9 +151,11 @@ def _append(args: argparse.Namespace) -> int:
 
     if args.overwrite or args.shard_records:
         raise ValueError("--append adds one shard to an existing index: it takes no --overwrite or --shard-records")
+    built = build.BuildConfig()  # the defaults: a flag left at its default is not one the user gave
     build_flags = {
-        "--index-kind": ("index_kind", "auto"), "--no-windows": ("no_windows", False), "--stride": ("stride", 0),
-        "--vector-codec": ("vector_codec", "f32"), "--kmer-scaled": ("kmer_scaled", 1),
+        "--index-kind": ("index_kind", built.kind), "--no-windows": ("no_windows", not built.windows),
+        "--stride": ("stride", built.stride), "--vector-codec": ("vector_codec", built.codec),
+        "--kmer-scaled": ("kmer_scaled", built.kmers.scaled),
     }  # fmt: skip
     for flag, (name, default) in build_flags.items():
         if getattr(args, name) != default:
