@@ -27,7 +27,7 @@ STAGES = {
     "sequence store": [("seqstore.py", "add"), ("seqstore.py", "close")],
     "embed (records + windows)": [("build.py", "spans"), ("build.py", "_embed")],
     "k-mer counting": [("kmer_index.py", "add")],
-    "k-mer finish (normalise, transpose)": [("kmer_index.py", "finish")],
+    "k-mer finish (transpose, gaps)": [("kmer_index.py", "finish")],
     "record vectors (faiss, npy)": [("directory.py", "record_vectors")],
     "window vectors (faiss)": [("directory.py", "window_vectors")],
     "k-mer index write": [("directory.py", "kmers")],
@@ -59,13 +59,13 @@ def profiled(argv: list[str], timer) -> tuple[pstats.Stats, float]:
 
 
 def part_bytes(index: Path) -> dict[str, int]:
-    """Bytes of each file of the index; sparse.npz also split into its arrays (stored sizes)."""
+    """Bytes of each file of the index; kmers.npz also split into its arrays (stored sizes)."""
     import zipfile
 
     out = {p.name: p.stat().st_size for p in sorted(index.iterdir()) if p.is_file()}
-    with zipfile.ZipFile(index / "sparse.npz") as z:
+    with zipfile.ZipFile(index / "kmers.npz") as z:
         for info in z.infolist():
-            out[f"  sparse.npz: {info.filename.removesuffix('.npy')}"] = info.compress_size
+            out[f"  kmers.npz: {info.filename.removesuffix('.npy')}"] = info.compress_size
     return out
 
 

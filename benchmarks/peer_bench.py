@@ -2,7 +2,7 @@
 
     python benchmarks/peer_bench.py (--model URI | --train-steps S [--train-config TOML]) [--n 100000]
                                     [--queries 50] [--threads 2] [--work /tmp/peer-bench] [--keep]
-                                    [--quick] [--out FILE]
+                                    [--quick] [--out FILE] [--tools gene-ae,blastn,megablast,mmseqs]
 
 What it does:
 
@@ -39,7 +39,10 @@ What it does:
    summed RSS of the process tree, polled every 50 ms with psutil.
 4. Prints one markdown table (rows = tools), with ratios to gene-ae (time per query, index bytes); --out also
    writes it. --work is the scratch folder (default /tmp/peer-bench); --keep reuses the collection, the
-   indexes (and their recorded build figures) and a trained model from an earlier run with the same settings.
+   indexes (and their recorded build figures), the searches (hits and figures, when the command is the same;
+   the text says which rows) and a trained model from an earlier run with the same settings. --tools picks the
+   rows (gene-ae, blastn, megablast, mmseqs, and mmseqs-db: MMseqs2 without createindex, for sizes whose index
+   does not fit on disk).
 5. --quick: a smoke run (n 2000, 10 queries per divergence).
 """
 
@@ -205,6 +208,11 @@ def tree_bytes(paths: Sequence[Path]) -> int:
 
 # ------------------------------------------------------------------------------------------------- tools
 
+# --tools names. mmseqs-db: easy-search against the database without createindex (MMseqs2 then builds the
+# k-mer table in memory at each search, in as many splits as memory needs), for a collection whose index
+# would not fit on disk (~98 GB at 10^6 genes by the 10^5 figure).
+TOOL_KEYS = ("gene-ae", "blastn", "megablast", "mmseqs", "mmseqs-db")
+
 
 @dataclass
 class Tool:
@@ -218,6 +226,7 @@ class Tool:
     search: Callable[[Path, Path, Path], list[str]]  # (queries FASTA, build folder, hits file) -> command
     parse: Callable[[Path], dict[str, list[str]]]
     env: dict[str, str] = field(default_factory=dict)
+    key: str = "gene-ae"  # its --tools name (TOOL_KEYS); every gene-ae variant is "gene-ae"
 
 
 def ranked(pairs: Sequence[tuple[str, str]], k: int = K) -> dict[str, list[str]]:
@@ -257,7 +266,7 @@ def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = 
             lambda d: [d],
             lambda q, d, out: ["blastn", "-task", task, "-query", q, "-db", d / "db", "-outfmt", "6",
                                "-max_target_seqs", str(K), "-num_threads", t, "-out", out],
-            tabular,
+            tabular, key=task,
         )  # fmt: skip
 
     def gene_ae_tool(label: str, flags: list[str]) -> Tool:
@@ -281,7 +290,15 @@ def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = 
             lambda d: [f for f in d.glob("db*")],
             lambda q, d, out: ["mmseqs", "easy-search", q, d / "db", out, out.with_suffix(".tmp"), "--search-type",
                                "3", "--threads", t],
-            tabular,
+            tabular, key="mmseqs",
+        ),
+        Tool(
+            "MMseqs2 easy-search (db, no index)", "mmseqs-db",
+            lambda fa, d: [["mmseqs", "createdb", fa, d / "db"]],
+            lambda d: [f for f in d.glob("db*")],
+            lambda q, d, out: ["mmseqs", "easy-search", q, d / "db", out, out.with_suffix(".tmp"), "--search-type",
+                               "3", "--threads", t],
+            tabular, key="mmseqs-db",
         ),
     ]  # fmt: skip
 
@@ -321,19 +338,31 @@ class Searched:
     hits: dict[str, list[str]]
     all_: Measured
     one: Measured
+    reused: bool = False  # the figures of an earlier run's search (--keep), same command, collection and queries
 
 
-def search(tool: Tool, root: Path, queries: Path, one_query: Path) -> Searched:
+def search(tool: Tool, root: Path, queries: Path, one_query: Path, keep: bool = False) -> Searched:
+    """Both searches (all queries, one query), measured; with `keep`, a search whose hits and figures an
+    earlier run left beside the same command (its .json) is reused, not run again (`Searched.reused`)."""
     d = root / tool.build_dir
-    runs = {}
+    runs, reused = {}, False
+    built = (d / "build.json").read_text()  # a search is reused only against the very index it searched
     for name, q in (("all", queries), ("one", one_query)):
         out = root / "hits" / f"{re.sub(r'[^A-Za-z0-9]+', '-', tool.name).strip('-')}-{name}.tsv"
+        cmd = [str(x) for x in tool.search(q, d, out)]
+        record = out.with_suffix(".json")
+        old = json.loads(record.read_text()) if record.is_file() else {}
+        if keep and out.is_file() and old.get("command") == cmd and old.get("index") == built:
+            runs[name], reused = (Measured(**json.loads(record.read_text())["measured"]), out), True
+            continue
         out.parent.mkdir(exist_ok=True)
         out.unlink(missing_ok=True)
         shutil.rmtree(out.with_suffix(".tmp"), ignore_errors=True)
-        runs[name] = (run_measured([str(x) for x in tool.search(q, d, out)], tool.env), out)
+        runs[name] = (run_measured(cmd, tool.env), out)
         shutil.rmtree(out.with_suffix(".tmp"), ignore_errors=True)
-    return Searched(tool.parse(runs["all"][1]), runs["all"][0], runs["one"][0])
+        record.write_text(json.dumps({"command": cmd, "index": built, "measured": asdict(runs[name][0]),
+                                      "at": time.ctime()}))  # fmt: skip
+    return Searched(tool.parse(runs["all"][1]), runs["all"][0], runs["one"][0], reused)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -430,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="reuse the collection, indexes and model of an earlier run")
     p.add_argument("--quick", action="store_true", help="smoke run: n 2000, 10 queries per divergence")
     p.add_argument("--out", help="also write the table to this markdown file")
+    p.add_argument("--tools", default=",".join(TOOL_KEYS[:4]), help=f"rows to run, of {','.join(TOOL_KEYS)}")
     p.add_argument(
         "--variant", action="append", default=[], metavar="LABEL=FLAGS",
         help="one more gene-ae row, its index built with these extra `gene-ae embed` flags (repeatable), e.g. "
@@ -462,10 +492,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, done = [], {}
     variants = [(label, flags.split()) for label, _, flags in (v.partition("=") for v in args.variant)]
-    for tool in tools(model, args.threads, variants):
+    chosen = [t for t in tools(model, args.threads, variants) if t.key in args.tools.split(",")]
+    if not chosen:
+        p.error(f"--tools {args.tools!r}: none of {', '.join(TOOL_KEYS)}")
+    for tool in chosen:
         print(f"{tool.name}:", file=sys.stderr, flush=True)
         built = build(tool, collection, root, args.keep, done)
-        searched = search(tool, root, root / "queries.fa", root / "one-query.fa")
+        searched = search(tool, root, root / "queries.fa", root / "one-query.fa", args.keep)
         rows.append((tool, built, searched, recalls(searched.hits, queries, grown)))
         print(f"  build {built.build_s:.1f} s, search {searched.all_.wall_s:.1f} s", file=sys.stderr, flush=True)
 
@@ -475,7 +508,11 @@ def main(argv: list[str] | None = None) -> int:
         f"`{command}` on {platform.node()} ({os.cpu_count()} CPUs, {args.threads} threads per tool): "
         f"{args.n:,} records in {sizes.size:,} families, {args.queries} queries per divergence; model "
         f"{model}{train_note}; load average at the end {os.getloadavg()[0]:.1f}; peak memory: {memory}; "
-        "BLAST's two tasks share one database (one build).\n\n" + table(rows, len(queries.ids)) + "\n"
+        "BLAST's two tasks share one database (one build)."
+        + "".join(f" {t.name}: search figures reused from an earlier run (--keep)." for t, _, s, _ in rows if s.reused)
+        + "\n\n"
+        + table(rows, len(queries.ids))
+        + "\n"
     )
     print(text)
     if args.out:

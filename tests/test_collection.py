@@ -66,6 +66,20 @@ def test_an_index_in_shards_answers_as_the_index_built_at_once(world, tmp_path, 
     assert _hits(out, world, rerank) == _hits(world["root"] / "whole", world, rerank)
 
 
+def test_shards_by_bases_cut_after_the_limit_and_answer_as_one_index(world, tmp_path) -> None:
+    """`gene-ae embed`'s default: a new shard once a shard holds shard_bases bases (a 9 kb record included)."""
+    out, limit = tmp_path / "by-bases", 12_000
+    metas = build.build_collection(iter(world["records"]), world["embed"], world["model"], out, build.BuildConfig(),
+                                   shard_bases=limit)  # fmt: skip
+    sizes = [[e.length for e in m.entries] for m in metas]
+    assert len(metas) > 2 and sum(map(len, sizes)) == len(world["records"])
+    assert all(sum(s) >= limit > sum(s[:-1]) for s in sizes[:-1]) and sum(sizes[-1]) > 0
+    assert _hits(out, world, 20) == _hits(world["root"] / "whole", world, 20)
+    with pytest.raises(ValueError, match="positive size"):
+        build.build_collection(iter(world["records"]), world["embed"], world["model"], tmp_path / "x",
+                               build.BuildConfig())  # fmt: skip
+
+
 def test_append_then_remove_answers_as_a_rebuild(world, tmp_path) -> None:
     records, embed, model = world["records"], world["embed"], world["model"]
     out = tmp_path / "grown"

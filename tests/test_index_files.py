@@ -34,8 +34,8 @@ from gene_ae.search import engine as search
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
-FILES = ("index.json", "index.faiss", "vectors.npy", "windows.faiss", "windows.npz", "sparse.npz", "sequences.gae",
-         "sequences.npz")  # fmt: skip
+FILES = ("index.json", "index.faiss", "vectors.npy", "windows.faiss", "windows.npz", "kmers.npz", "kmer_gaps.npy",
+         "kmer_counts.npy", "sequences.gae", "sequences.npz")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,26 @@ def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name
         with pytest.raises((ValueError, OSError)) as err:
             IndexDir.open(d)
         _one_line_naming(err.value, d / name)
+
+
+@pytest.mark.parametrize("name", ["kmer_gaps.npy", "kmer_counts.npy"])
+def test_damaged_k_mer_postings_are_one_line_naming_the_index(built, tmp_path, name) -> None:
+    """The postings are mapped, not hashed on open (LAZY_FILES): a truncated file is refused on open by its
+    size, and gaps overwritten with others of the same size are refused by the first search that reads them."""
+    d = tmp_path / "cut"
+    shutil.copytree(built["dir"], d)
+    (d / name).write_bytes((d / name).read_bytes()[:-64])
+    with pytest.raises(ValueError) as err:
+        IndexDir.open(d)
+    _one_line_naming(err.value, d / name)
+    if name == "kmer_gaps.npy":
+        d = tmp_path / "scrambled"
+        shutil.copytree(built["dir"], d)
+        gaps = np.load(d / name)
+        np.save(d / name, np.full_like(gaps, 60_000))  # no escapes where kmers.npz lists some; segments past the end
+        with pytest.raises(ValueError, match="damaged k-mer postings") as err:
+            _search(d, built)
+        _one_line_naming(err.value, d)
 
 
 @pytest.mark.parametrize(

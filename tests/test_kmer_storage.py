@@ -1,4 +1,4 @@
-"""The k-mer index on disk: small integer counts and 16-bit gaps, read back to the very same float32 values."""
+"""The k-mer index on disk: small integer counts and 16-bit gaps, searched memory-mapped, as cosine."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from gene_ae.core.kmers import kmer_counts, l2_rows
 from gene_ae.index import kmer_index
 from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig, gaps, row_blocks, ungaps
 
@@ -30,25 +31,41 @@ def test_row_blocks_cover_every_row_once():
 
 
 @pytest.mark.parametrize("block", [0, 1000])  # 0: the default, one block; 1000: many blocks of rows
-def test_saved_index_loads_bit_identical_and_smaller(tmp_path, monkeypatch, block):
+def test_postings_load_mapped_and_search_as_the_cosine_of_counts(tmp_path, monkeypatch, block):
     if block:
         monkeypatch.setattr(kmer_index, "_BLOCK_ENTRIES", block)
     rng = np.random.default_rng(0)
     seqs = [rng.integers(3, 8, size=n).astype(np.uint8) for n in rng.integers(20, 3000, size=200)]
     seqs.append(np.full(2000, 3, np.uint8))  # one k-mer counted 1,991 times: 16-bit counts
     idx = KmerIndex.build(seqs, KmerIndexConfig())
-    path = idx.save(tmp_path)
+    idx.save(tmp_path)
     again = KmerIndex.load(tmp_path)
-    for name in ("data", "indices", "indptr"):
-        np.testing.assert_array_equal(getattr(again.inverted, name), getattr(idx.inverted, name))
-    assert path.stat().st_size < 0.5 * (idx.inverted.data.nbytes + idx.inverted.indices.nbytes)
-    queries = [seqs[3], seqs[50][100:900]]
-    for a, b in zip(again.search_segments(queries, 5), idx.search_segments(queries, 5)):
+    assert isinstance(again.gaps, np.memmap) and isinstance(again.counts, np.memmap)
+    assert again.counts.dtype == np.uint16 and again.gaps.dtype == np.uint16  # 2 + 2 bytes a posting here
+    queries = [seqs[3], seqs[50][100:900], seqs[-1]]
+    found, sims = again.search_segments(queries, 5)
+    for a, b in zip((found, sims), idx.search_segments(queries, 5)):
         np.testing.assert_array_equal(a, b)
+    # the same scores as cosine over the whole count matrix (scipy), the definition
+    counts = kmer_counts(seqs, again.cfg.k, buckets=again.cfg.buckets)
+    cosine = (l2_rows(kmer_counts(queries, again.cfg.k, buckets=again.cfg.buckets)) @ l2_rows(counts).T).toarray()
+    hit = found >= 0  # the poly-A record shares its one k-mer with no other
+    np.testing.assert_allclose(sims[hit], np.take_along_axis(cosine, found, 1)[hit], rtol=1e-5)
+    assert (found[:, 0] == [3, 50, 200]).all() and hit.sum() == 11 and (sims[~hit] == 0).all()
+    allowed = np.ones(len(seqs), bool)
+    allowed[[3, 50]] = False
+    masked, _ = again.search_segments(queries, 5, allowed)
+    assert not np.isin(masked, [3, 50]).any() and masked[2, 0] == 200
 
 
-def test_an_index_without_scales_saves_its_float_values(tmp_path):
-    idx = KmerIndex.build([np.arange(3, 7, dtype=np.uint8).repeat(50)], KmerIndexConfig(k=5))
-    idx.scale = None
-    KmerIndex.save(idx, tmp_path)
-    np.testing.assert_array_equal(KmerIndex.load(tmp_path).inverted.data, idx.inverted.data)
+def test_far_gaps_round_trip_through_the_postings(tmp_path):
+    """Segments over 65,535 apart (a k-mer in two records of a large collection) go through the far gaps."""
+    n = 70_000
+    inverted = sparse.csr_matrix((np.array([1, 2, 1], np.uint16), np.array([5, 69_999, 3]), np.array([0, 2, 2, 3])),
+                                 shape=(3, n))  # fmt: skip
+    idx = KmerIndex.of_inverted(KmerIndexConfig(k=2), inverted, np.arange(n), np.zeros(n), np.ones(n), np.ones(n))
+    assert idx.far.tolist() == [69_994] and idx.far_ptr.tolist() == [0, 1, 1, 1]
+    idx.save(tmp_path)
+    again = KmerIndex.load(tmp_path)
+    segments, counts, lens = again.postings(np.array([2, 0, 1]))
+    assert segments.tolist() == [3, 5, 69_999] and counts.tolist() == [1, 1, 2] and lens.tolist() == [1, 2, 0]

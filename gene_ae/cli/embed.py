@@ -18,7 +18,7 @@ from gene_ae.cli.common import (
 
 
 def add_parser(sub, version: str) -> None:
-    from gene_ae.index.build import BuildConfig
+    from gene_ae.index.build import SHARD_BASES, BuildConfig
 
     build = BuildConfig()
     e = subcommand(sub, "embed", "embed a collection and write an index directory (vectors, k-mers, sequences)",
@@ -31,6 +31,9 @@ def add_parser(sub, version: str) -> None:
     e.add_argument(
         "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
     )
+    e.add_argument("--window-min", type=int_option("window_min"), default=build.window_min, metavar="BASES",
+                   help="index windows of records at least this long only (shorter ones: their record vector and "
+                   "k-mers find them)")  # fmt: skip
     e.add_argument(
         "--stride", type=int_option("stride"), default=build.stride, help="window stride in bases; 0: half a window"
     )
@@ -52,6 +55,10 @@ def add_parser(sub, version: str) -> None:
     e.add_argument(
         "--shard-records", type=int_option("shard_records"), default=0, metavar="N",
         help="write the index in shards of N records (searched as one; each can be built and held apart)",
+    )  # fmt: skip
+    e.add_argument(
+        "--shard-bases", type=int_option("shard_bases"), default=SHARD_BASES, metavar="N",
+        help="start a new shard after N bases (bounds memory while building; searched as one index)",
     )  # fmt: skip
     e.add_argument(
         "--append", action="store_true",
@@ -101,15 +108,12 @@ def run(args: argparse.Namespace) -> int:
         embed = build.LocalEmbed(encoder, args.batch_size)
     model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
     cfg = build.BuildConfig(
-        args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
-        codec=args.vector_codec, kmers=KmerIndexConfig(scaled=args.kmer_scaled),
+        args.index_kind, not args.no_windows, args.window_min, args.stride, batch_size=args.batch_size,
+        features=_features(args), codec=args.vector_codec, kmers=KmerIndexConfig(scaled=args.kmer_scaled),
     )  # fmt: skip
     records = chain([first], records)
-    if args.shard_records:
-        metas = build.build_collection(records, embed, model, args.out, cfg, args.shard_records, args.overwrite,
-                                       source=args.input)  # fmt: skip
-    else:
-        metas = [build.build_index(records, embed, model, args.out, cfg, args.overwrite, source=args.input)]
+    metas = build.build_collection(records, embed, model, args.out, cfg, args.shard_records, args.overwrite,
+                                   source=args.input, shard_bases=args.shard_bases)  # fmt: skip
     meta = metas[0]
     print(
         f"gene-ae embed: {sum(len(m.entries) for m in metas):,} records in {len(metas)} shard"
@@ -149,13 +153,14 @@ def _append(args: argparse.Namespace) -> int:
     from gene_ae.index.collection import Collection
     from gene_ae.model.encoder import Encoder
 
-    if args.overwrite or args.shard_records:
-        raise ValueError("--append adds one shard to an existing index: it takes no --overwrite or --shard-records")
+    if args.overwrite or args.shard_records or args.shard_bases != build.SHARD_BASES:
+        raise ValueError("--append adds one shard to an existing index: it takes no --overwrite, --shard-records "
+                         "or --shard-bases")  # fmt: skip
     built = build.BuildConfig()  # the defaults: a flag left at its default is not one the user gave
     build_flags = {
         "--index-kind": ("index_kind", built.kind), "--no-windows": ("no_windows", not built.windows),
         "--stride": ("stride", built.stride), "--vector-codec": ("vector_codec", built.codec),
-        "--kmer-scaled": ("kmer_scaled", built.kmers.scaled),
+        "--kmer-scaled": ("kmer_scaled", built.kmers.scaled), "--window-min": ("window_min", built.window_min),
     }  # fmt: skip
     for flag, (name, default) in build_flags.items():
         if getattr(args, name) != default:

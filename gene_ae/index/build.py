@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,10 @@ Embed = Callable[..., np.ndarray]
 
 
 CHUNK_BASES = 1 << 20  # embed_local hands the encoder about this many bases at a time, and moves its bar
+# `gene-ae embed` starts a new shard after this many bases (128 Mi, about 9 x 10^4 genes), so that building
+# holds one shard's k-mer counts and vectors at a time (peak ~3 GiB, docs/BENCHMARKS.md) whatever the size
+# of the collection; a search answers over all shards as one index would.
+SHARD_BASES = 1 << 27
 
 
 def progress(desc: str, total: int | None = None):
@@ -136,7 +140,10 @@ def embed_with_ray(
 @dataclass
 class BuildConfig:
     kind: str = "auto"  # faiss index kind of the record vectors: auto, flat, ivf, hnsw
-    windows: bool = True  # also index windows of records longer than the model window
+    windows: bool = True  # also index windows of records at least window_min long (and longer than the model window)
+    # Shorter records are found by their record vector and the exact k-mers: at 10^5 genes window vectors changed
+    # no recall (1.00 / 1.00 / 0.92 at 10 / 20 / 30 % with or without them) and took 70 % of the index.
+    window_min: int = 4096
     stride: int = 0  # window stride; 0 = half a window
     kmers: KmerIndexConfig = field(default_factory=KmerIndexConfig)
     batch_bases: int = 1 << 21  # records are read, embedded and stored this many bases at a time
@@ -175,26 +182,39 @@ def build_collection(
     model: ModelInfo,
     out_dir: str | Path,
     cfg: BuildConfig,
-    shard_records: int,
+    shard_records: int = 0,
     overwrite: bool = False,
     source: str = "input",
+    shard_bases: int = 0,
 ) -> list[IndexMeta]:
-    """build_index in shards of `shard_records` records (gene_ae/index/collection.py): shard 0 in out_dir,
-    the others beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
-    if shard_records < 1:
-        raise ValueError(f"shard_records must be at least 1, got {shard_records}")
+    """build_index in shards (gene_ae/index/collection.py) of `shard_records` records or `shard_bases` bases,
+    whichever comes first (0: no such limit; a shard holds at least one record): shard 0 in out_dir, the
+    others beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
+    if shard_records < 0 or shard_bases < 0 or not (shard_records or shard_bases):
+        raise ValueError(f"shards need a positive size, got {shard_records} records, {shard_bases} bases")
     stream = iter(records)
     with write_index(out_dir, overwrite) as writer:
-        metas = [_stream(islice(stream, shard_records), embed, model, writer, cfg, source)]
+        metas = [_stream(_shard(stream, shard_records, shard_bases), embed, model, writer, cfg, source)]
         resolved, names = settings_of(metas[0]), []
         while (first := next(stream, None)) is not None:
             names.append(f"shard-{len(names) + 1:05d}")
             (writer.dir / names[-1]).mkdir()
-            part = chain([first], islice(stream, shard_records - 1))
+            part = _shard(chain([first], stream), shard_records, shard_bases)
             metas.append(_stream(part, embed, model, IndexWriter(writer.dir / names[-1]), resolved, source))
         if names:
             write_shards_file(writer.dir, names, [])
     return metas
+
+
+def _shard(stream: Iterator[InputRecord], records: int, bases: int) -> Iterator[InputRecord]:
+    """The next records of `stream` up to `records` records or `bases` bases (0: unlimited), at least one;
+    what it has not taken stays in the stream."""
+    taken = size = 0
+    for r in stream:
+        yield r
+        taken, size = taken + 1, size + int(r.tokens.size)
+        if (records and taken >= records) or (bases and size >= bases):
+            return
 
 
 def append_shard(
@@ -245,12 +265,15 @@ def _span_features(model: ModelInfo, owners: Sequence[InputRecord]) -> dict[str,
     return {n: [r.features.get(n) for r in owners] for n in model.features} if model.features else None
 
 
-def _window_spans(batch: Sequence[InputRecord], window: int, stride: int) -> np.ndarray:
-    """[n, 3] (record in batch, start, end) of the windows of the batch's records longer than `window`."""
+def _window_spans(batch: Sequence[InputRecord], window: int, stride: int, shortest: int = 0) -> np.ndarray:
+    """[n, 3] (record in batch, start, end) of the windows of the batch's records longer than `window` and at
+    least `shortest` bases long (-1: none)."""
+    if shortest < 0:
+        return np.zeros((0, 3), np.int64)
     spans = [
         (i, int(a), min(int(a) + window, r.tokens.size))
         for i, r in enumerate(batch)
-        if r.tokens.size > window
+        if r.tokens.size > window and r.tokens.size >= shortest
         for a in window_starts(int(r.tokens.size), window, stride)
     ]
     return np.array(spans, dtype=np.int64).reshape(-1, 3)
@@ -290,7 +313,7 @@ def _stream(
                 kmers.add(pos, r.tokens)
                 if cfg.features:
                     feature_rows.append(r.features)
-            spans = _window_spans(batch, model.window, stride) if cfg.windows else np.zeros((0, 3), np.int64)
+            spans = _window_spans(batch, model.window, stride, cfg.window_min if cfg.windows else -1)
             if isinstance(embed, LocalEmbed):  # records and windows in one pass
                 whole = np.array([(i, 0, r.tokens.size) for i, r in enumerate(batch)], dtype=np.int64)
                 both = np.concatenate([whole, spans])

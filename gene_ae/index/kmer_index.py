@@ -7,6 +7,10 @@ bases, half-overlapping pieces of longer ones (so a query can hit the part of a 
 long subject does not dilute its own score). k follows the collection's lengths (`choose_k`): short k for
 genes, where mutated copies keep few long k-mers, longer k for loci and genomes, where short k-mers recur
 by chance. Counts are raw (TF-IDF weighting measured worse, `choose_k`). Numpy and scipy only.
+
+Stored as postings, memory-mapped when searched: for each k-mer its segments in increasing order, as 16-bit
+gaps, with its count in each (8 or 16 bits): 3 bytes a posting, read only for the query's k-mers, so search
+memory does not grow with the collection (a 10^6-gene index's postings stay on disk and in the page cache).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import zstandard
 from scipy import sparse
 
 from gene_ae.core.kmers import kmer_counts, l2_rows, l2_scales
@@ -25,7 +28,6 @@ from gene_ae.core.windows import window_starts
 
 _CHUNK_BASES = 1 << 22  # segment bases counted per pass while building: bounds temporary memory
 _GAP_MAX = (1 << 16) - 1  # gaps between a k-mer's segments are stored in 16 bits; larger ones apart
-_ZSTD_LEVEL = 3
 _BLOCK_ENTRIES = 1 << 23  # entries encoded or decoded per pass when saving or loading: bounds temporary memory
 
 
@@ -87,40 +89,55 @@ class KmerIndexBuilder:
         c = self.cfg
         block = kmer_counts(self._pending, c.k, buckets=c.buckets, scaled=c.scaled)
         self._scales.append(l2_scales(block))
-        if block.data.max(initial=0) <= np.iinfo(np.uint16).max:
-            block.data = block.data.astype(np.uint16)
+        block.data = block.data.astype(np.uint16 if block.data.max(initial=0) <= 0xFFFF else np.uint32)
         self._blocks.append(block)
         self._pending, self._size = [], 0
 
     def finish(self) -> KmerIndex:
-        """The inverted index: counts transposed (k-mers x segments), each value count x its segment's scale,
-        the float32 values l2_rows gives."""
+        """The postings: the counts transposed (k-mers x segments), each k-mer's segments as gaps."""
         self._count()
         counts = sparse.vstack(self._blocks, format="csr")
         self._blocks = []
-        scale = np.concatenate(self._scales)
-        inverted = counts.T.tocsr()
+        inverted = counts.T.tocsr()  # rows are k-mers, each row's segments in increasing order
         del counts
-        data = inverted.data.astype(np.float32)
-        data *= scale[inverted.indices]
-        inverted = sparse.csr_matrix((data, inverted.indices, inverted.indptr), shape=inverted.shape)
-        return KmerIndex(self.cfg, inverted, self.owner, self.start, self.end, scale)
+        return KmerIndex.of_inverted(self.cfg, inverted, self.owner, self.start, self.end, np.concatenate(self._scales))
 
 
 class KmerIndex:
-    """Segments' normalised k-mer counts, searched by cosine through the inverted index (k-mers x segments).
+    """Segments' k-mer counts, searched by cosine through postings (for each k-mer, the segments holding it).
 
     `owner[i]`, `start[i]`, `end[i]`: the record a segment belongs to and its span in that record; `scale[i]`
-    the float32 factor (1 / L2 norm, kmers.l2_scales) that normalised its counts, so that the file stores the
-    small integer counts (sparse.npz: counts in 8 bits, each k-mer's segments as 16-bit gaps, zstd) and loading
-    gives back the very same float32 values (count x scale, one rounding, as l2_rows)."""
+    the float32 factor (1 / L2 norm, kmers.l2_scales) that normalises its counts. A k-mer `r`'s postings are
+    entries indptr[r]:indptr[r + 1] of `gaps` (gene_ae.index.kmer_index.gaps; the gaps over 65,535 are
+    far[far_ptr[r]:far_ptr[r + 1]]) and of `counts`. On disk: kmers.npz holds everything but the two
+    posting arrays, which are .npy files searched memory-mapped."""
 
-    FILE = "sparse.npz"
+    FILE, GAPS_FILE, COUNTS_FILE = "kmers.npz", "kmer_gaps.npy", "kmer_counts.npy"
+    FILES = (FILE, GAPS_FILE, COUNTS_FILE)
 
-    def __init__(self, cfg: KmerIndexConfig, inverted: sparse.csr_matrix, owner, start, end, scale=None):
-        self.cfg, self.inverted = cfg, inverted
+    def __init__(self, cfg: KmerIndexConfig, postings: dict[str, np.ndarray], owner, start, end, scale,
+                 source: str = "the k-mer index"):  # fmt: skip
+        self.cfg, self.source = cfg, source
+        self.indptr, self.gaps, self.counts = postings["indptr"], postings["gaps"], postings["counts"]
+        self.far, self.far_ptr = postings["far"], postings["far_ptr"]
         self.owner, self.start, self.end = (np.asarray(a, dtype=np.int64) for a in (owner, start, end))
-        self.scale = None if scale is None else np.asarray(scale, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+
+    @classmethod
+    def of_inverted(cls, cfg: KmerIndexConfig, inverted: sparse.csr_matrix, owner, start, end, scale) -> KmerIndex:
+        """From integer counts k-mers x segments (each row's columns sorted): gaps a block of rows at a time."""
+        indptr = inverted.indptr.astype(np.int64)
+        top = int(inverted.data.max(initial=0))
+        small, far = np.empty(inverted.nnz, np.uint16), []
+        for a, b in row_blocks(indptr):  # temporaries of one block of rows at a time
+            lo, hi = indptr[a], indptr[b]
+            small[lo:hi], f = gaps(inverted.indices[lo:hi], indptr[a : b + 1] - lo)
+            far.append(f)
+        counts = inverted.data.astype(np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32)
+        escapes = np.flatnonzero(small == 0)
+        postings = {"indptr": indptr, "gaps": small, "counts": counts, "far_ptr": np.searchsorted(escapes, indptr),
+                    "far": np.concatenate([np.zeros(0, np.uint32), *far])}  # fmt: skip
+        return cls(cfg, postings, owner, start, end, scale)
 
     @classmethod
     def build(cls, seqs: Sequence[np.ndarray], cfg: KmerIndexConfig | None = None) -> KmerIndex:
@@ -136,80 +153,95 @@ class KmerIndex:
 
     @property
     def nbytes(self) -> int:
-        m = self.inverted
-        return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes + 3 * self.owner.nbytes)
+        parts = (self.indptr, self.gaps, self.counts, self.far, self.far_ptr, self.scale, self.owner)
+        return int(sum(a.nbytes for a in parts) + 2 * self.owner.nbytes)
 
     def query_matrix(self, queries: Sequence[np.ndarray]) -> sparse.csr_matrix:
         c = self.cfg
         return l2_rows(kmer_counts(queries, c.k, buckets=c.buckets, scaled=c.scaled))
 
+    def postings(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(segments, counts, postings per row) of these k-mers, concatenated in the order given: only their
+        entries are read (from the mapped files when loaded)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lo, lens = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        at = _ranges(lo, lens)
+        far = np.asarray(self.far[_ranges(self.far_ptr[rows], self.far_ptr[rows + 1] - self.far_ptr[rows])])
+        small = np.asarray(self.gaps[at])
+        if np.count_nonzero(small == 0) != far.size:
+            raise ValueError(f"{self.source}: damaged k-mer postings (escapes do not match); rebuild the index")
+        segments = ungaps(small, far, np.concatenate([[0], np.cumsum(lens)]))
+        if segments.size and (int(segments.max()) >= self.n_segments or int(segments.min()) < 0):
+            raise ValueError(f"{self.source}: damaged k-mer postings (segment out of range); rebuild the index")
+        return segments, np.asarray(self.counts[at]), lens
+
     def search_segments(
         self, queries: Sequence[np.ndarray], k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(segment indices [q, k], cosine [q, k]) best first; -1 where fewer than k segments share a k-mer.
-        `allowed`: a boolean mask over segments; the others are never returned."""
-        scores = (self.query_matrix(queries) @ self.inverted).tocsr()
-        if allowed is not None:  # dropped before ranking: the top k among the allowed segments
-            scores.data[~allowed[scores.indices]] = 0
-            scores.eliminate_zeros()
-        scores.sort_indices()  # columns in index order, so top_k's tie rule is by segment
+        `allowed`: a boolean mask over segments; the others are never returned. Each score is summed over one
+        segment's postings alone, so it does not depend on what else the index (or shard) holds."""
+        q = self.query_matrix(queries)
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         sims = np.zeros((len(queries), k), dtype=np.float32)
-        for row in range(scores.shape[0]):
-            lo, hi = scores.indptr[row], scores.indptr[row + 1]
-            top, vals = top_k(scores.data[None, lo:hi], k)
-            idx[row, : top.shape[1]], sims[row, : top.shape[1]] = scores.indices[lo:hi][top[0]], vals[0]
+        for row in range(len(queries)):
+            lo, hi = q.indptr[row], q.indptr[row + 1]
+            segments, counts, lens = self.postings(q.indices[lo:hi])
+            weight = counts * np.repeat(q.data[lo:hi].astype(np.float64), lens)
+            scores = (np.bincount(segments, weight, minlength=self.n_segments) * self.scale).astype(np.float32)
+            if allowed is not None:  # dropped before ranking: the top k among the allowed segments
+                scores[~allowed] = 0
+            shared = np.flatnonzero(scores > 0)  # in index order, so top_k's tie rule is by segment
+            top, vals = top_k(scores[None, shared], k)
+            idx[row, : top.shape[1]], sims[row, : top.shape[1]] = shared[top[0]], vals[0]
         return idx, sims
 
     def save(self, directory: str | Path) -> Path:
-        """sparse.npz: the counts (8 or 16 bits) and gaps (gene_ae.index.kmer_index.gaps), zstd-compressed,
-        when the segment scales are known (an index from KmerIndexBuilder); else the float32 values."""
-        path = Path(directory) / self.FILE
-        m, c = self.inverted, self.cfg
-        arrays = {"shape": np.array(m.shape), "owner": self.owner, "start": self.start, "end": self.end}
-        if self.scale is None:
-            arrays |= {"data": m.data, "indices": m.indices, "indptr": m.indptr}
-        else:
-            counts, small, far = [], [], []
-            for a, b in row_blocks(m.indptr):  # temporaries of one block of rows at a time
-                lo, hi = m.indptr[a], m.indptr[b]
-                counts.append(np.rint(m.data[lo:hi] / self.scale[m.indices[lo:hi]]))  # exact: count x scale, rounded
-                g, f = gaps(m.indices[lo:hi], m.indptr[a : b + 1] - lo)
-                small.append(g), far.append(f)
-            top = max((float(c.max(initial=0)) for c in counts), default=0.0)
-            dtype = np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32
-            arrays |= {"scale": self.scale, "far": np.concatenate([np.zeros(0, np.uint32), *far]),
-                       "counts": _packed(np.concatenate([np.zeros(0, dtype), *(c.astype(dtype) for c in counts)])),
-                       "gaps": _packed(np.concatenate([np.zeros(0, np.uint16), *small])),
-                       "lengths": _packed(np.diff(m.indptr).astype(np.uint32))}  # fmt: skip
-        np.savez(path, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), **arrays)
-        return path
+        """kmers.npz (the settings, the segments, the row pointers, the far gaps) and the two posting arrays."""
+        d, c = Path(directory), self.cfg
+        np.save(d / self.GAPS_FILE, np.asarray(self.gaps))
+        np.save(d / self.COUNTS_FILE, np.asarray(self.counts))
+        np.savez_compressed(d / self.FILE, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=self.owner,
+                 start=self.start, end=self.end, scale=self.scale, indptr=self.indptr, far=np.asarray(self.far),
+                 far_ptr=self.far_ptr)  # fmt: skip
+        return d / self.FILE
 
     @classmethod
     def load(cls, directory: str | Path) -> KmerIndex:
-        path = Path(directory) / cls.FILE
+        """The index in `directory`, its posting arrays memory-mapped (read as searched, never whole)."""
+        d = Path(directory)
+        path = d / cls.FILE
         try:
-            z = np.load(path)
-            k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
-            shape, scale = tuple(int(x) for x in z["shape"]), None
-            if "data" in z:  # float32 values (an index saved without its scales, or by an older gene-ae)
-                data, indices, indptr = z["data"], z["indices"], z["indptr"]
-            else:
-                scale, far, small = z["scale"], z["far"], _unpacked(z["gaps"])
-                indptr = np.concatenate([[0], np.cumsum(_unpacked(z["lengths"]), dtype=np.int64)])
-                if indptr[-1] != small.size:
-                    raise ValueError(f"{small.size} gaps for {indptr[-1]} entries")
-                indices, data, used = np.empty(small.size, np.int32), _unpacked(z["counts"]).astype(np.float32), 0
-                for a, b in row_blocks(indptr):  # temporaries of one block of rows at a time
-                    lo, hi = indptr[a], indptr[b]
-                    n_far = int(np.count_nonzero(small[lo:hi] == 0))
-                    indices[lo:hi] = ungaps(small[lo:hi], far[used : used + n_far], indptr[a : b + 1] - lo)
-                    data[lo:hi] *= scale[indices[lo:hi]]
-                    used += n_far
-            m = sparse.csr_matrix((data, indices, indptr), shape=shape)
-            return cls(KmerIndexConfig(k, bits, scaled, segment), m, z["owner"], z["start"], z["end"], scale)
-        except (OSError, KeyError, ValueError, IndexError, zstandard.ZstdError) as exc:
+            with np.load(path) as z:
+                k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
+                small = {n: z[n] for n in ("owner", "start", "end", "scale", "indptr", "far", "far_ptr")}
+            postings = {n: small[n] for n in ("indptr", "far", "far_ptr")}
+            for name, f in (("gaps", cls.GAPS_FILE), ("counts", cls.COUNTS_FILE)):
+                path = d / f
+                postings[name] = np.load(path, mmap_mode="r")
+            path = d / cls.FILE
+            entries = int(postings["indptr"][-1]) if postings["indptr"].size else 0
+            if postings["gaps"].shape != (entries,) or postings["counts"].shape != (entries,):
+                raise ValueError(f"postings of {postings['gaps'].shape} gaps and {postings['counts'].shape} counts "
+                                 f"for {entries} entries")  # fmt: skip
+            if (
+                postings["far_ptr"].shape != postings["indptr"].shape
+                or len({small[n].size for n in ("owner", "start", "end", "scale")}) != 1
+            ):
+                raise ValueError("arrays of inconsistent sizes")  # fmt: skip
+            cfg = KmerIndexConfig(k, bits, scaled, segment)
+            return cls(cfg, postings, small["owner"], small["start"], small["end"], small["scale"], str(d))
+        except (OSError, KeyError, ValueError, IndexError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable k-mer index ({exc})") from None
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions starts[i] .. starts[i] + lengths[i] - 1 of every i, concatenated."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - before, lengths) + np.arange(total, dtype=np.int64)
 
 
 def gaps(indices: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -240,14 +272,3 @@ def row_blocks(indptr: np.ndarray, entries: int | None = None) -> list[tuple[int
     cuts = np.searchsorted(indptr, np.arange(entries, int(indptr[-1]), entries), side="right") - 1
     bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, rows), [rows]]))
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-
-
-def _packed(a: np.ndarray) -> np.ndarray:
-    """An array as one zstd frame (bytes as uint8), its dtype in the frame's first 8 bytes."""
-    head = np.dtype(a.dtype).str.encode().ljust(8)
-    return np.frombuffer(head + zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(a.tobytes()), np.uint8)
-
-
-def _unpacked(raw: np.ndarray) -> np.ndarray:
-    data = raw.tobytes()
-    return np.frombuffer(zstandard.ZstdDecompressor().decompress(data[8:]), np.dtype(data[:8].strip().decode()))
