@@ -62,7 +62,10 @@ def part_bytes(index: Path) -> dict[str, int]:
     """Bytes of each file of the index; kmers.npz also split into its arrays (stored sizes)."""
     import zipfile
 
-    out = {p.name: p.stat().st_size for p in sorted(index.iterdir()) if p.is_file()}
+    out: dict[str, int] = {}
+    for p in sorted(index.rglob("*")):  # every shard's parts, added up by name
+        if p.is_file():
+            out[p.name] = out.get(p.name, 0) + p.stat().st_size
     with zipfile.ZipFile(index / "kmers.npz") as z:
         for info in z.infolist():
             out[f"  kmers.npz: {info.filename.removesuffix('.npy')}"] = info.compress_size

@@ -1,8 +1,8 @@
-"""gene-ae against BLAST+ and MMseqs2 on a grown gene collection: one command, one table (issue 18).
+"""gene-ae against BLAST+, MMseqs2 and minimap2 on a grown collection: one command, one table (issue 18).
 
     python benchmarks/peer_bench.py (--model URI | --train-steps S [--train-config TOML]) [--n 100000]
                                     [--queries 50] [--threads 2] [--work /tmp/peer-bench] [--keep]
-                                    [--quick] [--out FILE] [--tools gene-ae,blastn,megablast,mmseqs]
+                                    [--quick] [--out FILE] [--tools gene-ae,blastn,megablast,mmseqs] [--long]
 
 What it does:
 
@@ -43,7 +43,13 @@ What it does:
    the text says which rows) and a trained model from an earlier run with the same settings. --tools picks the
    rows (gene-ae, blastn, megablast, mmseqs, and mmseqs-db: MMseqs2 without createindex, for sizes whose index
    does not fit on disk).
-5. --quick: a smoke run (n 2000, 10 queries per divergence).
+5. --quick: a smoke run (n 2000, 10 queries per divergence; with --long n 300, 5 queries).
+6. --long: long sequences instead of genes (issue 18's second target). The seeds are loci and genome windows:
+   E. coli and S. aureus chromosomes, phage lambda, the first mpox and the first SARS-CoV-2 genome of the shared
+   data, each cut end to end into windows of log-uniform length in 1-100 kb (seed_loci); the collection grows
+   from them as above (defaults --n 2000 --family 5 --queries 30), queries are whole mutated members (1-100 kb).
+   The rows: gene-ae, minimap2 (`minimap2 -x asm20 -d db.mmi`, then `minimap2 -x asm20 -N 10 db.mmi q.fa`; hits
+   in PAF order, the primary first), blastn -task blastn and megablast.
 """
 
 from __future__ import annotations
@@ -83,6 +89,29 @@ class Grown:
     ids: list[str]
     seqs: list[np.ndarray]
     family: list[int]
+
+
+LONG_SEEDS = ["bacteria/E.Coli__MG1655-K12.fasta.gz", "bacteria/S.Aureus__N315.fasta.gz",
+              "viruses/lambda_phage_bowtie2_examples.fa", "viruses/mpox_nextclade_examples.fasta.gz",
+              "viruses/sarscov2_nextstrain_example_sequences.fasta.gz"]  # fmt: skip
+LONG_LENGTHS = (1_000, 100_000)  # --long: seed loci are windows of log-uniform length in this range
+
+
+def seed_loci(seed: int) -> list[np.ndarray]:
+    """--long: loci and genome windows, 1-100 kb: the two bacterial chromosomes, lambda, the first mpox and the
+    first SARS-CoV-2 genome, each cut end to end into windows of log-uniform length (LONG_LENGTHS)."""
+    from gene_ae.core.records import iter_input
+
+    rng, out = np.random.default_rng(seed), []
+    for name in LONG_SEEDS:
+        tokens = next(iter(iter_input(DATA / name))).tokens
+        at = 0
+        while at < tokens.size:
+            n = int(np.exp(rng.uniform(*np.log(LONG_LENGTHS))))
+            if tokens.size - at >= LONG_LENGTHS[0]:
+                out.append(tokens[at : at + n])
+            at += n
+    return out
 
 
 def seed_genes() -> list[np.ndarray]:
@@ -211,7 +240,8 @@ def tree_bytes(paths: Sequence[Path]) -> int:
 # --tools names. mmseqs-db: easy-search against the database without createindex (MMseqs2 then builds the
 # k-mer table in memory at each search, in as many splits as memory needs), for a collection whose index
 # would not fit on disk (~98 GB at 10^6 genes by the 10^5 figure).
-TOOL_KEYS = ("gene-ae", "blastn", "megablast", "mmseqs", "mmseqs-db")
+TOOL_KEYS = ("gene-ae", "minimap2", "blastn", "megablast", "mmseqs", "mmseqs-db")
+DEFAULT_TOOLS, LONG_TOOLS = ("gene-ae", "blastn", "megablast", "mmseqs"), ("gene-ae", "minimap2", "blastn", "megablast")
 
 
 @dataclass
@@ -242,6 +272,11 @@ def ranked(pairs: Sequence[tuple[str, str]], k: int = K) -> dict[str, list[str]]
 def tabular(path: Path) -> dict[str, list[str]]:
     """BLAST -outfmt 6 and MMseqs2 .m8: query and subject are the first two columns."""
     return ranked([tuple(line.split("\t")[:2]) for line in path.read_text().splitlines() if line])
+
+
+def paf(path: Path) -> dict[str, list[str]]:
+    """minimap2's PAF: query name column 1, target name column 6; a query's primary alignment comes first."""
+    return ranked([(f[0], f[5]) for f in (line.split("\t") for line in path.read_text().splitlines() if line)])
 
 
 def gene_ae_hits(path: Path) -> dict[str, list[str]]:
@@ -281,6 +316,13 @@ def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = 
     return [
         gene_ae_tool("embed + search, defaults", []),
         *(gene_ae_tool(label, flags) for label, flags in variants),
+        Tool(
+            "minimap2 -x asm20", "minimap2",
+            lambda fa, d: [["minimap2", "-x", "asm20", "-t", t, "-d", d / "db.mmi", fa]],
+            lambda d: [d / "db.mmi"],
+            lambda q, d, out: ["minimap2", "-x", "asm20", "-t", t, "-N", str(K), "-o", out, d / "db.mmi", q],
+            paf, key="minimap2",
+        ),
         blast("blastn"),
         blast("megablast"),
         Tool(
@@ -459,20 +501,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="reuse the collection, indexes and model of an earlier run")
     p.add_argument("--quick", action="store_true", help="smoke run: n 2000, 10 queries per divergence")
     p.add_argument("--out", help="also write the table to this markdown file")
-    p.add_argument("--tools", default=",".join(TOOL_KEYS[:4]), help=f"rows to run, of {','.join(TOOL_KEYS)}")
+    p.add_argument(
+        "--tools",
+        help=f"rows to run, of {','.join(TOOL_KEYS)} (default: {','.join(DEFAULT_TOOLS)}; "
+        f"with --long: {','.join(LONG_TOOLS)})",
+    )
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help="loci and genome windows of 1-100 kb instead of genes (defaults: --n 2000 --family 5 --queries 30)",
+    )
     p.add_argument(
         "--variant", action="append", default=[], metavar="LABEL=FLAGS",
         help="one more gene-ae row, its index built with these extra `gene-ae embed` flags (repeatable), e.g. "
         "'sq8=--vector-codec sq8'",
     )  # fmt: skip
+    given = set(a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:]))
     args = p.parse_args(argv)
+    if args.long:  # the sizes of issue 18's long-sequence figures, unless given
+        for flag, value in (("--n", 2000), ("--family", 5.0), ("--queries", 30)):
+            if flag not in given:
+                setattr(args, flag[2:], value)
     if args.quick:
-        args.n, args.queries = 2000, 10
-    root = Path(args.work) / f"n{args.n}-f{args.family:g}-s{args.seed}"
+        args.n, args.queries = (300, 5) if args.long else (2000, 10)
+    args.tools = args.tools or ",".join(LONG_TOOLS if args.long else DEFAULT_TOOLS)
+    root = Path(args.work) / f"{'long-' if args.long else ''}n{args.n}-f{args.family:g}-s{args.seed}"
     root.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    grown = grow(seed_genes(), args.n, args.family, args.seed)
+    grown = grow(seed_loci(args.seed) if args.long else seed_genes(), args.n, args.family, args.seed)
     collection = root / "collection.fa"
     if not (args.keep and collection.is_file()):
         write_fasta(collection, grown.ids, grown.seqs)

@@ -1,7 +1,7 @@
 """Latency of one query through `gene-ae serve --index` (Ray Serve) against the library and the CLI.
 
     python benchmarks/serve_bench.py [--model CKPT] [--records 600] [--shard-records 200] [--queries 40]
-                                     [--cli-runs 5] [--threads 2]
+                                     [--cli-runs 5] [--threads 2] [--index DIR --query-file FASTA]
 
 Builds an index in shards of the shared dog and chimp genes (`gene-ae embed --shard-records`), takes 10 %-mutated
 copies of sampled records as queries, and times each query alone, warm:
@@ -12,6 +12,8 @@ copies of sampled records as queries, and times each query alone, warm:
 - CLI: `gene-ae search` as a whole process per query (start-up, index open and provenance check included).
 Prints one markdown table (p50 / p99 / mean ms per query; p99 of a few dozen samples is near their maximum).
 Without --model an untrained default-config model (seeded) is used: latency depends on its size, not its weights.
+With --index (an index `gene-ae embed` wrote, e.g. peer_bench.py's 10^6 genes) and --query-file, that index and
+the first --queries records of the file are timed instead, with the index's own model.
 """
 
 from __future__ import annotations
@@ -43,18 +45,23 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=40)
     p.add_argument("--cli-runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--index", help="time this existing index (with --query-file) instead of building one")
+    p.add_argument("--query-file", help="with --index: FASTA of queries (the first --queries are used)")
     args = p.parse_args()
+    if bool(args.index) != bool(args.query_file):
+        p.error("--index and --query-file go together")
     os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", RAY_USAGE_STATS_ENABLED="0")
     import torch
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
-    ckpt, index, queries = _setup(args, work)
+    ckpt, index, queries = _existing(args) if args.index else _setup(args, work)
     library, per_shard, hits, shards = _library(ckpt, index, queries)
     rows = [library, per_shard, _endpoint(index, queries, work, hits), _cli(index, queries, work, args.cli_runs)]
-    print(f"{args.records:,} records in {shards} shards of {args.shard_records:,}; {len(queries)} queries (10 % "
-          f"mutated copies), one per call, warm; {os.cpu_count()} CPUs, {args.threads} torch threads; "
-          f"load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    what = (f"{index}: {_records(index):,} records in {shards} shards" if args.index else
+            f"{args.records:,} records in {shards} shards of {args.shard_records:,}")  # fmt: skip
+    print(f"{what}; {len(queries)} queries, one per call, warm; {os.cpu_count()} CPUs, {args.threads} torch "
+          f"threads; load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
     print("| path | calls | p50 ms | p99 ms | mean ms |\n|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['path']} | {r['n']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} |")
@@ -83,6 +90,24 @@ def _setup(args, work: Path) -> tuple[str, Path, list[tuple[str, str]]]:
     picked = rng.choice(len(genes), size=min(args.queries, len(genes)), replace=False)
     queries = [(f"q{j}", decode(mutate(genes[j].tokens, 0.1, rng))) for j in picked]
     return ckpt, work / "index", queries
+
+
+def _existing(args) -> tuple[str, Path, list[tuple[str, str]]]:
+    """(the index's model, the index, the first --queries records of --query-file)."""
+    from itertools import islice
+
+    from gene_ae.core.records import iter_input
+    from gene_ae.index.directory import read_meta
+    from shard_tools.alphabet import decode
+
+    queries = [(r.id, decode(r.tokens)) for r in islice(iter_input(args.query_file), args.queries)]
+    return read_meta(args.index).model_uri, Path(args.index), queries
+
+
+def _records(index: Path) -> int:
+    from gene_ae.index.collection import Collection
+
+    return len(Collection.open(index).entries)
 
 
 def _untrained(work: Path) -> str:

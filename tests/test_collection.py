@@ -75,9 +75,12 @@ def test_shards_by_bases_cut_after_the_limit_and_answer_as_one_index(world, tmp_
     assert len(metas) > 2 and sum(map(len, sizes)) == len(world["records"])
     assert all(sum(s) >= limit > sum(s[:-1]) for s in sizes[:-1]) and sum(sizes[-1]) > 0
     assert _hits(out, world, 20) == _hits(world["root"] / "whole", world, 20)
-    with pytest.raises(ValueError, match="positive size"):
+    one = build.build_collection(iter(world["records"]), world["embed"], world["model"], tmp_path / "one",
+                                 build.BuildConfig())  # fmt: skip
+    assert len(one) == 1 and not (tmp_path / "one" / "shards.json").exists()  # no limit: one shard
+    with pytest.raises(ValueError, match="must be >= 0"):
         build.build_collection(iter(world["records"]), world["embed"], world["model"], tmp_path / "x",
-                               build.BuildConfig())  # fmt: skip
+                               build.BuildConfig(), shard_bases=-1)  # fmt: skip
 
 
 def test_append_then_remove_answers_as_a_rebuild(world, tmp_path) -> None:

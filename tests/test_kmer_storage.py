@@ -61,11 +61,33 @@ def test_postings_load_mapped_and_search_as_the_cosine_of_counts(tmp_path, monke
 def test_far_gaps_round_trip_through_the_postings(tmp_path):
     """Segments over 65,535 apart (a k-mer in two records of a large collection) go through the far gaps."""
     n = 70_000
-    inverted = sparse.csr_matrix((np.array([1, 2, 1], np.uint16), np.array([5, 69_999, 3]), np.array([0, 2, 2, 3])),
-                                 shape=(3, n))  # fmt: skip
+    indptr = np.array([0, 2, 2] + [3] * 14)  # the 16 2-mers: three hold segments
+    inverted = sparse.csr_matrix((np.array([1, 2, 1], np.uint16), np.array([5, 69_999, 3]), indptr), shape=(16, n))
     idx = KmerIndex.of_inverted(KmerIndexConfig(k=2), inverted, np.arange(n), np.zeros(n), np.ones(n), np.ones(n))
-    assert idx.far.tolist() == [69_994] and idx.far_ptr.tolist() == [0, 1, 1, 1]
+    assert idx.far.tolist() == [69_994] and idx.far_ptr.tolist() == [0] + [1] * 16
     idx.save(tmp_path)
     again = KmerIndex.load(tmp_path)
     segments, counts, lens = again.postings(np.array([2, 0, 1]))
     assert segments.tolist() == [3, 5, 69_999] and counts.tolist() == [1, 1, 2] and lens.tolist() == [1, 2, 0]
+
+
+def test_saving_over_its_own_mapped_files_keeps_them(tmp_path):
+    seqs = [np.random.default_rng(1).integers(3, 7, size=2000).astype(np.uint8)]
+    KmerIndex.build(seqs, KmerIndexConfig()).save(tmp_path)
+    again = KmerIndex.load(tmp_path)
+    again.save(tmp_path)  # its postings are mapped from these very files
+    found, _ = KmerIndex.load(tmp_path).search_segments(seqs, 1)
+    assert found[0, 0] == 0
+
+
+@pytest.mark.parametrize("damage", ["dtype", "pointers"])
+def test_postings_of_another_type_or_out_of_order_are_refused_on_load(tmp_path, damage):
+    KmerIndex.build([np.arange(3, 7, dtype=np.uint8).repeat(300)], KmerIndexConfig()).save(tmp_path)
+    if damage == "dtype":
+        np.save(tmp_path / KmerIndex.COUNTS_FILE, np.load(tmp_path / KmerIndex.COUNTS_FILE).astype(np.float32))
+    else:
+        z = dict(np.load(tmp_path / KmerIndex.FILE))
+        z["indptr"] = z["indptr"][::-1].copy()
+        np.savez(tmp_path / KmerIndex.FILE, **z)
+    with pytest.raises(ValueError, match="not a readable k-mer index"):
+        KmerIndex.load(tmp_path)

@@ -321,17 +321,24 @@ def test_reconstruct_reports_identity(store, tmp_path, cli):
     assert rid == "g1" and int(length) == 300 and len(seq) == 300 and 0 <= float(identity) <= 1
 
 
-def test_embed_with_ray_data_matches_local(store, tmp_path, cli):
-    """`gene-ae embed --ray` (Ray Data map_batches; a subprocess, so its Ray stops with it) writes the same
-    vectors as the in-process path."""
+def test_embed_with_ray_builds_the_shards_in_parallel_as_the_local_build(store, tmp_path, cli):
+    """`gene-ae embed --ray` (a task per shard on a local Ray; a subprocess, so its Ray stops with it) writes the
+    index the in-process path writes: the same shards, records, vectors and hits."""
     genes = tmp_path / "genes.fa"
     genes.write_text("".join(f">{r.id}\n{decode(r.tokens)}\n" for r in store["recs"][:12]))
-    code, _, err = cli("gene-ae", "embed", "--model", store["ckpt"], "--input", genes, "--out", tmp_path / "local")
+    flags = ["--input", genes, "--shard-records", "5"]
+    code, _, err = cli("gene-ae", "embed", "--model", store["ckpt"], *flags, "--out", tmp_path / "local")
     assert code == 0, err
-    proc = _cli(store, "embed", "--model", store["ckpt"], "--input", genes, "--out", tmp_path / "ray", "--ray",
-                "--ray-workers", "1")  # fmt: skip
+    proc = _cli(store, "embed", "--model", store["ckpt"], *flags, "--out", tmp_path / "ray", "--ray")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    local = np.load(tmp_path / "local" / "vectors.npy")
-    via_ray = np.load(tmp_path / "ray" / "vectors.npy")
-    assert local.shape == (12, 64)
-    np.testing.assert_allclose(via_ray, local, atol=1e-3)  # vectors.npy holds float16 copies
+    assert "12 records in 3 shards" in proc.stderr
+    for shard in (".", "shard-00001", "shard-00002"):
+        local = np.load(tmp_path / "local" / shard / "vectors.npy")
+        via_ray = np.load(tmp_path / "ray" / shard / "vectors.npy")
+        assert local.shape[0] == (5 if shard != "shard-00002" else 2)
+        np.testing.assert_allclose(via_ray, local, atol=1e-3)  # vectors.npy holds float16 copies
+        ids = [json.loads((tmp_path / d / shard / "index.json").read_text())["entries"] for d in ("local", "ray")]
+        assert ids[0] == ids[1]
+    found = [_cli(store, "search", "--index", tmp_path / d, genes, "--rerank", "0").stdout for d in ("local", "ray")]
+    rows = [[line.split("\t")[:3] for line in f.splitlines()] for f in found]
+    assert len(rows[0]) == 121 and rows[0] == rows[1]  # header + 12 queries x 10 hits: subject and rank alike

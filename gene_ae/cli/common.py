@@ -22,7 +22,7 @@ LIMITS = {
     "stride": Limit(0),
     "workers": Limit(1),
     "shard_records": Limit(0),
-    "shard_bases": Limit(1),
+    "shard_bases": Limit(0),
     "window_min": Limit(0),
     "n_queries": Limit(1),
     "align_queries": Limit(0),

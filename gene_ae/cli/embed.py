@@ -44,8 +44,10 @@ def add_parser(sub, version: str) -> None:
     e.add_argument("--kmer-scaled", type=int_option("kmer_scaled"), default=build.kmers.scaled, metavar="S",
                    help="keep about 1/S of the distinct k-mers in the exact k-mer index (by hash, FracMinHash): "
                    "an index about S times smaller, fewer shared k-mers for far copies")  # fmt: skip
-    e.add_argument("--ray", action="store_true", help="embed with Ray Data map_batches (joins RAY_ADDRESS if set)")
-    e.add_argument("--ray-workers", type=int_option("workers"), default=2, help="embedding actors with --ray")
+    e.add_argument("--ray", action="store_true",
+                   help="build the shards in parallel, a Ray task each (joins RAY_ADDRESS if set; on a cluster --out "
+                   "must be on storage every node sees)")  # fmt: skip
+    e.add_argument("--ray-workers", type=int_option("workers"), default=2, help="shards built at once with --ray")
     e.add_argument(
         "--overwrite",
         action="store_true",
@@ -54,11 +56,13 @@ def add_parser(sub, version: str) -> None:
     )
     e.add_argument(
         "--shard-records", type=int_option("shard_records"), default=0, metavar="N",
-        help="write the index in shards of N records (searched as one; each can be built and held apart)",
+        help="write the index in shards of N records (searched as one; each can be built and held apart; with a "
+        "limit of bases too, whichever comes first)",
     )  # fmt: skip
     e.add_argument(
-        "--shard-bases", type=int_option("shard_bases"), default=SHARD_BASES, metavar="N",
-        help="start a new shard after N bases (bounds memory while building; searched as one index)",
+        "--shard-bases", type=int_option("shard_bases"), default=None, metavar="N",
+        help=f"start a new shard after N bases (bounds memory while building; searched as one index; 0: no "
+        f"limit); None: {SHARD_BASES:,}, or no limit when a number of records is given",
     )  # fmt: skip
     e.add_argument(
         "--append", action="store_true",
@@ -80,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--replace goes with --append")
     if not args.model:
         raise ValueError("--model is required (except with --append, which uses the index's model)")
-    from functools import partial
     from itertools import chain
 
     from gene_ae.core.records import iter_input
@@ -102,18 +105,21 @@ def run(args: argparse.Namespace) -> int:
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else pinned_uri(args.model, version)
     encoder = Encoder.load(model_uri)
     needed = required_features(encoder, _features(args), "--input")
-    if args.ray:
-        embed = partial(build.embed_with_ray, model_uri, batch_size=args.batch_size, workers=args.ray_workers)
-    else:
-        embed = build.LocalEmbed(encoder, args.batch_size)
     model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
     cfg = build.BuildConfig(
-        args.index_kind, not args.no_windows, args.window_min, args.stride, batch_size=args.batch_size,
-        features=_features(args), codec=args.vector_codec, kmers=KmerIndexConfig(scaled=args.kmer_scaled),
+        args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
+        codec=args.vector_codec, kmers=KmerIndexConfig(scaled=args.kmer_scaled), window_min=args.window_min,
     )  # fmt: skip
     records = chain([first], records)
-    metas = build.build_collection(records, embed, model, args.out, cfg, args.shard_records, args.overwrite,
-                                   source=args.input, shard_bases=args.shard_bases)  # fmt: skip
+    bases = args.shard_bases if args.shard_bases is not None else 0 if args.shard_records else build.SHARD_BASES
+    if args.ray:
+        from gene_ae.index.parallel import build_collection_ray
+
+        metas = build_collection_ray(records, model, args.out, cfg, args.shard_records, args.overwrite, args.input,
+                                     bases, args.ray_workers)  # fmt: skip
+    else:
+        metas = build.build_collection(records, build.LocalEmbed(encoder, args.batch_size), model, args.out, cfg,
+                                       args.shard_records, args.overwrite, args.input, bases)  # fmt: skip
     meta = metas[0]
     print(
         f"gene-ae embed: {sum(len(m.entries) for m in metas):,} records in {len(metas)} shard"
@@ -153,7 +159,7 @@ def _append(args: argparse.Namespace) -> int:
     from gene_ae.index.collection import Collection
     from gene_ae.model.encoder import Encoder
 
-    if args.overwrite or args.shard_records or args.shard_bases != build.SHARD_BASES:
+    if args.overwrite or args.shard_records or args.shard_bases is not None:
         raise ValueError("--append adds one shard to an existing index: it takes no --overwrite, --shard-records "
                          "or --shard-bases")  # fmt: skip
     built = build.BuildConfig()  # the defaults: a flag left at its default is not one the user gave

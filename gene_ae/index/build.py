@@ -1,5 +1,5 @@
 """Building an index directory from a stream of records: sequences stored, records and their windows
-embedded (in-process or with Ray Data), k-mers counted, one batch at a time."""
+embedded, k-mers counted, one batch at a time, in shards (gene_ae/index/parallel.py builds them on Ray)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gene_ae.core.records import InputRecord
 from gene_ae.core.windows import window_starts
 from gene_ae.index.collection import Collection, next_shard_name, read_shards_file, write_shards_file
 from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, read_meta, write_index
-from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig
+from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig, choose_k
 
 # token arrays -> L2-normalised vectors; called with features= (name -> one value per array) only for a model
 # whose vector takes features (ModelInfo.features), so a plain callable serves every other model
@@ -99,57 +99,19 @@ def _chunk_ends(sizes: list[int], bases: int) -> Iterator[int]:
         yield len(sizes)
 
 
-def embed_with_ray(
-    model_uri: str,
-    pieces: list[np.ndarray],
-    batch_size: int,
-    workers: int,
-    features: Mapping[str, Sequence] | None = None,
-) -> np.ndarray:
-    """The same embedding as Ray Data map_batches (joins the cluster when RAY_ADDRESS is set)."""
-    names = list(features or {})
-    import ray
-
-    from shard_tools.alphabet import decode
-
-    class EmbedBatch:
-        def __init__(self, uri: str):
-            from gene_ae.model.encoder import Encoder
-
-            self.encoder = Encoder.load(uri)
-
-        def __call__(self, batch: dict) -> dict:
-            given = {n: [None if v is None or v != v else v for v in batch[f"feature.{n}"]] for n in names}
-            return {"i": batch["i"], "vec": self.encoder.embed(list(batch["seq"]), batch_size, given or None)}
-
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)  # joins the cluster when RAY_ADDRESS is set, else starts a local Ray
-    columns = {f"feature.{n}": list(v) for n, v in (features or {}).items()}
-    ds = ray.data.from_items(
-        [{"i": i, "seq": decode(p), **{c: v[i] for c, v in columns.items()}} for i, p in enumerate(pieces)]
-    )
-    rows = ds.map_batches(
-        EmbedBatch, fn_constructor_args=(model_uri,), batch_size=batch_size, concurrency=workers
-    ).take_all()
-    out = np.zeros((len(pieces), len(rows[0]["vec"])), dtype=np.float32)
-    for row in rows:
-        out[row["i"]] = row["vec"]
-    return out
-
-
 @dataclass
 class BuildConfig:
     kind: str = "auto"  # faiss index kind of the record vectors: auto, flat, ivf, hnsw
     windows: bool = True  # also index windows of records at least window_min long (and longer than the model window)
-    # Shorter records are found by their record vector and the exact k-mers: at 10^5 genes window vectors changed
-    # no recall (1.00 / 1.00 / 0.92 at 10 / 20 / 30 % with or without them) and took 70 % of the index.
-    window_min: int = 4096
     stride: int = 0  # window stride; 0 = half a window
     kmers: KmerIndexConfig = field(default_factory=KmerIndexConfig)
     batch_bases: int = 1 << 21  # records are read, embedded and stored this many bases at a time
     batch_size: int = 64  # encoder batch size
     features: dict[str, str] = field(default_factory=dict)  # the user's features to store: name -> kind
     codec: str = "f32"  # how record and window vectors are stored (index/vectors.py CODECS): f32, f16, sq8
+    # Shorter records are found by their record vector and the exact k-mers: at 10^5 genes window vectors changed
+    # no recall (1.00 / 1.00 / 0.92 at 10 / 20 / 30 % with or without them) and took 70 % of the index.
+    window_min: int = 4096
 
 
 @dataclass(kw_only=True)
@@ -173,7 +135,7 @@ def build_index(
     """Stream records into an index directory (gene_ae/index/directory.py): memory is one batch of records
     plus the index itself (vectors, k-mer postings), never the collection's sequences."""
     with write_index(out_dir, overwrite) as writer:
-        return _stream(records, embed, model, writer, cfg, source)
+        return write_shard(records, embed, model, writer, cfg, source)
 
 
 def build_collection(
@@ -188,25 +150,25 @@ def build_collection(
     shard_bases: int = 0,
 ) -> list[IndexMeta]:
     """build_index in shards (gene_ae/index/collection.py) of `shard_records` records or `shard_bases` bases,
-    whichever comes first (0: no such limit; a shard holds at least one record): shard 0 in out_dir, the
-    others beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
-    if shard_records < 0 or shard_bases < 0 or not (shard_records or shard_bases):
-        raise ValueError(f"shards need a positive size, got {shard_records} records, {shard_bases} bases")
+    whichever comes first (0: no such limit, both 0: one shard; a shard holds at least one record): shard 0 in
+    out_dir, the others beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
+    if shard_records < 0 or shard_bases < 0:
+        raise ValueError(f"shard sizes must be >= 0, got {shard_records} records, {shard_bases} bases")
     stream = iter(records)
     with write_index(out_dir, overwrite) as writer:
-        metas = [_stream(_shard(stream, shard_records, shard_bases), embed, model, writer, cfg, source)]
+        metas = [write_shard(take_shard(stream, shard_records, shard_bases), embed, model, writer, cfg, source)]
         resolved, names = settings_of(metas[0]), []
         while (first := next(stream, None)) is not None:
             names.append(f"shard-{len(names) + 1:05d}")
             (writer.dir / names[-1]).mkdir()
-            part = _shard(chain([first], stream), shard_records, shard_bases)
-            metas.append(_stream(part, embed, model, IndexWriter(writer.dir / names[-1]), resolved, source))
+            part = take_shard(chain([first], stream), shard_records, shard_bases)
+            metas.append(write_shard(part, embed, model, IndexWriter(writer.dir / names[-1]), resolved, source))
         if names:
             write_shards_file(writer.dir, names, [])
     return metas
 
 
-def _shard(stream: Iterator[InputRecord], records: int, bases: int) -> Iterator[InputRecord]:
+def take_shard(stream: Iterator[InputRecord], records: int, bases: int) -> Iterator[InputRecord]:
     """The next records of `stream` up to `records` records or `bases` bases (0: unlimited), at least one;
     what it has not taken stays in the stream."""
     taken = size = 0
@@ -235,7 +197,7 @@ def append_shard(
     names, removed = read_shards_file(directory)
     name = next_shard_name(directory)
     with write_index(directory / name, overwrite=False) as writer:
-        meta = _stream(records, embed, model, writer, settings_of(base), source)
+        meta = write_shard(records, embed, model, writer, settings_of(base), source)
     write_shards_file(directory, [*names, name], {*removed, *remove})
     return meta
 
@@ -287,9 +249,24 @@ def settings_of(meta: IndexMeta) -> BuildConfig:
     return BuildConfig(**{**raw, "kmers": KmerIndexConfig(**raw["kmers"])})
 
 
-def _stream(
+def resolve(cfg: BuildConfig, first_lengths: Sequence[int], window: int) -> BuildConfig:
+    """cfg with what it leaves to the data fixed: the k-mer size from the lengths of the first batch of records
+    (kmer_index.choose_k) and the window stride from the model window. Every shard of an index is built with
+    the settings shard 0 resolved, so the shards of one index agree whoever builds them."""
+    k = cfg.kmers.k or choose_k(float(np.median(first_lengths)) if len(first_lengths) else 0.0)
+    return replace(cfg, stride=cfg.stride or max(window // 2, 1), kmers=replace(cfg.kmers, k=k))
+
+
+def first_batch(records: Sequence[InputRecord], bases: int) -> Sequence[InputRecord]:
+    """The records write_shard resolves the settings from: its first batch of `bases` bases."""
+    return next(_batches(records, bases), [])
+
+
+def write_shard(
     records: Iterable[InputRecord], embed: Embed, model: ModelInfo, writer: IndexWriter, cfg: BuildConfig, source: str
 ) -> IndexMeta:
+    """One index directory (a shard) from a stream of records, through `writer`: memory is one batch of
+    records plus the shard's index."""
     meta = IndexMeta(
         model_uri=model.uri, model_version=model.version, dim=model.dim, kind=cfg.kind, windows=cfg.windows,
         window=model.window, sparse=True, sequences=True, features=dict(cfg.features),
@@ -297,14 +274,14 @@ def _stream(
     feature_rows: list[dict] = []
     tmp = writer.dir
     store = writer.sequences()
-    stride = cfg.stride or max(model.window // 2, 1)
     kmers: KmerIndexBuilder | None = None
     windows: list[tuple[int, int, int]] = []
     done = progress("embed")  # the collection's bases, a batch of records at a time (a stream: no total)
     with done, open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
         for batch in _batches(records, cfg.batch_bases):
             if kmers is None:  # k from the first batch's lengths
-                kmers = KmerIndexBuilder(cfg.kmers, [r.tokens.size for r in batch])
+                cfg = resolve(cfg, [r.tokens.size for r in batch], model.window)
+                kmers = KmerIndexBuilder(cfg.kmers)
             first = len(meta.entries)
             for r in batch:
                 n = int(r.tokens.size)
@@ -313,7 +290,7 @@ def _stream(
                 kmers.add(pos, r.tokens)
                 if cfg.features:
                     feature_rows.append(r.features)
-            spans = _window_spans(batch, model.window, stride, cfg.window_min if cfg.windows else -1)
+            spans = _window_spans(batch, model.window, cfg.stride, cfg.window_min if cfg.windows else -1)
             if isinstance(embed, LocalEmbed):  # records and windows in one pass
                 whole = np.array([(i, 0, r.tokens.size) for i, r in enumerate(batch)], dtype=np.int64)
                 both = np.concatenate([whole, spans])
@@ -341,7 +318,7 @@ def _stream(
         (tmp / name).unlink()
     kmer_index = kmers.finish()
     writer.kmers(kmer_index)
-    meta.settings = asdict(replace(cfg, stride=stride, kmers=kmer_index.cfg))
+    meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
     if cfg.features:
         writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
     writer.finish(meta)

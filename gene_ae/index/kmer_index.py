@@ -15,6 +15,7 @@ memory does not grow with the collection (a 10^6-gene index's postings stay on d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from gene_ae.core.kmers import kmer_counts, l2_rows, l2_scales
+from gene_ae.core.kmers import kmer_counts, l2_rows, l2_scales, n_columns
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
 
@@ -199,8 +200,10 @@ class KmerIndex:
     def save(self, directory: str | Path) -> Path:
         """kmers.npz (the settings, the segments, the row pointers, the far gaps) and the two posting arrays."""
         d, c = Path(directory), self.cfg
-        np.save(d / self.GAPS_FILE, np.asarray(self.gaps))
-        np.save(d / self.COUNTS_FILE, np.asarray(self.counts))
+        for name, values in ((self.GAPS_FILE, self.gaps), (self.COUNTS_FILE, self.counts)):
+            with open(d / f".{name}.partial", "wb") as f:  # not over the file these values may be mapped from
+                np.save(f, np.asarray(values))
+            os.replace(d / f".{name}.partial", d / name)
         np.savez_compressed(d / self.FILE, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=self.owner,
                  start=self.start, end=self.end, scale=self.scale, indptr=self.indptr, far=np.asarray(self.far),
                  far_ptr=self.far_ptr)  # fmt: skip
@@ -215,21 +218,19 @@ class KmerIndex:
             with np.load(path) as z:
                 k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
                 small = {n: z[n] for n in ("owner", "start", "end", "scale", "indptr", "far", "far_ptr")}
-            postings = {n: small[n] for n in ("indptr", "far", "far_ptr")}
-            for name, f in (("gaps", cls.GAPS_FILE), ("counts", cls.COUNTS_FILE)):
+            cfg = KmerIndexConfig(k, bits, scaled, segment)
+            indptr, far, far_ptr = small["indptr"], small["far"], small["far_ptr"]
+            sizes = {small[n].size for n in ("owner", "start", "end", "scale")}
+            if indptr.size != n_columns(k, cfg.buckets) + 1 or far_ptr.shape != indptr.shape or len(sizes) != 1:
+                raise ValueError("arrays of inconsistent sizes")
+            if indptr[0] != 0 or far_ptr[0] != 0 or far_ptr[-1] != far.size or (np.diff(indptr) < 0).any():
+                raise ValueError("row pointers out of order")
+            postings = {"indptr": indptr, "far": far, "far_ptr": far_ptr}
+            for name, f, kinds in (("gaps", cls.GAPS_FILE, "u2"), ("counts", cls.COUNTS_FILE, "u1 u2 u4")):
                 path = d / f
                 postings[name] = np.load(path, mmap_mode="r")
-            path = d / cls.FILE
-            entries = int(postings["indptr"][-1]) if postings["indptr"].size else 0
-            if postings["gaps"].shape != (entries,) or postings["counts"].shape != (entries,):
-                raise ValueError(f"postings of {postings['gaps'].shape} gaps and {postings['counts'].shape} counts "
-                                 f"for {entries} entries")  # fmt: skip
-            if (
-                postings["far_ptr"].shape != postings["indptr"].shape
-                or len({small[n].size for n in ("owner", "start", "end", "scale")}) != 1
-            ):
-                raise ValueError("arrays of inconsistent sizes")  # fmt: skip
-            cfg = KmerIndexConfig(k, bits, scaled, segment)
+                if postings[name].shape != (int(indptr[-1]),) or postings[name].dtype.str[1:] not in kinds.split():
+                    raise ValueError(f"{postings[name].shape} {postings[name].dtype} values for {indptr[-1]} postings")
             return cls(cfg, postings, small["owner"], small["start"], small["end"], small["scale"], str(d))
         except (OSError, KeyError, ValueError, IndexError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable k-mer index ({exc})") from None

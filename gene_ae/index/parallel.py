@@ -1,0 +1,91 @@
+"""`gene-ae embed --ray`: the shards of an index built in parallel, one Ray task each (issue 18).
+
+The driver reads the input and cuts it into shards (build.take_shard: --shard-bases bases or --shard-records
+records); each shard's records go to a task that loads the model and writes the shard with the in-process
+path (build.write_shard) into the index's staging directory, at most `workers` tasks at once (the driver holds
+the records of those shards only). Every shard is built with the settings resolved from the first batch of
+records, as build_collection's are, so the index is the one `gene-ae embed` writes without --ray. On a
+cluster (RAY_ADDRESS) the output directory must be storage that every node sees (docs/DEPLOY.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from gene_ae.core.records import InputRecord
+from gene_ae.index.build import BuildConfig, LocalEmbed, ModelInfo, first_batch, resolve, take_shard, write_shard
+from gene_ae.index.collection import write_shards_file
+from gene_ae.index.directory import IndexMeta, IndexWriter, write_index
+
+# Passed on to the tasks, so that a models:/ URI resolves on every node as it does here.
+FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_DISABLE_TELEMETRY")
+
+
+def build_collection_ray(
+    records: Iterable[InputRecord],
+    model: ModelInfo,
+    out_dir: str | Path,
+    cfg: BuildConfig,
+    shard_records: int = 0,
+    overwrite: bool = False,
+    source: str = "input",
+    shard_bases: int = 0,
+    workers: int = 2,
+) -> list[IndexMeta]:
+    """build.build_collection with every shard written by a Ray task (one CPU each, `workers` at once), joining
+    the cluster RAY_ADDRESS names or starting a local Ray. A task's failure (a bad record, a model that gives
+    NaN) is raised here as its own error, and the staging directory is removed as without --ray."""
+    import ray
+
+    if not ray.is_initialized():
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        ray.init(include_dashboard=False, runtime_env={"env_vars": env} if env else None)
+    task = ray.remote(num_cpus=1)(_build_shard)
+    stream = iter(records)
+    with write_index(out_dir, overwrite) as writer:
+        shard = list(take_shard(stream, shard_records, shard_bases))
+        if not shard:
+            raise ValueError(f"{source}: no sequences to embed")
+        resolved = resolve(cfg, [r.tokens.size for r in first_batch(shard, cfg.batch_bases)], model.window)
+        running, metas, names = {}, {}, []
+        while shard:
+            directory = writer.dir
+            if running or metas:
+                names.append(f"shard-{len(names) + 1:05d}")
+                (directory := writer.dir / names[-1]).mkdir()
+            running[task.remote(shard, model, str(directory), resolved, source, cfg.batch_size)] = len(names)
+            while len(running) >= workers:
+                _collect(ray, running, metas)
+            shard = list(take_shard(stream, shard_records, shard_bases))
+        while running:
+            _collect(ray, running, metas)
+        if names:
+            write_shards_file(writer.dir, names, [])
+    return [metas[i] for i in sorted(metas)]
+
+
+def _collect(ray, running: dict, metas: dict) -> None:
+    """Wait for one task; its IndexMeta into `metas` by shard number, or its error raised as itself."""
+    (done,), _ = ray.wait(list(running), num_returns=1)
+    number = running.pop(done)
+    try:
+        metas[number] = ray.get(done)
+    except ray.exceptions.RayTaskError as exc:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        raise exc.cause from None
+
+
+def _build_shard(
+    records: Sequence[InputRecord], model: ModelInfo, directory: str, cfg: BuildConfig, source: str, batch_size: int
+) -> IndexMeta:
+    """One shard, in a Ray task: the model loaded here, the records embedded on this task's one CPU."""
+    import torch
+
+    from gene_ae.model.encoder import Encoder
+
+    torch.set_num_threads(1)
+    embed = LocalEmbed(Encoder.load(model.uri), batch_size)
+    return write_shard(iter(records), embed, model, IndexWriter(Path(directory)), cfg, source)
