@@ -30,6 +30,23 @@ def test_batched_windows_equal_per_sequence_tiling(encoder):
     assert np.allclose(encoder.embed_tokens(seqs[::-1], batch_size=3)[::-1], batched, atol=1e-5)
 
 
+def test_vectors_are_bit_identical_whatever_the_threads_and_the_batch(encoder):
+    """A query's vector must not depend on how it was batched or on the thread count (the CLI batches, a Serve
+    replica embeds one query on one thread): near-tied relatives would otherwise rank differently."""
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(3, 7, size=n).astype(np.uint8) for n in (1500, 900, 3000, 1400, 2200)]
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(encoder.embed_tokens(seqs, batch_size=64))
+        alone = np.concatenate([encoder.embed_tokens([q], batch_size=64) for q in seqs])
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(runs[0], runs[1]) and np.array_equal(alone, runs[1])
+
+
 def test_validate_names_the_bad_row():
     with pytest.raises(ValueError, match=r"row 2: non-nucleotide character 'E'"):
         validate(["ACGT", "acgtn", "ACEGT"])

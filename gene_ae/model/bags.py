@@ -16,13 +16,19 @@ from shard_tools.alphabet import FIRST_BASE
 
 def bag_sum(bag: nn.EmbeddingBag, ids: torch.Tensor) -> torch.Tensor:
     """Sum of the k-mer vectors of each row. Long rows are counted first and multiplied (one dense matmul
-    instead of a gather per k-mer: 3.5x faster at 4 kb, more beyond); both give the same sums."""
+    instead of a gather per k-mer: 3.5x faster at 4 kb, more beyond); both give the same sums.
+
+    Outside training the matmul runs in float64 and is rounded once to float32: a float32 matmul's rounding
+    depends on the thread count and on the other rows of the batch (its kernel's blocking), so one query's
+    vector differed by ~1e-7 between `gene-ae search` and a Serve replica, enough to reorder near-tied
+    relatives at 10^6 genes; in float64 both round to the same float32 vector."""
     rows = bag.weight.shape[0]
     if 3 * ids.shape[1] < rows:  # measured crossover: gathers win below about a third of the rows
         return bag(ids).float()
-    counts = torch.zeros(ids.shape[0], rows, dtype=bag.weight.dtype, device=ids.device)
-    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=counts.dtype))
-    return (counts[:, :-1] @ bag.weight[:-1]).float()  # the last row is padding
+    exact = torch.float32 if torch.is_grad_enabled() or ids.device.type == "mps" else torch.float64  # mps: no f64
+    counts = torch.zeros(ids.shape[0], rows, dtype=exact, device=ids.device)
+    counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=exact))
+    return (counts[:, :-1] @ bag.weight[:-1].to(exact)).float()  # the last row is padding
 
 
 def kmer_ids(tokens: torch.Tensor, k: int, canonical: bool = True, buckets: int | None = None) -> torch.Tensor:
