@@ -21,6 +21,18 @@ def test_gaps_round_trip_with_empty_rows_and_large_gaps():
     np.testing.assert_array_equal(ungaps(small, far, m.indptr), m.indices)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_gaps_round_trip_on_random_rows(seed):
+    """Random rows (empty ones, far gaps, a first gap over 65,535) decode to their indices, whole or in parts."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice([0, 0, 1, 3, 40], size=60)
+    rows = [np.sort(rng.choice(300_000, size=n, replace=False)) for n in lengths]
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate([np.zeros(0, np.int64), *rows])
+    small, far = gaps(indices, indptr)
+    np.testing.assert_array_equal(ungaps(small, far, indptr), indices)
+
+
 def test_row_blocks_cover_every_row_once():
     indptr = np.array([0, 0, 5, 5, 6, 20, 21, 21])
     blocks = row_blocks(indptr, 4)
