@@ -80,7 +80,7 @@ def test_search_bounds_filters_and_says_when_nothing_passes(index, cli) -> None:
 
 def test_append_refuses_build_flags_it_would_ignore(index, cli) -> None:
     idx, _, table = index
-    code, _, err = cli("gene-ae", "embed", "--append", "--input", table, "--out", idx, "--vector-codec", "sq8")
+    code, _, err = cli("gene-ae", "embed", "--append", "--input", table, "--out", idx, "--vector-codec", "f16")
     assert code == 1 and "leave --vector-codec out" in one_line(err)
 
 

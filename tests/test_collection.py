@@ -66,6 +66,20 @@ def test_an_index_in_shards_answers_as_the_index_built_at_once(world, tmp_path, 
     assert _hits(out, world, rerank) == _hits(world["root"] / "whole", world, rerank)
 
 
+def test_an_index_of_8_bit_vectors_in_shards_answers_as_one_built_at_once(world, tmp_path) -> None:
+    """sq8 codes cover one fixed range (vectors.SQ8_RANGE), not one trained on each shard's vectors."""
+    cfg = build.BuildConfig(codec="sq8")
+    build.build_index(iter(world["records"]), world["embed"], world["model"], tmp_path / "whole", cfg)
+    build.build_collection(iter(world["records"]), world["embed"], world["model"], tmp_path / "sharded", cfg,
+                           shard_records=7)  # fmt: skip
+    assert _hits(tmp_path / "sharded", world, 0) == _hits(tmp_path / "whole", world, 0)
+    whole, sharded = Collection.open(tmp_path / "whole").shards[0].dense, Collection.open(tmp_path / "sharded")
+    assert whole.sa_code_size() == 64  # a byte a value
+    for shard, lo in zip(sharded.shards, sharded.offsets[:-1]):  # every record's code, the same in both
+        n = shard.dense.ntotal
+        np.testing.assert_array_equal(shard.dense.reconstruct_n(0, n), whole.reconstruct_n(int(lo), n))
+
+
 def test_shards_by_bases_cut_after_the_limit_and_answer_as_one_index(world, tmp_path) -> None:
     """`gene-ae embed`'s default: a new shard once a shard holds shard_bases bases (a 9 kb record included)."""
     out, limit = tmp_path / "by-bases", 12_000

@@ -11,10 +11,15 @@ from pathlib import Path
 import numpy as np
 
 FLAT_MAX = 100_000
-# How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value
-# (faiss scalar quantizer, a quarter, trained on the vectors' per-dimension range). docs/BENCHMARKS.md has
-# what each costs in recall at equal bytes.
+# How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value (faiss
+# scalar quantizer over SQ8_RANGE, a quarter: the default, the same recall as float32 at 10^5 genes, 0.75x the
+# index and 0.87x the time a query). docs/BENCHMARKS.md has what each costs in recall.
 CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit"}
+# Exact (flat) sq8 codes cover [-SQ8_RANGE, SQ8_RANGE] in every dimension, the same range for every shard and
+# every append: ranges trained on each shard's own vectors made a sharded index rank near-ties unlike one built
+# at once. Search vectors are unit length; their values stayed within +-0.25 on 10^5 genes, and a value beyond
+# the range is clipped to it. (IVF sq8 codes residuals to their list's centroid, trained per index: approximate.)
+SQ8_RANGE = 0.5
 IVF_NPROBE = 64  # lists scanned per query: recall@10 0.967 of exact at p50 4.3 ms at 10^6 x 512 (4,000 lists)
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 128
 
@@ -33,7 +38,8 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
         index = faiss.IndexFlatIP(vectors.shape[1])
     elif kind == "flat":
         index = faiss.IndexScalarQuantizer(vectors.shape[1], quantizer_type, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
+        fixed = np.array([[-SQ8_RANGE], [SQ8_RANGE]], np.float32).repeat(vectors.shape[1], 1)
+        index.train(fixed if codec == "sq8" else vectors)  # fp16 needs no range: training is a no-op
     elif kind == "ivf":
         index = build_ivf(vectors, ivf_lists(len(vectors)), quantizer_type=quantizer_type)
         index.nprobe = IVF_NPROBE
