@@ -152,6 +152,30 @@ def test_long_sequence_reranking_is_local_and_reports_the_region(lam, genes) -> 
     assert align.align_hit(copy, gene).identity > align.align_hit(copy, genes[1].tokens).identity + 0.15
 
 
+def test_bounded_alignment_skips_only_what_cannot_beat_the_bound(genes, lam) -> None:
+    """align_hit(above=t) is None exactly when the identity is not above t (global and infix paths), and
+    re-ranking with keep=k gives the same first k hits, identities included, as aligning every candidate."""
+    rng = np.random.default_rng(5)
+    pairs = [(mutate(genes[i].tokens, d, rng), genes[j].tokens) for i, j, d in ((0, 0, 0.2), (3, 3, 0.3), (3, 7, 0.1))]
+    pairs.append((mutate(lam.tokens[5_000:7_000], 0.2, rng), lam.tokens[4_000:12_000]))  # infix
+    for query, subject in pairs:
+        exact = align.align_hit(query, subject).identity
+        for t in (exact - 0.01, exact, exact + 0.01, 0.999):
+            found = align.align_hit(query, subject, above=t)
+            assert (found is None) == (exact <= t), (exact, t)
+            if found is not None:
+                assert found.identity == exact
+    subjects = [g.tokens for g in genes] + [lam.tokens]
+    for i, d in ((2, 0.1), (9, 0.3), (31, 0.2)):
+        query = mutate(genes[i].tokens, d, rng)
+        hits = [search.Hit(j, 0.0) for j in range(len(subjects))]
+        full = search.rerank(query, hits, subjects.__getitem__, len(hits))
+        bounded = search.rerank(query, hits, subjects.__getitem__, len(hits), keep=5)
+        assert [(h.subject, h.identity) for h in bounded[:5]] == [(h.subject, h.identity) for h in full[:5]]
+        assert full[0].subject == i
+        assert sum(h.identity is None for h in bounded) > len(hits) // 2  # most could not beat the 5th best
+
+
 # --------------------------------------------------------------------------------------------- whole path
 
 

@@ -29,6 +29,7 @@ LIMITS = {
     "seed": Limit(0),
     "port": Limit(1, 65535),
     "kmer_scaled": Limit(1, 1024),
+    "kmer_k": Limit(0, 31),
 }
 
 

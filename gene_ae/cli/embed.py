@@ -27,7 +27,7 @@ def add_parser(sub, version: str) -> None:
     e.add_argument("--input", required=True, help="FASTA/FASTQ/GenBank/EMBL/TSV file, - for stdin, or shard directory")
     e.add_argument("--out", required=True, help="index directory to write; refused if it exists (see --overwrite)")
     e.add_argument("--index-kind", default=build.kind, choices=("auto", "flat", "ivf", "hnsw"),
-                   help="faiss index kind (auto: exact flat up to 10^5 records, IVF above)")  # fmt: skip
+                   help="faiss index kind (auto: exact flat up to 20,000 vectors a shard, IVF above)")  # fmt: skip
     e.add_argument(
         "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
     )
@@ -44,6 +44,9 @@ def add_parser(sub, version: str) -> None:
     e.add_argument("--kmer-scaled", type=int_option("kmer_scaled"), default=build.kmers.scaled, metavar="S",
                    help="keep about 1/S of the distinct k-mers in the exact k-mer index (by hash, FracMinHash): "
                    "an index about S times smaller, fewer shared k-mers for far copies")  # fmt: skip
+    e.add_argument("--kmer-k", type=int_option("kmer_k"), default=build.kmers.k, metavar="K",
+                   help="k-mer size of the exact k-mer index; 0: from the records' lengths and the input's size (10 "
+                   "for genes, 11 for genes from 2^30 bases on, 14 for records over 20 kb)")  # fmt: skip
     e.add_argument("--ray", action="store_true",
                    help="build the shards in parallel, a Ray task each (joins RAY_ADDRESS if set; on a cluster --out "
                    "must be on storage every node sees)")  # fmt: skip
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
     cfg = build.BuildConfig(
         args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
-        codec=args.vector_codec, kmers=KmerIndexConfig(scaled=args.kmer_scaled), window_min=args.window_min,
+        codec=args.vector_codec, kmers=KmerIndexConfig(k=args.kmer_k, scaled=args.kmer_scaled),
+        window_min=args.window_min, collection_bases=expected_bases(args.input),
     )  # fmt: skip
     records = chain([first], records)
     bases = args.shard_bases if args.shard_bases is not None else 0 if args.shard_records else build.SHARD_BASES
@@ -153,6 +157,21 @@ def _features(args: argparse.Namespace) -> dict[str, str]:
     return declared_features(args, args.input)
 
 
+COMPRESSED = (".gz", ".bgz", ".bz2", ".xz", ".zst", ".zstd")
+
+
+def expected_bases(source: str) -> int:
+    """About how many bases `source` holds, from its size on disk alone (0 for stdin): a plain text file's
+    bytes; 4x for a compressed file or a shard directory (DNA compresses about 4x, near its 2 bits a base).
+    Only the k-mer size depends on it, by a factor of 2^30 bases (kmer_index.choose_k)."""
+    path = Path(source)
+    if source == "-" or not path.exists():
+        return 0
+    if path.is_dir():
+        return 4 * sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size * (4 if path.name.lower().endswith(COMPRESSED) else 1)
+
+
 def _append(args: argparse.Namespace) -> int:
     from gene_ae.core.records import iter_input
     from gene_ae.index import build
@@ -167,6 +186,7 @@ def _append(args: argparse.Namespace) -> int:
         "--index-kind": ("index_kind", built.kind), "--no-windows": ("no_windows", not built.windows),
         "--stride": ("stride", built.stride), "--vector-codec": ("vector_codec", built.codec),
         "--kmer-scaled": ("kmer_scaled", built.kmers.scaled), "--window-min": ("window_min", built.window_min),
+        "--kmer-k": ("kmer_k", built.kmers.k),
     }  # fmt: skip
     for flag, (name, default) in build_flags.items():
         if getattr(args, name) != default:

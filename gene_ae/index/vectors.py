@@ -1,7 +1,7 @@
 """Vectors in faiss: build the index of a matrix of L2-normalised vectors and search it by inner product.
 
-Exact search (flat) up to FLAT_MAX vectors; an inverted-file index (IVF) above, tuned on real-data vectors
-at 10^6 in benchmarks/search_bench.py (docs/BENCHMARKS.md). HNSW stays available (--index-kind hnsw).
+Exact search (flat) up to FLAT_MAX vectors per shard; an inverted-file index (IVF) above, tuned on real-data
+vectors at 10^6 in benchmarks/search_bench.py (docs/BENCHMARKS.md). HNSW stays available (--index-kind hnsw).
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-FLAT_MAX = 100_000
+# Chosen at 10^6 genes (13 shards of ~80,000 records, benchmarks/scale_choices.py, val queries): flat scans of
+# the record and window vectors were 40 % of a search; IVF on both kept val recall@1 (1.00 / 1.00 / 0.98 at
+# 10 / 20 / 30 %) at half the time a query. Below this, a flat scan costs a few ms and is exact.
+FLAT_MAX = 20_000
 # How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value (faiss
 # scalar quantizer over SQ8_RANGE, a quarter: the default, the same recall as float32 at 10^5 genes, 0.75x the
 # index and 0.87x the time a query). docs/BENCHMARKS.md has what each costs in recall.

@@ -49,7 +49,7 @@ class Alignment:
     subject_end: int
 
 
-def align_hit(query: np.ndarray, subject: np.ndarray, offset: int = 0) -> Alignment:
+def align_hit(query: np.ndarray, subject: np.ndarray, offset: int = 0, above: float = 0.0) -> Alignment | None:
     """The alignment search re-ranks by, chosen by lengths:
 
     - similar lengths (genes against genes): edlib global (NW) over the whole of both, 1 - distance / longer;
@@ -59,22 +59,47 @@ def align_hit(query: np.ndarray, subject: np.ndarray, offset: int = 0) -> Alignm
     - a query longer than LONG: minimap2 (mappy, map-ont preset, both strands), matching bases of the
       primary chains / query length: local, and fast on whole loci and genomes.
     `subject` may be a region of the record starting at `offset`; the region reported is in record terms.
+    `above` > 0: None when the identity is surely not above it. edlib then stops at the edit distance that
+    identity allows (a band of that width), so a subject that cannot beat the hits already found costs less.
     """
     short, long_ = sorted((query.size, subject.size))
     if short == 0:
-        return Alignment(0.0, offset, offset)
+        return Alignment(0.0, offset, offset) if above <= 0 else None
     if query.size > LONG:
         return _mappy(query, subject, offset)
     if short / long_ >= SIMILAR:
-        return Alignment(identity(query, subject, max_bases=long_), offset, offset + subject.size)
-    return _infix(query, subject, offset)
+        return _global(query, subject, offset, _bound((1.0 - above) * long_) if above > 0 else None)
+    return _infix(query, subject, offset, above)
 
 
-def _infix(query: np.ndarray, subject: np.ndarray, offset: int) -> Alignment:
+def _bound(distance: float) -> int:
+    """The largest whole edit distance strictly below `distance` (a tie with the bound is not above it)."""
+    return int(np.ceil(distance - 1e-9)) - 1
+
+
+def _global(query: np.ndarray, subject: np.ndarray, offset: int, k: int | None) -> Alignment | None:
+    """identity() of the whole of both; k: None, or the largest edit distance worth knowing (else None)."""
+    import edlib
+
+    longest, end = max(query.size, subject.size), offset + subject.size
+    if k is None:
+        return Alignment(identity(query, subject, max_bases=longest), offset, end)
+    if k < 0:
+        return None
+    dist = edlib.align(query.tobytes(), subject.tobytes(), mode="NW", task="distance", k=k)["editDistance"]
+    return None if dist < 0 else Alignment(1.0 - dist / longest, offset, end)
+
+
+def _infix(query: np.ndarray, subject: np.ndarray, offset: int, above: float = 0.0) -> Alignment | None:
     import edlib
 
     inner, outer = (query, subject) if query.size <= subject.size else (subject, query)
-    found = edlib.align(inner.tobytes(), outer.tobytes(), mode="HW", task="locations")
+    k = _bound(inner.size - above * query.size) if above > 0 else -1  # edlib's -1: no bound
+    if above > 0 and k < 0:
+        return None
+    found = edlib.align(inner.tobytes(), outer.tobytes(), mode="HW", task="locations", k=k)
+    if found["editDistance"] < 0:
+        return None
     ident = max(0.0, inner.size - found["editDistance"]) / query.size
     if inner is query and found["locations"]:
         start, end = found["locations"][0]

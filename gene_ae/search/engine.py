@@ -57,19 +57,27 @@ class SearchConfig:
 # -------------------------------------------------------------------------------------------- re-ranking
 
 
-def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int) -> list[Hit]:
+def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep: int = 0) -> list[Hit]:
     """The first `top` hits ordered by alignment identity to the query (gene_ae.search.align.align_hit; ties keep
-    the candidate order), with the aligned region; hits past `top` follow unchanged, without an identity."""
-    head = []
+    the candidate order), with the aligned region; hits past `top` follow unchanged, without an identity.
+
+    `keep` > 0: only the first `keep` of the result are wanted. Once `keep` hits are aligned, a candidate is
+    aligned only as far as it could still beat the keep-th best so far (align_hit's `above`); one that cannot
+    follows the aligned hits without an identity. The first `keep` are the same as without it."""
+    head, beaten = [], []
     for h in hits[:top]:
         full = subject(h.subject)
         a, b = _region(h, full.size, query.size)
-        found = align.align_hit(query, full[a:b], a)
+        bound = sorted((x.identity for x in head), reverse=True)[keep - 1] if keep and len(head) >= keep else 0.0
+        found = align.align_hit(query, full[a:b], a, above=bound)
+        if found is None:
+            beaten.append(h)
+            continue
         head.append(
             replace(h, identity=found.identity, subject_start=found.subject_start, subject_end=found.subject_end)
         )
     order = sorted(range(len(head)), key=lambda i: -head[i].identity)
-    return [head[i] for i in order] + hits[top:]
+    return [head[i] for i in order] + beaten + hits[top:]
 
 
 def _region(hit: Hit, length: int, query_length: int) -> tuple[int, int]:
@@ -94,7 +102,7 @@ def rerank_rows(
     out_sim = np.full((len(queries), k), -1.0, dtype=np.float32)
     for row, query in enumerate(queries):
         hits = [Hit(int(j), 0.0) for j in idx[row] if j >= 0]
-        ranked = rerank(query, hits, subject, top)[:k]
+        ranked = rerank(query, hits, subject, top, keep=k)[:k]
         out_idx[row, : len(ranked)] = [h.subject for h in ranked]
         out_sim[row, : len(ranked)] = [h.identity if h.identity is not None else -1.0 for h in ranked]
     return out_idx, out_sim
@@ -254,6 +262,6 @@ def finish(
         if cfg.rerank:
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
-            hits = rerank(query, hits, subject, top)
+            hits = rerank(query, hits, subject, top, keep=cfg.k)
         out.append(hits[: cfg.k])
     return out
