@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, sources=tuple(arg[0].split("+")))
         elif name in ("ivf", "ivfw"):
             for shard in coll.shards:
-                shard.dense = ivf_of(shard.record_vectors(np.arange(len(shard.meta.entries))), int(arg[0]), int(arg[1]))
+                shard.dense = ivf_of(shard.dense.reconstruct_n(0, shard.dense.ntotal), int(arg[0]), int(arg[1]))
                 if name == "ivfw" and shard.windows is not None:
                     w = np.zeros((shard.windows.ntotal, shard.meta.dim), np.float32)
                     shard.windows.reconstruct_n(0, shard.windows.ntotal, w)

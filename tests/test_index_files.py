@@ -34,7 +34,7 @@ from gene_ae.search import engine as search
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
-FILES = ("index.json", "index.faiss", "vectors.npy", "windows.faiss", "windows.npz", "kmers.npz", "kmer_gaps.npy",
+FILES = ("index.json", "index.faiss", "windows.faiss", "windows.npz", "kmers.npz", "kmer_gaps.npy",
          "kmer_counts.npy", "sequences.gae", "sequences.npz")  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
     index.json                  marker + metadata: format, model URI and version, dims, one entry per record,
                                 the sha256 of every other file, and its own sha256 (`meta_sha256`)
-    index.faiss, vectors.npy    one vector per record: faiss (codec: f32, f16 or sq8) and float16 copies (provenance)
+    index.faiss                 one vector per record: faiss (codec: f32, f16 or sq8; indexes before stop 26 also
+                                kept float16 copies in vectors.npy, no longer read)
     windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
     kmers.npz, kmer_*.npy       the exact k-mer index (gene_ae/index/kmer_index.py): its postings memory-mapped
     features.npz                the user's features of each record, typed (gene_ae/core/features.py)
@@ -100,12 +101,11 @@ class IndexWriter:
         return SequenceWriter(self.dir)
 
     def record_vectors(self, matrix: np.ndarray, kind: str, codec: str = "f32") -> str:
-        """The record vectors and their faiss index; returns the kind built. vectors.npy keeps them at float16
-        (what the provenance check and --append compare; a cosine to 1e-3)."""
+        """The record vectors in their faiss index; returns the kind built. No second copy: the provenance check
+        reads a few back from their codes (IndexDir.record_vectors); float16 copies took 1 GiB at 10^6 genes."""
         matrix = _finite(matrix, "record vectors")
         index, kind = vectors.build_faiss(matrix, kind, codec)
         vectors.write_faiss(index, self.dir / INDEX_FILE)
-        np.save(self.dir / VECTORS_FILE, matrix.astype(np.float16))
         return kind
 
     def window_vectors(self, matrix: np.ndarray, spans: np.ndarray, kind: str, codec: str = "f32") -> None:
@@ -152,17 +152,20 @@ class IndexDir:
     kmers: KmerIndex | None = None
     sequences: SequenceStore | None = None
     features: FeatureColumns = field(default_factory=FeatureColumns)
+    _lengths: np.ndarray | None = None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Every record's length (int64), made once: each search of a shard reads them (an 80,000-record shard's
+        entries took ~4 ms to walk, per request when served)."""
+        if self._lengths is None or self._lengths.size != len(self.meta.entries):
+            self._lengths = np.fromiter((e.length for e in self.meta.entries), np.int64, len(self.meta.entries))
+        return self._lengths
 
     def record_vectors(self, rows: np.ndarray) -> np.ndarray:
-        """The stored vectors of these records (vectors.npy, memory-mapped: only these rows are read)."""
-        try:
-            matrix = np.load(self.path / VECTORS_FILE, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{self.path / VECTORS_FILE}: unreadable ({exc}); rebuild the index") from None
-        if matrix.shape != (len(self.meta.entries), self.meta.dim):
-            raise ValueError(f"{self.path / VECTORS_FILE}: shape {matrix.shape}, index.json says "
-                             f"({len(self.meta.entries)}, {self.meta.dim}); rebuild the index")  # fmt: skip
-        return np.asarray(matrix[np.asarray(rows)], dtype=np.float32)
+        """The stored vectors of these records, decoded from the faiss index (as exact as its codec: within half
+        a step of 1/255 of vectors.SQ8_RANGE's span a value for 8-bit codes)."""
+        return vectors.reconstruct(self.dense, np.asarray(rows, dtype=np.int64))
 
     @classmethod
     def open(cls, directory: str | Path) -> IndexDir:

@@ -104,6 +104,19 @@ def search(index, queries: np.ndarray, k: int, ids: np.ndarray | None = None) ->
     return idx.astype(np.int64), np.clip(sims, -1.0, 1.0)  # quantised codes can overshoot a cosine of 1
 
 
+def reconstruct(index, rows: np.ndarray) -> np.ndarray:
+    """[len(rows), d] float32: the vectors stored at these positions, decoded from their codes (an IVF index
+    gets the id -> list map this needs first)."""
+    import faiss
+
+    if hasattr(index, "nprobe"):
+        faiss.extract_index_ivf(index).make_direct_map()
+    out = np.zeros((len(rows), index.d), np.float32)
+    for i, r in enumerate(rows.tolist()):
+        out[i] = index.reconstruct(int(r))
+    return out
+
+
 def read_faiss(path: Path):
     import faiss
 

@@ -106,9 +106,9 @@ def shard_hits(
     ids = None if allowed is None else np.flatnonzero(allowed)
     if asked.vectors is not None:
         idx, sims = search_vectors(shard.dense, asked.vectors, n, ids)
-        lengths = np.array([e.length for e in shard.meta.entries] + [0], dtype=np.int64)
         rows = np.arange(len(asked.vectors))
-        out["dense"] = PieceHits(rows, _owner(idx, offset), sims, np.zeros_like(idx), lengths[idx])
+        ends = np.append(shard.lengths, 0)[idx]  # a miss (-1) ends at 0
+        out["dense"] = PieceHits(rows, _owner(idx, offset), sims, np.zeros_like(idx), ends)
     if asked.window_vectors is not None and shard.windows is not None:
         win_ids = None if allowed is None else np.flatnonzero(allowed[shard.window_owner])
         idx, sims = search_vectors(shard.windows, asked.window_vectors, n, win_ids)

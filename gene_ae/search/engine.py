@@ -120,7 +120,7 @@ def model_agreement(opened: IndexDir, embed: Embed) -> float:
     went NaN (then -1.0). 1.0 when the index holds no sequences to re-embed."""
     if opened.sequences is None or not opened.meta.entries:
         return 1.0
-    lengths = np.array([e.length for e in opened.meta.entries])
+    lengths = opened.lengths
     rows = np.sort(np.argsort(lengths, kind="stable")[:PROVENANCE_RECORDS])
     stored = opened.record_vectors(rows)
     pieces = [opened.sequences[int(r)] for r in rows]
