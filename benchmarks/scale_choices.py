@@ -82,6 +82,29 @@ def rebuilt_kmers(shard, where: Path, k: int, bits: int):
     return KmerIndex.load(where)
 
 
+def apply(part: str, coll, cfg, work: Path):
+    """One change of a variant (see the module docstring), made in memory; returns the search config."""
+    name, *arg = part.split(":")
+    if name == "src":
+        cfg = replace(cfg, sources=tuple(arg[0].split("+")))
+    elif name in ("ivf", "ivfw"):
+        for shard in coll.shards:
+            shard.dense = ivf_of(shard.dense.reconstruct_n(0, shard.dense.ntotal), int(arg[0]), int(arg[1]))
+            if name == "ivfw" and shard.windows is not None:
+                w = np.zeros((shard.windows.ntotal, shard.meta.dim), np.float32)
+                shard.windows.reconstruct_n(0, shard.windows.ntotal, w)
+                shard.windows = ivf_of(w, int(arg[0]), int(arg[1]))
+    elif name == "k":
+        for i, shard in enumerate(coll.shards):
+            where = work / f"k{arg[0]}-b{arg[1]}" / f"s{i}"
+            shard.kmers = rebuilt_kmers(shard, where, int(arg[0]), int(arg[1]))
+        if len(arg) > 2:
+            cfg = replace(cfg, sources=tuple(arg[2].split("+")))
+    elif name != "base":
+        raise SystemExit(f"unknown variant {part!r}")
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     from gene_ae.cli.search import open_encoder
     from gene_ae.index.collection import Collection
@@ -103,25 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants.split(","):
         for shard, (dense, windows, kmers) in zip(coll.shards, built):
             shard.dense, shard.windows, shard.kmers = dense, windows, kmers
-        name, *arg = variant.split(":")
         cfg, start = engine.SearchConfig(), time.perf_counter()
-        if name == "src":
-            cfg = replace(cfg, sources=tuple(arg[0].split("+")))
-        elif name in ("ivf", "ivfw"):
-            for shard in coll.shards:
-                shard.dense = ivf_of(shard.dense.reconstruct_n(0, shard.dense.ntotal), int(arg[0]), int(arg[1]))
-                if name == "ivfw" and shard.windows is not None:
-                    w = np.zeros((shard.windows.ntotal, shard.meta.dim), np.float32)
-                    shard.windows.reconstruct_n(0, shard.windows.ntotal, w)
-                    shard.windows = ivf_of(w, int(arg[0]), int(arg[1]))
-        elif name == "k":
-            for i, shard in enumerate(coll.shards):
-                where = Path(args.work) / f"k{arg[0]}-b{arg[1]}" / f"s{i}"
-                shard.kmers = rebuilt_kmers(shard, where, int(arg[0]), int(arg[1]))
-            if len(arg) > 2:
-                cfg = replace(cfg, sources=tuple(arg[2].split("+")))
-        elif name != "base":
-            raise SystemExit(f"unknown variant {variant!r}")
+        for part in variant.split("/"):  # a/b: both changes
+            cfg = apply(part, coll, cfg, Path(args.work))
         prepared = time.perf_counter() - start
         engine.search(coll, queries[:3], embed, cfg)  # warm the page cache and the code paths
         start = time.perf_counter()

@@ -145,6 +145,10 @@ def test_cli_append_replace_and_remove(world, tmp_path, capsys) -> None:
     assert code == 0, err
     top = [line.split("\t") for line in hits.splitlines()[1:]]
     assert top[0][1] == records[3].id and top[0][-1] == "1.0000"  # the new sequence, under the old id
+    code, only_kmers, err = _cli(capsys, "search", "--index", out, q, "-k", "2", "--sources", "sparse")
+    assert code == 0 and only_kmers.splitlines()[1].split("\t")[1] == records[3].id, err
+    code, _, err = _cli(capsys, "search", "--index", out, q, "--sources", "sparse,vectors")
+    assert code == 1 and "'sparse,vectors': give one or more of dense, windows, sparse" in err, err
     assert Collection.open(out).removed.sum() == 1
     code, _, err = _cli(capsys, "remove", "--index", out, records[3].id)
     assert code == 0 and "1 records removed" in err, err

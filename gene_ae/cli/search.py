@@ -33,6 +33,11 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
+        "--sources", type=source_list, default=search_cfg.sources, metavar="LIST",
+        help=f"candidate lists to fuse, comma separated (default {','.join(search_cfg.sources)}): the record vectors, "
+        "the window vectors, the exact k-mers (docs/BENCHMARKS.md: what each costs and finds at 10^6 genes)",
+    )  # fmt: skip
+    s.add_argument(
         "--where", metavar="EXPR",
         help="only records whose features pass, e.g. 'family == \"Enterobacter\" and gc > 0.5' (==, !=, <, <=, >, "
         ">=, in [...], not in, and, or, not, parentheses; a missing value matches nothing; docs/FEATURES.md)",
@@ -40,6 +45,17 @@ def add_parser(sub, version: str) -> None:
     s.add_argument("--show-features", metavar="NAME,...", help="add these features of each hit as columns (tsv)")
     reader_args(s)
     s.set_defaults(func=run)
+
+
+def source_list(text: str) -> tuple[str, ...]:
+    """--sources: a comma-separated subset of the candidate lists, else a one-line usage error."""
+    from gene_ae.search.candidates import SOURCES
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in SOURCES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(SOURCES)}, comma separated")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     features = {n: [q.features.get(n) for q in queries] for n in needed} if needed else None
     engine.check_queries(index.shards[0], queries, args.query)
     subject = _collection(args, index) if args.rerank and args.collection else None
-    cfg = engine.SearchConfig(args.k, args.rerank, batch_size=args.batch_size)
+    cfg = engine.SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size)
     results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject, allowed, features)
     entries = index.entries
     if args.outfmt == "blast6":
