@@ -14,9 +14,10 @@ Each variant changes one thing in memory (the index on disk is untouched) and ru
 - base: the index as built;
 - src:A+B: only these candidate lists (dense, windows, sparse);
 - ivf:LISTS:NPROBE: the record vectors of every shard in a faiss IVF (8-bit codes) of LISTS lists;
-  ivfw:LISTS:NPROBE: the window vectors too;
+  ivfw:LISTS:NPROBE: the window vectors too (ivfw:0:0: both as `gene-ae embed` builds them);
 - k:K:BITS[:SOURCES]: the exact k-mer index rebuilt with k-mers of K bases in 2**BITS columns (cached
-  under --work; every shard's records from the index's own sequence store).
+  under --work; every shard's records from the index's own sequence store);
+- A/B: both changes (e.g. ivfw:0:0/k:11:22).
 Prints one row per variant: ms a query (search only, the index open), recall@1 and @10 per divergence.
 """
 
@@ -59,13 +60,18 @@ def val_queries(coll, per_divergence: int, collection_seed: int):
 
 
 def ivf_of(matrix: np.ndarray, lists: int, nprobe: int):
+    """An IVF of 8-bit codes over these vectors; lists 0: what `gene-ae embed` builds (exact flat up to
+    vectors.FLAT_MAX, else vectors.ivf_lists lists searched with vectors.IVF_NPROBE)."""
     import faiss
 
     from gene_ae.index import vectors
 
-    index = vectors.build_ivf(
-        matrix, min(lists, max(1, len(matrix) // 39)), quantizer_type=faiss.ScalarQuantizer.QT_8bit
-    )
+    if lists == 0:
+        if len(matrix) <= vectors.FLAT_MAX:
+            return vectors.build_faiss(matrix, "flat", "sq8")[0]
+        lists, nprobe = vectors.ivf_lists(len(matrix)), vectors.IVF_NPROBE
+    quantizer = faiss.ScalarQuantizer.QT_8bit
+    index = vectors.build_ivf(matrix, min(lists, max(1, len(matrix) // 39)), quantizer_type=quantizer)
     index.nprobe = nprobe
     return index
 

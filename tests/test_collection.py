@@ -154,21 +154,3 @@ def test_cli_append_replace_and_remove(world, tmp_path, capsys) -> None:
     assert code == 0 and "1 records removed" in err, err
     code, hits, err = _cli(capsys, "search", "--index", out, q, "-k", "9")
     assert code == 0 and records[3].id not in hits, err
-
-
-def test_kmer_size_follows_the_lengths_and_the_collections_size(tmp_path) -> None:
-    """11-mers for genes from kmer_index.LARGE_COLLECTION bases on (fewer chance postings to read), the size
-    estimated from the input file; the estimate is consumed, not stored as a setting of the index."""
-    from gene_ae.cli.embed import expected_bases
-    from gene_ae.index.kmer_index import LARGE_COLLECTION
-
-    genes, genomes = [1_500] * 20, [60_000] * 3
-    for lengths, size, k in ((genes, 0, 10), (genes, LARGE_COLLECTION - 1, 10), (genes, LARGE_COLLECTION, 11),
-                             (genomes, 0, 14), (genomes, LARGE_COLLECTION, 14)):  # fmt: skip
-        resolved = build.resolve(build.BuildConfig(collection_bases=size), lengths, WINDOW)
-        assert (resolved.kmers.k, resolved.collection_bases) == (k, 0), (lengths[0], size)
-    assert build.resolve(build.BuildConfig(kmers=build.KmerIndexConfig(k=12)), genes, WINDOW).kmers.k == 12
-    plain, packed = tmp_path / "a.fa", tmp_path / "a.fa.gz"
-    plain.write_text(">a\nACGT\n"), packed.write_bytes(b"x" * 100)
-    assert (expected_bases(str(plain)), expected_bases(str(packed)), expected_bases("-")) == (8, 400, 0)
-    assert expected_bases(str(tmp_path)) == 4 * (8 + 100)  # a shard directory: its files, 4 bases a byte

@@ -45,8 +45,8 @@ def add_parser(sub, version: str) -> None:
                    help="keep about 1/S of the distinct k-mers in the exact k-mer index (by hash, FracMinHash): "
                    "an index about S times smaller, fewer shared k-mers for far copies")  # fmt: skip
     e.add_argument("--kmer-k", type=int_option("kmer_k"), default=build.kmers.k, metavar="K",
-                   help="k-mer size of the exact k-mer index; 0: from the records' lengths and the input's size (10 "
-                   "for genes, 11 for genes from 2^30 bases on, 14 for records over 20 kb)")  # fmt: skip
+                   help="k-mer size of the exact k-mer index; 0: from the first records' lengths (10 up to 20 kb, 14 "
+                   "beyond; docs/BENCHMARKS.md has 11 and 12 at 10^6 genes)")  # fmt: skip
     e.add_argument("--ray", action="store_true",
                    help="build the shards in parallel, a Ray task each (joins RAY_ADDRESS if set; on a cluster --out "
                    "must be on storage every node sees)")  # fmt: skip
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = build.BuildConfig(
         args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
         codec=args.vector_codec, kmers=KmerIndexConfig(k=args.kmer_k, scaled=args.kmer_scaled),
-        window_min=args.window_min, collection_bases=expected_bases(args.input),
+        window_min=args.window_min,
     )  # fmt: skip
     records = chain([first], records)
     bases = args.shard_bases if args.shard_bases is not None else 0 if args.shard_records else build.SHARD_BASES
@@ -155,21 +155,6 @@ def required_features(encoder, declared, where: str) -> tuple[str, ...]:
 def _features(args: argparse.Namespace) -> dict[str, str]:
     """The input's features as name -> kind (what the index stores)."""
     return declared_features(args, args.input)
-
-
-COMPRESSED = (".gz", ".bgz", ".bz2", ".xz", ".zst", ".zstd")
-
-
-def expected_bases(source: str) -> int:
-    """About how many bases `source` holds, from its size on disk alone (0 for stdin): a plain text file's
-    bytes; 4x for a compressed file or a shard directory (DNA compresses about 4x, near its 2 bits a base).
-    Only the k-mer size depends on it, by a factor of 2^30 bases (kmer_index.choose_k)."""
-    path = Path(source)
-    if source == "-" or not path.exists():
-        return 0
-    if path.is_dir():
-        return 4 * sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size * (4 if path.name.lower().endswith(COMPRESSED) else 1)
 
 
 def _append(args: argparse.Namespace) -> int:

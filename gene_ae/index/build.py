@@ -112,9 +112,6 @@ class BuildConfig:
     # Shorter records are found by their record vector and the exact k-mers: at 10^5 genes window vectors changed
     # no recall (1.00 / 1.00 / 0.92 at 10 / 20 / 30 % with or without them) and took 70 % of the index.
     window_min: int = 4096
-    # The collection's size in bases when known before reading it (estimated from the input file; 0: unknown):
-    # with the first batch's lengths it picks the k-mer size (kmer_index.choose_k); resolving consumes it.
-    collection_bases: int = 0
 
 
 @dataclass(kw_only=True)
@@ -256,8 +253,8 @@ def resolve(cfg: BuildConfig, first_lengths: Sequence[int], window: int) -> Buil
     """cfg with what it leaves to the data fixed: the k-mer size from the lengths of the first batch of records
     (kmer_index.choose_k) and the window stride from the model window. Every shard of an index is built with
     the settings shard 0 resolved, so the shards of one index agree whoever builds them."""
-    k = cfg.kmers.k or choose_k(float(np.median(first_lengths)) if len(first_lengths) else 0.0, cfg.collection_bases)
-    return replace(cfg, stride=cfg.stride or max(window // 2, 1), kmers=replace(cfg.kmers, k=k), collection_bases=0)
+    k = cfg.kmers.k or choose_k(float(np.median(first_lengths)) if len(first_lengths) else 0.0)
+    return replace(cfg, stride=cfg.stride or max(window // 2, 1), kmers=replace(cfg.kmers, k=k))
 
 
 def first_batch(records: Sequence[InputRecord], bases: int) -> Sequence[InputRecord]:
@@ -322,7 +319,6 @@ def write_shard(
     kmer_index = kmers.finish()
     writer.kmers(kmer_index)
     meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
-    meta.settings.pop("collection_bases")  # a hint consumed by resolve, not a setting of the index
     if cfg.features:
         writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
     writer.finish(meta)

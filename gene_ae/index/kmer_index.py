@@ -34,7 +34,7 @@ _BLOCK_ENTRIES = 1 << 23  # entries encoded or decoded per pass when saving or l
 
 @dataclass
 class KmerIndexConfig:
-    k: int = 0  # k-mer size; 0 = from the collection's median record length and size (choose_k)
+    k: int = 0  # k-mer size; 0 = from the collection's median record length (choose_k)
     bucket_bits: int = 22  # k-mers with 4**k > 2**bucket_bits are hashed into 2**bucket_bits buckets
     scaled: int = 1  # keep about 1/scaled of the distinct k-mers (by hash, FracMinHash-style); 1 = all
     segment: int = 8192  # records longer than this are indexed as half-overlapping segments of this many bases
@@ -44,24 +44,17 @@ class KmerIndexConfig:
         return 1 << self.bucket_bits
 
 
-LARGE_COLLECTION = 1 << 30  # bases (about 7 x 10^5 genes) from which genes are indexed by 11-mers
-
-
-def choose_k(median_length: float, collection_bases: int = 0) -> int:
-    """k for a collection: 10 up to 20 kb records (genes, 16S), 11 for genes from LARGE_COLLECTION bases on,
-    14 beyond 20 kb (loci, genomes). `collection_bases`: the collection's size when known (0: unknown).
+def choose_k(median_length: float) -> int:
+    """k for a collection: 10 up to 20 kb records (genes, 16S), 14 beyond (loci, genomes).
 
     Chosen on the chimp genes (1,682, a set no report uses), 200 copies per divergence, raw counts:
     recall@10 at 30 % was 0.78 / 0.96 / 0.985 / 0.965 for k = 8 / 9 / 10 / 11, and TF-IDF weighting lost
     to raw counts at every k on 16S (0.83 vs 0.955 at k = 8). Longer records need longer k: in a 8 kb
-    segment most 10-mers of the 4**10 recur by chance; 14-mers (hashed to 2**22 buckets) do not. Larger
-    collections too: a query's k-mer has ~N / 4**k postings by chance, which a search reads. At 10^6 genes
-    (1.5 Gb; benchmarks/scale_choices.py, val queries of training-data families) 11-mers kept recall@1 at
-    1.00 / 1.00 / 0.98 (10 / 20 / 30 %) and took 0.6x the time of 10-mers; at 10^5 genes 10 stays (not
-    re-measured), and the 2**30 threshold between the two is a judgement, not a measurement."""
-    if median_length > 20_000:
-        return 14
-    return 11 if collection_bases >= LARGE_COLLECTION else 10
+    segment most 10-mers of the 4**10 recur by chance; 14-mers (hashed to 2**22 buckets) do not. Not the
+    collection's size, though a query's k-mer has ~N / 4**k postings by chance that a search reads: at 10^6
+    genes (benchmarks/scale_choices.py, 150 val queries a divergence) 11-mers lost recall@1 at 30 % (0.91
+    against 0.95) for 15 % less time, and 12-mers lost more (0.92 against 0.98 on 50)."""
+    return 10 if median_length <= 20_000 else 14
 
 
 def segment_starts(n: int, segment: int) -> np.ndarray:
