@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-# Chosen at 10^6 genes (13 shards of ~80,000 records, benchmarks/scale_choices.py, val queries): flat scans of
-# the record and window vectors were 40 % of a search; IVF on both kept val recall@1 (1.00 / 1.00 / 0.98 at
-# 10 / 20 / 30 %) at half the time a query. Below this, a flat scan costs a few ms and is exact.
+# Chosen at 10^6 genes (13 shards of ~80,000 records, benchmarks/scale_choices.py, 150 val queries a divergence):
+# flat scans of the record and window vectors were ~40 % of a search; IVF on both kept val recall@1 (1.00 / 1.00
+# / 0.95 at 10 / 20 / 30 %, as exact) at 0.56x the time a query. Below this a flat scan costs a few ms and is exact.
 FLAT_MAX = 20_000
 # How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value (faiss
 # scalar quantizer over SQ8_RANGE, a quarter: the default, the same recall as float32 at 10^5 genes, 0.75x the
