@@ -14,6 +14,26 @@ from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig, read_records
 
 
+def cut(records: list[tuple[str, np.ndarray]], n: int, lo: int, hi: int, seed: int) -> list[tuple[str, np.ndarray]]:
+    """n non-overlapping windows of lo..hi bases, drawn per record in proportion to its length: (id, tokens)."""
+    rng = np.random.default_rng(seed)
+    total = sum(t.size for _, t in records)
+    out = []
+    for rid, tokens in records:
+        want = round(n * tokens.size / total)
+        lengths = rng.integers(lo, hi + 1, size=want)
+        slack = tokens.size - int(lengths.sum())
+        if slack < 0:
+            raise SystemExit(f"{rid}: {tokens.size:,} bases cannot hold {want} windows of up to {hi:,}")
+        gaps = np.diff(np.sort(rng.integers(0, slack + 1, size=want)), prepend=0)
+        start = 0
+        for gap, length in zip(gaps, lengths):
+            start += int(gap)
+            out.append((f"{rid}:{start + 1}-{start + int(length)}", tokens[start : start + int(length)]))
+            start += int(length)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out")
@@ -23,22 +43,10 @@ def main() -> None:
     p.add_argument("--max", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    rng = np.random.default_rng(args.seed)
     records = [(r.id, r.tokens) for path in args.genomes for r in read_records(path, ReaderConfig())]
-    total = sum(t.size for _, t in records)
     with open(args.out, "w") as out:
-        for rid, tokens in records:
-            want = round(args.n * tokens.size / total)
-            lengths = rng.integers(args.min, args.max + 1, size=want)
-            slack = tokens.size - int(lengths.sum())
-            if slack < 0:
-                raise SystemExit(f"{rid}: {tokens.size:,} bases cannot hold {want} windows of up to {args.max:,}")
-            gaps = np.diff(np.sort(rng.integers(0, slack + 1, size=want)), prepend=0)
-            start = 0
-            for gap, length in zip(gaps, lengths):
-                start += int(gap)
-                out.write(f">{rid}:{start + 1}-{start + int(length)}\n{decode(tokens[start : start + int(length)])}\n")
-                start += int(length)
+        for rid, tokens in cut(records, args.n, args.min, args.max, args.seed):
+            out.write(f">{rid}\n{decode(tokens)}\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/encoder_study.py rate   --data SHARDS [--steps 300] [--configs 2x4,4x4,...] [--out FILE]
     python benchmarks/encoder_study.py vector --data SHARDS [--steps 540] [--save DIR | --load DIR] [--unseen]
+                                              [--sources val|dog|16s|windows]
 
 SHARDS: `shard-fasta` of the training data (results.sh's: chimp genes + 16S, with a val split). Every model is
 trained here in one process (gene_ae.train.step.batch_loss, AdamW and the schedule of the real loop, the real
@@ -18,6 +19,9 @@ vector: the default model with model.vector_conv (the conv trunk's pooled featur
 search vector, weight learned from 0), trained as the default trains. Recall@1 and @100 of mutated copies on the
 val records, for the same checkpoint with the conv branch (learned weight) and without it (weight 0: the bags
 alone), beside the bags' model trained the same steps without the branch. --save keeps the checkpoints.
+--sources picks the records copied and searched for: val (the val split, where choices are made), dog (the
+unseen dog genes; what --unseen means), 16s (the val split's 16S genes alone: unseen in training, but part of
+the val set), windows (80 windows of 20-100 kb cut from the two bacterial genomes: unseen, long).
 """
 
 from __future__ import annotations
@@ -101,6 +105,30 @@ def dog_genes() -> list[np.ndarray]:
     from shard_tools.inputs import ReaderConfig
 
     return [r.tokens for r in iter_input(str(DOG), ReaderConfig(label_column="class"))]
+
+
+def study_sources(data: str, which: str) -> list[np.ndarray]:
+    """The records whose mutated copies `vector` searches for (--sources)."""
+    from gene_ae.core.records import iter_input
+    from shard_tools.inputs import ReaderConfig
+
+    if which == "val":
+        return val_records(DataConfig(path=data, val_records=400))
+    if which == "dog":  # the evaluation set, scored once after the choices were made on the val records
+        return dog_genes()
+    if which == "16s":
+        from shard_tools import read_shards
+
+        val_ids = {rid for rid, _, _ in read_shards(data, "val")}
+        path = REPO.parent / "shared" / "data" / "rrna16s" / "ten_16s.100.fa.gz"
+        return [r.tokens for r in iter_input(str(path), ReaderConfig()) if r.id in val_ids]
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cut_windows import cut
+
+    bacteria = REPO.parent / "shared" / "data" / "bacteria"
+    files = sorted(bacteria.glob("*.fasta.gz"))
+    genomes = [(r.id, r.tokens) for f in files for r in iter_input(str(f), ReaderConfig())]
+    return [t for _, t in cut(genomes, 80, 20_000, 100_000, seed=0)]
 
 
 def base_config(data: str, overrides: list[str]) -> Config:
@@ -243,9 +271,7 @@ def vector(args: argparse.Namespace) -> str:
     from gene_ae.model.checkpoint import load_model, save
     from gene_ae.model.encoder import Encoder
 
-    sources = val_records(DataConfig(path=args.data, val_records=400))
-    if args.unseen:  # the evaluation set, scored once after the choices were made on the val records
-        sources = dog_genes()
+    sources = study_sources(args.data, "dog" if args.unseen else args.sources)
     genes = collection(sources, args.data, args.distractors)
     rows, embeds = [], {}
     for name, over in (("bags (default)", []), ("bags + conv branch", ["model.vector_conv=true"])):
@@ -300,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rate: also score the dog genes (evaluation data); vector: score them instead of val",
     )
+    p.add_argument("--sources", choices=("val", "dog", "16s", "windows"), default="val",
+                   help="vector: the records copied and searched for (docstring)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], help="config override for every model (repeatable)")
     p.add_argument("--save", help="vector: write the checkpoints here")
     p.add_argument("--load", help="vector: score the checkpoints --save wrote there instead of training")

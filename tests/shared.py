@@ -5,12 +5,14 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import json
 import lzma
 import os
 import re
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import zstandard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,3 +103,25 @@ def insdc_bytes(records: list[tuple[str, str, str]], fmt: str) -> bytes:
     ]
     SeqIO.write(recs, out, fmt)
     return out.getvalue().encode()
+
+
+def text_blob(*texts: str) -> np.ndarray:
+    """Texts as an index's entries.npz stores them (gene_ae/index/entries.py): UTF-8, each ended by a newline."""
+    return np.frombuffer("".join(t + "\n" for t in texts).encode(), dtype=np.uint8)
+
+
+def edit_entries(d: Path, sign: bool, **columns) -> None:
+    """An index's entries.npz with some columns replaced (a value or a function of the old column); with
+    `sign`, index.json records the new file's digest and its own, as `gene-ae embed` would have written them,
+    so the checks past the digests are reached."""
+    from gene_ae.index.directory import meta_digest
+    from shard_tools.files import sha256_file
+
+    with np.load(d / "entries.npz") as z:
+        cols = {k: z[k] for k in z.files}
+    np.savez(d / "entries.npz", **{**cols, **{k: v(cols[k]) if callable(v) else v for k, v in columns.items()}})
+    if sign:
+        raw = json.loads((d / "index.json").read_text())
+        raw["files"]["entries.npz"] = sha256_file(d / "entries.npz")
+        raw["meta_sha256"] = meta_digest(raw)
+        (d / "index.json").write_text(json.dumps(raw))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import select
 import shutil
@@ -21,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from shared import REPO, insdc_bytes
+from shared import REPO, edit_entries, insdc_bytes, text_blob
 
 from gene_ae.cli import build_parser, main, output
 from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build as embedding
-from gene_ae.index.directory import meta_digest
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.model.config import ModelConfig
@@ -160,18 +158,22 @@ def test_stdin_cannot_be_both_the_query_and_the_collection(world, capsys) -> Non
 
 
 def test_a_tab_or_escape_in_an_indexed_id_or_label_is_refused_naming_the_file(world, capsys, tmp_path) -> None:
-    for field, value in (("id", "evil\tid"), ("label", "red\x1b[31m"), ("id", "two\nlines")):
-        bad = tmp_path / f"index-{field}-{len(value)}"
+    cases = (("ids", "evil\tid", "record 3: control character"), ("labels", "red\x1b[31m", "record 3: control"),
+             ("ids", "two\nlines", "ids for"))  # fmt: skip
+    for column, value, fault in cases:
+        bad = tmp_path / f"index-{column}-{len(value)}"
         shutil.copytree(world["index"], bad)
-        meta = json.loads((bad / "index.json").read_text())
-        meta["entries"][3][field] = value
-        meta["meta_sha256"] = meta_digest(meta)  # as if gene-ae embed had written it: the entry check must catch it
-        (bad / "index.json").write_text(json.dumps(meta))
+
+        def put(blob: np.ndarray, value: str = value) -> np.ndarray:
+            texts = blob.tobytes().decode().split("\n")[:-1]
+            return text_blob(*texts[:3], value, *texts[4:])
+
+        edit_entries(bad, sign=True, **{column: put})  # as if gene-ae embed had written it: the check must catch it
         out = tmp_path / "hits.tsv"
         code, stdout, err = gene_ae(capsys, "search", "--index", bad, world["q"], "--out", out)
         lines = err.strip().splitlines()
         assert code == 1 and stdout == "" and len(lines) == 1 and not out.exists(), err
-        assert f"{bad / 'index.json'}: " in lines[0] and "control character" in lines[0] and "entry 3" in lines[0]
+        assert f"{bad / 'entries.npz'}: " in lines[0] and fault in lines[0], lines[0]
 
 
 def test_a_control_character_in_a_shard_record_id_is_refused(world, capsys, tmp_path) -> None:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import examples
+from shared import edit_entries, examples, text_blob
 
 from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
@@ -34,8 +34,8 @@ from gene_ae.search import engine as search
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
-FILES = ("index.json", "index.faiss", "windows.faiss", "windows.npz", "kmers.npz", "kmer_gaps.npy",
-         "kmer_counts.npy", "sequences.gae", "sequences.npz")  # fmt: skip
+FILES = ("index.json", "entries.npz", "index.faiss", "windows.faiss", "windows.npz", "kmers.npz", "kmer_gaps.npy",
+         "sequences.gae", "sequences.npz")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name
         _one_line_naming(err.value, d / name)
 
 
-@pytest.mark.parametrize("name", ["kmer_gaps.npy", "kmer_counts.npy"])
+@pytest.mark.parametrize("name", ["kmer_gaps.npy"])
 def test_damaged_k_mer_postings_are_one_line_naming_the_index(built, tmp_path, name) -> None:
     """The postings are mapped, not hashed on open (LAZY_FILES): a truncated file is refused on open by its
     size, and gaps overwritten with others of the same size are refused by the first search that reads them."""
@@ -114,10 +114,10 @@ def test_damaged_k_mer_postings_are_one_line_naming_the_index(built, tmp_path, n
         (lambda m: {**m, "dim": "64"}, "'dim' is str"),
         (lambda m: {**m, "version": index.FORMAT_VERSION + 1}, "a newer gene-ae"),
         (lambda m: {**m, "format": "something-else"}, "format 'something-else'"),
-        (lambda m: {**m, "entries": m["entries"][:-1]}, "index.json lists 12"),
-        (lambda m: {**m, "entries": [{**m["entries"][0], "length": -1}] + m["entries"][1:]}, "entry 0"),
-        (lambda m: {**m, "entries": [{**m["entries"][0], "id": 7}] + m["entries"][1:]}, "entry 0: id 7"),
-        (lambda m: {**m, "entries": [{**m["entries"][0], "colour": "red"}] + m["entries"][1:]}, "entry 0:"),
+        (lambda m: {**m, "records": m["records"] - 1}, "13 ids for 12 records"),
+        (lambda m: {**m, "records": "13"}, "'records' is str"),
+        (lambda m: {**m, "records": -1}, "records -1"),
+        (lambda m: {k: v for k, v in m.items() if k != "records"}, "13 ids for 0 records"),
         (lambda m: {**m, "files": {**m["files"], "../escape": "0" * 64}}, "file entry '../escape'"),
         (lambda m: {**m, "files": {**m["files"], "index.faiss": "0" * 64}}, "sha256 differs"),
         (lambda m: {k: v for k, v in m.items() if k != "dim"}, "dim"),
@@ -140,10 +140,32 @@ def _signed(raw):
 
 
 @pytest.mark.parametrize(
+    ("columns", "fault"),
+    [
+        ({"length": lambda a: np.concatenate([[-1], a[1:]])}, "record 0 ("),
+        ({"end": lambda a: a + 1}, "span"),
+        ({"ids": text_blob("a\x1bb", *[f"r{i}" for i in range(12)])}, "control character '\\x1b' in the id"),
+        ({"ids": text_blob("", *[f"r{i}" for i in range(12)])}, "record 0: an empty id"),
+        ({"ids": text_blob(*[f"r{i}" for i in range(12)])}, "12 ids for 13 records"),
+        ({"ids": np.frombuffer(b"\xff\n" * 13, np.uint8)}, "not UTF-8"),
+        ({"start": lambda a: a.astype(np.float32)}, "'start' is float32"),
+        ({"has_label": lambda a: a[:-1]}, "columns of"),
+    ],
+)
+def test_a_damaged_record_list_is_one_line_naming_it(built, tmp_path, columns, fault) -> None:
+    d = tmp_path / "idx"
+    shutil.copytree(built["dir"], d)
+    edit_entries(d, sign=True, **columns)
+    with pytest.raises(ValueError) as err:
+        IndexDir.open(d)
+    _one_line_naming(err.value, d / "entries.npz")
+    assert fault in str(err.value)
+
+
+@pytest.mark.parametrize(
     "edit",
     [
-        lambda m: {**m, "entries": [{**m["entries"][0], "length": m["entries"][0]["length"] + 1}] + m["entries"][1:]},
-        lambda m: {**m, "entries": [m["entries"][1], m["entries"][0], *m["entries"][2:]]},  # two ids swapped
+        lambda m: {**m, "records": m["records"] + 1},
         lambda m: {**m, "model_uri": "models:/other@production"},
     ],
 )
@@ -154,6 +176,24 @@ def test_a_hand_edit_of_index_json_is_refused(built, tmp_path, edit) -> None:
     with pytest.raises(ValueError, match="differs from the digest it records") as err:
         IndexDir.open(d)
     _one_line_naming(err.value, d)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"length": lambda a: a + 1},
+        {"ids": lambda a: np.frombuffer(b"r1\nr0\n" + a.tobytes()[a.tobytes().index(b"\n", 3) + 1 :], np.uint8)},
+    ],
+)
+def test_a_hand_edit_of_the_record_list_is_refused(built, tmp_path, columns) -> None:
+    """A valid record list that is not the one embed wrote (lengths changed, ids swapped) differs from the
+    digest index.json records for it."""
+    d = tmp_path / "idx"
+    shutil.copytree(built["dir"], d)
+    edit_entries(d, sign=False, **columns)
+    with pytest.raises(ValueError, match="sha256 differs") as err:
+        IndexDir.open(d)
+    _one_line_naming(err.value, d / "entries.npz")
 
 
 def test_an_index_of_an_older_format_says_how_to_rebuild(built, tmp_path) -> None:
@@ -177,7 +217,7 @@ def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path, data_d
                               window=WINDOW), d, embedding.BuildConfig())  # fmt: skip
     model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
     embedding.build_index(iter([lam]), built["embed"], model, d, embedding.BuildConfig(), overwrite=True)
-    assert [e["id"] for e in json.loads((d / "index.json").read_text())["entries"]] == [lam.id]
+    assert index.read_meta(d).entries.ids == [lam.id]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
 
 
@@ -228,14 +268,10 @@ JSON = st.recursive(
 @settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_json_in_any_field_of_index_json_is_meta_or_one_line_error(built, data) -> None:
-    """Structured mutations the byte flips rarely reach: any JSON value for a field or an entry's field."""
+    """Structured mutations the byte flips rarely reach: any JSON value for any field."""
     raw = json.loads((built["dir"] / "index.json").read_text())
-    where = data.draw(st.sampled_from(["top", "entry", "drop"]), label="where")
-    if where == "entry":
-        entry = raw["entries"][data.draw(st.integers(0, len(raw["entries"]) - 1), label="entry")]
-        key = data.draw(st.sampled_from([*entry, "extra"]), label="key")
-        entry[key] = data.draw(JSON, label="value")
-    elif where == "top":
+    where = data.draw(st.sampled_from(["top", "drop"]), label="where")
+    if where == "top":
         raw[data.draw(st.sampled_from([*raw, "extra"]), label="key")] = data.draw(JSON, label="value")
     else:
         del raw[data.draw(st.sampled_from(sorted(raw)), label="key")]
@@ -246,3 +282,30 @@ def test_any_json_in_any_field_of_index_json_is_meta_or_one_line_error(built, da
         _one_line_naming(exc, path)
         return
     assert all(isinstance(e.id, str) and 0 <= e.start <= e.end <= e.length for e in meta.entries)
+
+
+COLUMNS = st.sampled_from(["ids", "labels", "has_label", "length", "start", "end"])
+ARRAYS = st.one_of(
+    st.lists(st.integers(-(2**40), 2**40), max_size=16).map(lambda v: np.array(v, dtype=np.int64)),
+    st.binary(max_size=64).map(lambda b: np.frombuffer(b, dtype=np.uint8)),
+    st.lists(st.booleans(), max_size=16).map(lambda v: np.array(v, dtype=bool)),
+    st.lists(st.floats(allow_nan=True), max_size=4).map(lambda v: np.array(v, dtype=np.float64)),
+)
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(column=COLUMNS, value=ARRAYS)
+def test_any_column_in_the_record_list_is_records_or_one_line_error(built, column, value) -> None:
+    """Any array for any column of entries.npz, signed into index.json: the records read back are well formed
+    or the error is one line naming the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "idx"
+        shutil.copytree(built["dir"], d)
+        edit_entries(d, sign=True, **{column: value})
+        try:
+            meta = index.read_meta(d)
+        except ValueError as exc:
+            _one_line_naming(exc, d / "entries.npz")
+            return
+        assert len(meta.entries) == 13
+        assert all(isinstance(e.id, str) and e.id and 0 <= e.start <= e.end <= e.length for e in meta.entries)

@@ -1,4 +1,4 @@
-"""The k-mer index on disk: small integer counts and 16-bit gaps, searched memory-mapped, as cosine."""
+"""The k-mer index on disk: 16-bit gaps and the counts over 1 apart, searched memory-mapped, as cosine."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def test_postings_load_mapped_and_search_as_the_cosine_of_counts(tmp_path, monke
     idx = KmerIndex.build(seqs, KmerIndexConfig())
     idx.save(tmp_path)
     again = KmerIndex.load(tmp_path)
-    assert isinstance(again.gaps, np.memmap) and isinstance(again.counts, np.memmap)
-    assert again.counts.dtype == np.uint16 and again.gaps.dtype == np.uint16  # 2 + 2 bytes a posting here
+    assert isinstance(again.gaps, np.memmap) and again.gaps.dtype == np.uint16  # 2 bytes a posting
+    assert again.many.dtype == np.uint16 and again.many.max() == 1991 and 0 < again.many.size < again.gaps.size // 10
     queries = [seqs[3], seqs[50][100:900], seqs[-1]]
     found, sims = again.search_segments(queries, 5)
     for a, b in zip((found, sims), idx.search_segments(queries, 5)):
@@ -77,10 +77,13 @@ def test_far_gaps_round_trip_through_the_postings(tmp_path):
     inverted = sparse.csr_matrix((np.array([1, 2, 1], np.uint16), np.array([5, 69_999, 3]), indptr), shape=(16, n))
     idx = KmerIndex.of_inverted(KmerIndexConfig(k=2), inverted, np.arange(n), np.zeros(n), np.ones(n), np.ones(n))
     assert idx.far.tolist() == [69_994] and idx.far_ptr.tolist() == [0] + [1] * 16
+    assert idx.many_at.tolist() == [1] and idx.many.tolist() == [2]  # the one count over 1, apart
     idx.save(tmp_path)
     again = KmerIndex.load(tmp_path)
     segments, counts, lens = again.postings(np.array([2, 0, 1]))
     assert segments.tolist() == [3, 5, 69_999] and counts.tolist() == [1, 1, 2] and lens.tolist() == [1, 2, 0]
+    segments, counts, lens = again.postings(np.array([0, 2, 0]))  # a row twice: its count at each place
+    assert segments.tolist() == [5, 69_999, 3, 5, 69_999] and counts.tolist() == [1, 2, 1, 1, 2]
 
 
 def test_saving_over_its_own_mapped_files_keeps_them(tmp_path):
@@ -92,14 +95,20 @@ def test_saving_over_its_own_mapped_files_keeps_them(tmp_path):
     assert found[0, 0] == 0
 
 
-@pytest.mark.parametrize("damage", ["dtype", "pointers"])
+@pytest.mark.parametrize("damage", ["dtype", "pointers", "counts", "count positions"])
 def test_postings_of_another_type_or_out_of_order_are_refused_on_load(tmp_path, damage):
-    KmerIndex.build([np.arange(3, 7, dtype=np.uint8).repeat(300)], KmerIndexConfig()).save(tmp_path)
+    seq = np.concatenate([np.arange(3, 7, dtype=np.uint8).repeat(300), np.tile(np.arange(3, 7, dtype=np.uint8), 30)])
+    KmerIndex.build([seq], KmerIndexConfig()).save(tmp_path)
+    z = dict(np.load(tmp_path / KmerIndex.FILE))
+    assert z["many_at"].size > 2
     if damage == "dtype":
-        np.save(tmp_path / KmerIndex.COUNTS_FILE, np.load(tmp_path / KmerIndex.COUNTS_FILE).astype(np.float32))
-    else:
-        z = dict(np.load(tmp_path / KmerIndex.FILE))
+        np.save(tmp_path / KmerIndex.GAPS_FILE, np.load(tmp_path / KmerIndex.GAPS_FILE).astype(np.float32))
+    elif damage == "pointers":
         z["indptr"] = z["indptr"][::-1].copy()
-        np.savez(tmp_path / KmerIndex.FILE, **z)
+    elif damage == "counts":
+        z["many"] = z["many"].astype(np.float64)
+    else:
+        z["many_at"] = z["many_at"][::-1].copy()
+    np.savez(tmp_path / KmerIndex.FILE, **z)
     with pytest.raises(ValueError, match="not a readable k-mer index"):
         KmerIndex.load(tmp_path)

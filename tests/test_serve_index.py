@@ -1,6 +1,7 @@
 """`gene-ae serve --index` on a real two-node Ray cluster (token auth on, test_cluster_multinode.py's nodes): one
 Serve deployment per index shard, hits over HTTP equal to the library's and the CLI's, a shard replica killed
-before and during queries (retried, or flagged partial: never silently short), bad input refused in one line.
+before and during queries (retried, or flagged partial: never silently short), a shard that stays down named
+in every answer, bad input refused in one line.
 
 One cluster and one deployment for the module; the CLI runs in a session of its own, stopped by its PID.
 """
@@ -106,7 +107,7 @@ def served(cluster: Cluster, indexes) -> str:  # noqa: F811  (cluster: the impor
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [str(BIN / "gene-ae"), "serve", "--index", str(indexes["sharded"]), "--port", str(port),
-             "--replica-cpus", "0.45"],
+             "--replica-cpus", "0.45", "--shard-timeout", "2"],
             env=env, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     try:
@@ -286,6 +287,32 @@ def test_a_killed_shard_replica_is_retried_or_flagged(served, world, killer) -> 
     # And the allow_partial form of a flagged answer is 200 with the other shards' hits.
     status, body = post(served, {**_body(world), "allow_partial": True})
     assert status == 200 and (body["partial"] or _got(body["hits"]) == want)
+
+
+def test_a_shard_that_stays_down_is_named_in_every_answer(served, world, indexes, killer) -> None:
+    """shard-00002's directory moved away, then its replica killed: Serve cannot start another, so after the
+    retries (2 s timeout each) the answer is 503 naming it, or with allow_partial 200 flagged partial with exactly
+    the library's hits among the other shards' records."""
+    encoder = Encoder.load(str(world["ckpt"]))
+    embed = partial(encoder.embed_tokens, batch_size=64)
+    shard = indexes["sharded"] / "shard-00002"
+    collection = Collection.open(indexes["sharded"])
+    collection.removed[int(collection.offsets[2]) :] = True  # shard-00002's records, as if removed
+    tokens = [q.tokens for q in iter_input(world["root"] / "q.fa")]
+    found = engine.search(collection, tokens, embed, engine.SearchConfig(k=10))
+    want = {qid: [collection.entries.ids[h.subject] for h in hs] for (qid, _), hs in zip(world["queries"], found)}
+    away = shard.with_name("moved-away")
+    shard.rename(away)
+    try:
+        killer("shard-00002")
+        status, body = post(served, _body(world))
+        assert status == 503 and body["partial"] is True and body["missing_shards"] == ["shard-00002"], body
+        assert "shard-00002" in body["error"] and "allow_partial" in body["error"]
+        status, body = post(served, {**_body(world), "allow_partial": True})
+        assert status == 200 and body["partial"] is True and body["missing_shards"] == ["shard-00002"], body
+        assert {q: [r["subject_id"] for r in rs] for q, rs in _by_query(body["hits"]).items()} == want
+    finally:
+        away.rename(shard)
 
 
 def test_rayservice_manifest_serves_the_app_builder_from_shared_storage() -> None:

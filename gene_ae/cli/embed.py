@@ -191,9 +191,9 @@ def _append(args: argparse.Namespace) -> int:
     if not records:
         raise ValueError(f"{args.input}: no sequences to embed")
     new_ids = {r.id for r in records}
-    old = [j for j, e in enumerate(collection.entries) if e.id in new_ids and not collection.removed[j]]
+    old = [j for j, i in enumerate(collection.entries.ids) if i in new_ids and not collection.removed[j]]
     if old and not args.replace:
-        raise ValueError(f"{args.input}: record {collection.entries[old[0]].id!r} is already in {args.out} "
+        raise ValueError(f"{args.input}: record {collection.entries.ids[old[0]]!r} is already in {args.out} "
                          f"({len(old):,} such records): give --replace to replace them")  # fmt: skip
     encoder = Encoder.load(meta.model_uri)
     needed = required_features(encoder, meta.features, "--input")

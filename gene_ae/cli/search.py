@@ -144,7 +144,7 @@ def _collection(args: argparse.Namespace, index):
     from gene_ae.core.records import iter_input
 
     entries = index.entries
-    wanted = {e.id for e in entries}
+    wanted = set(entries.ids)
     seqs = {r.id: r.tokens for r in iter_input(args.collection, reader_config(args)) if r.id in wanted}
     missing = wanted - seqs.keys()
     if missing:
@@ -163,4 +163,4 @@ def _collection(args: argparse.Namespace, index):
                 f"has {e.length:,}{'' if tokens.size != e.length else ' with other bases'}): not the collection the "
                 "index was built from; leave --collection out (the index holds its sequences)"
             )
-    return lambda j: seqs[entries[j].id]
+    return lambda j: seqs[entries.ids[j]]

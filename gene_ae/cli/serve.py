@@ -35,6 +35,12 @@ def add_parser(sub, version: str) -> None:
                     help="--index: where Serve's HTTP proxies run (EveryNode: one a node, same port)")  # fmt: skip
     sv.add_argument("--batch-size", type=int_option("batch_size"), default=cfg.batch_size,
                     help="--index: encoder batch size")  # fmt: skip
+    sv.add_argument("--shard-timeout", type=number(float, Limit(0, 86_400, low_open=True)),
+                    default=cfg.shard_timeout_s, metavar="S",
+                    help="--index: seconds one shard's answer may take before it is asked again")  # fmt: skip
+    sv.add_argument("--retries", type=number(int, Limit(0, 100)), default=cfg.retries,
+                    help="--index: further tries of a shard that failed or timed out, with doubling waits; then "
+                    "the request is answered 503, or flagged partial if it sent allow_partial")  # fmt: skip
     sv.set_defaults(func=run)
 
 
@@ -80,7 +86,8 @@ def _serve_index(args: argparse.Namespace) -> int:
         check_listen(args.host, args.port)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(logging_level="WARNING", log_to_driver=False)
-    cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size)
+    cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size,
+                             retries=args.retries, shard_timeout_s=args.shard_timeout)  # fmt: skip
     url = served.deploy(args.index, load, cfg, args.host, args.port, proxy=args.proxy)
     print(url, flush=True)
     print(f"gene-ae serve: {args.index} at {url} (POST JSON sequences; Ctrl-C stops)", file=sys.stderr, flush=True)
@@ -109,14 +116,16 @@ def search_model(shard0, model: str | None, batch_size: int):
 
 def app(args: dict):
     """A Serve application builder for a config file or KubeRay's RayService (import_path gene_ae.cli.serve:app,
-    args: index, and optionally model, replicas, cpus, batch_size)."""
+    args: index, and optionally model, replicas, cpus, batch_size, retries, shard_timeout_s)."""
     from functools import partial
 
     from gene_ae.search import serve as served
+    from gene_ae.search.serve import ServeConfig
 
-    cfg = served.ServeConfig(
+    cfg = ServeConfig(
         replicas=int(args.get("replicas", 1)), cpus=float(args.get("cpus", 1.0)),
-        batch_size=int(args.get("batch_size", 64)),
+        batch_size=int(args.get("batch_size", 64)), retries=int(args.get("retries", ServeConfig.retries)),
+        shard_timeout_s=float(args.get("shard_timeout_s", ServeConfig.shard_timeout_s)),
     )  # fmt: skip
     load = partial(search_model, model=args.get("model"), batch_size=cfg.batch_size)
     return served.build_app(args["index"], load, cfg)

@@ -13,46 +13,23 @@ config.py holds EvalConfig, methods.py the method adapters, metrics.py the measu
 
 from __future__ import annotations
 
-from gene_ae.core.labels import MISSING_LABELS, clean_label, parse_label
-from gene_ae.evaluate.config import DEFAULT_METHODS, EvalConfig
-from gene_ae.evaluate.methods import (
-    EmbeddingMethod,
-    Method,
-    RerankedMethod,
-    SourmashMethod,
-    VectorIndex,
-    build_methods,
-)
-from gene_ae.evaluate.metrics import (
-    copy_recall,
-    cross_set_retrieval,
-    distance_faithfulness,
-    label_retrieval,
-    mutation_recall,
-    mutation_retrieval,
-    reconstruction,
-)
-from gene_ae.evaluate.report import render_markdown, run_eval
+import importlib
 
-__all__ = [
-    "DEFAULT_METHODS",
-    "MISSING_LABELS",
-    "EmbeddingMethod",
-    "EvalConfig",
-    "Method",
-    "RerankedMethod",
-    "SourmashMethod",
-    "VectorIndex",
-    "build_methods",
-    "clean_label",
-    "copy_recall",
-    "cross_set_retrieval",
-    "distance_faithfulness",
-    "label_retrieval",
-    "mutation_recall",
-    "mutation_retrieval",
-    "parse_label",
-    "reconstruction",
-    "render_markdown",
-    "run_eval",
-]
+# name -> the module that defines it, imported on first use: `gene-ae search` imports the evaluate config for
+# its help, and metrics.py pulls in scipy.stats (1 s of every start-up before this).
+_EXPORTS = {
+    "MISSING_LABELS": "gene_ae.core.labels", "clean_label": "gene_ae.core.labels", "parse_label": "gene_ae.core.labels",
+    "DEFAULT_METHODS": "gene_ae.evaluate.config", "EvalConfig": "gene_ae.evaluate.config",
+    **dict.fromkeys(("EmbeddingMethod", "Method", "RerankedMethod", "SourmashMethod", "VectorIndex", "build_methods"),
+                    "gene_ae.evaluate.methods"),
+    **dict.fromkeys(("copy_recall", "cross_set_retrieval", "distance_faithfulness", "label_retrieval",
+                     "mutation_recall", "mutation_retrieval", "reconstruction"), "gene_ae.evaluate.metrics"),
+    "render_markdown": "gene_ae.evaluate.report", "run_eval": "gene_ae.evaluate.report",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

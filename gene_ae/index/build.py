@@ -207,8 +207,9 @@ def remove_records(out_dir: str | Path, ids: Iterable[str]) -> int:
     An id the index does not hold is an error naming it."""
     collection = Collection.open(out_dir)
     wanted = set(ids)
-    positions = [j for j, e in enumerate(collection.entries) if e.id in wanted and not collection.removed[j]]
-    found = {collection.entries[j].id for j in positions}
+    ids = collection.entries.ids
+    positions = [j for j, i in enumerate(ids) if i in wanted and not collection.removed[j]]
+    found = {ids[j] for j in positions}
     if wanted - found:
         raise ValueError(f"{out_dir}: no record {sorted(wanted - found)[0]!r} to remove (or removed already)")
     names, removed = read_shards_file(Path(out_dir))
@@ -272,6 +273,7 @@ def write_shard(
         window=model.window, sparse=True, sequences=True, features=dict(cfg.features),
     )  # fmt: skip
     feature_rows: list[dict] = []
+    rows: list[Entry] = []
     tmp = writer.dir
     store = writer.sequences()
     kmers: KmerIndexBuilder | None = None
@@ -282,11 +284,11 @@ def write_shard(
             if kmers is None:  # k from the first batch's lengths
                 cfg = resolve(cfg, [r.tokens.size for r in batch], model.window)
                 kmers = KmerIndexBuilder(cfg.kmers)
-            first = len(meta.entries)
+            first = len(rows)
             for r in batch:
                 n = int(r.tokens.size)
                 pos = store.add(r.tokens)
-                meta.entries.append(Entry(id=r.id, length=n, label=r.label, start=0, end=n))
+                rows.append(Entry(id=r.id, length=n, label=r.label, start=0, end=n))
                 kmers.add(pos, r.tokens)
                 if cfg.features:
                     feature_rows.append(r.features)
@@ -306,7 +308,7 @@ def write_shard(
                     _write(win_out, _embed(embed, model, pieces, owners))
             windows += [(first + int(o), int(a), int(b)) for o, a, b in spans]
             done.update(sum(int(r.tokens.size) for r in batch))
-    if not meta.entries:
+    if not rows:
         raise ValueError(f"{source}: no sequences to embed")
     store.close()
     meta.kind = writer.record_vectors(_read(tmp / "vectors.f32", model.dim), cfg.kind, cfg.codec)
@@ -321,7 +323,7 @@ def write_shard(
     meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
     if cfg.features:
         writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
-    writer.finish(meta)
+    writer.finish(meta, rows)
     return meta
 
 

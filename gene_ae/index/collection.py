@@ -19,12 +19,14 @@ import json
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from gene_ae.core.features import FeatureColumns
-from gene_ae.index.directory import Entry, IndexDir, IndexMeta, is_index
+from gene_ae.index.directory import IndexDir, IndexMeta, is_index
+from gene_ae.index.entries import Entries
 from shard_tools.files import atomic_write_bytes, remove_stale_temps
 
 SHARDS_FILE = "shards.json"
@@ -69,9 +71,9 @@ class Collection:
         """Shard 0's description: the model, dims and kinds every shard shares."""
         return self.shards[0].meta
 
-    @property
-    def entries(self) -> list[Entry]:
-        return [e for s in self.shards for e in s.meta.entries]
+    @cached_property
+    def entries(self) -> Entries:
+        return Entries.concat([s.meta.entries for s in self.shards])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

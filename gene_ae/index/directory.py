@@ -1,11 +1,12 @@
 """The index directory: the one place that writes it (`write_index`) and opens it (`IndexDir.open`).
 
-    index.json                  marker + metadata: format, model URI and version, dims, one entry per record,
+    index.json                  marker + metadata: format, model URI and version, dims, the number of records,
                                 the sha256 of every other file, and its own sha256 (`meta_sha256`)
+    entries.npz                 each record's id, length, label and span, as columns (gene_ae/index/entries.py)
     index.faiss                 one vector per record: faiss (codec: f32, f16 or sq8; indexes before stop 26 also
                                 kept float16 copies in vectors.npy, no longer read)
     windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
-    kmers.npz, kmer_*.npy       the exact k-mer index (gene_ae/index/kmer_index.py): its postings memory-mapped
+    kmers.npz, kmer_gaps.npy    the exact k-mer index (gene_ae/index/kmer_index.py): its postings memory-mapped
     features.npz                the user's features of each record, typed (gene_ae/core/features.py)
     sequences.gae, .npz         the records themselves, compressed (gene_ae/index/seqstore.py), for re-ranking
 
@@ -23,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,28 +32,21 @@ import numpy as np
 from gene_ae.core.features import FILE as FEATURES_FILE
 from gene_ae.core.features import KINDS, FeatureColumns
 from gene_ae.index import vectors
+from gene_ae.index.entries import FILE as ENTRIES_FILE
+from gene_ae.index.entries import Entries, Entry
 from gene_ae.index.kmer_index import KmerIndex
 from gene_ae.index.seqstore import SequenceStore, SequenceWriter
 from shard_tools.files import atomic_dir, atomic_write_bytes, sha256_file
 from shard_tools.text import control_char
 
-FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 4  # 3: one k-mer hash, index.json digest; 4: k-mer postings mapped
+FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 5
+# 3: one k-mer hash, index.json digest; 4: k-mer postings mapped; 5: records as columns in entries.npz, and
+# only the k-mer counts over 1 stored
 META_FILE, INDEX_FILE, VECTORS_FILE = "index.json", "index.faiss", "vectors.npy"
 WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
 # Read a piece at a time and checked as read (zstd frame checksums; the k-mer postings' every segment checked in
 # range, their sizes on open), or not read by search: not hashed on open, whose cost would grow with the index.
-LAZY_FILES = ("sequences.gae", VECTORS_FILE, KmerIndex.GAPS_FILE, KmerIndex.COUNTS_FILE)
-
-
-@dataclass(kw_only=True)
-class Entry:
-    """One indexed record (start/end: the span its vector covers, 0-based, end exclusive)."""
-
-    id: str
-    length: int
-    label: str | None = None
-    start: int = 0
-    end: int = 0
+LAZY_FILES = ("sequences.gae", VECTORS_FILE, KmerIndex.GAPS_FILE)
 
 
 @dataclass(kw_only=True)
@@ -62,7 +56,7 @@ class IndexMeta:
     dim: int  # the search vector's size
     kind: str  # the faiss index kind of the record vectors
     windows: bool = False  # window vectors of long records are in windows.faiss
-    entries: list[Entry] = field(default_factory=list)
+    entries: Entries = field(default_factory=lambda: Entries.of([]))  # in entries.npz; index.json: `records`
     window: int = 0  # the model window the window vectors cover
     settings: dict = field(default_factory=dict)  # the BuildConfig it was built with, resolved (k, stride)
     sparse: bool = False  # kmers.npz and its postings hold the k-mer index
@@ -120,10 +114,15 @@ class IndexWriter:
     def features(self, columns: FeatureColumns) -> None:
         columns.save(self.dir)
 
-    def finish(self, meta: IndexMeta) -> None:
-        """index.json, last: with the sha256 of every file already in the directory and its own."""
+    def finish(self, meta: IndexMeta, rows: list[Entry] | None = None) -> None:
+        """entries.npz (of `rows` when given), then index.json last: with the sha256 of every file already in the
+        directory and its own."""
+        if rows is not None:
+            meta.entries = Entries.of(rows)
+        meta.entries.save(self.dir)
         meta.files = {p.name: sha256_file(p) for p in sorted(self.dir.iterdir()) if p.is_file() and p.name != META_FILE}
-        raw = asdict(meta)
+        raw = {f.name: getattr(meta, f.name) for f in fields(meta) if f.name != "entries"}
+        raw["records"] = len(meta.entries)
         raw["meta_sha256"] = meta_digest(raw)
         atomic_write_bytes(self.dir / META_FILE, json.dumps(raw).encode())
 
@@ -152,15 +151,11 @@ class IndexDir:
     kmers: KmerIndex | None = None
     sequences: SequenceStore | None = None
     features: FeatureColumns = field(default_factory=FeatureColumns)
-    _lengths: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
-        """Every record's length (int64), made once: each search of a shard reads them (an 80,000-record shard's
-        entries took ~4 ms to walk, per request when served)."""
-        if self._lengths is None or self._lengths.size != len(self.meta.entries):
-            self._lengths = np.fromiter((e.length for e in self.meta.entries), np.int64, len(self.meta.entries))
-        return self._lengths
+        """Every record's length (int64)."""
+        return self.meta.entries.length
 
     def record_vectors(self, rows: np.ndarray) -> np.ndarray:
         """The stored vectors of these records, decoded from the faiss index (as exact as its codec: within half
@@ -202,7 +197,8 @@ class IndexDir:
 
 
 def read_meta(index_dir: str | Path) -> IndexMeta:
-    """index.json as IndexMeta: present, JSON, of this format and version, its own digest right."""
+    """index.json as IndexMeta: present, JSON, of this format and version, its own digest right; with the
+    records of entries.npz, checked against the digest index.json records for it."""
     d = Path(index_dir)
     for name in (META_FILE, INDEX_FILE):
         if not (d / name).is_file():
@@ -211,11 +207,18 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
         raw = json.loads((d / META_FILE).read_bytes())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise ValueError(f"{d / META_FILE}: not a gene-ae index description (not JSON: {exc})") from None
-    return check_meta(raw, d / META_FILE)
+    meta = check_meta(raw, d / META_FILE)
+    path = d / ENTRIES_FILE
+    if ENTRIES_FILE not in meta.files or not path.is_file():
+        raise ValueError(f"{path}: missing (index.json lists it): the index is incomplete; rebuild it")
+    if sha256_file(path) != meta.files[ENTRIES_FILE]:
+        raise ValueError(f"{path}: sha256 differs from the one index.json records (damaged or changed); rebuild it")
+    meta.entries = Entries.load(d, raw.get("records", 0))
+    return meta
 
 
 _TYPES = {"model_uri": str, "model_version": str, "dim": int, "kind": str, "windows": bool, "window": int,
-          "sparse": bool, "sequences": bool, "format": str, "version": int, "entries": list, "files": dict,
+          "sparse": bool, "sequences": bool, "format": str, "version": int, "records": int, "files": dict,
           "meta_sha256": str, "features": dict, "settings": dict}  # fmt: skip
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -248,39 +251,19 @@ def check_meta(raw: object, path: Path) -> IndexMeta:
         )
     if raw.get("meta_sha256") != meta_digest(raw):
         raise bad("its content differs from the digest it records: edited by hand or damaged; rebuild the index")
-    if raw.get("dim", 1) < 1 or raw.get("window", 0) < 0:
-        raise bad(f"dim {raw.get('dim')}, window {raw.get('window')}")
+    if raw.get("dim", 1) < 1 or raw.get("window", 0) < 0 or raw.get("records", 0) < 0:
+        raise bad(f"dim {raw.get('dim')}, window {raw.get('window')}, records {raw.get('records')}")
     for name, kind in raw.get("features", {}).items():
         if kind not in KINDS or not isinstance(name, str) or control_char(name) is not None:
             raise bad(f"feature {name!r}: kind {kind!r}")
     for name, digest in raw.get("files", {}).items():
         if Path(name).name != name or name in ("", ".", "..", META_FILE) or not _SHA256.fullmatch(str(digest)):
             raise bad(f"file entry {name!r}: {digest!r}")
-    entries = [_entry(n, e, bad) for n, e in enumerate(raw.get("entries", []))]
+    body = {k: v for k, v in raw.items() if k != "records"}
     try:
-        return IndexMeta(**{**raw, "entries": entries})
+        return IndexMeta(**body)
     except TypeError as exc:
         raise bad(str(exc)) from None
-
-
-def _entry(n: int, e: object, bad) -> Entry:
-    """One entry, checked (a few microseconds: a 10^6-record index opens each search)."""
-    if type(e) is not dict:
-        raise bad(f"entry {n} is not an object")
-    rid, label, length = e.get("id"), e.get("label"), e.get("length")
-    start, end = e.get("start", 0), e.get("end", 0)
-    if type(rid) is not str or not rid or (label is not None and type(label) is not str):
-        raise bad(f"entry {n}: id {rid!r}, label {label!r}")
-    if type(length) is not int or type(start) is not int or type(end) is not int or not 0 <= start <= end <= length:
-        raise bad(f"entry {n} ({rid!r}): length {length!r}, span {start!r}-{end!r}")
-    if not rid.isprintable() or (label and not label.isprintable()):  # else neither holds a control character
-        for what, text in (("id", rid), ("label", label or "")):
-            if (c := control_char(text)) is not None:
-                raise bad(f"entry {n} ({rid!r}): control character {c!r} in the {what}")
-    try:
-        return Entry(**e)
-    except TypeError as exc:
-        raise bad(f"entry {n}: {exc}") from None
 
 
 def check_files(index_dir: str | Path, meta: IndexMeta) -> None:

@@ -9,8 +9,10 @@ genes, where mutated copies keep few long k-mers, longer k for loci and genomes,
 by chance. Counts are raw (TF-IDF weighting measured worse, `choose_k`). Numpy and scipy only.
 
 Stored as postings, memory-mapped when searched: for each k-mer its segments in increasing order, as 16-bit
-gaps, with its count in each (8 or 16 bits): 3 bytes a posting, read only for the query's k-mers, so search
-memory does not grow with the collection (a 10^6-gene index's postings stay on disk and in the page cache).
+gaps, read only for the query's k-mers, so search memory does not grow with the collection (a 10^6-gene
+index's postings stay on disk and in the page cache). A k-mer's count in a segment is 1 but for 0.3 % of
+postings (genes at k = 10): only those are stored, as (posting, count) pairs, so a posting costs 2 bytes
+(it was 3 with a count byte each: 1.5 GiB of a 10^6-gene index).
 """
 
 from __future__ import annotations
@@ -113,17 +115,19 @@ class KmerIndex:
     `owner[i]`, `start[i]`, `end[i]`: the record a segment belongs to and its span in that record; `scale[i]`
     the float32 factor (1 / L2 norm, kmers.l2_scales) that normalises its counts. A k-mer `r`'s postings are
     entries indptr[r]:indptr[r + 1] of `gaps` (gene_ae.index.kmer_index.gaps; the gaps over 65,535 are
-    far[far_ptr[r]:far_ptr[r + 1]]) and of `counts`. On disk: kmers.npz holds everything but the two
-    posting arrays, which are .npy files searched memory-mapped."""
+    far[far_ptr[r]:far_ptr[r + 1]]); the postings whose count is over 1 are `many_at` (increasing) with their
+    counts in `many`. On disk: kmers.npz holds everything but the gaps, a .npy file searched memory-mapped."""
 
-    FILE, GAPS_FILE, COUNTS_FILE = "kmers.npz", "kmer_gaps.npy", "kmer_counts.npy"
-    FILES = (FILE, GAPS_FILE, COUNTS_FILE)
+    FILE, GAPS_FILE = "kmers.npz", "kmer_gaps.npy"
+    FILES = (FILE, GAPS_FILE)
 
     def __init__(self, cfg: KmerIndexConfig, postings: dict[str, np.ndarray], owner, start, end, scale,
                  source: str = "the k-mer index"):  # fmt: skip
         self.cfg, self.source = cfg, source
-        self.indptr, self.gaps, self.counts = postings["indptr"], postings["gaps"], postings["counts"]
+        self.indptr, self.gaps = postings["indptr"], postings["gaps"]
         self.far, self.far_ptr = postings["far"], postings["far_ptr"]
+        self.many_at, self.many = postings["many_at"], postings["many"]
+        self.many_ptr = np.searchsorted(self.many_at, self.indptr)  # each k-mer's first entry in many_at
         self.owner, self.start, self.end = (np.asarray(a, dtype=np.int64) for a in (owner, start, end))
         self.scale = np.asarray(scale, dtype=np.float32)
 
@@ -137,10 +141,11 @@ class KmerIndex:
             lo, hi = indptr[a], indptr[b]
             small[lo:hi], f = gaps(inverted.indices[lo:hi], indptr[a : b + 1] - lo)
             far.append(f)
-        counts = inverted.data.astype(np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32)
+        many_at = np.flatnonzero(inverted.data > 1)
+        many = inverted.data[many_at].astype(np.uint16 if top <= 0xFFFF else np.uint32)
         escapes = np.flatnonzero(small == 0)
-        postings = {"indptr": indptr, "gaps": small, "counts": counts, "far_ptr": np.searchsorted(escapes, indptr),
-                    "far": np.concatenate([np.zeros(0, np.uint32), *far])}  # fmt: skip
+        postings = {"indptr": indptr, "gaps": small, "far_ptr": np.searchsorted(escapes, indptr), "many": many,
+                    "far": np.concatenate([np.zeros(0, np.uint32), *far]), "many_at": many_at}  # fmt: skip
         return cls(cfg, postings, owner, start, end, scale)
 
     @classmethod
@@ -157,7 +162,7 @@ class KmerIndex:
 
     @property
     def nbytes(self) -> int:
-        parts = (self.indptr, self.gaps, self.counts, self.far, self.far_ptr, self.scale, self.owner)
+        parts = (self.indptr, self.gaps, self.many_at, self.many, self.far, self.far_ptr, self.scale, self.owner)
         return int(sum(a.nbytes for a in parts) + 2 * self.owner.nbytes)
 
     def query_matrix(self, queries: Sequence[np.ndarray]) -> sparse.csr_matrix:
@@ -169,13 +174,16 @@ class KmerIndex:
         entries are read (from the mapped files when loaded), in one gather."""
         rows = np.asarray(rows, dtype=np.int64)
         lo, hi = self.indptr[rows], self.indptr[rows + 1]
-        at = _positions(lo, hi)
-        small, counts = self.gaps.view(np.ndarray)[at], self.counts.view(np.ndarray)[at]
+        small = self.gaps.view(np.ndarray)[_positions(lo, hi)]
         far = _slices(self.far, self.far_ptr[rows], self.far_ptr[rows + 1])
         if np.count_nonzero(small == 0) != far.size:
             raise ValueError(f"{self.source}: damaged k-mer postings (escapes do not match); rebuild the index")
         lens = hi - lo
         ends = np.cumsum(lens)
+        counts = np.ones(small.size, dtype=self.many.dtype)
+        m_lo, m_hi = self.many_ptr[rows], self.many_ptr[rows + 1]
+        which = _positions(m_lo, m_hi)  # the counts over 1 among these rows: to their place in the output
+        counts[self.many_at[which] + np.repeat(ends - lens - lo, m_hi - m_lo)] = self.many[which]
         segments = ungaps(small, far, np.concatenate([[0], ends]))
         last, first = ends[lens > 0] - 1, (ends - lens)[lens > 0]  # each row's segments increase: ends bound them
         if last.size and (int(segments[last].max()) >= self.n_segments or int(segments[first].min()) < 0):
@@ -204,15 +212,14 @@ class KmerIndex:
         return idx, sims
 
     def save(self, directory: str | Path) -> Path:
-        """kmers.npz (the settings, the segments, the row pointers, the far gaps) and the two posting arrays."""
+        """kmers.npz (the settings, the segments, the row pointers, the far gaps, the counts over 1) and the gaps."""
         d, c = Path(directory), self.cfg
-        for name, values in ((self.GAPS_FILE, self.gaps), (self.COUNTS_FILE, self.counts)):
-            with open(d / f".{name}.partial", "wb") as f:  # not over the file these values may be mapped from
-                np.save(f, np.asarray(values))
-            os.replace(d / f".{name}.partial", d / name)
+        with open(d / f".{self.GAPS_FILE}.partial", "wb") as f:  # not over the file the gaps may be mapped from
+            np.save(f, np.asarray(self.gaps))
+        os.replace(d / f".{self.GAPS_FILE}.partial", d / self.GAPS_FILE)
         np.savez_compressed(d / self.FILE, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=self.owner,
                  start=self.start, end=self.end, scale=self.scale, indptr=self.indptr, far=np.asarray(self.far),
-                 far_ptr=self.far_ptr)  # fmt: skip
+                 far_ptr=self.far_ptr, many_at=self.many_at, many=self.many)  # fmt: skip
         return d / self.FILE
 
     @classmethod
@@ -223,7 +230,8 @@ class KmerIndex:
         try:
             with np.load(path) as z:
                 k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
-                small = {n: z[n] for n in ("owner", "start", "end", "scale", "indptr", "far", "far_ptr")}
+                small = {n: z[n] for n in ("owner", "start", "end", "scale", "indptr", "far", "far_ptr", "many_at",
+                                           "many")}  # fmt: skip
             cfg = KmerIndexConfig(k, bits, scaled, segment)
             indptr, far, far_ptr = small["indptr"], small["far"], small["far_ptr"]
             sizes = {small[n].size for n in ("owner", "start", "end", "scale")}
@@ -231,12 +239,16 @@ class KmerIndex:
                 raise ValueError("arrays of inconsistent sizes")
             if indptr[0] != 0 or far_ptr[0] != 0 or far_ptr[-1] != far.size or (np.diff(indptr) < 0).any():
                 raise ValueError("row pointers out of order")
-            postings = {"indptr": indptr, "far": far, "far_ptr": far_ptr}
-            for name, f, kinds in (("gaps", cls.GAPS_FILE, "u2"), ("counts", cls.COUNTS_FILE, "u1 u2 u4")):
-                path = d / f
-                postings[name] = np.load(path, mmap_mode="r")
-                if postings[name].shape != (int(indptr[-1]),) or postings[name].dtype.str[1:] not in kinds.split():
-                    raise ValueError(f"{postings[name].shape} {postings[name].dtype} values for {indptr[-1]} postings")
+            many_at, many = small["many_at"], small["many"]
+            if many_at.dtype != np.int64 or many.dtype.str[1:] not in ("u2", "u4") or many_at.shape != many.shape:
+                raise ValueError(f"counts of type {many.dtype} at {many_at.dtype} positions")
+            if many_at.size and (many_at[0] < 0 or many_at[-1] >= indptr[-1] or (np.diff(many_at) <= 0).any()):
+                raise ValueError("counts at positions out of order")
+            postings = {"indptr": indptr, "far": far, "far_ptr": far_ptr, "many_at": many_at, "many": many}
+            path = d / cls.GAPS_FILE
+            postings["gaps"] = np.load(path, mmap_mode="r")
+            if postings["gaps"].shape != (int(indptr[-1]),) or postings["gaps"].dtype.str[1:] != "u2":
+                raise ValueError(f"{postings['gaps'].shape} {postings['gaps'].dtype} values for {indptr[-1]} postings")
             return cls(cfg, postings, small["owner"], small["start"], small["end"], small["scale"], str(d))
         except (OSError, KeyError, ValueError, IndexError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable k-mer index ({exc})") from None

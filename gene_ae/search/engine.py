@@ -208,8 +208,10 @@ PieceShape = tuple[int, "int | None"]  # (window of the query's window pieces, 0
 
 
 def shard_shape(shard: IndexDir) -> PieceShape:
-    """The query pieces one shard can answer: windows if it holds window vectors, segments if k-mers."""
-    return (shard.meta.window if shard.windows is not None else 0, shard.kmers.cfg.segment if shard.kmers else None)
+    """The query pieces one shard can answer: windows if it holds window vectors, segments if k-mers. From its
+    index.json alone, so a Serve ingress plans the pieces without asking the shards (one may be down)."""
+    meta = shard.meta
+    return (meta.window if meta.windows else 0, int(meta.settings["kmers"]["segment"]) if meta.sparse else None)
 
 
 def merge_shapes(shapes: Sequence[PieceShape]) -> PieceShape:

@@ -86,9 +86,6 @@ class ShardSearcher:
             self.allowed = np.ones(n, dtype=bool)
             self.allowed[np.asarray(removed, dtype=np.int64)] = False
 
-    def shape(self) -> engine.PieceShape:
-        return engine.shard_shape(self.shard)
-
     def hits(self, asked: QueryPieces, n: int) -> dict[str, PieceHits]:
         return shard_hits(self.shard, self.offset, asked, n, self.allowed)
 
@@ -101,7 +98,7 @@ class SearchIngress:
         self.embed, self.needed = load(self.collection.shards[0])
         self.entries = self.collection.entries
         self.names, self.shards, self.cfg = names, shards, cfg
-        self._shape: engine.PieceShape | None = None
+        self._shape = engine.merge_shapes([engine.shard_shape(s) for s in self.collection.shards])
         self._cpu = asyncio.Lock()  # one request embeds or aligns at a time (the sequence store's cache is shared)
 
     async def __call__(self, request) -> object:
@@ -123,11 +120,6 @@ class SearchIngress:
 
     async def search(self, req: SearchRequest) -> tuple[int, dict]:
         """(HTTP status, body) for a parsed request."""
-        if self._shape is None:
-            shapes = await asyncio.gather(*(self._call(i, "shape") for i in range(len(self.shards))))
-            if any(s is None for s in shapes):
-                return 503, _unavailable([n for n, s in zip(self.names, shapes) if s is None])
-            self._shape = engine.merge_shapes(shapes)
         tokens = req.tokens
         async with self._cpu:
             pieces = await asyncio.to_thread(engine.ask, self._shape, tokens, self.embed, req.cfg, req.features)
