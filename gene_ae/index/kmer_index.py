@@ -191,12 +191,14 @@ class KmerIndex:
         return segments, counts, lens
 
     def search_segments(
-        self, queries: Sequence[np.ndarray], k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, queries: Sequence[np.ndarray], k: int, allowed: np.ndarray | None = None,
+        counts: sparse.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """(segment indices [q, k], cosine [q, k]) best first; -1 where fewer than k segments share a k-mer.
         `allowed`: a boolean mask over segments; the others are never returned. Each score is summed over one
-        segment's postings alone, so it does not depend on what else the index (or shard) holds."""
-        q = self.query_matrix(queries)
+        segment's postings alone, so it does not depend on what else the index (or shard) holds. `counts`:
+        query_matrix(queries), made already (by another shard of the same k-mer settings)."""
+        q = self.query_matrix(queries) if counts is None else counts
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         sims = np.zeros((len(queries), k), dtype=np.float32)
         for row in range(len(queries)):

@@ -67,6 +67,9 @@ class QueryPieces:
     window_vectors: np.ndarray | None = None
     segment_rows: np.ndarray | None = None
     segments: list[np.ndarray] | None = None
+    # the segments' k-mer counts, made by the first shard that reads them and kept for the others (every shard of
+    # a collection has the same k-mer settings; 15 ms a query at 10^6 genes when each of 13 shards made them)
+    segment_counts: tuple[tuple, object] | None = None
 
     @classmethod
     def of(cls, queries: Sequence[np.ndarray], embed: Embed | None, window: int, segment: int | None,
@@ -117,7 +120,11 @@ def shard_hits(
         out["windows"] = PieceHits(asked.window_rows, owner, sims, shard.window_start[safe], shard.window_end[safe])
     if asked.segments is not None and shard.kmers is not None:
         kmers = shard.kmers
-        idx, sims = kmers.search_segments(asked.segments, n, None if allowed is None else allowed[kmers.owner])
+        key = (kmers.cfg.k, kmers.cfg.bucket_bits, kmers.cfg.scaled)
+        if asked.segment_counts is None or asked.segment_counts[0] != key:
+            asked.segment_counts = (key, kmers.query_matrix(asked.segments))
+        keep = None if allowed is None else allowed[kmers.owner]
+        idx, sims = kmers.search_segments(asked.segments, n, keep, counts=asked.segment_counts[1])
         safe = np.maximum(idx, 0)
         owner = np.where(idx >= 0, kmers.owner[safe] + offset, -1)
         out["sparse"] = PieceHits(asked.segment_rows, owner, sims, kmers.start[safe], kmers.end[safe])
