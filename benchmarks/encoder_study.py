@@ -2,6 +2,7 @@
 
     python benchmarks/encoder_study.py rate   --data SHARDS [--steps 300] [--configs 2x4,4x4,...] [--out FILE]
     python benchmarks/encoder_study.py vector --data SHARDS [--steps 540] [--save DIR | --load DIR] [--unseen]
+                                              [--models bags,seeds,conv]
                                               [--sources val|dog|16s|windows]
 
 SHARDS: `shard-fasta` of the training data (results.sh's: chimp genes + 16S, with a val split). Every model is
@@ -15,10 +16,11 @@ species, reported once). Beside each row: the rate-distortion bound for a unifor
 distortion (identity 1 - D needs R(D) = 2 - h(D) - D log2 3 bits a base; the identity it allows at the row's
 rate), and lossless zstd (level 19) of the same windows as text, in bits a base.
 
-vector: the default model with model.vector_conv (the conv trunk's pooled features as one more branch of the
-search vector, weight learned from 0), trained as the default trains. Recall@1 and @100 of mutated copies on the
-val records, for the same checkpoint with the conv branch (learned weight) and without it (weight 0: the bags
-alone), beside the bags' model trained the same steps without the branch. --save keeps the checkpoints.
+vector: the default model beside it with model.vector_seeds (256 learned fuzzy spaced seeds, model/seeds.py, at a
+learned weight from 1) or model.vector_conv (the conv trunk's pooled features, weight learned from 0), trained as
+the default trains (--models picks them). Recall@1 and @100 of mutated copies on the val records, for each
+checkpoint with its extra branch (learned weight) and without it (weight 0: the bags alone, the ablation), beside
+the bags' model trained the same steps. --save keeps the checkpoints.
 --sources picks the records copied and searched for: val (the val split, where choices are made), dog (the
 unseen dog genes; what --unseen means), 16s (the val split's 16S genes alone: unseen in training, but part of
 the val set), windows (80 windows of 20-100 kb cut from the two bacterial genomes: unseen, long).
@@ -264,6 +266,13 @@ def equal_bytes(methods: dict, genes: list[np.ndarray], n_sources: int, seed: in
     return lines
 
 
+MODELS = {  # --models: checkpoint name -> (label, config overrides)
+    "bags": ("bags (default)", []),
+    "conv": ("bags + conv branch", ["model.vector_conv=true"]),
+    "seeds": ("bags + seed branch", ["model.vector_seeds=256"]),
+}
+
+
 def vector(args: argparse.Namespace) -> str:
     from gene_ae.core.topk import top_k
     from gene_ae.evaluate.baselines import hashed_profiles
@@ -274,17 +283,18 @@ def vector(args: argparse.Namespace) -> str:
     sources = study_sources(args.data, "dog" if args.unseen else args.sources)
     genes = collection(sources, args.data, args.distractors)
     rows, embeds = [], {}
-    for name, over in (("bags (default)", []), ("bags + conv branch", ["model.vector_conv=true"])):
+    for key in args.models.split(","):
+        name, over = MODELS[key]
         if args.load:  # the checkpoints an earlier run saved, scored without training again
-            model, cfg = load_model(Path(args.load) / ("conv" if over else "bags"))
+            model, cfg = load_model(Path(args.load) / key)
             model.eval()
         else:
             cfg = base_config(args.data, over + args.set)
             model = train_local(cfg, args.steps, args.threads, name)
         if args.save:
-            save(Path(args.save) / ("conv" if over else "bags"), cfg, model)
-        weights = [None, 0.0] if cfg.model.vector_conv else [None]
-        for w in weights:
+            save(Path(args.save) / key, cfg, model)
+        learned = [w for w in (model.conv_weight, model.seed_weight) if w is not None]
+        for w in [None, 0.0] if learned else [None]:
             enc = Encoder(model, cfg, torch.device("cpu"))
 
             @cached
@@ -296,8 +306,8 @@ def vector(args: argparse.Namespace) -> str:
             r = copy_recall(lambda q, k, e=embed: top_k(e(q) @ e(genes).T, k)[0], genes,
                             np.arange(len(sources)), DIVERGENCES, cfg.train.seed, (1, 100))  # fmt: skip
             label = name if w is None else f"{name}, weight 0 (its bags alone)"
-            if w is None and cfg.model.vector_conv:
-                label += f", learned weight {float(model.conv_weight.detach()):.3f}"
+            if w is None and learned:
+                label += ", learned weight " + " / ".join(f"{float(x.detach()):.3f}" for x in learned)
             if w is None:
                 rec = enc.reconstruct_windows(first_windows(sources, cfg.model.window))
                 label += f"; reconstruction {rec.correct / max(rec.bases, 1):.4f} at "
@@ -331,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="config override for every model (repeatable)")
     p.add_argument("--save", help="vector: write the checkpoints here")
     p.add_argument("--load", help="vector: score the checkpoints --save wrote there instead of training")
+    p.add_argument("--models", default="bags,seeds", help=f"vector: which of {', '.join(MODELS)} to train")
     p.add_argument("--distractors", type=int, default=4000, help="vector: training records added to the collection")
     p.add_argument("--out", help="also write the table here")
     args = p.parse_args(argv)

@@ -257,14 +257,16 @@ def test_tiny_model_overfits_real_sequences(data_dir) -> None:
 
 
 @pytest.mark.parametrize(
-    "kmer_sizes,trunk,conv", [((), True, False), ((3, 4, 5), False, False), ((3, 4, 5), True, False),
-                              ((3, 4, 5), False, True), ((), False, True)],
+    "kmer_sizes,trunk,conv,seeds", [((), True, False, 0), ((3, 4, 5), False, False, 0), ((3, 4, 5), True, False, 0),
+                                    ((3, 4, 5), False, True, 0), ((), False, True, 0), ((3,), False, True, 16),
+                                    ((), False, False, 16)],
 )  # fmt: skip
-def test_every_parameter_gets_a_gradient(kmer_sizes, trunk, conv) -> None:
+def test_every_parameter_gets_a_gradient(kmer_sizes, trunk, conv, seeds) -> None:
     """DDP fails on parameters that never receive a gradient: an unused trunk projection would, without
     the trunk path in the vector (the conv branch's projection is in the graph from the start, its
     gradient 0 until its weight moves)."""
-    model = GeneAE(tiny(kmer_sizes=kmer_sizes, vector_trunk=trunk, vector_conv=conv, latent_levels=4))
+    model = GeneAE(tiny(kmer_sizes=kmer_sizes, vector_trunk=trunk, vector_conv=conv, vector_seeds=seeds,
+                        latent_levels=4))  # fmt: skip
     x, mask = random_batch(3, 64)
     out = model(x, mask, x.flip(0))
     loss = reconstruction_loss(out["logits"], x, mask)[0] + contrastive_loss(out["vector"], out["others"])
@@ -382,3 +384,81 @@ def test_float_latent_rate_and_config_checks() -> None:
     with pytest.raises(ValueError, match="latent_levels"):
         tiny(latent_levels=257)
     tiny(kmer_sizes=(), vector_conv=True)  # the conv branch alone is a vector
+    tiny(kmer_sizes=(), vector_seeds=8)  # so are the seeds
+    with pytest.raises(ValueError, match="model.seed_care: at most model.seed_width"):
+        tiny(vector_seeds=8, seed_width=6, seed_care=7)
+    with pytest.raises(ValueError, match="model.seed_need: at most model.seed_care"):
+        tiny(vector_seeds=8, seed_care=5, seed_need=6)
+
+
+# ---- issue 20: the seed branch (learned fuzzy spaced seeds, a stride-1 conv over the bases)
+
+
+def test_seed_branch_is_the_conv_it_stands_for_and_fires_on_its_seed() -> None:
+    """The embedding-bag form equals a plain conv1d over one-hot bases (both strands, centred, summed over
+    the spans inside each sequence); an untrained filter fires on its seed with `need` of `care` bases right."""
+    from gene_ae.model.seeds import SeedBranch, expected_firing
+
+    branch = SeedBranch(24, 10, 6, 4, 32)
+    with torch.no_grad():
+        branch.weight.add_(0.1 * torch.randn_like(branch.weight))
+        branch.bias.add_(0.1 * torch.randn_like(branch.bias))
+    x, _ = random_batch(4, 90, [90, 50, 12, 5])
+    x[0, 30] = alphabet.N
+    codes = x.long() - alphabet.FIRST_BASE
+    onehot = (torch.nn.functional.one_hot(codes.clamp(0, 3), 4) * ((codes >= 0) & (codes < 4))[..., None]).float()
+    both = torch.cat([branch.weight, branch.weight.flip(1).flip(2)])
+    fired = torch.relu(torch.nn.functional.conv1d(onehot.transpose(1, 2), both, branch.bias.repeat(2)))
+    valid = (x[:, 9:] != alphabet.PAD)[:, None]
+    expected = branch.project(((fired[:, :24] + fired[:, 24:] - branch.centre[:, None]) * valid).sum(-1))
+    assert torch.allclose(branch(x), expected, atol=1e-4)
+    assert torch.equal(branch(x[3:]), torch.zeros(1, 32))  # 5 bases: no span of 10 inside it
+    assert expected_firing(8, 6) == pytest.approx(2 * sum(
+        math.comb(8, m) * 0.25**m * 0.75 ** (8 - m) * (m - 5.5) for m in range(6, 9)))  # fmt: skip
+    fresh = SeedBranch(1, 10, 6, 4, 1)
+    cared = fresh.weight[0].sum(0) > 0
+    seed = alphabet.FIRST_BASE + fresh.weight[0].argmax(0)
+    seed[~cared] = alphabet.FIRST_BASE + (fresh.weight[0].argmax(0)[~cared] + 1) % 4
+    for wrong, fires in ((2, True), (3, False)):
+        tokens = seed.clone()
+        flip = cared.nonzero()[:wrong, 0]
+        tokens[flip] = alphabet.FIRST_BASE + (tokens[flip] - alphabet.FIRST_BASE + 1) % 4
+        y = torch.relu(
+            torch.nn.functional.conv1d(
+                torch.nn.functional.one_hot(tokens - alphabet.FIRST_BASE, 4).float().T[None], fresh.weight, fresh.bias
+            )
+        )
+        assert (float(y.detach()) > 0) == fires, wrong  # fmt: skip
+
+
+def test_seed_branch_is_strand_invariant_and_its_ablation_is_the_bags() -> None:
+    """A sequence and its reverse complement get one vector (like canonical k-mers); weight 0 in combine is
+    the same checkpoint's bags alone, and the seed weight gets a gradient from the first step."""
+    with_seeds = GeneAE(tiny(vector_seeds=16, seed_width=8, seed_care=6, seed_need=4))
+    bags = GeneAE(tiny())
+    bags.load_state_dict({k: v for k, v in with_seeds.state_dict().items() if k in bags.state_dict()})
+    x, mask = random_batch(3, 120)
+    complement = torch.tensor([0, 1, 2, alphabet.T, alphabet.G, alphabet.C, alphabet.A, alphabet.N])
+    rc = complement[x].flip(1)
+    assert torch.allclose(with_seeds.search_vector(x, mask), with_seeds.search_vector(rc, mask), atol=1e-4)
+    sums = with_seeds.branch_sums(x, mask)
+    assert sums.shape == (3, 3, 64)  # 5-mer bag, 7-mer bag, seeds
+    assert not torch.allclose(with_seeds.combine(sums), bags.search_vector(x, mask))
+    assert torch.allclose(with_seeds.combine(sums, 0.0), bags.search_vector(x, mask), atol=1e-6)
+    out = with_seeds(x, mask, others=x.clone())
+    out["vector"].pow(2).sum().backward()
+    assert float(with_seeds.seed_weight.grad.abs()) > 0 and float(with_seeds.seeds.weight.grad.abs().sum()) > 0
+
+
+def test_seed_branch_embeds_long_sequences_as_one_pass() -> None:
+    """Pieces overlap by the seed's width less one, so every seed span is counted once: a 40 kb sequence
+    embedded in pieces equals one pass over it (the bags count a few k-mers twice at each cut)."""
+    enc = _encoder(tiny(vector_seeds=32))
+    assert enc._pieces()[1] == 11  # seed width 12 > the 7-mer
+    seq = np.random.default_rng(1).integers(alphabet.A, alphabet.T + 1, 40_000, dtype=np.uint8)
+    whole = torch.from_numpy(seq.astype(np.int64))[None]
+    with torch.no_grad():
+        expected = enc.model.branch_sums(whole, torch.ones_like(whole, dtype=torch.bool))[0]
+    got = enc.branch_sums([seq])[0]
+    assert torch.allclose(got[2], expected[2], rtol=1e-4, atol=1e-2)  # the seeds: exactly one pass
+    assert float(torch.nn.functional.cosine_similarity(got, expected, dim=-1).min()) > 0.9999

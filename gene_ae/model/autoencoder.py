@@ -8,7 +8,9 @@ encoder: tokens -> embedding -> strided conv blocks (length / downsample) -> (Bi
             stored is latent_channels x log2(levels) / downsample bits a base (ModelConfig.latent_bits_per_base)
    vector:  the search vector [B, vector_dim], a sum over "branches": each learned canonical k-mer bag (and,
             with vector_trunk, the pooled h; with vector_conv, the conv features before the LSTM, ReLU-projected
-            and summed, at a learned weight that starts at 0) is summed over the sequence and L2-normalised
+            and summed, at a learned weight that starts at 0; with vector_seeds, a stride-1 conv of learned fuzzy
+            spaced seeds over the bases, model/seeds.py, at a learned weight) is summed over the sequence and
+            L2-normalised
 decoder: code -> coarse convs -> transposed-conv upsampling -> conv -> logits over the alphabet
 
 The decoder sees only the code (no teacher forcing, nothing autoregressive), so everything it
@@ -38,6 +40,7 @@ from gene_ae.model.config import ModelConfig
 from gene_ae.model.feature_encoder import FeatureEncoder
 from gene_ae.model.features import vector_features
 from gene_ae.model.layers import DownBlock, ResBlock, UpBlock, quantise, run_lstm
+from gene_ae.model.seeds import SeedBranch
 from shard_tools.alphabet import PAD
 
 
@@ -88,6 +91,15 @@ class GeneAE(nn.Module):
         # in the vector starts at 0, so training starts from the bags' vector and the branch must earn a place.
         self.conv_to_vector = nn.Linear(enc_widths[-1], cfg.vector_dim) if cfg.vector_conv else None
         self.conv_weight = nn.Parameter(torch.zeros(())) if cfg.vector_conv else None
+        # The seed branch (model/seeds.py): a stride-1 conv over one-hot bases whose filters start as random fuzzy
+        # spaced seeds, the conv layer that sees every base at every offset (the strided trunk sees each in one
+        # of `downsample` frames, so an indel moves every later context to another frame).
+        self.seeds = (
+            SeedBranch(cfg.vector_seeds, cfg.seed_width, cfg.seed_care, cfg.seed_need, cfg.vector_dim)
+            if cfg.vector_seeds
+            else None
+        )
+        self.seed_weight = nn.Parameter(torch.tensor(float(cfg.seed_init_weight))) if cfg.vector_seeds else None
         self.kmer_bags = nn.ModuleList(
             nn.EmbeddingBag(cfg.kmer_rows(k), cfg.vector_dim, mode="sum", padding_idx=cfg.kmer_rows(k) - 1)
             for k in cfg.kmer_sizes
@@ -151,19 +163,22 @@ class GeneAE(nn.Module):
         """The (unnormalised) search vector of each row: model.combine of branch_sums."""
         return self.combine(self.branch_sums(tokens, mask))
 
-    def combine(self, sums: torch.Tensor, conv_weight: float | None = None) -> torch.Tensor:
+    def combine(self, sums: torch.Tensor, learned_weight: float | None = None) -> torch.Tensor:
         """[..., n_branches, D] per-branch sums -> [..., D]: each branch L2-normalised, then summed.
 
         Normalising after pooling keeps every branch's weight the same at any sequence length. The bags'
         weights are equal and fixed: learned ones drifted to the 5-mer branch (1.4 : 0.5 after 540 steps),
         which finds far copies of genes but blurs the few differences between genomes of one clade (val
-        split, docs/RESULTS.md). The conv branch (the last) has its learned weight; `conv_weight` overrides it
-        (0: the same checkpoint's vector without the trunk, for the ablation)."""
+        split, docs/RESULTS.md). The conv and seed branches (the last ones, in that order) have learned
+        weights; `learned_weight` overrides them (0: the same checkpoint's vector without them, the ablation)."""
         parts = F.normalize(sums.float(), dim=-1)
-        if self.conv_weight is None:
-            return parts.sum(-2)
-        weight = self.conv_weight.float() if conv_weight is None else torch.tensor(float(conv_weight))
-        return parts[..., :-1, :].sum(-2) + weight * parts[..., -1, :]
+        learned = [w for w in (self.conv_weight, self.seed_weight) if w is not None]
+        n = len(learned)
+        vector = parts[..., : parts.shape[-2] - n, :].sum(-2)
+        for i, weight in enumerate(learned):
+            w = weight.float() if learned_weight is None else torch.tensor(float(learned_weight))
+            vector = vector + w * parts[..., parts.shape[-2] - n + i, :]
+        return vector
 
     def _pad(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         extra = -tokens.shape[1] % self.cfg.downsample  # a multiple of downsample: every scale halves exactly
@@ -185,6 +200,8 @@ class GeneAE(nn.Module):
         if self.conv_to_vector is not None:
             assert local is not None and valid is not None
             sums.append((F.relu(self.conv_to_vector(local)) * valid).float().sum(1))
+        if self.seeds is not None:
+            sums.append(self.seeds(tokens).float())
         return torch.stack(sums, 1)
 
     def _pool(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,15 @@ class ModelConfig:
     # add the conv trunk's per-position features (before the LSTM), projected and summed over the sequence, to
     # the search vector: a branch whose weight starts at 0 (the vector starts equal to the bags') and is learned
     vector_conv: bool = False
+    # learned fuzzy spaced seeds (model/seeds.py) as one more branch of the search vector: this many stride-1
+    # conv filters over one-hot bases, each `seed_width` wide, caring about `seed_care` positions and firing when
+    # `seed_need` match, on both strands, summed over the sequence, at a learned weight that starts at
+    # seed_init_weight; 0 = no seed branch
+    vector_seeds: int = 0
+    seed_width: int = 12
+    seed_care: int = 8
+    seed_need: int = 6
+    seed_init_weight: float = 1.0
     dropout: float = 0.0
     kmer_sizes: tuple[int, ...] = (5, 7)  # k-mer bag branches added to the search vector; () for conv-LSTM only
     canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
@@ -60,6 +69,11 @@ class ModelConfig:
         "kmer_sizes": Range(1, 15),  # each
         "kmer_buckets": Range(1),
         "kmer_init_std": Range(0, low_open=True),
+        "vector_seeds": Range(0),
+        "seed_width": Range(1, 64),
+        "seed_care": Range(1),  # and at most seed_width
+        "seed_need": Range(1),  # and at most seed_care
+        "seed_init_weight": Range(0),
     }
 
     def __post_init__(self) -> None:
@@ -74,10 +88,15 @@ class ModelConfig:
             raise ValueError(f"model.channels: must be a multiple of 4 and >= 8, got {self.channels}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling: must be one of {', '.join(POOLINGS)}, got {show_value(self.pooling)}")
-        if not self.kmer_sizes and not (self.vector_trunk or self.vector_conv):
+        if not self.kmer_sizes and not (self.vector_trunk or self.vector_conv or self.vector_seeds):
             raise ValueError(
-                "model.kmer_sizes: must name a k-mer bag unless model.vector_trunk or model.vector_conv is true, got ()"
+                "model.kmer_sizes: must name a k-mer bag unless model.vector_trunk, model.vector_conv or "
+                "model.vector_seeds is set, got ()"
             )
+        if self.seed_care > self.seed_width:
+            raise ValueError(f"model.seed_care: at most model.seed_width ({self.seed_width}), got {self.seed_care}")
+        if self.seed_need > self.seed_care:
+            raise ValueError(f"model.seed_need: at most model.seed_care ({self.seed_care}), got {self.seed_need}")
         if self.latent_levels == 1:
             raise ValueError("model.latent_levels: 0 (float latent) or 2..256 levels, got 1")
         if self.latent_levels and self.variational:
@@ -93,8 +112,14 @@ class ModelConfig:
 
     @property
     def n_branches(self) -> int:
-        """Paths summed into the search vector: one per k-mer bag, plus the trunk's."""
-        return len(self.kmer_sizes) + int(self.vector_trunk) + int(self.vector_conv)
+        """Paths summed into the search vector: one per k-mer bag, plus the trunk's, the conv's, the seeds'."""
+        return len(self.kmer_sizes) + int(self.vector_trunk) + int(self.vector_conv) + int(self.vector_seeds > 0)
+
+    @property
+    def vector_reach(self) -> int:
+        """Bases the widest branch of the vector reads at one position (longest k-mer or seed width): pieces
+        cut for embedding overlap by this less one."""
+        return max((*self.kmer_sizes, self.seed_width if self.vector_seeds else 1))
 
     @property
     def latent_size(self) -> int:

@@ -154,13 +154,14 @@ class Encoder:
 
     def _pieces(self) -> tuple[int, int]:
         """(piece length, overlap) for embedding. With the LSTM trunk in the vector: training windows,
-        tiled with the last one aligned to the end. With k-mer bags alone: cuts every EMBED_CHUNK bases,
-        each piece running k_max - 1 bases on, so every longest k-mer is counted exactly once (shorter
-        ones at most k_max - k times more per cut) and the vector is that of one pass over the sequence (the
-        conv branch, being local, too, but for the few positions at each cut)."""
+        tiled with the last one aligned to the end. Otherwise: cuts every EMBED_CHUNK bases, each piece
+        running the widest branch's reach less one on (longest k-mer or seed width), so every widest k-mer or
+        seed span is counted exactly once (narrower ones at most reach - k times more per cut) and the vector
+        is that of one pass over the sequence (the conv branch, being local, too, but for the few positions
+        at each cut)."""
         if self.cfg.model.vector_trunk:
             return self.window, 0
-        return max(self.window, EMBED_CHUNK), max(self.cfg.model.kmer_sizes, default=1) - 1
+        return max(self.window, EMBED_CHUNK), self.cfg.model.vector_reach - 1
 
     @property
     def required_features(self) -> list[str]:
@@ -189,7 +190,7 @@ class Encoder:
         looked up once for all its spans (a record and its half-overlapping windows: 2-3x fewer lookups for
         genes, and no padding); any other model embeds the pieces."""
         spans = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
-        if self.cfg.model.n_branches != len(self.cfg.model.kmer_sizes):  # a trunk or conv branch: per piece
+        if self.cfg.model.n_branches != len(self.cfg.model.kmer_sizes):  # a trunk, conv or seed branch: per piece
             return self.embed_tokens([seqs[o][a:b] for o, a, b in spans], batch_size, features)
         if ((spans[:, 2] - spans[:, 1]) < 1).any():
             raise ValueError(f"row {int(np.argmax(spans[:, 2] <= spans[:, 1]))}: empty sequence")
