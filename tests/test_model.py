@@ -448,6 +448,10 @@ def test_seed_branch_is_strand_invariant_and_its_ablation_is_the_bags() -> None:
     out = with_seeds(x, mask, others=x.clone())
     out["vector"].pow(2).sum().backward()
     assert float(with_seeds.seed_weight.grad.abs()) > 0 and float(with_seeds.seeds.weight.grad.abs().sum()) > 0
+    frozen = GeneAE(tiny(vector_seeds=16, seed_width=8, seed_care=6, seed_need=4, freeze_seeds=True))
+    frozen(x, mask, others=x.clone())["vector"].pow(2).sum().backward()
+    assert frozen.seeds.weight.grad is None and frozen.seeds.bias.grad is None  # model.freeze_seeds
+    assert float(frozen.seeds.project.weight.grad.abs().sum()) > 0
 
 
 def test_seed_branch_embeds_long_sequences_as_one_pass() -> None:

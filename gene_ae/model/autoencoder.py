@@ -100,6 +100,9 @@ class GeneAE(nn.Module):
             else None
         )
         self.seed_weight = nn.Parameter(torch.tensor(float(cfg.seed_init_weight))) if cfg.vector_seeds else None
+        if self.seeds is not None:
+            self.seeds.weight.requires_grad_(not cfg.freeze_seeds)
+            self.seeds.bias.requires_grad_(not cfg.freeze_seeds)
         self.kmer_bags = nn.ModuleList(
             nn.EmbeddingBag(cfg.kmer_rows(k), cfg.vector_dim, mode="sum", padding_idx=cfg.kmer_rows(k) - 1)
             for k in cfg.kmer_sizes

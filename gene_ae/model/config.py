@@ -44,6 +44,7 @@ class ModelConfig:
     seed_care: int = 8
     seed_need: int = 6
     seed_init_weight: float = 1.0
+    freeze_seeds: bool = False  # keep the seeds' filters at their random fuzzy seeds (centre and projection train)
     dropout: float = 0.0
     kmer_sizes: tuple[int, ...] = (5, 7)  # k-mer bag branches added to the search vector; () for conv-LSTM only
     canonical_kmers: bool = True  # count a k-mer and its reverse complement as one (strand-invariant)
