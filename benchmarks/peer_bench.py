@@ -158,26 +158,88 @@ def write_fasta(path: Path, ids: Sequence[str], seqs: Sequence[np.ndarray]) -> N
 
 @dataclass
 class Queries:
-    """Query id -> the position of its source in the collection, and its divergence."""
+    """Query id -> the position of its source in the collection, its group (a divergence, or a case such as the
+    reverse complement), and the records that count as found (None: those identical to the source)."""
 
     ids: list[str]
     seqs: list[np.ndarray]
     source: list[int]
-    divergence: list[float]
+    group: list[str]
+    truth: list[set[int] | None] = field(default_factory=list)
 
 
-def make_queries(grown: Grown, per_divergence: int, seed: int) -> Queries:
+def group_name(d: float) -> str:
+    return f"{round(100 * d)} %"
+
+
+GROUPS = [group_name(d) for d in DIVERGENCES]
+# --real adds the cases a user meets beyond mutated copies: the reverse complement of a 10 % copy, and an exact
+# piece of PIECE bases cut from the middle of a record (found when the top hit holds that piece exactly)
+CASES = ["rc 10 %", f"piece {300}"]
+PIECE = 300
+
+
+def make_queries(grown: Grown, per_divergence: int, seed: int, cases: bool = False) -> Queries:
     from gene_ae.evaluate.metrics import mutated_copies, sample_sources
+    from shard_tools.alphabet import reverse_complement
 
     sources = sample_sources(len(grown.seqs), per_divergence, seed)
-    q = Queries([], [], [], [])
+    q = Queries([], [], [], [], [])
     for step, d in enumerate(DIVERGENCES):
         copies = mutated_copies(grown.seqs, sources, d, seed, step)
         q.ids += [f"q{round(100 * d)}_{j}" for j in range(len(sources))]
         q.seqs += copies
         q.source += sources.tolist()
-        q.divergence += [d] * len(sources)
+        q.group += [group_name(d)] * len(sources)
+        q.truth += [None] * len(sources)
+    if not cases:
+        return q
+    copies = mutated_copies(grown.seqs, sources, DIVERGENCES[0], seed, 0)
+    q.ids += [f"rc10_{j}" for j in range(len(sources))]
+    q.seqs += [reverse_complement(c) for c in copies]
+    q.source += sources.tolist()
+    q.group += [CASES[0]] * len(sources)
+    q.truth += [None] * len(sources)
+    pieces = [grown.seqs[i][max(0, grown.seqs[i].size // 2 - PIECE // 2):][:PIECE] for i in sources]
+    q.ids += [f"piece_{j}" for j in range(len(sources))]
+    q.seqs += pieces
+    q.source += sources.tolist()
+    q.group += [CASES[1]] * len(sources)
+    q.truth += holding(grown.seqs, pieces)
     return q
+
+
+def holding(seqs: Sequence[np.ndarray], pieces: Sequence[np.ndarray]) -> list[set[int]]:
+    """For each piece, every record that holds it exactly (on either strand)."""
+    from shard_tools.alphabet import reverse_complement
+
+    sep = np.frombuffer(b"\x00", np.uint8)
+    blob = np.concatenate([x for s in seqs for x in (s, sep)]).tobytes()
+    starts = np.cumsum([0] + [s.size + 1 for s in seqs])
+    out = []
+    for piece in pieces:
+        found: set[int] = set()
+        for p in (piece.tobytes(), reverse_complement(piece).tobytes()):
+            at = blob.find(p)
+            while at >= 0:
+                found.add(int(np.searchsorted(starts, at, side="right")) - 1)
+                at = blob.find(p, at + 1)
+        out.append(found)
+    return out
+
+
+def read_real(path: Path, limit: int | None) -> Grown:
+    """--real: a real collection as it is (no family structure: each record its own family), renamed r0000001...
+    so that every tool reports the same ids."""
+    from gene_ae.core.records import iter_input
+
+    seqs = []
+    for rec in iter_input(path):
+        if rec.tokens.size:
+            seqs.append(rec.tokens)
+        if limit and len(seqs) >= limit:
+            break
+    return Grown([f"r{i:07d}" for i in range(len(seqs))], seqs, list(range(len(seqs))))
 
 
 # --------------------------------------------------------------------------------------------- measuring
@@ -286,9 +348,11 @@ def gene_ae_hits(path: Path) -> dict[str, list[str]]:
     return ranked([(f[q], f[s]) for f in (line.split("\t") for line in lines[1:] if line)])
 
 
-def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = ()) -> list[Tool]:
-    """The tools in table order: gene-ae with defaults, then each gene-ae variant (a label and extra `gene-ae
-    embed` flags, e.g. compact index codecs), BLAST+ twice, MMseqs2."""
+def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = (),
+          searches: Sequence[tuple[str, list[str]]] = ()) -> list[Tool]:  # fmt: skip
+    """The tools in table order: gene-ae with defaults, each search variant (a label and extra `gene-ae search`
+    flags, on the default index), each gene-ae variant (a label and extra `gene-ae embed` flags, e.g. compact
+    index codecs), BLAST+ twice, MMseqs2."""
     t = str(threads)
     torch_env = {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t}
     beside = Path(sys.executable).with_name("gene-ae")  # the venv's console script, else the one on PATH
@@ -304,17 +368,19 @@ def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = 
             tabular, key=task,
         )  # fmt: skip
 
-    def gene_ae_tool(label: str, flags: list[str]) -> Tool:
+    def gene_ae_tool(label: str, flags: list[str], search_flags: Sequence[str] = ()) -> Tool:
         return Tool(
             f"gene-ae ({label})", "gene-ae" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', label)}" if flags else ""),
             lambda fa, d: [[*gene_ae, "embed", "--model", model, "--input", fa, "--out", d / "index", *flags]],
             lambda d: [d / "index"],
-            lambda q, d, out: [*gene_ae, "search", "--index", d / "index", q, "-k", str(K), "--out", out],
+            lambda q, d, out: [*gene_ae, "search", "--index", d / "index", q, "-k", str(K), "--out", out,
+                               *search_flags],
             gene_ae_hits, torch_env,
         )  # fmt: skip
 
     return [
         gene_ae_tool("embed + search, defaults", []),
+        *(gene_ae_tool(label, [], flags) for label, flags in searches),
         *(gene_ae_tool(label, flags) for label, flags in variants),
         Tool(
             "minimap2 -x asm20", "minimap2",
@@ -445,36 +511,39 @@ def train_model(
 
 
 def recalls(hits: dict[str, list[str]], queries: Queries, grown: Grown) -> dict[str, list[float]]:
-    """recall@1, recall@10 and family recall@1, one value per divergence; a query with no hits is a miss."""
+    """recall@1, recall@10 and family recall@1, one value per query group; a query with no hits is a miss."""
     from gene_ae.evaluate.metrics import identical_members
 
     targets = identical_members(grown.seqs, np.array(queries.source))
     family = dict(zip(grown.ids, grown.family))
-    scores: dict[str, dict[float, list[bool]]] = {"r1": {}, "r10": {}, "fam1": {}}
-    for qid, src, d, same in zip(queries.ids, queries.source, queries.divergence, targets):
+    scores: dict[str, dict[str, list[bool]]] = {"r1": {}, "r10": {}, "fam1": {}}
+    for qid, src, g, same, given in zip(queries.ids, queries.source, queries.group, targets, queries.truth):
         found = hits.get(qid, [])
-        truth = {grown.ids[i] for i in same}
-        scores["r1"].setdefault(d, []).append(bool(found) and found[0] in truth)
-        scores["r10"].setdefault(d, []).append(any(h in truth for h in found[:K]))
-        scores["fam1"].setdefault(d, []).append(bool(found) and family.get(found[0]) == grown.family[src])
-    return {name: [float(np.mean(by_d[d])) for d in DIVERGENCES] for name, by_d in scores.items()}
+        truth = {grown.ids[i] for i in (same if given is None else given)}
+        scores["r1"].setdefault(g, []).append(bool(found) and found[0] in truth)
+        scores["r10"].setdefault(g, []).append(any(h in truth for h in found[:K]))
+        scores["fam1"].setdefault(g, []).append(bool(found) and family.get(found[0]) == grown.family[src])
+    groups = list(dict.fromkeys(queries.group))
+    return {name: [float(np.mean(by_g[g])) for g in groups] for name, by_g in scores.items()}
 
 
-def table(rows: list[tuple[Tool, Built, Searched, dict[str, list[float]]]], n_queries: int) -> str:
-    per = "/".join(f"{round(100 * d)}" for d in DIVERGENCES) + " %"
-    header = ["tool", "build s", "build peak MiB", "index MiB", "s/query (whole process)", "ms/query (marginal)",
-              "search peak MiB", f"recall@1 {per}", f"recall@10 {per}", f"family recall@1 {per}",
-              "s/query / gene-ae", "marginal / gene-ae", "index bytes / gene-ae"]  # fmt: skip
+def table(rows: list[tuple[Tool, Built, Searched, dict[str, list[float]]]], n_queries: int, groups: list[str],
+          family: bool = True) -> str:  # fmt: skip
+    per = " / ".join(groups)
+    keys = ("r1", "r10", "fam1") if family else ("r1", "r10")
+    header = ["tool", "build s", "build peak MiB", "index MiB", "s/query (whole process)", "s (one query)",
+              "ms/query (marginal)", "search peak MiB", f"recall@1 {per}", f"recall@10 {per}",
+              *([f"family recall@1 {per}"] if family else []), "marginal / gene-ae",
+              "index bytes / gene-ae"]  # fmt: skip
     whole = [s.all_.wall_s / n_queries for _, _, s, _ in rows]
     marginal = [(s.all_.wall_s - s.one.wall_s) / max(n_queries - 1, 1) for _, _, s, _ in rows]
     ref = 0  # gene-ae is the first row
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, (tool, b, s, r) in enumerate(rows):
         cells = [tool.name, f"{b.build_s:.1f}", f"{b.build_mib:,.0f}", f"{b.index_bytes / 2**20:,.1f}",
-                 f"{whole[i]:.3f}", f"{1e3 * marginal[i]:.1f}", f"{s.all_.peak_mib:,.0f}",
-                 *("/".join(f"{v:.2f}" for v in r[key]) for key in ("r1", "r10", "fam1")),
-                 f"{whole[i] / whole[ref]:.2f}", _ratio(marginal[i], marginal[ref]),
-                 f"{b.index_bytes / rows[ref][1].index_bytes:.2f}"]  # fmt: skip
+                 f"{whole[i]:.3f}", f"{s.one.wall_s:.2f}", f"{1e3 * marginal[i]:.1f}", f"{s.all_.peak_mib:,.0f}",
+                 *(" / ".join(f"{v:.2f}" for v in r[key]) for key in keys),
+                 _ratio(marginal[i], marginal[ref]), f"{b.index_bytes / rows[ref][1].index_bytes:.2f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -492,7 +561,17 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--model", help="gene-ae model: a checkpoint directory or models:/ URI")
     which.add_argument("--train-steps", type=int, help="train a model for this many steps first (instead of --model)")
     p.add_argument("--train-config", help="with --train-steps: a TOML config for python -m gene_ae.train")
-    p.add_argument("--n", type=int, default=100_000, help="records in the grown collection")
+    p.add_argument("--n", type=int, default=100_000, help="records in the grown collection (--real: at most this many)")
+    p.add_argument(
+        "--real", metavar="FASTA",
+        help="a real collection instead of a grown one (e.g. SILVA from Debian's ncbi-rrna-data, extracted with "
+        "blastdbcmd -entry all); adds the reverse-complement and exact-piece query cases",
+    )  # fmt: skip
+    p.add_argument(
+        "--search-variant", action="append", default=[], metavar="LABEL=FLAGS",
+        help="one more gene-ae row searching the default index with these extra `gene-ae search` flags "
+        "(repeatable), e.g. 'k-mers only=--sources sparse'",
+    )  # fmt: skip
     p.add_argument("--queries", type=int, default=50, help="sampled members per divergence")
     p.add_argument("--family", type=float, default=8.0, help="mean family size (founders: min(seeds, n / this))")
     p.add_argument("--threads", type=int, default=2, help="threads per tool")
@@ -525,15 +604,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.queries = (300, 5) if args.long else (2000, 10)
     args.tools = args.tools or ",".join(LONG_TOOLS if args.long else DEFAULT_TOOLS)
-    root = Path(args.work) / f"{'long-' if args.long else ''}n{args.n}-f{args.family:g}-s{args.seed}"
+    name = f"real-{Path(args.real).stem}-n{args.n}" if args.real else f"n{args.n}-f{args.family:g}"
+    root = Path(args.work) / f"{'long-' if args.long else ''}{name}-s{args.seed}"
     root.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    grown = grow(seed_loci(args.seed) if args.long else seed_genes(), args.n, args.family, args.seed)
+    if args.real:
+        grown = read_real(Path(args.real), args.n)
+    else:
+        grown = grow(seed_loci(args.seed) if args.long else seed_genes(), args.n, args.family, args.seed)
     collection = root / "collection.fa"
     if not (args.keep and collection.is_file()):
         write_fasta(collection, grown.ids, grown.seqs)
-    queries = make_queries(grown, args.queries, args.seed + 1)
+    queries = make_queries(grown, args.queries, args.seed + 1, cases=bool(args.real))
     write_fasta(root / "queries.fa", queries.ids, queries.seqs)
     write_fasta(root / "one-query.fa", queries.ids[:1], queries.seqs[:1])
     sizes = np.bincount(grown.family)
@@ -549,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, done = [], {}
     variants = [(label, flags.split()) for label, _, flags in (v.partition("=") for v in args.variant)]
-    chosen = [t for t in tools(model, args.threads, variants) if t.key in args.tools.split(",")]
+    searches = [(label, flags.split()) for label, _, flags in (v.partition("=") for v in args.search_variant)]
+    chosen = [t for t in tools(model, args.threads, variants, searches) if t.key in args.tools.split(",")]
     if not chosen:
         p.error(f"--tools {args.tools!r}: none of {', '.join(TOOL_KEYS)}")
     for tool in chosen:
@@ -568,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         "BLAST's two tasks share one database (one build)."
         + "".join(f" {t.name}: search figures reused from an earlier run (--keep)." for t, _, s, _ in rows if s.reused)
         + "\n\n"
-        + table(rows, len(queries.ids))
+        + table(rows, len(queries.ids), list(dict.fromkeys(queries.group)), family=not args.real)
         + "\n"
     )
     print(text)

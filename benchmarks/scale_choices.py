@@ -112,9 +112,9 @@ def apply(part: str, coll, cfg, work: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gene_ae.cli.search import open_encoder
     from gene_ae.index.collection import Collection
     from gene_ae.search import engine
+    from gene_ae.search.searcher import open_encoder
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--index", required=True, help="a gene-ae index of a peer_bench collection")

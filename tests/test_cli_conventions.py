@@ -214,23 +214,45 @@ def test_blast6_has_blast_columns_and_one_based_inclusive_coordinates(world, cap
     assert code == 0, err
     header, *rows = [line.split("\t") for line in tsv.splitlines()]
     assert header[:2] == ["query_id", "subject_id"] and header[-1] == "identity"
+    col = {name: i for i, name in enumerate(header)}
     code, blast, err = gene_ae(capsys, *base, "--outfmt", "blast6")
     assert code == 0, err
     hits = [line.split("\t") for line in blast.splitlines()]
     assert len(hits) == len(rows) == 12 and all(len(h) == 12 for h in hits)
     for h, r in zip(hits, rows):
         qid, sid, pident, length, mismatch, gapopen, qstart, qend, sstart, send, evalue, bitscore = h
-        assert [qid, sid] == r[:2] and float(pident) == pytest.approx(100 * float(r[-1]), abs=0.01)
-        assert (qstart, qend) == ("1", r[4]) and 1 <= int(sstart) <= int(send) <= int(r[5])
-        assert int(sstart) == int(r[7]) + 1 and int(send) == int(r[8]) and int(length) == int(send) - int(sstart) + 1
-        assert (mismatch, gapopen, evalue, bitscore) == ("0", "0", "0", "0")
+        assert [qid, sid] == r[:2]
+        # the same alignment in both formats, every column computed (no placeholders)
+        for name, value in zip(("pident", "length", "mismatch", "gapopen", "qstart", "qend", "sstart", "send",
+                                "evalue", "bitscore"), h[2:]):  # fmt: skip
+            assert r[col[name]] == value, name
+        assert 1 <= int(qstart) < int(qend) <= int(r[col["query_length"]])
+        lo, hi = sorted((int(sstart), int(send)))  # a weak hit may align on the minus strand: sstart > send
+        assert 1 <= lo < hi <= int(r[col["subject_length"]]) and (int(sstart) < int(send)) == (r[col["strand"]] == "+")
+        assert int(length) >= max(int(qend) - int(qstart), hi - lo) + 1
+        assert float(bitscore) > 0 and float(evalue) >= 0
     first = hits[0]
-    assert first[:3] == ["exact3", f"{world['genes'][3].id}_g", "100.000"] and first[8:10] == ["1", first[7]]
+    assert first[:4] == ["exact3", f"{world['genes'][3].id}_g", "100.000", first[7]]
+    assert first[4:8] == ["0", "0", "1", first[3]] and first[8:10] == ["1", first[7]] and first[10] == "0.0"
+    mutated = [h for h in hits if h[0] == "mut6"][0]
+    assert int(mutated[4]) > 0 and float(mutated[2]) < 100  # a mutated copy has mismatches
     code, plain, err = gene_ae(capsys, *base, "--outfmt", "blast6", "--rerank", "0")
-    code, plain_tsv, err = gene_ae(capsys, *base, "--rerank", "0")
+    assert code == 1 and "leave --rerank on" in err and plain == ""
+
+
+def test_outfmt_6_with_named_columns_and_evalue_filter(world, capsys) -> None:
+    base = ("search", "--index", world["index"], world["q"], "-k", "4")
+    code, out, err = gene_ae(capsys, *base, "--outfmt", "6 qseqid sseqid sstrand nident qlen slen score")
     assert code == 0, err
-    for h, r in zip([x.split("\t") for x in plain.splitlines()], [x.split("\t") for x in plain_tsv.splitlines()[1:]]):
-        assert float(h[2]) == pytest.approx(100 * max(float(r[3] or 0), 0), abs=0.01)
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert rows and all(len(r) == 7 and r[2] in ("plus", "minus") for r in rows)
+    assert rows[0][:6] == ["exact3", f"{world['genes'][3].id}_g", "plus", rows[0][4], rows[0][4], rows[0][4]]
+    assert int(rows[0][6]) == 2 * int(rows[0][4])  # an exact copy: 2 a matching base
+    code, kept, err = gene_ae(capsys, *base, "--outfmt", "blast6", "--evalue", "1e-100")
+    assert code == 0, err
+    assert 0 < len(kept.splitlines()) < len(rows) and all(float(r.split("\t")[10]) <= 1e-100 for r in kept.splitlines())
+    code, _, err = gene_ae(capsys, *base, "--outfmt", "6 qseqid nonsense")
+    assert code == 1 and "unknown column 'nonsense'" in err
 
 
 # ----------------------------------------------------------------------------- 5. --version and help

@@ -22,7 +22,7 @@ ALLOWED = {
     "config": {"core", "model.config", "model.features"},
     "model": {"core", "config"},
     "index": {"core", "model"},  # index/build.py embeds records with the Encoder
-    "search": {"core", "index"},
+    "search": {"core", "index", "model"},  # search/searcher.py loads the index's encoder when vectors are asked
     "evaluate": {"core", "model", "index", "search"},
     "registry": {"core", "config", "model"},
     "train": {"core", "config", "model", "registry", "evaluate.metrics"},

@@ -152,15 +152,13 @@ def test_index_build_and_search_pass_each_record_and_query_its_features(genes, t
 
 
 def test_the_cli_asks_for_the_feature_column_a_model_needs() -> None:
-    from gene_ae.cli.embed import required_features
-
     enc = encoder(VECTOR)
     declared = {"family": "categorical", "gc": "numeric", "other": "numeric"}
-    assert required_features(enc, declared, "x.tsv") == ("family", "gc")
+    assert enc.check_features(declared, "x.tsv") == ("family", "gc")
     with pytest.raises(ValueError, match="takes the feature 'gc' as numeric, declared categorical"):
-        required_features(enc, {**declared, "gc": "categorical"}, "x.tsv")
+        enc.check_features({**declared, "gc": "categorical"}, "x.tsv")
     with pytest.raises(ValueError) as exc:
-        required_features(enc, {"family": "categorical"}, "x.tsv")
+        enc.check_features({"family": "categorical"}, "x.tsv")
     assert str(exc.value) == (
         "x.tsv: this model's vector takes the feature 'gc' (numeric): declare it with --feature-column gc:numeric"
     )

@@ -152,8 +152,9 @@ def test_tsv_and_blast6_report_the_same_region(world, index, capsys) -> None:
     assert code == 0, err
     header, *rows = [r.split("\t") for r in tsv.splitlines()]
     at = {name: i for i, name in enumerate(header)}
-    tsv_regions = [(r[0], r[1], int(r[at["subject_start"]]) + 1, int(r[at["subject_end"]])) for r in rows]
+    tsv_regions = [(r[0], r[1], int(r[at["sstart"]]), int(r[at["send"]])) for r in rows]
     b6_regions = [(r[0], r[1], int(r[8]), int(r[9])) for r in (line.split("\t") for line in b6.splitlines())]
     assert tsv_regions == b6_regions
-    assert all(end > start for *_, start, end in tsv_regions)
-    assert np.isclose(tsv_regions[3][3] - tsv_regions[3][2] + 1, 300, atol=40)  # the part, not the whole gene
+    spans = [(int(r[at["subject_start"]]) + 1, int(r[at["subject_end"]])) for r in rows]  # the same, increasing
+    assert spans == [(min(a, b), max(a, b)) for *_, a, b in tsv_regions] and all(b > a for a, b in spans)
+    assert tsv_regions[3][:2] == ("part", world["recs"][2].id) and tsv_regions[3][2:] == (101, 400)  # the part

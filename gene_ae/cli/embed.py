@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     # The index records the exact version (an alias moves; search must embed with the model that built it).
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else pinned_uri(args.model, version)
     encoder = Encoder.load(model_uri)
-    needed = required_features(encoder, _features(args), "--input")
+    needed = encoder.check_features(_features(args), "--input")
     model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
     cfg = build.BuildConfig(
         args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
@@ -133,23 +133,6 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def required_features(encoder, declared, where: str) -> tuple[str, ...]:
-    """The features the model's vector takes, each of which the input must declare (--feature-column): else a
-    one-line error naming the first missing, before anything is embedded."""
-    needed = tuple(encoder.required_features)
-    for name in needed:
-        kind = next(f.kind for f in encoder.cfg.model.features if f.name == name)
-        if name in declared and declared[name] != kind:
-            raise ValueError(f"{where}: this model's vector takes the feature {name!r} as {kind}, declared "
-                             f"{declared[name]}: declare it with --feature-column {name}:{kind}")  # fmt: skip
-        if name not in declared:
-            raise ValueError(
-                f"{where}: this model's vector takes the feature {name!r} ({kind}): declare it with "
-                f"--feature-column {name}:{kind}"
-            )
-    return needed
 
 
 def _features(args: argparse.Namespace) -> dict[str, str]:
@@ -196,7 +179,7 @@ def _append(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.input}: record {collection.entries.ids[old[0]]!r} is already in {args.out} "
                          f"({len(old):,} such records): give --replace to replace them")  # fmt: skip
     encoder = Encoder.load(meta.model_uri)
-    needed = required_features(encoder, meta.features, "--input")
+    needed = encoder.check_features(meta.features, "--input")
     embed = build.LocalEmbed(encoder, args.batch_size)
     added = build.append_shard(iter(records), embed, args.out, source=args.input, remove=old, features=needed)
     print(f"gene-ae embed: {len(added.entries):,} records appended to {args.out} as one more shard"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gene_ae.cli.common import check_out_file
+from gene_ae.search import columns
 from shard_tools.files import atomic_write_bytes
 from shard_tools.text import control_char, printable
 
@@ -23,15 +24,7 @@ if TYPE_CHECKING:
     from gene_ae.index.directory import Entry
     from gene_ae.search.engine import Hit
 
-OUTFMTS = ("tsv", "blast6")
-HIT_COLUMNS = ("query_id", "subject_id", "rank", "similarity", "query_length", "subject_length", "subject_label")
-REGION_COLUMNS = ("subject_start", "subject_end", "score")
-BLAST6_COLUMNS = (
-    "qseqid", "sseqid", "pident", "length", "mismatch", "gapopen", "qstart", "qend", "sstart", "send", "evalue",
-    "bitscore",
-)  # fmt: skip
-# What BLAST computes and gene-ae does not: written as these constants (README, "Search output").
-NOT_COMPUTED = {"mismatch": 0, "gapopen": 0, "evalue": "0", "bitscore": "0"}
+OUTFMTS = ("tsv", "blast6", "sam", "paf")  # and "6 qseqid sseqid ...": BLAST's columns by name
 
 
 def row(fields: Sequence[object]) -> str:
@@ -42,12 +35,8 @@ def row(fields: Sequence[object]) -> str:
     return "\t".join(map(str, fields)) + "\n"
 
 
-def region(hit: Hit, entry: Entry) -> tuple[int, int]:
-    """The subject region a hit reports (0-based, end exclusive): the located one, else the whole record.
-    TSV and BLAST tabular both write this one region (BLAST as 1-based inclusive)."""
-    if hit.subject_end > hit.subject_start:
-        return hit.subject_start, hit.subject_end
-    return 0, entry.length
+def _query(q: InputRecord) -> columns.Query:
+    return columns.Query(q.id, int(q.tokens.size))
 
 
 def hits_tsv(
@@ -57,43 +46,99 @@ def hits_tsv(
     identity: bool,
     features: tuple[Sequence[str], FeatureColumns] | None = None,
 ) -> Iterator[str]:
-    """gene-ae's own columns, with a header; `identity` adds the alignment identity of re-ranked hits,
-    `features` (names, columns) a column per named feature of the subject (empty when missing)."""
-    names, columns = features or ((), None)
-    own = HIT_COLUMNS + REGION_COLUMNS + (("identity",) if identity else ())
+    """gene-ae's columns (gene_ae/search/columns.py TSV), with a header; the alignment columns are empty for a
+    hit not aligned; `identity` adds the alignment identity of re-ranked hits, `features` (names, columns) a
+    column per named feature of the subject (empty when missing)."""
+    names, cols = features or ((), None)
+    own = columns.TSV + ((columns.IDENTITY,) if identity else ())
     yield row(own + tuple(f"feature.{n}" if n in own else n for n in names))  # a feature named `score` stays apart
+    fmt = {"similarity": "{:.4f}", "score": "{:.5f}", "identity": "{:.4f}", "pident": "{:.3f}"}
     for query, hits in zip(queries, results):
         for rank, hit in enumerate(hits, start=1):
-            e = entries[hit.subject]
-            sim = f"{hit.similarity:.4f}" if hit.similarity is not None else ""
-            fields = [query.id, e.id, rank, sim, query.tokens.size, e.length, e.label or ""]
-            fields += [*region(hit, e), f"{hit.score:.5f}"]
-            fields += [f"{hit.identity:.4f}" if hit.identity is not None else ""] if identity else []
-            fields += [columns.text(name, hit.subject) for name in names]
+            v = columns.values(_query(query), hit, entries[hit.subject], rank)
+            fields = [columns.blast_value(n, v) if n in ("evalue", "bitscore") else
+                      "" if v[n] is None else fmt[n].format(v[n]) if n in fmt else v[n] for n in own]  # fmt: skip
+            fields += [cols.text(name, hit.subject) for name in names]
             yield row(fields)
 
 
-def hits_blast6(
-    queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry]
-) -> Iterator[str]:
-    """BLAST's `-outfmt 6` columns, no header, best hit first per query, coordinates 1-based inclusive.
-
-    pident is the alignment identity x 100 for re-ranked hits, else the cosine x 100 (0 when only the k-mer or
-    window lists found the record); length is the subject region's; the query is reported whole.
-    """
+def hits_blast(
+    queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry],
+    names: Sequence[str] = columns.BLAST6,
+) -> Iterator[str]:  # fmt: skip
+    """BLAST tabular (`-outfmt 6`, or the columns named), no header, best hit first per query: one row per
+    aligned hit (a hit without a local alignment is not reported, as BLAST reports only HSPs)."""
     for query, hits in zip(queries, results):
+        for rank, hit in enumerate(hits, start=1):
+            if hit.local is None:
+                continue
+            v = columns.values(_query(query), hit, entries[hit.subject], rank)
+            yield row([columns.blast_value(n, v) for n in names])
+
+
+def hits_sam(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry],
+             version: str = "") -> Iterator[str]:  # fmt: skip
+    """SAM 1.6: @SQ lines for the subjects hit, then one record per aligned hit (the first of a query primary,
+    the rest secondary, flag 256), the query reverse-complemented on the minus strand (flag 16), its unaligned
+    ends soft-clipped, AS (raw score) and NM (edit distance) tags."""
+    from shard_tools.alphabet import decode, reverse_complement
+
+    seen: dict[int, None] = {}
+    for hits in results:
+        seen.update((h.subject, None) for h in hits if h.local is not None)
+    yield row(["@HD", "VN:1.6", "SO:unsorted"])
+    for j in seen:
+        yield row(["@SQ", f"SN:{entries[j].id}", f"LN:{entries[j].length}"])
+    yield row(["@PG", "ID:gene-ae", "PN:gene-ae"] + ([f"VN:{version}"] if version else []))
+    for query, hits in zip(queries, results):
+        first = True
         for hit in hits:
+            local = hit.local
+            if local is None:
+                continue
+            minus = hit.strand == "-"
+            seq = reverse_complement(query.tokens) if minus else query.tokens
+            left = query.tokens.size - local.query_end if minus else local.query_start
+            right = query.tokens.size - left - (local.query_end - local.query_start)
+            cigar = (f"{left}S" if left else "") + _mid(local.cigar) + (f"{right}S" if right else "")
+            flag = (16 if minus else 0) | (0 if first else 256)
+            nm = local.mismatches + local.gaps
+            yield row([query.id, flag, entries[hit.subject].id, local.subject_start + 1, 255, cigar, "*", 0, 0,
+                       decode(seq) if first else "*", "*", f"AS:i:{local.score}", f"NM:i:{nm}"])  # fmt: skip
+            first = False
+
+
+def hits_paf(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry]) -> Iterator[str]:
+    """minimap2's PAF: one line per aligned hit, query coordinates on the query as given, the strand, target
+    coordinates forward, matches, alignment columns, mapping quality 255, NM, AS and the CIGAR (cg:Z)."""
+    for query, hits in zip(queries, results):
+        for rank, hit in enumerate(hits, start=1):
+            local = hit.local
+            if local is None:
+                continue
             e = entries[hit.subject]
-            if hit.identity is not None:
-                pident = 100 * hit.identity
-            else:
-                pident = 100 * max(hit.similarity or 0.0, 0.0)
-            start, end = region(hit, e)
-            n = NOT_COMPUTED
-            yield row(
-                [query.id, e.id, f"{pident:.3f}", end - start, n["mismatch"], n["gapopen"], 1, query.tokens.size]
-                + [start + 1, end, n["evalue"], n["bitscore"]]
-            )
+            yield row([query.id, query.tokens.size, local.query_start, local.query_end, hit.strand, e.id, e.length,
+                       local.subject_start, local.subject_end, local.matches, local.length, 255,
+                       f"tp:A:{'P' if rank == 1 else 'S'}", f"NM:i:{local.mismatches + local.gaps}",
+                       f"AS:i:{local.score}", f"cg:Z:{_mid(local.cigar)}"])  # fmt: skip
+
+
+def _mid(cigar: str) -> str:
+    """An extended CIGAR (=, X, I, D) in SAM's plain form: = and X runs merged into M."""
+    import re
+
+    out, run = [], 0
+    for n, op in re.findall(r"(\d+)([=XID])", cigar):
+        if op in "=X":
+            run += int(n)
+            continue
+        if run:
+            out.append(f"{run}M")
+            run = 0
+        out.append(f"{n}{op}")
+    if run:
+        out.append(f"{run}M")
+    return "".join(out)
 
 
 def emit(lines: Iterable[str], out: str | Path | None) -> None:

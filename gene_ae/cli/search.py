@@ -1,4 +1,4 @@
-"""`gene-ae search`: query sequences against an index directory; hits as TSV or BLAST tabular."""
+"""`gene-ae search`: query sequences against an index directory; hits as TSV, BLAST tabular, SAM or PAF."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
-from gene_ae.cli.output import OUTFMTS
 from shard_tools.inputs import STDIN
 
 
@@ -21,9 +20,17 @@ def add_parser(sub, version: str) -> None:
     s.add_argument("--model", help="override the model recorded in the index")
     s.add_argument("--out", help="write hits to this file (replaced whole, atomically) instead of stdout")
     s.add_argument(
-        "--outfmt", choices=OUTFMTS, default=OUTFMTS[0],
-        help="tsv: gene-ae's columns with a header; blast6: BLAST's 12 tabular columns, no header (README)",
+        "--outfmt", type=outfmt, default="tsv", metavar="FORMAT",
+        help="tsv: gene-ae's columns with a header; blast6 (or 6): BLAST's 12 tabular columns; '6 qseqid sseqid "
+        "pident ...': BLAST's columns by name; sam; paf (docs/OUTPUT.md)",
     )  # fmt: skip
+    s.add_argument(
+        "--evalue",
+        type=float,
+        default=None,
+        metavar="E",
+        help="report only aligned hits with an expect value at most E (as blastn -evalue)",
+    )
     s.add_argument(
         "--batch-size", type=int_option("batch_size"), default=search_cfg.batch_size, help="encoder batch size"
     )
@@ -58,68 +65,66 @@ def source_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def outfmt(text: str) -> tuple[str, tuple[str, ...]]:
+    """--outfmt: (kind, BLAST columns): tsv, sam, paf, or tabular with its columns, else a one-line usage error."""
+    from gene_ae.search.columns import parse_blast_columns
+
+    word = text.strip()
+    if word in ("tsv", "sam", "paf"):
+        return word, ()
+    try:
+        return "blast", parse_blast_columns(word)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from gene_ae.cli import output
-    from gene_ae.cli.embed import required_features
     from gene_ae.core.features import where
     from gene_ae.core.records import iter_input
-    from gene_ae.index.collection import Collection
-    from gene_ae.search import engine
+    from gene_ae.search.engine import SearchConfig
+    from gene_ae.search.searcher import Searcher, collection_subject
 
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
+    kind, names = args.outfmt
+    if kind != "tsv" and not args.rerank:
+        raise ValueError(f"--outfmt {kind}: its columns come from the alignment; leave --rerank on (not 0)")
     check_out_file(args.out)
-    index = Collection.open(args.index)
-    meta = index.meta
+    searcher = Searcher.open(args.index, args.model, args.batch_size)
+    index = searcher.collection
     allowed = where(args.where, index.features()) if args.where is not None else None
     passing = index.allowed(allowed)
     if passing is not None and not passing.any():  # say so, rather than print a header and nothing
         why = f"no record passes --where {args.where!r}" if allowed is not None else "every record was removed"
         print(f"gene-ae search: warning: {why}; no hits", file=sys.stderr)
-    shown = _shown_features(args, meta)
-    encoder, embed = open_encoder(index.shards[0], args.model, args.batch_size, args.index)
+    shown = _shown_features(args, index.meta)
     reader = reader_config(args)
-    needed = required_features(encoder, declared_features(args, args.query), args.query)
+    needed = searcher.required_features(declared_features(args, args.query), args.query, args.sources)
     queries = list(iter_input(args.query, reader))
     if not queries:
         raise ValueError(f"{args.query}: no query sequences")
     features = {n: [q.features.get(n) for q in queries] for n in needed} if needed else None
-    engine.check_queries(index.shards[0], queries, args.query)
-    subject = _collection(args, index) if args.rerank and args.collection else None
-    cfg = engine.SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size)
-    results = engine.search(index, [q.tokens for q in queries], embed, cfg, subject, allowed, features)
+    searcher.check_queries(queries, args.query)
+    subject = None
+    if args.rerank and args.collection:
+        subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
+    cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size)
+    results = searcher.search(queries, cfg, allowed, features, subject)
+    if args.evalue is not None:
+        results = [[h for h in hits if h.evalue is not None and h.evalue <= args.evalue] for hits in results]
     entries = index.entries
-    if args.outfmt == "blast6":
-        lines = output.hits_blast6(queries, results, entries)
+    if kind == "blast":
+        lines = output.hits_blast(queries, results, entries, names)
+    elif kind == "sam":
+        lines = output.hits_sam(queries, results, entries)
+    elif kind == "paf":
+        lines = output.hits_paf(queries, results, entries)
     else:
         extra = (shown, index.features()) if shown else None
         lines = output.hits_tsv(queries, results, entries, identity=bool(args.rerank), features=extra)
     output.emit(lines, args.out)
     return 0
-
-
-def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
-    """(encoder, embed) for searching an index whose first shard is `shard0`: the model it was built with unless
-    `model` is given, refused in one line when its vectors are not the index's (dim, or re-embedded records;
-    `shown` names the index). `gene-ae serve-index` loads its encoder through this too."""
-    from functools import partial
-
-    from gene_ae.model.encoder import Encoder
-    from gene_ae.search import engine
-
-    meta = shard0.meta
-    model_uri = model or meta.model_uri  # the exact version the index was built with, unless asked
-    encoder = Encoder.load(model_uri)
-    if encoder.dim != meta.dim:
-        raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
-    embed = partial(encoder.embed_tokens, batch_size=batch_size)
-    cosine = engine.model_agreement(shard0, embed)
-    if cosine < engine.SAME_MODEL_COSINE:
-        raise ValueError(
-            f"{model_uri}: its vectors of records stored in {shown} differ from the index's (cosine "
-            f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
-        )
-    return encoder, embed
 
 
 def _shown_features(args: argparse.Namespace, meta) -> list[str]:
@@ -128,39 +133,7 @@ def _shown_features(args: argparse.Namespace, meta) -> list[str]:
     if unknown:
         known = ", ".join(sorted(meta.features)) or "none: build the index with --feature-column"
         raise ValueError(f"--show-features: unknown feature {unknown[0]!r} (this index has: {known})")
-    if names and args.outfmt != "tsv":
-        raise ValueError("--show-features adds columns to the tsv output, not to blast6 (its columns are fixed)")
+    if names and args.outfmt[0] != "tsv":
+        fmt = args.outfmt[0]
+        raise ValueError(f"--show-features adds columns to the tsv output, not to {fmt} (its columns are fixed)")
     return names
-
-
-def _which(meta) -> str:
-    return f"search with the model it was built with ({meta.model_uri}: leave --model out) or rebuild the index"
-
-
-def _collection(args: argparse.Namespace, index):
-    """Record position -> tokens from --collection (optional since indexes hold their sequences). Every
-    indexed record must be in it, with the length the index records and, when the index holds its
-    sequences, the same bases: a collection that only shares the ids is refused."""
-    from gene_ae.core.records import iter_input
-
-    entries = index.entries
-    wanted = set(entries.ids)
-    seqs = {r.id: r.tokens for r in iter_input(args.collection, reader_config(args)) if r.id in wanted}
-    missing = wanted - seqs.keys()
-    if missing:
-        raise ValueError(
-            f"{args.collection}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
-            "give the file the index was built from, or leave --collection out (the index holds its sequences)"
-        )
-    for j, e in enumerate(entries):
-        tokens = seqs[e.id]
-        same = tokens.size == e.length
-        if same and all(s.sequences is not None for s in index.shards):
-            same = bool((index.sequence(j) == tokens).all())
-        if not same:
-            raise ValueError(
-                f"{args.collection}: record {e.id!r} differs from the one indexed ({tokens.size:,} bases, the index "
-                f"has {e.length:,}{'' if tokens.size != e.length else ' with other bases'}): not the collection the "
-                "index was built from; leave --collection out (the index holds its sequences)"
-            )
-    return lambda j: seqs[entries.ids[j]]

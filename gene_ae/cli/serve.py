@@ -106,7 +106,7 @@ def _serve_index(args: argparse.Namespace) -> int:
 def search_model(shard0, model: str | None, batch_size: int):
     """The ingress's Loader (gene_ae/search/serve.py): `gene-ae search`'s encoder and checks, and the features
     the model's vector takes. Module-level, so Ray pickles it by reference."""
-    from gene_ae.cli.search import open_encoder
+    from gene_ae.search.searcher import open_encoder
     from shard_tools.inputs import FeatureColumn
 
     encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))

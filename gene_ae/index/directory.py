@@ -47,6 +47,8 @@ WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
 # Read a piece at a time and checked as read (zstd frame checksums; the k-mer postings' every segment checked in
 # range, their sizes on open), or not read by search: not hashed on open, whose cost would grow with the index.
 LAZY_FILES = ("sequences.gae", VECTORS_FILE, KmerIndex.GAPS_FILE)
+# Read only when a search asks for vectors, and hashed then (IndexDir.dense / .windows), not on open.
+VECTOR_FILES = (INDEX_FILE, WINDOWS_INDEX_FILE)
 
 
 @dataclass(kw_only=True)
@@ -139,47 +141,96 @@ def write_index(out_dir: str | Path, overwrite: bool = False) -> Iterator[IndexW
 
 @dataclass
 class IndexDir:
-    """An opened index directory, checked: what search needs of it."""
+    """An opened index directory, checked: what search needs of it. The vector parts (index.faiss, windows.faiss)
+    are read, and checked against their digests, only when first used, so a search that reads only the k-mers
+    never pays for them."""
 
     path: Path
     meta: IndexMeta
-    dense: object  # faiss index of the record vectors
-    windows: object | None = None
-    window_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    window_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    window_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _dense: object | None = None  # faiss index of the record vectors (IndexDir.dense)
+    _windows: object | None = None
+    _spans: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the windows' owner record, start, end
     kmers: KmerIndex | None = None
     sequences: SequenceStore | None = None
     features: FeatureColumns = field(default_factory=FeatureColumns)
+    lazy: bool = False  # the vector parts are still on disk (IndexDir.open)
 
     @property
     def lengths(self) -> np.ndarray:
         """Every record's length (int64)."""
         return self.meta.entries.length
 
+    @property
+    def dense(self):
+        """The record vectors' faiss index (read on first use)."""
+        if self._dense is None and self.lazy:
+            self._load_vectors()
+        return self._dense
+
+    @dense.setter
+    def dense(self, index) -> None:
+        self._dense = index
+
+    @property
+    def windows(self):
+        """The window vectors' faiss index, None when the index has none (read on first use)."""
+        if self._windows is None and self.lazy:
+            self._load_vectors()
+        return self._windows
+
+    @windows.setter
+    def windows(self, index) -> None:
+        self._windows = index
+
+    @property
+    def window_owner(self) -> np.ndarray:
+        return self._window_spans()[0]
+
+    @property
+    def window_start(self) -> np.ndarray:
+        return self._window_spans()[1]
+
+    @property
+    def window_end(self) -> np.ndarray:
+        return self._window_spans()[2]
+
+    def _window_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.lazy:
+            self._load_vectors()
+        if self._spans is None:
+            return (np.zeros(0, np.int64),) * 3
+        return self._spans
+
     def record_vectors(self, rows: np.ndarray) -> np.ndarray:
         """The stored vectors of these records, decoded from the faiss index (as exact as its codec: within half
         a step of 1/255 of vectors.SQ8_RANGE's span a value for 8-bit codes)."""
         return vectors.reconstruct(self.dense, np.asarray(rows, dtype=np.int64))
 
-    @classmethod
-    def open(cls, directory: str | Path) -> IndexDir:
-        d = Path(directory)
-        meta = read_meta(d)
-        check_files(d, meta)
+    def _load_vectors(self) -> None:
+        d, meta = self.path, self.meta
+        self.lazy = False
+        check_digest(d / INDEX_FILE, meta.files.get(INDEX_FILE))
         dense = vectors.read_faiss(d / INDEX_FILE)
         if dense.ntotal != len(meta.entries) or dense.d != meta.dim:
             raise ValueError(
                 f"{d / INDEX_FILE}: holds {dense.ntotal} vectors of dim {dense.d}; index.json lists "
                 f"{len(meta.entries)} of dim {meta.dim}"
             )
-        opened = cls(d, meta, dense)
+        self._dense = dense
         if meta.windows and (d / WINDOWS_INDEX_FILE).is_file():
-            opened.windows = vectors.read_faiss(d / WINDOWS_INDEX_FILE)
+            check_digest(d / WINDOWS_INDEX_FILE, meta.files.get(WINDOWS_INDEX_FILE))
+            self._windows = vectors.read_faiss(d / WINDOWS_INDEX_FILE)
             with np.load(d / WINDOWS_FILE) as spans:
-                opened.window_owner, opened.window_start, opened.window_end = (
-                    spans[k] for k in ("owner", "start", "end")
-                )
+                self._spans = (spans["owner"], spans["start"], spans["end"])
+
+    @classmethod
+    def open(cls, directory: str | Path) -> IndexDir:
+        """The index in `directory`: its description and records checked, the k-mer index and sequences opened
+        (their large parts mapped or read a block at a time), the vector parts left for first use."""
+        d = Path(directory)
+        meta = read_meta(d)
+        check_files(d, meta)
+        opened = cls(d, meta, lazy=True)
         if meta.sparse:
             opened.kmers = KmerIndex.load(d)
         if meta.features:
@@ -266,18 +317,25 @@ def check_meta(raw: object, path: Path) -> IndexMeta:
         raise bad(str(exc)) from None
 
 
-def check_files(index_dir: str | Path, meta: IndexMeta) -> None:
-    """Every part index.json lists is there and, unless read lazily, has the sha256 it records."""
+def check_files(index_dir: str | Path, meta: IndexMeta, every: bool = False) -> None:
+    """Every part index.json lists is there and, unless read lazily (`every`: all of them), has the sha256 it
+    records."""
     d = Path(index_dir)
     for name, digest in meta.files.items():
         path = d / name
         if not path.is_file():
             raise ValueError(f"{path}: missing (index.json lists it): the index is incomplete; rebuild it")
-        if name not in LAZY_FILES and sha256_file(path) != digest:
-            raise ValueError(
-                f"{path}: sha256 differs from the one index.json records (damaged or changed since "
-                "`gene-ae embed` wrote it); rebuild the index"
-            )
+        if every or name not in LAZY_FILES + VECTOR_FILES:
+            check_digest(path, digest)
+
+
+def check_digest(path: Path, digest: str | None) -> None:
+    """`path` has the sha256 index.json records for it (a part it does not list is not checked)."""
+    if digest is not None and sha256_file(path) != digest:
+        raise ValueError(
+            f"{path}: sha256 differs from the one index.json records (damaged or changed since "
+            "`gene-ae embed` wrote it); rebuild the index"
+        )
 
 
 def _finite(matrix: np.ndarray, what: str) -> np.ndarray:

@@ -168,6 +168,22 @@ class Encoder:
         """The features this model's vector needs with every sequence (model.features with use = vector)."""
         return [f.name for f in vector_features(self.cfg.model.features)]
 
+    def check_features(self, declared: Mapping[str, str], where: str) -> tuple[str, ...]:
+        """The features this model's vector takes, each of which the input must declare (--feature-column, as
+        name -> kind): else a one-line error naming `where` and the first missing, before anything is embedded."""
+        needed = tuple(self.required_features)
+        for name in needed:
+            kind = next(f.kind for f in self.cfg.model.features if f.name == name)
+            if name in declared and declared[name] != kind:
+                raise ValueError(f"{where}: this model's vector takes the feature {name!r} as {kind}, declared "
+                                 f"{declared[name]}: declare it with --feature-column {name}:{kind}")  # fmt: skip
+            if name not in declared:
+                raise ValueError(
+                    f"{where}: this model's vector takes the feature {name!r} ({kind}): declare it with "
+                    f"--feature-column {name}:{kind}"
+                )
+        return needed
+
     @torch.no_grad()
     def embed_tokens(
         self, seqs: Sequence[np.ndarray], batch_size: int = 64, features: Mapping[str, Sequence] | None = None

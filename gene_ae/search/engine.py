@@ -19,6 +19,7 @@ from gene_ae.index.directory import IndexDir
 from gene_ae.search import align
 from gene_ae.search.candidates import SOURCES, Candidate, PieceHits, QueryPieces, alignment_pool, candidates, shard_hits
 from gene_ae.search.candidates import fuse as fuse_lists
+from gene_ae.search.stats import Region, SearchSpace, bit_score, evalue
 from shard_tools.alphabet import FIRST_BASE
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
@@ -34,8 +35,8 @@ DEFAULT_RERANK = 20
 @dataclass
 class Hit:
     """One subject found for a query: its position in the index, the candidate score (fused, or the
-    vector similarity), the alignment identity once re-ranked, and the subject's matching region
-    (0-based, end exclusive)."""
+    vector similarity), the alignment identity once re-ranked, the subject's matching region (0-based, end
+    exclusive), the query's strand and span once aligned, and its local alignment (BLAST's columns) once traced."""
 
     subject: int
     score: float
@@ -43,6 +44,12 @@ class Hit:
     subject_start: int = 0
     subject_end: int = 0
     similarity: float | None = None  # cosine of the record vectors, when the dense list found it
+    strand: str = "+"
+    query_start: int = 0
+    query_end: int = 0
+    local: Region | None = None  # gene_ae/search/stats.py: the traced HSP
+    evalue: float | None = None  # of `local`, over the collection searched
+    cigar: str = ""  # the mapper's path of long queries (align.Alignment.cigar)
 
 
 @dataclass
@@ -52,6 +59,7 @@ class SearchConfig:
     candidates: int = 50  # records taken from each candidate list before fusion
     sources: tuple[str, ...] = SOURCES  # which candidate lists to fuse
     batch_size: int = 64
+    trace: bool = True  # give each reported, aligned hit its local alignment and BLAST statistics
 
 
 # -------------------------------------------------------------------------------------------- re-ranking
@@ -65,17 +73,18 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
     aligned only as far as it could still beat the keep-th best so far (align_hit's `above`); one that cannot
     follows the aligned hits without an identity. The first `keep` are the same as without it."""
     head, beaten = [], []
+    oriented = align.Oriented(query) if top and query.size <= align.LONG else None
     for h in hits[:top]:
         full = subject(h.subject)
         a, b = _region(h, full.size, query.size)
         bound = sorted((x.identity for x in head), reverse=True)[keep - 1] if keep and len(head) >= keep else 0.0
-        found = align.align_hit(query, full[a:b], a, above=bound)
+        found = align.align_hit(query, full[a:b], a, above=bound, oriented=oriented)
         if found is None:
             beaten.append(h)
             continue
-        head.append(
-            replace(h, identity=found.identity, subject_start=found.subject_start, subject_end=found.subject_end)
-        )
+        head.append(replace(h, identity=found.identity, subject_start=found.subject_start,
+                            subject_end=found.subject_end, strand=found.strand, query_start=found.query_start,
+                            query_end=found.query_end, cigar=found.cigar))  # fmt: skip
     order = sorted(range(len(head)), key=lambda i: -head[i].identity)
     return [head[i] for i in order] + beaten + hits[top:]
 
@@ -187,7 +196,14 @@ def search(
     per_shard = []
     for shard, lo, hi in zip(collection.shards, collection.offsets[:-1], collection.offsets[1:]):
         per_shard.append(shard_hits(shard, int(lo), asked, n, None if allowed is None else allowed[lo:hi]))
-    return finish(queries, asked, per_shard, cfg, subject)
+    return finish(queries, asked, per_shard, cfg, subject, search_space(collection))
+
+
+def search_space(collection: Collection) -> SearchSpace:
+    """The collection's size for e-values: its bases and records (removed ones included, as BLAST counts a
+    database's), from the records' lengths."""
+    lengths = [s.lengths for s in collection.shards]
+    return SearchSpace(int(sum(int(x.sum()) for x in lengths)), sum(x.size for x in lengths))
 
 
 def check_config(cfg: SearchConfig) -> None:
@@ -237,10 +253,12 @@ def finish(
     per_shard: Sequence[Mapping[str, PieceHits]],
     cfg: SearchConfig,
     subject: Subject | None,
+    space: SearchSpace | None = None,
 ) -> list[list[Hit]]:
     """Ranked hits per query from every shard's `shard_hits`: each source's pieces merged over the shards
-    (then voted), the lists fused by RRF, the alignment pool re-ranked by identity. Pure: the same shard
-    answers give the same hits wherever they were computed."""
+    (then voted), the lists fused by RRF, the alignment pool re-ranked by identity, the hits reported traced
+    (cfg.trace; e-values over `space`, the collection's size). Pure: the same shard answers give the same hits
+    wherever they were computed."""
     n = depth(cfg)
     lists: list[list[list[Candidate]]] = []
     for source in SOURCES:
@@ -264,6 +282,27 @@ def finish(
         if cfg.rerank:
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
-            hits = rerank(query, hits, subject, top, keep=cfg.k)
+            hits = rerank(query, hits, subject, top, keep=cfg.k)[: cfg.k]
+            if cfg.trace:
+                hits = [traced(query, h, subject, space) for h in hits]
         out.append(hits[: cfg.k])
     return out
+
+
+def traced(query: np.ndarray, hit: Hit, subject: Subject, space: SearchSpace | None) -> Hit:
+    """An aligned hit with its local alignment (align.trace) and, given the collection's size, its e-value."""
+    if hit.identity is None:
+        return hit
+    found = align.Alignment(hit.identity, hit.subject_start, hit.subject_end, hit.strand, hit.query_start,
+                            hit.query_end, hit.cigar)  # fmt: skip
+    local = align.trace(query, subject(hit.subject), found)
+    if local is None:
+        return hit
+    e = evalue(local.score, int(query.size), space) if space is not None else None
+    return replace(hit, local=local, evalue=e, subject_start=local.subject_start, subject_end=local.subject_end,
+                   query_start=local.query_start, query_end=local.query_end)  # fmt: skip
+
+
+def bits(hit: Hit) -> float | None:
+    """The bit score of a traced hit (stats.bit_score of its raw score)."""
+    return bit_score(hit.local.score) if hit.local is not None else None

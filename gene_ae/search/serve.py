@@ -35,6 +35,7 @@ from gene_ae.index.directory import IndexDir, read_meta
 from gene_ae.index.seqstore import SequenceStore
 from gene_ae.search import engine
 from gene_ae.search.candidates import PieceHits, QueryPieces, shard_hits
+from gene_ae.search.columns import Query, json_rows
 from shard_tools.inputs import FeatureColumn, InputError, Record, _make
 
 APP_NAME, ROUTE = "gene-ae", "/search"
@@ -99,6 +100,7 @@ class SearchIngress:
         self.entries = self.collection.entries
         self.names, self.shards, self.cfg = names, shards, cfg
         self._shape = engine.merge_shapes([engine.shard_shape(s) for s in self.collection.shards])
+        self._space = engine.search_space(self.collection)
         self._cpu = asyncio.Lock()  # one request embeds or aligns at a time (the sequence store's cache is shared)
 
     async def __call__(self, request) -> object:
@@ -131,7 +133,7 @@ class SearchIngress:
             return 503, _unavailable(missing)
         subject = self.collection.sequence if req.cfg.rerank else None
         async with self._cpu:
-            results = await asyncio.to_thread(engine.finish, tokens, pieces, present, req.cfg, subject)
+            results = await asyncio.to_thread(engine.finish, tokens, pieces, present, req.cfg, subject, self._space)
         rows = hit_records(req.records, results, self.entries)
         return 200, {"hits": rows, "partial": bool(missing), "missing_shards": missing}
 
@@ -225,20 +227,8 @@ def _int(body: Mapping, name: str, default: int, lo: int, hi: int) -> int:
 
 
 def hit_records(queries: Sequence[Record], results: Sequence[list[engine.Hit]], entries: Sequence) -> list[dict]:
-    """hits.tsv's columns (gene_ae/cli/output.py hits_tsv) as JSON objects, numbers unrounded; the region is the
-    located one, else the whole subject, as the TSV writes it."""
-    rows = []
-    for query, hits in zip(queries, results):
-        for rank, h in enumerate(hits, start=1):
-            e = entries[h.subject]
-            start, end = (h.subject_start, h.subject_end) if h.subject_end > h.subject_start else (0, e.length)
-            rows.append({
-                "query_id": query.id, "subject_id": e.id, "rank": rank, "similarity": h.similarity,
-                "query_length": int(query.tokens.size), "subject_length": e.length, "subject_label": e.label or "",
-                "subject_start": int(start), "subject_end": int(end), "score": float(h.score),
-                "identity": h.identity,
-            })  # fmt: skip
-    return rows
+    """hits.tsv's columns (gene_ae/search/columns.py) as JSON objects, numbers unrounded."""
+    return json_rows([Query(q.id, int(q.tokens.size)) for q in queries], results, entries)
 
 
 # ------------------------------------------------------------------------------------------------ the app

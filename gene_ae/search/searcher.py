@@ -1,0 +1,127 @@
+"""`Searcher`: an index opened for searching, the one object `gene-ae search`, `serve --index` and library
+callers go through.
+
+It owns what a search needs beyond the engine: the collection (every shard), the encoder (loaded only when a
+candidate list that reads vectors is asked for, so a k-mer search never imports torch), the provenance check
+(the encoder's vectors of a few stored records equal the index's), the features the model's vector takes,
+query checks and the --collection override of the stored sequences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from gene_ae.index.collection import Collection
+from gene_ae.search import engine
+
+VECTOR_SOURCES = ("dense", "windows")  # the candidate lists that need the model's vectors of the query
+
+
+@dataclass
+class Searcher:
+    """An opened index. `model`: a model URI to use instead of the one the index records; `batch_size`: the
+    encoder's."""
+
+    collection: Collection
+    model: str | None = None
+    batch_size: int = 64
+    shown: str = ""  # how errors name the index (the path as typed)
+    _encoder: tuple | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, index: str | Path, model: str | None = None, batch_size: int = 64) -> Searcher:
+        return cls(Collection.open(index), model, batch_size, str(index))
+
+    @property
+    def meta(self):
+        return self.collection.meta
+
+    def uses_model(self, sources: Sequence[str]) -> bool:
+        """Whether these candidate lists read the query's vectors (and the index holds them)."""
+        meta = self.meta
+        return ("dense" in sources and meta.dim > 0) or ("windows" in sources and meta.windows)
+
+    def encoder(self):
+        """(encoder, embed), loaded once: the model the index was built with unless `model` was given, refused in
+        one line when its vectors are not the index's (dim, or re-embedded records)."""
+        if self._encoder is None:
+            self._encoder = open_encoder(self.collection.shards[0], self.model, self.batch_size, self.shown)
+        return self._encoder
+
+    def required_features(self, declared: Mapping[str, str], where: str, sources: Sequence[str]) -> tuple[str, ...]:
+        """The features the model's vector takes (each must be declared by the queries), when vectors are used."""
+        if not self.uses_model(sources):
+            return ()
+        return self.encoder()[0].check_features(declared, where)
+
+    def check_queries(self, queries: Sequence, source: str) -> None:
+        engine.check_queries(self.collection.shards[0], queries, source)
+
+    def search(
+        self,
+        queries: Sequence,
+        cfg: engine.SearchConfig,
+        allowed: np.ndarray | None = None,
+        features: Mapping[str, Sequence] | None = None,
+        subject: engine.Subject | None = None,
+    ) -> list[list[engine.Hit]]:
+        """Ranked hits for each query record (an InputRecord: .id, .tokens)."""
+        embed = self.encoder()[1] if self.uses_model(cfg.sources) else None
+        return engine.search(self.collection, [q.tokens for q in queries], embed, cfg, subject, allowed, features)
+
+
+def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
+    """(encoder, embed) for searching an index whose first shard is `shard0`: the model it was built with unless
+    `model` is given, refused in one line when its vectors are not the index's (dim, or re-embedded records;
+    `shown` names the index)."""
+    from gene_ae.model.encoder import Encoder
+
+    meta = shard0.meta
+    model_uri = model or meta.model_uri  # the exact version the index was built with, unless asked
+    encoder = Encoder.load(model_uri)
+    if encoder.dim != meta.dim:
+        raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
+    embed = partial(encoder.embed_tokens, batch_size=batch_size)
+    cosine = engine.model_agreement(shard0, embed)
+    if cosine < engine.SAME_MODEL_COSINE:
+        raise ValueError(
+            f"{model_uri}: its vectors of records stored in {shown} differ from the index's (cosine "
+            f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
+        )
+    return encoder, embed
+
+
+def _which(meta) -> str:
+    return f"search with the model it was built with ({meta.model_uri}: leave --model out) or rebuild the index"
+
+
+def collection_subject(path: str, collection: Collection, records: Callable[[str], object]) -> engine.Subject:
+    """Record position -> tokens from a --collection file (`records(path)` reads it): every indexed record must
+    be in it, with the length the index records and, when the index holds its sequences, the same bases: a
+    collection that only shares the ids is refused."""
+    entries = collection.entries
+    wanted = set(entries.ids)
+    seqs = {r.id: r.tokens for r in records(path) if r.id in wanted}
+    missing = wanted - seqs.keys()
+    if missing:
+        raise ValueError(
+            f"{path}: {len(missing):,} indexed records are not in it (e.g. {sorted(missing)[0]!r}); "
+            "give the file the index was built from, or leave --collection out (the index holds its sequences)"
+        )
+    for j, e in enumerate(entries):
+        tokens = seqs[e.id]
+        same = tokens.size == e.length
+        if same and all(s.sequences is not None for s in collection.shards):
+            same = bool((collection.sequence(j) == tokens).all())
+        if not same:
+            raise ValueError(
+                f"{path}: record {e.id!r} differs from the one indexed ({tokens.size:,} bases, the index "
+                f"has {e.length:,}{'' if tokens.size != e.length else ' with other bases'}): not the collection the "
+                "index was built from; leave --collection out (the index holds its sequences)"
+            )
+    return lambda j: seqs[entries.ids[j]]

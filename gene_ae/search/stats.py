@@ -1,0 +1,167 @@
+"""Alignment statistics as BLAST reports them: the local region of an alignment path, its counts, raw score,
+bit score and expect value.
+
+The scheme is blastn's (`blastn -task blastn` defaults): match +2, mismatch -3, a gap of length L costs
+5 + 2 L. Its Karlin-Altschul parameters are NCBI BLAST's for that scheme (blast_stat.c, blastn_values_2_3,
+row {5, 2}): lambda 0.625, K 0.41, H 0.78, alpha 0.8, beta -2. Scores of 2/-3 are rounded down to even before
+the statistics, as blast_stat.c asks. The expect value uses BLAST's effective search space: query and
+collection lengths shortened by the length adjustment (BLAST_ComputeLengthAdjustment's fixed point), so an
+e-value here is within a small factor of blastn's for the same alignment.
+
+The path comes from an aligner that minimises edits (edlib); the region reported is the maximal-scoring
+segment of that path under the scheme above, so ragged ends that BLAST's X-drop would not extend into are
+trimmed the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A nucleotide scoring scheme with its Karlin-Altschul parameters (defaults: blastn's)."""
+
+    reward: int = 2
+    penalty: int = -3
+    gap_open: int = 5
+    gap_extend: int = 2
+    lam: float = 0.625
+    k: float = 0.41
+    h: float = 0.78
+    alpha: float = 0.8
+    beta: float = -2.0
+    even_scores: bool = True  # 2/-3: an odd score is rounded down to even before the statistics
+
+
+BLASTN = Scoring()
+_RUN = re.compile(r"(\d+)([=XIDM])")
+# column kinds along a path: match, mismatch, a query base against a gap (I), a subject base against a gap (D)
+MATCH, MISMATCH, INS, DEL = range(4)
+_KIND = {"=": MATCH, "X": MISMATCH, "I": INS, "D": DEL}
+
+
+@dataclass
+class Region:
+    """One local alignment (an HSP): 0-based, end-exclusive spans on the aligned query (as aligned: the reverse
+    complement for the minus strand) and on the subject, BLAST's counts and the path as an extended CIGAR."""
+
+    query_start: int
+    query_end: int
+    subject_start: int
+    subject_end: int
+    length: int  # alignment columns
+    matches: int
+    mismatches: int
+    gap_opens: int
+    gaps: int  # gap columns
+    score: int  # raw score under the scheme
+    cigar: str  # =, X, I (query base, gap in subject), D (subject base, gap in query)
+
+    @property
+    def pident(self) -> float:
+        return 100.0 * self.matches / self.length if self.length else 0.0
+
+
+def columns(cigar: str) -> np.ndarray:
+    """An extended CIGAR (edlib's: =, X, I, D) as one kind per alignment column."""
+    runs = _RUN.findall(cigar)
+    if not runs:
+        return np.zeros(0, np.int8)
+    counts = np.array([int(n) for n, _ in runs], dtype=np.int64)
+    kinds = np.array([_KIND.get(op, MATCH) for _, op in runs], dtype=np.int8)
+    return np.repeat(kinds, counts)
+
+
+def local_region(cigar: str, scoring: Scoring = BLASTN) -> Region | None:
+    """The maximal-scoring segment of a path under `scoring` (None when no column scores above 0)."""
+    kinds = columns(cigar)
+    if kinds.size == 0:
+        return None
+    gap = kinds >= INS
+    opens = gap & (kinds != np.concatenate([[-1], kinds[:-1]]))  # a gap column after another kind of column
+    score = np.where(kinds == MATCH, scoring.reward, scoring.penalty).astype(np.int64)
+    score[gap] = -scoring.gap_extend
+    score[opens] -= scoring.gap_open
+    total = np.concatenate([[0], np.cumsum(score)])
+    lowest = np.minimum.accumulate(total)
+    end = int(np.argmax(total - lowest))  # columns [start, end) maximise total[end] - total[start]
+    best = int(total[end] - lowest[end])
+    if best <= 0:
+        return None
+    start = int(np.flatnonzero(total[: end + 1] == lowest[end])[-1])
+    seg = kinds[start:end]
+    q_before = int(np.count_nonzero(kinds[:start] != DEL))
+    s_before = int(np.count_nonzero(kinds[:start] != INS))
+    counts = np.bincount(seg, minlength=4)
+    seg_gap = seg >= INS
+    seg_opens = int(np.count_nonzero(opens[start:end] & seg_gap))
+    return Region(
+        query_start=q_before,
+        query_end=q_before + int(counts[MATCH] + counts[MISMATCH] + counts[INS]),
+        subject_start=s_before,
+        subject_end=s_before + int(counts[MATCH] + counts[MISMATCH] + counts[DEL]),
+        length=int(seg.size),
+        matches=int(counts[MATCH]),
+        mismatches=int(counts[MISMATCH]),
+        gap_opens=seg_opens,
+        gaps=int(np.count_nonzero(seg_gap)),
+        score=best,
+        cigar=cigar_of(seg),
+    )
+
+
+def cigar_of(kinds: np.ndarray) -> str:
+    """Column kinds back to an extended CIGAR."""
+    if kinds.size == 0:
+        return ""
+    cuts = np.flatnonzero(np.diff(kinds)) + 1
+    starts = np.concatenate([[0], cuts])
+    lengths = np.diff(np.concatenate([starts, [kinds.size]]))
+    return "".join(f"{n}{'=XID'[k]}" for n, k in zip(lengths.tolist(), kinds[starts].tolist()))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What an expect value is relative to: the collection's total bases and records (BLAST's database size)."""
+
+    bases: int
+    records: int
+
+
+def length_adjustment(query_length: int, space: SearchSpace, scoring: Scoring = BLASTN) -> int:
+    """BLAST's length adjustment: the largest integer l with l <= alpha / lambda * (ln K + ln((m - l)(n - N l)))
+    + beta (BLAST_ComputeLengthAdjustment, found here by bisection on the same inequality)."""
+    m, n, records = query_length, space.bases, max(space.records, 1)
+    log_k, a = math.log(scoring.k), scoring.alpha / scoring.lam
+
+    def fits(ell: int) -> bool:
+        left = (m - ell) * (n - records * ell)
+        return left > 0 and ell <= a * (log_k + math.log(left)) + scoring.beta
+
+    lo, hi = 0, max(0, min(m - 1, n // records - 1))
+    if not fits(0):
+        return 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def bit_score(raw: int, scoring: Scoring = BLASTN) -> float:
+    if scoring.even_scores:
+        raw -= raw % 2
+    return (scoring.lam * raw - math.log(scoring.k)) / math.log(2)
+
+
+def evalue(raw: int, query_length: int, space: SearchSpace, scoring: Scoring = BLASTN) -> float:
+    """Expected chance alignments scoring at least `raw`: K m' n' e^(-lambda S) over the effective search space."""
+    if scoring.even_scores:
+        raw -= raw % 2
+    ell = length_adjustment(query_length, space, scoring)
+    effective = max(query_length - ell, 1) * max(space.bases - max(space.records, 1) * ell, 1)
+    return scoring.k * effective * math.exp(-scoring.lam * raw)
