@@ -84,7 +84,7 @@ def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name
             (d / name).write_bytes((d / name).read_bytes()[: (d / name).stat().st_size // 2])
         with pytest.raises((ValueError, OSError)) as err:
             opened = IndexDir.open(d)
-            opened.dense, opened.windows  # the vector parts are read, and checked, on first use
+            assert opened.dense is not None and opened.windows is not None  # read, and checked, on first use
         _one_line_naming(err.value, d / name)
 
 
@@ -131,7 +131,7 @@ def test_a_malformed_index_json_is_one_line_naming_the_file(built, tmp_path, edi
     (d / "index.json").write_text(json.dumps(_signed(edited)))  # signed: the checks past the digest
     with pytest.raises(ValueError) as err:
         opened = IndexDir.open(d)
-        opened.dense  # read, and checked, on first use
+        assert opened.dense is not None  # read, and checked, on first use
     _one_line_naming(err.value, d)
     assert fault in str(err.value)
 

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 import torch
 
