@@ -125,3 +125,29 @@ def edit_entries(d: Path, sign: bool, **columns) -> None:
         raw["files"]["entries.npz"] = sha256_file(d / "entries.npz")
         raw["meta_sha256"] = meta_digest(raw)
         (d / "index.json").write_text(json.dumps(raw))
+
+
+def tiny_index(root: Path, fasta: Path, window: int = 256, dim: int = 64) -> tuple[Path, Path]:
+    """(checkpoint, index) of a tiny untrained model and an index of the records in `fasta`, under `root`: for
+    tests of search and its output, where what the vector holds does not matter."""
+    from functools import partial
+
+    import torch
+
+    from gene_ae.config import Config
+    from gene_ae.core.records import iter_input
+    from gene_ae.index import build
+    from gene_ae.model.autoencoder import GeneAE
+    from gene_ae.model.checkpoint import save as save_checkpoint
+    from gene_ae.model.config import ModelConfig
+    from gene_ae.model.encoder import Encoder
+
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=dim, window=window, downsample=4)
+    encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
+    embed = partial(build.embed_local, encoder, batch_size=64)
+    model = build.ModelInfo(uri=str(ckpt), version="", dim=dim, window=window)
+    build.build_index(iter(iter_input(fasta)), embed, model, root / "index", build.BuildConfig())
+    return ckpt, root / "index"
