@@ -145,10 +145,11 @@ def test_index_build_and_search_pass_each_record_and_query_its_features(genes, t
     rng = np.random.default_rng(0)
     queries = [mutate(g.tokens, 0.05, rng) for g in genes[:6]]
     given = {k: [g.features[k] for g in genes[:6]] for k in kinds}
-    hits = engine.search(opened, queries, embed, engine.SearchConfig(k=3, rerank=0), features=given)
+    every = engine.SearchConfig(k=3, rerank=0, sources=engine.SOURCES)  # the vector lists read the features
+    hits = engine.search(opened, queries, embed, every, features=given)
     assert [h[0].subject for h in hits] == list(range(6))
     with pytest.raises(ValueError, match="needs the feature"):
-        engine.search(opened, queries, embed, engine.SearchConfig(k=3, rerank=0))
+        engine.search(opened, queries, embed, every)
 
 
 def test_the_cli_asks_for_the_feature_column_a_model_needs() -> None:

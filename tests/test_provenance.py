@@ -95,14 +95,20 @@ def test_the_index_records_the_version_the_alias_pointed_at(world, index) -> Non
 def test_search_after_the_alias_moves_still_uses_the_index_model(world, index, capsys) -> None:
     tracking.set_alias(NAME, world["versions"][1], "production")
     try:
-        code, out, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa", "-k", "1", "--rerank", "0")
+        code, out, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa", "-k", "1", "--rerank", "0",
+                                 "--sources", "dense")  # fmt: skip
         assert code == 0, err
         row = out.splitlines()[1].split("\t")
         assert row[1] == world["recs"][4].id and float(row[3]) > 0.999  # an exact copy scores 1, not 0.05
         # Asking for the alias explicitly is asking for another model: refused, not answered wrongly.
         code, out, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa",
-                                 "--model", f"models:/{NAME}@production")  # fmt: skip
+                                 "--model", f"models:/{NAME}@production", "--sources", "dense,sparse")  # fmt: skip
         _one_line_error(code, err, "differ from the index's", "not the model the index was built with")
+        # A model given to a search that reads no vectors (the default k-mer list) is refused, not ignored.
+        code, out, err = gene_ae(
+            capsys, "search", "--index", index, world["root"] / "q.fa", "--model", f"models:/{NAME}/1"
+        )
+        _one_line_error(code, err, "--model", "reads no vectors")
         assert out == ""
     finally:
         tracking.set_alias(NAME, world["versions"][0], "production")
@@ -114,7 +120,8 @@ def test_a_model_with_nan_weights_is_refused_by_embed_and_search(world, index, c
     code, _, err = gene_ae(capsys, "embed", "--model", bad, "--input", world["root"] / "genes.fa", "--out", out)
     _one_line_error(code, err, "non-finite", "record vectors")
     assert not out.exists() and not list(world["root"].glob(".nan-index*"))
-    code, _, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa", "--model", bad)
+    code, _, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa", "--model", bad,
+                           "--sources", "dense,sparse")  # fmt: skip
     _one_line_error(code, err, "differ from the index's")
 
 

@@ -100,7 +100,7 @@ def hits_sam(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entri
             seq = reverse_complement(query.tokens) if minus else query.tokens
             left = query.tokens.size - local.query_end if minus else local.query_start
             right = query.tokens.size - left - (local.query_end - local.query_start)
-            cigar = (f"{left}S" if left else "") + _mid(local.cigar) + (f"{right}S" if right else "")
+            cigar = (f"{left}S" if left else "") + local.plain_cigar + (f"{right}S" if right else "")
             flag = (16 if minus else 0) | (0 if first else 256)
             nm = local.mismatches + local.gaps
             yield row([query.id, flag, entries[hit.subject].id, local.subject_start + 1, 255, cigar, "*", 0, 0,
@@ -120,25 +120,7 @@ def hits_paf(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entri
             yield row([query.id, query.tokens.size, local.query_start, local.query_end, hit.strand, e.id, e.length,
                        local.subject_start, local.subject_end, local.matches, local.length, 255,
                        f"tp:A:{'P' if rank == 1 else 'S'}", f"NM:i:{local.mismatches + local.gaps}",
-                       f"AS:i:{local.score}", f"cg:Z:{_mid(local.cigar)}"])  # fmt: skip
-
-
-def _mid(cigar: str) -> str:
-    """An extended CIGAR (=, X, I, D) in SAM's plain form: = and X runs merged into M."""
-    import re
-
-    out, run = [], 0
-    for n, op in re.findall(r"(\d+)([=XID])", cigar):
-        if op in "=X":
-            run += int(n)
-            continue
-        if run:
-            out.append(f"{run}M")
-            run = 0
-        out.append(f"{n}{op}")
-    if run:
-        out.append(f"{run}M")
-    return "".join(out)
+                       f"AS:i:{local.score}", f"cg:Z:{local.plain_cigar}"])  # fmt: skip
 
 
 def emit(lines: Iterable[str], out: str | Path | None) -> None:

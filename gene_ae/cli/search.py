@@ -92,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--outfmt {kind}: its columns come from the alignment; leave --rerank on (not 0)")
     check_out_file(args.out)
     searcher = Searcher.open(args.index, args.model, args.batch_size)
+    if args.model and not searcher.uses_model(args.sources):
+        raise ValueError(
+            f"--model {args.model}: this search reads no vectors (--sources {','.join(args.sources)}); add dense or "
+            "windows to --sources to search with the model, or leave --model out"
+        )
     index = searcher.collection
     allowed = where(args.where, index.features()) if args.where is not None else None
     passing = index.allowed(allowed)

@@ -21,13 +21,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
-from gene_ae.core.kmers import kmer_counts, l2_rows, l2_scales, n_columns
+from gene_ae.core.kmers import CountRows, kmer_count_rows, kmer_counts, l2_scales, n_columns
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 _CHUNK_BASES = 1 << 22  # segment bases counted per pass while building: bounds temporary memory
 _GAP_MAX = (1 << 16) - 1  # gaps between a k-mer's segments are stored in 16 bits; larger ones apart
@@ -101,6 +104,8 @@ class KmerIndexBuilder:
 
     def finish(self) -> KmerIndex:
         """The postings: the counts transposed (k-mers x segments), each k-mer's segments as gaps."""
+        from scipy import sparse
+
         self._count()
         counts = sparse.vstack(self._blocks, format="csr")
         self._blocks = []
@@ -165,9 +170,10 @@ class KmerIndex:
         parts = (self.indptr, self.gaps, self.many_at, self.many, self.far, self.far_ptr, self.scale, self.owner)
         return int(sum(a.nbytes for a in parts) + 2 * self.owner.nbytes)
 
-    def query_matrix(self, queries: Sequence[np.ndarray]) -> sparse.csr_matrix:
+    def query_matrix(self, queries: Sequence[np.ndarray]) -> CountRows:
+        """The queries' k-mer counts as this index counts them, each row of unit length (numpy only)."""
         c = self.cfg
-        return l2_rows(kmer_counts(queries, c.k, buckets=c.buckets, scaled=c.scaled))
+        return kmer_count_rows(queries, c.k, buckets=c.buckets, scaled=c.scaled).l2()
 
     def postings(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(segments, counts, postings per row) of these k-mers, concatenated in the order given: only their
@@ -192,7 +198,7 @@ class KmerIndex:
 
     def search_segments(
         self, queries: Sequence[np.ndarray], k: int, allowed: np.ndarray | None = None,
-        counts: sparse.csr_matrix | None = None,
+        counts: CountRows | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """(segment indices [q, k], cosine [q, k]) best first; -1 where fewer than k segments share a k-mer.
         `allowed`: a boolean mask over segments; the others are never returned. Each score is summed over one

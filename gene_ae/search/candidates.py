@@ -26,6 +26,7 @@ from gene_ae.index.vectors import search as search_vectors
 
 Embed = Callable[..., np.ndarray]  # token arrays (and features=, for a model whose vector takes them) -> vectors
 SOURCES = ("dense", "windows", "sparse")
+DEFAULT_SOURCES = ("sparse",)  # chosen on val (gene_ae/search/engine.py SearchConfig.sources)
 
 
 @dataclass

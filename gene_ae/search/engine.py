@@ -17,19 +17,28 @@ import numpy as np
 from gene_ae.index.collection import Collection
 from gene_ae.index.directory import IndexDir
 from gene_ae.search import align
-from gene_ae.search.candidates import SOURCES, Candidate, PieceHits, QueryPieces, alignment_pool, candidates, shard_hits
+from gene_ae.search.candidates import (
+    DEFAULT_SOURCES,
+    SOURCES,
+    Candidate,
+    PieceHits,
+    QueryPieces,
+    alignment_pool,
+    candidates,
+    shard_hits,
+)
 from gene_ae.search.candidates import fuse as fuse_lists
-from gene_ae.search.stats import Region, SearchSpace, bit_score, evalue
+from gene_ae.search.stats import Region, SearchSpace, evalue
 from shard_tools.alphabet import FIRST_BASE
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
 Embed = Callable[..., np.ndarray]  # token arrays (and features=, for a model whose vector takes them) -> vectors
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); ranks past ~60 barely count
-# Candidates aligned per list by default, chosen on the chimp genes (a validation set no report uses; 200
-# copies per divergence, benchmarks/search_bench.py --parts depth): recall@1 at 30 % was 0.215 without
-# alignment and 0.975 / 0.980 / 0.985 / 0.985 / 0.990 at depth 5 / 10 / 20 / 30 / 50, for 58 / 67 / 102 /
-# 145 / 287 ms a query; 20 is within 0.005 of depth 50 at a third of its cost.
-DEFAULT_RERANK = 20
+# Candidates aligned per list by default, chosen on the val split of a real collection (SILVA SSU, the first
+# 20,000 records, 50 queries a divergence; docs/BENCHMARKS.md): with the k-mer list alone, recall@1 at 10 / 20 /
+# 30 % was 1.00 / 0.94 / 0.78 at depth 20 and 1.00 / 0.96 / 0.86 at depth 40 (recall@10 at 30 %: 0.82 and 0.92),
+# for 17.1 and 20.2 ms a query. (Stop 26 chose 20 on chimp genes, where depth 20 was within 0.005 of 50.)
+DEFAULT_RERANK = 40
 
 
 @dataclass
@@ -55,9 +64,12 @@ class Hit:
 @dataclass
 class SearchConfig:
     k: int = 10  # hits per query
-    rerank: int = DEFAULT_RERANK  # align the top N of every candidate list, order them by identity; 0 = off
+    rerank: int = DEFAULT_RERANK  # align the top N of every candidate list (0: off); hits reported by score
     candidates: int = 50  # records taken from each candidate list before fusion
-    sources: tuple[str, ...] = SOURCES  # which candidate lists to fuse
+    # which candidate lists to fuse. The exact k-mers alone by default: on the val split of a real collection
+    # (SILVA SSU, 20,000 records, 250 queries; docs/BENCHMARKS.md) the vector lists added no recall at any
+    # divergence and cost the model's load (1 s a command) and 25 % of the time a query.
+    sources: tuple[str, ...] = DEFAULT_SOURCES
     batch_size: int = 64
     trace: bool = True  # give each reported, aligned hit its local alignment and BLAST statistics
 
@@ -78,7 +90,7 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
         full = subject(h.subject)
         a, b = _region(h, full.size, query.size)
         bound = sorted((x.identity for x in head), reverse=True)[keep - 1] if keep and len(head) >= keep else 0.0
-        found = align.align_hit(query, full[a:b], a, above=bound, oriented=oriented)
+        found = align.align_hit(query, full[a:b], a, above=bound, oriented=oriented, record_length=full.size)
         if found is None:
             beaten.append(h)
             continue
@@ -284,7 +296,7 @@ def finish(
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             hits = rerank(query, hits, subject, top, keep=cfg.k)[: cfg.k]
             if cfg.trace:
-                hits = [traced(query, h, subject, space) for h in hits]
+                hits = by_score([traced(query, h, subject, space) for h in hits])
         out.append(hits[: cfg.k])
     return out
 
@@ -303,6 +315,9 @@ def traced(query: np.ndarray, hit: Hit, subject: Subject, space: SearchSpace | N
                    query_start=local.query_start, query_end=local.query_end)  # fmt: skip
 
 
-def bits(hit: Hit) -> float | None:
-    """The bit score of a traced hit (stats.bit_score of its raw score)."""
-    return bit_score(hit.local.score) if hit.local is not None else None
+def by_score(hits: list[Hit]) -> list[Hit]:
+    """Traced hits ordered as BLAST orders them, by the local alignment's raw score (ties keep the identity
+    order), the untraced after. Chosen on the val split of the SILVA collection (docs/BENCHMARKS.md): ranking by
+    edit identity put a near-identical relative first where the affine score, like blastn's, picks the source."""
+    order = sorted(range(len(hits)), key=lambda i: -hits[i].local.score if hits[i].local is not None else 1)
+    return [hits[i] for i in order]

@@ -1,6 +1,6 @@
 """A sharded collection on Ray Serve: one deployment per index shard, an HTTP ingress that answers as `gene-ae search`.
 
-    POST /search  {"sequences": [{"id": "q1", "sequence": "ACGT..."}], "k": 10, "rerank": 20, "allow_partial": false}
+    POST /search  {"sequences": [{"id": "q1", "sequence": "ACGT..."}], "k": 10, "rerank": 40, "allow_partial": false}
       200   {"hits": [{"query_id", "subject_id", "rank", "similarity", ...}], "partial": false, "missing_shards": []}
       400   {"error": "request: record 'q2': ..."}              bad input, one line naming the record
       503   {"error": "...", "partial": true, "missing_shards": ["shard-00001"]}   a shard did not answer

@@ -42,7 +42,9 @@ BLASTN = Scoring()
 _RUN = re.compile(r"(\d+)([=XIDM])")
 # column kinds along a path: match, mismatch, a query base against a gap (I), a subject base against a gap (D)
 MATCH, MISMATCH, INS, DEL = range(4)
-_KIND = {"=": MATCH, "X": MISMATCH, "I": INS, "D": DEL}
+_KIND = {"=": MATCH, "M": MATCH, "X": MISMATCH, "I": INS, "D": DEL}
+# parasail's packed CIGAR: op = value & 15 indexes "MIDNSHP=X", length = value >> 4
+PARASAIL_KINDS = np.array([MATCH, INS, DEL, DEL, DEL, INS, DEL, MATCH, MISMATCH] + [MATCH] * 7, dtype=np.int8)
 
 
 @dataclass
@@ -60,69 +62,77 @@ class Region:
     gap_opens: int
     gaps: int  # gap columns
     score: int  # raw score under the scheme
-    cigar: str  # =, X, I (query base, gap in subject), D (subject base, gap in query)
+    run_lengths: np.ndarray  # the path as runs: lengths and kinds (MATCH, MISMATCH, INS: a query base against a
+    run_kinds: np.ndarray  # gap, DEL: a subject base against a gap)
 
     @property
     def pident(self) -> float:
         return 100.0 * self.matches / self.length if self.length else 0.0
 
+    @property
+    def cigar(self) -> str:
+        """The path as an extended CIGAR (=, X, I, D)."""
+        return "".join(f"{n}{'=XID'[k]}" for n, k in zip(self.run_lengths.tolist(), self.run_kinds.tolist()))
 
-def columns(cigar: str) -> np.ndarray:
-    """An extended CIGAR (edlib's: =, X, I, D) as one kind per alignment column."""
-    runs = _RUN.findall(cigar)
-    if not runs:
-        return np.zeros(0, np.int8)
-    counts = np.array([int(n) for n, _ in runs], dtype=np.int64)
-    kinds = np.array([_KIND.get(op, MATCH) for _, op in runs], dtype=np.int8)
-    return np.repeat(kinds, counts)
+    @property
+    def plain_cigar(self) -> str:
+        """The path as SAM's and PAF's plain CIGAR: = and X runs merged into M."""
+        kinds = np.where(self.run_kinds == MISMATCH, MATCH, self.run_kinds)
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(kinds)) + 1]) if kinds.size else np.zeros(0, np.int64)
+        sums = np.add.reduceat(self.run_lengths, starts) if kinds.size else starts
+        return "".join(f"{n}{'MMID'[k]}" for n, k in zip(sums.tolist(), kinds[starts].tolist()))
 
 
-def local_region(cigar: str, scoring: Scoring = BLASTN) -> Region | None:
-    """The maximal-scoring segment of a path under `scoring` (None when no column scores above 0)."""
-    kinds = columns(cigar)
-    if kinds.size == 0:
+def runs(cigar: str) -> tuple[np.ndarray, np.ndarray]:
+    """An extended CIGAR (edlib's and parasail's: =, X, I, D; M read as =) as (lengths, kinds) of its runs."""
+    found = _RUN.findall(cigar)
+    lengths = np.array([int(n) for n, _ in found], dtype=np.int64)
+    kinds = np.array([_KIND.get(op, MATCH) for _, op in found], dtype=np.int8)
+    return lengths, kinds
+
+
+def local_region(lengths: np.ndarray, kinds: np.ndarray, scoring: Scoring = BLASTN) -> Region | None:
+    """The maximal-scoring segment of a path given as runs (`runs`) under `scoring` (None when no column scores
+    above 0). Within a run every column scores alike, so the best segment starts and ends on run boundaries: the
+    search runs over runs (a few hundred for a gene), not columns."""
+    if lengths.size == 0:
         return None
     gap = kinds >= INS
-    opens = gap & (kinds != np.concatenate([[-1], kinds[:-1]]))  # a gap column after another kind of column
-    score = np.where(kinds == MATCH, scoring.reward, scoring.penalty).astype(np.int64)
-    score[gap] = -scoring.gap_extend
-    score[opens] -= scoring.gap_open
+    score = np.where(kinds == MATCH, scoring.reward, scoring.penalty) * lengths
+    score[gap] = -(scoring.gap_open + scoring.gap_extend * lengths[gap])
     total = np.concatenate([[0], np.cumsum(score)])
     lowest = np.minimum.accumulate(total)
-    end = int(np.argmax(total - lowest))  # columns [start, end) maximise total[end] - total[start]
+    end = int(np.argmax(total - lowest))  # runs [start, end) maximise total[end] - total[start]
     best = int(total[end] - lowest[end])
     if best <= 0:
         return None
     start = int(np.flatnonzero(total[: end + 1] == lowest[end])[-1])
-    seg = kinds[start:end]
-    q_before = int(np.count_nonzero(kinds[:start] != DEL))
-    s_before = int(np.count_nonzero(kinds[:start] != INS))
-    counts = np.bincount(seg, minlength=4)
-    seg_gap = seg >= INS
-    seg_opens = int(np.count_nonzero(opens[start:end] & seg_gap))
+    before = np.bincount(kinds[:start], lengths[:start], minlength=4).astype(np.int64)
+    inside = np.bincount(kinds[start:end], lengths[start:end], minlength=4).astype(np.int64)
+    q_before = int(before[MATCH] + before[MISMATCH] + before[INS])
+    s_before = int(before[MATCH] + before[MISMATCH] + before[DEL])
     return Region(
         query_start=q_before,
-        query_end=q_before + int(counts[MATCH] + counts[MISMATCH] + counts[INS]),
+        query_end=q_before + int(inside[MATCH] + inside[MISMATCH] + inside[INS]),
         subject_start=s_before,
-        subject_end=s_before + int(counts[MATCH] + counts[MISMATCH] + counts[DEL]),
-        length=int(seg.size),
-        matches=int(counts[MATCH]),
-        mismatches=int(counts[MISMATCH]),
-        gap_opens=seg_opens,
-        gaps=int(np.count_nonzero(seg_gap)),
+        subject_end=s_before + int(inside[MATCH] + inside[MISMATCH] + inside[DEL]),
+        length=int(lengths[start:end].sum()),
+        matches=int(inside[MATCH]),
+        mismatches=int(inside[MISMATCH]),
+        gap_opens=int(np.count_nonzero(gap[start:end])),
+        gaps=int(inside[INS] + inside[DEL]),
         score=best,
-        cigar=cigar_of(seg),
+        run_lengths=lengths[start:end],
+        run_kinds=kinds[start:end],
     )
 
 
-def cigar_of(kinds: np.ndarray) -> str:
-    """Column kinds back to an extended CIGAR."""
+def runs_of(kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column kinds (one per alignment column) as (lengths, kinds) of runs."""
     if kinds.size == 0:
-        return ""
-    cuts = np.flatnonzero(np.diff(kinds)) + 1
-    starts = np.concatenate([[0], cuts])
-    lengths = np.diff(np.concatenate([starts, [kinds.size]]))
-    return "".join(f"{n}{'=XID'[k]}" for n, k in zip(lengths.tolist(), kinds[starts].tolist()))
+        return np.zeros(0, np.int64), np.zeros(0, np.int8)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(kinds)) + 1])
+    return np.diff(np.concatenate([starts, [kinds.size]])).astype(np.int64), kinds[starts]
 
 
 @dataclass(frozen=True)
