@@ -235,7 +235,8 @@ def test_embed_keeps_features_and_search_filters_and_shows_them(tmp_path: Path, 
     assert 0 < len(passing) < len(want)
 
     def search(index: Path, *flags: str) -> tuple[int, str, str]:
-        return cli("gene-ae", "search", "--index", index, query, "-k", "24", "--rerank", "0", *flags)
+        every = ("--sources", "dense,windows,sparse")  # the record vectors rank every record, k-mers or not
+        return cli("gene-ae", "search", "--index", index, query, "-k", "24", "--rerank", "0", *every, *flags)
 
     code, out, err = search(tmp_path / "idx", "--where", f"gc > {cut}", "--show-features", "class,gc")
     assert code == 0, err

@@ -34,6 +34,7 @@ from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.search import engine
+from gene_ae.search.columns import tsv_text
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig
 
@@ -184,11 +185,7 @@ def test_endpoint_answers_as_the_library_and_the_cli(served, world, indexes, lib
     code, tsv, err = _cli(capsys, "search", "--index", indexes["sharded"], world["root"] / "q.fa", "-k", "10")
     assert code == 0, err
     header, *lines = [ln.split("\t") for ln in tsv.splitlines()]
-    fmt = {"similarity": "{:.4f}", "score": "{:.5f}", "identity": "{:.4f}"}
-    from_endpoint = [
-        [fmt[c].format(r[c]) if c in fmt and r[c] is not None else ("" if r[c] is None else str(r[c])) for c in header]
-        for r in rows
-    ]
+    from_endpoint = [[tsv_text(c, r) for c in header] for r in rows]  # JSON values written as the TSV writes them
     assert from_endpoint == lines
     # The index in 3 shards answers as the index built at once (tests/test_collection.py: the library's merge).
     whole = Collection.open(indexes["whole"]).entries

@@ -340,6 +340,9 @@ def test_embed_with_ray_builds_the_shards_in_parallel_as_the_local_build(store, 
         np.testing.assert_array_equal(via_ray.record_vectors(rows), local.record_vectors(rows))  # the same codes
         assert local.meta.entries.ids == via_ray.meta.entries.ids
         assert local.meta.entries.length.tolist() == via_ray.meta.entries.length.tolist()
-    found = [_cli(store, "search", "--index", tmp_path / d, genes, "--rerank", "0").stdout for d in ("local", "ray")]
+    every = ("--sources", "dense,windows,sparse")  # the vectors too: the part the two builds could differ in
+    found = [
+        _cli(store, "search", "--index", tmp_path / d, genes, "--rerank", "0", *every).stdout for d in ("local", "ray")
+    ]
     rows = [[line.split("\t")[:3] for line in f.splitlines()] for f in found]
     assert len(rows[0]) == 121 and rows[0] == rows[1]  # header + 12 queries x 10 hits: subject and rank alike

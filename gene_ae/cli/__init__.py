@@ -8,7 +8,9 @@ library errors become one line and exit 1 in `main`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 from gene_ae.cli import embed, evaluate, promote, reconstruct, remove, search, serve
 from shard_tools.options import Parser
@@ -32,11 +34,25 @@ def build_parser() -> Parser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that every atomic writer removes its temporary files, as Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = args.func(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line; the atomic writers left nothing half-written
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"gene-ae {args.command}: {what}; outputs are written whole or not at all", file=sys.stderr)
+        code = 143 if isinstance(exc, Terminated) else 130
     except (ValueError, OSError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"gene-ae {args.command}: error: {printable(msg)}", file=sys.stderr)

@@ -52,13 +52,10 @@ def hits_tsv(
     names, cols = features or ((), None)
     own = columns.TSV + ((columns.IDENTITY,) if identity else ())
     yield row(own + tuple(f"feature.{n}" if n in own else n for n in names))  # a feature named `score` stays apart
-    fmt = {"similarity": "{:.4f}", "score": "{:.5f}", "identity": "{:.4f}", "pident": "{:.3f}"}
     for query, hits in zip(queries, results):
         for rank, hit in enumerate(hits, start=1):
             v = columns.values(_query(query), hit, entries[hit.subject], rank)
-            fields = [columns.blast_value(n, v) if n in ("evalue", "bitscore") else
-                      "" if v[n] is None else fmt[n].format(v[n]) if n in fmt else v[n] for n in own]  # fmt: skip
-            fields += [cols.text(name, hit.subject) for name in names]
+            fields = [columns.tsv_text(n, v) for n in own] + [cols.text(name, hit.subject) for name in names]
             yield row(fields)
 
 

@@ -105,6 +105,17 @@ def blast_value(name: str, v: dict[str, object]) -> str:
     return str(x)
 
 
+_TSV_FORMATS = {"similarity": "{:.4f}", "score": "{:.5f}", "identity": "{:.4f}", "pident": "{:.3f}"}
+
+
+def tsv_text(name: str, v: dict[str, object]) -> str:
+    """One hits.tsv column's text: e-value and bit score as blastn writes them, the scores rounded, "" for None."""
+    if name in ("evalue", "bitscore"):
+        return blast_value(name, v)
+    x = v[name]
+    return "" if x is None else _TSV_FORMATS[name].format(x) if name in _TSV_FORMATS else str(x)
+
+
 def format_evalue(e: float) -> str:
     if e < 1e-180:
         return "0.0"

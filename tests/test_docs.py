@@ -1,0 +1,45 @@
+"""The docs state what the code does, where a test can check it: every path README.md and docs/ name exists, and
+the constants they quote equal the code's."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from shared import REPO
+
+from gene_ae.index import vectors
+from gene_ae.index.seqstore import BLOCK_BASES
+from gene_ae.search import align, engine
+from gene_ae.search.candidates import DEFAULT_SOURCES
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PATH = re.compile(
+    r"(?<![/\w.~-])((?:gene_ae|shard_tools|benchmarks|tests|docs|cluster|infra|data)/[A-Za-z0-9_./-]*[A-Za-z0-9_])"
+)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_path_the_docs_name_exists(doc) -> None:
+    text = doc.read_text()
+    missing = []
+    for found in sorted(set(PATH.findall(text))):
+        path = found.rstrip(".")
+        if "*" in path or "NNNNN" in path:
+            continue
+        if not any((REPO / p).exists() for p in (path, path + ".py", path.rsplit(".", 1)[0])):
+            missing.append(path)
+    assert not missing, f"{doc.name} names paths that do not exist: {missing}"
+
+
+def test_the_constants_the_readme_quotes_are_the_codes() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert f"aligns the query to the top {engine.DEFAULT_RERANK} (`--rerank N`" in readme
+    assert DEFAULT_SOURCES == ("sparse",) and "from the exact k-mer index by default" in readme
+    assert align.LONG == 20_000 and "minimap2 (mappy) for queries over 20 kb" in readme
+    assert vectors.FLAT_MAX == 20_000 and "exact up to 20,000 a shard" in readme
+    assert "postings of 2 bytes each" in readme
+    architecture = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    assert BLOCK_BASES == 16 * 1024 and "blocks of 16 Ki bases" in architecture
+    assert f"The top {engine.DEFAULT_RERANK} (each list's best" in architecture
+    assert "flat <= 20,000 a shard" in architecture

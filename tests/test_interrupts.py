@@ -1,0 +1,44 @@
+"""Ctrl-C and SIGTERM during `gene-ae embed` (issue 34): one line on stderr, exit 130 / 143, nothing
+half-written in the user's folder. The input is a named pipe held open, so the process is surely mid-read
+when the signal arrives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from shared import REPO, tiny_index
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, data_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("interrupt")
+    (root / "one.fa").write_text(">a\n" + "ACGT" * 100 + "\n")
+    return tiny_index(root, root / "one.fa")[0]
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_mid_embed_is_one_line_and_leaves_nothing(ckpt, tmp_path, data_dir, sig, code, word) -> None:
+    pipe = tmp_path / "genes.fa"
+    os.mkfifo(pipe)
+    out = tmp_path / "index"
+    proc = subprocess.Popen([sys.executable, "-m", "gene_ae.cli", "embed", "--model", ckpt, "--input", pipe,
+                             "--out", out], cwd=REPO, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    with open(pipe, "w") as writer:
+        lam = (data_dir / "viruses" / "lambda_phage.fa").read_text().split("\n", 1)[1].replace("\n", "")
+        for i in range(20):
+            writer.write(f">r{i}\n{lam[i * 1000 : i * 1000 + 1500]}\n")
+        writer.flush()
+        time.sleep(8)  # the process has started and reads the records; the pipe stays open: it waits for more
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == code, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1] == f"gene-ae embed: {word}; outputs are written whole or not at all"
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["genes.fa"]  # no index, no hidden temporary folder
