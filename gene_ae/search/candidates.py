@@ -89,15 +89,27 @@ class QueryPieces:
             rows, pieces = _pieces(queries, window, max(window // 2, 1))
             out.window_rows, out.window_vectors = rows, vectors(pieces, rows)
         if segment is not None and "sparse" in sources:
-            out.segment_rows, out.segments = _pieces(queries, segment, max(segment // 2, 1), segment_starts)
+            out.segment_rows, out.segments = _pieces(queries, segment, 0, query_piece_starts)
         return out
 
 
-def _pieces(queries: Sequence[np.ndarray], width: int, stride: int, starts=None) -> tuple[np.ndarray, list]:
+QUERY_PIECE = 2048  # a query longer than twice this votes in pieces of this many bases, half overlapping
+
+
+def query_piece_starts(n: int, segment: int) -> list[tuple[int, int]]:
+    """(start, end) of the pieces a query's k-mers vote in: the whole query up to 2 QUERY_PIECE bases (a gene),
+    else pieces of QUERY_PIECE bases, half overlapping, so each record a long query holds gets the votes of its
+    own part (in whole-segment pieces, the near relatives of the first records a query holds took every place)."""
+    width = n if n <= 2 * QUERY_PIECE else min(QUERY_PIECE, segment)
+    return [(int(a), int(a) + width) for a in segment_starts(n, width)]
+
+
+def _pieces(queries: Sequence[np.ndarray], width: int, stride: int, spans=None) -> tuple[np.ndarray, list]:
     rows, pieces = [], []
     for q, query in enumerate(queries):
-        for a in starts(int(query.size), width) if starts else window_starts(int(query.size), width, stride):
-            pieces.append(query[a : a + width])
+        n = int(query.size)
+        for a, b in spans(n, width) if spans else ((a, a + width) for a in window_starts(n, width, stride)):
+            pieces.append(query[a:b])
             rows.append(q)
     return np.asarray(rows, dtype=np.int64), pieces
 
@@ -156,19 +168,27 @@ def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hi
     """Seed-and-vote for one query: rows are the query's pieces, columns their nearest subject pieces.
 
     A record's score is the sum over query pieces of its best piece's score; its region spans the pieces
-    that gave those best scores. Returns the top n Candidates."""
+    that gave those best scores. Returns the top n Candidates, each piece's own best n / pieces records among
+    them first: so every part of a long query holding several records has candidates of its own, where the
+    many near relatives of one part would otherwise take every place (a one-piece query: the plain ranking)."""
     best: dict[int, list[float | int]] = {}
+    own: dict[int, None] = {}  # each piece's best records, in piece order
+    per_piece = max(1, n // max(hit_owner.shape[0], 1))
     for row in range(hit_owner.shape[0]):
         seen: set[int] = set()
         for o, s, a, b in zip(hit_owner[row], hit_score[row], hit_start[row], hit_end[row]):
             if o < 0 or o in seen:
                 continue
             seen.add(int(o))
+            if len(seen) <= per_piece:
+                own[int(o)] = None
             cur = best.setdefault(int(o), [0.0, int(a), int(b)])
             cur[0] += float(s)
             cur[1], cur[2] = min(cur[1], int(a)), max(cur[2], int(b))
-    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:n]
-    return [Candidate(o, float(s), int(a), int(b)) for o, (s, a, b) in ranked]
+    order = sorted(best, key=lambda o: -best[o][0])
+    first = sorted(own, key=lambda o: -best[o][0])[:n]
+    ranked = first + [o for o in order if o not in own][: n - len(first)]
+    return [Candidate(o, float(best[o][0]), int(best[o][1]), int(best[o][2])) for o in ranked]
 
 
 def fuse(lists: Sequence[list[Candidate]], rrf_k: int) -> list[Candidate]:

@@ -19,6 +19,7 @@ from gene_ae.index.directory import IndexDir
 from gene_ae.search import align
 from gene_ae.search.candidates import (
     DEFAULT_SOURCES,
+    QUERY_PIECE,
     SOURCES,
     Candidate,
     PieceHits,
@@ -294,11 +295,58 @@ def finish(
         if cfg.rerank:
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
-            hits = rerank(query, hits, subject, top, keep=cfg.k)[: cfg.k]
+            # a query voting in pieces may hold several records, each scoring its share of the query: align them all
+            keep = cfg.k if query.size <= 2 * QUERY_PIECE else 0
+            ranked = rerank(query, hits, subject, top, keep=keep)
+            hits = ranked[: cfg.k]
             if cfg.trace:
-                hits = by_score([traced(query, h, subject, space) for h in hits])
+                hits = [traced(query, h, subject, space) for h in hits]
+                hits += [traced(query, h, subject, space) for h in uncovered(hits, ranked[cfg.k :])]
+                hits = regions_first(hits)
         out.append(hits[: cfg.k])
     return out
+
+
+OVERLAP = 0.5  # a hit whose query span lies more than this share inside a better hit's is another subject there
+
+
+def uncovered(chosen: list[Hit], rest: list[Hit]) -> list[Hit]:
+    """The aligned hits of `rest` that match a part of the query no hit of `chosen` covers (most of their query
+    span outside every chosen span): for a long query holding several records, each record it holds. A gene query
+    matches its candidates whole, so none are added and nothing more is traced."""
+    spans = [(h.query_start, h.query_end) for h in chosen if h.query_end > h.query_start]
+    out = []
+    for h in rest:
+        if h.identity is None or h.query_end <= h.query_start:
+            continue
+        if _inside(h, spans) <= OVERLAP:
+            out.append(h)
+            spans.append((h.query_start, h.query_end))
+    return out
+
+
+def regions_first(hits: list[Hit]) -> list[Hit]:
+    """Traced hits ordered as BLAST orders them, by the local alignment's raw score, except that the best hit of
+    each region of the query comes before hits that overlap a better one (minimap2's primary / secondary), so a
+    query holding several records reports each of them within -k. For a gene query (one region) this is the score
+    order. Untraced hits follow. The score order was chosen on the val split of the SILVA collection
+    (docs/BENCHMARKS.md): ranking by edit identity put a near-identical relative first where the affine score,
+    like blastn's, picks the source."""
+    ranked = sorted(hits, key=lambda h: -h.local.score if h.local is not None else 1)
+    primary, secondary, spans = [], [], []
+    for h in ranked:
+        if h.local is not None and _inside(h, spans) <= OVERLAP:
+            primary.append(h)
+            spans.append((h.query_start, h.query_end))
+        else:
+            secondary.append(h)
+    return primary + secondary
+
+
+def _inside(hit: Hit, spans: list[tuple[int, int]]) -> float:
+    """The largest share of the hit's query span that one of `spans` covers."""
+    length = max(hit.query_end - hit.query_start, 1)
+    return max((max(0, min(b, hit.query_end) - max(a, hit.query_start)) / length for a, b in spans), default=0.0)
 
 
 def traced(query: np.ndarray, hit: Hit, subject: Subject, space: SearchSpace | None) -> Hit:
@@ -313,11 +361,3 @@ def traced(query: np.ndarray, hit: Hit, subject: Subject, space: SearchSpace | N
     e = evalue(local.score, int(query.size), space) if space is not None else None
     return replace(hit, local=local, evalue=e, subject_start=local.subject_start, subject_end=local.subject_end,
                    query_start=local.query_start, query_end=local.query_end)  # fmt: skip
-
-
-def by_score(hits: list[Hit]) -> list[Hit]:
-    """Traced hits ordered as BLAST orders them, by the local alignment's raw score (ties keep the identity
-    order), the untraced after. Chosen on the val split of the SILVA collection (docs/BENCHMARKS.md): ranking by
-    edit identity put a near-identical relative first where the affine score, like blastn's, picks the source."""
-    order = sorted(range(len(hits)), key=lambda i: -hits[i].local.score if hits[i].local is not None else 1)
-    return [hits[i] for i in order]
