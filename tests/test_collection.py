@@ -16,6 +16,7 @@ from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build
+from gene_ae.index import collection as collection_module
 from gene_ae.index.collection import Collection
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
@@ -113,6 +114,25 @@ def test_append_then_remove_answers_as_a_rebuild(world, tmp_path) -> None:
     assert not {i for hits in after for i, *_ in hits} & set(gone)
     with pytest.raises(ValueError, match="no record 'nope' to remove"):
         build.remove_records(out, ["nope"])
+
+
+def test_a_second_writer_is_refused_while_one_changes_the_index(world, tmp_path) -> None:
+    """Two writers at once (issue 34: both said "appended" and one shard was lost): the second is refused in one
+    line before it reads or writes anything; once the first is done, it goes through."""
+    records, embed, model = world["records"], world["embed"], world["model"]
+    out = tmp_path / "busy"
+    build.build_index(iter(records[:9]), embed, model, out, build.BuildConfig())
+    with collection_module.writing(out):  # another process's append, as the kernel's lock sees it
+        listed = sorted(p.name for p in out.iterdir())
+        for write in (lambda: build.append_shard(iter(records[9:12]), embed, out),
+                      lambda: build.remove_records(out, [records[2].id])):  # fmt: skip
+            with pytest.raises(ValueError, match="another gene-ae is changing this index") as err:
+                write()
+            assert str(out) in str(err.value) and "\n" not in str(err.value)
+        assert sorted(p.name for p in out.iterdir()) == listed  # nothing written
+    build.append_shard(iter(records[9:12]), embed, out)
+    assert build.remove_records(out, [records[2].id]) == 1
+    assert len(Collection.open(out).shards) == 2
 
 
 def _cli(capsys, *args) -> tuple[int, str, str]:

@@ -15,7 +15,7 @@ import numpy as np
 from gene_ae.core.features import FeatureColumns
 from gene_ae.core.records import InputRecord
 from gene_ae.core.windows import window_starts
-from gene_ae.index.collection import Collection, next_shard_name, read_shards_file, write_shards_file
+from gene_ae.index.collection import Collection, next_shard_name, read_shards_file, write_shards_file, writing
 from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, read_meta, write_index
 from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig, choose_k
 
@@ -194,26 +194,28 @@ def append_shard(
     model = ModelInfo(uri=base.model_uri, version=base.model_version, dim=base.dim, window=base.window,
                       features=tuple(features))  # fmt: skip
     directory = Path(out_dir)
-    names, removed = read_shards_file(directory)
-    name = next_shard_name(directory)
-    with write_index(directory / name, overwrite=False) as writer:
-        meta = write_shard(records, embed, model, writer, settings_of(base), source)
-    write_shards_file(directory, [*names, name], {*removed, *remove})
+    with writing(directory):
+        names, removed = read_shards_file(directory)
+        name = next_shard_name(directory)
+        with write_index(directory / name, overwrite=False) as writer:
+            meta = write_shard(records, embed, model, writer, settings_of(base), source)
+        write_shards_file(directory, [*names, name], {*removed, *remove})
     return meta
 
 
 def remove_records(out_dir: str | Path, ids: Iterable[str]) -> int:
     """Mark every record with one of these ids removed (search never returns it again); returns how many.
     An id the index does not hold is an error naming it."""
-    collection = Collection.open(out_dir)
-    wanted = set(ids)
-    ids = collection.entries.ids
-    positions = [j for j, i in enumerate(ids) if i in wanted and not collection.removed[j]]
-    found = {ids[j] for j in positions}
-    if wanted - found:
-        raise ValueError(f"{out_dir}: no record {sorted(wanted - found)[0]!r} to remove (or removed already)")
-    names, removed = read_shards_file(Path(out_dir))
-    write_shards_file(Path(out_dir), names, sorted({*removed, *positions}))
+    with writing(out_dir):
+        collection = Collection.open(out_dir)
+        wanted = set(ids)
+        ids = collection.entries.ids
+        positions = [j for j, i in enumerate(ids) if i in wanted and not collection.removed[j]]
+        found = {ids[j] for j in positions}
+        if wanted - found:
+            raise ValueError(f"{out_dir}: no record {sorted(wanted - found)[0]!r} to remove (or removed already)")
+        names, removed = read_shards_file(Path(out_dir))
+        write_shards_file(Path(out_dir), names, sorted({*removed, *positions}))
     return len(positions)
 
 

@@ -14,10 +14,11 @@ offset[s] + j. Every shard is built with the same model, window, stride, k-mer s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -122,6 +123,32 @@ def read_shards_file(directory: Path) -> tuple[list[str], list[int]]:
     if not ok:
         raise ValueError(f"{path}: not a shard list of this gene-ae, or edited by hand (its digest differs)")
     return names, removed
+
+
+LOCK_FILE = ".gene-ae-writer.lock"
+
+
+@contextlib.contextmanager
+def writing(directory: str | Path) -> Iterator[None]:
+    """Hold the index's writer lock while a block changes it (append, replace, remove): a second writer is refused
+    at once with a one-line error, before it reads or writes anything, instead of both reading the same shard
+    list and one of them losing its shard or its removals. The lock is the kernel's (flock): it goes with the
+    process, so a killed writer never leaves the index locked."""
+    import fcntl
+
+    path = Path(directory) / LOCK_FILE
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"{directory}: another gene-ae is changing this index (embed --append, --replace or remove); "
+                "try again when it has finished"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_shards_file(directory: Path, names: list[str], removed: Iterable[int]) -> None:
