@@ -85,9 +85,9 @@ def make_encoder(uri: str | None, device: str):
     else:
         torch.manual_seed(0)
         cfg = Config()
-        enc = Encoder(GeneAE(cfg.model), cfg, device=device)
+        enc = Encoder(GeneAE(cfg.model), device=device)
         what = "untrained default-config model (speed does not depend on training)"
-    m = enc.cfg.model
+    m = enc.cfg
     return enc, (
         f"{what}: dim {enc.dim}, window {enc.window}, k-mer bags {m.kmer_sizes}, "
         f"{count_parameters(enc.model) / 1e6:.2f} M params"
@@ -176,7 +176,7 @@ def real_rows(args: argparse.Namespace, seqs: list[np.ndarray]) -> tuple[list[di
         from gene_ae.model.encoder import Encoder
 
         print("search_bench: gene-ae embedding on the GPU ...", file=sys.stderr, flush=True)
-        gpu = Encoder(enc.model, enc.cfg, device="cuda")
+        gpu = Encoder(enc.model, device="cuda")
         rows.append(bench_vectors("gene-ae", f"{torch.cuda.get_device_name()}, fp32", gpu.embed_tokens, seqs, nq))
         enc.model.to("cpu")
     else:

@@ -158,7 +158,7 @@ def rate(args: argparse.Namespace) -> str:
         t0 = time.perf_counter()
         model = train_local(cfg, args.steps, args.threads, shape)
         took = time.perf_counter() - t0
-        enc = Encoder(model, cfg, torch.device("cpu"))
+        enc = Encoder(model, torch.device("cpu"))
         ident = {n: (r := enc.reconstruct_windows(w)).correct / max(r.bases, 1) for n, w in sets.items()}
         bits = cfg.model.latent_bits_per_base
         lines.append(
@@ -295,7 +295,7 @@ def vector(args: argparse.Namespace) -> str:
             save(Path(args.save) / key, cfg, model)
         learned = [w for w in (model.conv_weight, model.seed_weight) if w is not None]
         for w in [None, 0.0] if learned else [None]:
-            enc = Encoder(model, cfg, torch.device("cpu"))
+            enc = Encoder(model, torch.device("cpu"))
 
             @cached
             @torch.no_grad()

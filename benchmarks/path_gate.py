@@ -42,7 +42,7 @@ def sets(data: str) -> dict[str, list[np.ndarray]]:
 
 
 def gated(enc: Encoder, limit: float, soft: bool):
-    ks = enc.cfg.model.kmer_sizes
+    ks = enc.cfg.kmer_sizes
 
     def embed(seqs: Sequence[np.ndarray]) -> np.ndarray:
         length = torch.tensor([s.size for s in seqs], dtype=torch.float32)

@@ -89,7 +89,7 @@ def make_encoder(uri: str | None):
         return Encoder.load(uri, device="cpu"), uri
     torch.manual_seed(0)
     cfg = Config()
-    return Encoder(GeneAE(cfg.model), cfg, device="cpu"), "untrained default-config model"
+    return Encoder(GeneAE(cfg.model), device="cpu"), "untrained default-config model"
 
 
 def build(seqs: Sequence[np.ndarray], encoder, out: Path):

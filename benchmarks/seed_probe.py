@@ -95,7 +95,7 @@ def score(name, embed):
 
 model, cfg = load_model(args.model)
 model.eval()
-enc = Encoder(model, cfg, torch.device("cpu"))
+enc = Encoder(model, torch.device("cpu"))
 
 
 def bags(seqs):

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gene_ae.core.settings import Range, check_fields, field_types, show_value
-from gene_ae.model.config import ModelConfig
+from gene_ae.model.config import RENAMED as MODEL_RENAMED
+from gene_ae.model.config import ModelConfig, load_sections
 from gene_ae.model.features import describe
 
 DEFAULT_MODEL_NAME = "gene-ae-encoder"  # the registered model's name unless --register says otherwise
@@ -133,6 +134,11 @@ class Config:
             _apply(raw, section, values)
         return cls(**{name: kind(**raw[name]) for name, kind in SECTIONS.items()})
 
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path) -> Config:
+        """The whole run config a checkpoint was trained with (its config.json, every section checked)."""
+        return cls.from_dict(load_sections(directory))
+
     def flat(self) -> dict[str, Any]:
         """section.key -> value, as logged to MLflow params (the features as their short --set text)."""
         out = {f"{s}.{k}": v for s, vals in self.to_dict().items() for k, v in vals.items()}
@@ -142,7 +148,7 @@ class Config:
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 # Keys renamed since checkpoints were first written: old config.json files (and old TOML) still load.
-RENAMED = {("model", "latent_dim"): "vector_dim", ("model", "code_dim"): "latent_channels"}
+RENAMED = {("model", old): new for old, new in MODEL_RENAMED.items()}
 
 
 def _apply(raw: dict[str, dict[str, Any]], section: str, values: Any, text: bool = False) -> None:

@@ -60,12 +60,24 @@ class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.required else super()._get_help_string(action)
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with every default shown in --help, --version, and usage errors as one line with exit status 1."""
+class _Version(argparse._VersionAction):
+    """--version whose text may be a function, called only when --version is asked (reading the package's
+    metadata costs every other command start-up time)."""
 
-    def __init__(self, *args, version: str, **kwargs) -> None:
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if callable(self.version):
+            self.version = f"%(prog)s {self.version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with every default shown in --help, --version, and usage errors as one line with exit status 1.
+    `version`: the text, or a function giving it when --version is asked."""
+
+    def __init__(self, *args, version, **kwargs) -> None:
         super().__init__(*args, formatter_class=_DefaultsShown, **kwargs)
-        self.add_argument("--version", action="version", version=f"%(prog)s {version}")
+        shown = version if callable(version) else f"%(prog)s {version}"
+        self.add_argument("--version", action=_Version, version=shown)
 
     def error(self, message: str) -> NoReturn:
         self.exit(1, f"{self.prog}: error: {message} (see --help)\n")

@@ -145,7 +145,7 @@ def tiny_index(root: Path, fasta: Path, window: int = 256, dim: int = 64) -> tup
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=dim, window=window, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    encoder = Encoder(GeneAE(cfg.model), device="cpu")
     ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
     embed = partial(build.embed_local, encoder, batch_size=64)
     model = build.ModelInfo(uri=str(ckpt), version="", dim=dim, window=window)

@@ -45,7 +45,7 @@ def world(tmp_path_factory, data_dir: Path) -> dict:
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    encoder = Encoder(GeneAE(cfg.model), device="cpu")
     ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:20]
     (root / "genes.fa").write_text("".join(f">{g.id}_g class={g.label}\n{decode(g.tokens)}\n" for g in genes))

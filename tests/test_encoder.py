@@ -17,7 +17,7 @@ def encoder() -> Encoder:
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    return Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    return Encoder(GeneAE(cfg.model), device="cpu")
 
 
 def test_batched_windows_equal_per_sequence_tiling(encoder):
@@ -73,7 +73,7 @@ def test_embed_spans_never_counts_the_padding_row():
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    enc = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    enc = Encoder(GeneAE(cfg.model), device="cpu")
     with torch.no_grad():
         for bag in enc.model.kmer_bags:
             bag.weight[-1] = 1.0

@@ -62,7 +62,7 @@ def tiny_encoder():
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, lstm_hidden=32, vector_dim=32, window=256)
-    return Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    return Encoder(GeneAE(cfg.model), device="cpu")
 
 
 # ------------------------------------------------------------------------------------------ k-mer profiles

@@ -95,7 +95,7 @@ def test_a_filtered_search_ranks_the_passing_records_as_an_index_of_only_them(ge
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    embed = partial(Encoder(GeneAE(cfg.model), cfg, device="cpu").embed_tokens, batch_size=64)
+    embed = partial(Encoder(GeneAE(cfg.model), device="cpu").embed_tokens, batch_size=64)
     whole = _index(genes, tmp_path / "all", embed)
     family = max(set(whole.features.values["family"]), key=list(whole.features.values["family"]).count)
     mask = where(f"family == {family!r} or gc > 0.5", whole.features)

@@ -43,7 +43,7 @@ def built(tmp_path_factory, data_dir: Path) -> dict:
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    encoder = Encoder(GeneAE(cfg.model), device="cpu")
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:12]
     lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
     lam.tokens = lam.tokens[:6000]

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from gene_ae.config import Config
 from gene_ae.model.autoencoder import GeneAE, count_parameters
 from gene_ae.model.bags import kmer_ids
 from gene_ae.model.config import POOLINGS, ModelConfig
@@ -153,9 +152,7 @@ def test_embed_is_unit_and_deterministic() -> None:
 
 
 def _encoder(cfg: ModelConfig) -> Encoder:
-    full = Config()
-    full.model = cfg
-    return Encoder(GeneAE(cfg), full, device="cpu")
+    return Encoder(GeneAE(cfg), device="cpu")
 
 
 def test_long_sequences_add_up_their_pieces_parts() -> None:

@@ -5,6 +5,7 @@ standardised numeric MLP) or a training signal (supervised contrastive), require
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def tiny(features=()) -> Config:
 def encoder(features=()) -> Encoder:
     torch.manual_seed(0)
     cfg = tiny(features)
-    return Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    return Encoder(GeneAE(cfg.model), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +238,7 @@ def test_a_registered_model_names_and_requires_its_vector_features(tmp_path: Pat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     enc = encoder(VECTOR)
-    ckpt = save_checkpoint(tmp_path / "ckpt", enc.cfg, enc.model)
+    ckpt = save_checkpoint(tmp_path / "ckpt", {"model": asdict(enc.cfg)}, enc.model)
     with mlflow.start_run():
         info = tracking.log_encoder(ckpt, register="feat-model")
     served = mlflow.pyfunc.load_model(f"models:/feat-model/{info.registered_model_version}")

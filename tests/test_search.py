@@ -37,7 +37,7 @@ def encoder() -> Encoder:
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    return Encoder(GeneAE(cfg.model), cfg, device="cpu")
+    return Encoder(GeneAE(cfg.model), device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def world(tmp_path_factory, data_dir: Path) -> dict:
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    ckpt = save_checkpoint(root / "ckpt", cfg, Encoder(GeneAE(cfg.model), cfg, device="cpu").model)
+    ckpt = save_checkpoint(root / "ckpt", cfg, Encoder(GeneAE(cfg.model), device="cpu").model)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:24]
     lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
     records = [(g.id, decode(g.tokens)) for g in genes[:10]] + [("lambda", decode(lam.tokens[:9000]))]

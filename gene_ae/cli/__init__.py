@@ -7,30 +7,43 @@ library errors become one line and exit 1 in `main`.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
 import threading
 
-from gene_ae.cli import embed, evaluate, promote, reconstruct, remove, search, serve
 from shard_tools.options import Parser
 from shard_tools.text import printable
 
-SUBCOMMANDS = (embed, search, remove, evaluate, reconstruct, promote, serve)
+# subcommand -> its module (gene_ae/cli/MODULE.py), in --help order
+SUBCOMMANDS = {"embed": "embed", "search": "search", "remove": "remove", "eval": "evaluate",
+               "reconstruct": "reconstruct", "promote": "promote", "serve": "serve"}  # fmt: skip
 
 
-def build_parser() -> Parser:
-    from shard_tools import __version__
+def _version() -> str:
+    import shard_tools
 
+    return shard_tools.__version__
+
+
+def build_parser(argv: list[str] | None = None) -> Parser:
+    """The whole parser; given the command line, only the subcommand it names is built in full (its module and
+    the defaults it shows imported), the others as names: a one-query search starts faster."""
     p = Parser(
         prog="gene-ae",
-        version=__version__,
+        version=_version,
         description="Embed DNA sequences with a trained gene-ae encoder, "
         "search collections by vector similarity, evaluate against k-mer methods, serve the encoder.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.add_parser(sub, __version__)
+    named = next((a for a in argv or () if not a.startswith("-")), None)
+    chosen = named if named in SUBCOMMANDS else None
+    for name, module in SUBCOMMANDS.items():
+        if chosen is None or name == chosen:
+            importlib.import_module(f"gene_ae.cli.{module}").add_parser(sub, _version)
+        else:
+            sub.add_parser(name, version=_version)
     return p
 
 
@@ -44,7 +57,7 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    args = build_parser().parse_args(argv)
+    args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             yield output.row((record.id, record.tokens.size, f"{right / record.tokens.size:.4f}", decode(rec)))
 
     output.emit(lines(), args.out)
-    m = encoder.cfg.model
+    m = encoder.cfg
     stored = f"{m.latent_levels} levels a value" if m.latent_levels else "float32 values"
     print(f"gene-ae reconstruct: identity {total[0] / max(total[1], 1):.4f} over {total[1]:,} bases, from a latent "
           f"of {m.latent_bits_per_base:g} bits a base as stored ({stored})", file=sys.stderr)  # fmt: skip

@@ -110,7 +110,7 @@ def search_model(shard0, model: str | None, batch_size: int):
     from shard_tools.inputs import FeatureColumn
 
     encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
-    kinds = {f.name: f.kind for f in encoder.cfg.model.features}
+    kinds = {f.name: f.kind for f in encoder.cfg.features}
     return embed, tuple(FeatureColumn(n, kinds[n]) for n in encoder.required_features)
 
 

@@ -1,8 +1,10 @@
 """Checkpoint layout, shared by training (save/resume) and the encoder (load for inference).
 
-A checkpoint directory holds `config.json` (the resolved Config) and `model.pt` (model weights);
-training checkpoints add `trainer.pt` (optimiser, scheduler, step, RNG states, MLflow run id).
-Weights are loaded with `weights_only=True`: no pickled classes.
+A checkpoint directory holds `config.json` (the resolved run config, every section) and `model.pt` (model
+weights); training checkpoints add `trainer.pt` (optimiser, scheduler, step, RNG states, MLflow run id).
+Weights are loaded with `weights_only=True`: no pickled classes. The model side reads only the [model]
+section (`load_model_config`): loading a model for search never checks training settings; the run config
+as a whole is the training side's (gene_ae/config.py `Config.from_checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from typing import Any
 
 import torch
 
-from gene_ae.config import Config
 from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.config import CONFIG_FILE, ModelConfig, load_sections
 
-CONFIG_FILE, MODEL_FILE, TRAINER_FILE = "config.json", "model.pt", "trainer.pt"
+MODEL_FILE, TRAINER_FILE = "model.pt", "trainer.pt"
+__all__ = ["CONFIG_FILE", "MODEL_FILE", "TRAINER_FILE", "load_model", "load_model_config", "load_sections", "save"]
 
 
-def save(directory: str | Path, cfg: Config, model: torch.nn.Module, trainer_state: dict | None = None) -> Path:
+def save(directory: str | Path, config, model: torch.nn.Module, trainer_state: dict | None = None) -> Path:
+    """`config`: the run config (an object with `to_dict()`, or its sections as a dict); its [model] section is
+    what loading needs."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    (d / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=1))
+    sections = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    (d / CONFIG_FILE).write_text(json.dumps(sections, indent=1))
     module = getattr(model, "module", model)  # unwrap DDP
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, d / MODEL_FILE)
     if trainer_state is not None:
@@ -30,16 +36,17 @@ def save(directory: str | Path, cfg: Config, model: torch.nn.Module, trainer_sta
     return d
 
 
-def load_config(directory: str | Path) -> Config:
-    return Config.from_dict(json.loads((Path(directory) / CONFIG_FILE).read_text()))
+def load_model_config(directory: str | Path) -> ModelConfig:
+    """The checkpoint's [model] section, checked (the other sections are not read)."""
+    return ModelConfig.from_dict(load_sections(directory).get("model", {}))
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GeneAE, Config]:
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GeneAE, ModelConfig]:
     d = Path(directory)
     if not (d / MODEL_FILE).is_file() or not (d / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{d}: not a gene-ae checkpoint (needs {CONFIG_FILE} and {MODEL_FILE})")
-    cfg = load_config(d)
-    model = GeneAE(cfg.model)
+    cfg = load_model_config(d)
+    model = GeneAE(cfg)
     state = torch.load(d / MODEL_FILE, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)

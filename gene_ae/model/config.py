@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import ClassVar
 
 from gene_ae.core.settings import Range, check_fields, show_value
@@ -11,6 +13,14 @@ from gene_ae.model.features import FeatureSpec, parse_features
 from shard_tools.alphabet import TOKENS
 
 POOLINGS = ("mean", "attention", "max")
+CONFIG_FILE = "config.json"  # a checkpoint's run config (gene_ae/model/checkpoint.py)
+# [model] keys renamed since checkpoints were first written: old config.json files (and old TOML) still load.
+RENAMED = {"latent_dim": "vector_dim", "code_dim": "latent_channels"}
+
+
+def load_sections(directory: str | Path) -> dict:
+    """A checkpoint's config.json as written: the run config's sections as plain values (no torch needed)."""
+    return json.loads((Path(directory) / CONFIG_FILE).read_text())
 
 
 @dataclass
@@ -105,6 +115,21 @@ class ModelConfig:
                 "model.variational: a variational latent is continuous: give model.latent_levels=0 with it "
                 f"(it is {self.latent_levels}: quantised)"
             )
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """[model] from plain values (a checkpoint's config.json): renamed keys read by their new names, an
+        unknown key a one-line error; checked as every section is."""
+        if not isinstance(values, dict):
+            raise ValueError(f"config section [model] must be a table of keys, got {values!r:.60}")
+        known = {f.name for f in fields(cls)}
+        out = {}
+        for key, value in values.items():
+            key = RENAMED.get(key, key)
+            if key not in known:
+                raise ValueError(f"unknown config key model.{key:.60} (known: {', '.join(sorted(known))})")
+            out[key] = value
+        return cls(**out)
 
     @property
     def n_scales(self) -> int:

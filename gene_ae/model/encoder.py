@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gene_ae.config import Config
 from gene_ae.core.windows import cuts, pad_batch, tile
 from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
@@ -127,25 +126,26 @@ def range_sums(
 class Encoder:
     """Embeds sequences of any length; long ones are tiled into windows and pooled."""
 
-    def __init__(self, model: GeneAE, cfg: Config, device: str | torch.device | None = None, uri: str = ""):
+    def __init__(self, model: GeneAE, device: str | torch.device | None = None, uri: str = ""):
+        """`model`'s own ModelConfig (model.cfg) is all it reads: no run config, no training settings."""
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
-        self.cfg = cfg
+        self.cfg = model.cfg
         self.uri = uri
 
     @classmethod
     def load(cls, uri: str, device: str | None = None) -> Encoder:
         """uri: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a checkpoint directory."""
-        model, cfg = checkpoint.load_model(resolve_checkpoint(uri))
-        return cls(model, cfg, device, uri)
+        model, _ = checkpoint.load_model(resolve_checkpoint(uri))
+        return cls(model, device, uri)
 
     @property
     def dim(self) -> int:
-        return self.cfg.model.vector_dim
+        return self.cfg.vector_dim
 
     @property
     def window(self) -> int:
-        return self.cfg.model.window
+        return self.cfg.window
 
     def _tensor(self, pieces: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         tokens, _ = pad_batch(pieces)
@@ -159,21 +159,21 @@ class Encoder:
         seed span is counted exactly once (narrower ones at most reach - k times more per cut) and the vector
         is that of one pass over the sequence (the conv branch, being local, too, but for the few positions
         at each cut)."""
-        if self.cfg.model.vector_trunk:
+        if self.cfg.vector_trunk:
             return self.window, 0
-        return max(self.window, EMBED_CHUNK), self.cfg.model.vector_reach - 1
+        return max(self.window, EMBED_CHUNK), self.cfg.vector_reach - 1
 
     @property
     def required_features(self) -> list[str]:
         """The features this model's vector needs with every sequence (model.features with use = vector)."""
-        return [f.name for f in vector_features(self.cfg.model.features)]
+        return [f.name for f in vector_features(self.cfg.features)]
 
     def check_features(self, declared: Mapping[str, str], where: str) -> tuple[str, ...]:
         """The features this model's vector takes, each of which the input must declare (--feature-column, as
         name -> kind): else a one-line error naming `where` and the first missing, before anything is embedded."""
         needed = tuple(self.required_features)
         for name in needed:
-            kind = next(f.kind for f in self.cfg.model.features if f.name == name)
+            kind = next(f.kind for f in self.cfg.features if f.name == name)
             if name in declared and declared[name] != kind:
                 raise ValueError(f"{where}: this model's vector takes the feature {name!r} as {kind}, declared "
                                  f"{declared[name]}: declare it with --feature-column {name}:{kind}")  # fmt: skip
@@ -206,12 +206,12 @@ class Encoder:
         looked up once for all its spans (a record and its half-overlapping windows: 2-3x fewer lookups for
         genes, and no padding); any other model embeds the pieces."""
         spans = np.asarray(spans, dtype=np.int64).reshape(-1, 3)
-        if self.cfg.model.n_branches != len(self.cfg.model.kmer_sizes):  # a trunk, conv or seed branch: per piece
+        if self.cfg.n_branches != len(self.cfg.kmer_sizes):  # a trunk, conv or seed branch: per piece
             return self.embed_tokens([seqs[o][a:b] for o, a, b in spans], batch_size, features)
         if ((spans[:, 2] - spans[:, 1]) < 1).any():
             raise ValueError(f"row {int(np.argmax(spans[:, 2] <= spans[:, 1]))}: empty sequence")
         w, extra = self._pieces()
-        sums = torch.zeros((len(spans), len(self.cfg.model.kmer_sizes), self.dim), dtype=torch.float32)
+        sums = torch.zeros((len(spans), len(self.cfg.kmer_sizes), self.dim), dtype=torch.float32)
         for rows, owners in span_groups(spans[:, 0], [int(s.size) for s in seqs], SPAN_CHUNK_BASES):
             sums[torch.from_numpy(rows)] = self._span_sums([seqs[o] for o in owners], spans[rows], w, extra)
         return self._vectors(sums, features)
@@ -221,7 +221,7 @@ class Encoder:
         spans[:, 0] ascending). The sequences are laid end to end with a PAD between (k-mers across it get
         the pad id); each span is cut as branch_sums cuts a piece (every w bases, running `extra` on)."""
         starts = np.cumsum([0] + [s.size + 1 for s in seqs])
-        flat = np.full(int(starts[-1]) + max(self.cfg.model.kmer_sizes), PAD, np.uint8)  # ids at every start
+        flat = np.full(int(starts[-1]) + max(self.cfg.kmer_sizes), PAD, np.uint8)  # ids at every start
         for s, a in zip(seqs, starts):
             flat[a : a + s.size] = s
         owner = np.searchsorted(np.unique(spans[:, 0]), spans[:, 0])
@@ -234,7 +234,7 @@ class Encoder:
         end = starts[owner][span_of] + spans[span_of, 1] + np.minimum((cut * w) + w + extra, length[span_of])
         tokens = torch.from_numpy(flat).to(self.device)[None]
         out = []
-        for k, bag in zip(self.cfg.model.kmer_sizes, self.model.kmer_bags):
+        for k, bag in zip(self.cfg.kmer_sizes, self.model.kmer_bags):
             ids = self._flat_ids(tokens, k)
             out.append(range_sums(ids, bag.weight, lo, np.maximum(end - k + 1, lo), span_of, len(spans)))
         return torch.stack(out, 1).cpu()
@@ -243,7 +243,7 @@ class Encoder:
         """bags.kmer_ids of one long row [1, L] -> [L - k + 1], IDS_CHUNK positions at a time: each chunk's
         k shifted passes stay in cache and run on one thread (below torch's parallel grain), 1.5x faster
         than one pass over the row alone and 10x cheaper than two threads fighting other work for 2 cores."""
-        m = self.cfg.model
+        m = self.cfg
         n = tokens.shape[1] - k + 1
         parts = [kmer_ids(tokens[:, a : a + IDS_CHUNK + k - 1], k, m.canonical_kmers, m.kmer_rows(k) - 1)[0]
                  for a in range(0, n, IDS_CHUNK)]  # fmt: skip
@@ -254,7 +254,7 @@ class Encoder:
         vectors = self.model.combine(sums.to(self.device)).float()
         n = sums.shape[0]
         if self.model.feature_encoder is not None:
-            specs = self.cfg.model.features
+            specs = self.cfg.features
             require(specs, features or {}, n)
             coded = torch.from_numpy(codes_of_rows(specs, features, n)).to(self.device)
             vectors = vectors + self.model.feature_encoder(coded)
@@ -271,8 +271,8 @@ class Encoder:
         if empty is not None:
             raise ValueError(f"row {empty}: empty sequence")
         w, extra = self._pieces()
-        jobs = tile(seqs, w) if self.cfg.model.vector_trunk else cuts(seqs, w)
-        branches = self.cfg.model.n_branches
+        jobs = tile(seqs, w) if self.cfg.vector_trunk else cuts(seqs, w)
+        branches = self.cfg.n_branches
         sums = torch.zeros((len(seqs), branches * self.dim), dtype=torch.float32)
         sizes = [min(seqs[i].size - s, w + extra) for i, s in jobs]
         for batch in _batches_of_bases(jobs, sizes, batch_size * self.window):

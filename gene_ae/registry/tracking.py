@@ -45,9 +45,9 @@ def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, 
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    from gene_ae.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_config
+    from gene_ae.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_model_config
 
-    model_cfg = load_config(checkpoint_dir).model
+    model_cfg = load_model_config(checkpoint_dir)
     dim = model_cfg.vector_dim
     # A column per feature the vector takes (missing values allowed): without it in the signature, MLflow's
     # schema enforcement would drop the column before the pyfunc could read it.

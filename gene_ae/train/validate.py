@@ -29,7 +29,7 @@ def validation_metrics(model: GeneAE, cfg: Config, records: list[np.ndarray], de
     if not records:
         return {}
     model.eval()
-    encoder = Encoder(model, cfg, device)
+    encoder = Encoder(model, device)
     rec = encoder.reconstruct_windows([r[: cfg.model.window] for r in records])
     nats = rec.nats / max(rec.bases, 1)
     metrics = {"val_loss": nats, "val_bits_per_base": nats / LN2, "val_accuracy": rec.correct / max(rec.bases, 1)}
