@@ -29,11 +29,6 @@ def add_parser(sub, version: str) -> None:
         help="report only aligned hits with an expect value at most E (as blastn -evalue)",
     )  # fmt: skip
     s.add_argument(
-        "--common-kmers", type=share, default=search_cfg.common, metavar="SHARE",
-        help="skip the query's k-mers held by more than this share of the records (their rarest quarter is always "
-        f"read; default {search_cfg.common:g}: docs/BENCHMARKS.md)",
-    )  # fmt: skip
-    s.add_argument(
         "--batch-size", type=int_option("batch_size"), default=search_cfg.batch_size, help="encoder batch size"
     )
     s.add_argument(
@@ -65,17 +60,6 @@ def source_list(text: str) -> tuple[str, ...]:
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(SOURCES)}, comma separated")
     return names
-
-
-def share(text: str) -> float:
-    """--common-kmers: a share in (0, 1], else a one-line usage error."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a share in (0, 1], e.g. 0.05")
-    return value
 
 
 def outfmt(text: str) -> tuple[str, tuple[str, ...]]:
@@ -127,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     subject = None
     if args.rerank and args.collection:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
-    cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, common=args.common_kmers)
+    cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size)
     results = searcher.search(queries, cfg, allowed, features, subject)
     if args.evalue is not None:
         results = [[h for h in hits if h.evalue is not None and h.evalue <= args.evalue] for hits in results]

@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 _CHUNK_BASES = 1 << 22  # segment bases counted per pass while building: bounds temporary memory
 _GAP_MAX = (1 << 16) - 1  # gaps between a k-mer's segments are stored in 16 bits; larger ones apart
 _BLOCK_ENTRIES = 1 << 23  # entries encoded or decoded per pass when saving or loading: bounds temporary memory
-COMMON_FLOOR = 1000  # a k-mer held by at most this many segments is always read (KmerIndex.frequent)
-KEEP_RAREST = 0.25  # the share of a query's k-mers always read, its rarest
 
 
 @dataclass
@@ -200,24 +198,19 @@ class KmerIndex:
 
     def search_segments(
         self, queries: Sequence[np.ndarray], k: int, allowed: np.ndarray | None = None,
-        counts: CountRows | None = None, common: float = 1.0,
+        counts: CountRows | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """(segment indices [q, k], cosine [q, k]) best first; -1 where fewer than k segments share a k-mer.
         `allowed`: a boolean mask over segments; the others are never returned. Each score is summed over one
         segment's postings alone, so it does not depend on what else the index (or shard) holds. `counts`:
-        query_matrix(queries), made already (by another shard of the same k-mer settings). `common` < 1: the
-        query's k-mers held by more than that share of the segments are not read (`frequent`)."""
+        query_matrix(queries), made already (by another shard of the same k-mer settings)."""
         q = self.query_matrix(queries) if counts is None else counts
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         sims = np.zeros((len(queries), k), dtype=np.float32)
         for row in range(len(queries)):
             lo, hi = q.indptr[row], q.indptr[row + 1]
-            rows, values = q.indices[lo:hi], q.data[lo:hi]
-            if common < 1.0:
-                keep = ~self.frequent(rows, common)
-                rows, values = rows[keep], values[keep]
-            segments, counts, lens = self.postings(rows)
-            weight = counts * np.repeat(values.astype(np.float64), lens)
+            segments, counts, lens = self.postings(q.indices[lo:hi])
+            weight = counts * np.repeat(q.data[lo:hi].astype(np.float64), lens)
             scores = (np.bincount(segments, weight, minlength=self.n_segments) * self.scale).astype(np.float32)
             if allowed is not None:  # dropped before ranking: the top k among the allowed segments
                 scores[~allowed] = 0
@@ -225,21 +218,6 @@ class KmerIndex:
             top, vals = top_k(scores[None, shared], k)
             idx[row, : top.shape[1]], sims[row, : top.shape[1]] = shared[top[0]], vals[0]
         return idx, sims
-
-    def frequent(self, rows: np.ndarray, share: float) -> np.ndarray:
-        """Which of these k-mers are too common to read: held by more than `share` of the segments (and by more
-        than COMMON_FLOOR), as minimap2 skips its most frequent minimizers. In a collection of one gene family
-        (16S) the conserved k-mers are in nearly every record: reading their postings was most of a search's
-        time and told the records apart no better than the rarer k-mers. At least KEEP_RAREST of the query's
-        k-mers are always read (its rarest), so a query made only of conserved parts still has candidates."""
-        rows = np.asarray(rows, dtype=np.int64)
-        held = self.indptr[rows + 1] - self.indptr[rows]
-        drop = held > max(COMMON_FLOOR, share * self.n_segments)
-        keep_at_least = int(np.ceil(KEEP_RAREST * rows.size))
-        if rows.size - int(drop.sum()) < keep_at_least:
-            drop[:] = True
-            drop[np.argsort(held, kind="stable")[:keep_at_least]] = False
-        return drop
 
     def save(self, directory: str | Path) -> Path:
         """kmers.npz (the settings, the segments, the row pointers, the far gaps, the counts over 1) and the gaps."""

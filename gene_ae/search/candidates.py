@@ -71,7 +71,6 @@ class QueryPieces:
     # the segments' k-mer counts, made by the first shard that reads them and kept for the others (every shard of
     # a collection has the same k-mer settings; 15 ms a query at 10^6 genes when each of 13 shards made them)
     segment_counts: tuple[tuple, object] | None = None
-    common: float = 1.0  # k-mers held by more than this share of a shard's segments are not read (SearchConfig)
 
     @classmethod
     def of(cls, queries: Sequence[np.ndarray], embed: Embed | None, window: int, segment: int | None,
@@ -138,7 +137,7 @@ def shard_hits(
         if asked.segment_counts is None or asked.segment_counts[0] != key:
             asked.segment_counts = (key, kmers.query_matrix(asked.segments))
         keep = None if allowed is None else allowed[kmers.owner]
-        idx, sims = kmers.search_segments(asked.segments, n, keep, counts=asked.segment_counts[1], common=asked.common)
+        idx, sims = kmers.search_segments(asked.segments, n, keep, counts=asked.segment_counts[1])
         safe = np.maximum(idx, 0)
         owner = np.where(idx >= 0, kmers.owner[safe] + offset, -1)
         out["sparse"] = PieceHits(asked.segment_rows, owner, sims, kmers.start[safe], kmers.end[safe])

@@ -73,7 +73,6 @@ class SearchConfig:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     batch_size: int = 64
     trace: bool = True  # give each reported, aligned hit its local alignment and BLAST statistics
-    common: float = 1.0  # the query's k-mers held by more than this share of a shard's segments are not read
 
 
 # -------------------------------------------------------------------------------------------- re-ranking
@@ -224,8 +223,6 @@ def check_config(cfg: SearchConfig) -> None:
     """Refuse settings no search can answer (the CLI checks the ranges while parsing; library callers here)."""
     if cfg.k < 1 or cfg.rerank < 0:
         raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
-    if not 0 < cfg.common <= 1:
-        raise ValueError(f"common must be in (0, 1], got {cfg.common}")
     unknown = set(cfg.sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
@@ -260,9 +257,7 @@ def ask(
     features: Mapping[str, Sequence] | None = None,
 ) -> QueryPieces:
     """What every shard is asked: the queries' vectors, window pieces and k-mer segments, computed once."""
-    asked = QueryPieces.of(queries, embed, shape[0], shape[1], cfg.sources, features)
-    asked.common = cfg.common
-    return asked
+    return QueryPieces.of(queries, embed, shape[0], shape[1], cfg.sources, features)
 
 
 def finish(
