@@ -103,7 +103,7 @@ def serve(demo: Demo) -> None:
 def embed_and_search(demo: Demo) -> None:
     step("4/6 embed the collection into a vector index")
     demo.gene_ae("embed", "--model", PRODUCTION, "--input", demo.out / "shards", "--out", demo.out / "index")
-    step("5/6 search with real queries: dog genes against the chimp collection (vectors + k-mers, then alignment)")
+    step("5/6 search with real queries: dog genes against the chimp collection (exact k-mers, then alignment)")
     queries = demo.out / "dog_queries.tsv"
     with gzip.open(DATA / "dog_sample.tsv.gz", "rt", newline="") as f:
         queries.write_text("".join(f.readline() for _ in range(6)))
