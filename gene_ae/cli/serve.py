@@ -105,10 +105,16 @@ def _serve_index(args: argparse.Namespace) -> int:
 
 def search_model(shard0, model: str | None, batch_size: int):
     """The ingress's Loader (gene_ae/search/serve.py): `gene-ae search`'s encoder and checks, and the features
-    the model's vector takes. Module-level, so Ray pickles it by reference."""
-    from gene_ae.search.searcher import open_encoder
+    the model's vector takes; (None, ()) when the search it serves reads no vectors (the default: the exact
+    k-mers), so nothing loads torch or the model. Module-level, so Ray pickles it by reference."""
+    from gene_ae.search.engine import SearchConfig
+    from gene_ae.search.searcher import VECTOR_SOURCES, open_encoder
     from shard_tools.inputs import FeatureColumn
 
+    if not set(SearchConfig().sources) & set(VECTOR_SOURCES):
+        if model:
+            raise ValueError(f"--model {model}: the served search reads no vectors (the exact k-mers); leave it out")
+        return None, ()
     encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
     kinds = {f.name: f.kind for f in encoder.cfg.features}
     return embed, tuple(FeatureColumn(n, kinds[n]) for n in encoder.required_features)
