@@ -73,8 +73,7 @@ def hits_blast(
             yield row([columns.blast_value(n, v) for n in names])
 
 
-def hits_sam(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry],
-             version: str = "") -> Iterator[str]:  # fmt: skip
+def hits_sam(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entries: Sequence[Entry]) -> Iterator[str]:
     """SAM 1.6: @SQ lines for the subjects hit, then one record per aligned hit (the first of a query primary,
     the rest secondary, flag 256), the query reverse-complemented on the minus strand (flag 16), its unaligned
     ends soft-clipped, AS (raw score) and NM (edit distance) tags."""
@@ -86,7 +85,7 @@ def hits_sam(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entri
     yield row(["@HD", "VN:1.6", "SO:unsorted"])
     for j in seen:
         yield row(["@SQ", f"SN:{entries[j].id}", f"LN:{entries[j].length}"])
-    yield row(["@PG", "ID:gene-ae", "PN:gene-ae"] + ([f"VN:{version}"] if version else []))
+    yield row(["@PG", "ID:gene-ae", "PN:gene-ae"])
     for query, hits in zip(queries, results):
         first = True
         for hit in hits:
