@@ -54,6 +54,11 @@ def test_validate_names_the_bad_row():
         validate(["  \n"])
     with pytest.raises(ValueError, match="row 1: expected a DNA string"):
         validate(["ACGT", 5])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="row 1: digit '1' at position 5: a sequence is letters only"):
+        validate(["ACGT", "ACGT1234ACGT"])  # refused, not read as ACGTACGT (issue 34)
+    with pytest.raises(ValueError, match=r"row 0: no A, C, G or T base \(12 N\)"):
+        validate(["NNNNNNNNNNNN"])
+    assert [t.size for t in validate(["acgt nnnn", "ACGT\nRYAC"])] == [8, 8]  # spaces, case, IUPAC codes as before
 
 
 def test_embed_spans_equals_embedding_each_piece(encoder):

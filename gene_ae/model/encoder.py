@@ -16,7 +16,7 @@ from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.bags import kmer_ids
 from gene_ae.model.features import codes_of_rows, require, vector_features
 from gene_ae.model.losses import reconstruction_counts
-from shard_tools.alphabet import PAD, InvalidSequenceError, encode
+from shard_tools.alphabet import PAD, A, InvalidSequenceError, T, encode
 
 EMBED_CHUNK = 1 << 14  # bases per piece when only k-mer bags make the vector
 SPAN_CHUNK_BASES = 1 << 21  # embed_spans lays about this many bases of sequences end to end at a time
@@ -25,17 +25,26 @@ MAX_LENGTH = 50_000_000  # longer inputs are refused: a sign of a concatenated f
 
 
 def validate(seqs: Sequence[str]) -> list[np.ndarray]:
-    """Tokenise, with a one-line error naming the bad row."""
+    """Tokenise sequences given as strings (the API, the served model), with a one-line error naming the bad row.
+    Stricter than a file reader: a digit is refused, not skipped (files may number their sequence lines; a string
+    holding `ACGT1234ACGT` is a mistake, not `ACGTACGT`), and so is a sequence with no A, C, G or T (it would
+    get a vector of nothing)."""
     out = []
     for i, s in enumerate(seqs):
         if not isinstance(s, str | bytes):
             raise ValueError(f"row {i}: expected a DNA string, got {type(s).__name__}")
+        text = s.decode("latin-1") if isinstance(s, bytes) else s
+        digit = next((p for p, c in enumerate(text) if c.isdigit()), None)
+        if digit is not None:
+            raise ValueError(f"row {i}: digit {text[digit]!r} at position {digit + 1}: a sequence is letters only")
         try:
             tokens = encode(s)
         except InvalidSequenceError as exc:
             raise ValueError(f"row {i}: {exc}") from None
         if tokens.size == 0:
             raise ValueError(f"row {i}: empty sequence")
+        if not np.any((tokens >= A) & (tokens <= T)):
+            raise ValueError(f"row {i}: no A, C, G or T base ({tokens.size:,} N): nothing to embed")
         if tokens.size > MAX_LENGTH:
             raise ValueError(f"row {i}: {tokens.size:,} bases is over the {MAX_LENGTH:,} limit")
         out.append(tokens)
