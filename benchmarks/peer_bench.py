@@ -563,6 +563,11 @@ def _ratio(a: float, b: float) -> str:
 # ---------------------------------------------------------------------------------------------------- main
 
 
+def _labelled(given: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """--variant / --search-variant values, LABEL=FLAGS, as (label, flags)."""
+    return [(label, flags.split()) for label, _, flags in (v.partition("=") for v in given)]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     which = p.add_mutually_exclusive_group(required=True)
@@ -639,9 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         train_note = f" (trained {args.train_steps} steps on {sample:,} records in {train_s:.0f} s, not in build s)"
 
     rows, done = [], {}
-    variants = [(label, flags.split()) for label, _, flags in (v.partition("=") for v in args.variant)]
-    searches = [(label, flags.split()) for label, _, flags in (v.partition("=") for v in args.search_variant)]
-    chosen = [t for t in tools(model, args.threads, variants, searches) if t.key in args.tools.split(",")]
+    chosen = [t for t in tools(model, args.threads, _labelled(args.variant), _labelled(args.search_variant))
+              if t.key in args.tools.split(",")]  # fmt: skip
     if not chosen:
         p.error(f"--tools {args.tools!r}: none of {', '.join(TOOL_KEYS)}")
     for tool in chosen:

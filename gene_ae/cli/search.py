@@ -111,10 +111,8 @@ def run(args: argparse.Namespace) -> int:
     subject = None
     if args.rerank and args.collection:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
-    cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size)
+    cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue)
     results = searcher.search(queries, cfg, allowed, features, subject)
-    if args.evalue is not None:
-        results = [[h for h in hits if h.evalue is not None and h.evalue <= args.evalue] for hits in results]
     entries = index.entries
     if kind == "blast":
         lines = output.hits_blast(queries, results, entries, names)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gene_ae.core.kmers import kmer_codes, reverse_complement_codes
 from shard_tools.alphabet import decode, reverse_complement
 
 MAX_BASES = 5000
@@ -69,8 +70,6 @@ class Oriented:
     costs one gather of its k-mers."""
 
     def __init__(self, query: np.ndarray, k: int = ORIENT_K):
-        from gene_ae.core.kmers import kmer_codes, reverse_complement_codes
-
         codes, valid = kmer_codes(query, k, canonical=False)
         forward = codes[valid].astype(np.int64)
         self.k = k
@@ -80,8 +79,6 @@ class Oriented:
 
     def strand(self, subject: np.ndarray) -> str:
         """'-' when the subject shares more of the query's reverse complement's k-mers than of its own, else '+'."""
-        from gene_ae.core.kmers import kmer_codes
-
         codes, valid = kmer_codes(subject, self.k, canonical=False)
         marks = self.table[codes[valid].astype(np.int64)]
         return "-" if np.count_nonzero(marks & 2) > np.count_nonzero(marks & 1) else "+"

@@ -119,9 +119,7 @@ def tsv_text(name: str, v: dict[str, object]) -> str:
 def format_evalue(e: float) -> str:
     if e < 1e-180:
         return "0.0"
-    if e < 1e-99:
-        return f"{e:.0e}"
-    if e < 0.0009:
+    if e < 0.0009:  # blastn: %2.0le below 1e-99, %3.0le below 0.0009; the same text
         return f"{e:.0e}"
     if e < 0.1:
         return f"{e:.3f}"
@@ -139,8 +137,6 @@ def parse_blast_columns(text: str) -> tuple[str, ...]:
     if not words or words[0] not in ("6", "blast6"):
         raise ValueError(f"{text!r}: not a tabular format (give tsv, blast6, sam, paf or '6 qseqid sseqid ...')")
     names = tuple(words[1:]) or BLAST6
-    if names == ("std",):
-        return BLAST6
     unknown = [n for n in names if n not in BLAST_SPECIFIERS and n != "std"]
     if unknown:
         raise ValueError(f"unknown column {unknown[0]!r} (known: std, {', '.join(BLAST_SPECIFIERS)})")

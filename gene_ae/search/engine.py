@@ -73,6 +73,7 @@ class SearchConfig:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     batch_size: int = 64
     trace: bool = True  # give each reported, aligned hit its local alignment and BLAST statistics
+    evalue: float | None = None  # report only traced hits with an expect value at most this (blastn -evalue)
 
 
 # -------------------------------------------------------------------------------------------- re-ranking
@@ -303,7 +304,10 @@ def finish(
                 hits = [traced(query, h, subject, space) for h in hits]
                 hits += [traced(query, h, subject, space) for h in uncovered(hits, ranked[cfg.k :])]
                 hits = regions_first(hits)
-        out.append(hits[: cfg.k])
+        hits = hits[: cfg.k]
+        if cfg.evalue is not None:
+            hits = [h for h in hits if h.evalue is not None and h.evalue <= cfg.evalue]
+        out.append(hits)
     return out
 
 

@@ -42,9 +42,9 @@ class Searcher:
         return self.collection.meta
 
     def uses_model(self, sources: Sequence[str]) -> bool:
-        """Whether these candidate lists read the query's vectors (and the index holds them)."""
-        meta = self.meta
-        return ("dense" in sources and meta.dim > 0) or ("windows" in sources and meta.windows)
+        """Whether these candidate lists read the query's vectors (every index holds record vectors; window
+        vectors only some)."""
+        return "dense" in sources or ("windows" in sources and self.meta.windows)
 
     def encoder(self):
         """(encoder, embed), loaded once: the model the index was built with unless `model` was given, refused in
