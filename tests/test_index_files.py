@@ -34,7 +34,7 @@ from gene_ae.search import engine as search
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
-FILES = ("index.json", "entries.npz", "index.faiss", "windows.faiss", "windows.npz", "kmers.npz", "kmer_gaps.npy",
+FILES = ("index.json", "entries.npz", "index.faiss", "windows.faiss", "windows.npz", "kmers.npz", "kmer_postings.npy",
          "sequences.gae", "sequences.npz")  # fmt: skip
 
 
@@ -88,21 +88,21 @@ def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name
         _one_line_naming(err.value, d / name)
 
 
-@pytest.mark.parametrize("name", ["kmer_gaps.npy"])
+@pytest.mark.parametrize("name", ["kmer_postings.npy"])
 def test_damaged_k_mer_postings_are_one_line_naming_the_index(built, tmp_path, name) -> None:
     """The postings are mapped, not hashed on open (LAZY_FILES): a truncated file is refused on open by its
-    size, and gaps overwritten with others of the same size are refused by the first search that reads them."""
+    size, and a stream overwritten with another of the same size is refused by the first search that reads it."""
     d = tmp_path / "cut"
     shutil.copytree(built["dir"], d)
     (d / name).write_bytes((d / name).read_bytes()[:-64])
     with pytest.raises(ValueError) as err:
         IndexDir.open(d)
     _one_line_naming(err.value, d / name)
-    if name == "kmer_gaps.npy":
+    if name == "kmer_postings.npy":
         d = tmp_path / "scrambled"
         shutil.copytree(built["dir"], d)
-        gaps = np.load(d / name)
-        np.save(d / name, np.full_like(gaps, 60_000))  # no escapes where kmers.npz lists some; segments past the end
+        stream = np.load(d / name)
+        np.save(d / name, np.full_like(stream, 0xFF))  # every nibble says another follows: varints run past their rows
         with pytest.raises(ValueError, match="damaged k-mer postings") as err:
             _search(d, built)
         _one_line_naming(err.value, d)

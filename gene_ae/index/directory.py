@@ -6,7 +6,7 @@
     index.faiss                 one vector per record: faiss (codec: f32, f16 or sq8; indexes before stop 26 also
                                 kept float16 copies in vectors.npy, no longer read)
     windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
-    kmers.npz, kmer_gaps.npy    the exact k-mer index (gene_ae/index/kmer_index.py): its postings memory-mapped
+    kmers.npz, kmer_postings.npy  the exact k-mer index (gene_ae/index/kmer_index.py): its postings memory-mapped
     features.npz                the user's features of each record, typed (gene_ae/core/features.py)
     sequences.gae, .npz         the records themselves, compressed (gene_ae/index/seqstore.py), for re-ranking
 
@@ -39,14 +39,14 @@ from gene_ae.index.seqstore import SequenceStore, SequenceWriter
 from shard_tools.files import atomic_dir, atomic_write_bytes, sha256_file
 from shard_tools.text import control_char
 
-FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 5
+FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 6
 # 3: one k-mer hash, index.json digest; 4: k-mer postings mapped; 5: records as columns in entries.npz, and
 # only the k-mer counts over 1 stored
 META_FILE, INDEX_FILE, VECTORS_FILE = "index.json", "index.faiss", "vectors.npy"
 WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
 # Read a piece at a time and checked as read (zstd frame checksums; the k-mer postings' every segment checked in
 # range, their sizes on open), or not read by search: not hashed on open, whose cost would grow with the index.
-LAZY_FILES = ("sequences.gae", VECTORS_FILE, KmerIndex.GAPS_FILE)
+LAZY_FILES = ("sequences.gae", VECTORS_FILE, KmerIndex.POSTINGS_FILE)
 # Read only when a search asks for vectors, and hashed then (IndexDir.dense / .windows), not on open.
 VECTOR_FILES = (INDEX_FILE, WINDOWS_INDEX_FILE)
 
