@@ -5,6 +5,7 @@ the whole path through the library. The `gene-ae embed` / `gene-ae search` comma
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -217,6 +218,23 @@ def test_fused_search_reranked_finds_far_copies(built, genes) -> None:
     for hits in ranked:  # ordered as BLAST orders hits: by the local alignment's score
         scores = [h.local.score for h in hits]
         assert scores == sorted(scores, reverse=True) and 0.6 < hits[0].identity < 0.8
+
+
+def test_a_remote_query_goes_deep_and_a_close_one_does_not(built, genes) -> None:
+    """A query whose best aligned candidate is below deep_below aligns the top `deep` candidates (the same hits as
+    a search aligning that many); one with a close candidate aligns only `rerank` (the same hits as deep off)."""
+    loaded, embed, _ = built
+    rng = np.random.default_rng(5)
+    remote, close = mutate(genes[7].tokens, 0.3, rng), mutate(genes[7].tokens, 0.05, rng)
+    one = search.SearchConfig(k=5, rerank=1, deep=0, trace=False)
+    for query, below, same_as in [(remote, 0.9, 30), (close, 0.9, 1), (remote, 0.1, 1)]:
+        got = search.search(loaded, [query], embed, replace(one, deep=30, deep_below=below))[0]
+        want = search.search(loaded, [query], embed, replace(one, rerank=same_as))[0]
+        assert [(h.subject, h.identity) for h in got] == [(h.subject, h.identity) for h in want], (below, same_as)
+    deep = search.search(loaded, [remote], embed, replace(one, deep=30, deep_below=0.9))[0]
+    assert sum(h.identity is not None for h in deep) == 5 and deep[0].subject == 7
+    shallow = search.search(loaded, [remote], embed, one)[0]
+    assert sum(h.identity is not None for h in shallow) == 1
 
 
 @pytest.mark.parametrize("codec,ratio", [("f16", 0.5), ("sq8", 0.25)])

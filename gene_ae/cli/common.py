@@ -18,6 +18,7 @@ MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a c
 LIMITS = {
     "k": Limit(1, 100_000),
     "rerank": Limit(0, 10_000),
+    "deep": Limit(0, 10_000),
     "batch_size": Limit(1),
     "stride": Limit(0),
     "workers": Limit(1),

@@ -7,6 +7,7 @@ import sys
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
 from shard_tools.inputs import STDIN
+from shard_tools.options import Limit, number
 
 
 def add_parser(sub, version: str) -> None:
@@ -34,6 +35,14 @@ def add_parser(sub, version: str) -> None:
     s.add_argument(
         "--rerank", type=int_option("rerank"), default=search_cfg.rerank, metavar="N",
         help="align each query to its top N candidates and order them by identity (0: off, no identity column)",
+    )  # fmt: skip
+    s.add_argument(
+        "--deep", type=int_option("deep"), default=search_cfg.deep, metavar="N",
+        help="when the best of the first --rerank is below --deep-below identity, align the top N instead (0: off)",
+    )  # fmt: skip
+    s.add_argument(
+        "--deep-below", type=number(float, Limit(0, 1)), default=search_cfg.deep_below, metavar="F",
+        help="identity under which a query's search goes --deep (a remote query's source ranks lower by k-mers)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
@@ -111,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     subject = None
     if args.rerank and args.collection:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
-    cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue)
+    cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue,
+                       deep=args.deep, deep_below=args.deep_below)  # fmt: skip
     results = searcher.search(queries, cfg, allowed, features, subject)
     entries = index.entries
     if kind == "blast":

@@ -40,6 +40,10 @@ RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); rank
 # 30 % was 1.00 / 0.94 / 0.78 at depth 20 and 1.00 / 0.96 / 0.86 at depth 40 (recall@10 at 30 %: 0.82 and 0.92),
 # for 17.1 and 20.2 ms a query. (Stop 26 chose 20 on chimp genes, where depth 20 was within 0.005 of 50.)
 DEFAULT_RERANK = 40
+# A query whose best aligned candidate is below DEEP_BELOW identity is remote from everything aligned so far: its
+# source often ranks lower by k-mers (on the val split at 30 %, the source was in the k-mer top 40 for 72 % of
+# queries, top 300 for 92 %), so DEEP candidates are aligned instead. Queries with a close hit pay nothing.
+DEEP, DEEP_BELOW = 300, 0.75
 
 
 @dataclass
@@ -74,6 +78,8 @@ class SearchConfig:
     batch_size: int = 64
     trace: bool = True  # give each reported, aligned hit its local alignment and BLAST statistics
     evalue: float | None = None  # report only traced hits with an expect value at most this (blastn -evalue)
+    deep: int = DEEP  # candidates aligned when the best of the first `rerank` is below deep_below identity (0: off)
+    deep_below: float = DEEP_BELOW
 
 
 # -------------------------------------------------------------------------------------------- re-ranking
@@ -222,8 +228,8 @@ def search_space(collection: Collection) -> SearchSpace:
 
 def check_config(cfg: SearchConfig) -> None:
     """Refuse settings no search can answer (the CLI checks the ranges while parsing; library callers here)."""
-    if cfg.k < 1 or cfg.rerank < 0:
-        raise ValueError(f"k must be >= 1 and rerank >= 0, got k={cfg.k}, rerank={cfg.rerank}")
+    if cfg.k < 1 or cfg.rerank < 0 or cfg.deep < 0:
+        raise ValueError(f"k must be >= 1, rerank and deep >= 0, got k={cfg.k}, rerank={cfg.rerank}, deep={cfg.deep}")
     unknown = set(cfg.sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
@@ -231,7 +237,7 @@ def check_config(cfg: SearchConfig) -> None:
 
 def depth(cfg: SearchConfig) -> int:
     """The nearest pieces each shard returns per query piece (and records each candidate list keeps)."""
-    return max(cfg.candidates, cfg.k, cfg.rerank)
+    return max(cfg.candidates, cfg.k, cfg.rerank, cfg.deep if cfg.rerank else 0)
 
 
 PieceShape = tuple[int, "int | None"]  # (window of the query's window pieces, 0: none; k-mer segment, None: none)
@@ -299,6 +305,8 @@ def finish(
             # a query voting in pieces may hold several records, each scoring its share of the query: align them all
             keep = cfg.k if query.size <= 2 * QUERY_PIECE else 0
             ranked = rerank(query, hits, subject, top, keep=keep)
+            if cfg.deep > top and len(hits) > top and (ranked[0].identity or 0.0) < cfg.deep_below:
+                ranked = rerank(query, hits, subject, cfg.deep, keep=keep)
             hits = ranked[: cfg.k]
             if cfg.trace:
                 hits = [traced(query, h, subject, space) for h in hits]
