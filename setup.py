@@ -1,5 +1,8 @@
-"""Only the compiled part: gene_ae/index/postings.c (the k-mer postings loop); everything else is in pyproject.toml."""
+"""Only the compiled parts (gene_ae/core/native.py loads them): the k-mer postings loop and the chaining of long
+queries; everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("gene_ae.index._postings", ["gene_ae/index/postings.c"], extra_compile_args=["-O3"])])
+NATIVE = {"gene_ae.index._postings": "gene_ae/index/postings.c", "gene_ae.search._chain": "gene_ae/search/chain.c"}
+
+setup(ext_modules=[Extension(name, [source], extra_compile_args=["-O3"]) for name, source in NATIVE.items()])

@@ -10,36 +10,24 @@ between neighbouring records) in half a byte.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
-_LIB = "gene_ae.index._postings"
+from gene_ae.core.native import I64, P, load
+from gene_ae.core.native import at as _at
 
 
 @cache
 def _lib() -> ctypes.CDLL:
     """postings.c as built by `pip install` (setup.py) into this package: loaded once per process."""
-    spec = importlib.util.find_spec(_LIB)
-    if spec is None or not spec.origin:
-        raise ImportError(f"{_LIB} is not built: run `pip install -e .` (it compiles gene_ae/index/postings.c)")
-    lib = ctypes.CDLL(spec.origin)
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    for name, args in {
-        "postings_encode": (p, i64, p, p, p, p),
-        "postings_accumulate": (p, p, p, p, i64, p, i64),
-        "postings_decode": (p, p, p, i64, p, i64, i64),
-        "postings_count": (p, p, p, i64),
-    }.items():
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = args, i64
-    return lib
-
-
-def _at(a: np.ndarray) -> int:
-    return a.ctypes.data
+    return load("gene_ae.index._postings", "gene_ae/index/postings.c", {
+        "postings_encode": ((P, I64, P, P, P, P), I64),
+        "postings_accumulate": ((P, P, P, P, I64, P, I64), I64),
+        "postings_decode": ((P, P, P, I64, P, I64, I64), I64),
+        "postings_count": ((P, P, P, I64), I64),
+    })  # fmt: skip
 
 
 @dataclass

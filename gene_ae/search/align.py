@@ -196,6 +196,9 @@ def affine_path(query: np.ndarray, subject: np.ndarray, scoring) -> tuple[np.nda
     from gene_ae.search.stats import PARASAIL_KINDS, runs
 
     if query.size * subject.size > AFFINE_CELLS:
+        mapped = _mapped_path(query, subject)
+        if mapped:
+            return runs(mapped)
         import edlib
 
         return runs(edlib.align(query.tobytes(), subject.tobytes(), mode="NW", task="path")["cigar"] or "")
@@ -209,6 +212,24 @@ def affine_path(query: np.ndarray, subject: np.ndarray, scoring) -> tuple[np.nda
     packed = np.array(cigar.seq, dtype=np.uint32, copy=True)
     del cigar, result
     return (packed >> 4).astype(np.int64), PARASAIL_KINDS[packed & 15]
+
+
+def _mapped_path(query: np.ndarray, subject: np.ndarray) -> str:
+    """minimap2's path of the query span on the subject span (both forward), as a global extended CIGAR over
+    both: the mapped part, with the bases before and after it as insertions and deletions (the local segment
+    trims them). "" when minimap2 maps no part on the forward strand. Regions too large for parasail's table
+    (a chained hit of a long query) are aligned this way: ksw2 between minimap2's own anchors."""
+    import mappy
+
+    hits = [h for h in mappy.Aligner(seq=decode(subject), preset="asm20").map(decode(query), cs=False)
+            if h.is_primary and h.strand > 0]  # fmt: skip
+    if not hits:
+        return ""
+    best = max(hits, key=lambda h: h.mlen)
+    core = extended_cigar(query[best.q_st : best.q_en], subject[best.r_st : best.r_en], best.cigar)
+    flanks = [(best.q_st, "I"), (best.r_st, "D")], [(query.size - best.q_en, "I"), (subject.size - best.r_en, "D")]
+    lead, tail = ("".join(f"{n}{op}" for n, op in side if n) for side in flanks)
+    return lead + core + tail
 
 
 def trace(query: np.ndarray, subject: np.ndarray, found: Alignment, scoring=None):

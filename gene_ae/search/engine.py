@@ -29,6 +29,7 @@ from gene_ae.search.candidates import (
     shard_hits,
 )
 from gene_ae.search.candidates import fuse as fuse_lists
+from gene_ae.search.chain import OVERLAP, ChainConfig, QueryChains, best_regions, inside
 from gene_ae.search.stats import Region, SearchSpace, evalue
 from shard_tools.alphabet import FIRST_BASE
 
@@ -107,6 +108,29 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
                             query_end=found.query_end, cigar=found.cigar))  # fmt: skip
     order = sorted(range(len(head)), key=lambda i: -head[i].identity)
     return [head[i] for i in order] + beaten + hits[top:]
+
+
+def chained(
+    query: np.ndarray, hits: list[Hit], subject: Subject, top: int, cfg: ChainConfig | None = None
+) -> list[Hit]:
+    """A long query's first `top` candidates as hits, one per region the query shares with each (gene_ae/search/
+    chain.py: co-linear k-mer matches on either strand), ranked by the bases each matches over the query's length
+    (the `identity` long queries rank by); nothing aligned yet (the hits reported are traced over their regions).
+    Candidates sharing no chain, and hits past `top`, follow without an identity."""
+    cfg = cfg or ChainConfig()
+    found: list[tuple[float, Hit]] = []
+    unmatched = []
+    with QueryChains(query, cfg) as table:
+        for h in hits[:top]:
+            regions = best_regions(table.regions(subject(h.subject)), query.size, cfg.k)
+            if not regions:
+                unmatched.append(h)
+            for score, ch in regions:
+                found.append((score, replace(h, identity=score, subject_start=ch.subject_start,
+                                             subject_end=ch.subject_end, strand=ch.strand,
+                                             query_start=ch.query_start, query_end=ch.query_end)))  # fmt: skip
+    found.sort(key=lambda x: -x[0])
+    return [h for _, h in found] + unmatched + hits[top:]
 
 
 def _region(hit: Hit, length: int, query_length: int) -> tuple[int, int]:
@@ -302,11 +326,12 @@ def finish(
         if cfg.rerank:
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
-            # a query voting in pieces may hold several records, each scoring its share of the query: align them all
-            keep = cfg.k if query.size <= 2 * QUERY_PIECE else 0
-            ranked = rerank(query, hits, subject, top, keep=keep)
-            if cfg.deep > top and len(hits) > top and (ranked[0].identity or 0.0) < cfg.deep_below:
-                ranked = rerank(query, hits, subject, cfg.deep, keep=keep)
+            if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
+                ranked = chained(query, hits, subject, top)
+            else:
+                ranked = rerank(query, hits, subject, top, keep=cfg.k)
+                if cfg.deep > top and len(hits) > top and (ranked[0].identity or 0.0) < cfg.deep_below:
+                    ranked = rerank(query, hits, subject, cfg.deep, keep=cfg.k)
             hits = ranked[: cfg.k]
             if cfg.trace:
                 hits = [traced(query, h, subject, space) for h in hits]
@@ -317,9 +342,6 @@ def finish(
             hits = [h for h in hits if h.evalue is not None and h.evalue <= cfg.evalue]
         out.append(hits)
     return out
-
-
-OVERLAP = 0.5  # a hit whose query span lies more than this share inside a better hit's is another subject there
 
 
 def uncovered(chosen: list[Hit], rest: list[Hit]) -> list[Hit]:
@@ -356,9 +378,7 @@ def regions_first(hits: list[Hit]) -> list[Hit]:
 
 
 def _inside(hit: Hit, spans: list[tuple[int, int]]) -> float:
-    """The largest share of the hit's query span that one of `spans` covers."""
-    length = max(hit.query_end - hit.query_start, 1)
-    return max((max(0, min(b, hit.query_end) - max(a, hit.query_start)) / length for a, b in spans), default=0.0)
+    return inside(hit.query_start, hit.query_end, spans)
 
 
 def traced(query: np.ndarray, hit: Hit, subject: Subject, space: SearchSpace | None) -> Hit:
