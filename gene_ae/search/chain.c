@@ -108,6 +108,7 @@ void chain_table_free(void *table)
 typedef struct { int64_t q, s; } anchor_t;
 
 #define SCORE_TOP ((1ull << 36) - 1)
+#define ROW 8
 #define MAX_ANCHORS (1ll << 28)
 
 static double gap_cost(int64_t drift, int k)
@@ -115,15 +116,18 @@ static double gap_cost(int64_t drift, int k)
     return drift ? 0.01 * k * (double)drift + 0.5 * log2((double)drift) : 0.0;
 }
 
-/* Chains of one strand's anchors (sorted by subject, then query position) into out rows of 7 int64:
+/* Chains of one strand's anchors (sorted by subject, then query position) into out rows of ROW int64:
    strand, query start, query end (on the strand's query: the reverse complement for minus), subject start,
-   subject end, score, anchors. Returns the rows written. */
+   subject end, score, anchors, and where its anchors start in `pairs` (-1: not written). pairs (may be 0):
+   each chain's anchors as (query, subject) pairs, appended at *pair_fill while pair_room lasts. Returns the
+   rows written. */
 static int64_t chain_strand(const anchor_t *a, int64_t n, int k, int64_t max_gap, int64_t band, int h,
-                            double min_score, int strand, int64_t *out, int64_t room)
+                            double min_score, int strand, int64_t *out, int64_t room, int64_t *pairs,
+                            int64_t pair_room, int64_t *pair_fill)
 {
     if (n == 0 || room <= 0) return 0;
     double *f = malloc((size_t)n * sizeof *f);
-    int64_t *prev = malloc((size_t)n * sizeof *prev);
+    int64_t *prev = malloc((size_t)n * sizeof *prev), *path = malloc((size_t)n * sizeof *path);
     uint64_t *order = malloc((size_t)n * sizeof *order);
     uint8_t *used = calloc((size_t)n, 1);
     for (int64_t i = 0; i < n; i++) {
@@ -149,23 +153,31 @@ static int64_t chain_strand(const anchor_t *a, int64_t n, int k, int64_t max_gap
         int64_t end = (int64_t)(order[r] & ((1ull << 28) - 1)), i = end, first = end, anchors = 0;
         if (used[end]) continue;
         double base = 0.0;
-        while (i >= 0 && !used[i]) used[i] = 1, first = i, anchors++, i = prev[i];
+        while (i >= 0 && !used[i]) used[i] = 1, first = i, path[anchors++] = i, i = prev[i];
         if (i >= 0) base = f[i];
         double score = f[end] - base;
         if (score < min_score) continue;
-        int64_t *o = out + 7 * rows++;
+        int64_t *o = out + ROW * rows++;
         o[0] = strand, o[1] = a[first].q, o[2] = a[end].q + k, o[3] = a[first].s, o[4] = a[end].s + k;
-        o[5] = (int64_t)score, o[6] = anchors;
+        o[5] = (int64_t)score, o[6] = anchors, o[7] = -1;
+        if (pairs && *pair_fill + anchors <= pair_room) {  /* the chain's anchors, in order: (query, subject) */
+            o[7] = *pair_fill;
+            for (int64_t j = 0; j < anchors; j++) {
+                int64_t *pair = pairs + 2 * (*pair_fill + j);
+                pair[0] = a[path[anchors - 1 - j]].q, pair[1] = a[path[anchors - 1 - j]].s;
+            }
+            *pair_fill += anchors;
+        }
     }
-    free(f), free(prev), free(order), free(used);
+    free(f), free(prev), free(path), free(order), free(used);
     return rows;
 }
 
-/* The chains of the query (its table) against subject s, both strands, into out (room rows of 7; see
+/* The chains of the query (its table) against subject s, both strands, into out (room rows of ROW; see
    chain_strand; query spans of minus-strand rows are on the query's reverse complement). Returns the rows
    written, best first within each strand; -1 where memory ran out, -2 past 2^28 anchors a strand. */
 int64_t chain_regions(void *table, const uint8_t *s, int64_t slen, int64_t max_gap, int64_t band, int h,
-                      double min_score, int64_t *out, int64_t room)
+                      double min_score, int64_t *out, int64_t room, int64_t *pairs, int64_t pair_room)
 {
     table_t *t = table;
     int k = t->k;
@@ -194,8 +206,10 @@ int64_t chain_regions(void *table, const uint8_t *s, int64_t slen, int64_t max_g
             }
         }
     }
-    int64_t rows = chain_strand(a[0], n[0], k, max_gap, band, h, min_score, 0, out, room);
-    rows += chain_strand(a[1], n[1], k, max_gap, band, h, min_score, 1, out + 7 * rows, room - rows);
+    int64_t fill = 0;
+    int64_t rows = chain_strand(a[0], n[0], k, max_gap, band, h, min_score, 0, out, room, pairs, pair_room, &fill);
+    rows += chain_strand(a[1], n[1], k, max_gap, band, h, min_score, 1, out + ROW * rows, room - rows, pairs,
+                         pair_room, &fill);
     free(a[0]), free(a[1]);
     return rows;
 }

@@ -19,7 +19,7 @@ import numpy as np
 from gene_ae.core.native import F64, I32, I64, P, at, load
 from shard_tools.alphabet import FIRST_BASE
 
-_ROW = 7  # strand, query start, query end, subject start, subject end, score, anchors (chain.c)
+_ROW = 8  # strand, query start, query end, subject start, subject end, score, anchors, anchors' offset (chain.c)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _lib() -> ctypes.CDLL:
     return load("gene_ae.search._chain", "gene_ae/search/chain.c", {
         "chain_table_new": ((P, I64, I32, I32, I32), P),
         "chain_table_free": ((P,), None),
-        "chain_regions": ((P, P, I64, I64, I64, I32, F64, P, I64), I64),
+        "chain_regions": ((P, P, I64, I64, I64, I32, F64, P, I64, P, I64), I64),
     })  # fmt: skip
 
 
@@ -77,21 +77,34 @@ class QueryChains:
 
     def regions(self, subject: np.ndarray) -> list[Chain]:
         """The chains of the query against `subject`, best first."""
+        return [ch for ch, _ in self._chains(subject, anchors=False)]
+
+    def anchored(self, subject: np.ndarray) -> list[tuple[Chain, np.ndarray]]:
+        """regions() with each chain's anchors: [n, 2] (query, subject) starts of its exact k-mer matches in
+        order, the query's on the strand's query (its reverse complement for a minus chain)."""
+        return self._chains(subject, anchors=True)
+
+    def _chains(self, subject: np.ndarray, anchors: bool) -> list[tuple[Chain, np.ndarray]]:
         if not self._table:
             raise ValueError("this query's chain table was closed")
         c, s = self.cfg, np.ascontiguousarray(subject, dtype=np.uint8)
         out = np.zeros((c.max_chains, _ROW), np.int64)
-        rows = _lib().chain_regions(self._table, at(s), s.size, c.max_gap, c.band, c.lookback, c.min_score, at(out),
-                                    c.max_chains)  # fmt: skip
-        if rows < 0:
-            raise MemoryError(f"chaining a {self.query.size:,}-base query to a {s.size:,}-base subject ran out of room")
+        pairs = np.zeros((0, 2), np.int64)
+        for _ in range(2 if anchors else 1):  # with anchors: once to count them, once to fill them
+            rows = _lib().chain_regions(self._table, at(s), s.size, c.max_gap, c.band, c.lookback, c.min_score,
+                                        at(out), c.max_chains, at(pairs) if anchors else None, len(pairs))  # fmt: skip
+            if rows < 0:
+                raise MemoryError(f"chaining a {self.query.size:,}-base query to a {s.size:,}-base subject ran out")
+            if anchors and not len(pairs):
+                pairs = np.zeros((max(1, int(out[:rows, 6].sum())), 2), np.int64)
         n = self.query.size
         chains = []
-        for strand, qa, qb, sa, sb, score, anchors in out[:rows].tolist():
+        for strand, qa, qb, sa, sb, score, count, offset in out[:rows].tolist():
             if strand:  # minus: the query span is on its reverse complement
                 qa, qb = n - qb, n - qa
-            chains.append(Chain("-" if strand else "+", qa, qb, sa, sb, score, anchors))
-        return sorted(chains, key=lambda ch: -ch.score)
+            chain = Chain("-" if strand else "+", qa, qb, sa, sb, score, count)
+            chains.append((chain, pairs[offset : offset + count] if anchors and offset >= 0 else pairs[:0]))
+        return sorted(chains, key=lambda x: -x[0].score)
 
     def close(self) -> None:
         if self._table:
@@ -129,3 +142,34 @@ def best_regions(chains: list[Chain], query_length: int, k: int) -> list[tuple[f
             kept.append((ch.identity(k) * (ch.query_end - ch.query_start) / max(query_length, 1), ch))
             spans.append((ch.query_start, ch.query_end))
     return sorted(kept, key=lambda x: -x[0])
+
+
+def chain_path(query: np.ndarray, subject: np.ndarray, anchors: np.ndarray, k: int) -> str:
+    """The alignment a chain implies, as an extended CIGAR (=, X, I, D) from its first anchor to its last: runs
+    of exact matches where anchors overlap on one diagonal, the gaps between them aligned by edlib (small: a 30 %
+    copy keeps an anchor every ~100 bases), as minimap2 aligns between its anchors. `query` is on the chain's
+    strand (the reverse complement for a minus chain), `anchors` its (query, subject) starts in order."""
+    import edlib
+
+    parts: list[str] = []
+    qe = se = None  # the end of the current run of matches
+    for q, s in anchors.tolist():
+        if qe is None:
+            qs, qe, se = q, q + k, s + k
+            continue
+        if q - s == qe - se and q <= qe:  # the same diagonal, overlapping: the run goes on
+            qe, se = q + k, s + k
+            continue
+        if q < qe or s < se:  # crosses the run (an indel right at it): skip this anchor
+            continue
+        parts.append(f"{qe - qs}=")
+        qg, sg = query[qe:q], subject[se:s]
+        if qg.size and sg.size:
+            parts.append(edlib.align(qg.tobytes(), sg.tobytes(), mode="NW", task="path")["cigar"])
+        elif qg.size or sg.size:
+            parts.append(f"{qg.size}I" if qg.size else f"{sg.size}D")
+        qs, qe, se = q, q + k, s + k
+    if qe is None:
+        return ""
+    parts.append(f"{qe - qs}=")
+    return "".join(parts)

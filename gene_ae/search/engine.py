@@ -29,8 +29,10 @@ from gene_ae.search.candidates import (
     shard_hits,
 )
 from gene_ae.search.candidates import fuse as fuse_lists
-from gene_ae.search.chain import OVERLAP, ChainConfig, QueryChains, best_regions, inside
-from gene_ae.search.stats import Region, SearchSpace, evalue
+from gene_ae.search.chain import OVERLAP, QueryChains, inside
+from gene_ae.search.hits import Hit
+from gene_ae.search.regions import RegionPaths, chained
+from gene_ae.search.stats import SearchSpace, evalue
 from shard_tools.alphabet import FIRST_BASE
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
@@ -45,26 +47,6 @@ DEFAULT_RERANK = 40
 # source often ranks lower by k-mers (on the val split at 30 %, the source was in the k-mer top 40 for 72 % of
 # queries, top 300 for 92 %), so DEEP candidates are aligned instead. Queries with a close hit pay nothing.
 DEEP, DEEP_BELOW = 300, 0.75
-
-
-@dataclass
-class Hit:
-    """One subject found for a query: its position in the index, the candidate score (fused, or the
-    vector similarity), the alignment identity once re-ranked, the subject's matching region (0-based, end
-    exclusive), the query's strand and span once aligned, and its local alignment (BLAST's columns) once traced."""
-
-    subject: int
-    score: float
-    identity: float | None = None
-    subject_start: int = 0
-    subject_end: int = 0
-    similarity: float | None = None  # cosine of the record vectors, when the dense list found it
-    strand: str = "+"
-    query_start: int = 0
-    query_end: int = 0
-    local: Region | None = None  # gene_ae/search/stats.py: the traced HSP
-    evalue: float | None = None  # of `local`, over the collection searched
-    cigar: str = ""  # the mapper's path of long queries (align.Alignment.cigar)
 
 
 @dataclass
@@ -108,29 +90,6 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
                             query_end=found.query_end, cigar=found.cigar))  # fmt: skip
     order = sorted(range(len(head)), key=lambda i: -head[i].identity)
     return [head[i] for i in order] + beaten + hits[top:]
-
-
-def chained(
-    query: np.ndarray, hits: list[Hit], subject: Subject, top: int, cfg: ChainConfig | None = None
-) -> list[Hit]:
-    """A long query's first `top` candidates as hits, one per region the query shares with each (gene_ae/search/
-    chain.py: co-linear k-mer matches on either strand), ranked by the bases each matches over the query's length
-    (the `identity` long queries rank by); nothing aligned yet (the hits reported are traced over their regions).
-    Candidates sharing no chain, and hits past `top`, follow without an identity."""
-    cfg = cfg or ChainConfig()
-    found: list[tuple[float, Hit]] = []
-    unmatched = []
-    with QueryChains(query, cfg) as table:
-        for h in hits[:top]:
-            regions = best_regions(table.regions(subject(h.subject)), query.size, cfg.k)
-            if not regions:
-                unmatched.append(h)
-            for score, ch in regions:
-                found.append((score, replace(h, identity=score, subject_start=ch.subject_start,
-                                             subject_end=ch.subject_end, strand=ch.strand,
-                                             query_start=ch.query_start, query_end=ch.query_end)))  # fmt: skip
-    found.sort(key=lambda x: -x[0])
-    return [h for _, h in found] + unmatched + hits[top:]
 
 
 def _region(hit: Hit, length: int, query_length: int) -> tuple[int, int]:
@@ -327,21 +286,32 @@ def finish(
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
-                ranked = chained(query, hits, subject, top)
+                with QueryChains(query) as table:
+                    ranked = chained(table, hits, subject, top)
+                    hits = _reported(query, ranked, cfg, subject, space, RegionPaths(table, subject))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
                 if cfg.deep > top and len(hits) > top and (ranked[0].identity or 0.0) < cfg.deep_below:
                     ranked = rerank(query, hits, subject, cfg.deep, keep=cfg.k)
-            hits = ranked[: cfg.k]
-            if cfg.trace:
-                hits = [traced(query, h, subject, space) for h in hits]
-                hits += [traced(query, h, subject, space) for h in uncovered(hits, ranked[cfg.k :])]
-                hits = regions_first(hits)
+                hits = _reported(query, ranked, cfg, subject, space)
         hits = hits[: cfg.k]
         if cfg.evalue is not None:
             hits = [h for h in hits if h.evalue is not None and h.evalue <= cfg.evalue]
         out.append(hits)
     return out
+
+
+def _reported(
+    query: np.ndarray, ranked: list[Hit], cfg: SearchConfig, subject: Subject, space: SearchSpace | None,
+    paths: RegionPaths | None = None,
+) -> list[Hit]:  # fmt: skip
+    """The first k ranked hits, traced when cfg.trace (with the regions of the query they leave uncovered)."""
+    hits = ranked[: cfg.k]
+    if not cfg.trace:
+        return hits
+    hits = [traced(query, h, subject, space, paths) for h in hits]
+    hits += [traced(query, h, subject, space, paths) for h in uncovered(hits, ranked[cfg.k :])]
+    return regions_first(hits)
 
 
 def uncovered(chosen: list[Hit], rest: list[Hit]) -> list[Hit]:
@@ -381,10 +351,15 @@ def _inside(hit: Hit, spans: list[tuple[int, int]]) -> float:
     return inside(hit.query_start, hit.query_end, spans)
 
 
-def traced(query: np.ndarray, hit: Hit, subject: Subject, space: SearchSpace | None) -> Hit:
-    """An aligned hit with its local alignment (align.trace) and, given the collection's size, its e-value."""
+def traced(
+    query: np.ndarray, hit: Hit, subject: Subject, space: SearchSpace | None, paths: RegionPaths | None = None
+) -> Hit:
+    """An aligned hit with its local alignment (align.trace) and, given the collection's size, its e-value;
+    `paths`: the path of a long query's chained region, from its anchors."""
     if hit.identity is None:
         return hit
+    if paths is not None and not hit.cigar:
+        hit = replace(hit, cigar=paths(hit))
     found = align.Alignment(hit.identity, hit.subject_start, hit.subject_end, hit.strand, hit.query_start,
                             hit.query_end, hit.cigar)  # fmt: skip
     local = align.trace(query, subject(hit.subject), found)
