@@ -11,7 +11,8 @@ import pytest
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.search.align import identity
-from gene_ae.search.chain import Chain, ChainConfig, QueryChains, best_regions
+from gene_ae.search.chain import Chain, ChainConfig, QueryChains, best_regions, chain_path
+from gene_ae.search.stats import DEL, INS, MATCH, MISMATCH, runs
 from shard_tools.alphabet import FIRST_BASE, reverse_complement
 
 
@@ -83,3 +84,30 @@ def test_a_closed_table_and_a_bad_k_are_refused(lam) -> None:
         table.regions(lam)
     with pytest.raises(ValueError, match="k must be in 1..15"):
         QueryChains(lam, ChainConfig(k=16))
+
+
+def test_a_chain_path_is_an_alignment_of_its_spans(lam) -> None:
+    """The path built from a chain's anchors (runs of matches, gaps aligned between them) spans exactly the
+    chain's query and subject spans, and its matches are matches: read back by stats.runs, which parses an
+    extended CIGAR in numpy and refuses what is not one."""
+    rng = np.random.default_rng(11)
+    query = reverse_complement(mutate(lam[3_000:23_000], 0.15, rng))
+    with QueryChains(query) as table:
+        (chain, anchors), *_ = table.anchored(lam)
+    oriented = reverse_complement(query)  # a minus chain's anchors are on the query's reverse complement
+    assert chain.strand == "-" and anchors.shape == (chain.anchors, 2)
+    lengths, kinds = runs(chain_path(oriented, lam, anchors, 13))
+    q0, s0 = int(anchors[0, 0]), int(anchors[0, 1])
+    assert q0 == query.size - chain.query_end and s0 == chain.subject_start
+    used_q = int(lengths[np.isin(kinds, [MATCH, MISMATCH, INS])].sum())
+    used_s = int(lengths[np.isin(kinds, [MATCH, MISMATCH, DEL])].sum())
+    assert (used_q, used_s) == (chain.query_end - chain.query_start, chain.subject_end - chain.subject_start)
+    qi, si = q0, s0
+    for n, kind in zip(lengths.tolist(), kinds.tolist()):
+        if kind == MATCH:
+            assert (oriented[qi : qi + n] == lam[si : si + n]).all()
+        qi += n if kind != DEL else 0
+        si += n if kind != INS else 0
+    for bad in ("3=2Q", "=3", "3=4", "3=="):
+        with pytest.raises(ValueError, match="not an extended CIGAR"):
+            runs(bad)

@@ -108,6 +108,14 @@ class CountRows:
         scale = 1 / np.maximum(norms, 1e-12).astype(np.float32)
         return CountRows(self.indptr, self.indices, (self.data * np.repeat(scale, lens)).astype(np.float32), self.shape)
 
+    def thinned(self, rows: np.ndarray, share: int) -> CountRows:
+        """The rows flagged in `rows` (a boolean per row) keeping about 1/share of their k-mers, the same ones
+        for every row (hash_kept of the column); the other rows whole."""
+        row_of = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+        keep = ~rows[row_of] | hash_kept(self.indices.astype(np.uint64), share)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=self.shape[0]))])
+        return CountRows(indptr.astype(np.int64), self.indices[keep], self.data[keep], self.shape)
+
     def csr(self) -> sparse.csr_matrix:
         from scipy import sparse
 

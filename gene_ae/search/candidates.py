@@ -68,6 +68,7 @@ class QueryPieces:
     window_vectors: np.ndarray | None = None
     segment_rows: np.ndarray | None = None
     segments: list[np.ndarray] | None = None
+    segment_thin: np.ndarray | None = None  # per segment: it is a piece of a long query (LONG_QUERY_SHARE read)
     # the segments' k-mer counts, made by the first shard that reads them and kept for the others (every shard of
     # a collection has the same k-mer settings; 15 ms a query at 10^6 genes when each of 13 shards made them)
     segment_counts: tuple[tuple, object] | None = None
@@ -90,10 +91,15 @@ class QueryPieces:
             out.window_rows, out.window_vectors = rows, vectors(pieces, rows)
         if segment is not None and "sparse" in sources:
             out.segment_rows, out.segments = _pieces(queries, segment, 0, query_piece_starts)
+            out.segment_thin = np.array([queries[q].size > 2 * QUERY_PIECE for q in out.segment_rows], dtype=bool)
         return out
 
 
 QUERY_PIECE = 2048  # a query longer than twice this votes in pieces of this many bases, half overlapping
+# A long query's pieces read 1 in this many of their k-mers (the same ones in every piece and record, by hash): a
+# 2 kb piece of a locus still shares tens of k-mers with a 30 % copy, and at 10-mers in a 100 Mb collection each
+# k-mer holds ~100 postings by chance, which were most of a long query's time.
+LONG_QUERY_SHARE = 4
 
 
 def query_piece_starts(n: int, segment: int) -> list[tuple[int, int]]:
@@ -135,7 +141,10 @@ def shard_hits(
         kmers = shard.kmers
         key = (kmers.cfg.k, kmers.cfg.bucket_bits, kmers.cfg.scaled)
         if asked.segment_counts is None or asked.segment_counts[0] != key:
-            asked.segment_counts = (key, kmers.query_matrix(asked.segments))
+            counts = kmers.query_matrix(asked.segments)
+            if asked.segment_thin is not None and asked.segment_thin.any():
+                counts = counts.thinned(asked.segment_thin, LONG_QUERY_SHARE)
+            asked.segment_counts = (key, counts)
         keep = None if allowed is None else allowed[kmers.owner]
         idx, sims = kmers.search_segments(asked.segments, n, keep, counts=asked.segment_counts[1])
         safe = np.maximum(idx, 0)

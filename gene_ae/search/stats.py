@@ -16,7 +16,6 @@ trimmed the same way.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,10 +38,12 @@ class Scoring:
 
 
 BLASTN = Scoring()
-_RUN = re.compile(r"(\d+)([=XIDM])")
 # column kinds along a path: match, mismatch, a query base against a gap (I), a subject base against a gap (D)
 MATCH, MISMATCH, INS, DEL = range(4)
 _KIND = {"=": MATCH, "M": MATCH, "X": MISMATCH, "I": INS, "D": DEL}
+_KIND_OF = np.full(256, -1, np.int8)  # an op's byte -> its kind (-1: not an op)
+for _op, _kind in _KIND.items():
+    _KIND_OF[ord(_op)] = _kind
 # parasail's packed CIGAR: op = value & 15 indexes "MIDNSHP=X", length = value >> 4
 PARASAIL_KINDS = np.array([MATCH, INS, DEL, DEL, DEL, INS, DEL, MATCH, MISMATCH] + [MATCH] * 7, dtype=np.int8)
 
@@ -85,10 +86,17 @@ class Region:
 
 def runs(cigar: str) -> tuple[np.ndarray, np.ndarray]:
     """An extended CIGAR (edlib's and parasail's: =, X, I, D; M read as =) as (lengths, kinds) of its runs."""
-    found = _RUN.findall(cigar)
-    lengths = np.array([int(n) for n, _ in found], dtype=np.int64)
-    kinds = np.array([_KIND.get(op, MATCH) for _, op in found], dtype=np.int8)
-    return lengths, kinds
+    text = np.frombuffer(cigar.encode(), np.uint8)  # parsed in numpy: a long query's path has ~10^4 runs
+    is_op = _KIND_OF[text] >= 0
+    digit = (text >= ord("0")) & (text <= ord("9"))
+    ends = np.flatnonzero(is_op)
+    if not (is_op | digit).all() or (text.size and (not is_op[-1] or is_op[0])) or (np.diff(ends) < 2).any():
+        raise ValueError(f"not an extended CIGAR: {cigar[:40]!r}")
+    run = np.cumsum(is_op) - is_op  # the run each byte belongs to (its op ends it)
+    power = ends[run] - 1 - np.arange(text.size)  # a digit's place: 10 ** (digits after it in its run)
+    value = np.where(digit, (text.astype(np.int64) - ord("0")) * 10 ** np.clip(power, 0, 18), 0)
+    lengths = np.bincount(run, value, minlength=ends.size).astype(np.int64)
+    return lengths, _KIND_OF[text[ends]]
 
 
 def local_region(lengths: np.ndarray, kinds: np.ndarray, scoring: Scoring = BLASTN) -> Region | None:
