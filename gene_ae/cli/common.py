@@ -5,7 +5,8 @@ with a message about a hidden temporary file)."""
 from __future__ import annotations
 
 import argparse
-import os
+import errno
+import tempfile
 from pathlib import Path
 
 from shard_tools.inputs import FORMATS
@@ -108,5 +109,8 @@ def check_out_dir(out: str | Path, flag: str = "--out", replaced: bool = False) 
 def _writable_folder(folder: Path, flag: str, shown: str) -> None:
     if not folder.is_dir():
         raise NotADirectoryError(f"{flag} {shown}: {printable(str(folder))} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{flag} {shown}: folder {printable(str(folder))} is not writable")
+    try:  # tried, not os.access: that says yes to root on a read-only mount
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        why = "on a read-only file system" if exc.errno == errno.EROFS else "not writable"
+        raise PermissionError(f"{flag} {shown}: folder {printable(str(folder))} is {why}") from None

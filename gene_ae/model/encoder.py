@@ -74,6 +74,10 @@ def resolve_checkpoint(uri: str) -> Path:
         raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")
     import mlflow
 
+    if uri.startswith(("models:/", "runs:/")):  # looked up in the registry: there and answering, never created
+        from gene_ae.registry.tracking import check_store
+
+        check_store(uri)
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     if not root.is_dir():  # a single file came back: no checkpoint (and no endless recursion)
         raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")

@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from gene_ae.cli.common import check_out_dir
 from gene_ae.config import Config, load_config
+from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store
 from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
 from gene_ae.train.run import check_not_finished, mark_finished, mlflow_run, register
@@ -80,6 +82,7 @@ def start_ray() -> None:
         "PYTHONWARNINGS": "ignore",
         "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else every progress line reaches the driver twice
     }
+    env.update({k: os.environ[k] for k in HTTP_LIMITS})  # the workers' requests to the tracking server time out too
     if FAIL_AT_STEP_ENV in os.environ:
         env[FAIL_AT_STEP_ENV] = os.environ[FAIL_AT_STEP_ENV]
     if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join the cluster
@@ -112,7 +115,16 @@ def checked_config(args: argparse.Namespace) -> Config:
             "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "
             "./mlflow.db would live in the job's temporary working directory and be lost"
         )
+    check_storage(cfg.train.storage)  # checkpoints can be written there
+    check_store("MLFLOW_TRACKING_URI", must_exist=False)  # a tracking server answers (a new sqlite store is made)
     return cfg
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a local --storage that checkpoints could not be written to, before Ray starts (remote ones are
+    Ray's to check)."""
+    if "://" not in storage:
+        check_out_dir(storage, "--storage")
 
 
 def build_trainer(cfg: Config, uri: str, run_id: str):
@@ -140,6 +152,7 @@ def build_trainer(cfg: Config, uri: str, run_id: str):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    bound_requests()
     try:
         cfg = checked_config(parse_args(argv))
     except (ValueError, OSError) as exc:
