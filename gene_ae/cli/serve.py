@@ -14,7 +14,7 @@ PROXIES = ("HeadOnly", "EveryNode")
 
 
 def add_parser(sub, version: str) -> None:
-    from gene_ae.registry.serving import DEFAULT_PORT
+    from gene_ae.registry.serving import DEFAULT_PORT, SERVED_MODEL_HELP
     from gene_ae.search.serve import ServeConfig
 
     cfg = ServeConfig()
@@ -22,7 +22,8 @@ def add_parser(sub, version: str) -> None:
                     version)  # fmt: skip
     sv.add_argument(
         "--model",
-        help=f"the encoder to serve: {MODEL_HELP}; with --index, overrides the model the index records",
+        help=f"the encoder to serve: {SERVED_MODEL_HELP}; with --index, overrides the model the index records "
+        f"({MODEL_HELP})",
     )
     sv.add_argument("--index", help="serve this index directory's search on Ray Serve (RAY_ADDRESS: join that cluster)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

@@ -24,6 +24,8 @@ from pathlib import Path
 from gene_ae.registry.tracking import bound_requests
 
 DEFAULT_PORT = 5001
+# What `mlflow models serve` (check_model) takes: a training checkpoint directory is not an MLflow model.
+SERVED_MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or an MLflow model directory"
 
 
 def serve_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -91,7 +93,7 @@ def check_model(uri: str) -> None:
         if not (local / "MLmodel").is_file():
             raise ValueError(
                 f"{uri}: not an MLflow model directory (no MLmodel file); serve models:/NAME@ALIAS, "
-                "models:/NAME/VERSION or runs:/ID/encoder"
+                "models:/NAME/VERSION or runs:/ID/encoder (a checkpoint directory serves only with --index)"
             )
 
 
