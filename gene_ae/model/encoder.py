@@ -297,7 +297,16 @@ class Encoder:
     def embed(
         self, seqs: Sequence[str], batch_size: int = 64, features: Mapping[str, Sequence] | None = None
     ) -> np.ndarray:
-        return self.embed_tokens(validate(seqs), batch_size, features)
+        """Strings (the API, the served model) -> vectors; a string refused by `validate`, or one too short for
+        anything the model counts (it would get a zero vector), is a one-line error naming its row."""
+        tokens = validate(seqs)
+        vectors = self.embed_tokens(tokens, batch_size, features)
+        empty = np.flatnonzero(~vectors.any(axis=1))
+        if empty.size:
+            i = int(empty[0])
+            raise ValueError(f"row {i}: {tokens[i].size:,} bases give this model nothing to count (too short for "
+                             "its k-mers and seeds): nothing to embed")  # fmt: skip
+        return vectors
 
     @torch.no_grad()
     def reconstruct_windows(self, windows: Sequence[np.ndarray], batch_size: int = 64) -> Reconstruction:
