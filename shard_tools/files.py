@@ -120,7 +120,10 @@ def temp_dir_for(path: str | Path) -> Path:
         raise FileNotFoundError(f"{path}: its folder {parent} {what}")
     remove_stale_temps(path)
     tmp = _sibling(path, "tmp")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # named as the directory asked for, not the hidden one
+        raise writing_error(exc, path, tmp) from None
     return tmp
 
 

@@ -119,3 +119,11 @@ def test_an_error_naming_another_file_is_left_as_it_is(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as exc, atomic_dir(tmp_path / "idx"):
         open(tmp_path / "no-such-input")
     assert exc.value.filename == str(tmp_path / "no-such-input")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc")
+def test_an_output_folder_that_cannot_be_made_is_named_not_its_hidden_temporary() -> None:
+    """/proc exists but takes no new folders: the error named `.NAME.tmp-PID-RANDOM`, which the user never asked for."""
+    with pytest.raises(OSError) as exc, atomic_dir("/proc/gene-ae-out"):
+        pass
+    assert str(exc.value).startswith("writing /proc/gene-ae-out: ") and ".tmp-" not in str(exc.value), exc.value
