@@ -245,3 +245,9 @@ def test_an_append_killed_before_listing_its_first_shard_leaves_a_readable_index
     assert _ids(out) == [r.id for r in records[:9]]
     build.append_shard(iter(records[9:12]), embed, out)
     assert _ids(out) == [r.id for r in records[:12]]
+
+
+def test_a_writer_on_a_folder_that_is_not_an_index_is_refused_and_leaves_no_lock(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a gene-ae index"):
+        build.remove_records(tmp_path, ["a"])
+    assert list(tmp_path.iterdir()) == []  # no .gene-ae-writer.lock dropped in the user's folder

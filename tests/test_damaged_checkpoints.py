@@ -80,3 +80,12 @@ def test_serve_help_promises_only_what_serve_model_serves(cli, ckpt) -> None:
     assert "checkpoint directory" in with_index, model_help
     code, _, err = cli("gene-ae", "serve", "--model", ckpt)
     assert code == 1 and "not an MLflow model directory" in err and "only with --index" in err, err
+
+
+def test_a_missing_checkpoint_folder_is_named(cli, fasta, tmp_path) -> None:
+    """MLflow said "No such artifact: 'nomodel'" for a path that is not there."""
+    line = _embed_error(cli, tmp_path / "nomodel", fasta, tmp_path)
+    assert (
+        line == f"gene-ae embed: error: {tmp_path / 'nomodel'}: no such checkpoint directory (nor a models:/ or "
+        "runs:/ URI)"
+    ), line

@@ -177,6 +177,8 @@ def writing(directory: str | Path) -> Iterator[None]:
     process, so a killed writer never leaves the index locked."""
     import fcntl
 
+    if not is_index(directory):  # nor a lock file left in a folder that is not an index
+        raise FileNotFoundError(f"{directory}: not a gene-ae index (no index.json of ours; run `gene-ae embed` first)")
     path = Path(directory) / LOCK_FILE
     with open(path, "a") as handle:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,8 @@ def resolve_checkpoint(uri: str) -> Path:
             if (candidate / checkpoint.MODEL_FILE).is_file():
                 return candidate
         raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", uri):  # a local path, not a URI (MLflow: "No such artifact")
+        raise FileNotFoundError(f"{uri}: no such checkpoint directory (nor a models:/ or runs:/ URI)")
     import mlflow
 
     if uri.startswith(("models:/", "runs:/")):  # looked up in the registry: there and answering, never created
