@@ -155,3 +155,30 @@ def test_requests_to_a_tracking_server_are_bounded(monkeypatch) -> None:
     assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "5"  # the user's own setting is kept
     worst = int(env["MLFLOW_HTTP_REQUEST_TIMEOUT"]) * (1 + int(env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]))
     assert worst <= 30
+
+
+def test_resuming_a_run_the_tracking_store_does_not_hold_is_refused_before_ray(tmp_path, shards, capsys, tracking_at):
+    """Same --name and --storage, another MLFLOW_TRACKING_URI: MLflow's 'Run ... not found' traceback came after
+    Ray had started."""
+    marker = tmp_path / "runs" / "gene-ae" / "mlflow_run_id"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("0123456789abcdef0123456789abcdef")
+    for uri in (f"sqlite:///{tmp_path}/other.db", f"sqlite:///{tmp_path}/mlflow.db"):
+        if uri.endswith("/mlflow.db"):
+            mlflow.MlflowClient(tracking_uri=uri).search_experiments()  # a store that exists, without that run
+            capsys.readouterr()  # MLflow's note that it made the tables
+        tracking_at(uri)
+        code = train_main(["--data", str(shards), "--storage", str(tmp_path / "runs"), "--steps", "2"])
+        line = _one_error(capsys.readouterr().err)
+        assert code == 1 and "tracked as MLflow run 0123456789abcdef0123456789abcdef" in line, line
+        assert f"the store at {uri} does not hold" in line, line
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_a_min_length_no_train_record_reaches_is_refused_before_ray(tmp_path, shards, capsys, tracking_at) -> None:
+    """Every record 600 bases, in the histogram's [300, 1000) bin: min_length 700 passed the histogram check and
+    failed in the data loader once Ray had started."""
+    tracking_at(f"sqlite:///{tmp_path}/mlflow.db")
+    code = train_main(["--data", str(shards), "--storage", str(tmp_path / "runs"), "--set", "data.min_length=700"])
+    line = _one_error(capsys.readouterr().err)
+    assert code == 1 and line.startswith("gene-ae train: error: data.min_length: must be at most 600 "), line

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from gene_ae.cli.common import check_out_dir
 from gene_ae.config import Config, load_config
-from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store
+from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store, tracking_uri
 from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
-from gene_ae.train.run import check_not_finished, mark_finished, mlflow_run, register
+from gene_ae.train.run import check_not_finished, check_resumable, mark_finished, mlflow_run, register
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -117,6 +117,7 @@ def checked_config(args: argparse.Namespace) -> Config:
         )
     check_storage(cfg.train.storage)  # checkpoints can be written there
     check_store("MLFLOW_TRACKING_URI", must_exist=False)  # a tracking server answers (a new sqlite store is made)
+    check_resumable(cfg, tracking_uri())  # a resumed run's MLflow run is in this store
     return cfg
 
 
@@ -162,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     import ray
 
-    from gene_ae.registry import tracking
-
-    uri = tracking.tracking_uri()
+    uri = tracking_uri()
     start_ray()
     run_id = mlflow_run(cfg, uri)
     started = time.perf_counter()
