@@ -5,6 +5,7 @@ each one line naming what is wrong, within 30 s."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import threading
 import time
@@ -182,3 +183,16 @@ def test_a_min_length_no_train_record_reaches_is_refused_before_ray(tmp_path, sh
     code = train_main(["--data", str(shards), "--storage", str(tmp_path / "runs"), "--set", "data.min_length=700"])
     line = _one_error(capsys.readouterr().err)
     assert code == 1 and line.startswith("gene-ae train: error: data.min_length: must be at most 600 "), line
+
+
+def test_more_workers_than_this_machine_can_place_is_refused_before_ray(tmp_path, shards, capsys, monkeypatch):
+    """Ray Train waited for ever, silently, for workers (or GPUs) the local Ray did not have."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cpus = os.cpu_count() or 1
+    cases = [(["--workers", str(cpus + 1)], f"--workers {cpus + 1}: this machine has {cpus} CPUs")]
+    if not torch.cuda.is_available():
+        cases.append((["--gpu", "--workers", "1"], "--gpu: this machine has no CUDA GPU"))
+    for extra, message in cases:
+        code = train_main(["--data", str(shards), "--storage", str(tmp_path / "runs"), *extra])
+        line = _one_error(capsys.readouterr().err)
+        assert code == 1 and line.startswith(f"gene-ae train: error: {message}"), line

@@ -116,9 +116,29 @@ def checked_config(args: argparse.Namespace) -> Config:
             "./mlflow.db would live in the job's temporary working directory and be lost"
         )
     check_storage(cfg.train.storage)  # checkpoints can be written there
+    if not os.environ.get("RAY_ADDRESS"):  # a cluster may scale up to what it lacks now: not checked there
+        check_local_resources(cfg)
     check_store("MLFLOW_TRACKING_URI", must_exist=False)  # a tracking server answers (a new sqlite store is made)
     check_resumable(cfg, tracking_uri())  # a resumed run's MLflow run is in this store
     return cfg
+
+
+def check_local_resources(cfg: Config) -> None:
+    """Refuse more workers than the Ray started here can place (one CPU, or one GPU with --gpu, a worker): Ray
+    Train would wait for them for ever, printing nothing."""
+    t = cfg.train
+    cpus = os.cpu_count() or 1  # what start_ray gives Ray
+    if t.workers > cpus:
+        raise ValueError(f"--workers {t.workers}: this machine has {cpus} CPUs, one a worker; give --workers {cpus} "
+                         "or fewer (or run on a Ray cluster: RAY_ADDRESS)")  # fmt: skip
+    if t.gpu:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if t.workers > gpus:
+            raise ValueError(f"--gpu: {t.workers} workers need {t.workers} GPUs, one a worker; this machine has "
+                             f"{gpus} (leave --gpu out, or give --workers {gpus})" if gpus else
+                             "--gpu: this machine has no CUDA GPU; leave --gpu out")  # fmt: skip
 
 
 def check_storage(storage: str) -> None:
