@@ -7,6 +7,7 @@ line naming `section.key` after TOML and `--set` are merged, before anything sta
 
 from __future__ import annotations
 
+import re
 import tomllib
 import typing
 from dataclasses import asdict, dataclass, field
@@ -115,6 +116,27 @@ class TrainConfig:
         check_fields(self, "train")
         if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0"):
             raise ValueError(f"train.name: must be a folder name (not empty, no '/'), got {show_value(self.name)}")
+        check_registry_names(self.register, self.alias)
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")  # what models:/NAME@ALIAS URIs can carry (MLflow refuses / and :)
+ALIAS = re.compile(r"[A-Za-z_][\w-]*")  # MLflow's alias characters; not a version (v1) nor 'latest'
+
+
+def check_registry_names(register: str, alias: str) -> None:
+    """Refuse before any training step the names MLflow would refuse only at registration, after the work."""
+    if register and not MODEL_NAME.fullmatch(register):
+        raise ValueError(
+            f"train.register: must be a model name of letters, digits, '.', '_' and '-' (no spaces or '/'), "
+            f"got {show_value(register)}"
+        )
+    if alias and (not ALIAS.fullmatch(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):
+        raise ValueError(
+            f"train.alias: must be an alias of letters, digits, '_' and '-' (not 'latest' or v1, v2, ...), "
+            f"got {show_value(alias)}"
+        )
+    if alias and not register:
+        raise ValueError(f"train.alias: needs a registered model (train.register), got alias {show_value(alias)}")
 
 
 @dataclass

@@ -97,6 +97,9 @@ def _parser() -> Parser:
     for flag, name, kind, text in _SHARD_NUMBERS:
         limit = ShardConfig.LIMITS[name]
         p.add_argument(flag, type=number(kind, limit), default=getattr(shard, name), help=f"{text} ({limit})")
+    p.add_argument("--max-length", type=number(int, Limit(1)), default=reader.max_length, metavar="BASES",
+                   help="longest record read (FASTA/FASTQ); a longer one is an error naming it, so memory stays "
+                   "bounded (about 3 bytes a base of this)")  # fmt: skip
     p.add_argument("--dedup", action="store_true", help="drop exact duplicate sequences")
     p.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
     p.add_argument(
@@ -115,8 +118,9 @@ def shard_fasta_main(argv: list[str] | None = None) -> int:
     try:
         features = tuple(parse_feature_column(f) for f in args.feature_column)
         reader_cfg = ReaderConfig(
-            args.format, args.seq_column, args.id_column, args.label_column, args.skip_invalid, features
-        )
+            args.format, args.seq_column, args.id_column, args.label_column, args.skip_invalid, features,
+            max_length=args.max_length,
+        )  # fmt: skip
         if args.inputs.count(STDIN) > 1:
             raise ValueError("'-' (standard input) can be given only once")
         check_input_paths(args.inputs)

@@ -76,6 +76,23 @@ def _commit(tmp: Path, path: Path) -> None:
         _remove(old)
 
 
+def writing_error(exc: OSError, path: str | Path, tmp: str | Path) -> OSError:
+    """exc, raised while `path` was built in `tmp`, as an error naming what it was writing: the file under `path`
+    (not the hidden temporary one, which is gone by the time it is read), or `path` itself when exc names no file
+    (a full disk: "[Errno 28]", or numpy's "510017 requested and 440256 written"). An error naming a file
+    elsewhere (the input) is returned as it is."""
+    where = exc.filename
+    if where is not None and not str(where).startswith(str(tmp)):
+        return exc
+    target = Path(path) / Path(where).relative_to(tmp) if where is not None and str(where) != str(tmp) else Path(path)
+    reason = exc.strerror or str(exc)
+    if exc.errno is None and "requested and" in reason:  # a short write
+        reason = f"a short write ({reason}): is the disk full?"
+    named = type(exc)(f"writing {target}: {reason}")
+    named.errno = exc.errno
+    return named
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write data to path through a temporary sibling and one rename."""
     path = Path(path)
@@ -86,6 +103,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         _commit(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise writing_error(exc, path, tmp) from exc
     except BaseException:
         _remove(tmp)
         raise
@@ -100,7 +120,10 @@ def temp_dir_for(path: str | Path) -> Path:
         raise FileNotFoundError(f"{path}: its folder {parent} {what}")
     remove_stale_temps(path)
     tmp = _sibling(path, "tmp")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # named as the directory asked for, not the hidden one
+        raise writing_error(exc, path, tmp) from None
     return tmp
 
 
@@ -119,6 +142,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         replace_with(tmp, path)
+    except OSError as exc:  # every I/O error names what was being written
+        _remove(tmp)
+        raise writing_error(exc, path, tmp) from exc
     except BaseException:
         _remove(tmp)
         raise

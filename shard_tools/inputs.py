@@ -1,6 +1,7 @@
 """Streaming readers: FASTA, FASTQ, GenBank, EMBL and TSV/CSV (plain, gz, bz2, xz, zst, or stdin) into records.
 
-Memory is bounded by the longest record, never by the file: records are yielded one at a time.
+Memory is bounded by the longest record, never by the file: records are yielded one at a time, and FASTA/FASTQ
+records and lines longer than ReaderConfig.max_length are refused unread.
 Every error names the file, the line and the record, because users fix inputs by hand.
 A FASTA/FASTQ id is the header up to the first whitespace (space or tab), the rest is the description;
 ids, descriptions and table fields holding control characters are refused (shard_tools.text).
@@ -27,6 +28,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -170,6 +172,9 @@ def parse_feature_column(text: str) -> FeatureColumn:
     return FeatureColumn(name, kind)
 
 
+DEFAULT_MAX_LENGTH = 300_000_000
+
+
 @dataclass(frozen=True)
 class ReaderConfig:
     format: str = "auto"  # auto | fasta | fastq | genbank | embl | tsv | csv
@@ -178,8 +183,14 @@ class ReaderConfig:
     label_column: str | None = None
     skip_invalid: bool = False  # count and skip bad records instead of stopping
     features: tuple[FeatureColumn, ...] = ()  # the user's per-record features to keep
+    # Longest FASTA/FASTQ record (or line) read, in bases: memory is about 3 bytes a base of the longest record,
+    # so a record longer than this (a concatenated file, a decompression bomb) is refused, not read until memory
+    # runs out. The default holds the longest human chromosome (249 Mb).
+    max_length: int = DEFAULT_MAX_LENGTH
 
     def __post_init__(self) -> None:
+        if type(self.max_length) is not int or self.max_length < 1:
+            raise ValueError(f"max_length: must be an integer >= 1, got {self.max_length!r}")
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError(f"--feature-column: {names} names a feature twice")
@@ -195,6 +206,26 @@ def open_binary(path: str | Path) -> Iterator[IO[bytes]]:
         head = raw.peek(6)[:6]
         wrap = next((w for magic, w in _MAGIC.items() if head.startswith(magic)), None)
         yield stack.enter_context(wrap(raw)) if wrap else raw
+
+
+@contextlib.contextmanager
+def unchanged(path: str | Path) -> Iterator[None]:
+    """Refuse, when the block has read a regular file to its end, a file whose size changed meanwhile (another
+    program writing or truncating it): the last record read may be cut short, and the size recorded at the start
+    would not be the file's."""
+    try:
+        before = os.stat(path).st_size if str(path) != STDIN and os.path.isfile(path) else None
+    except OSError:
+        before = None
+    yield
+    if before is not None:
+        try:
+            after = os.stat(path).st_size
+        except OSError as exc:
+            raise InputError(path, f"gone while read ({exc.strerror}); read it again") from None
+        if after != before:
+            raise InputError(path, f"changed while read ({before:,} bytes when opened, {after:,} at the end): its "
+                             "last records may be cut short; read it again when nothing writes it")  # fmt: skip
 
 
 def check_input_paths(paths: list[str]) -> None:
@@ -265,8 +296,9 @@ def detect_format(path: str | Path, head: bytes) -> str:
 
 
 def read_records(path: str | Path, cfg: ReaderConfig, skipped: list[str] | None = None) -> Iterator[Record]:
-    """Yield normalised records from one file; bad records raise InputError or, when skipping, go to `skipped`."""
-    with open_binary(path) as stream:
+    """Yield normalised records from one file; bad records raise InputError or, when skipping, go to `skipped`. A
+    file that changes size while read is an InputError once it has been read (`unchanged`)."""
+    with unchanged(path), open_binary(path) as stream:
         buffered = io.BufferedReader(stream) if not isinstance(stream, io.BufferedReader) else stream
         try:
             buffered, head = _text_start(buffered, path)
@@ -384,24 +416,47 @@ _ASCII_SPACE = " \t\r\n\v\f"
 _SPACES = bytes.maketrans(b"\t\v\f", b"   ")
 
 
+def _lines(stream: IO[bytes], path: str, limit: int) -> Iterator[bytes]:
+    """The stream's lines, none read whole if longer than `limit` bases and a line end (an InputError instead)."""
+    for lineno, line in enumerate(iter(partial(stream.readline, limit + 3), b""), 1):
+        if len(line) > limit + 2 or (len(line) > limit and not line.endswith(b"\n")):
+            raise InputError(path, f"a line longer than --max-length {limit:,} bases: not read into memory; "
+                             "split the record, or raise --max-length", line=lineno)  # fmt: skip
+        yield line
+
+
 def _fasta(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
+    """FASTA records. Lines are read in pieces of at most cfg.max_length bytes, so memory stays bounded by
+    about 3 bytes a base of max_length however long a line or a record is: a longer record is an InputError
+    naming it, and its remaining lines are skipped unread into memory."""
     header: tuple[str, str, int] | None = None
     chunks: list[bytes] = []
-    lineno = 0
-    for lineno, line in enumerate(stream, 1):  # noqa: B007 - lineno used after the loop
-        if line.startswith(b">"):
-            if header is not None:
+    size: int | None = 0  # bases held for the record; None once over cfg.max_length (its rest is skipped)
+    lineno, at_start = 0, True
+    for piece in iter(partial(stream.readline, cfg.max_length + 2), b""):
+        starts, at_start = at_start, piece.endswith(b"\n")
+        lineno += starts
+        if starts and piece.startswith(b">"):
+            if not at_start:
+                raise InputError(path, f"a header line longer than {cfg.max_length + 1:,} bytes", line=lineno)
+            if header is not None and size is not None:
                 yield _fasta_record(path, header, chunks, cfg)
-            rid, desc = _header(line[1:], path, lineno)
-            header, chunks = (rid, desc, lineno), []
+            rid, desc = _header(piece[1:], path, lineno)
+            header, chunks, size = (rid, desc, lineno), [], 0
         elif header is None:
-            if line.strip():
+            if piece.strip():
                 raise InputError(path, "sequence before the first '>' header (not FASTA?)", line=lineno)
-        else:
-            if b"\x00" in line:
+        elif size is not None:
+            if b"\x00" in piece:
                 raise InputError(path, "binary content (NUL bytes)", line=lineno, record=header[0])
-            chunks.append(line)
-    if header is not None:
+            chunks.append(piece)
+            size += len(piece.rstrip())
+            if size > cfg.max_length:
+                yield InputError(path, f"longer than --max-length {cfg.max_length:,} bases: not read into memory "
+                                 "(about 3 bytes a base); split the record, or raise --max-length", line=header[2],
+                                 record=header[0])  # fmt: skip
+                chunks, size = [], None
+    if header is not None and size is not None:
         yield _fasta_record(path, header, chunks, cfg)
 
 
@@ -422,7 +477,7 @@ def _make_with_pairs(path: str, rid: str, desc: str, seq: bytes, line: int, cfg:
 
 
 def _fastq(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Iterator[Record | InputError]:
-    lines = iter(stream)
+    lines = _lines(stream, path, cfg.max_length)
     lineno = 0
     for head in lines:
         lineno += 1

@@ -95,7 +95,7 @@ def test_serve_refuses_a_busy_port_and_a_model_the_registry_lacks_in_one_line(wo
             (str(tmp_path / "nothing"), (), registry, f"{tmp_path / 'nothing'}: no such file or directory"),
             (str(world["ckpt"]), (), registry, "not an MLflow model directory (no MLmodel file)"),
             ("models:/gene-ae-encoder@staging", (), f"sqlite:///{tmp_path / 'none.db'}",
-             f"no MLflow registry at sqlite:///{tmp_path / 'none.db'}"),
+             f"no MLflow store at sqlite:///{tmp_path / 'none.db'}"),
         ]  # fmt: skip
         for model, extra, uri, message in cases:
             done = subprocess.run(

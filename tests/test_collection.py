@@ -174,3 +174,80 @@ def test_cli_append_replace_and_remove(world, tmp_path, capsys) -> None:
     assert code == 0 and "1 records removed" in err, err
     code, hits, err = _cli(capsys, "search", "--index", out, q, "-k", "9")
     assert code == 0 and records[3].id not in hits, err
+
+
+# ------------------------------------------------------- the shard list, tied to its index (issue 34)
+def _ids(directory: Path) -> list[str]:
+    collection = Collection.open(directory)
+    return [i for j, i in enumerate(collection.entries.ids) if not collection.removed[j]]
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    assert "\n" not in str(exc.value), exc.value
+    return str(exc.value)
+
+
+def test_a_deleted_shard_list_is_refused_where_shards_exist(world, tmp_path) -> None:
+    """Deleting shards.json brought removed records back and hid the appended shards (exit 0): now every reader and
+    writer refuses the index in one line."""
+    out, records, embed = tmp_path / "idx", world["records"], world["embed"]
+    build.build_index(iter(records[:9]), embed, world["model"], out, build.BuildConfig())
+    build.append_shard(iter(records[9:12]), embed, out)
+    assert build.remove_records(out, [records[0].id]) == 1
+    before = _ids(out)
+    (out / "shards.json").unlink()
+    for action in (lambda: Collection.open(out), lambda: build.append_shard(iter(records[12:14]), embed, out),
+                   lambda: build.remove_records(out, [records[1].id])):  # fmt: skip
+        with pytest.raises(ValueError) as exc:
+            action()
+        assert _one_line(exc).startswith(f"{out / 'shards.json'}: missing, but {out} holds shard shard-00001")
+    assert not (out / "shards.json").exists() and not (out / "shard-00002").exists()
+    assert len(before) == 11
+
+
+def test_a_shard_list_copied_from_another_index_is_refused(world, tmp_path) -> None:
+    records, embed = world["records"], world["embed"]
+    for name, part in (("a", records[:9]), ("b", records[12:20])):
+        build.build_index(iter(part), embed, world["model"], tmp_path / name, build.BuildConfig())
+        build.append_shard(iter(records[9:12]), embed, tmp_path / name)
+    (tmp_path / "a" / "shards.json").write_bytes((tmp_path / "b" / "shards.json").read_bytes())
+    with pytest.raises(ValueError) as exc:
+        Collection.open(tmp_path / "a")
+    assert _one_line(exc).startswith(f"{tmp_path / 'a' / 'shards.json'}: the shard list of another index"), exc.value
+
+
+def test_a_listed_shard_swapped_for_another_indexs_is_refused(world, tmp_path) -> None:
+    records, embed = world["records"], world["embed"]
+    for name in ("a", "b"):
+        build.build_index(iter(records[:9]), embed, world["model"], tmp_path / name, build.BuildConfig())
+    build.append_shard(iter(records[9:12]), embed, tmp_path / "a")
+    build.append_shard(iter(records[12:16]), embed, tmp_path / "b")
+    shard = tmp_path / "a" / "shard-00001"
+    for part in shard.iterdir():
+        part.unlink()
+    for part in (tmp_path / "b" / "shard-00001").iterdir():
+        (shard / part.name).write_bytes(part.read_bytes())
+    with pytest.raises(ValueError) as exc:
+        Collection.open(tmp_path / "a")
+    assert _one_line(exc).startswith(f"{shard}: not the shard shards.json lists"), exc.value
+
+
+def test_an_append_killed_before_listing_its_first_shard_leaves_a_readable_index(world, tmp_path) -> None:
+    """The list is written before the first appended shard, so a shard left unlisted by a killed append is
+    ignored (and overwritten by the next append) rather than making the index unreadable."""
+    out, records, embed = tmp_path / "idx", world["records"], world["embed"]
+    build.build_index(iter(records[:9]), embed, world["model"], out, build.BuildConfig())
+    name = collection_module.next_shard_name(out)  # append_shard's steps, up to listing the shard
+    with build.write_index(out / name) as writer:
+        settings = build.settings_of(build.read_meta(out))
+        build.write_shard(iter(records[9:12]), embed, world["model"], writer, settings, "test")
+    assert (out / "shards.json").is_file() and (out / name).is_dir()
+    assert _ids(out) == [r.id for r in records[:9]]
+    build.append_shard(iter(records[9:12]), embed, out)
+    assert _ids(out) == [r.id for r in records[:12]]
+
+
+def test_a_writer_on_a_folder_that_is_not_an_index_is_refused_and_leaves_no_lock(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a gene-ae index"):
+        build.remove_records(tmp_path, ["a"])
+    assert list(tmp_path.iterdir()) == []  # no .gene-ae-writer.lock dropped in the user's folder

@@ -66,3 +66,64 @@ def test_temps_of_dead_processes_are_removed_and_of_live_ones_kept(tmp_path: Pat
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "f").write_text("z")
     assert entries(tmp_path) == [f".other.tmp-{dead_pid}-x", f".out.tmp-{os.getppid()}-x", "out"]
+
+
+# --------------------------------------------------------------- every I/O error names its path (issue 34)
+FULL = Path("/dev/full")  # every write fails with ENOSPC: a real full disk, without mounting one
+needs_dev_full = pytest.mark.skipif(not FULL.exists(), reason="no /dev/full")
+
+
+def _full_disk_error(tmp_path: Path, write) -> OSError:
+    """The error `write(file)` raises inside atomic_dir(tmp_path / "idx") on a file there that is /dev/full."""
+    with pytest.raises(OSError) as exc, atomic_dir(tmp_path / "idx") as d:
+        (d / "part.bin").symlink_to(FULL)
+        with open(d / "part.bin", "wb") as f:
+            write(f)
+    assert not (tmp_path / "idx").exists() and list(tmp_path.iterdir()) == []  # nothing partial left
+    return exc.value
+
+
+@needs_dev_full
+def test_a_full_disk_names_the_directory_being_written(tmp_path: Path) -> None:
+    err = _full_disk_error(tmp_path, lambda f: f.write(b"x" * (1 << 20)))
+    assert str(err) == f"writing {tmp_path / 'idx'}: No space left on device" and err.errno == 28, err
+
+
+@needs_dev_full
+def test_numpys_short_write_names_the_directory_and_says_what_it_means(tmp_path: Path) -> None:
+    """The message the issue saw ("510017 requested and 440256 written", no path) from np.save on a full disk."""
+    import numpy as np
+
+    err = _full_disk_error(tmp_path, lambda f: np.arange(1 << 18, dtype=np.float32).tofile(f))
+    assert str(err).startswith(f"writing {tmp_path / 'idx'}: a short write (262144 requested and "), err
+    assert str(err).endswith("): is the disk full?"), err
+
+
+@needs_dev_full
+def test_a_failed_faiss_write_names_the_file_under_the_final_directory(tmp_path: Path) -> None:
+    import faiss
+    import numpy as np
+
+    from gene_ae.index.vectors import write_faiss
+
+    index = faiss.IndexFlatIP(8)
+    index.add(np.ones((4096, 8), np.float32))
+    with pytest.raises(OSError) as exc, atomic_dir(tmp_path / "idx") as d:
+        (d / "index.faiss").symlink_to(FULL)
+        write_faiss(index, d / "index.faiss")
+    assert str(exc.value) == f"writing {tmp_path / 'idx' / 'index.faiss'}: No space left on device", exc.value
+
+
+def test_an_error_naming_another_file_is_left_as_it_is(tmp_path: Path) -> None:
+    """An input that cannot be read while the output is built is named as the input, not as the output."""
+    with pytest.raises(FileNotFoundError) as exc, atomic_dir(tmp_path / "idx"):
+        open(tmp_path / "no-such-input")
+    assert exc.value.filename == str(tmp_path / "no-such-input")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc")
+def test_an_output_folder_that_cannot_be_made_is_named_not_its_hidden_temporary() -> None:
+    """/proc exists but takes no new folders: the error named `.NAME.tmp-PID-RANDOM`, which the user never asked for."""
+    with pytest.raises(OSError) as exc, atomic_dir("/proc/gene-ae-out"):
+        pass
+    assert str(exc.value).startswith("writing /proc/gene-ae-out: ") and ".tmp-" not in str(exc.value), exc.value

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from shared import insdc_bytes, lambda_phage
 from shard_tools import load_manifest, read_shards
 from shard_tools.alphabet import decode
 from shard_tools.cli import shard_fasta_main, shard_verify_main
-from shard_tools.inputs import ReaderConfig, read_records
+from shard_tools.inputs import InputError, ReaderConfig, read_records
 
 CODECS: dict[str, Callable[[bytes], bytes]] = {
     "plain": lambda b: b,
@@ -348,3 +349,76 @@ def test_workers_are_capped_at_the_usable_cpus(tmp_path: Path, capsys) -> None:
         for d in ("many", "one")
     ]
     assert digests[0] == digests[1]
+
+
+# --- memory bounded whatever the record length; an input that changes while read (issue 34) ----------------
+
+
+def _bomb(path: Path, bases: int, line: int | None) -> Path:
+    """A gzip file of one record of `bases` bases (in lines of `line`, or one line): a few hundred kB on disk."""
+    body = b"ACGT" * (bases // 4)
+    if line:
+        body = b"\n".join(body[i : i + line] for i in range(0, len(body), line))
+    path.write_bytes(gzip.compress(b">huge some description\n" + body + b"\n>small\nACGTTGCA\n", compresslevel=1))
+    return path
+
+
+@pytest.mark.parametrize("line", [60, None], ids=["lines", "one-line"])
+def test_a_record_over_max_length_is_one_line_and_memory_stays_bounded(tmp_path: Path, line) -> None:
+    """One record of 128 Mb (a decompression bomb: 30 kB of gzip) was read whole, about 3.2 bytes a base, until a
+    MemoryError; now reading stops at --max-length with one line naming the file and the record."""
+    bomb = _bomb(tmp_path / "bomb.fa.gz", 128 << 20, line)
+    probe = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(r.stderr, end='')"
+    )
+    command = [Path(sys.executable).parent / "shard-fasta", bomb, tmp_path / "out", "--max-length", "1000000"]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, command)], capture_output=True, text=True, timeout=300
+    )
+    first, _, err = done.stdout.partition("\n")
+    rc, peak_kib = map(int, first.split())
+    line_text = one_line_error(rc, err, f"{bomb}:1: record 'huge': longer than --max-length 1,000,000 bases")
+    assert "raise --max-length" in line_text
+    print(f"peak RSS {peak_kib / 1024:.0f} MiB")
+    assert peak_kib < 300 * 1024, f"peak {peak_kib / 1024:.0f} MiB for a 128 Mb record"  # unbounded: over 400 MiB
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == [bomb]
+
+
+def test_skip_invalid_skips_a_record_over_max_length_and_keeps_the_rest(tmp_path: Path) -> None:
+    bomb = _bomb(tmp_path / "bomb.fa.gz", 4000, 60)
+    skipped: list[str] = []
+    got = [(r.id, r.tokens.size) for r in read_records(bomb, ReaderConfig(max_length=1000, skip_invalid=True), skipped)]
+    assert got == [("small", 8)] and len(skipped) == 1 and "record 'huge': longer than" in skipped[0]
+    assert [(r.id, r.tokens.size) for r in read_records(bomb, ReaderConfig(max_length=4000))] == [("huge", 4000),
+                                                                                             ("small", 8)]  # fmt: skip
+
+
+def test_a_fastq_line_over_max_length_is_one_line_naming_it(tmp_path: Path, capsys) -> None:
+    fq = tmp_path / "reads.fq"
+    fq.write_text("@r1\n" + "ACGT" * 300 + "\n+\n" + "I" * 1200 + "\n")
+    rc, err = run(shard_fasta_main, [fq, tmp_path / "out", "--max-length", "1000"], capsys)
+    one_line_error(rc, err, f"{fq}:2: a line longer than --max-length 1,000 bases")
+
+
+def test_a_file_that_shrinks_while_read_is_an_error_not_a_short_record(tmp_path: Path) -> None:
+    """Truncated by another program after the first record was read: the last record came out cut short, with
+    exit 0 and the original size in the manifest. Now reading it to the end is an error naming the file."""
+    fa = tmp_path / "growing.fa"
+    fa.write_bytes(b">a\n" + b"ACGT" * 50_000 + b"\n>b\n" + b"ACGT" * 50_000 + b"\n>c\n" + b"ACGT" * 50_000 + b"\n")
+    records = read_records(fa, ReaderConfig())
+    assert next(records).id == "a"
+    os.truncate(fa, fa.stat().st_size - 100_000)  # mid-way through b
+    with pytest.raises(InputError, match=rf"^{fa}: changed while read \(600,012 bytes when opened, 500,012 at the"):
+        list(records)
+
+
+def test_a_file_that_grows_while_read_is_an_error_too(tmp_path: Path) -> None:
+    fa = tmp_path / "growing.fa"
+    fa.write_bytes(b">a\nACGTACGT\n")
+    records = read_records(fa, ReaderConfig())
+    assert next(records).id == "a"
+    with open(fa, "ab") as f:
+        f.write(b">b\nACGT\n")
+    with pytest.raises(InputError, match="changed while read"):
+        list(records)

@@ -56,7 +56,10 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from gene_ae.registry.tracking import bound_requests
+
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    bound_requests()  # every request to a tracking server times out
     args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)

@@ -5,10 +5,11 @@ with a message about a hidden temporary file)."""
 from __future__ import annotations
 
 import argparse
-import os
+import errno
+import tempfile
 from pathlib import Path
 
-from shard_tools.inputs import FORMATS
+from shard_tools.inputs import DEFAULT_MAX_LENGTH, FORMATS
 from shard_tools.options import Limit, Parser, number
 from shard_tools.text import printable
 
@@ -57,13 +58,21 @@ def reader_args(p: argparse.ArgumentParser) -> None:
         "GenBank/EMBL source qualifier; categorical unless :numeric (docs/INPUTS.md). A shard directory's "
         "features come from its manifest",
     )  # fmt: skip
+    p.add_argument(
+        "--max-length",
+        type=number(int, Limit(1)),
+        default=DEFAULT_MAX_LENGTH,
+        metavar="BASES",
+        help="longest FASTA/FASTQ record read; a longer one is an error naming it (memory stays bounded)",
+    )
 
 
 def reader_config(args: argparse.Namespace):
     from shard_tools.inputs import ReaderConfig, parse_feature_column
 
     features = tuple(parse_feature_column(f) for f in args.feature_column)
-    return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, features=features)
+    return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, features=features,
+                        max_length=args.max_length)  # fmt: skip
 
 
 def declared_features(args: argparse.Namespace, path: str | Path) -> dict[str, str]:
@@ -109,5 +118,8 @@ def check_out_dir(out: str | Path, flag: str = "--out", replaced: bool = False) 
 def _writable_folder(folder: Path, flag: str, shown: str) -> None:
     if not folder.is_dir():
         raise NotADirectoryError(f"{flag} {shown}: {printable(str(folder))} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{flag} {shown}: folder {printable(str(folder))} is not writable")
+    try:  # tried, not os.access: that says yes to root on a read-only mount
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        why = "on a read-only file system" if exc.errno == errno.EROFS else "not writable"
+        raise PermissionError(f"{flag} {shown}: folder {printable(str(folder))} is {why}") from None

@@ -1,7 +1,9 @@
 """A collection: one index directory, optionally with more index shards inside it, searched as one.
 
     INDEX_DIR/                 shard 0: an index directory as gene_ae/index/directory.py writes it
-    INDEX_DIR/shards.json      the other shards in order, and the positions of records removed since
+    INDEX_DIR/shards.json      the other shards in order, and the positions of records removed since; tied to
+                               the index by shard 0's digest and each shard's (a list deleted while shards exist,
+                               or copied from another index, is refused: records would come back or vanish)
     INDEX_DIR/shard-00001/     shard 1, a complete index directory of its own, ...
 
 Why shards: a collection grows (`gene-ae embed --append` adds a shard, nothing is rebuilt), records are
@@ -26,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.core.features import FeatureColumns
-from gene_ae.index.directory import IndexDir, IndexMeta, is_index
+from gene_ae.index.directory import META_FILE, IndexDir, IndexMeta, is_index
 from gene_ae.index.entries import Entries
 from shard_tools.files import atomic_write_bytes, remove_stale_temps
 
 SHARDS_FILE = "shards.json"
-SHARDS_FORMAT, SHARDS_VERSION = "gene-ae-shards", 1
+SHARDS_FORMAT, SHARDS_VERSION = "gene-ae-shards", 2  # 2: tied to its index ("index", "digests"); 1 still read
 
 
 @dataclass
@@ -107,22 +109,61 @@ class Collection:
 
 
 def read_shards_file(directory: Path) -> tuple[list[str], list[int]]:
-    """(shard directory names, removed record positions) from shards.json; ([], []) for a one-shard index."""
+    """(shard directory names, removed record positions) from shards.json; ([], []) for a one-shard index. The
+    list must be this index's: present wherever shard directories are, naming shard 0's digest and each listed
+    shard's (checked here, so every reader and writer refuses a deleted or foreign list alike)."""
     path = directory / SHARDS_FILE
     if not path.is_file():
+        stray = sorted(p.name for p in directory.glob("shard-*") if is_index(p))
+        if stray:
+            raise ValueError(
+                f"{path}: missing, but {directory} holds shard {stray[0]}: without its shard list the index would "
+                "lose its other shards and bring back removed records; restore shards.json, or rebuild the index"
+            )
         return [], []
     try:
         raw = json.loads(path.read_bytes())
-        ok = isinstance(raw, dict) and raw.get("format") == SHARDS_FORMAT and raw.get("version") == SHARDS_VERSION
+        ok = isinstance(raw, dict) and raw.get("format") == SHARDS_FORMAT and raw.get("version") in (1, 2)
         names, removed = raw.get("shards"), raw.get("removed")
         ok = ok and isinstance(names, list) and isinstance(removed, list)
         ok = ok and all(isinstance(n, str) and Path(n).name == n and n.startswith("shard-") for n in names)
         ok = ok and all(type(r) is int and r >= 0 for r in removed) and raw.get("sha256") == _digest(raw)
+        ok = ok and (raw["version"] == 1 or _listed_digests(raw, len(names)))
     except ValueError as exc:
         raise ValueError(f"{path}: not a shard list (not JSON: {exc})") from None
     if not ok:
         raise ValueError(f"{path}: not a shard list of this gene-ae, or edited by hand (its digest differs)")
+    if raw["version"] >= 2:
+        _check_tied(directory, raw["index"], dict(zip(names, raw["digests"])))
     return names, removed
+
+
+def _listed_digests(raw: dict, n: int) -> bool:
+    digests = raw.get("digests")
+    return isinstance(raw.get("index"), str) and isinstance(digests, list) and len(digests) == n
+
+
+def _check_tied(directory: Path, index: str, digests: dict[str, str]) -> None:
+    """Refuse a shard list that is not this index's (copied from another), or a listed shard that is not the one
+    it lists (replaced by another index's)."""
+    if _meta_digest(directory) != index:
+        raise ValueError(
+            f"{directory / SHARDS_FILE}: the shard list of another index (it names another shard 0): its records "
+            "would be searched as this index's; restore this index's own shards.json"
+        )
+    for name, digest in digests.items():
+        if (directory / name).is_dir() and _meta_digest(directory / name) != digest:
+            raise ValueError(f"{directory / name}: not the shard {SHARDS_FILE} lists (its index.json differs): "
+                             "replaced or copied from another index; restore it or rebuild the index")  # fmt: skip
+
+
+def _meta_digest(index_dir: Path) -> str:
+    """The digest index.json records for itself: the index's identity ('' when unreadable: read_meta says why)."""
+    try:
+        raw = json.loads((index_dir / META_FILE).read_bytes())
+    except (OSError, ValueError):
+        return ""
+    return str(raw.get("meta_sha256", "")) if isinstance(raw, dict) else ""
 
 
 LOCK_FILE = ".gene-ae-writer.lock"
@@ -136,6 +177,8 @@ def writing(directory: str | Path) -> Iterator[None]:
     process, so a killed writer never leaves the index locked."""
     import fcntl
 
+    if not is_index(directory):  # nor a lock file left in a folder that is not an index
+        raise FileNotFoundError(f"{directory}: not a gene-ae index (no index.json of ours; run `gene-ae embed` first)")
     path = Path(directory) / LOCK_FILE
     with open(path, "a") as handle:
         try:
@@ -152,14 +195,20 @@ def writing(directory: str | Path) -> Iterator[None]:
 
 
 def write_shards_file(directory: Path, names: list[str], removed: Iterable[int]) -> None:
-    raw = {"format": SHARDS_FORMAT, "version": SHARDS_VERSION, "shards": names, "removed": sorted(map(int, removed))}
+    """shards.json for the index in `directory`, whose shard 0 and listed shards are written (their digests tie the
+    list to them)."""
+    raw = {"format": SHARDS_FORMAT, "version": SHARDS_VERSION, "index": _meta_digest(directory), "shards": names,
+           "digests": [_meta_digest(directory / n) for n in names], "removed": sorted(map(int, removed))}  # fmt: skip
     raw["sha256"] = _digest(raw)
     atomic_write_bytes(directory / SHARDS_FILE, json.dumps(raw, indent=1).encode())
 
 
 def next_shard_name(directory: Path) -> str:
-    """A name no listed shard has (a shard left unlisted by a killed append is overwritten)."""
-    names, _ = read_shards_file(directory)
+    """A name no listed shard has (a shard left unlisted by a killed append is overwritten). The shard list is
+    written first if the index has none, so that an append killed before it lists its shard leaves a list."""
+    names, removed = read_shards_file(directory)
+    if not (directory / SHARDS_FILE).is_file():
+        write_shards_file(directory, names, removed)
     used = {int(n.split("-")[1]) for n in names}
     name = f"shard-{max(used, default=0) + 1:05d}"
     remove_stale_temps(directory / name)

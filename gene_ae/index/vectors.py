@@ -6,6 +6,8 @@ vectors at 10^6 in benchmarks/search_bench.py (docs/BENCHMARKS.md). HNSW stays a
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,12 @@ def read_faiss(path: Path):
 
 
 def write_faiss(index, path: Path) -> None:
+    """faiss.write_index, its RuntimeError on a failed write (a full disk) an OSError naming path."""
     import faiss
 
-    faiss.write_index(index, str(path))
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as exc:
+        text = str(exc).strip().splitlines()[-1]
+        code = errno.ENOSPC if "No space left" in text else errno.EIO
+        raise OSError(code, os.strerror(code) if code == errno.ENOSPC else text, str(path)) from None

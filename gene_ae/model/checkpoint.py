@@ -9,7 +9,10 @@ as a whole is the training side's (gene_ae/config.py `Config.from_checkpoint`).
 
 from __future__ import annotations
 
+import errno
 import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,25 @@ def save(directory: str | Path, config, model: torch.nn.Module, trainer_state: d
 
 
 def load_model_config(directory: str | Path) -> ModelConfig:
-    """The checkpoint's [model] section, checked (the other sections are not read)."""
-    return ModelConfig.from_dict(load_sections(directory).get("model", {}))
+    """The checkpoint's [model] section, checked (the other sections are not read); errors name the file."""
+    try:
+        return ModelConfig.from_dict(load_sections(directory).get("model", {}))
+    except ValueError as exc:
+        where = str(Path(directory) / CONFIG_FILE)
+        raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+
+
+def _load(path: Path, weights_only: bool = True) -> Any:
+    """torch.load of a checkpoint file, a damaged one (cut short, not torch's format) a one-line error naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # torch's reader says EINVAL for a file cut short
+            raise OSError(exc.errno, f"{path}: {exc.strerror or exc}") from None
+        raise ValueError(f"{path}: damaged checkpoint file, cut short or not torch's format ({exc})") from None
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise ValueError(f"{path}: damaged checkpoint file, cut short or not torch's format ({first[:120]})") from None
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GeneAE, ModelConfig]:
@@ -47,7 +67,9 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
         raise FileNotFoundError(f"{d}: not a gene-ae checkpoint (needs {CONFIG_FILE} and {MODEL_FILE})")
     cfg = load_model_config(d)
     model = GeneAE(cfg)
-    state = torch.load(d / MODEL_FILE, map_location="cpu", weights_only=True)
+    state = _load(d / MODEL_FILE)
+    if not isinstance(state, dict):
+        raise ValueError(f"{d / MODEL_FILE}: damaged checkpoint file, holds a {type(state).__name__}, not weights")
     try:
         model.load_state_dict(state)
     except RuntimeError:
@@ -62,4 +84,4 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
 
 def load_trainer_state(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory) / TRAINER_FILE
-    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+    return _load(path, weights_only=False) if path.is_file() else None

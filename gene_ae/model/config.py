@@ -19,8 +19,16 @@ RENAMED = {"latent_dim": "vector_dim", "code_dim": "latent_channels"}
 
 
 def load_sections(directory: str | Path) -> dict:
-    """A checkpoint's config.json as written: the run config's sections as plain values (no torch needed)."""
-    return json.loads((Path(directory) / CONFIG_FILE).read_text())
+    """A checkpoint's config.json as written: the run config's sections as plain values (no torch needed). A file
+    that is not a JSON object (cut short, overwritten) is a one-line error naming it."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        sections = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: damaged checkpoint config, not JSON ({exc})") from None
+    if not isinstance(sections, dict):
+        raise ValueError(f"{path}: damaged checkpoint config, a JSON {type(sections).__name__} and not an object")
+    return sections
 
 
 @dataclass

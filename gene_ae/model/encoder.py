@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,14 @@ def resolve_checkpoint(uri: str) -> Path:
             if (candidate / checkpoint.MODEL_FILE).is_file():
                 return candidate
         raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", uri):  # a local path, not a URI (MLflow: "No such artifact")
+        raise FileNotFoundError(f"{uri}: no such checkpoint directory (nor a models:/ or runs:/ URI)")
     import mlflow
 
+    if uri.startswith(("models:/", "runs:/")):  # looked up in the registry: there and answering, never created
+        from gene_ae.registry.tracking import check_store
+
+        check_store(uri)
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     if not root.is_dir():  # a single file came back: no checkpoint (and no endless recursion)
         raise FileNotFoundError(f"{uri}: no gene-ae checkpoint inside")
@@ -293,7 +300,16 @@ class Encoder:
     def embed(
         self, seqs: Sequence[str], batch_size: int = 64, features: Mapping[str, Sequence] | None = None
     ) -> np.ndarray:
-        return self.embed_tokens(validate(seqs), batch_size, features)
+        """Strings (the API, the served model) -> vectors; a string refused by `validate`, or one too short for
+        anything the model counts (it would get a zero vector), is a one-line error naming its row."""
+        tokens = validate(seqs)
+        vectors = self.embed_tokens(tokens, batch_size, features)
+        empty = np.flatnonzero(~vectors.any(axis=1))
+        if empty.size:
+            i = int(empty[0])
+            raise ValueError(f"row {i}: {tokens[i].size:,} bases give this model nothing to count (too short for "
+                             "its k-mers and seeds): nothing to embed")  # fmt: skip
+        return vectors
 
     @torch.no_grad()
     def reconstruct_windows(self, windows: Sequence[np.ndarray], batch_size: int = 64) -> Reconstruction:

@@ -28,8 +28,6 @@ class EncoderPyfunc(PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
     def _predict(self, model_input) -> np.ndarray:
-        from gene_ae.model.encoder import validate
-
         if isinstance(model_input, pd.DataFrame):
             if "sequence" not in model_input.columns:
                 raise ValueError(f"input needs a 'sequence' column, got {list(model_input.columns)}")
@@ -46,7 +44,33 @@ class EncoderPyfunc(PythonModel):
             features = {k: list(model_input[k]) for k in self.encoder.required_features if k in model_input}
         else:
             raise ValueError(f"expected strings in a 'sequence' column, got {type(model_input).__name__}")
-        return self.encoder.embed_tokens(validate(seqs), features=features)
+        return self.encoder.embed(_uncoerced(seqs), features=features)
+
+
+# MLflow's schema enforcement turns every JSON value in a string column into text before predict sees it: null,
+# true and false arrive as these words (none of them DNA); the reason is said as the JSON the client sent.
+COERCED = {"None": "null", "nan": "null", "True": "true", "False": "false"}
+
+
+def _uncoerced(seqs: list) -> list:
+    """seqs, with JSON null, booleans and numbers (as MLflow passes them on: text, NaN, numbers) refused as what
+    was sent."""
+    for i, s in enumerate(seqs):
+        if isinstance(s, str) and (s in COERCED or _is_number(s)):
+            raise ValueError(f"row {i}: expected a DNA string, got {COERCED.get(s, s)}")
+        if s is None or (isinstance(s, float) and s != s):
+            raise ValueError(f"row {i}: expected a DNA string, got null")
+        if isinstance(s, bool | int | float):
+            raise ValueError(f"row {i}: expected a DNA string, got {str(s).lower() if isinstance(s, bool) else s}")
+    return seqs
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 mlflow.models.set_model(EncoderPyfunc())

@@ -21,7 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from gene_ae.registry.tracking import bound_requests
+
 DEFAULT_PORT = 5001
+# What `mlflow models serve` (check_model) takes: a training checkpoint directory is not an MLflow model.
+SERVED_MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or an MLflow model directory"
 
 
 def serve_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -29,7 +33,7 @@ def serve_env(env: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(env if env is not None else os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    return env
+    return bound_requests(env)
 
 
 def serve_command(model_uri: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> list[str]:
@@ -89,7 +93,7 @@ def check_model(uri: str) -> None:
         if not (local / "MLmodel").is_file():
             raise ValueError(
                 f"{uri}: not an MLflow model directory (no MLmodel file); serve models:/NAME@ALIAS, "
-                "models:/NAME/VERSION or runs:/ID/encoder"
+                "models:/NAME/VERSION or runs:/ID/encoder (a checkpoint directory serves only with --index)"
             )
 
 
@@ -117,15 +121,13 @@ def _check_registered(uri: str) -> None:
 
 def _registry_lookup(uri: str, get, missing: str):
     """get(MlflowClient()), with MLflow's 'does not exist' turned into a one-line error naming the registry. A
-    sqlite registry that is not there is refused without creating it."""
+    registry that is not there or does not answer is refused first (tracking.check_store)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    registry = mlflow.get_registry_uri()
-    if registry.startswith("sqlite:///") and not Path(registry[len("sqlite:///") :]).exists():
-        raise FileNotFoundError(
-            f"{uri}: no MLflow registry at {registry} (set MLFLOW_TRACKING_URI to the one that holds the model)"
-        )
+    from gene_ae.registry.tracking import check_store
+
+    registry = check_store(uri)
     try:
         return get(mlflow.MlflowClient())
     except MlflowException as exc:

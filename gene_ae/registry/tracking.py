@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,62 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # gene_ae/
 REPO_ROOT = PACKAGE_ROOT.parent
 
 
+# Every request to a tracking server is bounded (MLflow's defaults, 120 s and 7 retries with backoff, wait many
+# minutes on a server that does not answer): set in the environment unless the user set them, and passed to Ray
+# workers. PROBE_TIMEOUT_S bounds the one request made before any work (check_store).
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+PROBE_TIMEOUT_S = 10.0
+
+
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set, else a sqlite store in the working directory (absolute, for Ray workers)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def bound_requests(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's environment, changed in place) with HTTP_LIMITS wherever not set."""
+    env = os.environ if env is None else env
+    for key, value in HTTP_LIMITS.items():
+        env.setdefault(key, value)
+    return env
+
+
+def check_store(what: str, must_exist: bool = True) -> str:
+    """The registry URI, refused in one line naming it before any work: a sqlite store that is not there when
+    `must_exist` (MLflow would create an empty one and then say the model is not found), or a server that does
+    not answer within PROBE_TIMEOUT_S. `what`: the model URI or option the lookup is for."""
+    import mlflow
+
+    uris = dict.fromkeys((mlflow.get_tracking_uri(), mlflow.get_registry_uri()))
+    for uri in uris:
+        if must_exist and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+            raise FileNotFoundError(
+                f"{what}: no MLflow store at {uri} (set MLFLOW_TRACKING_URI to the one that holds the model)"
+            )
+        if uri.startswith(("http://", "https://")):
+            _check_answers(uri, what)
+    return next(reversed(uris))
+
+
+def _check_answers(uri: str, what: str) -> None:
+    """Any HTTP answer from the server's /health (even an error status) will do; silence or refusal will not."""
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(
+            f"{what}: the MLflow tracking server at {uri} did not answer within {PROBE_TIMEOUT_S:g} s ({reason})"
+        ) from None
+
+
+def client(what: str):
+    """An MlflowClient for a lookup, once check_store has passed."""
+    import mlflow
+
+    check_store(what)
+    return mlflow.MlflowClient()
 
 
 def git_commit() -> str:
@@ -83,21 +138,16 @@ def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, 
 
 
 def set_alias(name: str, version: str | int, alias: str) -> None:
-    import mlflow
-
-    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+    client(f"models:/{name}/{version}").set_registered_model_alias(name, alias, str(version))
 
 
 def resolve_version(uri: str) -> str:
     """The registry version behind models:/NAME@ALIAS or models:/NAME/V ('' for runs:/ and local paths)."""
     if not uri.startswith("models:/"):
         return ""
-    import mlflow
-
     name, _, ref = uri[len("models:/") :].partition("@")
-    client = mlflow.MlflowClient()
     if ref:
-        return str(client.get_model_version_by_alias(name, ref).version)
+        return str(client(uri).get_model_version_by_alias(name, ref).version)
     return name.rsplit("/", 1)[-1]
 
 
@@ -113,21 +163,20 @@ def promote_if_better(name: str, version: str | int, alias: str, metric: str = "
 
     The decision and both scores are recorded as tags on the challenger.
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
-    challenger = client.get_model_version(name, str(version))
+    registry = client(f"models:/{name}/{version}")
+    challenger = registry.get_model_version(name, str(version))
     score = float(challenger.tags.get(metric, "nan"))
     try:
-        champion = client.get_model_version_by_alias(name, alias)
+        champion = registry.get_model_version_by_alias(name, alias)
         best = float(champion.tags.get(metric, "nan"))
     except MlflowException:
         champion, best = None, float("-inf")
     won = champion is None or (score == score and (best != best or score > best))
-    client.set_model_version_tag(name, str(version), f"challenger.{alias}.{metric}", f"{score:.4f}")
-    client.set_model_version_tag(name, str(version), f"challenger.{alias}.champion_score", f"{best:.4f}")
-    client.set_model_version_tag(name, str(version), f"challenger.{alias}.promoted", str(won).lower())
+    registry.set_model_version_tag(name, str(version), f"challenger.{alias}.{metric}", f"{score:.4f}")
+    registry.set_model_version_tag(name, str(version), f"challenger.{alias}.champion_score", f"{best:.4f}")
+    registry.set_model_version_tag(name, str(version), f"challenger.{alias}.promoted", str(won).lower())
     if won:
-        client.set_registered_model_alias(name, alias, str(version))
+        registry.set_registered_model_alias(name, alias, str(version))
     return won

@@ -209,11 +209,25 @@ def check_train_split(cfg: DataConfig) -> None:
     train = manifest["splits"].get("train")
     if not train or not train["sequences"] or not train["shards"]:
         raise ShardError(f"data.path: must hold train records, got {cfg.path}: its train split has no sequences")
-    longest = _length_bound(manifest.get("length_histogram_edges"), train.get("length_histogram"))
+    edges, hist = manifest.get("length_histogram_edges"), train.get("length_histogram")
+    longest = _length_bound(edges, hist)
     if longest is not None and cfg.min_length >= longest:
         raise ValueError(
             f"data.min_length: must be < {longest} (every train record in {cfg.path} is shorter), got {cfg.min_length}"
         )
+    if longest is not None and not any(count and lo >= cfg.min_length for lo, count in zip(edges, hist)):
+        # Every filled bin straddles min_length, so the histogram cannot tell: read records until one is long
+        # enough (else Ray would start and the data loader fail).
+        from shard_tools.reader import read_shards
+
+        seen = 0
+        for _id, tokens, _meta in read_shards(cfg.path, "train"):
+            if tokens.size >= cfg.min_length:
+                break
+            seen = max(seen, int(tokens.size))
+        else:
+            raise ValueError(f"data.min_length: must be at most {seen} (the longest train record in {cfg.path}), "
+                             f"got {cfg.min_length}")  # fmt: skip
 
 
 def _length_bound(edges: object, hist: object) -> int | None:

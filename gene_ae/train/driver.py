@@ -14,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+from gene_ae.cli.common import check_out_dir
 from gene_ae.config import Config, load_config
+from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store, tracking_uri
 from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
-from gene_ae.train.run import check_not_finished, mark_finished, mlflow_run, register
+from gene_ae.train.run import check_not_finished, check_resumable, mark_finished, mlflow_run, register
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,6 +82,7 @@ def start_ray() -> None:
         "PYTHONWARNINGS": "ignore",
         "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else every progress line reaches the driver twice
     }
+    env.update({k: os.environ[k] for k in HTTP_LIMITS})  # the workers' requests to the tracking server time out too
     if FAIL_AT_STEP_ENV in os.environ:
         env[FAIL_AT_STEP_ENV] = os.environ[FAIL_AT_STEP_ENV]
     if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join the cluster
@@ -112,7 +115,37 @@ def checked_config(args: argparse.Namespace) -> Config:
             "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "
             "./mlflow.db would live in the job's temporary working directory and be lost"
         )
+    check_storage(cfg.train.storage)  # checkpoints can be written there
+    if not os.environ.get("RAY_ADDRESS"):  # a cluster may scale up to what it lacks now: not checked there
+        check_local_resources(cfg)
+    check_store("MLFLOW_TRACKING_URI", must_exist=False)  # a tracking server answers (a new sqlite store is made)
+    check_resumable(cfg, tracking_uri())  # a resumed run's MLflow run is in this store
     return cfg
+
+
+def check_local_resources(cfg: Config) -> None:
+    """Refuse more workers than the Ray started here can place (one CPU, or one GPU with --gpu, a worker): Ray
+    Train would wait for them for ever, printing nothing."""
+    t = cfg.train
+    cpus = os.cpu_count() or 1  # what start_ray gives Ray
+    if t.workers > cpus:
+        raise ValueError(f"--workers {t.workers}: this machine has {cpus} CPUs, one a worker; give --workers {cpus} "
+                         "or fewer (or run on a Ray cluster: RAY_ADDRESS)")  # fmt: skip
+    if t.gpu:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if t.workers > gpus:
+            raise ValueError(f"--gpu: {t.workers} workers need {t.workers} GPUs, one a worker; this machine has "
+                             f"{gpus} (leave --gpu out, or give --workers {gpus})" if gpus else
+                             "--gpu: this machine has no CUDA GPU; leave --gpu out")  # fmt: skip
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a local --storage that checkpoints could not be written to, before Ray starts (remote ones are
+    Ray's to check)."""
+    if "://" not in storage:
+        check_out_dir(storage, "--storage")
 
 
 def build_trainer(cfg: Config, uri: str, run_id: str):
@@ -140,6 +173,7 @@ def build_trainer(cfg: Config, uri: str, run_id: str):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    bound_requests()
     try:
         cfg = checked_config(parse_args(argv))
     except (ValueError, OSError) as exc:
@@ -149,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     import ray
 
-    from gene_ae.registry import tracking
-
-    uri = tracking.tracking_uri()
+    uri = tracking_uri()
     start_ray()
     run_id = mlflow_run(cfg, uri)
     started = time.perf_counter()

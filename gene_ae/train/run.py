@@ -55,6 +55,31 @@ def check_not_finished(cfg: Config) -> None:
         )
 
 
+def check_resumable(cfg: Config, uri: str) -> None:
+    """Refuse, before Ray starts, to resume a run (same name and storage) whose MLflow run the tracking store at
+    `uri` does not hold (it was tracked in another store): MLflow would fail with a traceback after Ray started."""
+    where = run_dir(cfg)
+    marker = where / "mlflow_run_id" if where is not None else None
+    if marker is None or not marker.is_file():
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run_id = marker.read_text().strip()
+    held = not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file())  # never created here
+    try:
+        held = held and mlflow.MlflowClient(tracking_uri=uri).get_run(run_id) is not None
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise ValueError(f"{uri}: {str(exc).strip().splitlines()[0]}") from None
+        held = False
+    if not held:
+        raise ValueError(
+            f"--name {cfg.train.name}: its run in {where} was tracked as MLflow run {run_id}, which the store at "
+            f"{uri} does not hold: set MLFLOW_TRACKING_URI to the store it was tracked in, or use another --name"
+        )
+
+
 def mlflow_run(cfg: Config, uri: str) -> str:
     """Start the run, or reopen the one this name+storage started before (resume)."""
     import mlflow
