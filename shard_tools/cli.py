@@ -23,7 +23,7 @@ from shard_tools.inputs import (
     parse_feature_column,
     read_records,
 )
-from shard_tools.options import Limit, Parser, number
+from shard_tools.options import Parser, Range, number
 from shard_tools.reader import ShardError
 from shard_tools.text import printable
 from shard_tools.verify import verify
@@ -90,7 +90,7 @@ def _parser() -> Parser:
     )  # fmt: skip
     p.add_argument(
         "--shard-size",
-        type=number(float, Limit(0, low_open=True)),
+        type=number(float, Range(0, low_open=True)),
         default=shard.shard_bytes / MB,
         help="target shard size in MB (> 0)",
     )

@@ -107,7 +107,7 @@ def test_vector_features_move_the_vector_and_are_required(genes) -> None:
     b = enc.embed_tokens(seqs, features={"family": ["b"] * 4, "gc": [0.5] * 4})
     unseen = enc.embed_tokens(seqs, features={"family": ["zzz"] * 4, "gc": [None] * 4})
     assert np.allclose(np.linalg.norm(a, axis=1), 1) and not np.allclose(a, b) and np.isfinite(unseen).all()
-    with pytest.raises(ValueError, match="needs the feature 'gc'") as exc:
+    with pytest.raises(ValueError, match="takes the feature 'gc'") as exc:
         enc.embed_tokens(seqs, features={"family": ["a"] * 4})
     assert "\n" not in str(exc.value)
     plain = encoder()
@@ -121,7 +121,7 @@ def test_the_pyfunc_refuses_input_without_a_required_feature(genes) -> None:
     served = EncoderPyfunc()
     served.encoder = encoder(VECTOR)
     frame = pd.DataFrame({"sequence": [decode(g.tokens) for g in genes[:3]], "family": ["a", "b", None]})
-    with pytest.raises(Exception, match="needs the feature 'gc'"):
+    with pytest.raises(Exception, match="takes the feature 'gc'"):
         served.predict(None, frame)
     frame["gc"] = [0.4, None, 0.6]
     got = served.predict(None, frame)
@@ -149,7 +149,7 @@ def test_index_build_and_search_pass_each_record_and_query_its_features(genes, t
     every = engine.SearchConfig(k=3, rerank=0, sources=engine.SOURCES)  # the vector lists read the features
     hits = engine.search(opened, queries, embed, every, features=given)
     assert [h[0].subject for h in hits] == list(range(6))
-    with pytest.raises(ValueError, match="needs the feature"):
+    with pytest.raises(ValueError, match="takes the feature"):
         engine.search(opened, queries, embed, every)
 
 
@@ -248,5 +248,5 @@ def test_a_registered_model_names_and_requires_its_vector_features(tmp_path: Pat
     want = enc.embed_tokens([g.tokens for g in genes[:3]],
                             features={"family": ["a", "b", None], "gc": [0.4, None, 0.6]})  # fmt: skip
     assert np.allclose(got, want, atol=1e-5)
-    with pytest.raises(Exception, match="needs the feature 'gc'"):
+    with pytest.raises(Exception, match="takes the feature 'gc'"):
         served.predict(pd.DataFrame({"sequence": seqs, "family": ["a", "b", None]}))

@@ -8,28 +8,28 @@ import argparse
 import os
 from pathlib import Path
 
+from gene_ae.search.limits import SEARCH_LIMITS
 from shard_tools.inputs import FORMATS
-from shard_tools.options import Limit, Parser, number
+from shard_tools.options import Parser, Range, number
 from shard_tools.text import printable
 
 MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a checkpoint directory"
-# Numeric option ranges, checked while the command line is parsed (shard_tools.options); search.engine.search
-# checks k and rerank again for library callers.
+# Numeric option ranges, checked while the command line is parsed (shard_tools.options); k and rerank are the
+# search's own (gene_ae/search/limits.py, which the endpoint checks too).
 LIMITS = {
-    "k": Limit(1, 100_000),
-    "rerank": Limit(0, 10_000),
-    "batch_size": Limit(1),
-    "stride": Limit(0),
-    "workers": Limit(1),
-    "shard_records": Limit(0),
-    "shard_bases": Limit(0),
-    "window_min": Limit(0),
-    "n_queries": Limit(1),
-    "align_queries": Limit(0),
-    "seed": Limit(0),
-    "port": Limit(1, 65535),
-    "kmer_scaled": Limit(1, 1024),
-    "kmer_k": Limit(0, 31),
+    **SEARCH_LIMITS,
+    "batch_size": Range(1),
+    "stride": Range(0),
+    "workers": Range(1),
+    "shard_records": Range(0),
+    "shard_bases": Range(0),
+    "window_min": Range(0),
+    "n_queries": Range(1),
+    "align_queries": Range(0),
+    "seed": Range(0),
+    "port": Range(1, 65535),
+    "kmer_scaled": Range(1, 1024),
+    "kmer_k": Range(0, 31),
 }
 
 

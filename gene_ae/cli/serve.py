@@ -8,7 +8,7 @@ import os
 import sys
 
 from gene_ae.cli.common import MODEL_HELP, int_option, subcommand
-from shard_tools.options import Limit, number
+from shard_tools.options import Range, number
 
 PROXIES = ("HeadOnly", "EveryNode")
 
@@ -27,18 +27,18 @@ def add_parser(sub, version: str) -> None:
     sv.add_argument("--index", help="serve this index directory's search on Ray Serve (RAY_ADDRESS: join that cluster)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=int_option("port"), default=DEFAULT_PORT, help="port to listen on")
-    sv.add_argument("--replicas", type=number(int, Limit(1, 1000)), default=cfg.replicas,
+    sv.add_argument("--replicas", type=number(int, Range(1, 1000)), default=cfg.replicas,
                     help="--index: replicas of each shard's deployment and of the ingress")  # fmt: skip
-    sv.add_argument("--replica-cpus", type=number(float, Limit(0, None, low_open=True)), default=cfg.cpus,
+    sv.add_argument("--replica-cpus", type=number(float, Range(0, None, low_open=True)), default=cfg.cpus,
                     help="--index: CPUs each replica reserves")  # fmt: skip
     sv.add_argument("--proxy", choices=PROXIES, default=PROXIES[0],
                     help="--index: where Serve's HTTP proxies run (EveryNode: one a node, same port)")  # fmt: skip
     sv.add_argument("--batch-size", type=int_option("batch_size"), default=cfg.batch_size,
                     help="--index: encoder batch size")  # fmt: skip
-    sv.add_argument("--shard-timeout", type=number(float, Limit(0, 86_400, low_open=True)),
+    sv.add_argument("--shard-timeout", type=number(float, Range(0, 86_400, low_open=True)),
                     default=cfg.shard_timeout_s, metavar="S",
                     help="--index: seconds one shard's answer may take before it is asked again")  # fmt: skip
-    sv.add_argument("--retries", type=number(int, Limit(0, 100)), default=cfg.retries,
+    sv.add_argument("--retries", type=number(int, Range(0, 100)), default=cfg.retries,
                     help="--index: further tries of a shard that failed or timed out, with doubling waits; then "
                     "the request is answered 503, or flagged partial if it sent allow_partial")  # fmt: skip
     sv.set_defaults(func=run)

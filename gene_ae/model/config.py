@@ -8,9 +8,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
-from gene_ae.core.settings import Range, check_fields, show_value
+from gene_ae.core.settings import check_fields, show_value
 from gene_ae.model.features import FeatureSpec, parse_features
 from shard_tools.alphabet import TOKENS
+from shard_tools.options import Range
 
 POOLINGS = ("mean", "attention", "max")
 CONFIG_FILE = "config.json"  # a checkpoint's run config (gene_ae/model/checkpoint.py)

@@ -10,14 +10,14 @@ Each declared feature is used one of two ways:
   that share the value are extra positives of a supervised-contrastive term (losses.supcon_loss), weighted
   by `weight`. Embedding then needs no feature.
 
-A model with vector features refuses input that lacks them (`require`), in `gene-ae embed`, the Encoder and
-the served pyfunc alike.
+A model with vector features refuses input that lacks them (`check_given`, the one message), in `gene-ae
+embed`, the Encoder, the served pyfunc and the search endpoint alike.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,14 +126,27 @@ def codes_of_rows(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n
     )
 
 
+def check_given(needed: Iterable, given: Mapping[str, str | None], where: str, remedy: str = "") -> None:
+    """The one refusal of input that lacks a feature the model's vector takes, or declares it as the other kind:
+    one line naming `where` and the feature, then `remedy` (formatted with name and kind). `needed`: anything
+    with .name and .kind (FeatureSpec, or the readers' declaration); `given`: name -> declared kind, or None
+    where only presence is known."""
+    for f in needed:
+        fix = remedy.format(name=f.name, kind=f.kind)
+        if f.name not in given:
+            raise ValueError(f"{where}: this model's vector takes the feature {f.name!r} ({f.kind}){fix}")
+        if given[f.name] not in (None, f.kind):
+            raise ValueError(
+                f"{where}: this model's vector takes the feature {f.name!r} as {f.kind}, declared {given[f.name]}{fix}"
+            )
+
+
 def require(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n: int, where: str = "input") -> None:
-    """Refuse input that lacks a feature the vector needs: one line naming it."""
+    """Refuse feature columns that lack a feature the vector takes, or hold a value too few or too many."""
+    check_given(vector_features(specs), dict.fromkeys(given), where)
     for f in vector_features(specs):
-        values = given.get(f.name)
-        if values is None:
-            raise ValueError(f"{where}: this model's vector needs the feature {f.name!r} ({f.kind}), not given")
-        if len(values) != n:
-            raise ValueError(f"{where}: feature {f.name!r} has {len(values)} values for {n} sequences")
+        if len(given[f.name]) != n:
+            raise ValueError(f"{where}: feature {f.name!r} has {len(given[f.name])} values for {n} sequences")
 
 
 @dataclass

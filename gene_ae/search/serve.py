@@ -33,9 +33,11 @@ from gene_ae.core.features import FeatureColumns
 from gene_ae.index.collection import Collection
 from gene_ae.index.directory import IndexDir, read_meta
 from gene_ae.index.seqstore import SequenceStore
+from gene_ae.model.features import check_given
 from gene_ae.search import engine
 from gene_ae.search.candidates import PieceHits, QueryPieces, shard_hits
 from gene_ae.search.columns import Query, json_rows
+from gene_ae.search.limits import SEARCH_LIMITS
 from shard_tools.inputs import FeatureColumn, InputError, Record, _make
 
 APP_NAME, ROUTE = "gene-ae", "/search"
@@ -193,8 +195,8 @@ def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfi
     if not records or len(records) > cfg.max_sequences:
         raise ValueError(f"request: {len(records)} sequences; send 1 to {cfg.max_sequences:,}")
     search_cfg = engine.SearchConfig(
-        k=_int(body, "k", engine.SearchConfig.k, 1, 100_000),
-        rerank=_int(body, "rerank", engine.DEFAULT_RERANK, 0, 10_000),
+        k=_int(body, "k", engine.SearchConfig.k),
+        rerank=_int(body, "rerank", engine.DEFAULT_RERANK),
         batch_size=cfg.batch_size,
     )
     allow = body.get("allow_partial", False)
@@ -211,18 +213,17 @@ def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfi
                      {k: str(v) for k, v in given.items() if v is not None})  # fmt: skip
         if isinstance(made, InputError):
             raise made
-        missing = [f.name for f in needed if f.name not in given]
-        if missing:
-            raise ValueError(f"request: record {rec['id']!r}: this model's vector takes the feature {missing[0]!r}")
+        check_given(needed, dict.fromkeys(given), f"request: record {rec['id']!r}", ': send it in "features"')
         made_records.append(made)
     features = {f.name: [r.features.get(f.name) for r in made_records] for f in needed} if needed else None
     return SearchRequest(made_records, features, search_cfg, allow)
 
 
-def _int(body: Mapping, name: str, default: int, lo: int, hi: int) -> int:
-    value = body.get(name, default)
-    if type(value) is not int or not lo <= value <= hi:
-        raise ValueError(f"request: {name} must be an integer from {lo} to {hi:,}, got {value!r}")
+def _int(body: Mapping, name: str, default: int) -> int:
+    """A request's search setting: an integer in its range (gene_ae/search/limits.py, as on the CLI)."""
+    value, limit = body.get(name, default), SEARCH_LIMITS[name]
+    if type(value) is not int or value not in limit:
+        raise ValueError(f"request: {name} must be an integer {limit}, got {value!r}")
     return value
 
 
