@@ -36,7 +36,7 @@ from common import emit, machine
 
 from shard_tools import load_manifest, read_shards
 from shard_tools.cli import shard_fasta_main
-from shard_tools.inputs import open_binary
+from shard_tools.compression import open_binary
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the clone

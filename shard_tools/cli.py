@@ -13,18 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shard_tools import __version__
-from shard_tools.inputs import (
-    FORMATS,
-    STDIN,
-    InputError,
-    ReaderConfig,
-    Record,
-    check_input_paths,
-    parse_feature_column,
-    read_records,
-)
+from shard_tools.declared import parse_feature_column
+from shard_tools.detect import FORMATS
+from shard_tools.inputs import ReaderConfig, check_input_paths, read_records
 from shard_tools.options import Parser, Range, number
 from shard_tools.reader import ShardError
+from shard_tools.record import STDIN, InputError, Record
 from shard_tools.text import printable
 from shard_tools.verify import verify
 from shard_tools.writer import ShardConfig, ShardWriter, usable_cpus

@@ -26,9 +26,9 @@ import numpy as np
 from shard_tools.alphabet import TOKENS
 from shard_tools.files import atomic_dir, sha256_file
 from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN, encode_block, sanitise_key
-from shard_tools.inputs import Record
 from shard_tools.manifest import HIST_EDGES, check_replaceable, length_bin
 from shard_tools.options import Range
+from shard_tools.record import Record
 
 SPLITS = ("train", "val")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -16,7 +16,9 @@ from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.features import FeatureSpec, parse_features
 from gene_ae.train.data import fit_features
-from shard_tools.inputs import FeatureColumn, InputError, ReaderConfig, parse_feature_column, read_records
+from shard_tools.declared import DeclaredFeature, parse_feature_column
+from shard_tools.inputs import ReaderConfig, read_records
+from shard_tools.record import InputError
 
 SEQ = "ACGTTGCAAGGCTTACCGATGCATGCAAGTCCGATTGACCATGGTTACGATCGGATCCATGACGTAGCTAGCATCGATGCTAGCATGCATCGATCG"
 
@@ -95,18 +97,18 @@ def test_numbers_are_plain_decimal(value: str, tmp_path: Path) -> None:
     table = tmp_path / "t.tsv"
     table.write_text(f"id\tsequence\tgc\na\t{SEQ}\t{value}\n")
     with pytest.raises(InputError, match="declared numeric but holds"):
-        list(read_records(table, ReaderConfig(id_column="id", features=(FeatureColumn("gc", "numeric"),))))
+        list(read_records(table, ReaderConfig(id_column="id", features=(DeclaredFeature("gc", "numeric"),))))
 
 
 def test_an_unclosed_quote_and_a_doubled_column_are_errors(tmp_path: Path) -> None:
     fasta = tmp_path / "q.fa"
     fasta.write_text(f'>a note="unterminated\n{SEQ}\n')
     with pytest.raises(InputError, match=r"q.fa:1: record 'a': header value of 'note' opens a quote"):
-        list(read_records(fasta, ReaderConfig(features=(FeatureColumn("note"),))))
+        list(read_records(fasta, ReaderConfig(features=(DeclaredFeature("note"),))))
     table = tmp_path / "t.tsv"
     table.write_text(f"id\tsequence\tgc\tgc\na\t{SEQ}\t1\t2\n")
     with pytest.raises(InputError, match="column 'gc' appears 2 times"):
-        list(read_records(table, ReaderConfig(id_column="id", features=(FeatureColumn("gc", "numeric"),))))
+        list(read_records(table, ReaderConfig(id_column="id", features=(DeclaredFeature("gc", "numeric"),))))
 
 
 def test_shard_fasta_warns_of_a_feature_no_record_holds_and_names_a_missing_folder(tmp_path: Path, cli) -> None:

@@ -20,8 +20,10 @@ from shared import COMPRESSORS, examples, insdc_bytes, lambda_phage
 
 from shard_tools.alphabet import FIRST_BASE, N, decode, normalise
 from shard_tools.cli import shard_fasta_main
-from shard_tools.inputs import InputError, ReaderConfig, detect_format, read_records
+from shard_tools.detect import detect_format
+from shard_tools.inputs import ReaderConfig, read_records
 from shard_tools.reader import load_manifest, read_shards
+from shard_tools.record import InputError
 
 # ids: any printable, non-space characters (FASTA splits the id from the description at the first space)
 IDS = st.text(

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from gene_ae.search.limits import SEARCH_LIMITS
-from shard_tools.inputs import FORMATS
+from shard_tools.detect import FORMATS
 from shard_tools.options import Parser, Range, number
 from shard_tools.text import printable
 
@@ -59,7 +59,8 @@ def reader_args(p: argparse.ArgumentParser) -> None:
 
 
 def reader_config(args: argparse.Namespace):
-    from shard_tools.inputs import ReaderConfig, parse_feature_column
+    from shard_tools.declared import parse_feature_column
+    from shard_tools.inputs import ReaderConfig
 
     features = tuple(parse_feature_column(f) for f in args.feature_column)
     return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, features=features)
@@ -67,7 +68,7 @@ def reader_config(args: argparse.Namespace):
 
 def declared_features(args: argparse.Namespace, path: str | Path) -> dict[str, str]:
     """The input's features as name -> kind: a shard directory's from its manifest, else --feature-column's."""
-    from shard_tools.inputs import STDIN
+    from shard_tools.record import STDIN
 
     if str(path) != STDIN and Path(path).is_dir():
         from shard_tools.reader import load_manifest

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
-from shard_tools.inputs import STDIN
+from shard_tools.record import STDIN
 
 
 def add_parser(sub, version: str) -> None:

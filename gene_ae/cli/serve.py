@@ -109,7 +109,7 @@ def search_model(shard0, model: str | None, batch_size: int):
     k-mers), so nothing loads torch or the model. Module-level, so Ray pickles it by reference."""
     from gene_ae.search.engine import SearchConfig
     from gene_ae.search.searcher import VECTOR_SOURCES, open_encoder
-    from shard_tools.inputs import FeatureColumn
+    from shard_tools.declared import DeclaredFeature
 
     if not set(SearchConfig().sources) & set(VECTOR_SOURCES):
         if model:
@@ -117,7 +117,7 @@ def search_model(shard0, model: str | None, batch_size: int):
         return None, ()
     encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
     kinds = {f.name: f.kind for f in encoder.cfg.features}
-    return embed, tuple(FeatureColumn(n, kinds[n]) for n in encoder.required_features)
+    return embed, tuple(DeclaredFeature(n, kinds[n]) for n in encoder.required_features)
 
 
 def app(args: dict):

@@ -38,12 +38,13 @@ from gene_ae.search import engine
 from gene_ae.search.candidates import PieceHits, QueryPieces, shard_hits
 from gene_ae.search.columns import Query, json_rows
 from gene_ae.search.limits import SEARCH_LIMITS
-from shard_tools.inputs import FeatureColumn, InputError, Record, _make
+from shard_tools.declared import DeclaredFeature
+from shard_tools.record import InputError, Record, make_record
 
 APP_NAME, ROUTE = "gene-ae", "/search"
 BASE_SHARD = "shard-00000"  # the index directory itself, shard 0 of a collection (collection.py)
 # (embed, the features the model's vector takes) for searching the collection whose shard 0 is given.
-Loader = Callable[[IndexDir], tuple[engine.Embed, tuple[FeatureColumn, ...]]]
+Loader = Callable[[IndexDir], tuple[engine.Embed, tuple[DeclaredFeature, ...]]]
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _one_line(exc: Exception) -> str:
 # ------------------------------------------------------------------------------------------- requests, hits
 
 
-def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfig) -> SearchRequest:
+def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeConfig) -> SearchRequest:
     """The request body, validated as the readers validate a file (shard_tools.inputs): one-line errors naming
     the record. `needed`: the features the model's vector takes, which every record must carry."""
     if not isinstance(body, dict) or not isinstance(body.get("sequences"), list):
@@ -209,7 +210,7 @@ def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfi
         given = rec.get("features") or {}
         if not isinstance(given, dict):
             raise ValueError(f"request: record {rec['id']!r}: features must be an object of name -> value")
-        made = _make("request", rec["id"], "", rec["sequence"], line, None, tuple(needed),
+        made = make_record("request", rec["id"], "", rec["sequence"], line, None, tuple(needed),
                      {k: str(v) for k, v in given.items() if v is not None})  # fmt: skip
         if isinstance(made, InputError):
             raise made
