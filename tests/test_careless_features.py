@@ -14,7 +14,7 @@ from gene_ae.core.features import FeatureColumns, where
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.model.config import ModelConfig
-from gene_ae.model.features import FeatureSpec, parse_features
+from gene_ae.model.features import ModelFeature, parse_features
 from gene_ae.train.data import fit_features
 from shard_tools.declared import DeclaredFeature, parse_feature_column
 from shard_tools.inputs import ReaderConfig, read_records
@@ -128,6 +128,6 @@ def test_model_feature_specs_and_signals_that_cannot_work(tmp_path: Path, cli) -
     assert cli("shard-fasta", "--quiet", "--val-fraction", "0", "--feature-column", "family", fasta,
                tmp_path / "s")[0] == 0  # fmt: skip
     with pytest.raises(ValueError, match="none in two records"):
-        fit_features(tmp_path / "s", (FeatureSpec("family", "categorical", "signal"),))
+        fit_features(tmp_path / "s", (ModelFeature("family", "categorical", "signal"),))
     with pytest.raises(ValueError, match="declared numeric, but the shards hold it as categorical"):
-        fit_features(tmp_path / "s", (FeatureSpec("family", "numeric", "vector"),))
+        fit_features(tmp_path / "s", (ModelFeature("family", "numeric", "vector"),))

@@ -23,14 +23,14 @@ from gene_ae.index.vectors import SQ8_RANGE
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
-from gene_ae.model.features import FeatureSpec, FeatureStats, codes, parse_features
+from gene_ae.model.features import FeatureStats, ModelFeature, codes, parse_features
 from gene_ae.model.losses import supcon_loss
 from gene_ae.search import engine
 from gene_ae.train.step import batch_loss
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 128
-VECTOR = (FeatureSpec("family", "categorical", "vector", 1.0, ("a", "b")), FeatureSpec("gc", "numeric", "vector"))
+VECTOR = (ModelFeature("family", "categorical", "vector", 1.0, ("a", "b")), ModelFeature("gc", "numeric", "vector"))
 
 
 def tiny(features=()) -> Config:
@@ -61,7 +61,7 @@ def test_features_declared_in_toml_and_set(tmp_path: Path) -> None:
     toml = tmp_path / "f.toml"
     toml.write_text('[model.features]\nfamily = { kind = "categorical", use = "signal", weight = 0.3 }\n')
     cfg = load_config(str(toml), ["model.features=family:categorical:signal:0.3"])
-    assert cfg.model.features == (FeatureSpec("family", "categorical", "signal", 0.3),)
+    assert cfg.model.features == (ModelFeature("family", "categorical", "signal", 0.3),)
     assert load_config(str(toml), []).model.features == cfg.model.features
     again = Config.from_dict(cfg.to_dict())  # as a checkpoint's config.json loads back
     assert again.model.features == cfg.model.features
@@ -85,7 +85,7 @@ def test_a_bad_feature_declaration_is_one_line_naming_it(value: str, words: str)
 
 
 def test_stats_fit_categories_and_standardisation() -> None:
-    specs = (FeatureSpec("family"), FeatureSpec("gc", "numeric", "vector"))
+    specs = (ModelFeature("family"), ModelFeature("gc", "numeric", "vector"))
     stats = FeatureStats()
     for fam, gc in (("x", 0.4), ("y", 0.6), (None, None), ("x", float("nan"))):
         stats.add(specs, {"family": fam, "gc": gc})
@@ -184,7 +184,7 @@ def test_a_signal_feature_adds_its_term_and_trains_the_vector(genes) -> None:
     loss, and its gradient reaches the vector's weights; without the feature there is no such term."""
     from gene_ae.core.windows import pad_batch
 
-    spec = FeatureSpec("family", "categorical", "signal", 1.0, ("a", "b"))
+    spec = ModelFeature("family", "categorical", "signal", 1.0, ("a", "b"))
     cfg = tiny([spec])
     cfg.train.contrastive_weight = 0.0  # the signal alone
     seqs = [g.tokens[:WINDOW] for g in genes[:8]]

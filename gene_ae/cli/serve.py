@@ -1,5 +1,5 @@
 """`gene-ae serve`: the encoder over HTTP through this venv's `mlflow models serve` (--model), or a sharded index
-on Ray Serve (--index: one deployment per shard, POST JSON sequences, get hits; gene_ae/search/serve.py)."""
+on Ray Serve (--index: one deployment per index shard, POST JSON sequences, get hits; gene_ae/search/serve_index.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ PROXIES = ("HeadOnly", "EveryNode")
 
 
 def add_parser(sub, version: str) -> None:
-    from gene_ae.registry.serving import DEFAULT_PORT
-    from gene_ae.search.serve import ServeConfig
+    from gene_ae.registry.serve_model import DEFAULT_PORT
+    from gene_ae.search.serve_index import ServeConfig
 
     cfg = ServeConfig()
     sv = subcommand(sub, "serve", "serve an encoder (POST /invocations) or a sharded index (POST /search) over HTTP",
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve_model(args: argparse.Namespace) -> int:
     """Replace this process with `mlflow models serve`, found and run from this venv (no activation needed), once
     the port is free and the model is found (one-line errors, before MLflow loads anything)."""
-    from gene_ae.registry.serving import check_listen, check_model, serve_command, serve_env
+    from gene_ae.registry.serve_model import check_listen, check_model, serve_command, serve_env
 
     check_listen(args.host, args.port)
     check_model(args.model)
@@ -76,8 +76,8 @@ def _serve_index(args: argparse.Namespace) -> int:
     from ray import serve
 
     from gene_ae.index.directory import IndexDir
-    from gene_ae.registry.serving import check_listen
-    from gene_ae.search import serve as served
+    from gene_ae.registry.serve_model import check_listen
+    from gene_ae.search import serve_index as served
 
     load = partial(search_model, model=args.model, batch_size=args.batch_size)
     load(IndexDir.open(args.index))  # the index opens and the model is its own, before anything is deployed
@@ -104,7 +104,7 @@ def _serve_index(args: argparse.Namespace) -> int:
 
 
 def search_model(shard0, model: str | None, batch_size: int):
-    """The ingress's Loader (gene_ae/search/serve.py): `gene-ae search`'s encoder and checks, and the features
+    """The ingress's Loader (gene_ae/search/serve_index.py): `gene-ae search`'s encoder and checks, and the features
     the model's vector takes; (None, ()) when the search it serves reads no vectors (the default: the exact
     k-mers), so nothing loads torch or the model. Module-level, so Ray pickles it by reference."""
     from gene_ae.search.engine import SearchConfig
@@ -125,8 +125,8 @@ def app(args: dict):
     args: index, and optionally model, replicas, cpus, batch_size, retries, shard_timeout_s)."""
     from functools import partial
 
-    from gene_ae.search import serve as served
-    from gene_ae.search.serve import ServeConfig
+    from gene_ae.search import serve_index as served
+    from gene_ae.search.serve_index import ServeConfig
 
     cfg = ServeConfig(
         replicas=int(args.get("replicas", 1)), cpus=float(args.get("cpus", 1.0)),
