@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared import one_line_error
 
 from gene_ae.config import Config
 from gene_ae.core.features import FeatureColumns, where
@@ -21,14 +22,6 @@ from shard_tools.inputs import ReaderConfig, read_records
 from shard_tools.record import InputError
 
 SEQ = "ACGTTGCAAGGCTTACCGATGCATGCAAGTCCGATTGACCATGGTTACGATCGGATCCATGACGTAGCTAGCATCGATGCTAGCATGCATCGATCG"
-
-
-def one_line(err: str, *words: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +64,9 @@ def test_search_bounds_filters_and_says_when_nothing_passes(index, cli) -> None:
                          (["--where", ""], "empty filter")):  # fmt: skip
         code, _, err = cli("gene-ae", "search", "--index", idx, query, *flags)
         assert code != 0
-        one_line(err, words)
+        one_line_error(err, words)
     code, out, err = cli("gene-ae", "search", "--index", idx, query, "--where", 'family == "none"')
-    assert code == 0 and len(out.splitlines()) == 1 and "no record passes --where" in one_line(err)
+    assert code == 0 and len(out.splitlines()) == 1 and "no record passes --where" in one_line_error(err)
     code, out, err = cli("gene-ae", "search", "--index", idx, query, "--rerank", "0", "--show-features",
                          "score,family,score")  # fmt: skip
     header = out.splitlines()[0].split("\t")
@@ -83,7 +76,7 @@ def test_search_bounds_filters_and_says_when_nothing_passes(index, cli) -> None:
 def test_append_refuses_build_flags_it_would_ignore(index, cli) -> None:
     idx, _, table = index
     code, _, err = cli("gene-ae", "embed", "--append", "--input", table, "--out", idx, "--vector-codec", "f16")
-    assert code == 1 and "leave --vector-codec out" in one_line(err)
+    assert code == 1 and "leave --vector-codec out" in one_line_error(err)
 
 
 @pytest.mark.parametrize("name", ["gc-content", "GC%", "and", "1st", "a b", "x=y"])
@@ -115,9 +108,9 @@ def test_shard_fasta_warns_of_a_feature_no_record_holds_and_names_a_missing_fold
     fasta = tmp_path / "g.fa"
     fasta.write_text(f">a family=x\n{SEQ}\n>b family=y\n{SEQ}\n")
     code, _, err = cli("shard-fasta", "--quiet", "--feature-column", "famly", fasta, tmp_path / "out")
-    assert code == 0 and "feature 'famly' has no value in any of the 2 records" in one_line(err)
+    assert code == 0 and "feature 'famly' has no value in any of the 2 records" in one_line_error(err)
     code, _, err = cli("shard-fasta", "--quiet", fasta, tmp_path / "no" / "such" / "out")
-    assert code == 1 and "its folder" in one_line(err) and ".tmp" not in err
+    assert code == 1 and "its folder" in one_line_error(err) and ".tmp" not in err
 
 
 def test_model_feature_specs_and_signals_that_cannot_work(tmp_path: Path, cli) -> None:
