@@ -6,8 +6,8 @@
                                               [--sources val|dog|16s|windows]
 
 SHARDS: `shard-fasta` of the training data (results.sh's: chimp genes + 16S, with a val split). Every model is
-trained here in one process (gene_ae.train.step.batch_loss, AdamW and the schedule of the real loop, the real
-loader), --threads torch threads, seeded: the same steps a Ray worker takes, without Ray.
+trained here in one process by study.train_in_process (gene_ae.train.step's own train step, optimiser, schedule
+and negative queue, the real loop's loader call), --threads torch threads, seeded: a Ray worker's steps, no Ray.
 
 rate: one model per latent shape CxL (latent_channels C, latent_levels L: C x log2(L) / downsample bits a base
 as stored), reconstruction only (train.contrastive_weight = 0), scored on held-out 512-base windows: the first
@@ -37,11 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from study import train_in_process
 
 from gene_ae.config import Config, DataConfig, load_config
-from gene_ae.model.autoencoder import GeneAE
-from gene_ae.train.data import train_loader, val_records
-from gene_ae.train.step import batch_loss, lr_lambda
+from gene_ae.train.data import val_records
 from shard_tools.alphabet import decode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,28 +73,6 @@ def zstd_bits(windows: list[np.ndarray]) -> float:
 
     text = "\n".join(decode(w) for w in windows).encode()
     return 8 * len(zstandard.ZstdCompressor(level=19).compress(text)) / sum(w.size for w in windows)
-
-
-def train_local(cfg: Config, steps: int, threads: int, log: str) -> GeneAE:
-    """`steps` optimiser steps of the real loss on the real loader, one process; returns the model in eval."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(cfg.train.seed)
-    cfg = replace(cfg, train=replace(cfg.train, steps=steps))
-    model = GeneAE(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    t0 = time.perf_counter()
-    for step, batch in enumerate(train_loader(cfg.data, 0, steps, cfg.train.seed)):
-        loss, metrics = batch_loss(model, batch, cfg, step, torch.device("cpu"))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
-        sched.step()
-        if step % 50 == 0 or step == steps - 1:
-            shown = {k: round(v, 4) for k, v in metrics.items() if k in ("loss_rec", "accuracy", "loss_nce")}
-            print(f"[{log}] step {step} {shown} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
-    return model.eval()
 
 
 def first_windows(seqs: list[np.ndarray], window: int) -> list[np.ndarray]:
@@ -156,7 +133,7 @@ def rate(args: argparse.Namespace) -> str:
         over = [f"model.latent_channels={channels}", f"model.latent_levels={levels}", "train.contrastive_weight=0"]
         cfg = base_config(args.data, over + args.set)
         t0 = time.perf_counter()
-        model = train_local(cfg, args.steps, args.threads, shape)
+        model = train_in_process(cfg, args.steps, args.threads, shape)
         took = time.perf_counter() - t0
         enc = Encoder(model, torch.device("cpu"))
         ident = {n: (r := enc.reconstruct_windows(w)).correct / max(r.bases, 1) for n, w in sets.items()}
@@ -290,7 +267,7 @@ def vector(args: argparse.Namespace) -> str:
             model.eval()
         else:
             cfg = base_config(args.data, over + args.set)
-            model = train_local(cfg, args.steps, args.threads, name)
+            model = train_in_process(cfg, args.steps, args.threads, name)
         if args.save:
             save(Path(args.save) / key, cfg, model)
         learned = [w for w in (model.conv_weight, model.seed_weight) if w is not None]

@@ -34,10 +34,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from common import emit
+from study import finished_checkpoint, train_cli
 
 DATA = Path(os.environ.get("GENE_AE_SHARED_DATA", "/work/shared/data"))
 REPO = Path(__file__).resolve().parents[1]
@@ -66,25 +67,6 @@ def read_16s() -> list[tuple[str, str, str]]:
 def held_apart(group: str, fraction: float = 0.2) -> bool:
     """A group's side, by a hash of its name: the same split on every run and machine."""
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 2**32 < fraction
-
-
-def train(shards: Path, work: Path, name: str, steps: int, extra: list[str]) -> tuple[str, float]:
-    """A `python -m gene_ae.train` run as a user makes it; (checkpoint path, minutes). A run this --work
-    finished before is reused (its newest checkpoint; minutes NaN)."""
-    done = work / "runs" / name
-    if (done / "finished_step").is_file():
-        return str(sorted(p for p in done.glob("checkpoint_*") if p.is_dir())[-1]), float("nan")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    cmd = [sys.executable, "-m", "gene_ae.train", "--data", str(shards), "--steps", str(steps), "--name", name,
-           "--storage", str(work / "runs"), "--register", "", *extra]  # fmt: skip
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
-    if proc.returncode != 0:
-        raise SystemExit(f"training {name} failed:\n{proc.stderr[-3000:]}")
-    found = re.search(r"; checkpoint (\S+);", proc.stdout + proc.stderr)
-    if not found:
-        raise SystemExit(f"training {name}: no checkpoint path in its output")
-    return found.group(1), (time.perf_counter() - started) / 60
 
 
 def precision_at(vectors: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, float]:
@@ -151,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, dim = [], None
     for name, extra in runs.items():
-        ckpt, minutes = train(shards, work, name, steps, quick + extra)
-        enc = Encoder.load(ckpt)
+        done = finished_checkpoint(work, name)  # a run this --work finished before is reused (minutes NaN)
+        ckpt, seconds = (done, float("nan")) if done else train_cli(shards, work, name, steps, quick + extra)
+        minutes = seconds / 60
+        enc = Encoder.load(str(ckpt))
         dim = enc.dim
         vecs = enc.embed_tokens(tokens)
         prec, ceiling = precision_at(vecs, labels, 10)
@@ -184,10 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         lines.append("| " + " | ".join(v if isinstance(v, str) else f"{v:.3f}" for v in row) + " |")
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    return 0
+    return emit(text + "\n", args.out)
 
 
 if __name__ == "__main__":

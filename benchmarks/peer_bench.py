@@ -77,6 +77,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from common import emit
+from study import train_cli
 
 DATA = Path(os.environ.get("GENE_AE_SHARED_DATA", "/work/shared/data"))
 DIVERGENCES = (0.10, 0.20, 0.30)
@@ -487,7 +489,8 @@ def search(tool: Tool, root: Path, queries: Path, one_query: Path, keep: bool = 
 def train_model(
     grown: Grown, root: Path, steps: int, config: str | None, threads: int, keep: bool
 ) -> tuple[str, float]:
-    """Shard a sample of the collection, train on it with `python -m gene_ae.train`; (checkpoint, seconds)."""
+    """Shard a sample of the collection, train on it with `python -m gene_ae.train` (study.train_cli);
+    (checkpoint, seconds, the sharding included)."""
     d = root / "train"
     record = d / "trained.json"
     wanted = {"steps": steps, "config": config, "threads": threads}
@@ -499,20 +502,14 @@ def train_model(
     rng = np.random.default_rng(1)
     pick = np.sort(rng.choice(len(grown.ids), min(TRAIN_SAMPLE, len(grown.ids)), replace=False))
     write_fasta(d / "sample.fa", [grown.ids[i] for i in pick], [grown.seqs[i] for i in pick])
-    bin_dir = Path(sys.executable).parent
     start = time.perf_counter()
-    run_measured([str(bin_dir / "shard-fasta"), str(d / "sample.fa"), str(d / "shards"), "--quiet"])
-    cmd = [sys.executable, "-m", "gene_ae.train", "--data", str(d / "shards"), "--steps", str(steps), "--workers",
-           "1", "--set", f"train.threads_per_worker={threads}", "--storage", str(d / "runs"), "--name", "peer-bench",
-           "--register", ""]  # fmt: skip
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{d}/mlflow.db", "OMP_NUM_THREADS": str(threads)}
-    run_measured(cmd + (["--config", str(Path(config).resolve())] if config else []), env, cwd=d)
+    run_measured([str(Path(sys.executable).parent / "shard-fasta"), str(d / "sample.fa"), str(d / "shards"), "--quiet"])
+    extra = ["--workers", "1", "--set", f"train.threads_per_worker={threads}"]
+    extra += ["--config", str(Path(config).resolve())] if config else []
+    checkpoint, _ = train_cli(d / "shards", d, "peer-bench", steps, extra, {"OMP_NUM_THREADS": str(threads)})
     seconds = time.perf_counter() - start
-    checkpoints = sorted(p for p in (d / "runs" / "peer-bench").glob("checkpoint_*") if (p / "model.pt").is_file())
-    if not checkpoints:
-        raise RuntimeError(f"training wrote no checkpoint under {d / 'runs' / 'peer-bench'}")
-    record.write_text(json.dumps({"settings": wanted, "checkpoint": str(checkpoints[-1]), "seconds": seconds}))
-    return str(checkpoints[-1]), seconds
+    record.write_text(json.dumps({"settings": wanted, "checkpoint": str(checkpoint), "seconds": seconds}))
+    return str(checkpoint), seconds
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -667,10 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         + table(rows, len(queries.ids), list(dict.fromkeys(queries.group)), family=not args.real)
         + "\n"
     )
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

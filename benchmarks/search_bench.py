@@ -1,7 +1,7 @@
-"""Search that finds what alignment finds: quality per data set and stage, the re-ranking depth, and scale.
+"""Search that finds what alignment finds: quality per data set and stage, the re-ranking depth, and speed.
 
-    python benchmarks/search_bench.py [--model URI] [--parts depth,quality,scale,speed] [--quick] [--threads 2]
-                                      [--scale-n 1000000] [--out FILE]
+    python benchmarks/search_bench.py [--model URI] [--parts depth,quality,speed] [--quick] [--threads 2]
+                                      [--out FILE]
 
 Three markdown tables from one run (mutated copies by gene_ae.core.mutate, seeded; recall@1 = the copy's source
 ranks first):
@@ -14,15 +14,11 @@ ranks first):
    every record with the same aligner (gene_ae.search.align.align_hit) on a subset of the queries; time per query
    of the default search (query embedding included; later stages reuse the query vectors, so their times
    are search alone) against exhaustive alignment in the same run.
-3. scale: 10^6 vectors from real data: every 512-base window (stride 256) of the shared sets, and mutated
-   copies (1-10 %) of them until 10^6; each one's canonical 5-mer profile (512 dimensions, the default
-   model's latent size; an untrained default model's k-mer bags are a random projection of such profiles)
-   as the vector. faiss exact search against IVF (nprobe sweep) and HNSW: build time, memory, p50/p99 per
-   query (one query per call), recall@10 against exact search, for 10 %-mutated copies of collection
-   windows. The k-mer index is built on the first --sparse-n of the same windows and its memory and query
-   time scaled linearly to 10^6 (postings grow with the collection).
-4. speed: vectors (or sketches) per second from tokens for gene-ae, the 7-mer profile hashed to the model's
+3. speed: vectors (or sketches) per second from tokens for gene-ae, the 7-mer profile hashed to the model's
    size, exact 7-mer counts and sourmash (k 21, scaled 1), on dog genes and mpox genomes, best of 3.
+
+Search at scale is measured on real collections: benchmarks/peer_bench.py (--n 1000000, --real) and the
+index choices on its collection, benchmarks/scale_choices.py.
 
 Without --model an untrained default-config model is used (seeded), as a control; pass the trained checkpoint
 (docs/BENCHMARKS.md gives both runs). The speed rows do not depend on weights.
@@ -40,6 +36,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from common import emit
 
 DATA = Path(os.environ.get("GENE_AE_SHARED_DATA", "/work/shared/data"))
 DIVERGENCES = (0.01, 0.05, 0.10, 0.20, 0.30)
@@ -158,17 +155,10 @@ def library_search(loaded, embed, **cfg) -> Timed:
 
 
 def exhaustive(seqs: Sequence[np.ndarray]) -> Timed:
-    """Align each query against every record (gene_ae.search.align.align_hit) and rank by identity."""
-    from gene_ae.search.align import align_hit
+    """Every query aligned against every record, best identity first (gene_ae.evaluate.metrics)."""
+    from gene_ae.evaluate.metrics import exhaustive_alignment
 
-    def fn(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
-        out = []
-        for q in queries:
-            ident = np.array([align_hit(q, s).identity for s in seqs])
-            out.append(np.argsort(-ident, kind="stable")[:k])
-        return np.array(out)
-
-    return Timed(fn)
+    return Timed(partial(exhaustive_alignment, seqs))
 
 
 def recall_row(search: Timed, seqs, sources, seed: int = 0) -> list[float]:
@@ -245,7 +235,7 @@ def quality_table(encoder, work: Path, quick: bool, sets: Sequence[str] = ()) ->
     return table(header + ["ms/query", "exhaustive / default"], rows)
 
 
-# ------------------------------------------------------------------------------------------------- scale
+# ------------------------------------------------------------------------------------------------- speed
 
 
 def speed_table(encoder, repeats: int = 3) -> str:
@@ -280,124 +270,13 @@ def speed_table(encoder, repeats: int = 3) -> str:
     return table(["set", "method", "sequences", "M bases/s", "/ gene-ae"], rows)
 
 
-def scale_collection(n: int, seed: int = 0) -> list[np.ndarray]:
-    """n windows of 512 bases: every window (stride 256) of the shared sets, then mutated copies (1-10 %)."""
-    from gene_ae.core.mutate import mutate
-    from gene_ae.index.kmer_index import segment_starts
-
-    base = []
-    files = [("rrna16s/ten_16s.100.fa.gz", None), ("genefam/chimp_data.txt", "class"),
-             ("genefam/dog_data.txt", "class"), ("viruses/mpox_nextclade_examples.fasta.gz", None),
-             ("bacteria/E.Coli__MG1655-K12.fasta.gz", None), ("bacteria/S.Aureus__N315.fasta.gz", None)]  # fmt: skip
-    sources = [read(DATA / f, label) for f, label in files]
-    for seqs in sources:
-        for s in seqs:
-            base += [s[a : a + 512] for a in segment_starts(int(s.size), 512) if s.size >= 512]
-    rng = np.random.default_rng(seed)
-    out = base[:n]
-    while len(out) < n:
-        i = int(rng.integers(len(base)))
-        out.append(mutate(base[i], float(rng.uniform(0.01, 0.10)), rng))
-    return out
-
-
-def profile_vectors(seqs: Sequence[np.ndarray], chunk: int = 20_000) -> np.ndarray:
-    """Canonical 5-mer profiles: 512 dimensions, L2-normalised."""
-    from gene_ae.evaluate.baselines import kmer_profiles, rc_index
-
-    rc = rc_index(5)
-    canonical = np.flatnonzero(np.arange(1024) <= rc)
-    out = np.empty((len(seqs), canonical.size), np.float32)
-    for a in range(0, len(seqs), chunk):
-        p = kmer_profiles(seqs[a : a + chunk], k=5, canonical=True)[:, canonical]
-        out[a : a + chunk] = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    return out
-
-
-def scale_table(n: int, n_queries: int, sparse_n: int, hnsw: bool, ivf: str, work: Path) -> str:
-    from embed_bench import latencies  # one timing loop for the benchmarks (same folder)
-
-    from gene_ae.core.mutate import mutate
-    from gene_ae.index import vectors as index
-    from gene_ae.index.kmer_index import KmerIndex
-
-    start = time.perf_counter()
-    seqs = scale_collection(n)
-    cached = work / f"scale-vectors-{n}.npy"  # the same seeded collection every run: vectors are reused
-    vectors = np.load(cached) if cached.exists() else profile_vectors(seqs)
-    np.save(cached, vectors)
-    print(f"scale: {len(seqs):,} windows, vectors in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    rng = np.random.default_rng(7)
-    picks = rng.choice(len(seqs), n_queries, replace=False)
-    query_seqs = [mutate(seqs[i], 0.10, rng) for i in picks]
-    queries = profile_vectors(query_seqs)
-    flat, _ = index.build_faiss(vectors, "flat")
-    truth, _ = index.search(flat, queries, 10)
-    rows = []
-
-    def measure(name: str, idx, build_s: float, mem_mb: float, timed: int = n_queries) -> None:
-        ms = latencies(lambda i: index.search(idx, queries[i : i + 1], 10), timed)
-        found, _ = index.search(idx, queries, 10)
-        recall = float(np.mean([np.isin(f, t).mean() for f, t in zip(found, truth)]))
-        self_hit = float(np.mean(found[:, 0] == picks))
-        rows.append(
-            [name, f"{len(seqs):,}", build_s, mem_mb, np.percentile(ms, 50), np.percentile(ms, 99), recall, self_hit]
-        )
-        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
-
-    header = ["index", "vectors", "build s", "memory MiB", "p50 ms", "p99 ms", "recall@10 vs exact", "source at rank 1"]
-    measure("faiss flat (exact)", flat, 0.0, vectors.nbytes / 2**20, timed=20)  # ~1 s a query: 20 timed
-    for spec in ivf.split(";"):  # "NLIST:NPROBE,NPROBE;..." (NLIST 0 = index.ivf_lists)
-        nlist, _, probes = spec.partition(":")
-        t = time.perf_counter()
-        ivf_index = index.build_ivf(vectors, int(nlist) or index.ivf_lists(len(vectors)))
-        build_s = time.perf_counter() - t
-        for nprobe in (int(x) for x in probes.split(",")):
-            ivf_index.nprobe = nprobe
-            mem = (vectors.nbytes + 8 * n + 2048 * ivf_index.nlist) / 2**20
-            measure(f"IVF{ivf_index.nlist} nprobe {nprobe}", ivf_index, build_s, mem)
-        del ivf_index
-    if hnsw:
-        t = time.perf_counter()
-        h, _ = index.build_faiss(vectors, "hnsw")
-        build_s = time.perf_counter() - t
-        for ef in (64, 128, 256):
-            h.hnsw.efSearch = ef
-            measure(
-                f"HNSW M{index.HNSW_M} efSearch {ef}",
-                h,
-                build_s,
-                vectors.nbytes / 2**20 + len(vectors) * index.HNSW_M * 8 / 2**20,
-            )
-    if not sparse_n:
-        return table(header, rows)
-    t = time.perf_counter()
-    sp = KmerIndex.build(seqs[:sparse_n])
-    build_s = time.perf_counter() - t
-    ms = latencies(lambda i: sp.search_segments([query_seqs[i]], 10), n_queries)
-    scale = len(seqs) / sparse_n
-    in_part = picks < sparse_n
-    found, _ = sp.search_segments([q for q, keep in zip(query_seqs, in_part) if keep], 1)
-    p50, p99, mem = np.percentile(ms, 50), np.percentile(ms, 99), sp.nbytes / 2**20
-    first = float(np.mean(found[:, 0] == picks[in_part]))
-    rows.append([f"k-mer index (k {sp.cfg.k})", f"{sparse_n:,}", build_s, mem, p50, p99, "", first])
-    rows.append([f"k-mer index x{scale:g} (linear estimate)", f"{n:,}", build_s * scale, mem * scale, p50 * scale,
-                 p99 * scale, "", ""])  # fmt: skip
-    return table(header, rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="model URI or checkpoint (default: untrained default-config model)")
-    p.add_argument("--parts", default="depth,quality,scale,speed")
+    p.add_argument("--parts", default="depth,quality,speed")
     p.add_argument("--quick", action="store_true", help="fewer queries (a smoke run, not for the docs)")
     p.add_argument("--sets", default="", help="quality: only these data sets (comma-separated names)")
     p.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
-    p.add_argument("--scale-n", type=float, default=1e6)
-    p.add_argument("--scale-queries", type=int, default=200)
-    p.add_argument("--sparse-n", type=float, default=1e5)
-    p.add_argument("--hnsw", action="store_true", help="also build HNSW at --scale-n (slow on 2 cores)")
-    p.add_argument("--ivf", default="0:8,16,32,64", help="IVF lists and nprobes: NLIST:P,P;NLIST:P (0 = default)")
     p.add_argument("--work", default="/tmp/gene-ae-search-bench", help="scratch directory for the indexes")
     p.add_argument("--out", help="also write the tables to this markdown file")
     args = p.parse_args(argv)
@@ -409,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     parts = args.parts.split(",")
-    encoder, what = make_encoder(args.model) if {"depth", "quality", "speed"} & set(parts) else (None, "")
+    encoder, what = make_encoder(args.model)
     command = "python benchmarks/search_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = [f"`{command}` on {platform.node()} ({os.cpu_count()} CPUs, {args.threads} threads); model: {what}"]
     if "depth" in parts:
@@ -421,15 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         out.append("### Recall@1 by stage and data set\n\n" + quality_table(encoder, work, args.quick, sets))
     if "speed" in parts:
         out.append("### Embedding speed, same run\n\n" + speed_table(encoder))
-    if "scale" in parts:
-        n = int(args.scale_n)
-        table_ = scale_table(n, args.scale_queries, int(args.sparse_n), args.hnsw, args.ivf, work)
-        out.append(f"### Scale: {n:,} vectors\n\n" + table_)
     text = "\n\n".join(out) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

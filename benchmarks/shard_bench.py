@@ -24,8 +24,6 @@ import argparse
 import contextlib
 import gzip
 import io
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,10 +32,11 @@ import time
 from pathlib import Path
 
 import zstandard
+from common import emit, machine
 
 from shard_tools import load_manifest, read_shards
 from shard_tools.cli import shard_fasta_main
-from shard_tools.inputs import open_binary
+from shard_tools.compression import open_binary
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the clone
@@ -176,18 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("zstd"):
         zstd_version = subprocess.run(["zstd", "--version"], capture_output=True, text=True).stdout.strip()
     header = (
-        f"shard-fasta benchmark on {args.data} ({platform.node() or 'host'}, {os.cpu_count()} CPUs visible, "
-        f"Python {platform.python_version()}, shard-fasta in-process via shard_tools.cli.shard_fasta_main, "
+        f"shard-fasta benchmark on {args.data} ({machine()}, shard-fasta in-process via "
+        "shard_tools.cli.shard_fasta_main, "
         f"--workers {args.workers}; compressors: {tools}{'; ' + zstd_version if zstd_version else ''}).\n"
         "Bits/base = 8 x compressed bytes / stored bases; shards = every file in OUT_DIR incl. manifest.json; "
         "gzip/zstd compress the decompressed input file (headers and newlines included). "
         "(py) = CLI not installed, python zlib/zstandard used with the same level (and long-distance matching)."
     )
-    text = f"{header}\n\n{table(rows)}\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit(f"{header}\n\n{table(rows)}\n", args.out)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from common import emit
+from study import train_cli
 
 from gene_ae.config import DataConfig
 
@@ -66,19 +66,9 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
     steps = max(20, round(args.budget / (batch * window)))
     sets = [*overrides, *args.set, f"train.steps_per_epoch={steps}", f"train.checkpoint_every={steps}"]
     sets += [f"train.warmup_steps={max(10, steps // 8)}", f"train.log_every={max(1, steps // 6)}"]
-    cmd = [sys.executable, "-m", "gene_ae.train", "--data", str(args.data), "--steps", str(steps)]
-    cmd += ["--name", f"sweep-{name}", "--storage", str(args.out / "runs"), "--experiment", "gene-ae-sweep"]
-    cmd += ["--register", ""]
-    for s in sets:
-        cmd += ["--set", s]
-    env = dict(os.environ, MLFLOW_TRACKING_URI=args.uri, MLFLOW_DISABLE_TELEMETRY="true", RAY_USAGE_STATS_ENABLED="0")
-    log = args.out / f"{name}.log"
+    extra = ["--experiment", "gene-ae-sweep"] + [f for s in sets for f in ("--set", s)]
     print(f"[sweep] {name}: {steps} steps at window {window}: {' '.join(sets)}", flush=True)
-    started = time.perf_counter()
-    with open(log, "w") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=args.out).returncode
-    if rc != 0:
-        raise SystemExit(f"[sweep] {name} failed (exit {rc}); see {log}")
+    _, seconds = train_cli(args.data, args.out, f"sweep-{name}", steps, extra, {"MLFLOW_TRACKING_URI": args.uri})
     import mlflow
 
     client = mlflow.MlflowClient(args.uri)
@@ -86,7 +76,7 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
     run = client.search_runs([exp.experiment_id], f"attributes.run_name = 'sweep-{name}'", max_results=1)[0]
     row = {"variant": name, "overrides": " ".join(overrides) or "(defaults)", "steps": steps, "window": window}
     row.update({k: run.data.metrics.get(k, float("nan")) for k in METRICS})
-    row["minutes"] = (time.perf_counter() - started) / 60
+    row["minutes"] = seconds / 60
     row["run_id"] = run.info.run_id
     return row
 
@@ -133,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{' '.join(args.set) or 'none'}; data {args.data}; scores from the val split (recall@1 of mutated whole "
         f"records; reconstruction accuracy on each record's first window).\n\n{table(rows)}\n"
     )
-    print(text)
-    (args.out / "sweep.md").write_text(text)
-    return 0
+    return emit(text, args.out / "sweep.md")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import re
 import resource
 import shutil
@@ -38,6 +37,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from common import emit, machine
 
 REPO = Path(__file__).resolve().parents[1]
 GENES = REPO / "data" / "genefam" / "chimp_sample.tsv.gz"
@@ -133,18 +134,15 @@ def make_shards(out: Path) -> Path:
 def model_child(config: str, shards: str, quick: bool, device: str, threads: int, steps: int, warmup: int) -> dict:
     """Time `steps` training steps after `warmup` untimed ones; batches are made before the clock starts."""
     import torch
+    from study import in_process_state, study_batches
 
-    from gene_ae.model.autoencoder import GeneAE
-    from gene_ae.train.data import train_loader
-    from gene_ae.train.driver import batch_loss
+    from gene_ae.train.step import train_step
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
     cfg = resolve(config, Path(shards), quick)
     dev = torch.device(device)
-    batches = list(train_loader(cfg.data, rank=0, batches=warmup + steps, seed=0))
-    model = GeneAE(cfg.model).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    batches = list(study_batches(cfg, warmup + steps))
+    state = in_process_state(cfg, dev)
     bases, start = 0, 0.0
     for i, batch in enumerate(batches):
         if i == warmup:
@@ -152,11 +150,7 @@ def model_child(config: str, shards: str, quick: bool, device: str, threads: int
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             bases, start = 0, time.perf_counter()
-        loss, metrics = batch_loss(model, batch, cfg, i, dev)  # .item() inside syncs the GPU every step
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
+        metrics = train_step(state, batch, cfg, dev)  # the real step; its .item() calls sync the GPU every step
         bases += metrics["bases"]
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -440,21 +434,18 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     header = (
         f"gene-ae training benchmark{' (--quick: tiny model, NOT a measurement)' if args.quick else ''} on "
-        f"{platform.node() or 'host'}: {os.cpu_count()} CPUs visible, torch {torch.__version__}, Python "
-        f"{platform.python_version()}, GPU: {torch.cuda.get_device_name() if gpu else 'no GPU here'}; load average "
+        f"{machine()}, torch {torch.__version__}, GPU: {torch.cuda.get_device_name() if gpu else 'no GPU here'}; "
+        "load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (numbers are only meaningful on an idle machine).\n"
         f"Data: {GENES.relative_to(REPO)} -> shard-fasta. Bases/s = real bases of windows + their mutated views per "
-        "second (gene_ae.train.batch_loss's count). model = one plain process, batches made before timing; "
+        "second (gene_ae.train.batch_loss's count). model = one plain process running the real train step "
+        "(study.py), batches made before timing; "
         "loader = train_loader alone; ray = `python -m gene_ae.train` (real CLI, gloo DDP, all ranks together, "
         "first log interval dropped). Peak RSS: model/loader rows = ru_maxrss of a fresh process "
         "(or its loader worker); ray rows = `ps` sampled every second over the CLI's process tree (sums count "
         "pages shared after fork once per process; tree = driver + Ray daemons + workers)."
     )
-    text = f"{header}\n\n{table(rows)}\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit(f"{header}\n\n{table(rows)}\n", args.out)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gene_ae.core.settings import Range, check_fields, field_types, show_value
+from gene_ae.core.settings import check_fields, field_types, show_value
 from gene_ae.model.config import RENAMED as MODEL_RENAMED
 from gene_ae.model.config import ModelConfig, load_sections
 from gene_ae.model.features import describe
+from shard_tools.options import Range
 
 DEFAULT_MODEL_NAME = "gene-ae-encoder"  # the registered model's name unless --register says otherwise
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gene_ae.config import DEFAULT_MODEL_NAME
-from gene_ae.registry.serving import serving
+from gene_ae.registry.serve_model import serving
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "genefam"

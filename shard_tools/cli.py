@@ -13,18 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shard_tools import __version__
-from shard_tools.inputs import (
-    FORMATS,
-    STDIN,
-    InputError,
-    ReaderConfig,
-    Record,
-    check_input_paths,
-    parse_feature_column,
-    read_records,
-)
-from shard_tools.options import Limit, Parser, number
+from shard_tools.declared import parse_feature_column
+from shard_tools.detect import FORMATS
+from shard_tools.inputs import ReaderConfig, check_input_paths, read_records
+from shard_tools.options import Parser, Range, number
 from shard_tools.reader import ShardError
+from shard_tools.record import STDIN, InputError, Record
 from shard_tools.text import printable
 from shard_tools.verify import verify
 from shard_tools.writer import ShardConfig, ShardWriter, usable_cpus
@@ -90,14 +84,14 @@ def _parser() -> Parser:
     )  # fmt: skip
     p.add_argument(
         "--shard-size",
-        type=number(float, Limit(0, low_open=True)),
+        type=number(float, Range(0, low_open=True)),
         default=shard.shard_bytes / MB,
         help="target shard size in MB (> 0)",
     )
     for flag, name, kind, text in _SHARD_NUMBERS:
         limit = ShardConfig.LIMITS[name]
         p.add_argument(flag, type=number(kind, limit), default=getattr(shard, name), help=f"{text} ({limit})")
-    p.add_argument("--max-length", type=number(int, Limit(1)), default=reader.max_length, metavar="BASES",
+    p.add_argument("--max-length", type=number(int, Range(1)), default=reader.max_length, metavar="BASES",
                    help="longest record read (FASTA/FASTQ); a longer one is an error naming it, so memory stays "
                    "bounded (about 3 bytes a base of this)")  # fmt: skip
     p.add_argument("--dedup", action="store_true", help="drop exact duplicate sequences")

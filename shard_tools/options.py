@@ -1,6 +1,6 @@
 """What the shard tools' command lines share: numeric ranges checked at parse time, one-line usage errors.
 
-A Limit is defined once, beside the config field it bounds (ShardConfig.LIMITS); the config checks it for
+A Range is defined once, beside the config field it bounds (ShardConfig.LIMITS); the config checks it for
 library callers and `number()` checks it while argparse parses, so `--block-bases 0` never gets to run.
 """
 
@@ -14,30 +14,33 @@ from typing import NoReturn
 
 
 @dataclass(frozen=True)
-class Limit:
-    """The allowed range of a numeric option; the CLI parses with it and the config checks with it."""
+class Range:
+    """The allowed values of a numeric setting: a config field (its LIMITS table, here and in gene_ae) or a
+    command-line option (`number`). The one definition both packages use."""
 
     low: float
     high: float | None = None
     low_open: bool = False  # low itself excluded
     high_open: bool = False  # high itself excluded
 
+    def __contains__(self, value: float) -> bool:
+        if value < self.low or (self.low_open and value == self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
     def check(self, name: str, value: float) -> None:
         """Raise ValueError unless value is a finite number in range (bools and NaN are not numbers here)."""
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (value > self.low if self.low_open else value >= self.low)
-        if ok and self.high is not None:
-            ok = value < self.high if self.high_open else value <= self.high
-        if not ok:
+        if not (ok and value in self):
             raise ValueError(f"{name} must be {self}, got {value!r}")
 
     def __str__(self) -> str:
         if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
 
 
-def number(kind: type[int] | type[float], limit: Limit) -> Callable[[str], int | float]:
+def number(kind: type[int] | type[float], limit: Range) -> Callable[[str], int | float]:
     """An argparse `type=`: text -> int or float, refused unless within limit."""
 
     def parse(text: str) -> int | float:

@@ -26,9 +26,9 @@ import numpy as np
 from shard_tools.alphabet import TOKENS
 from shard_tools.files import atomic_dir, sha256_file
 from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN, encode_block, sanitise_key
-from shard_tools.inputs import Record
 from shard_tools.manifest import HIST_EDGES, check_replaceable, length_bin
-from shard_tools.options import Limit
+from shard_tools.options import Range
+from shard_tools.record import Record
 
 SPLITS = ("train", "val")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -65,13 +65,13 @@ class ShardConfig:
     workers: int = 1
     seed: str = "gene-ae"  # salts the split hash; same seed, same split
 
-    LIMITS: ClassVar[dict[str, Limit]] = {
-        "val_fraction": Limit(0, 1, high_open=True),
-        "shard_bytes": Limit(1),
-        "block_bases": Limit(1),
-        "level": Limit(1, 22),
-        "min_length": Limit(0),
-        "workers": Limit(1),
+    LIMITS: ClassVar[dict[str, Range]] = {
+        "val_fraction": Range(0, 1, high_open=True),
+        "shard_bytes": Range(1),
+        "block_bases": Range(1),
+        "level": Range(1, 22),
+        "min_length": Range(0),
+        "workers": Range(1),
     }
 
     def __post_init__(self) -> None:

@@ -42,6 +42,23 @@ TINY_TRAIN_ARGS = [
 ]  # fmt: skip
 
 
+# What shard-fasta and shard-verify print first on an error.
+SHARD_ERROR = ("shard-fasta: error: ", "shard-verify: error: ")
+
+
+def one_line_error(text: str, *words: str, rc: int | None = None, prefix: str | tuple[str, ...] = "") -> str:
+    """The one line an error is: `text` (a command's stderr or an exception's message) is a single line, no
+    traceback, starting with `prefix` and holding every one of `words`; with `rc`, the exit status was 1."""
+    if rc is not None:
+        assert rc == 1, (rc, text)
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in text, text
+    assert lines[0].startswith(prefix), text
+    missing = [w for w in words if w not in lines[0]]
+    assert not missing, (missing, lines[0])
+    return lines[0]
+
+
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 

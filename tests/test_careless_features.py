@@ -8,25 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared import one_line_error
 
 from gene_ae.config import Config
 from gene_ae.core.features import FeatureColumns, where
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.model.config import ModelConfig
-from gene_ae.model.features import FeatureSpec, parse_features
+from gene_ae.model.features import ModelFeature, parse_features
 from gene_ae.train.data import fit_features
-from shard_tools.inputs import FeatureColumn, InputError, ReaderConfig, parse_feature_column, read_records
+from shard_tools.declared import DeclaredFeature, parse_feature_column
+from shard_tools.inputs import ReaderConfig, read_records
+from shard_tools.record import InputError
 
 SEQ = "ACGTTGCAAGGCTTACCGATGCATGCAAGTCCGATTGACCATGGTTACGATCGGATCCATGACGTAGCTAGCATCGATGCTAGCATGCATCGATCG"
-
-
-def one_line(err: str, *words: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +64,9 @@ def test_search_bounds_filters_and_says_when_nothing_passes(index, cli) -> None:
                          (["--where", ""], "empty filter")):  # fmt: skip
         code, _, err = cli("gene-ae", "search", "--index", idx, query, *flags)
         assert code != 0
-        one_line(err, words)
+        one_line_error(err, words)
     code, out, err = cli("gene-ae", "search", "--index", idx, query, "--where", 'family == "none"')
-    assert code == 0 and len(out.splitlines()) == 1 and "no record passes --where" in one_line(err)
+    assert code == 0 and len(out.splitlines()) == 1 and "no record passes --where" in one_line_error(err)
     code, out, err = cli("gene-ae", "search", "--index", idx, query, "--rerank", "0", "--show-features",
                          "score,family,score")  # fmt: skip
     header = out.splitlines()[0].split("\t")
@@ -81,7 +76,7 @@ def test_search_bounds_filters_and_says_when_nothing_passes(index, cli) -> None:
 def test_append_refuses_build_flags_it_would_ignore(index, cli) -> None:
     idx, _, table = index
     code, _, err = cli("gene-ae", "embed", "--append", "--input", table, "--out", idx, "--vector-codec", "f16")
-    assert code == 1 and "leave --vector-codec out" in one_line(err)
+    assert code == 1 and "leave --vector-codec out" in one_line_error(err)
 
 
 @pytest.mark.parametrize("name", ["gc-content", "GC%", "and", "1st", "a b", "x=y"])
@@ -95,27 +90,27 @@ def test_numbers_are_plain_decimal(value: str, tmp_path: Path) -> None:
     table = tmp_path / "t.tsv"
     table.write_text(f"id\tsequence\tgc\na\t{SEQ}\t{value}\n")
     with pytest.raises(InputError, match="declared numeric but holds"):
-        list(read_records(table, ReaderConfig(id_column="id", features=(FeatureColumn("gc", "numeric"),))))
+        list(read_records(table, ReaderConfig(id_column="id", features=(DeclaredFeature("gc", "numeric"),))))
 
 
 def test_an_unclosed_quote_and_a_doubled_column_are_errors(tmp_path: Path) -> None:
     fasta = tmp_path / "q.fa"
     fasta.write_text(f'>a note="unterminated\n{SEQ}\n')
     with pytest.raises(InputError, match=r"q.fa:1: record 'a': header value of 'note' opens a quote"):
-        list(read_records(fasta, ReaderConfig(features=(FeatureColumn("note"),))))
+        list(read_records(fasta, ReaderConfig(features=(DeclaredFeature("note"),))))
     table = tmp_path / "t.tsv"
     table.write_text(f"id\tsequence\tgc\tgc\na\t{SEQ}\t1\t2\n")
     with pytest.raises(InputError, match="column 'gc' appears 2 times"):
-        list(read_records(table, ReaderConfig(id_column="id", features=(FeatureColumn("gc", "numeric"),))))
+        list(read_records(table, ReaderConfig(id_column="id", features=(DeclaredFeature("gc", "numeric"),))))
 
 
 def test_shard_fasta_warns_of_a_feature_no_record_holds_and_names_a_missing_folder(tmp_path: Path, cli) -> None:
     fasta = tmp_path / "g.fa"
     fasta.write_text(f">a family=x\n{SEQ}\n>b family=y\n{SEQ}\n")
     code, _, err = cli("shard-fasta", "--quiet", "--feature-column", "famly", fasta, tmp_path / "out")
-    assert code == 0 and "feature 'famly' has no value in any of the 2 records" in one_line(err)
+    assert code == 0 and "feature 'famly' has no value in any of the 2 records" in one_line_error(err)
     code, _, err = cli("shard-fasta", "--quiet", fasta, tmp_path / "no" / "such" / "out")
-    assert code == 1 and "its folder" in one_line(err) and ".tmp" not in err
+    assert code == 1 and "its folder" in one_line_error(err) and ".tmp" not in err
 
 
 def test_model_feature_specs_and_signals_that_cannot_work(tmp_path: Path, cli) -> None:
@@ -126,6 +121,6 @@ def test_model_feature_specs_and_signals_that_cannot_work(tmp_path: Path, cli) -
     assert cli("shard-fasta", "--quiet", "--val-fraction", "0", "--feature-column", "family", fasta,
                tmp_path / "s")[0] == 0  # fmt: skip
     with pytest.raises(ValueError, match="none in two records"):
-        fit_features(tmp_path / "s", (FeatureSpec("family", "categorical", "signal"),))
+        fit_features(tmp_path / "s", (ModelFeature("family", "categorical", "signal"),))
     with pytest.raises(ValueError, match="declared numeric, but the shards hold it as categorical"):
-        fit_features(tmp_path / "s", (FeatureSpec("family", "numeric", "vector"),))
+        fit_features(tmp_path / "s", (ModelFeature("family", "numeric", "vector"),))

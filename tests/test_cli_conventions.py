@@ -32,7 +32,8 @@ from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
 from shard_tools.alphabet import decode
-from shard_tools.inputs import ReaderConfig, Record
+from shard_tools.inputs import ReaderConfig
+from shard_tools.record import Record
 from shard_tools.writer import ShardConfig, ShardWriter
 
 WINDOW = 256

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from shared import REPO
+from shared import REPO, one_line_error
 
 from gene_ae.cli import main
 from gene_ae.config import Config
@@ -58,12 +58,12 @@ def gene_ae(capsys, *args: object) -> tuple[int, str, str]:
     return done.value.code, out.out, out.err
 
 
-def one_line_error(command: str, code: int, stdout: str, err: str) -> str:
-    lines = err.strip().splitlines()
-    assert code == 1 and stdout == "" and len(lines) == 1, err
-    assert lines[0].startswith(f"gene-ae {command}: error: "), err
-    assert ".tmp-" not in lines[0], err  # never a hidden temporary name the user did not type
-    return lines[0]
+def cli_error(command: str, code: int, stdout: str, err: str) -> str:
+    """A `gene-ae COMMAND` error (shared.one_line_error) that printed nothing else and names no hidden temporary."""
+    assert stdout == "", stdout
+    line = one_line_error(err, rc=code, prefix=f"gene-ae {command}: error: ")
+    assert ".tmp-" not in line, err  # never a hidden temporary name the user did not type
+    return line
 
 
 # ------------------------------------------------------------------- 1. serve: port and model checked first
@@ -102,7 +102,7 @@ def test_serve_refuses_a_busy_port_and_a_model_the_registry_lacks_in_one_line(wo
                 [sys.executable, "-m", "gene_ae.cli", "serve", "--model", model, *map(str, extra)],
                 cwd=REPO, env={**env, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=180,
             )  # fmt: skip
-            line = one_line_error("serve", done.returncode, done.stdout, done.stderr)
+            line = cli_error("serve", done.returncode, done.stdout, done.stderr)
             assert message in line, (model, done.stderr)
     assert not (tmp_path / "none.db").exists()  # a registry that is not there is not created by looking
 
@@ -122,7 +122,7 @@ def test_reconstruct_refuses_an_out_it_could_not_write_before_the_model_loads(wo
     code, stdout, err = gene_ae(
         capsys, "reconstruct", "--model", tmp_path / "no-model", "--input", world["genes"], "--out", out
     )
-    line = one_line_error("reconstruct", code, stdout, err)
+    line = cli_error("reconstruct", code, stdout, err)
     assert f"--out {out}: " in line, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "results"]
     assert list((tmp_path / "results").iterdir()) == [] and (tmp_path / "notes.txt").read_text() == "mine\n"
@@ -134,7 +134,7 @@ def test_eval_refuses_a_report_directory_it_could_not_write_before_the_model_loa
     out = {"a file": tmp_path / "notes.txt", "under a file": tmp_path / "notes.txt" / "report"}[case]
     code, stdout, err = gene_ae(capsys, "eval", "--model", tmp_path / "no-model", "--input", world["genes"],
                                 "--out", out, *EVAL_FAST)  # fmt: skip
-    line = one_line_error("eval", code, stdout, err)
+    line = cli_error("eval", code, stdout, err)
     assert f"--out {out}: " in line and "not a" in line, err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine\n"
 
@@ -144,7 +144,7 @@ def test_embed_refuses_an_out_under_a_file_before_the_model_loads(world, capsys,
     out = tmp_path / "notes.txt" / "index"
     code, stdout, err = gene_ae(capsys, "embed", "--model", tmp_path / "no-model", "--input", world["genes"],
                                 "--out", out)  # fmt: skip
-    line = one_line_error("embed", code, stdout, err)
+    line = cli_error("embed", code, stdout, err)
     assert line == f"gene-ae embed: error: --out {out}: {tmp_path / 'notes.txt'} is a file, not a folder", err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
@@ -159,11 +159,11 @@ def test_reconstruct_of_an_empty_input_is_a_one_line_error(world, capsys, tmp_pa
     out = tmp_path / "rec.tsv"
     code, stdout, err = gene_ae(capsys, "reconstruct", "--model", tmp_path / "no-model", "--input", empty,
                                 "--out", out)  # fmt: skip
-    line = one_line_error("reconstruct", code, stdout, err)
+    line = cli_error("reconstruct", code, stdout, err)
     assert line == f"gene-ae reconstruct: error: {empty}: no sequences to reconstruct", err
     assert not out.exists()
     code, stdout, err = gene_ae(capsys, "reconstruct", "--model", world["ckpt"], "--input", empty)
-    assert one_line_error("reconstruct", code, stdout, err).endswith("no sequences to reconstruct")
+    assert cli_error("reconstruct", code, stdout, err).endswith("no sequences to reconstruct")
 
 
 # -------------------------------------------------------------- 4. a collection too small to measure
@@ -177,7 +177,7 @@ def test_eval_refuses_a_collection_of_fewer_than_two_distinct_sequences(world, c
     out = tmp_path / "report"
     code, stdout, err = gene_ae(capsys, "eval", "--model", tmp_path / "no-model", "--input", tiny, "--out", out,
                                 *EVAL_FAST)  # fmt: skip
-    line = one_line_error("eval", code, stdout, err)
+    line = cli_error("eval", code, stdout, err)
     n = f"{copies} sequence{'s' if copies > 1 else ''}, 1 distinct"
     assert line.startswith(f"gene-ae eval: error: {tiny}: {n}: evaluation needs at least 2 distinct sequences"), err
     assert not out.exists()

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shared import TINY_TRAIN_ARGS, examples
+from shared import TINY_TRAIN_ARGS, examples, one_line_error
 
 from gene_ae.config import Config, DataConfig, TrainConfig, load_config
 from gene_ae.model.config import ModelConfig
@@ -61,12 +61,6 @@ def _assert_checked(cfg: Config) -> None:
             values = list(value)
         for v in values:
             assert math.isfinite(v) and (limit is None or v in limit), where
-
-
-def _one_line_naming(exc: pytest.ExceptionInfo, key: str) -> str:
-    message = str(exc.value)
-    assert "\n" not in message and key in message, message
-    return message
 
 
 def test_every_numeric_setting_declares_its_range_and_checkpoints_still_load() -> None:
@@ -125,7 +119,7 @@ def test_a_bad_setting_is_refused_in_one_line_naming_it_and_its_range(key, text,
         path.write_text(f"[{section}]\n{name} = {toml}\n")
         with pytest.raises(ValueError) as exc:
             load_config(path)
-        assert _one_line_naming(exc, key).startswith(f"{key}: must be "), exc.value
+        assert one_line_error(str(exc.value), key).startswith(f"{key}: must be "), exc.value
         assert wanted in str(exc.value), exc.value
         default = getattr(getattr(Config(), section), name)
         good = "ok" if key == "train.name" else str(default).strip("()")
@@ -135,7 +129,9 @@ def test_a_bad_setting_is_refused_in_one_line_naming_it_and_its_range(key, text,
     if text is not None:
         with pytest.raises(ValueError) as exc:
             load_config(None, [f"{key}={text}"])
-        assert _one_line_naming(exc, key).startswith(f"{key}: must be ") and wanted in str(exc.value), exc.value
+        assert one_line_error(str(exc.value), key).startswith(f"{key}: must be ") and wanted in str(exc.value), (
+            exc.value
+        )
 
 
 # Any value TOML can hold: the integers and floats it can write (NaN and infinities too), booleans, strings,
@@ -225,12 +221,12 @@ def test_a_train_split_with_nothing_usable_is_refused_before_ray(tmp_path, short
     empty = _write_shards(tmp_path / "empty", [])
     with pytest.raises(ValueError) as exc:
         checked_config(parse_args(["--data", str(empty), "--storage", str(tmp_path / "runs")]))
-    assert _one_line_naming(exc, "data.path").startswith("data.path: must hold train records")
+    assert one_line_error(str(exc.value), "data.path").startswith("data.path: must hold train records")
     with pytest.raises(ValueError) as exc:
         checked_config(
             parse_args(["--data", str(short_shards), "--set", "data.min_length=300", "--storage", str(tmp_path)])
         )
-    assert _one_line_naming(exc, "data.min_length").startswith("data.min_length: must be < 300")
+    assert one_line_error(str(exc.value), "data.min_length").startswith("data.min_length: must be < 300")
     fine = ["--data", str(short_shards), "--set", "data.min_length=100", "--storage", str(tmp_path)]
     assert checked_config(parse_args(fine)).data.min_length == 100
 
@@ -249,7 +245,7 @@ def test_the_loader_says_within_seconds_when_no_record_reaches_min_length(short_
     with pytest.raises(ValueError) as exc:
         next(iter(train_loader(cfg, 0, batches=1, seed=0)))
     assert time.perf_counter() - started < 30
-    assert _one_line_naming(exc, "data.min_length").startswith("data.min_length: must be at most")
+    assert one_line_error(str(exc.value), "data.min_length").startswith("data.min_length: must be at most")
     with pytest.raises(ValueError, match="batches must be >= 1"):
         train_loader(dataclasses.replace(cfg, min_length=64), 0, batches=0, seed=0)
 

@@ -15,11 +15,13 @@ from shared import lambda_phage
 from gene_ae.core.records import iter_input
 from shard_tools import load_manifest, read_shards
 from shard_tools.alphabet import decode
-from shard_tools.inputs import FeatureColumn, InputError, ReaderConfig, parse_feature_column, read_records
+from shard_tools.declared import DeclaredFeature, parse_feature_column
+from shard_tools.inputs import ReaderConfig, read_records
 from shard_tools.manifest import ShardError
+from shard_tools.record import InputError
 
-GC = FeatureColumn("gc", "numeric")
-CLASS = FeatureColumn("class")
+GC = DeclaredFeature("gc", "numeric")
+CLASS = DeclaredFeature("class")
 MISSING = ["", "NA", "NaN", ".", "-", "n/a", "null", " "]
 NOTE = "a long note that Bio folds onto two lines when it is written out as a qualifier, then joins again"
 
@@ -49,21 +51,21 @@ def gene_table(tmp_path: Path, data_dir: Path, n: int = 24) -> tuple[Path, list[
     return table, want
 
 
-def features_of(path: Path, *columns: FeatureColumn, **cfg) -> list[dict]:
+def features_of(path: Path, *columns: DeclaredFeature, **cfg) -> list[dict]:
     return [r.features for r in read_records(path, ReaderConfig(features=columns, **cfg))]
 
 
 def test_the_flag_parses_name_and_kind_and_refuses_bad_ones() -> None:
-    assert parse_feature_column("family") == FeatureColumn("family", "categorical")
+    assert parse_feature_column("family") == DeclaredFeature("family", "categorical")
     assert parse_feature_column("gc:numeric") == GC
-    assert parse_feature_column(" organism : categorical ") == FeatureColumn("organism")
+    assert parse_feature_column(" organism : categorical ") == DeclaredFeature("organism")
     for bad, words in (("gc:float", "kind must be numeric or categorical"), (":numeric", "want NAME"),
                        ("", "want NAME"), ("a=b", "want NAME"), ("a,b", "want NAME")):  # fmt: skip
         with pytest.raises(ValueError, match=words) as exc:
             parse_feature_column(bad)
         assert "\n" not in str(exc.value)
     with pytest.raises(ValueError, match="names a feature twice"):
-        ReaderConfig(features=(GC, FeatureColumn("gc")))
+        ReaderConfig(features=(GC, DeclaredFeature("gc")))
 
 
 def test_table_columns_are_typed_and_missing_values_are_none(tmp_path: Path, data_dir: Path) -> None:
@@ -110,7 +112,7 @@ def test_numeric_text_is_a_one_line_error_naming_file_line_and_record(tmp_path: 
 def test_a_declared_column_absent_from_the_header_is_an_error(tmp_path: Path, data_dir: Path, cli) -> None:
     table, _ = gene_table(tmp_path, data_dir, n=3)
     with pytest.raises(InputError) as exc:
-        features_of(table, CLASS, FeatureColumn("family"))
+        features_of(table, CLASS, DeclaredFeature("family"))
     assert str(exc.value).startswith(f"{table}:1: no column 'family' in header")
     code, _, err = cli("shard-fasta", table, tmp_path / "out", "--feature-column", "family")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "genes.tsv:1: no column 'family'" in err
@@ -125,8 +127,8 @@ def test_fasta_and_fastq_header_pairs(tmp_path: Path, data_dir: Path) -> None:
     text = (f'>a family=Ent gc=0.51 note="two words" family=ignored\n{a}\n>b\tgc=NA  other=x\n{b}\n'
             f">c plain description, no pairs\n{c}\n")  # fmt: skip
     fasta.write_bytes(gzip.compress(text.encode()))
-    note = FeatureColumn("note")
-    assert features_of(fasta, FeatureColumn("family"), GC, note) == [
+    note = DeclaredFeature("note")
+    assert features_of(fasta, DeclaredFeature("family"), GC, note) == [
         {"family": "Ent", "gc": 0.51, "note": "two words"},
         {"family": None, "gc": None, "note": None},
         {"family": None, "gc": None, "note": None},
@@ -138,7 +140,7 @@ def test_fasta_and_fastq_header_pairs(tmp_path: Path, data_dir: Path) -> None:
         features_of(bad, GC)
     fastq = tmp_path / "reads.fq"
     fastq.write_text(f"@r1 family=Vib gc=0.4\n{a[:150]}\n+\n{'I' * 150}\n@r2\n{b[:150]}\n+\n{'I' * 150}\n")
-    assert features_of(fastq, FeatureColumn("family"), GC) == [
+    assert features_of(fastq, DeclaredFeature("family"), GC) == [
         {"family": "Vib", "gc": 0.4},
         {"family": None, "gc": None},
     ]
@@ -163,7 +165,7 @@ def test_genbank_and_embl_source_qualifiers(tmp_path: Path, data_dir: Path, fmt:
     path = tmp_path / f"phage.{'gb' if fmt == 'genbank' else 'embl'}"
     SeqIO.write(records, path, fmt)
     names = ("organism", "mol_type", "strain", "db_xref", "note", "country")
-    got = features_of(path, *(FeatureColumn(n) for n in names), FeatureColumn("gc", "numeric"))
+    got = features_of(path, *(DeclaredFeature(n) for n in names), DeclaredFeature("gc", "numeric"))
     assert got[0] == {"organism": "Escherichia phage Lambda", "mol_type": "genomic DNA", "strain": "cI857",
                       "db_xref": "taxon:10710;BioSample:SAMN1", "country": None, "gc": None,
                       "note": NOTE}  # fmt: skip

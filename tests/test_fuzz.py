@@ -24,9 +24,11 @@ from hypothesis import strategies as st
 from shared import COMPRESSORS, examples, insdc_bytes, lambda_phage
 
 from shard_tools.cli import shard_fasta_main
+from shard_tools.detect import FORMATS
 from shard_tools.files import sha256_file
-from shard_tools.inputs import FORMATS, InputError, ReaderConfig, read_records
+from shard_tools.inputs import ReaderConfig, read_records
 from shard_tools.reader import ShardError, read_shards
+from shard_tools.record import InputError
 from shard_tools.verify import verify
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

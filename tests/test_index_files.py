@@ -19,7 +19,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import edit_entries, examples, text_blob
+from shared import edit_entries, examples, one_line_error, text_blob
 
 from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
@@ -61,11 +61,6 @@ def _search(directory: Path, built: dict) -> list:
     return search.search(loaded, built["queries"], built["embed"], search.SearchConfig(k=3, rerank=4))
 
 
-def _one_line_naming(exc: BaseException, directory: Path) -> None:
-    msg = str(exc)
-    assert "\n" not in msg and str(directory) in msg, msg
-
-
 def test_the_index_lists_a_digest_of_every_part_and_searches(built) -> None:
     meta = json.loads((built["dir"] / "index.json").read_text())
     assert set(meta["files"]) == set(FILES) - {"index.json"} and all(len(h) == 64 for h in meta["files"].values())
@@ -85,7 +80,7 @@ def test_a_missing_or_truncated_part_is_one_line_naming_it(built, tmp_path, name
         with pytest.raises((ValueError, OSError)) as err:
             opened = IndexDir.open(d)
             assert opened.dense is not None and opened.windows is not None  # read, and checked, on first use
-        _one_line_naming(err.value, d / name)
+        one_line_error(str(err.value), str(d / name))
 
 
 @pytest.mark.parametrize("name", ["kmer_postings.npy"])
@@ -97,7 +92,7 @@ def test_damaged_k_mer_postings_are_one_line_naming_the_index(built, tmp_path, n
     (d / name).write_bytes((d / name).read_bytes()[:-64])
     with pytest.raises(ValueError) as err:
         IndexDir.open(d)
-    _one_line_naming(err.value, d / name)
+    one_line_error(str(err.value), str(d / name))
     if name == "kmer_postings.npy":
         d = tmp_path / "scrambled"
         shutil.copytree(built["dir"], d)
@@ -105,7 +100,7 @@ def test_damaged_k_mer_postings_are_one_line_naming_the_index(built, tmp_path, n
         np.save(d / name, np.full_like(stream, 0xFF))  # every nibble says another follows: varints run past their rows
         with pytest.raises(ValueError, match="damaged k-mer postings") as err:
             _search(d, built)
-        _one_line_naming(err.value, d)
+        one_line_error(str(err.value), str(d))
 
 
 @pytest.mark.parametrize(
@@ -132,7 +127,7 @@ def test_a_malformed_index_json_is_one_line_naming_the_file(built, tmp_path, edi
     with pytest.raises(ValueError) as err:
         opened = IndexDir.open(d)
         assert opened.dense is not None  # read, and checked, on first use
-    _one_line_naming(err.value, d)
+    one_line_error(str(err.value), str(d))
     assert fault in str(err.value)
 
 
@@ -160,7 +155,7 @@ def test_a_damaged_record_list_is_one_line_naming_it(built, tmp_path, columns, f
     edit_entries(d, sign=True, **columns)
     with pytest.raises(ValueError) as err:
         IndexDir.open(d)
-    _one_line_naming(err.value, d / "entries.npz")
+    one_line_error(str(err.value), str(d / "entries.npz"))
     assert fault in str(err.value)
 
 
@@ -177,7 +172,7 @@ def test_a_hand_edit_of_index_json_is_refused(built, tmp_path, edit) -> None:
     (d / "index.json").write_text(json.dumps(edit(json.loads((d / "index.json").read_text()))))
     with pytest.raises(ValueError, match="differs from the digest it records") as err:
         IndexDir.open(d)
-    _one_line_naming(err.value, d)
+    one_line_error(str(err.value), str(d))
 
 
 @pytest.mark.parametrize(
@@ -195,7 +190,7 @@ def test_a_hand_edit_of_the_record_list_is_refused(built, tmp_path, columns) -> 
     edit_entries(d, sign=False, **columns)
     with pytest.raises(ValueError, match="sha256 differs") as err:
         IndexDir.open(d)
-    _one_line_naming(err.value, d / "entries.npz")
+    one_line_error(str(err.value), str(d / "entries.npz"))
 
 
 def test_an_index_of_an_older_format_says_how_to_rebuild(built, tmp_path) -> None:
@@ -207,7 +202,7 @@ def test_an_index_of_an_older_format_says_how_to_rebuild(built, tmp_path) -> Non
     (d / "index.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"format v2 .* rebuild it with `gene-ae embed") as err:
         IndexDir.open(d)
-    _one_line_naming(err.value, d)
+    one_line_error(str(err.value), str(d))
 
 
 def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path, data_dir: Path) -> None:
@@ -256,7 +251,7 @@ def test_mutated_indexes_search_or_give_one_line_errors(built, data) -> None:
             hits = _search(d, built)
             assert len(hits) == 3
         except (ValueError, OSError) as exc:
-            _one_line_naming(exc, d)
+            one_line_error(str(exc), str(d))
         assert time.perf_counter() - start < 10
 
 
@@ -281,7 +276,7 @@ def test_any_json_in_any_field_of_index_json_is_meta_or_one_line_error(built, da
     try:
         meta = index.check_meta(_signed(raw), path)
     except ValueError as exc:
-        _one_line_naming(exc, path)
+        one_line_error(str(exc), str(path))
         return
     assert all(isinstance(e.id, str) and 0 <= e.start <= e.end <= e.length for e in meta.entries)
 
@@ -307,7 +302,7 @@ def test_any_column_in_the_record_list_is_records_or_one_line_error(built, colum
         try:
             meta = index.read_meta(d)
         except ValueError as exc:
-            _one_line_naming(exc, d / "entries.npz")
+            one_line_error(str(exc), str(d / "entries.npz"))
             return
         assert len(meta.entries) == 13
         assert all(isinstance(e.id, str) and e.id and 0 <= e.start <= e.end <= e.length for e in meta.entries)

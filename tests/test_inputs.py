@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from shared import COMPRESSORS, examples, insdc_bytes, lambda_phage
 
 from shard_tools.alphabet import FIRST_BASE, N, decode, normalise
 from shard_tools.cli import shard_fasta_main
-from shard_tools.inputs import InputError, ReaderConfig, detect_format, read_records
+from shard_tools.detect import detect_format
+from shard_tools.inputs import ReaderConfig, read_records
 from shard_tools.reader import load_manifest, read_shards
+from shard_tools.record import InputError
 
 # ids: any printable, non-space characters (FASTA splits the id from the description at the first space)
 IDS = st.text(
@@ -114,17 +117,65 @@ def test_random_bytes_give_input_error_or_valid_records(prefix, body, name, skip
         assert rec.tokens.min() >= FIRST_BASE and rec.tokens.max() <= N
 
 
+def reference_decode(blob: bytes) -> bytes | None:
+    """The blob decoded in one piece by the codec its first bytes name (plain when none), as an independent
+    reading of what the streaming reader should see; None when that codec refuses it (corrupt, truncated)."""
+    import bz2
+    import lzma
+
+    codecs = {b"\x1f\x8b": gzip.decompress, b"BZh": bz2.decompress, b"\xfd7zXZ\x00": lzma.decompress}
+    try:
+        for magic, decode_with in codecs.items():
+            if blob.startswith(magic):
+                return decode_with(blob)
+        if not blob.startswith(b"\x28\xb5\x2f\xfd"):
+            return blob
+        out, rest = [], blob
+        while rest:  # concatenated frames, each complete
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            out.append(frame.decompress(rest))
+            if not frame.eof:
+                return None
+            rest = frame.unused_data
+        return b"".join(out)
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        lzma.LZMAError,
+        zstandard.ZstdError,
+        zlib.error,
+    ):  # ValueError: bz2 cut short
+        return None
+
+
+def outcome(path: Path) -> tuple[str, object]:
+    """What reading a file gives: its records (id, bases), or its one-line error with the path taken out."""
+    try:
+        return "records", [(r.id, decode(r.tokens)) for r in read_records(path, ReaderConfig(), [])]
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return "error", str(exc).replace(str(path), "PATH")
+
+
 @settings(max_examples=examples(60), deadline=None)
 @given(st.sampled_from(sorted(COMPRESSORS)), st.binary(min_size=1, max_size=200), st.data())
 def test_corrupt_compressed_input_is_an_input_error(codec, payload, data) -> None:
+    """A damaged compressed file is an InputError when its codec refuses it, and otherwise reads exactly as its
+    decoded bytes read as a plain file: never an other exception, never records the codec would not give."""
     blob = bytearray(COMPRESSORS[codec](b">r1\n" + payload))
     for _ in range(data.draw(st.integers(1, 4))):
         blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
-    blob = blob[: data.draw(st.integers(1, len(blob)))]
+    blob = bytes(blob[: data.draw(st.integers(1, len(blob)))])
+    decoded = reference_decode(blob)
     with tempfile.TemporaryDirectory() as tmp:
-        path = write(Path(tmp) / "x.fa", bytes(blob))
-        with contextlib.suppress(InputError):
-            list(read_records(path, ReaderConfig(), []))
+        path = write(Path(tmp) / "x.fa", blob)
+        if decoded is None:
+            with pytest.raises(InputError):
+                list(read_records(path, ReaderConfig(), []))
+            return
+        (Path(tmp) / "plain").mkdir()
+        assert outcome(path) == outcome(write(Path(tmp) / "plain" / "x.fa", decoded))
 
 
 @settings(max_examples=examples(40), deadline=None)

@@ -88,7 +88,7 @@ def test_light_layers_pull_in_no_torch_and_no_mlflow() -> None:
 
 def test_inference_and_search_pull_in_neither_training_nor_ray() -> None:
     loaded = _loaded_after(
-        "import gene_ae.model.encoder, gene_ae.registry.pyfunc_model, gene_ae.registry.serving\n"
+        "import gene_ae.model.encoder, gene_ae.registry.pyfunc_model, gene_ae.registry.serve_model\n"
         "import gene_ae.search.engine\nfrom gene_ae import Encoder"
     )
     top = {m.split(".")[0] for m in loaded}

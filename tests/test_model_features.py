@@ -23,14 +23,14 @@ from gene_ae.index.vectors import SQ8_RANGE
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
-from gene_ae.model.features import FeatureSpec, FeatureStats, codes, parse_features
+from gene_ae.model.features import FeatureStats, ModelFeature, codes, parse_features
 from gene_ae.model.losses import supcon_loss
 from gene_ae.search import engine
 from gene_ae.train.step import batch_loss
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 128
-VECTOR = (FeatureSpec("family", "categorical", "vector", 1.0, ("a", "b")), FeatureSpec("gc", "numeric", "vector"))
+VECTOR = (ModelFeature("family", "categorical", "vector", 1.0, ("a", "b")), ModelFeature("gc", "numeric", "vector"))
 
 
 def tiny(features=()) -> Config:
@@ -61,7 +61,7 @@ def test_features_declared_in_toml_and_set(tmp_path: Path) -> None:
     toml = tmp_path / "f.toml"
     toml.write_text('[model.features]\nfamily = { kind = "categorical", use = "signal", weight = 0.3 }\n')
     cfg = load_config(str(toml), ["model.features=family:categorical:signal:0.3"])
-    assert cfg.model.features == (FeatureSpec("family", "categorical", "signal", 0.3),)
+    assert cfg.model.features == (ModelFeature("family", "categorical", "signal", 0.3),)
     assert load_config(str(toml), []).model.features == cfg.model.features
     again = Config.from_dict(cfg.to_dict())  # as a checkpoint's config.json loads back
     assert again.model.features == cfg.model.features
@@ -85,7 +85,7 @@ def test_a_bad_feature_declaration_is_one_line_naming_it(value: str, words: str)
 
 
 def test_stats_fit_categories_and_standardisation() -> None:
-    specs = (FeatureSpec("family"), FeatureSpec("gc", "numeric", "vector"))
+    specs = (ModelFeature("family"), ModelFeature("gc", "numeric", "vector"))
     stats = FeatureStats()
     for fam, gc in (("x", 0.4), ("y", 0.6), (None, None), ("x", float("nan"))):
         stats.add(specs, {"family": fam, "gc": gc})
@@ -107,7 +107,7 @@ def test_vector_features_move_the_vector_and_are_required(genes) -> None:
     b = enc.embed_tokens(seqs, features={"family": ["b"] * 4, "gc": [0.5] * 4})
     unseen = enc.embed_tokens(seqs, features={"family": ["zzz"] * 4, "gc": [None] * 4})
     assert np.allclose(np.linalg.norm(a, axis=1), 1) and not np.allclose(a, b) and np.isfinite(unseen).all()
-    with pytest.raises(ValueError, match="needs the feature 'gc'") as exc:
+    with pytest.raises(ValueError, match="takes the feature 'gc'") as exc:
         enc.embed_tokens(seqs, features={"family": ["a"] * 4})
     assert "\n" not in str(exc.value)
     plain = encoder()
@@ -121,7 +121,7 @@ def test_the_pyfunc_refuses_input_without_a_required_feature(genes) -> None:
     served = EncoderPyfunc()
     served.encoder = encoder(VECTOR)
     frame = pd.DataFrame({"sequence": [decode(g.tokens) for g in genes[:3]], "family": ["a", "b", None]})
-    with pytest.raises(Exception, match="needs the feature 'gc'"):
+    with pytest.raises(Exception, match="takes the feature 'gc'"):
         served.predict(None, frame)
     frame["gc"] = [0.4, None, 0.6]
     got = served.predict(None, frame)
@@ -149,7 +149,7 @@ def test_index_build_and_search_pass_each_record_and_query_its_features(genes, t
     every = engine.SearchConfig(k=3, rerank=0, sources=engine.SOURCES)  # the vector lists read the features
     hits = engine.search(opened, queries, embed, every, features=given)
     assert [h[0].subject for h in hits] == list(range(6))
-    with pytest.raises(ValueError, match="needs the feature"):
+    with pytest.raises(ValueError, match="takes the feature"):
         engine.search(opened, queries, embed, every)
 
 
@@ -184,7 +184,7 @@ def test_a_signal_feature_adds_its_term_and_trains_the_vector(genes) -> None:
     loss, and its gradient reaches the vector's weights; without the feature there is no such term."""
     from gene_ae.core.windows import pad_batch
 
-    spec = FeatureSpec("family", "categorical", "signal", 1.0, ("a", "b"))
+    spec = ModelFeature("family", "categorical", "signal", 1.0, ("a", "b"))
     cfg = tiny([spec])
     cfg.train.contrastive_weight = 0.0  # the signal alone
     seqs = [g.tokens[:WINDOW] for g in genes[:8]]
@@ -248,5 +248,5 @@ def test_a_registered_model_names_and_requires_its_vector_features(tmp_path: Pat
     want = enc.embed_tokens([g.tokens for g in genes[:3]],
                             features={"family": ["a", "b", None], "gc": [0.4, None, 0.6]})  # fmt: skip
     assert np.allclose(got, want, atol=1e-5)
-    with pytest.raises(Exception, match="needs the feature 'gc'"):
+    with pytest.raises(Exception, match="takes the feature 'gc'"):
         served.predict(pd.DataFrame({"sequence": seqs, "family": ["a", "b", None]}))

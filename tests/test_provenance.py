@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from shared import one_line_error
 
 from gene_ae.cli import main
 from gene_ae.config import Config
@@ -80,12 +81,6 @@ def index(world) -> Path:
     return out
 
 
-def _one_line_error(code: int, err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("gene-ae "), err
-    assert all(w in lines[0] for w in words), err
-
-
 def test_the_index_records_the_version_the_alias_pointed_at(world, index) -> None:
     meta = json.loads((index / "index.json").read_text())
     assert meta["model_uri"] == f"models:/{NAME}/{world['versions'][0]}"
@@ -103,12 +98,14 @@ def test_search_after_the_alias_moves_still_uses_the_index_model(world, index, c
         # Asking for the alias explicitly is asking for another model: refused, not answered wrongly.
         code, out, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa",
                                  "--model", f"models:/{NAME}@production", "--sources", "dense,sparse")  # fmt: skip
-        _one_line_error(code, err, "differ from the index's", "not the model the index was built with")
+        one_line_error(
+            err, "differ from the index's", "not the model the index was built with", rc=code, prefix="gene-ae "
+        )
         # A model given to a search that reads no vectors (the default k-mer list) is refused, not ignored.
         code, out, err = gene_ae(
             capsys, "search", "--index", index, world["root"] / "q.fa", "--model", f"models:/{NAME}/1"
         )
-        _one_line_error(code, err, "--model", "reads no vectors")
+        one_line_error(err, "--model", "reads no vectors", rc=code, prefix="gene-ae ")
         assert out == ""
     finally:
         tracking.set_alias(NAME, world["versions"][0], "production")
@@ -118,11 +115,11 @@ def test_a_model_with_nan_weights_is_refused_by_embed_and_search(world, index, c
     bad = _checkpoint(world["root"], 0, poison=True)
     out = world["root"] / "nan-index"
     code, _, err = gene_ae(capsys, "embed", "--model", bad, "--input", world["root"] / "genes.fa", "--out", out)
-    _one_line_error(code, err, "non-finite", "record vectors")
+    one_line_error(err, "non-finite", "record vectors", rc=code, prefix="gene-ae ")
     assert not out.exists() and not list(world["root"].glob(".nan-index*"))
     code, _, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa", "--model", bad,
                            "--sources", "dense,sparse")  # fmt: skip
-    _one_line_error(code, err, "differ from the index's")
+    one_line_error(err, "differ from the index's", rc=code, prefix="gene-ae ")
 
 
 def test_a_collection_with_the_same_ids_but_other_bases_is_refused(world, index, capsys) -> None:
@@ -132,11 +129,11 @@ def test_a_collection_with_the_same_ids_but_other_bases_is_refused(world, index,
     seqs[7] = seqs[7][::-1]  # same id, same length, other bases
     other.write_text("".join(f">{r.id}\n{s}\n" for r, s in zip(recs, seqs)))
     code, _, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa", "--collection", other)
-    _one_line_error(code, err, str(other), recs[7].id, "other bases")
+    one_line_error(err, str(other), recs[7].id, "other bases", rc=code, prefix="gene-ae ")
     seqs[7] = seqs[7][:-5]
     other.write_text("".join(f">{r.id}\n{s}\n" for r, s in zip(recs, seqs)))
     code, _, err = gene_ae(capsys, "search", "--index", index, world["root"] / "q.fa", "--collection", other)
-    _one_line_error(code, err, recs[7].id, "differs from the one indexed")
+    one_line_error(err, recs[7].id, "differs from the one indexed", rc=code, prefix="gene-ae ")
 
 
 @pytest.mark.parametrize("seq", ["ACGTAC", "N" * 400, "ACGTNACGTNACGTNACGTN"])
@@ -144,7 +141,7 @@ def test_a_query_too_short_or_all_n_is_refused_not_answered(world, index, capsys
     q = world["root"] / "short.fa"
     q.write_text(f">good\n{decode(world['recs'][0].tokens)}\n>tiny\n{seq}\n")
     code, out, err = gene_ae(capsys, "search", "--index", index, q)
-    _one_line_error(code, err, str(q), "'tiny'", "too short or too many N")
+    one_line_error(err, str(q), "'tiny'", "too short or too many N", rc=code, prefix="gene-ae ")
     assert out == ""
 
 

@@ -12,7 +12,7 @@ from gene_ae.config import Config
 from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.config import ModelConfig
-from gene_ae.registry.serving import free_port
+from gene_ae.registry.serve_model import free_port
 
 
 def test_serve_index_with_more_replicas_than_cpus_is_refused_in_one_line(tmp_path: Path, cli, run_cli) -> None:

@@ -21,7 +21,7 @@ from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.config import ModelConfig
 from gene_ae.registry import tracking
-from gene_ae.search.serve import ServeConfig, parse_request
+from gene_ae.search.serve_index import ServeConfig, parse_request
 
 
 @pytest.fixture(scope="module")

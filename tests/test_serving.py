@@ -30,7 +30,7 @@ from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.config import ModelConfig
 from gene_ae.registry import tracking
-from gene_ae.registry.serving import free_port, running, serving
+from gene_ae.registry.serve_model import free_port, running, serving
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig, read_records
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
+from shared import SHARD_ERROR, one_line_error
 
 import shard_tools
 from shard_tools import load_manifest, read_shards
@@ -48,17 +49,6 @@ def shard_digests(out: Path) -> list[tuple[str, str]]:
 def listing(folder: Path) -> list[str]:
     """Everything under folder, hidden entries included, as sorted relative paths."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-def assert_one_line_error(rc: int, stderr: str, *fragments: str) -> str:
-    assert rc == 1, stderr
-    assert "Traceback" not in stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("shard-fasta: error: ") or lines[0].startswith("shard-verify: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +104,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(case: str, tmp_path: Path, cli
     good.write_text(">g1\nACGTACGT\n")
     out = parent / "out"
     rc, stdout, stderr = cli("shard-fasta", good, src, out)  # a good file first: still all or nothing
-    line = assert_one_line_error(rc, stderr, f"shard-fasta: error: {src}", *fragments)
+    line = one_line_error(stderr, f"shard-fasta: error: {src}", *fragments, rc=rc, prefix=SHARD_ERROR)
     assert stdout == ""
     assert not out.exists()
     assert listing(parent) == [], f"left behind after {line!r}"
@@ -140,7 +130,7 @@ def test_skip_invalid_skips_and_counts(tmp_path: Path, cli) -> None:
     assert len(manifest["skipped"]) == 4
     assert sorted(r[0] for r in read_all(out)) == ["a", "c", "ok1", "ok2", "row1"]
     rc, _, stderr = cli("shard-fasta", fa, tmp_path / "out2")
-    assert_one_line_error(rc, stderr, f"{fa}:3: record 'p1'")
+    one_line_error(stderr, f"{fa}:3: record 'p1'", rc=rc, prefix=SHARD_ERROR)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +155,7 @@ def test_numeric_options_are_checked_when_parsed(option: str, value: str, tmp_pa
     src = tmp_path / "a.fa"
     src.write_text(">a\nACGTACGT\n")
     rc, stdout, stderr = cli("shard-fasta", src, tmp_path / "out", f"{option}={value}")
-    assert_one_line_error(rc, stderr, f"argument {option}: must be", repr(value))
+    one_line_error(stderr, f"argument {option}: must be", repr(value), rc=rc, prefix=SHARD_ERROR)
     assert stdout == "" and listing(tmp_path) == ["a.fa"]
 
 
@@ -210,7 +200,7 @@ def test_stdin_dash_reads_standard_input_without_a_temp_copy(plain_16s: Path, tm
     assert listing(scratch) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tmpdir"]
     rc, _, stderr = cli("shard-fasta", "-", tmp_path / "out2", stdin=b">a\nAC\n>p\nMKLE\n")
-    assert_one_line_error(rc, stderr, "shard-fasta: error: <stdin>:3: record 'p'")
+    one_line_error(stderr, "shard-fasta: error: <stdin>:3: record 'p'", rc=rc, prefix=SHARD_ERROR)
     assert not (tmp_path / "out2").exists()
 
 
@@ -240,7 +230,7 @@ def test_a_file_name_with_control_characters_keeps_the_error_one_line(tmp_path: 
     src = tmp_path / "evil\nname\x1b[2J.fa"
     src.write_bytes(b">p\nMKVL\n")
     rc, _, stderr = cli("shard-fasta", src, tmp_path / "out")
-    line = assert_one_line_error(rc, stderr, "evil\\nname\\x1b[2J.fa:1: record 'p'")
+    line = one_line_error(stderr, "evil\\nname\\x1b[2J.fa:1: record 'p'", rc=rc, prefix=SHARD_ERROR)
     assert line.isprintable()
 
 
@@ -248,7 +238,7 @@ def test_bad_arguments(tmp_path: Path, cli) -> None:
     src = tmp_path / "a.fa"
     src.write_text(">a\nACGT\n")
     rc, _, stderr = cli("shard-fasta", src, tmp_path / "out", "--val-fraction", "1.5")
-    assert_one_line_error(rc, stderr, "--val-fraction")
+    one_line_error(stderr, "--val-fraction", rc=rc, prefix=SHARD_ERROR)
     assert listing(tmp_path) == ["a.fa"]
     rc, stdout, _ = cli("shard-fasta", "--help")
     assert rc == 0 and "--skip-invalid" in stdout and "--overwrite" in stdout
@@ -264,10 +254,10 @@ def test_existing_out_dir_is_refused_and_overwrite_replaces_only_a_shard_directo
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     rc, _, stderr = cli("shard-fasta", src, out)
-    assert_one_line_error(rc, stderr, str(out), "already exists", "--overwrite")
+    one_line_error(stderr, str(out), "already exists", "--overwrite", rc=rc, prefix=SHARD_ERROR)
     assert listing(out) == ["precious.txt"]
     rc, _, stderr = cli("shard-fasta", src, out, "--overwrite")  # not a directory shard-fasta wrote
-    assert_one_line_error(rc, stderr, str(out), "not replaced", "no manifest.json")
+    one_line_error(stderr, str(out), "not replaced", "no manifest.json", rc=rc, prefix=SHARD_ERROR)
     assert (out / "precious.txt").read_text() == "keep me"
     (out / "precious.txt").unlink()
     out.rmdir()
@@ -293,14 +283,14 @@ def test_overwrite_never_deletes_what_shard_fasta_did_not_write(tmp_path: Path, 
     inside = out / "train" / "mine.fa"  # an input kept inside the shard directory
     inside.write_text(">mine\nTTTTGGGG\n")
     rc, _, stderr = cli("shard-fasta", inside, out, "--overwrite")
-    assert_one_line_error(rc, stderr, str(out), "not replaced", "'train/mine.fa'")
+    one_line_error(stderr, str(out), "not replaced", "'train/mine.fa'", rc=rc, prefix=SHARD_ERROR)
     assert inside.read_text() == ">mine\nTTTTGGGG\n" and listing(out) == sorted([*before, "train/mine.fa"])
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["format"] = "something-else"
     (out / "manifest.json").write_text(json.dumps(manifest))
     inside.unlink()
     rc, _, stderr = cli("shard-fasta", src, out, "--overwrite")  # a manifest, but not ours
-    assert_one_line_error(rc, stderr, "not replaced", "unsupported format")
+    one_line_error(stderr, "not replaced", "unsupported format", rc=rc, prefix=SHARD_ERROR)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "out"]
 
 
@@ -310,7 +300,7 @@ def test_forgotten_out_dir_never_turns_an_input_into_an_output(overwrite: list[s
     first.write_text(">a\nACGT\n")
     second.write_text(">b\nGGGG\n")
     rc, _, stderr = cli("shard-fasta", first, second, *overwrite)  # OUT_DIR forgotten: b.fa is last
-    assert_one_line_error(rc, stderr, str(second), "not a directory")
+    one_line_error(stderr, str(second), "not a directory", rc=rc, prefix=SHARD_ERROR)
     assert second.read_text() == ">b\nGGGG\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fa", "b.fa"]
     rc, _, stderr = cli("shard-fasta", first)
@@ -631,21 +621,21 @@ def test_verify_catches_flipped_bytes(shard_copy: Path, cli) -> None:
     shard.write_bytes(bytes(data))
     rc, _, stderr = cli("shard-verify", shard_copy)
     assert "shard-verify: error: " in stderr
-    assert_one_line_error(rc, stderr, str(shard), "sha256")
+    one_line_error(stderr, str(shard), "sha256", rc=rc, prefix=SHARD_ERROR)
 
 
 def test_verify_catches_truncation(shard_copy: Path, cli) -> None:
     shard = first_shard(shard_copy)
     shard.write_bytes(shard.read_bytes()[:-1000])
     rc, _, stderr = cli("shard-verify", shard_copy)
-    assert_one_line_error(rc, stderr, str(shard))
+    one_line_error(stderr, str(shard), rc=rc, prefix=SHARD_ERROR)
 
 
 def test_verify_catches_deleted_shard(shard_copy: Path, cli) -> None:
     shard = first_shard(shard_copy)
     shard.unlink()
     rc, _, stderr = cli("shard-verify", shard_copy)
-    assert_one_line_error(rc, stderr, str(shard), "missing")
+    one_line_error(stderr, str(shard), "missing", rc=rc, prefix=SHARD_ERROR)
 
 
 def test_verify_catches_count_mismatch_and_missing_manifest(shard_copy: Path, cli) -> None:
@@ -653,10 +643,10 @@ def test_verify_catches_count_mismatch_and_missing_manifest(shard_copy: Path, cl
     manifest["splits"]["train"]["shards"][0]["bases"] += 1
     (shard_copy / "manifest.json").write_text(json.dumps(manifest))
     rc, _, stderr = cli("shard-verify", shard_copy)
-    assert_one_line_error(rc, stderr, str(first_shard(shard_copy)), "manifest says")
+    one_line_error(stderr, str(first_shard(shard_copy)), "manifest says", rc=rc, prefix=SHARD_ERROR)
     (shard_copy / "manifest.json").unlink()
     rc, _, stderr = cli("shard-verify", shard_copy)
-    assert_one_line_error(rc, stderr, "no manifest")
+    one_line_error(stderr, "no manifest", rc=rc, prefix=SHARD_ERROR)
 
 
 # --- manifest -----------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from shared import insdc_bytes, lambda_phage
+from shared import SHARD_ERROR, insdc_bytes, lambda_phage, one_line_error
 
 from shard_tools import load_manifest, read_shards
 from shard_tools.alphabet import decode
@@ -36,15 +36,6 @@ def run(main: Callable[[list[str]], int], args: list[str | Path], capsys: pytest
     capsys.readouterr()
     rc = main([str(a) for a in args])
     return rc, capsys.readouterr().err
-
-
-def one_line_error(rc: int, stderr: str, *fragments: str) -> str:
-    lines = stderr.splitlines()
-    assert rc == 1 and len(lines) == 1, stderr
-    assert lines[0].startswith(("shard-fasta: error: ", "shard-verify: error: ")), stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def records_of(path: Path, **cfg: str) -> list[tuple[str, str, str, dict]]:
@@ -130,7 +121,7 @@ def test_verify_recomputes_every_count_and_histogram(lie: str, shards: Path, cap
     edit(manifest)
     (shards / "manifest.json").write_text(json.dumps(manifest))
     rc, stderr = run(shard_verify_main, [shards], capsys)
-    one_line_error(rc, stderr, str(shards), fragment)
+    one_line_error(stderr, str(shards), fragment, rc=rc, prefix=SHARD_ERROR)
 
 
 def _copy_of_a_shard(out: Path) -> str:
@@ -160,7 +151,7 @@ STRAYS = {"unlisted_shard": _copy_of_a_shard, "note": _a_note, "temp_shard": _a_
 def test_verify_names_unlisted_shards_and_stray_files(stray: str, shards: Path, capsys) -> None:
     name = STRAYS[stray](shards)
     rc, stderr = run(shard_verify_main, [shards], capsys)
-    line = one_line_error(rc, stderr, str(shards), repr(name), "does not list")
+    line = one_line_error(stderr, str(shards), repr(name), "does not list", rc=rc, prefix=SHARD_ERROR)
     assert ("1 unlisted shards" in line) == (stray == "unlisted_shard")
     assert (shards / name).exists()  # named, never removed
 
@@ -168,9 +159,9 @@ def test_verify_names_unlisted_shards_and_stray_files(stray: str, shards: Path, 
 def test_verify_says_what_is_wrong_with_a_path_that_is_not_a_shard_directory(tmp_path: Path, capsys) -> None:
     (tmp_path / "genes.fa").write_text(">a\nACGT\n")
     rc, stderr = run(shard_verify_main, [tmp_path / "genes.fa"], capsys)
-    one_line_error(rc, stderr, "genes.fa: is not a directory")
+    one_line_error(stderr, "genes.fa: is not a directory", rc=rc, prefix=SHARD_ERROR)
     rc, stderr = run(shard_verify_main, [tmp_path / "nowhere"], capsys)
-    one_line_error(rc, stderr, "nowhere: no such directory")
+    one_line_error(stderr, "nowhere: no such directory", rc=rc, prefix=SHARD_ERROR)
 
 
 # --- GenBank / EMBL length --------------------------------------------------------------------------------
@@ -202,7 +193,9 @@ def test_insdc_length_disagreeing_with_the_sequence_is_an_error(
     rc, stderr = run(shard_fasta_main, [src, tmp_path / "out"], capsys)
     word = "LOCUS" if fmt == "genbank" else "ID"
     where = f"{src}:{header_line}: record {rid!r}"
-    one_line_error(rc, stderr, where, f"{word} line declares {declared:,} bases", f"sequence has {found:,}")
+    one_line_error(
+        stderr, where, f"{word} line declares {declared:,} bases", f"sequence has {found:,}", rc=rc, prefix=SHARD_ERROR
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]  # nothing written
     rc, stderr = run(shard_fasta_main, [src, tmp_path / "kept", "--skip-invalid", "--quiet"], capsys)
     assert rc == 0, stderr
@@ -226,7 +219,7 @@ def test_the_same_input_given_twice_is_refused(alias: str, tmp_path: Path, capsy
     assert rc == 1 and "other.fa: no such file" in stderr  # checked before anything is read, in order
     Path("other.fa").write_text(">c\nTTTT\n")
     rc, stderr = run(shard_fasta_main, ["genes.fa", "other.fa", second, "out"], capsys)
-    line = one_line_error(rc, stderr, f"shard-fasta: error: {second}: ", "once")
+    line = one_line_error(stderr, f"shard-fasta: error: {second}: ", "once", rc=rc, prefix=SHARD_ERROR)
     assert ("given twice" if alias == "same_path" else "the same file as genes.fa") in line
     assert not Path("out").exists()
     Path("copy.fa").write_bytes(Path("genes.fa").read_bytes())  # same content, another file: both are read
@@ -239,7 +232,7 @@ def test_a_directory_given_as_an_input_says_so(tmp_path: Path, capsys) -> None:
     genomes.mkdir()
     (genomes / "a.fa").write_text(">a\nACGT\n")
     rc, stderr = run(shard_fasta_main, [genomes, tmp_path / "out"], capsys)
-    line = one_line_error(rc, stderr, f"{genomes}: is a directory", "files inside")
+    line = one_line_error(stderr, f"{genomes}: is a directory", "files inside", rc=rc, prefix=SHARD_ERROR)
     assert "no such file" not in line and not (tmp_path / "out").exists()
 
 
@@ -307,14 +300,14 @@ def test_a_stray_cr_inside_a_header_points_at_line_endings(tmp_path: Path, capsy
     src = tmp_path / "mixed.fa"
     src.write_bytes(b">a first\nACGT\n>b second\rpasted\nGGCC\n")
     rc, stderr = run(shard_fasta_main, [src, tmp_path / "out"], capsys)
-    one_line_error(rc, stderr, f"{src}:3: record 'b'", "'\\r'", "old Mac line endings", "tr ")
+    one_line_error(stderr, f"{src}:3: record 'b'", "'\\r'", "old Mac line endings", "tr ", rc=rc, prefix=SHARD_ERROR)
 
 
 def test_utf16_text_says_convert_to_utf8(tmp_path: Path, capsys) -> None:
     src = tmp_path / "genes.fa"
     src.write_bytes(">a\nACGT\n".encode("utf-16"))
     rc, stderr = run(shard_fasta_main, [src, tmp_path / "out"], capsys)
-    one_line_error(rc, stderr, f"{src}:1: ", "UTF-16", "UTF-8")
+    one_line_error(stderr, f"{src}:1: ", "UTF-16", "UTF-8", rc=rc, prefix=SHARD_ERROR)
 
 
 def test_stdin_with_bom_and_old_mac_endings_through_the_console_scripts(tmp_path: Path, cli_env) -> None:

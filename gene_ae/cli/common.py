@@ -9,29 +9,29 @@ import errno
 import tempfile
 from pathlib import Path
 
-from shard_tools.inputs import DEFAULT_MAX_LENGTH, FORMATS
-from shard_tools.options import Limit, Parser, number
+from gene_ae.search.limits import SEARCH_LIMITS
+from shard_tools.detect import FORMATS
+from shard_tools.inputs import DEFAULT_MAX_LENGTH
+from shard_tools.options import Parser, Range, number
 from shard_tools.text import printable
 
 MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a checkpoint directory"
-# Numeric option ranges, checked while the command line is parsed (shard_tools.options); search.engine.search
-# checks k and rerank again for library callers.
+# Numeric option ranges, checked while the command line is parsed (shard_tools.options); k and rerank are the
+# search's own (gene_ae/search/limits.py, which the endpoint checks too).
 LIMITS = {
-    "k": Limit(1, 100_000),
-    "rerank": Limit(0, 10_000),
-    "deep": Limit(0, 10_000),
-    "batch_size": Limit(1),
-    "stride": Limit(0),
-    "workers": Limit(1),
-    "shard_records": Limit(0),
-    "shard_bases": Limit(0),
-    "window_min": Limit(0),
-    "n_queries": Limit(1),
-    "align_queries": Limit(0),
-    "seed": Limit(0),
-    "port": Limit(1, 65535),
-    "kmer_scaled": Limit(1, 1024),
-    "kmer_k": Limit(0, 31),
+    **SEARCH_LIMITS,
+    "batch_size": Range(1),
+    "stride": Range(0),
+    "workers": Range(1),
+    "shard_records": Range(0),
+    "shard_bases": Range(0),
+    "window_min": Range(0),
+    "n_queries": Range(1),
+    "align_queries": Range(0),
+    "seed": Range(0),
+    "port": Range(1, 65535),
+    "kmer_scaled": Range(1, 1024),
+    "kmer_k": Range(0, 31),
 }
 
 
@@ -60,7 +60,7 @@ def reader_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--max-length",
-        type=number(int, Limit(1)),
+        type=number(int, Range(1)),
         default=DEFAULT_MAX_LENGTH,
         metavar="BASES",
         help="longest FASTA/FASTQ record read; a longer one is an error naming it (memory stays bounded)",
@@ -68,7 +68,8 @@ def reader_args(p: argparse.ArgumentParser) -> None:
 
 
 def reader_config(args: argparse.Namespace):
-    from shard_tools.inputs import ReaderConfig, parse_feature_column
+    from shard_tools.declared import parse_feature_column
+    from shard_tools.inputs import ReaderConfig
 
     features = tuple(parse_feature_column(f) for f in args.feature_column)
     return ReaderConfig(args.format, args.seq_column, args.id_column, args.label_column, features=features,
@@ -77,7 +78,7 @@ def reader_config(args: argparse.Namespace):
 
 def declared_features(args: argparse.Namespace, path: str | Path) -> dict[str, str]:
     """The input's features as name -> kind: a shard directory's from its manifest, else --feature-column's."""
-    from shard_tools.inputs import STDIN
+    from shard_tools.record import STDIN
 
     if str(path) != STDIN and Path(path).is_dir():
         from shard_tools.reader import load_manifest

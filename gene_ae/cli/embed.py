@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.index.kmer_index import KmerIndexConfig
     from gene_ae.model.encoder import Encoder
     from gene_ae.registry.tracking import pinned_uri, resolve_version
-    from shard_tools.inputs import display_name
+    from shard_tools.record import display_name
 
     check_replaceable(args.out, args.overwrite)  # before the model loads or anything is read
     check_out_dir(args.out, replaced=True)

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.evaluate import EvalConfig, run_eval
     from gene_ae.evaluate.report import check_collection
     from gene_ae.model.encoder import Encoder
-    from shard_tools.inputs import display_name
+    from shard_tools.record import display_name
 
     try:
         re.compile(args.label_regex or "")

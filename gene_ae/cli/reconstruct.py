@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.core.records import iter_input
     from gene_ae.model.encoder import Encoder
     from shard_tools.alphabet import decode
-    from shard_tools.inputs import display_name
+    from shard_tools.record import display_name
 
     check_out_file(args.out)  # before the model loads or anything is read
     records = iter_input(args.input, reader_config(args))

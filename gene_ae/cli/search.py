@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
-from shard_tools.inputs import STDIN
-from shard_tools.options import Limit, number
+from shard_tools.options import Range, number
+from shard_tools.record import STDIN
 
 
 def add_parser(sub, version: str) -> None:
@@ -41,7 +41,7 @@ def add_parser(sub, version: str) -> None:
         help="when the best of the first --rerank is below --deep-below identity, align the top N instead (0: off)",
     )  # fmt: skip
     s.add_argument(
-        "--deep-below", type=number(float, Limit(0, 1)), default=search_cfg.deep_below, metavar="F",
+        "--deep-below", type=number(float, Range(0, 1)), default=search_cfg.deep_below, metavar="F",
         help="identity under which a query's search goes --deep (a remote query's source ranks lower by k-mers)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")

@@ -1,5 +1,5 @@
 """`gene-ae serve`: the encoder over HTTP through this venv's `mlflow models serve` (--model), or a sharded index
-on Ray Serve (--index: one deployment per shard, POST JSON sequences, get hits; gene_ae/search/serve.py)."""
+on Ray Serve (--index: one deployment per index shard, POST JSON sequences, get hits; gene_ae/search/serve_index.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 from gene_ae.cli.common import MODEL_HELP, int_option, subcommand
-from shard_tools.options import Limit, number
+from shard_tools.options import Range, number
 
 PROXIES = ("HeadOnly", "EveryNode")
 
 
 def add_parser(sub, version: str) -> None:
-    from gene_ae.registry.serving import DEFAULT_PORT, SERVED_MODEL_HELP
-    from gene_ae.search.serve import ServeConfig
+    from gene_ae.registry.serve_model import DEFAULT_PORT, SERVED_MODEL_HELP
+    from gene_ae.search.serve_index import ServeConfig
 
     cfg = ServeConfig()
     sv = subcommand(sub, "serve", "serve an encoder (POST /invocations) or a sharded index (POST /search) over HTTP",
@@ -30,18 +30,18 @@ def add_parser(sub, version: str) -> None:
     sv.add_argument("--index", help="serve this index directory's search on Ray Serve (RAY_ADDRESS: join that cluster)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=int_option("port"), default=DEFAULT_PORT, help="port to listen on")
-    sv.add_argument("--replicas", type=number(int, Limit(1, 1000)), default=cfg.replicas,
+    sv.add_argument("--replicas", type=number(int, Range(1, 1000)), default=cfg.replicas,
                     help="--index: replicas of each shard's deployment and of the ingress")  # fmt: skip
-    sv.add_argument("--replica-cpus", type=number(float, Limit(0, None, low_open=True)), default=cfg.cpus,
+    sv.add_argument("--replica-cpus", type=number(float, Range(0, None, low_open=True)), default=cfg.cpus,
                     help="--index: CPUs each replica reserves")  # fmt: skip
     sv.add_argument("--proxy", choices=PROXIES, default=PROXIES[0],
                     help="--index: where Serve's HTTP proxies run (EveryNode: one a node, same port)")  # fmt: skip
     sv.add_argument("--batch-size", type=int_option("batch_size"), default=cfg.batch_size,
                     help="--index: encoder batch size")  # fmt: skip
-    sv.add_argument("--shard-timeout", type=number(float, Limit(0, 86_400, low_open=True)),
+    sv.add_argument("--shard-timeout", type=number(float, Range(0, 86_400, low_open=True)),
                     default=cfg.shard_timeout_s, metavar="S",
                     help="--index: seconds one shard's answer may take before it is asked again")  # fmt: skip
-    sv.add_argument("--retries", type=number(int, Limit(0, 100)), default=cfg.retries,
+    sv.add_argument("--retries", type=number(int, Range(0, 100)), default=cfg.retries,
                     help="--index: further tries of a shard that failed or timed out, with doubling waits; then "
                     "the request is answered 503, or flagged partial if it sent allow_partial")  # fmt: skip
     sv.set_defaults(func=run)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve_model(args: argparse.Namespace) -> int:
     """Replace this process with `mlflow models serve`, found and run from this venv (no activation needed), once
     the port is free and the model is found (one-line errors, before MLflow loads anything)."""
-    from gene_ae.registry.serving import check_listen, check_model, serve_command, serve_env
+    from gene_ae.registry.serve_model import check_listen, check_model, serve_command, serve_env
 
     check_listen(args.host, args.port)
     check_model(args.model)
@@ -79,8 +79,8 @@ def _serve_index(args: argparse.Namespace) -> int:
     from ray import serve
 
     from gene_ae.index.directory import IndexDir
-    from gene_ae.registry.serving import check_listen
-    from gene_ae.search import serve as served
+    from gene_ae.registry.serve_model import check_listen
+    from gene_ae.search import serve_index as served
 
     load = partial(search_model, model=args.model, batch_size=args.batch_size)
     load(IndexDir.open(args.index))  # the index opens and the model is its own, before anything is deployed
@@ -112,8 +112,8 @@ def _serve_index(args: argparse.Namespace) -> int:
 
 
 def check_cpus(index: str, cfg, free: dict, nodes: list[dict]) -> None:
-    """Refuse a layout the Ray cluster cannot place: build_app (gene_ae/search/serve.py) deploys one deployment per
-    shard and the ingress, `cfg.replicas` replicas each reserving `cfg.cpus`; Serve would wait for ever for the
+    """Refuse a layout the Ray cluster cannot place: build_app (gene_ae/search/serve_index.py) deploys one deployment
+    per shard and the ingress, `cfg.replicas` replicas each reserving `cfg.cpus`; Serve would wait for ever for the
     replicas that do not fit, printing nothing."""
     from gene_ae.index.collection import read_shards_file
 
@@ -135,12 +135,12 @@ def check_cpus(index: str, cfg, free: dict, nodes: list[dict]) -> None:
 
 
 def search_model(shard0, model: str | None, batch_size: int):
-    """The ingress's Loader (gene_ae/search/serve.py): `gene-ae search`'s encoder and checks, and the features
+    """The ingress's Loader (gene_ae/search/serve_index.py): `gene-ae search`'s encoder and checks, and the features
     the model's vector takes; (None, ()) when the search it serves reads no vectors (the default: the exact
     k-mers), so nothing loads torch or the model. Module-level, so Ray pickles it by reference."""
     from gene_ae.search.engine import SearchConfig
     from gene_ae.search.searcher import VECTOR_SOURCES, open_encoder
-    from shard_tools.inputs import FeatureColumn
+    from shard_tools.declared import DeclaredFeature
 
     if not set(SearchConfig().sources) & set(VECTOR_SOURCES):
         if model:
@@ -148,7 +148,7 @@ def search_model(shard0, model: str | None, batch_size: int):
         return None, ()
     encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
     kinds = {f.name: f.kind for f in encoder.cfg.features}
-    return embed, tuple(FeatureColumn(n, kinds[n]) for n in encoder.required_features)
+    return embed, tuple(DeclaredFeature(n, kinds[n]) for n in encoder.required_features)
 
 
 def app(args: dict):
@@ -156,8 +156,8 @@ def app(args: dict):
     args: index, and optionally model, replicas, cpus, batch_size, retries, shard_timeout_s)."""
     from functools import partial
 
-    from gene_ae.search import serve as served
-    from gene_ae.search.serve import ServeConfig
+    from gene_ae.search import serve_index as served
+    from gene_ae.search.serve_index import ServeConfig
 
     cfg = ServeConfig(
         replicas=int(args.get("replicas", 1)), cpus=float(args.get("cpus", 1.0)),

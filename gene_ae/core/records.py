@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.core.labels import parse_label
-from shard_tools.inputs import STDIN, ReaderConfig, display_name, read_records
+from shard_tools.inputs import ReaderConfig, read_records
+from shard_tools.record import STDIN, display_name
 from shard_tools.text import control_char
 
 

@@ -1,8 +1,9 @@
 """Typed config sections: the one check every section ([model], [data], [train]) runs when it is built.
 
 Each section is a dataclass: a field's annotation is its type, and the class's LIMITS table gives every numeric
-field its allowed range. `check_fields` enforces both, so a value from TOML, from `--set` or from a library
-caller is refused in one line naming `section.key` and the range.
+field its allowed range (shard_tools.options.Range, the class the command lines parse with). `check_fields`
+enforces both, so a value from TOML, from `--set` or from a library caller is refused in one line naming
+`section.key` and the range.
 """
 
 from __future__ import annotations
@@ -11,29 +12,9 @@ import dataclasses
 import math
 import numbers
 import typing
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Range:
-    """The allowed values of a numeric config field (its type is the field's annotation)."""
-
-    low: float
-    high: float | None = None
-    low_open: bool = False  # low itself excluded
-    high_open: bool = False  # high itself excluded
-
-    def __contains__(self, value: float) -> bool:
-        if value < self.low or (self.low_open and value == self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low}"
-        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
-
+from shard_tools.options import Range
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
 

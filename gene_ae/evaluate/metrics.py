@@ -112,6 +112,16 @@ def mutation_retrieval(methods: Sequence[Method], seqs: Sequence[np.ndarray], cf
     return result
 
 
+def exhaustive_alignment(seqs: Sequence[np.ndarray], queries: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Each query's top k records by alignment identity over the whole collection (gene_ae.search.align.align_hit,
+    the aligner search re-ranks with; ties keep collection order): the answer every search is scored against."""
+    rows = []
+    for q in queries:
+        ident = np.array([align.align_hit(q, s).identity for s in seqs])
+        rows.append(np.argsort(-ident, kind="stable")[:k])
+    return np.array(rows)
+
+
 def alignment_ceiling(seqs: Sequence[np.ndarray], cfg: EvalConfig, sources: np.ndarray) -> dict[str, Any]:
     """The reference answer: each of the first `align_queries` sources' mutated copies (the very copies the
     methods were given) aligned against the whole collection (gene_ae.search.align.align_hit, the alignment search
@@ -123,13 +133,10 @@ def alignment_ceiling(seqs: Sequence[np.ndarray], cfg: EvalConfig, sources: np.n
 
     def search(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
         start = time.perf_counter()
-        rows = []
-        for q in queries:
-            ident = np.array([align.align_hit(q, s).identity for s in seqs])
-            rows.append(np.argsort(-ident, kind="stable")[:k])
+        rows = exhaustive_alignment(seqs, queries, k)
         spent[0] += time.perf_counter() - start
         spent[1] += len(queries)
-        return np.array(rows)
+        return rows
 
     scores = copy_recall(search, seqs, picked, cfg.divergences, cfg.seed, cfg.k_values)
     return {"n_queries": int(picked.size), "seconds_per_query": spent[0] / max(spent[1], 1), "scores": scores}

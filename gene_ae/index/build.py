@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gene_ae.core.batches import by_bases, group_ends
 from gene_ae.core.features import FeatureColumns
 from gene_ae.core.records import InputRecord
 from gene_ae.core.windows import window_starts
@@ -48,7 +49,7 @@ def embed_local(
     sizes = [int(p.size) for p in pieces]
     out, start = [], 0
     with progress("vectors", sum(sizes)) as bar:
-        for end in _chunk_ends(sizes, CHUNK_BASES):
+        for end in group_ends(sizes, CHUNK_BASES):
             part = {k: v[start:end] for k, v in features.items()} if features is not None else None
             out.append(encoder.embed_tokens(pieces[start:end], batch_size, features=part))
             bar.update(sum(sizes[start:end]))
@@ -77,7 +78,7 @@ class LocalEmbed:
         out = np.zeros((len(spans), self.encoder.dim), np.float32)
         start = 0
         with progress("vectors", sum(sizes)) as bar:
-            for end in _chunk_ends(sizes, CHUNK_BASES):
+            for end in group_ends(sizes, CHUNK_BASES):
                 rows = np.flatnonzero((spans[:, 0] >= start) & (spans[:, 0] < end))
                 part = {k: [v[i] for i in rows] for k, v in features.items()} if features is not None else None
                 local = spans[rows] - np.array([start, 0, 0])
@@ -85,18 +86,6 @@ class LocalEmbed:
                 bar.update(sum(sizes[start:end]))
                 start = end
         return out
-
-
-def _chunk_ends(sizes: list[int], bases: int) -> Iterator[int]:
-    """Ends of consecutive groups of pieces holding at least `bases` bases each (the last one may hold fewer)."""
-    total, last = 0, 0
-    for i, n in enumerate(sizes):
-        total += n
-        if total >= bases:
-            yield (last := i + 1)
-            total = 0
-    if last < len(sizes):
-        yield len(sizes)
 
 
 @dataclass
@@ -152,20 +141,31 @@ def build_collection(
     """build_index in shards (gene_ae/index/collection.py) of `shard_records` records or `shard_bases` bases,
     whichever comes first (0: no such limit, both 0: one shard; a shard holds at least one record): shard 0 in
     out_dir, the others beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
+    with write_index(out_dir, overwrite) as writer:
+        metas: list[IndexMeta] = []
+        for directory, part in index_shards(writer, records, shard_records, shard_bases):
+            shard_writer = IndexWriter(directory) if metas else writer
+            metas.append(write_shard(part, embed, model, shard_writer, settings_of(metas[0]) if metas else cfg, source))
+    return metas
+
+
+def index_shards(
+    writer: IndexWriter, records: Iterable[InputRecord], shard_records: int, shard_bases: int
+) -> Iterator[tuple[Path, Iterator[InputRecord]]]:
+    """The one shard loop of an index build (here and index/parallel.py): each index shard's directory and its
+    records (take_shard), shard 0 in the index directory, shard-NNNNN beside it; shards.json is written after
+    the last. Each shard's records must be read before the next shard is asked for (they share the stream)."""
     if shard_records < 0 or shard_bases < 0:
         raise ValueError(f"shard sizes must be >= 0, got {shard_records} records, {shard_bases} bases")
     stream = iter(records)
-    with write_index(out_dir, overwrite) as writer:
-        metas = [write_shard(take_shard(stream, shard_records, shard_bases), embed, model, writer, cfg, source)]
-        resolved, names = settings_of(metas[0]), []
-        while (first := next(stream, None)) is not None:
-            names.append(f"shard-{len(names) + 1:05d}")
-            (writer.dir / names[-1]).mkdir()
-            part = take_shard(chain([first], stream), shard_records, shard_bases)
-            metas.append(write_shard(part, embed, model, IndexWriter(writer.dir / names[-1]), resolved, source))
-        if names:
-            write_shards_file(writer.dir, names, [])
-    return metas
+    yield writer.dir, take_shard(stream, shard_records, shard_bases)
+    names: list[str] = []
+    while (first := next(stream, None)) is not None:
+        names.append(f"shard-{len(names) + 1:05d}")
+        (writer.dir / names[-1]).mkdir()
+        yield writer.dir / names[-1], take_shard(chain([first], stream), shard_records, shard_bases)
+    if names:
+        write_shards_file(writer.dir, names, [])
 
 
 def take_shard(stream: Iterator[InputRecord], records: int, bases: int) -> Iterator[InputRecord]:
@@ -262,7 +262,7 @@ def resolve(cfg: BuildConfig, first_lengths: Sequence[int], window: int) -> Buil
 
 def first_batch(records: Sequence[InputRecord], bases: int) -> Sequence[InputRecord]:
     """The records write_shard resolves the settings from: its first batch of `bases` bases."""
-    return next(_batches(records, bases), [])
+    return next(by_bases(records, _bases, bases), [])
 
 
 def write_shard(
@@ -282,7 +282,7 @@ def write_shard(
     windows: list[tuple[int, int, int]] = []
     done = progress("embed")  # the collection's bases, a batch of records at a time (a stream: no total)
     with done, open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
-        for batch in _batches(records, cfg.batch_bases):
+        for batch in by_bases(records, _bases, cfg.batch_bases):
             if kmers is None:  # k from the first batch's lengths
                 cfg = resolve(cfg, [r.tokens.size for r in batch], model.window)
                 kmers = KmerIndexBuilder(cfg.kmers)
@@ -329,16 +329,8 @@ def write_shard(
     return meta
 
 
-def _batches(records: Iterable[InputRecord], bases: int) -> Iterator[list[InputRecord]]:
-    batch, size = [], 0
-    for r in records:
-        batch.append(r)
-        size += r.tokens.size
-        if size >= bases:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def _bases(record: InputRecord) -> int:
+    return int(record.tokens.size)
 
 
 def _write(f, vectors: np.ndarray) -> None:

@@ -48,7 +48,7 @@ class Collection:
     @classmethod
     def open(cls, directory: str | Path, opener: Callable[[Path], IndexDir] = IndexDir.open) -> Collection:
         """`opener` opens one shard directory: IndexDir.open, or one that reads less (a Ray Serve ingress reads
-        only the records and sequences of shards that other replicas search: gene_ae/search/serve.py)."""
+        only the records and sequences of shards that other replicas search: gene_ae/search/serve_index.py)."""
         d = Path(directory)
         base = opener(d)
         names, removed_positions = read_shards_file(d)

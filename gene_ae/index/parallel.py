@@ -1,6 +1,6 @@
 """`gene-ae embed --ray`: the shards of an index built in parallel, one Ray task each (issue 18).
 
-The driver reads the input and cuts it into shards (build.take_shard: --shard-bases bases or --shard-records
+The driver reads the input and cuts it into index shards (build.index_shards: --shard-bases bases or --shard-records
 records); each shard's records go to a task that loads the model and writes the shard with the in-process
 path (build.write_shard) into the index's staging directory, at most `workers` tasks at once (the driver holds
 the records of those shards only). Every shard is built with the settings resolved from the first batch of
@@ -15,8 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from gene_ae.core.records import InputRecord
-from gene_ae.index.build import BuildConfig, LocalEmbed, ModelInfo, first_batch, resolve, take_shard, write_shard
-from gene_ae.index.collection import write_shards_file
+from gene_ae.index.build import BuildConfig, LocalEmbed, ModelInfo, first_batch, index_shards, resolve, write_shard
 from gene_ae.index.directory import IndexMeta, IndexWriter, write_index
 
 # Passed on to the tasks, so that a models:/ URI resolves on every node as it does here.
@@ -43,26 +42,19 @@ def build_collection_ray(
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         ray.init(include_dashboard=False, runtime_env={"env_vars": env} if env else None)
     task = ray.remote(num_cpus=1)(_build_shard)
-    stream = iter(records)
     with write_index(out_dir, overwrite) as writer:
-        shard = list(take_shard(stream, shard_records, shard_bases))
-        if not shard:
-            raise ValueError(f"{source}: no sequences to embed")
-        resolved = resolve(cfg, [r.tokens.size for r in first_batch(shard, cfg.batch_bases)], model.window)
-        running, metas, names = {}, {}, []
-        while shard:
-            directory = writer.dir
-            if running or metas:
-                names.append(f"shard-{len(names) + 1:05d}")
-                (directory := writer.dir / names[-1]).mkdir()
-            running[task.remote(shard, model, str(directory), resolved, source, cfg.batch_size)] = len(names)
+        running, metas, resolved = {}, {}, cfg
+        for number, (directory, part) in enumerate(index_shards(writer, records, shard_records, shard_bases)):
+            shard = list(part)
+            if number == 0:
+                if not shard:
+                    raise ValueError(f"{source}: no sequences to embed")
+                resolved = resolve(cfg, [r.tokens.size for r in first_batch(shard, cfg.batch_bases)], model.window)
+            running[task.remote(shard, model, str(directory), resolved, source, cfg.batch_size)] = number
             while len(running) >= workers:
                 _collect(ray, running, metas)
-            shard = list(take_shard(stream, shard_records, shard_bases))
         while running:
             _collect(ray, running, metas)
-        if names:
-            write_shards_file(writer.dir, names, [])
     return [metas[i] for i in sorted(metas)]
 
 

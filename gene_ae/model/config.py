@@ -8,9 +8,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
-from gene_ae.core.settings import Range, check_fields, show_value
-from gene_ae.model.features import FeatureSpec, parse_features
+from gene_ae.core.settings import check_fields, show_value
+from gene_ae.model.features import ModelFeature, parse_features
 from shard_tools.alphabet import TOKENS
+from shard_tools.options import Range
 
 POOLINGS = ("mean", "attention", "max")
 CONFIG_FILE = "config.json"  # a checkpoint's run config (gene_ae/model/checkpoint.py)
@@ -69,7 +70,7 @@ class ModelConfig:
     kmer_buckets: int = 1 << 16  # k-mer vocabularies larger than this are hashed into this many rows
     freeze_kmers: bool = False  # ablation: keep the k-mer vectors at their random initialisation
     kmer_init_std: float = 1.0  # bags are normalised, so this only sets how fast Adam's steps move them
-    features: tuple[FeatureSpec, ...] = ()  # the user's features in the vector or as a signal (model/features.py)
+    features: tuple[ModelFeature, ...] = ()  # the user's features in the vector or as a signal (model/features.py)
 
     OWN_CHECKS: ClassVar[tuple[str, ...]] = ("features",)
 

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gene_ae.core.batches import by_bases
 from gene_ae.core.windows import cuts, pad_batch, tile
 from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.bags import kmer_ids
-from gene_ae.model.features import codes_of_rows, require, vector_features
+from gene_ae.model.features import check_given, codes_of_rows, require, vector_features
 from gene_ae.model.losses import reconstruction_counts
 from shard_tools.alphabet import PAD, A, InvalidSequenceError, T, encode
 
@@ -105,12 +106,9 @@ def span_groups(owner: np.ndarray, sizes: Sequence[int], bases: int) -> Iterator
     order = np.argsort(owner, kind="stable")
     owners, first = np.unique(owner[order], return_index=True)
     bounds = [*first.tolist(), len(order)]
-    start, total = 0, 0
-    for j, o in enumerate(owners.tolist()):
-        total += sizes[o] + 1
-        if total >= bases or j == len(owners) - 1:
-            yield order[bounds[start] : bounds[j + 1]], owners[start : j + 1].tolist()
-            start, total = j + 1, 0
+    for group in by_bases(range(len(owners)), lambda j: sizes[owners[j]] + 1, bases):
+        lo, hi = group[0], group[-1] + 1
+        yield order[bounds[lo] : bounds[hi]], owners[lo:hi].tolist()
 
 
 def range_sums(
@@ -187,17 +185,10 @@ class Encoder:
     def check_features(self, declared: Mapping[str, str], where: str) -> tuple[str, ...]:
         """The features this model's vector takes, each of which the input must declare (--feature-column, as
         name -> kind): else a one-line error naming `where` and the first missing, before anything is embedded."""
+        check_given(
+            vector_features(self.cfg.features), declared, where, ": declare it with --feature-column {name}:{kind}"
+        )
         needed = tuple(self.required_features)
-        for name in needed:
-            kind = next(f.kind for f in self.cfg.features if f.name == name)
-            if name in declared and declared[name] != kind:
-                raise ValueError(f"{where}: this model's vector takes the feature {name!r} as {kind}, declared "
-                                 f"{declared[name]}: declare it with --feature-column {name}:{kind}")  # fmt: skip
-            if name not in declared:
-                raise ValueError(
-                    f"{where}: this model's vector takes the feature {name!r} ({kind}): declare it with "
-                    f"--feature-column {name}:{kind}"
-                )
         return needed
 
     @torch.no_grad()

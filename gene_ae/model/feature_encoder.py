@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gene_ae.model.features import FeatureSpec, vector_features
+from gene_ae.model.features import ModelFeature, vector_features
 
 
 class FeatureEncoder(nn.Module):
     """The vector features' codes [B, F] (features.codes, in the order of the model's feature specs) ->
     [B, D]: each feature's part L2-normalised and weighted, summed."""
 
-    def __init__(self, specs: Sequence[FeatureSpec], dim: int):
+    def __init__(self, specs: Sequence[ModelFeature], dim: int):
         super().__init__()
         self.columns = [i for i, f in enumerate(specs) if f.use == "vector"]
         self.specs = vector_features(specs)

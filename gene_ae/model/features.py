@@ -10,14 +10,14 @@ Each declared feature is used one of two ways:
   that share the value are extra positives of a supervised-contrastive term (losses.supcon_loss), weighted
   by `weight`. Embedding then needs no feature.
 
-A model with vector features refuses input that lacks them (`require`), in `gene-ae embed`, the Encoder and
-the served pyfunc alike.
+A model with vector features refuses input that lacks them (`check_given`, the one message), in `gene-ae
+embed`, the Encoder, the served pyfunc and the search endpoint alike.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +27,11 @@ KINDS = ("numeric", "categorical")
 
 
 @dataclass
-class FeatureSpec:
+class ModelFeature:
+    """One of the user's features as the model uses it ([model.features]): in the vector or as a training signal.
+    Not the reader's declaration of a feature (shard_tools.declared.DeclaredFeature) nor the stored values of
+    an index (gene_ae.core.features.FeatureColumns)."""
+
     name: str
     kind: str = "categorical"  # numeric | categorical
     use: str = "signal"  # vector: an input of the search vector; signal: a training signal only
@@ -49,8 +53,8 @@ class FeatureSpec:
         self.categories = tuple(str(c) for c in self.categories)
 
 
-def parse_features(value: object) -> tuple[FeatureSpec, ...]:
-    """[model.features] from TOML ({name: {kind, use, weight, ...}}), a list of FeatureSpec dicts (config.json),
+def parse_features(value: object) -> tuple[ModelFeature, ...]:
+    """[model.features] from TOML ({name: {kind, use, weight, ...}}), a list of ModelFeature dicts (config.json),
     or --set text `name:kind:use:weight,...` (kind, use and weight optional)."""
     if isinstance(value, str):
         specs = []
@@ -73,32 +77,32 @@ def parse_features(value: object) -> tuple[FeatureSpec, ...]:
         raise ValueError(f"model.features: expected a table of features, got {type(value).__name__}")
     out = []
     for item in value:
-        if isinstance(item, FeatureSpec):
+        if isinstance(item, ModelFeature):
             out.append(item)
             continue
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
             raise ValueError(f"model.features: each feature needs a name, got {item!r}")
-        unknown = set(item) - {f for f in FeatureSpec.__dataclass_fields__}
+        unknown = set(item) - {f for f in ModelFeature.__dataclass_fields__}
         if unknown:
             raise ValueError(f"model.features.{item['name']}: unknown key {sorted(unknown)[0]!r}")
-        out.append(FeatureSpec(**{**item, "categories": tuple(item.get("categories", ()))}))
+        out.append(ModelFeature(**{**item, "categories": tuple(item.get("categories", ()))}))
     names = [f.name for f in out]
     if len(set(names)) != len(names):
         raise ValueError(f"model.features: {names} names a feature twice")
     return tuple(out)
 
 
-def describe(specs: Sequence[FeatureSpec]) -> str:
+def describe(specs: Sequence[ModelFeature]) -> str:
     """The features as --set text (`name:kind:use:weight,...`): the MLflow param and registry tag, short
     whatever the number of categories (config.json keeps those)."""
     return ",".join(f"{f.name}:{f.kind}:{f.use}:{f.weight:g}" for f in specs)
 
 
-def vector_features(specs: Sequence[FeatureSpec]) -> list[FeatureSpec]:
+def vector_features(specs: Sequence[ModelFeature]) -> list[ModelFeature]:
     return [f for f in specs if f.use == "vector"]
 
 
-def codes(specs: Sequence[FeatureSpec], values: Mapping[str, object] | None) -> np.ndarray:
+def codes(specs: Sequence[ModelFeature], values: Mapping[str, object] | None) -> np.ndarray:
     """One record's features as numbers, one per spec: a categorical value's index in its categories + 1
     (0: unknown or missing), a numeric value as is (NaN: missing). What the loader and the Encoder pass on."""
     values = values or {}
@@ -117,7 +121,7 @@ def codes(specs: Sequence[FeatureSpec], values: Mapping[str, object] | None) -> 
     return out
 
 
-def codes_of_rows(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n: int) -> np.ndarray:
+def codes_of_rows(specs: Sequence[ModelFeature], given: Mapping[str, Sequence], n: int) -> np.ndarray:
     """[n, len(specs)] codes of n records from columns `given` (name -> n values)."""
     return (
         np.stack([codes(specs, {k: v[i] for k, v in given.items()}) for i in range(n)])
@@ -126,14 +130,27 @@ def codes_of_rows(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n
     )
 
 
-def require(specs: Sequence[FeatureSpec], given: Mapping[str, Sequence], n: int, where: str = "input") -> None:
-    """Refuse input that lacks a feature the vector needs: one line naming it."""
+def check_given(needed: Iterable, given: Mapping[str, str | None], where: str, remedy: str = "") -> None:
+    """The one refusal of input that lacks a feature the model's vector takes, or declares it as the other kind:
+    one line naming `where` and the feature, then `remedy` (formatted with name and kind). `needed`: anything
+    with .name and .kind (ModelFeature, or the readers' declaration); `given`: name -> declared kind, or None
+    where only presence is known."""
+    for f in needed:
+        fix = remedy.format(name=f.name, kind=f.kind)
+        if f.name not in given:
+            raise ValueError(f"{where}: this model's vector takes the feature {f.name!r} ({f.kind}){fix}")
+        if given[f.name] not in (None, f.kind):
+            raise ValueError(
+                f"{where}: this model's vector takes the feature {f.name!r} as {f.kind}, declared {given[f.name]}{fix}"
+            )
+
+
+def require(specs: Sequence[ModelFeature], given: Mapping[str, Sequence], n: int, where: str = "input") -> None:
+    """Refuse feature columns that lack a feature the vector takes, or hold a value too few or too many."""
+    check_given(vector_features(specs), dict.fromkeys(given), where)
     for f in vector_features(specs):
-        values = given.get(f.name)
-        if values is None:
-            raise ValueError(f"{where}: this model's vector needs the feature {f.name!r} ({f.kind}), not given")
-        if len(values) != n:
-            raise ValueError(f"{where}: feature {f.name!r} has {len(values)} values for {n} sequences")
+        if len(given[f.name]) != n:
+            raise ValueError(f"{where}: feature {f.name!r} has {len(given[f.name])} values for {n} sequences")
 
 
 @dataclass
@@ -143,7 +160,7 @@ class FeatureStats:
     categories: dict[str, set[str]] = field(default_factory=dict)
     sums: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, specs: Sequence[FeatureSpec], values: Mapping[str, object]) -> None:
+    def add(self, specs: Sequence[ModelFeature], values: Mapping[str, object]) -> None:
         for f in specs:
             v = values.get(f.name)
             if v is None:
@@ -154,14 +171,14 @@ class FeatureStats:
                 s = self.sums.setdefault(f.name, [0.0, 0.0, 0.0])
                 s[0], s[1], s[2] = s[0] + 1, s[1] + float(v), s[2] + float(v) ** 2
 
-    def fitted(self, specs: Sequence[FeatureSpec]) -> tuple[FeatureSpec, ...]:
+    def fitted(self, specs: Sequence[ModelFeature]) -> tuple[ModelFeature, ...]:
         out = []
         for f in specs:
             if f.kind == "categorical":
-                out.append(FeatureSpec(**{**f.__dict__, "categories": tuple(sorted(self.categories.get(f.name, ())))}))
+                out.append(ModelFeature(**{**f.__dict__, "categories": tuple(sorted(self.categories.get(f.name, ())))}))
                 continue
             n, total, squares = self.sums.get(f.name, [0.0, 0.0, 0.0])
             mean = total / n if n else 0.0
             std = math.sqrt(max(squares / n - mean**2, 0.0)) if n else 1.0
-            out.append(FeatureSpec(**{**f.__dict__, "mean": mean, "std": std if std > 1e-12 else 1.0}))
+            out.append(ModelFeature(**{**f.__dict__, "mean": mean, "std": std if std > 1e-12 else 1.0}))
         return tuple(out)

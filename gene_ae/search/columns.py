@@ -2,7 +2,7 @@
 tabular (its specifiers, as `-outfmt "6 qseqid sseqid ..."` names them) and the JSON of `serve --index`.
 
 `values(...)` gives a hit's typed values (None where a value is unknown: a hit not aligned has no alignment
-columns); the writers (gene_ae/cli/output.py, gene_ae/search/serve.py) only format them. Coordinates follow
+columns); the writers (gene_ae/cli/output.py, gene_ae/search/serve_index.py) only format them. Coordinates follow
 BLAST: 1-based and inclusive, the query's always increasing, the subject's decreasing on the minus strand
 (sstart > send).
 """

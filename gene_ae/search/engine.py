@@ -183,7 +183,7 @@ def search(
     as in an index holding only them; removed records never come back. `features` (name -> one value per
     query) are the queries' own, for a model whose vector takes features.
 
-    Three steps, which gene_ae/search/serve.py runs apart (the middle one on each shard's replicas): `ask`
+    Three steps, which gene_ae/search/serve_index.py runs apart (the middle one on each shard's replicas): `ask`
     (the query pieces, embedded once), `shard_hits` per shard, `finish` (merge, fuse, align, rank)."""
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
     check_config(cfg)

@@ -18,7 +18,7 @@ import webdataset as wds
 from gene_ae.config import DataConfig
 from gene_ae.core.mutate import mutate, random_view
 from gene_ae.core.windows import pad_batch
-from gene_ae.model.features import FeatureSpec, FeatureStats, codes
+from gene_ae.model.features import FeatureStats, ModelFeature, codes
 from shard_tools.format import BLOCK_EXT, decode_block
 from shard_tools.reader import ShardError, load_manifest
 
@@ -39,7 +39,9 @@ def shard_urls(path: str | Path, split: str) -> list[str]:
 Item = tuple[np.ndarray, np.ndarray]
 
 
-def decode_samples(samples: Iterable[dict], skip_corrupt: bool, features: Sequence[FeatureSpec] = ()) -> Iterator[Item]:
+def decode_samples(
+    samples: Iterable[dict], skip_corrupt: bool, features: Sequence[ModelFeature] = ()
+) -> Iterator[Item]:
     """WebDataset samples (one block each) -> (tokens, feature codes) of the stored record parts."""
     for sample in samples:
         try:
@@ -167,7 +169,7 @@ def bucket_batches(
 
 
 def train_loader(
-    cfg: DataConfig, rank: int, batches: int, seed: int, features: Sequence[FeatureSpec] = ()
+    cfg: DataConfig, rank: int, batches: int, seed: int, features: Sequence[ModelFeature] = ()
 ) -> wds.WebLoader:
     """An endless-shard loader that yields exactly `batches` (>= 1) batches on this rank, each carrying the
     codes of the model's `features` (model.features) of every window's record."""
@@ -244,7 +246,7 @@ def _length_bound(edges: object, hist: object) -> int | None:
     return edges[filled[-1] + 1]
 
 
-def fit_features(path: str | Path, specs: Sequence[FeatureSpec]) -> tuple[FeatureSpec, ...]:
+def fit_features(path: str | Path, specs: Sequence[ModelFeature]) -> tuple[ModelFeature, ...]:
     """The model's features as the train split holds them: each declared in the manifest with its kind, a
     categorical one's values seen (its embedding rows), a numeric one's mean and std (its standardisation).
     One pass over the train split's metadata, before Ray starts; a feature the shards lack is a one-line error

@@ -101,6 +101,14 @@ class WorkerState:
         }
 
 
+def new_state(model: torch.nn.Module, cfg: Config) -> WorkerState:
+    """A fresh optimiser, schedule and negative queue for a model already on its device: what every rank
+    starts from, and what a one-process study trains with (benchmarks/study.py)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    return WorkerState(model, opt, sched, NegativeQueue(cfg.train.queue_size))
+
+
 def setup_worker(cfg: Config, device: torch.device) -> WorkerState:
     """Model, optimiser and schedule for this rank, restored from Ray's newest checkpoint if there is one."""
     import ray.train
@@ -116,12 +124,10 @@ def setup_worker(cfg: Config, device: torch.device) -> WorkerState:
             module, _ = checkpoint.load_model(d)
             model.load_state_dict(module.state_dict())
             saved = checkpoint.load_trainer_state(d)
-    model = ray.train.torch.prepare_model(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    state = WorkerState(model, opt, sched, NegativeQueue(cfg.train.queue_size), restored=restored is not None)
+    state = new_state(ray.train.torch.prepare_model(model), cfg)
+    state.restored = restored is not None
     if saved is not None:
-        opt.load_state_dict(saved["optimizer"])
+        state.opt.load_state_dict(saved["optimizer"])
         state.sched.load_state_dict(saved["scheduler"])
         state.step = saved["step"]
         torch.set_rng_state(saved["torch_rng"])

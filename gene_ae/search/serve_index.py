@@ -1,22 +1,24 @@
-"""A sharded collection on Ray Serve: one deployment per index shard, an HTTP ingress that answers as `gene-ae search`.
+"""An index on Ray Serve: a deployment per index shard, an HTTP ingress that answers as `gene-ae search`.
 
     POST /search  {"sequences": [{"id": "q1", "sequence": "ACGT..."}], "k": 10, "rerank": 40, "allow_partial": false}
       200   {"hits": [{"query_id", "subject_id", "rank", "similarity", ...}], "partial": false, "missing_shards": []}
       400   {"error": "request: record 'q2': ..."}              bad input, one line naming the record
       503   {"error": "...", "partial": true, "missing_shards": ["shard-00001"]}   a shard did not answer
 
-Why this split: search is `ask` (embed the queries once) -> `shard_hits` per shard -> `finish` (merge, fuse,
-align, rank) in gene_ae/search/engine.py. The ingress runs the two ends, each shard's replicas run the middle one
-on the shard they hold, so the endpoint's hits are the library's hits (and the CLI's) by construction.
+Why this split: search is `ask` (embed the queries once) -> `shard_hits` per index shard -> `finish` (merge,
+fuse, align, rank) in gene_ae/search/engine.py. The ingress runs the two ends, the replicas of each index shard's
+deployment run the middle one on the index shard they hold, so the endpoint's hits are the library's hits (and
+the CLI's) by construction. ("Shard" here is always an index shard, gene_ae/index/collection.py; a deployment
+is the Serve unit that holds one.)
 
-A shard call that fails (its replica died, or the call timed out) is retried on whatever replica Serve routes it
-to next (the controller replaces a dead one), with a doubling backoff. A shard that still does not answer makes
-the response 503, never a silently shorter list; a client that prefers the other shards' hits sends
-`"allow_partial": true` and gets 200 with `"partial": true` and the missing shards named.
+An index shard deployment call that fails (its replica died, or the call timed out) is retried on whatever
+replica Serve routes it to next (the controller replaces a dead one), with a doubling backoff. An index shard
+that still does not answer makes the response 503, never a silently shorter list; a client that prefers the
+other shards' hits sends `"allow_partial": true` and gets 200 with `"partial": true` and the missing shards named.
 
-The ingress holds shard 0 open (the query checks and the provenance check, as the CLI does) and every shard's
-record list and sequence store (re-ranking aligns against them); each shard deployment opens only its own
-directory. Nothing here imports the model: the ingress is given a picklable `Loader` that returns `embed`.
+The ingress holds index shard 0 open (the query checks and the provenance check, as the CLI does) and every
+shard's record list and sequence store (re-ranking aligns against them); each index shard deployment opens only
+its own directory. Nothing here imports the model: the ingress is given a picklable `Loader` that returns `embed`.
 """
 
 from __future__ import annotations
@@ -33,26 +35,29 @@ from gene_ae.core.features import FeatureColumns
 from gene_ae.index.collection import Collection
 from gene_ae.index.directory import IndexDir, read_meta
 from gene_ae.index.seqstore import SequenceStore
+from gene_ae.model.features import check_given
 from gene_ae.search import engine
 from gene_ae.search.candidates import PieceHits, QueryPieces, shard_hits
 from gene_ae.search.columns import Query, json_rows
-from shard_tools.inputs import FeatureColumn, InputError, Record, _make
+from gene_ae.search.limits import SEARCH_LIMITS
+from shard_tools.declared import DeclaredFeature
+from shard_tools.record import InputError, Record, make_record
 
 APP_NAME, ROUTE = "gene-ae", "/search"
-BASE_SHARD = "shard-00000"  # the index directory itself, shard 0 of a collection (collection.py)
+FIRST_INDEX_SHARD = "shard-00000"  # the index directory itself, shard 0 of a collection (collection.py)
 # (embed, the features the model's vector takes) for searching the collection whose shard 0 is given.
-Loader = Callable[[IndexDir], tuple[engine.Embed, tuple[FeatureColumn, ...]]]
+Loader = Callable[[IndexDir], tuple[engine.Embed, tuple[DeclaredFeature, ...]]]
 
 
 @dataclass
 class ServeConfig:
     """How the index is served; the search settings come with each request (k, rerank), as on the CLI."""
 
-    replicas: int = 1  # replicas of each shard deployment, and of the ingress
+    replicas: int = 1  # replicas of each index shard's deployment, and of the ingress
     cpus: float = 1.0  # CPUs each replica reserves (a fraction packs several on one node)
-    retries: int = 5  # further tries of a failed shard call (a killed replica is replaced in a few seconds)
+    retries: int = 5  # further tries of a failed index shard call (a killed replica is replaced in a few seconds)
     backoff_s: float = 0.25  # wait before the first retry, doubled after each: 0.25 + 0.5 + ... + 4 s for 5
-    shard_timeout_s: float = 120.0  # one shard call
+    shard_timeout_s: float = 120.0  # one index shard deployment call
     max_ongoing_requests: int = 16  # per replica, before Serve queues
     batch_size: int = 64  # encoder batch size
     max_sequences: int = 10_000  # per request
@@ -75,8 +80,9 @@ class SearchRequest:
 # ------------------------------------------------------------------------------------------- the deployments
 
 
-class ShardSearcher:
-    """One shard's replica: opens only its shard directory and answers `shard_hits` for the ingress's pieces."""
+class IndexShardDeployment:
+    """A replica of one index shard's Serve deployment: opens only that index shard's directory and answers
+    `shard_hits` for the ingress's pieces."""
 
     def __init__(self, path: str, offset: int, removed: Sequence[int]):
         self.shard = IndexDir.open(path)
@@ -94,11 +100,11 @@ class ShardSearcher:
 class SearchIngress:
     """The HTTP endpoint: parses, embeds once, fans out to every shard deployment concurrently, finishes."""
 
-    def __init__(self, index: str, load: Loader, names: list[str], shards: list, cfg: ServeConfig):
+    def __init__(self, index: str, load: Loader, names: list[str], deployments: list, cfg: ServeConfig):
         self.collection = Collection.open(index, opener=_catalogue_opener(Path(index)))
         self.embed, self.needed = load(self.collection.shards[0])
         self.entries = self.collection.entries
-        self.names, self.shards, self.cfg = names, shards, cfg
+        self.names, self.deployments, self.cfg = names, deployments, cfg
         self._shape = engine.merge_shapes([engine.shard_shape(s) for s in self.collection.shards])
         self._space = engine.search_space(self.collection)
         self._cpu = asyncio.Lock()  # one request embeds or aligns at a time (the sequence store's cache is shared)
@@ -126,7 +132,7 @@ class SearchIngress:
         async with self._cpu:
             pieces = await asyncio.to_thread(engine.ask, self._shape, tokens, self.embed, req.cfg, req.features)
         n = engine.depth(req.cfg)
-        answers = await asyncio.gather(*(self._call(i, "hits", pieces, n) for i in range(len(self.shards))))
+        answers = await asyncio.gather(*(self._call(i, "hits", pieces, n) for i in range(len(self.deployments))))
         missing = [name for name, a in zip(self.names, answers) if a is None]
         present = [a for a in answers if a is not None]
         if (missing and not req.allow_partial) or not present:
@@ -138,14 +144,14 @@ class SearchIngress:
         return 200, {"hits": rows, "partial": bool(missing), "missing_shards": missing}
 
     async def _call(self, i: int, method: str, *args):
-        """One shard deployment's answer, retried on failure; None when it never came."""
+        """One index shard deployment's answer, retried on failure; None when it never came."""
         from ray.exceptions import RayActorError, WorkerCrashedError
         from ray.serve.exceptions import RayServeException, RequestCancelledError
 
         wait = self.cfg.backoff_s
         for attempt in range(self.cfg.retries + 1):
             try:
-                call = getattr(self.shards[i], method).remote(*args)
+                call = getattr(self.deployments[i], method).remote(*args)
                 try:
                     return await asyncio.wait_for(_awaited(call), self.cfg.shard_timeout_s)
                 except TimeoutError:
@@ -181,7 +187,7 @@ def _one_line(exc: Exception) -> str:
 # ------------------------------------------------------------------------------------------- requests, hits
 
 
-def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfig) -> SearchRequest:
+def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeConfig) -> SearchRequest:
     """The request body, validated as the readers validate a file (shard_tools.inputs): one-line errors naming
     the record. `needed`: the features the model's vector takes, which every record must carry."""
     if not isinstance(body, dict) or not isinstance(body.get("sequences"), list):
@@ -193,8 +199,8 @@ def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfi
     if not records or len(records) > cfg.max_sequences:
         raise ValueError(f"request: {len(records)} sequences; send 1 to {cfg.max_sequences:,}")
     search_cfg = engine.SearchConfig(
-        k=_int(body, "k", engine.SearchConfig.k, 1, 100_000),
-        rerank=_int(body, "rerank", engine.DEFAULT_RERANK, 0, 10_000),
+        k=_int(body, "k", engine.SearchConfig.k),
+        rerank=_int(body, "rerank", engine.DEFAULT_RERANK),
         batch_size=cfg.batch_size,
     )
     allow = body.get("allow_partial", False)
@@ -207,22 +213,21 @@ def parse_request(body: object, needed: Sequence[FeatureColumn], cfg: ServeConfi
         given = rec.get("features") or {}
         if not isinstance(given, dict):
             raise ValueError(f"request: record {rec['id']!r}: features must be an object of name -> value")
-        made = _make("request", rec["id"], "", rec["sequence"], line, None, tuple(needed),
+        made = make_record("request", rec["id"], "", rec["sequence"], line, None, tuple(needed),
                      {k: str(v) for k, v in given.items() if v is not None})  # fmt: skip
         if isinstance(made, InputError):
             raise made
-        missing = [f.name for f in needed if f.name not in given]
-        if missing:
-            raise ValueError(f"request: record {rec['id']!r}: this model's vector takes the feature {missing[0]!r}")
+        check_given(needed, dict.fromkeys(given), f"request: record {rec['id']!r}", ': send it in "features"')
         made_records.append(made)
     features = {f.name: [r.features.get(f.name) for r in made_records] for f in needed} if needed else None
     return SearchRequest(made_records, features, search_cfg, allow)
 
 
-def _int(body: Mapping, name: str, default: int, lo: int, hi: int) -> int:
-    value = body.get(name, default)
-    if type(value) is not int or not lo <= value <= hi:
-        raise ValueError(f"request: {name} must be an integer from {lo} to {hi:,}, got {value!r}")
+def _int(body: Mapping, name: str, default: int) -> int:
+    """A request's search setting: an integer in its range (gene_ae/search/limits.py, as on the CLI)."""
+    value, limit = body.get(name, default), SEARCH_LIMITS[name]
+    if type(value) is not int or value not in limit:
+        raise ValueError(f"request: {name} must be an integer {limit}, got {value!r}")
     return value
 
 
@@ -249,12 +254,13 @@ def _catalogue_opener(index: Path) -> Callable[[Path], IndexDir]:
     return lambda d: IndexDir.open(d) if d == index else _catalogue(d)
 
 
-def shard_names(collection: Collection) -> list[str]:
-    return [BASE_SHARD] + [s.path.name for s in collection.shards[1:]]
+def deployment_names(collection: Collection) -> list[str]:
+    """A deployment per index shard, named after the shard (its directory; shard 0 is the index directory)."""
+    return [FIRST_INDEX_SHARD] + [s.path.name for s in collection.shards[1:]]
 
 
 def build_app(index: str | Path, load: Loader, cfg: ServeConfig):
-    """The Serve application: a deployment per shard (named after its directory; shard 0 is BASE_SHARD) and the
+    """The Serve application: a deployment per index shard (deployment_names; shard 0 is FIRST_INDEX_SHARD) and the
     ingress bound to them. Only index.json and shards.json are read here."""
     from ray import serve
 
@@ -265,11 +271,11 @@ def build_app(index: str | Path, load: Loader, cfg: ServeConfig):
         "ray_actor_options": {"num_cpus": cfg.cpus},
         "max_ongoing_requests": cfg.max_ongoing_requests,
     }
-    shard = serve.deployment(ShardSearcher)
-    names, bound = shard_names(collection), []
+    deployment = serve.deployment(IndexShardDeployment)
+    names, bound = deployment_names(collection), []
     for name, s, lo, hi in zip(names, collection.shards, collection.offsets[:-1], collection.offsets[1:]):
         removed = (np.flatnonzero(collection.removed[lo:hi])).tolist()
-        bound.append(shard.options(name=name, **options).bind(str(s.path), int(lo), removed))
+        bound.append(deployment.options(name=name, **options).bind(str(s.path), int(lo), removed))
     ingress = serve.deployment(SearchIngress).options(name="ingress", **options)
     return ingress.bind(str(index), load, names, bound, cfg)
 
