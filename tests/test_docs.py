@@ -10,8 +10,9 @@ from shared import REPO
 
 from gene_ae.index import vectors
 from gene_ae.index.seqstore import BLOCK_BASES
-from gene_ae.search import align, engine
-from gene_ae.search.candidates import DEFAULT_SOURCES
+from gene_ae.search import engine
+from gene_ae.search.candidates import DEFAULT_SOURCES, LONG_QUERY_SHARE, QUERY_PIECE
+from gene_ae.search.chain import ChainConfig
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 PATH = re.compile(
@@ -36,10 +37,16 @@ def test_the_constants_the_readme_quotes_are_the_codes() -> None:
     readme = (REPO / "README.md").read_text()
     assert f"aligns the query to the top {engine.DEFAULT_RERANK} (`--rerank N`" in readme
     assert DEFAULT_SOURCES == ("sparse",) and "from the exact k-mer index by default" in readme
-    assert align.LONG == 20_000 and "minimap2 (mappy) for queries over 20 kb" in readme
+    assert 2 * QUERY_PIECE == 4096 and "A query over 4 kb is answered region by region" in readme
+    assert ChainConfig().k == 13 and "co-linear 13-mer matches" in readme
+    assert (engine.DEEP, engine.DEEP_BELOW) == (
+        300,
+        0.75,
+    ) and "to the top 300 when the best of those is below 0.75" in readme
     assert vectors.FLAT_MAX == 20_000 and "exact up to 20,000 a shard" in readme
-    assert "postings of 2 bytes each" in readme
+    assert "postings as nibble varints" in readme
     architecture = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    assert LONG_QUERY_SHARE == 4 and "reading 1 in 4 of their k-mers" in architecture
     assert BLOCK_BASES == 16 * 1024 and "blocks of 16 Ki bases" in architecture
     assert f"The top {engine.DEFAULT_RERANK} (each list's best" in architecture
     assert "flat <= 20,000 a shard" in architecture

@@ -38,11 +38,11 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument(
         "--deep", type=int_option("deep"), default=search_cfg.deep, metavar="N",
-        help="when the best of the first --rerank is below --deep-below identity, align the top N instead (0: off)",
+        help="align the top N candidates instead when the best of those aligned first is remote (0: off)",
     )  # fmt: skip
     s.add_argument(
         "--deep-below", type=number(float, Range(0, 1)), default=search_cfg.deep_below, metavar="F",
-        help="identity under which a query's search goes --deep (a remote query's source ranks lower by k-mers)",
+        help="identity under which the best aligned candidate is remote (its source ranks lower by k-mers)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
