@@ -7,14 +7,18 @@ they are removed on any exception, Ctrl-C included, and a later run removes thos
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import os
 import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from shard_tools.text import printable
 
 _CHUNK = 1 << 20
 _DEFER = {signal.SIGINT, signal.SIGTERM}
@@ -148,3 +152,29 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def check_out_dir(out: str | Path, flag: str = "--out", replaced: bool = False) -> None:
+    """Refuse an output directory that could not be written: an existing file, or a nearest existing folder above
+    it (created with its parents) that is a file or not writable. replaced: the directory is built beside itself
+    and swapped in (gene-ae embed), so it is its parent that must be writable."""
+    path, shown = Path(out), printable(str(out))
+    if not str(out):
+        raise ValueError(f"{flag}: empty; give a directory")
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{flag} {shown}: is a file, not a directory")
+    nearest = path if path.exists() and not replaced else path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    writable_folder(nearest, flag, shown)
+
+
+def writable_folder(folder: Path, flag: str, shown: str) -> None:
+    """Refuse a folder a command could not write into, naming the option (`flag`) and the path as given (`shown`)."""
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{flag} {shown}: {printable(str(folder))} is a file, not a folder")
+    try:  # tried, not os.access: that says yes to root on a read-only mount
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        why = "on a read-only file system" if exc.errno == errno.EROFS else "not writable"
+        raise PermissionError(f"{flag} {shown}: folder {printable(str(folder))} is {why}") from None

@@ -11,7 +11,7 @@ from shared import tiny_index
 
 from gene_ae.cli import main
 from gene_ae.core.records import iter_input
-from shard_tools.alphabet import decode, reverse_complement
+from shard_tools.alphabet import FIRST_BASE, decode, reverse_complement
 
 
 @pytest.fixture(scope="module")
@@ -22,22 +22,47 @@ def world(tmp_path_factory, data_dir: Path) -> dict:
     return {"root": root, "index": tiny_index(root, root / "subjects.fa")[1], "genes": genes}
 
 
+def _search(world, capsys, name: str, parts: list, k: int, columns: str) -> list[list[str]]:
+    """`gene-ae search` of the parts laid end to end as one query: its BLAST-tabular rows."""
+    query = world["root"] / name
+    query.write_text(f">{name}\n" + decode(np.concatenate(parts)) + "\n")
+    with pytest.raises(SystemExit) as done:
+        main(["search", "--index", str(world["index"]), str(query), "-k", str(k), "--outfmt", f"6 {columns}"])
+    out = capsys.readouterr()
+    assert done.value.code == 0, out.err
+    return [line.split("\t") for line in out.out.splitlines()]
+
+
 def test_records_laid_end_to_end_are_each_reported_with_their_region(world, capsys) -> None:
     picks = [3, 17, 29, 41, 55, 68, 74]
     parts = [world["genes"][i].tokens for i in picks]
     parts[2] = reverse_complement(parts[2])  # one on the minus strand
     starts = np.cumsum([0] + [p.size for p in parts])
-    query = world["root"] / "cat.fa"
-    query.write_text(">cat\n" + decode(np.concatenate(parts)) + "\n")
-    with pytest.raises(SystemExit) as done:
-        main(["search", "--index", str(world["index"]), str(query), "-k", "10", "--outfmt",
-              "6 sseqid qstart qend sstrand pident"])  # fmt: skip
-    out = capsys.readouterr()
-    assert done.value.code == 0, out.err
-    rows = [line.split("\t") for line in out.out.splitlines()]
+    rows = _search(world, capsys, "cat.fa", parts, 10, "sseqid qstart qend sstrand pident")
     first = {r[0]: r for r in rows[: len(picks)]}  # each region's best hit before any other
     assert set(first) == {f"s{i}" for i in picks}
     for n, i in enumerate(picks):
         _, qstart, qend, strand, pident = first[f"s{i}"]
         assert (int(qstart) - 1, int(qend)) == (starts[n], starts[n + 1]) and float(pident) == 100.0
         assert strand == ("minus" if n == 2 else "plus")
+
+
+def test_many_records_inside_a_long_query_among_other_bases_are_each_reported(world, capsys) -> None:
+    """30 stored records, 4 kb of unrelated bases between them (a 150 kb query, 146 pieces): each reported, at its
+    place, though the pieces' candidates are far more than the 40 a gene query aligns (stop 30 reported 8 of 50
+    in a 1 Mb query: only 40 candidates were examined)."""
+    rng = np.random.default_rng(7)
+    clean = [i for i, g in enumerate(world["genes"]) if (g.tokens < FIRST_BASE + 4).all()]  # an N matches nothing
+    picks = sorted(rng.choice(clean, 30, replace=False).tolist())
+    parts, spans, at = [], {}, 0
+    for i in picks:
+        filler = rng.integers(FIRST_BASE, FIRST_BASE + 4, 4_000).astype(np.uint8)
+        gene = world["genes"][i].tokens
+        parts += [filler, gene]
+        spans[f"s{i}"] = (at + filler.size, at + filler.size + gene.size)
+        at += filler.size + gene.size
+    exact = {}
+    for sseqid, qstart, qend, pident in _search(world, capsys, "many.fa", parts, 40, "sseqid qstart qend pident"):
+        if float(pident) == 100.0:
+            exact.setdefault(sseqid, (int(qstart) - 1, int(qend)))
+    assert {s: exact.get(s) for s in spans} == spans

@@ -371,7 +371,9 @@ def test_a_record_over_max_length_is_one_line_and_memory_stays_bounded(tmp_path:
     )
     first, _, err = done.stdout.partition("\n")
     rc, peak_kib = map(int, first.split())
-    line_text = one_line_error(rc, err, f"{bomb}:1: record 'huge': longer than --max-length 1,000,000 bases")
+    line_text = one_line_error(
+        err, f"{bomb}:1: record 'huge': longer than --max-length 1,000,000 bases", rc=rc, prefix=SHARD_ERROR
+    )
     assert "raise --max-length" in line_text
     print(f"peak RSS {peak_kib / 1024:.0f} MiB")
     assert peak_kib < 300 * 1024, f"peak {peak_kib / 1024:.0f} MiB for a 128 Mb record"  # unbounded: over 400 MiB
@@ -391,7 +393,7 @@ def test_a_fastq_line_over_max_length_is_one_line_naming_it(tmp_path: Path, caps
     fq = tmp_path / "reads.fq"
     fq.write_text("@r1\n" + "ACGT" * 300 + "\n+\n" + "I" * 1200 + "\n")
     rc, err = run(shard_fasta_main, [fq, tmp_path / "out", "--max-length", "1000"], capsys)
-    one_line_error(rc, err, f"{fq}:2: a line longer than --max-length 1,000 bases")
+    one_line_error(err, f"{fq}:2: a line longer than --max-length 1,000 bases", rc=rc, prefix=SHARD_ERROR)
 
 
 def test_a_file_that_shrinks_while_read_is_an_error_not_a_short_record(tmp_path: Path) -> None:

@@ -5,12 +5,11 @@ with a message about a hidden temporary file)."""
 from __future__ import annotations
 
 import argparse
-import errno
-import tempfile
 from pathlib import Path
 
 from gene_ae.search.limits import SEARCH_LIMITS
 from shard_tools.detect import FORMATS
+from shard_tools.files import check_out_dir, writable_folder  # noqa: F401 (check_out_dir: the subcommands' import)
 from shard_tools.inputs import DEFAULT_MAX_LENGTH
 from shard_tools.options import Parser, Range, number
 from shard_tools.text import printable
@@ -98,29 +97,4 @@ def check_out_file(out: str | Path | None, flag: str = "--out") -> None:
     parent = path.parent
     if not parent.exists():
         raise FileNotFoundError(f"{flag} {shown}: its folder {printable(str(parent))} does not exist")
-    _writable_folder(parent, flag, shown)
-
-
-def check_out_dir(out: str | Path, flag: str = "--out", replaced: bool = False) -> None:
-    """Refuse an output directory that could not be written: an existing file, or a nearest existing folder above
-    it (created with its parents) that is a file or not writable. replaced: the directory is built beside itself
-    and swapped in (gene-ae embed), so it is its parent that must be writable."""
-    path, shown = Path(out), printable(str(out))
-    if not str(out):
-        raise ValueError(f"{flag}: empty; give a directory")
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{flag} {shown}: is a file, not a directory")
-    nearest = path if path.exists() and not replaced else path.parent
-    while not nearest.exists() and nearest != nearest.parent:
-        nearest = nearest.parent
-    _writable_folder(nearest, flag, shown)
-
-
-def _writable_folder(folder: Path, flag: str, shown: str) -> None:
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{flag} {shown}: {printable(str(folder))} is a file, not a folder")
-    try:  # tried, not os.access: that says yes to root on a read-only mount
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        why = "on a read-only file system" if exc.errno == errno.EROFS else "not writable"
-        raise PermissionError(f"{flag} {shown}: folder {printable(str(folder))} is {why}") from None
+    writable_folder(parent, flag, shown)

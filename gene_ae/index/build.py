@@ -146,6 +146,7 @@ def build_collection(
         for directory, part in index_shards(writer, records, shard_records, shard_bases):
             shard_writer = IndexWriter(directory) if metas else writer
             metas.append(write_shard(part, embed, model, shard_writer, settings_of(metas[0]) if metas else cfg, source))
+        list_shards(writer)
     return metas
 
 
@@ -153,8 +154,9 @@ def index_shards(
     writer: IndexWriter, records: Iterable[InputRecord], shard_records: int, shard_bases: int
 ) -> Iterator[tuple[Path, Iterator[InputRecord]]]:
     """The one shard loop of an index build (here and index/parallel.py): each index shard's directory and its
-    records (take_shard), shard 0 in the index directory, shard-NNNNN beside it; shards.json is written after
-    the last. Each shard's records must be read before the next shard is asked for (they share the stream)."""
+    records (take_shard), shard 0 in the index directory, shard-NNNNN beside it. Each shard's records must be read
+    before the next shard is asked for (they share the stream). The caller lists the shards (list_shards) once
+    every one is written: shards.json holds their digests, and Ray tasks may still be writing the last."""
     if shard_records < 0 or shard_bases < 0:
         raise ValueError(f"shard sizes must be >= 0, got {shard_records} records, {shard_bases} bases")
     stream = iter(records)
@@ -164,6 +166,11 @@ def index_shards(
         names.append(f"shard-{len(names) + 1:05d}")
         (writer.dir / names[-1]).mkdir()
         yield writer.dir / names[-1], take_shard(chain([first], stream), shard_records, shard_bases)
+
+
+def list_shards(writer: IndexWriter) -> None:
+    """shards.json for a build's shards beside shard 0 (none: no list), once all of them are written."""
+    names = sorted(p.name for p in writer.dir.glob("shard-*") if p.is_dir())
     if names:
         write_shards_file(writer.dir, names, [])
 

@@ -15,7 +15,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from gene_ae.core.records import InputRecord
-from gene_ae.index.build import BuildConfig, LocalEmbed, ModelInfo, first_batch, index_shards, resolve, write_shard
+from gene_ae.index.build import (
+    BuildConfig,
+    LocalEmbed,
+    ModelInfo,
+    first_batch,
+    index_shards,
+    list_shards,
+    resolve,
+    write_shard,
+)
 from gene_ae.index.directory import IndexMeta, IndexWriter, write_index
 
 # Passed on to the tasks, so that a models:/ URI resolves on every node as it does here.
@@ -55,6 +64,7 @@ def build_collection_ray(
                 _collect(ray, running, metas)
         while running:
             _collect(ray, running, metas)
+        list_shards(writer)
     return [metas[i] for i in sorted(metas)]
 
 

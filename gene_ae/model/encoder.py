@@ -79,7 +79,7 @@ def resolve_checkpoint(uri: str) -> Path:
     import mlflow
 
     if uri.startswith(("models:/", "runs:/")):  # looked up in the registry: there and answering, never created
-        from gene_ae.registry.tracking import check_store
+        from gene_ae.core.stores import check_store
 
         check_store(uri)
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))

@@ -18,8 +18,8 @@ typedef struct {
     int64_t qlen, n;      /* query length; entries kept */
     uint64_t *entry;      /* code << 33 | position << 1 | orientation (1: the k-mer read on the minus strand) */
     uint64_t *slot_code;  /* hash slots: code + 1 (0: empty) */
-    int64_t *slot_first;  /* first entry of that code */
-    int32_t *slot_count;
+    int32_t *slot_first;  /* first entry of that code (the query is under 2^31 bases) */
+    uint8_t *slot_count;  /* entries of that code (at most max_occ <= 255) */
     uint64_t mask;        /* slots - 1 */
 } table_t;
 
@@ -68,7 +68,8 @@ static inline int kmer_next(kmers_t *it, int64_t *pos, uint64_t *code, int *orie
     return 0;
 }
 
-/* The query's table; k-mers occurring more than max_occ times in the query are left out (repeats). */
+/* The query's table (qlen < 2^31); k-mers occurring more than max_occ (<= 255) times in the query are left
+   out (repeats). */
 void *chain_table_new(const uint8_t *q, int64_t qlen, int k, int first_base, int max_occ)
 {
     table_t *t = calloc(1, sizeof *t);
@@ -80,8 +81,9 @@ void *chain_table_new(const uint8_t *q, int64_t qlen, int k, int first_base, int
     for (kmers_t it = kmers_of(q, qlen, k, first_base); kmer_next(&it, &pos, &code, &orient);)
         t->entry[n++] = code << 33 | (uint64_t)pos << 1 | (uint64_t)orient;
     radix_sort(t->entry, n, 2 * k + 33);
-    int64_t slots = 16;
-    while (slots < 2 * n) slots <<= 1;
+    int64_t distinct = 0, slots = 16;
+    for (int64_t a = 0; a < n; a++) distinct += a == 0 || (t->entry[a] >> 33) != (t->entry[a - 1] >> 33);
+    while (2 * slots < 3 * distinct) slots <<= 1;  /* at most 2/3 full: 14 bytes a slot, ~300 MB at 10 Mb */
     t->mask = (uint64_t)slots - 1;
     t->slot_code = calloc((size_t)slots, sizeof *t->slot_code);
     t->slot_first = malloc((size_t)slots * sizeof *t->slot_first);
@@ -92,7 +94,7 @@ void *chain_table_new(const uint8_t *q, int64_t qlen, int k, int first_base, int
         if (b - a > max_occ) continue;
         uint64_t h = mix(code) & t->mask;
         while (t->slot_code[h]) h = (h + 1) & t->mask;
-        t->slot_code[h] = code + 1, t->slot_first[h] = a, t->slot_count[h] = (int32_t)(b - a);
+        t->slot_code[h] = code + 1, t->slot_first[h] = (int32_t)a, t->slot_count[h] = (uint8_t)(b - a);
     }
     t->n = n;
     return t;

@@ -17,7 +17,7 @@ from functools import cache
 import numpy as np
 
 from gene_ae.core.native import F64, I32, I64, P, at, load
-from shard_tools.alphabet import FIRST_BASE
+from shard_tools.alphabet import FIRST_BASE, reverse_complement
 
 _ROW = 8  # strand, query start, query end, subject start, subject end, score, anchors, anchors' offset (chain.c)
 
@@ -46,6 +46,10 @@ class Chain:
     score: int
     anchors: int
 
+    def on_strand(self, n: int) -> tuple[int, int]:
+        """The query span on the chain's strand (of an n-base query): on its reverse complement for minus."""
+        return (self.query_start, self.query_end) if self.strand == "+" else (n - self.query_end, n - self.query_start)
+
     def identity(self, k: int) -> float:
         """The identity the anchors' density implies: a base-level identity p keeps a k-mer with chance p^k."""
         kept = self.anchors / max(1, self.query_end - self.query_start - k + 1)
@@ -65,15 +69,24 @@ class QueryChains:
     """A query's k-mer table (made once, in C memory; `close` frees it), chained against one subject at a time."""
 
     def __init__(self, query: np.ndarray, cfg: ChainConfig | None = None):
-        self._table = None
+        self._table, self._reverse = None, None
         self.cfg = cfg or ChainConfig()
         if not 1 <= self.cfg.k <= 15:  # a table entry is code << 33 | position << 1 | orientation
             raise ValueError(f"chain k must be in 1..15, got {self.cfg.k}")
-        if query.size >= 2**32:
-            raise ValueError(f"a query of {query.size:,} bases is too long to chain (at most 2^32 - 1)")
+        if query.size >= 2**31 or not 1 <= self.cfg.max_occ <= 255:
+            raise ValueError(f"a query of {query.size:,} bases (at most 2^31 - 1) with max_occ {self.cfg.max_occ} "
+                             "(1..255) cannot be chained")  # fmt: skip
         self.query = np.ascontiguousarray(query, dtype=np.uint8)
         c = self.cfg
         self._table = _lib().chain_table_new(at(self.query), self.query.size, c.k, FIRST_BASE, c.max_occ)
+
+    def oriented(self, strand: str) -> np.ndarray:
+        """The query on this strand (its reverse complement made once)."""
+        if strand == "+":
+            return self.query
+        if self._reverse is None:
+            self._reverse = reverse_complement(self.query)
+        return self._reverse
 
     def regions(self, subject: np.ndarray) -> list[Chain]:
         """The chains of the query against `subject`, best first."""
@@ -144,11 +157,38 @@ def best_regions(chains: list[Chain], query_length: int, k: int) -> list[tuple[f
     return sorted(kept, key=lambda x: -x[0])
 
 
-def chain_path(query: np.ndarray, subject: np.ndarray, anchors: np.ndarray, k: int) -> str:
+def extended(chain: Chain, query: np.ndarray, subject: np.ndarray) -> Chain:
+    """The chain with its ends moved out over the exact matches that continue them (a chain starts at its first
+    k-mer match: a record inside a long query would be reported from a few bases in where a base next to its
+    start happens to differ from the query's k-mers' neighbours). `query` on the chain's strand."""
+    n = query.size
+    qa, qb = (
+        (chain.query_start, chain.query_end) if chain.strand == "+" else (n - chain.query_end, n - chain.query_start)
+    )
+    sa, sb = chain.subject_start, chain.subject_end
+    left = _same_run(query[:qa][::-1], subject[:sa][::-1])
+    right = _same_run(query[qb:], subject[sb:])
+    qa, qb, sa, sb = qa - left, qb + right, sa - left, sb + right
+    spans = (qa, qb) if chain.strand == "+" else (n - qb, n - qa)
+    return Chain(chain.strand, *spans, sa, sb, chain.score, chain.anchors)
+
+
+def _same_run(a: np.ndarray, b: np.ndarray) -> int:
+    """How many first elements of a and b are equal (bases: N matches nothing)."""
+    m = min(a.size, b.size)
+    differ = np.flatnonzero((a[:m] != b[:m]) | (a[:m] >= FIRST_BASE + 4))
+    return int(differ[0]) if differ.size else m
+
+
+def chain_path(
+    query: np.ndarray, subject: np.ndarray, anchors: np.ndarray, k: int, ends: tuple[int, int, int, int] | None = None
+) -> str:
     """The alignment a chain implies, as an extended CIGAR (=, X, I, D) from its first anchor to its last: runs
     of exact matches where anchors overlap on one diagonal, the gaps between them aligned by edlib (small: a 30 %
     copy keeps an anchor every ~100 bases), as minimap2 aligns between its anchors. `query` is on the chain's
-    strand (the reverse complement for a minus chain), `anchors` its (query, subject) starts in order."""
+    strand (the reverse complement for a minus chain), `anchors` its (query, subject) starts in order. `ends`:
+    (query start, query end, subject start, subject end) of the chain `extended` on that strand, its first and
+    last runs of matches reaching them."""
     import edlib
 
     parts: list[str] = []
@@ -156,6 +196,8 @@ def chain_path(query: np.ndarray, subject: np.ndarray, anchors: np.ndarray, k: i
     for q, s in anchors.tolist():
         if qe is None:
             qs, qe, se = q, q + k, s + k
+            if ends is not None and ends[0] - ends[2] == q - s:
+                qs = min(qs, ends[0])
             continue
         if q - s == qe - se and q <= qe:  # the same diagonal, overlapping: the run goes on
             qe, se = q + k, s + k
@@ -171,5 +213,7 @@ def chain_path(query: np.ndarray, subject: np.ndarray, anchors: np.ndarray, k: i
         qs, qe, se = q, q + k, s + k
     if qe is None:
         return ""
+    if ends is not None and ends[1] - ends[3] == qe - se:
+        qe = max(qe, ends[1])
     parts.append(f"{qe - qs}=")
     return "".join(parts)

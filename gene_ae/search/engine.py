@@ -286,8 +286,8 @@ def finish(
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
-                with QueryChains(query) as table:
-                    ranked = chained(table, hits, subject, top)
+                with QueryChains(query) as table:  # every candidate: one a piece (40 of 50 genes in 1 Mb, at most)
+                    ranked = chained(table, hits, subject, max(top, n))
                     hits = _reported(query, ranked, cfg, subject, space, RegionPaths(table, subject))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)

@@ -11,9 +11,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from gene_ae.search.chain import Chain, QueryChains, best_regions, chain_path
+from gene_ae.search.chain import Chain, QueryChains, best_regions, chain_path, extended
 from gene_ae.search.hits import Hit
-from shard_tools.alphabet import reverse_complement
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens
 
@@ -27,7 +26,9 @@ def chained(table: QueryChains, hits: list[Hit], subject: Subject, top: int) -> 
     found: list[tuple[float, Hit]] = []
     unmatched = []
     for h in hits[:top]:
-        regions = best_regions(table.regions(subject(h.subject)), n, k)
+        tokens = subject(h.subject)
+        chains = [extended(ch, table.oriented(ch.strand), tokens) for ch in table.regions(tokens)]
+        regions = best_regions(chains, n, k)
         if not regions:
             unmatched.append(h)
         for score, ch in regions:
@@ -45,22 +46,17 @@ class RegionPaths:
     def __init__(self, table: QueryChains, subject: Subject):
         self.table, self.subject = table, subject
         self._anchored: dict[int, list[tuple[Chain, np.ndarray]]] = {}
-        self._reverse: np.ndarray | None = None
 
     def __call__(self, hit: Hit) -> str:
         tokens = self.subject(hit.subject)
         if hit.subject not in self._anchored:
             self._anchored[hit.subject] = self.table.anchored(tokens)
         for ch, anchors in self._anchored[hit.subject]:
+            query = self.table.oriented(ch.strand)
+            ch = extended(ch, query, tokens)
             if (ch.strand, ch.query_start, ch.query_end, ch.subject_start, ch.subject_end) == (
                 hit.strand, hit.query_start, hit.query_end, hit.subject_start, hit.subject_end
             ):  # fmt: skip
-                return chain_path(self._oriented(ch.strand), tokens, anchors, self.table.cfg.k)
+                qa, qb = ch.on_strand(query.size)
+                return chain_path(query, tokens, anchors, self.table.cfg.k, (qa, qb, ch.subject_start, ch.subject_end))
         return ""
-
-    def _oriented(self, strand: str) -> np.ndarray:
-        if strand == "+":
-            return self.table.query
-        if self._reverse is None:
-            self._reverse = reverse_complement(self.table.query)
-        return self._reverse

@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from gene_ae.cli.common import check_out_dir
 from gene_ae.config import Config, load_config
 from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store, tracking_uri
 from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
 from gene_ae.train.run import check_not_finished, check_resumable, mark_finished, mlflow_run, register
+from shard_tools.files import check_out_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

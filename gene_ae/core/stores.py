@@ -1,0 +1,56 @@
+"""Tracking stores, checked before a model lookup or a run: there, answering, and every request bounded.
+
+In core because every side that looks a model up needs it (model/encoder.py resolves models:/ URIs, the CLI and
+the train driver before any work); MLflow is imported only inside the check.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+# Every request to a tracking server is bounded (MLflow's defaults, 120 s and 7 retries with backoff, wait many
+# minutes on a server that does not answer): set in the environment unless the user set them, and passed to Ray
+# workers. PROBE_TIMEOUT_S bounds the one request made before any work (check_store).
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+PROBE_TIMEOUT_S = 10.0
+
+
+def bound_requests(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's environment, changed in place) with HTTP_LIMITS wherever not set."""
+    env = os.environ if env is None else env
+    for key, value in HTTP_LIMITS.items():
+        env.setdefault(key, value)
+    return env
+
+
+def check_store(what: str, must_exist: bool = True) -> str:
+    """The registry URI, refused in one line naming it before any work: a sqlite store that is not there when
+    `must_exist` (MLflow would create an empty one and then say the model is not found), or a server that does
+    not answer within PROBE_TIMEOUT_S. `what`: the model URI or option the lookup is for."""
+    import mlflow
+
+    uris = dict.fromkeys((mlflow.get_tracking_uri(), mlflow.get_registry_uri()))
+    for uri in uris:
+        if must_exist and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+            raise FileNotFoundError(
+                f"{what}: no MLflow store at {uri} (set MLFLOW_TRACKING_URI to the one that holds the model)"
+            )
+        if uri.startswith(("http://", "https://")):
+            _check_answers(uri, what)
+    return next(reversed(uris))
+
+
+def _check_answers(uri: str, what: str) -> None:
+    """Any HTTP answer from the server's /health (even an error status) will do; silence or refusal will not."""
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(
+            f"{what}: the MLflow tracking server at {uri} did not answer within {PROBE_TIMEOUT_S:g} s ({reason})"
+        ) from None
