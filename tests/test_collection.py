@@ -9,19 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from shared import tiny_model
 
 from gene_ae.cli import main
-from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build
 from gene_ae.index import collection as collection_module
 from gene_ae.index.collection import Collection
-from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
-from gene_ae.model.config import ModelConfig
-from gene_ae.model.encoder import Encoder
 from gene_ae.search import engine
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig
@@ -32,10 +28,7 @@ WINDOW = 256
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, data_dir: Path) -> dict:
     root = tmp_path_factory.mktemp("collection")
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), device="cpu")
+    cfg, encoder = tiny_model(WINDOW, 64)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:24]
     lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
     lam.tokens = lam.tokens[:9000]  # long enough for window vectors and two k-mer segments
