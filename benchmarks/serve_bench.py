@@ -163,8 +163,8 @@ def _endpoint(index: Path, queries: list[tuple[str, str]], work: Path, want: lis
     import ray
     from ray import serve
 
-    from gene_ae.cli.serve import search_model
     from gene_ae.search import serve_index as served
+    from gene_ae.search.searcher import search_model
 
     port = _free_port()
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(work / "ray"), logging_level="ERROR",

@@ -144,25 +144,32 @@ def edit_entries(d: Path, sign: bool, **columns) -> None:
         (d / "index.json").write_text(json.dumps(raw))
 
 
-def tiny_index(root: Path, fasta: Path, window: int = 256, dim: int = 64) -> tuple[Path, Path]:
-    """(checkpoint, index) of a tiny untrained model and an index of the records in `fasta`, under `root`: for
-    tests of search and its output, where what the vector holds does not matter."""
-    from functools import partial
-
+def tiny_model(window: int = 256, dim: int = 64):
+    """(run Config, Encoder) of a tiny untrained model, seeded: the model of tests where what the vector holds
+    does not matter (save it with model.checkpoint.save(dir, cfg, encoder.model))."""
     import torch
 
     from gene_ae.config import Config
-    from gene_ae.core.records import iter_input
-    from gene_ae.index import build
     from gene_ae.model.autoencoder import GeneAE
-    from gene_ae.model.checkpoint import save as save_checkpoint
     from gene_ae.model.config import ModelConfig
     from gene_ae.model.encoder import Encoder
 
     torch.manual_seed(0)
     cfg = Config()
     cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=dim, window=window, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), device="cpu")
+    return cfg, Encoder(GeneAE(cfg.model), device="cpu")
+
+
+def tiny_index(root: Path, fasta: Path, window: int = 256, dim: int = 64) -> tuple[Path, Path]:
+    """(checkpoint, index) of a tiny untrained model and an index of the records in `fasta`, under `root`: for
+    tests of search and its output, where what the vector holds does not matter."""
+    from functools import partial
+
+    from gene_ae.core.records import iter_input
+    from gene_ae.index import build
+    from gene_ae.model.checkpoint import save as save_checkpoint
+
+    cfg, encoder = tiny_model(window, dim)
     ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
     embed = partial(build.embed_local, encoder, batch_size=64)
     model = build.ModelInfo(uri=str(ckpt), version="", dim=dim, window=window)

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from shared import one_line_error
+from shared import one_line_error, tiny_model
 
-from gene_ae.config import Config
 from gene_ae.core.features import FeatureColumns, where
-from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
-from gene_ae.model.config import ModelConfig
 from gene_ae.model.features import ModelFeature, parse_features
 from gene_ae.train.data import fit_features
 from shard_tools.declared import DeclaredFeature, parse_feature_column
@@ -30,10 +26,8 @@ def index(tmp_path_factory) -> tuple[Path, Path, Path]:
     from gene_ae.cli import main
 
     root = tmp_path_factory.mktemp("careless")
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=32, window=64, downsample=4)
-    ckpt = save_checkpoint(root / "ckpt", cfg, GeneAE(cfg.model))
+    cfg, tiny = tiny_model(64, 32)
+    ckpt = save_checkpoint(root / "ckpt", cfg, tiny.model)
     rng = np.random.default_rng(0)
     rows = ["".join(rng.choice(list("ACGT"), 300)) for _ in range(12)]
     table = root / "genes.tsv"

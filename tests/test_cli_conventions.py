@@ -19,18 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from shared import REPO, edit_entries, insdc_bytes, text_blob
+from shared import REPO, edit_entries, insdc_bytes, text_blob, tiny_model
 
 from gene_ae.cli import build_parser, main, output
-from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build as embedding
-from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
-from gene_ae.model.config import ModelConfig
-from gene_ae.model.encoder import Encoder
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig
 from shard_tools.record import Record
@@ -43,10 +38,7 @@ WINDOW = 256
 def world(tmp_path_factory, data_dir: Path) -> dict:
     """A checkpoint, 20 dog genes as FASTA, an index of them and a query file (two exact copies, one mutated)."""
     root = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), device="cpu")
+    cfg, encoder = tiny_model(WINDOW, 64)
     ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:20]
     (root / "genes.fa").write_text("".join(f">{g.id}_g class={g.label}\n{decode(g.tokens)}\n" for g in genes))

@@ -22,15 +22,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from shared import REPO, one_line_error
+from shared import REPO, one_line_error, tiny_model
 
 from gene_ae.cli import main
-from gene_ae.config import Config
 from gene_ae.core.records import iter_input
-from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
-from gene_ae.model.config import ModelConfig
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig
 
@@ -41,10 +37,8 @@ EVAL_FAST = ("--methods", "gene-ae,5-mer", "--n-queries", "4", "--align-queries"
 def world(tmp_path_factory, data_dir: Path) -> dict:
     """A tiny untrained checkpoint and 20 dog genes as FASTA."""
     root = tmp_path_factory.mktemp("hardening")
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    ckpt = save_checkpoint(root / "ckpt", cfg, GeneAE(cfg.model))
+    cfg, tiny = tiny_model()
+    ckpt = save_checkpoint(root / "ckpt", cfg, tiny.model)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:20]
     (root / "genes.fa").write_text("".join(f">{g.id} class={g.label}\n{decode(g.tokens)}\n" for g in genes))
     return {"root": root, "ckpt": ckpt, "genes": root / "genes.fa", "one": decode(genes[0].tokens)}

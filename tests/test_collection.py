@@ -9,19 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from shared import tiny_model
 
 from gene_ae.cli import main
-from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build
 from gene_ae.index import collection as collection_module
 from gene_ae.index.collection import Collection
-from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
-from gene_ae.model.config import ModelConfig
-from gene_ae.model.encoder import Encoder
 from gene_ae.search import engine
 from shard_tools.alphabet import decode
 from shard_tools.inputs import ReaderConfig
@@ -32,10 +28,7 @@ WINDOW = 256
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, data_dir: Path) -> dict:
     root = tmp_path_factory.mktemp("collection")
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), device="cpu")
+    cfg, encoder = tiny_model(WINDOW, 64)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:24]
     lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
     lam.tokens = lam.tokens[:9000]  # long enough for window vectors and two k-mer segments
@@ -61,7 +54,7 @@ def _hits(directory: Path, world: dict, rerank: int) -> list[list[tuple[str, int
 def test_an_index_in_shards_answers_as_the_index_built_at_once(world, tmp_path, rerank) -> None:
     out = tmp_path / "sharded"
     metas = build.build_collection(iter(world["records"]), world["embed"], world["model"], out, build.BuildConfig(),
-                                   shard_records=7)  # fmt: skip
+                                   limits=build.ShardLimits(records=7))  # fmt: skip
     assert [len(m.entries) for m in metas] == [7, 7, 7, 4]
     assert json.loads((out / "shards.json").read_text())["shards"] == ["shard-00001", "shard-00002", "shard-00003"]
     assert _hits(out, world, rerank) == _hits(world["root"] / "whole", world, rerank)
@@ -72,7 +65,7 @@ def test_an_index_of_8_bit_vectors_in_shards_answers_as_one_built_at_once(world,
     cfg = build.BuildConfig(codec="sq8")
     build.build_index(iter(world["records"]), world["embed"], world["model"], tmp_path / "whole", cfg)
     build.build_collection(iter(world["records"]), world["embed"], world["model"], tmp_path / "sharded", cfg,
-                           shard_records=7)  # fmt: skip
+                           limits=build.ShardLimits(records=7))  # fmt: skip
     assert _hits(tmp_path / "sharded", world, 0) == _hits(tmp_path / "whole", world, 0)
     whole, sharded = Collection.open(tmp_path / "whole").shards[0].dense, Collection.open(tmp_path / "sharded")
     assert whole.sa_code_size() == 64  # a byte a value
@@ -85,7 +78,7 @@ def test_shards_by_bases_cut_after_the_limit_and_answer_as_one_index(world, tmp_
     """`gene-ae embed`'s default: a new shard once a shard holds shard_bases bases (a 9 kb record included)."""
     out, limit = tmp_path / "by-bases", 12_000
     metas = build.build_collection(iter(world["records"]), world["embed"], world["model"], out, build.BuildConfig(),
-                                   shard_bases=limit)  # fmt: skip
+                                   limits=build.ShardLimits(bases=limit))  # fmt: skip
     sizes = [[e.length for e in m.entries] for m in metas]
     assert len(metas) > 2 and sum(map(len, sizes)) == len(world["records"])
     assert all(sum(s) >= limit > sum(s[:-1]) for s in sizes[:-1]) and sum(sizes[-1]) > 0
@@ -95,7 +88,7 @@ def test_shards_by_bases_cut_after_the_limit_and_answer_as_one_index(world, tmp_
     assert len(one) == 1 and not (tmp_path / "one" / "shards.json").exists()  # no limit: one shard
     with pytest.raises(ValueError, match="must be >= 0"):
         build.build_collection(iter(world["records"]), world["embed"], world["model"], tmp_path / "x",
-                               build.BuildConfig(), shard_bases=-1)  # fmt: skip
+                               build.BuildConfig(), limits=build.ShardLimits(bases=-1))  # fmt: skip
 
 
 def test_append_then_remove_answers_as_a_rebuild(world, tmp_path) -> None:

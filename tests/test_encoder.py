@@ -5,19 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from shared import tiny_model
 
-from gene_ae.config import Config
-from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder, validate
 
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    return Encoder(GeneAE(cfg.model), device="cpu")
+    return tiny_model()[1]
 
 
 def test_batched_windows_equal_per_sequence_tiling(encoder):
@@ -75,10 +70,7 @@ def test_embed_spans_equals_embedding_each_piece(encoder):
 
 def test_embed_spans_never_counts_the_padding_row():
     """A checkpoint whose bags' padding rows are not zero embeds spans as embed_tokens does (padding excluded)."""
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    enc = Encoder(GeneAE(cfg.model), device="cpu")
+    cfg, enc = tiny_model(256, 64)
     with torch.no_grad():
         for bag in enc.model.kmer_bags:
             bag.weight[-1] = 1.0

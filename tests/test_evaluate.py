@@ -360,3 +360,20 @@ def test_strong_baselines_ceiling_and_margins_on_16s(rrna) -> None:
     )["best_baselines"]["gene-ae recall@1"]
     assert best[1]["best"] == max(("5-mer", "8-mer", "6-mer@64"), key=lambda n: result["methods"][n]["recall@1"][1])
     assert best[1]["margin"] == pytest.approx(result["methods"]["6-mer@64"]["recall@1"][1] - best[1]["score"])
+
+
+def test_the_default_search_is_scored_beside_the_vector_and_never_returns_the_query(tiny_encoder, chimp) -> None:
+    """ "gene-ae search" is the search a user runs (an index as `gene-ae embed` builds it, Searcher's defaults):
+    it finds every 5 % copy even with an untrained model (the exact k-mers), leaves itself out of self-search,
+    is neither re-ranked again nor scored for distance faithfulness, and is no baseline of the vector's."""
+    seqs = chimp.seqs[:60]
+    cfg = EvalConfig(n_queries=20, divergences=(0.05, 0.2), rerank=5, methods=("gene-ae search", "gene-ae", "5-mer"))
+    methods, skipped = build_methods(tiny_encoder, cfg, seqs)
+    assert [m.name for m in methods] == ["gene-ae search", "gene-ae", "5-mer", "gene-ae+align", "5-mer+align"]
+    assert not skipped and build_methods(None, cfg, seqs)[1]["gene-ae search"]
+    result = mutation_retrieval(methods[:3], seqs, replace(cfg, align_queries=0))
+    assert result["methods"]["gene-ae search"]["recall@1"][0] == 1.0
+    assert all(row["best"] != "gene-ae search" for rows in result["best_baselines"].values() for row in rows)
+    idx, _ = methods[0].index(seqs[:30]).self_search(np.arange(30), 3)
+    assert idx.shape == (30, 3) and not (idx == np.arange(30)[:, None]).any()
+    assert "gene-ae search" not in distance_faithfulness(methods[:1], seqs, EvalConfig(spearman_pairs=10))["methods"]

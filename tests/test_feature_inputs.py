@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from shared import lambda_phage
+from shared import lambda_phage, tiny_model
 
 from gene_ae.core.records import iter_input
 from shard_tools import load_manifest, read_shards
@@ -214,17 +214,11 @@ def test_shards_without_features_read_as_before_and_a_bad_manifest_is_refused(
 
 
 def test_embed_keeps_features_and_search_filters_and_shows_them(tmp_path: Path, data_dir: Path, cli) -> None:
-    import torch
 
-    from gene_ae.config import Config
-    from gene_ae.model.autoencoder import GeneAE
     from gene_ae.model.checkpoint import save as save_checkpoint
-    from gene_ae.model.config import ModelConfig
 
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    ckpt = save_checkpoint(tmp_path / "ckpt", cfg, GeneAE(cfg.model))
+    cfg, tiny = tiny_model()
+    ckpt = save_checkpoint(tmp_path / "ckpt", cfg, tiny.model)
     table, want = gene_table(tmp_path, data_dir, n=24)
     flags = ["--id-column", "id", "--feature-column", "class", "--feature-column", "gc:numeric"]
     code, _, err = cli("gene-ae", "embed", "--model", ckpt, "--input", table, "--out", tmp_path / "idx", *flags)

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from shared import tiny_model
 
-from gene_ae.config import Config
 from gene_ae.core.features import FeatureColumns, where
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build
 from gene_ae.index.directory import IndexDir
-from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.config import ModelConfig
-from gene_ae.model.encoder import Encoder
 from gene_ae.search import engine
 from shard_tools.inputs import ReaderConfig
 
@@ -92,10 +88,7 @@ def _index(recs, out: Path, embed) -> IndexDir:
 
 
 def test_a_filtered_search_ranks_the_passing_records_as_an_index_of_only_them(genes, tmp_path) -> None:
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    embed = partial(Encoder(GeneAE(cfg.model), device="cpu").embed_tokens, batch_size=64)
+    embed = partial(tiny_model(WINDOW)[1].embed_tokens, batch_size=64)
     whole = _index(genes, tmp_path / "all", embed)
     family = max(set(whole.features.values["family"]), key=list(whole.features.values["family"]).count)
     mask = where(f"family == {family!r} or gc > 0.5", whole.features)

@@ -16,20 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import edit_entries, examples, one_line_error, text_blob
+from shared import edit_entries, examples, one_line_error, text_blob, tiny_model
 
-from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build as embedding
 from gene_ae.index import directory as index
 from gene_ae.index.directory import IndexDir
-from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.config import ModelConfig
-from gene_ae.model.encoder import Encoder
 from gene_ae.search import engine as search
 from shard_tools.inputs import ReaderConfig
 
@@ -40,10 +35,7 @@ FILES = ("index.json", "entries.npz", "index.faiss", "windows.faiss", "windows.n
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, data_dir: Path) -> dict:
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    encoder = Encoder(GeneAE(cfg.model), device="cpu")
+    cfg, encoder = tiny_model(WINDOW, 64)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:12]
     lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
     lam.tokens = lam.tokens[:6000]

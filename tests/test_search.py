@@ -11,17 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from shared import tiny_model
 
-from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import InputRecord, iter_input
 from gene_ae.index import build as embedding
 from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig, segment_starts
 from gene_ae.index.seqstore import SequenceStore, SequenceWriter
-from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.search import align
 from gene_ae.search import engine as search
@@ -35,10 +32,7 @@ WINDOW = 256
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=WINDOW, downsample=4)
-    return Encoder(GeneAE(cfg.model), device="cpu")
+    return tiny_model(WINDOW)[1]
 
 
 @pytest.fixture(scope="module")

@@ -21,17 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from shared import tiny_model
 from test_cluster_multinode import BIN, Cluster, cluster, free_ports  # noqa: F401  (cluster: the fixture)
 
 from gene_ae.cli import main
-from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index.collection import Collection
-from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.checkpoint import save as save_checkpoint
-from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.search import engine
 from gene_ae.search.columns import tsv_text
@@ -53,10 +50,8 @@ def _cli(capsys, *args) -> tuple[int, str, str]:
 def world(tmp_path_factory, data_dir: Path) -> dict:
     """A tiny untrained model; 24 dog genes and a lambda slice as an index in 3 shards and as one; 8 queries."""
     root = tmp_path_factory.mktemp("serve-index")
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    ckpt = save_checkpoint(root / "ckpt", cfg, Encoder(GeneAE(cfg.model), device="cpu").model)
+    cfg, tiny = tiny_model()
+    ckpt = save_checkpoint(root / "ckpt", cfg, tiny.model)
     genes = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz", ReaderConfig(label_column="class")))[:24]
     lam = next(iter_input(data_dir / "viruses" / "lambda_phage.fa"))
     records = [(g.id, decode(g.tokens)) for g in genes[:10]] + [("lambda", decode(lam.tokens[:9000]))]

@@ -20,15 +20,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import torch
+from shared import tiny_model
 
 from gene_ae import Encoder
-from gene_ae.config import Config
 from gene_ae.core.mutate import mutate
 from gene_ae.index.directory import IndexDir
 from gene_ae.model import checkpoint
-from gene_ae.model.autoencoder import GeneAE
-from gene_ae.model.config import ModelConfig
 from gene_ae.registry import tracking
 from gene_ae.registry.serve_model import free_port, running, serving
 from shard_tools.alphabet import decode
@@ -40,10 +37,8 @@ def store(tmp_path_factory, data_dir) -> dict:
     """A real sqlite MLflow store with a registered encoder at @production, plus genes to query."""
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root}/mlflow.db"
-    torch.manual_seed(0)
-    cfg = Config()
-    cfg.model = ModelConfig(channels=32, embed_dim=16, lstm_hidden=32, vector_dim=64, window=256, downsample=4)
-    ckpt = checkpoint.save(root / "ckpt", cfg, GeneAE(cfg.model))
+    cfg, tiny = tiny_model()
+    ckpt = checkpoint.save(root / "ckpt", cfg, tiny.model)
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)

@@ -116,14 +116,16 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     records = chain([first], records)
     bases = args.shard_bases if args.shard_bases is not None else 0 if args.shard_records else build.SHARD_BASES
+    limits = build.ShardLimits(args.shard_records, bases)
     if args.ray:
         from gene_ae.index.parallel import build_collection_ray
 
-        metas = build_collection_ray(records, model, args.out, cfg, args.shard_records, args.overwrite, args.input,
-                                     bases, args.ray_workers)  # fmt: skip
+        metas = build_collection_ray(
+            records, model, args.out, cfg, limits, args.overwrite, args.input, args.ray_workers
+        )
     else:
-        metas = build.build_collection(records, build.LocalEmbed(encoder, args.batch_size), model, args.out, cfg,
-                                       args.shard_records, args.overwrite, args.input, bases)  # fmt: skip
+        embed = build.LocalEmbed(encoder, args.batch_size)
+        metas = build.build_collection(records, embed, model, args.out, cfg, limits, args.overwrite, args.input)
     meta = metas[0]
     print(
         f"gene-ae embed: {sum(len(m.entries) for m in metas):,} records in {len(metas)} shard"

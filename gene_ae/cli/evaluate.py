@@ -36,7 +36,8 @@ def add_parser(sub, version: str) -> None:
     )
     v.add_argument(
         "--methods", default="all",
-        help="comma-separated: gene-ae, K-mer (exact counts), K-mer@SIZE or K-mer@dim (hashed to the model's "
+        help="comma-separated: gene-ae search (the default search), gene-ae (the vector), K-mer (exact counts), "
+        "K-mer@SIZE or K-mer@dim (hashed to the model's "
         f"vector size), sourmash-kK; all = {' '.join(DEFAULT_METHODS)}",
     )  # fmt: skip
     v.add_argument(

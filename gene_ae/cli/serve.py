@@ -81,6 +81,7 @@ def _serve_index(args: argparse.Namespace) -> int:
     from gene_ae.index.directory import IndexDir
     from gene_ae.registry.serve_model import check_listen
     from gene_ae.search import serve_index as served
+    from gene_ae.search.searcher import search_model
 
     load = partial(search_model, model=args.model, batch_size=args.batch_size)
     load(IndexDir.open(args.index))  # the index opens and the model is its own, before anything is deployed
@@ -134,29 +135,13 @@ def check_cpus(index: str, cfg, free: dict, nodes: list[dict]) -> None:
         )
 
 
-def search_model(shard0, model: str | None, batch_size: int):
-    """The ingress's Loader (gene_ae/search/serve_index.py): `gene-ae search`'s encoder and checks, and the features
-    the model's vector takes; (None, ()) when the search it serves reads no vectors (the default: the exact
-    k-mers), so nothing loads torch or the model. Module-level, so Ray pickles it by reference."""
-    from gene_ae.search.engine import SearchConfig
-    from gene_ae.search.searcher import VECTOR_SOURCES, open_encoder
-    from shard_tools.declared import DeclaredFeature
-
-    if not set(SearchConfig().sources) & set(VECTOR_SOURCES):
-        if model:
-            raise ValueError(f"--model {model}: the served search reads no vectors (the exact k-mers); leave it out")
-        return None, ()
-    encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
-    kinds = {f.name: f.kind for f in encoder.cfg.features}
-    return embed, tuple(DeclaredFeature(n, kinds[n]) for n in encoder.required_features)
-
-
 def app(args: dict):
     """A Serve application builder for a config file or KubeRay's RayService (import_path gene_ae.cli.serve:app,
     args: index, and optionally model, replicas, cpus, batch_size, retries, shard_timeout_s)."""
     from functools import partial
 
     from gene_ae.search import serve_index as served
+    from gene_ae.search.searcher import search_model
     from gene_ae.search.serve_index import ServeConfig
 
     cfg = ServeConfig(

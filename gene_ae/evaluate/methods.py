@@ -17,6 +17,8 @@ import numpy as np
 from gene_ae.core.topk import top_k
 from gene_ae.evaluate import baselines
 from gene_ae.evaluate.config import EvalConfig
+from gene_ae.evaluate.search_method import NAME as SEARCH
+from gene_ae.evaluate.search_method import SearchMethod
 from gene_ae.index import vectors as index
 from gene_ae.search import engine as search
 
@@ -67,10 +69,10 @@ class VectorIndex:
     def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, dtype=np.int64)
         idx, sims = self.search_vectors(self.vectors[positions], k + 1)
-        return _drop_self(idx, sims, positions, min(k, self.index.ntotal - 1))
+        return drop_self(idx, sims, positions, min(k, self.index.ntotal - 1))
 
 
-def _drop_self(idx: np.ndarray, sims: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def drop_self(idx: np.ndarray, sims: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each row's own position (or, when ties pushed it out, the last column), keeping k columns."""
     drop = idx == positions[:, None]
     drop[~drop.any(1), -1] = True
@@ -232,7 +234,12 @@ def build_methods(
     skipped: dict[str, str] = {}
     for name in cfg.methods:
         kmer = _KMER_NAME.match(name)
-        if name == "gene-ae":
+        if name == SEARCH:
+            if encoder is None:
+                skipped[name] = "no encoder given (the index it searches is built with it)"
+                continue
+            methods.append(SearchMethod(encoder, cfg.batch_size))
+        elif name == "gene-ae":
             if encoder is None:
                 skipped[name] = "no encoder given"
                 continue
@@ -259,9 +266,9 @@ def build_methods(
             methods.append(SourmashMethod(ksize, scaled, name))
         else:
             raise ValueError(
-                f"unknown method {name!r} (known: gene-ae, K-mer such as 7-mer, K-mer@SIZE or K-mer@dim, "
-                "sourmash or sourmash-kK)"
+                f"unknown method {name!r} (known: gene-ae search, gene-ae, K-mer such as 7-mer, K-mer@SIZE or "
+                "K-mer@dim, sourmash or sourmash-kK)"
             )
-    if cfg.rerank > 0:
-        methods += [RerankedMethod(m, cfg.rerank) for m in methods]
+    if cfg.rerank > 0:  # the default search aligns already
+        methods += [RerankedMethod(m, cfg.rerank) for m in methods if not isinstance(m, SearchMethod)]
     return methods, skipped

@@ -148,8 +148,8 @@ def best_baselines(mr: dict[str, Any], model: str = "gene-ae") -> dict[str, Any]
     out: dict[str, Any] = {}
     for suffix in ("", "+align"):
         ours = mr["methods"].get(model + suffix)
-        others = {
-            n: v for n, v in mr["methods"].items() if n != model + suffix and n.endswith("+align") == bool(suffix)
+        others = {  # the baselines: not the model, nor gene-ae's own default search
+            n: v for n, v in mr["methods"].items() if not n.startswith(model) and n.endswith("+align") == bool(suffix)
         }
         if ours is None or not others:
             continue
@@ -261,8 +261,8 @@ def distance_faithfulness(methods: Sequence[Method], seqs: Sequence[np.ndarray],
         result[f"{kind}_pairs"] = len(a)
         result[f"{kind}_identity_mean"] = float(np.mean(identities[kind]))
     for method in methods:
-        if isinstance(method, RerankedMethod):  # its pair similarity is its base method's
-            continue
+        if not hasattr(method, "pair_similarity") or isinstance(method, RerankedMethod):
+            continue  # the default search ranks by alignment itself; a re-ranked method's is its base's
         result["methods"][method.name] = {
             f"spearman_{kind}": _spearman(method.pair_similarity(a, b), identities[kind])
             for kind, (a, b) in (("random", random_pairs), ("near", (near_a, near_b)))

@@ -127,23 +127,37 @@ def build_index(
         return write_shard(records, embed, model, writer, cfg, source)
 
 
+@dataclass(frozen=True)
+class ShardLimits:
+    """Where an index is cut into index shards: after `records` records or `bases` bases, whichever comes first
+    (0: no such limit; both 0: one shard; a shard holds at least one record)."""
+
+    records: int = 0
+    bases: int = 0
+
+    def __post_init__(self) -> None:
+        if self.records < 0 or self.bases < 0:
+            raise ValueError(f"shard sizes must be >= 0, got {self.records} records, {self.bases} bases")
+
+
+ONE_SHARD = ShardLimits()  # no limit: the whole index in one shard
+
+
 def build_collection(
     records: Iterable[InputRecord],
     embed: Embed,
     model: ModelInfo,
     out_dir: str | Path,
     cfg: BuildConfig,
-    shard_records: int = 0,
+    limits: ShardLimits = ONE_SHARD,
     overwrite: bool = False,
     source: str = "input",
-    shard_bases: int = 0,
 ) -> list[IndexMeta]:
-    """build_index in shards (gene_ae/index/collection.py) of `shard_records` records or `shard_bases` bases,
-    whichever comes first (0: no such limit, both 0: one shard; a shard holds at least one record): shard 0 in
-    out_dir, the others beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
+    """build_index in index shards (gene_ae/index/collection.py) cut at `limits`: shard 0 in out_dir, the others
+    beside it, all with shard 0's resolved settings (k-mer size, stride), written as one."""
     with write_index(out_dir, overwrite) as writer:
         metas: list[IndexMeta] = []
-        for directory, part in index_shards(writer, records, shard_records, shard_bases):
+        for directory, part in index_shards(writer, records, limits):
             shard_writer = IndexWriter(directory) if metas else writer
             metas.append(write_shard(part, embed, model, shard_writer, settings_of(metas[0]) if metas else cfg, source))
         list_shards(writer)
@@ -151,21 +165,19 @@ def build_collection(
 
 
 def index_shards(
-    writer: IndexWriter, records: Iterable[InputRecord], shard_records: int, shard_bases: int
+    writer: IndexWriter, records: Iterable[InputRecord], limits: ShardLimits
 ) -> Iterator[tuple[Path, Iterator[InputRecord]]]:
     """The one shard loop of an index build (here and index/parallel.py): each index shard's directory and its
     records (take_shard), shard 0 in the index directory, shard-NNNNN beside it. Each shard's records must be read
     before the next shard is asked for (they share the stream). The caller lists the shards (list_shards) once
     every one is written: shards.json holds their digests, and Ray tasks may still be writing the last."""
-    if shard_records < 0 or shard_bases < 0:
-        raise ValueError(f"shard sizes must be >= 0, got {shard_records} records, {shard_bases} bases")
     stream = iter(records)
-    yield writer.dir, take_shard(stream, shard_records, shard_bases)
+    yield writer.dir, take_shard(stream, limits)
     names: list[str] = []
     while (first := next(stream, None)) is not None:
         names.append(f"shard-{len(names) + 1:05d}")
         (writer.dir / names[-1]).mkdir()
-        yield writer.dir / names[-1], take_shard(chain([first], stream), shard_records, shard_bases)
+        yield writer.dir / names[-1], take_shard(chain([first], stream), limits)
 
 
 def list_shards(writer: IndexWriter) -> None:
@@ -175,14 +187,13 @@ def list_shards(writer: IndexWriter) -> None:
         write_shards_file(writer.dir, names, [])
 
 
-def take_shard(stream: Iterator[InputRecord], records: int, bases: int) -> Iterator[InputRecord]:
-    """The next records of `stream` up to `records` records or `bases` bases (0: unlimited), at least one;
-    what it has not taken stays in the stream."""
+def take_shard(stream: Iterator[InputRecord], limits: ShardLimits) -> Iterator[InputRecord]:
+    """The next records of `stream` up to the limits, at least one; what it has not taken stays in the stream."""
     taken = size = 0
     for r in stream:
         yield r
         taken, size = taken + 1, size + int(r.tokens.size)
-        if (records and taken >= records) or (bases and size >= bases):
+        if (limits.records and taken >= limits.records) or (limits.bases and size >= limits.bases):
             return
 
 

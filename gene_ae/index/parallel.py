@@ -16,9 +16,11 @@ from pathlib import Path
 
 from gene_ae.core.records import InputRecord
 from gene_ae.index.build import (
+    ONE_SHARD,
     BuildConfig,
     LocalEmbed,
     ModelInfo,
+    ShardLimits,
     first_batch,
     index_shards,
     list_shards,
@@ -36,10 +38,9 @@ def build_collection_ray(
     model: ModelInfo,
     out_dir: str | Path,
     cfg: BuildConfig,
-    shard_records: int = 0,
+    limits: ShardLimits = ONE_SHARD,
     overwrite: bool = False,
     source: str = "input",
-    shard_bases: int = 0,
     workers: int = 2,
 ) -> list[IndexMeta]:
     """build.build_collection with every shard written by a Ray task (one CPU each, `workers` at once), joining
@@ -53,7 +54,7 @@ def build_collection_ray(
     task = ray.remote(num_cpus=1)(_build_shard)
     with write_index(out_dir, overwrite) as writer:
         running, metas, resolved = {}, {}, cfg
-        for number, (directory, part) in enumerate(index_shards(writer, records, shard_records, shard_bases)):
+        for number, (directory, part) in enumerate(index_shards(writer, records, limits)):
             shard = list(part)
             if number == 0:
                 if not shard:

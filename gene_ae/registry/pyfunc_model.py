@@ -21,7 +21,9 @@ class EncoderPyfunc(PythonModel):
 
         self.encoder = Encoder.load(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    # The type hint is what MLflow hands over given the logged column signature; a DataFrame hint also tells
+    # MLflow (3.x) to infer no schema from it and to skip its "add type hints" warning.
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         try:
             return self._predict(model_input)
         except ValueError as exc:  # served as HTTP 400 with the reason, not a 500

@@ -52,6 +52,7 @@ def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, 
     weights travel as the `checkpoint` artifact, so nothing is pickled.
     """
     import mlflow
+    import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -70,6 +71,10 @@ def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, 
         inputs=Schema(columns),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))]),
     )
+    # One row as a client sends it: MLflow stores it beside the model (and checks the model answers it), so a
+    # user sees what to send; every feature column empty (a missing value is allowed).
+    example = {"sequence": ["ACGTTGCAAGGCTTACCGATGCATGCAAGTCCGATTGACC"]}
+    example.update({c.name: [None] for c in columns[1:]})
     slim = Path(tempfile.mkdtemp()) / "checkpoint"  # weights + config only: no optimiser state in the model
     slim.mkdir()
     for name in (CONFIG_FILE, MODEL_FILE):
@@ -80,6 +85,7 @@ def log_encoder(checkpoint_dir: str | Path, register: str = "", tags: dict[str, 
         artifacts={"checkpoint": str(slim)},
         code_paths=[str(PACKAGE_ROOT), str(REPO_ROOT / "shard_tools")],
         signature=signature,
+        input_example=pd.DataFrame(example),
         pip_requirements=pip_requirements(),
         registered_model_name=register or None,
     )

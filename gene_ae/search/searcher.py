@@ -18,6 +18,7 @@ import numpy as np
 
 from gene_ae.index.collection import Collection
 from gene_ae.search import engine
+from shard_tools.declared import DeclaredFeature
 
 VECTOR_SOURCES = ("dense", "windows")  # the candidate lists that need the model's vectors of the query
 
@@ -94,6 +95,19 @@ def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
             f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
         )
     return encoder, embed
+
+
+def search_model(shard0, model: str | None, batch_size: int):
+    """The endpoint's Loader (gene_ae/search/serve_index.py): `gene-ae search`'s encoder and checks, and the
+    features the model's vector takes; (None, ()) when the search it serves reads no vectors (the default: the
+    exact k-mers), so nothing loads torch or the model. Module-level, so Ray pickles it by reference."""
+    if not set(engine.SearchConfig().sources) & set(VECTOR_SOURCES):
+        if model:
+            raise ValueError(f"--model {model}: the served search reads no vectors (the exact k-mers); leave it out")
+        return None, ()
+    encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
+    kinds = {f.name: f.kind for f in encoder.cfg.features}
+    return embed, tuple(DeclaredFeature(n, kinds[n]) for n in encoder.required_features)
 
 
 def _which(meta) -> str:

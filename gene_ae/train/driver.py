@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()  # stop Ray's log forwarding so the error below is the last line
         print(f"gene-ae train: error: training failed: {_root_cause(exc)}", file=sys.stderr)
         return 1
+    # Ray goes down here, in order, not at interpreter exit: what remains (registering, the summary line) needs
+    # only the checkpoint on disk, and Train's helper actors (its placement-group cleaner) would otherwise be
+    # killed mid-call at exit and their ActorDiedError tracebacks forwarded to this terminal after the summary.
+    ray.shutdown()
     minutes = (time.perf_counter() - started) / 60
     if result.checkpoint is None:
         mlflow.end_run(status="FAILED")
