@@ -4,10 +4,8 @@ on Ray Serve (--index: one deployment per index shard, POST JSON sequences, get 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-from pathlib import Path
 
 from gene_ae.cli.common import MODEL_HELP, int_option, subcommand
 from shard_tools.options import Range, number
@@ -93,7 +91,7 @@ def _serve_index(args: argparse.Namespace) -> int:
     cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size,
                              retries=args.retries, shard_timeout_s=args.shard_timeout)  # fmt: skip
     try:
-        check_cpus(args.index, cfg, ray.available_resources(), [n.get("Resources", {}) for n in ray.nodes()])
+        served.check_cpus(args.index, cfg, ray.available_resources(), [n.get("Resources", {}) for n in ray.nodes()])
     except ValueError:
         ray.shutdown()
         raise
@@ -110,29 +108,6 @@ def _serve_index(args: argparse.Namespace) -> int:
     finally:
         serve.delete(served.APP_NAME)
     return 0
-
-
-def check_cpus(index: str, cfg, free: dict, nodes: list[dict]) -> None:
-    """Refuse a layout the Ray cluster cannot place: build_app (gene_ae/search/serve_index.py) deploys one deployment
-    per shard and the ingress, `cfg.replicas` replicas each reserving `cfg.cpus`; Serve would wait for ever for the
-    replicas that do not fit, printing nothing."""
-    from gene_ae.index.collection import read_shards_file
-
-    shards = len(read_shards_file(Path(index))[0]) + 1
-    deployments = shards + 1
-    need, have = deployments * cfg.replicas * cfg.cpus, float(free.get("CPU", 0))
-    widest = max((float(n.get("CPU", 0)) for n in nodes), default=have)
-    if cfg.cpus > widest:
-        raise ValueError(f"--replica-cpus {cfg.cpus:g}: more than any node of the Ray cluster has ({widest:g}); "
-                         "lower --replica-cpus")  # fmt: skip
-    if need > have + 1e-9:
-        fit = math.floor(have / (deployments * cfg.replicas) * 100) / 100
-        smaller = f"--replica-cpus to {fit:g} or less, " if fit > 0 else ""
-        raise ValueError(
-            f"--index {index}: {shards} shard deployment{'s' if shards > 1 else ''} and the ingress, --replicas "
-            f"{cfg.replicas} each of --replica-cpus {cfg.cpus:g}, need {need:g} CPUs; the Ray cluster has "
-            f"{have:g} free: lower --replicas, {smaller}or add CPUs"
-        )
 
 
 def app(args: dict):

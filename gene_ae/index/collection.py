@@ -17,7 +17,6 @@ offset[s] + j. Every shard is built with the same model, window, stride, k-mer s
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.core.features import FeatureColumns
-from gene_ae.index.directory import META_FILE, IndexDir, IndexMeta, is_index
+from gene_ae.index.directory import META_FILE, IndexDir, IndexMeta, is_index, self_digest
 from gene_ae.index.entries import Entries
 from shard_tools.files import atomic_write_bytes, remove_stale_temps
 
@@ -219,8 +218,7 @@ def next_shard_name(directory: Path) -> str:
 
 
 def _digest(raw: dict) -> str:
-    body = {k: v for k, v in raw.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return self_digest(raw, "sha256")
 
 
 def _check_compatible(base: IndexDir, shard: IndexDir, where: Path) -> None:

@@ -274,9 +274,15 @@ _TYPES = {"model_uri": str, "model_version": str, "dim": int, "kind": str, "wind
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def meta_digest(raw: dict) -> str:
-    body = {k: v for k, v in raw.items() if k != "meta_sha256"}
+def self_digest(raw: dict, field: str) -> str:
+    """The sha256 of a JSON object without its own digest field: how index.json and shards.json vouch for
+    themselves (one definition, so a file written by one is read by the other's rule)."""
+    body = {k: v for k, v in raw.items() if k != field}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def meta_digest(raw: dict) -> str:
+    return self_digest(raw, "meta_sha256")
 
 
 def check_meta(raw: object, path: Path) -> IndexMeta:

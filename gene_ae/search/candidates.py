@@ -13,18 +13,18 @@ shard's records, and only then do pieces vote. So a sharded collection ranks as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
+from gene_ae.index.build import Embed
 from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import segment_starts
 from gene_ae.index.vectors import search as search_vectors
 
-Embed = Callable[..., np.ndarray]  # token arrays (and features=, for a model whose vector takes them) -> vectors
 SOURCES = ("dense", "windows", "sparse")
 DEFAULT_SOURCES = ("sparse",)  # chosen on val (gene_ae/search/engine.py SearchConfig.sources)
 

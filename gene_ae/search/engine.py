@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gene_ae.index.build import Embed
 from gene_ae.index.collection import Collection
 from gene_ae.index.directory import IndexDir
 from gene_ae.search import align
@@ -36,7 +37,6 @@ from gene_ae.search.stats import SearchSpace, evalue
 from shard_tools.alphabet import FIRST_BASE
 
 Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
-Embed = Callable[..., np.ndarray]  # token arrays (and features=, for a model whose vector takes them) -> vectors
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); ranks past ~60 barely count
 # Candidates aligned per list by default, chosen on the val split of a real collection (SILVA SSU, the first
 # 20,000 records, 50 queries a divergence; docs/BENCHMARKS.md): with the k-mer list alone, recall@1 at 10 / 20 /

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.core.features import FeatureColumns
-from gene_ae.index.collection import Collection
+from gene_ae.index.collection import Collection, read_shards_file
 from gene_ae.index.directory import IndexDir, read_meta
 from gene_ae.index.seqstore import SequenceStore
 from gene_ae.model.features import check_given
@@ -288,3 +289,24 @@ def deploy(index: str | Path, load: Loader, cfg: ServeConfig, host: str, port: i
     serve.start(proxy_location=proxy, http_options={"host": host, "port": port})
     serve.run(build_app(index, load, cfg), name=APP_NAME, route_prefix=ROUTE, blocking=False)
     return f"http://{host}:{port}{ROUTE}"
+
+
+def check_cpus(index: str, cfg: ServeConfig, free: dict, nodes: list[dict]) -> None:
+    """Refuse a layout the Ray cluster cannot place: build_app deploys one deployment per shard and the ingress,
+    `cfg.replicas` replicas each reserving `cfg.cpus`; Serve would wait for ever for the replicas that do not fit,
+    printing nothing."""
+    shards = len(read_shards_file(Path(index))[0]) + 1
+    deployments = shards + 1
+    need, have = deployments * cfg.replicas * cfg.cpus, float(free.get("CPU", 0))
+    widest = max((float(n.get("CPU", 0)) for n in nodes), default=have)
+    if cfg.cpus > widest:
+        raise ValueError(f"--replica-cpus {cfg.cpus:g}: more than any node of the Ray cluster has ({widest:g}); "
+                         "lower --replica-cpus")  # fmt: skip
+    if need > have + 1e-9:
+        fit = math.floor(have / (deployments * cfg.replicas) * 100) / 100
+        smaller = f"--replica-cpus to {fit:g} or less, " if fit > 0 else ""
+        raise ValueError(
+            f"--index {index}: {shards} shard deployment{'s' if shards > 1 else ''} and the ingress, --replicas "
+            f"{cfg.replicas} each of --replica-cpus {cfg.cpus:g}, need {need:g} CPUs; the Ray cluster has "
+            f"{have:g} free: lower --replicas, {smaller}or add CPUs"
+        )
