@@ -113,3 +113,19 @@ def test_postings_of_another_type_or_out_of_order_are_refused_on_load(tmp_path, 
     np.savez(tmp_path / KmerIndex.FILE, **z)
     with pytest.raises(ValueError, match="not a readable k-mer index"):
         KmerIndex.load(tmp_path)
+
+
+def test_row_pointers_out_of_order_are_refused_by_the_search_that_reads_them(tmp_path):
+    """Only the first pointer is checked on load (a pass over every pointer cost 11 ms an open at 10^5 genes): a
+    row whose pointers are out of order or past the stream is refused when a search reads it."""
+    seq = np.random.default_rng(2).integers(3, 7, size=3000).astype(np.uint8)
+    KmerIndex.build([seq], KmerIndexConfig()).save(tmp_path)
+    z = dict(np.load(tmp_path / KmerIndex.FILE))
+    ptr = z["ptr"].astype(np.int64)
+    row = int(np.flatnonzero(np.diff(ptr) > 0)[0])  # a row holding postings: its end pointer now before its start
+    ptr[row + 1] = ptr[row] - 1 if ptr[row] > 0 else ptr[-1] + 10
+    z["ptr"] = ptr
+    np.savez(tmp_path / KmerIndex.FILE, **z)
+    damaged = KmerIndex.load(tmp_path)
+    with pytest.raises(ValueError, match="damaged k-mer postings"):
+        damaged.search_segments([seq], 1)

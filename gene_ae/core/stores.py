@@ -7,8 +7,6 @@ the train driver before any work); MLflow is imported only inside the check.
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 # Every request to a tracking server is bounded (MLflow's defaults, 120 s and 7 retries with backoff, wait many
@@ -45,6 +43,9 @@ def check_store(what: str, must_exist: bool = True) -> str:
 
 def _check_answers(uri: str, what: str) -> None:
     """Any HTTP answer from the server's /health (even an error status) will do; silence or refusal will not."""
+    import urllib.error  # here: 13 ms of every command's start-up, for the commands that ask a server
+    import urllib.request
+
     try:
         urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S).close()
     except urllib.error.HTTPError:

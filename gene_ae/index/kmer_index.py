@@ -211,7 +211,7 @@ class KmerIndex:
             sizes = {small[n].size for n in ("owner", "start", "end", "scale")}
             if ptr.size != n_columns(k, cfg.buckets) + 1 or len(sizes) != 1:
                 raise ValueError("arrays of inconsistent sizes")
-            if ptr[0] != 0 or (np.diff(ptr) < 0).any():
+            if ptr[0] != 0:  # the others are checked as the rows are read (postings.c): 11 ms an open at 10^5
                 raise ValueError("row pointers out of order")
             path = d / cls.POSTINGS_FILE
             stream = np.load(path, mmap_mode="r")

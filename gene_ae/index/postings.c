@@ -60,13 +60,15 @@ int64_t postings_encode(const int64_t *indptr, int64_t n_rows, const int32_t *in
 }
 
 /* scores[segment] += weights[i] for every posting of every row rows[i]. Returns the postings read, or -1
-   where the stream is damaged (a varint running past its row, a segment at or past n_segments). */
+   where the stream is damaged (row pointers out of order or past the stream's `nibbles`, a varint running past
+   its row, a segment at or past n_segments). */
 int64_t postings_accumulate(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, const double *weights,
-                            int64_t n, double *scores, int64_t n_segments)
+                            int64_t n, double *scores, int64_t n_segments, int64_t nibbles)
 {
     int64_t read = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
+        if (pos < 0 || end < pos || end > nibbles) return -1;  /* the row pointers, checked as they are read */
         uint64_t segment = 0;
         double w = weights[i];
         while (pos < end) {
@@ -81,11 +83,12 @@ int64_t postings_accumulate(const uint8_t *stream, const int64_t *ptr, const int
 /* The segments of rows rows[0..n) in order, one entry per occurrence, into out (sized by the caller from
    postings_count). Returns the entries written, or -1 where damaged as above or out would overflow. */
 int64_t postings_decode(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, int64_t n, int64_t *out,
-                        int64_t room, int64_t n_segments)
+                        int64_t room, int64_t n_segments, int64_t nibbles)
 {
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
+        if (pos < 0 || end < pos || end > nibbles) return -1;
         uint64_t segment = 0;
         while (pos < end) {
             if (next_gap(stream, &pos, end, &segment) || segment >= (uint64_t)n_segments || k >= room) return -1;
@@ -97,10 +100,13 @@ int64_t postings_decode(const uint8_t *stream, const int64_t *ptr, const int64_t
 
 /* How many entries (postings, a repeat counted each time) rows rows[0..n) hold: varint ends are the nibbles
    whose high bit is clear. */
-int64_t postings_count(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, int64_t n)
+int64_t postings_count(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, int64_t n, int64_t nibbles)
 {
     int64_t k = 0;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t pos = ptr[rows[i]]; pos < ptr[rows[i] + 1]; pos++) k += !(nibble_at(stream, pos) & 8u);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
+        if (pos < 0 || end < pos || end > nibbles) return -1;
+        for (; pos < end; pos++) k += !(nibble_at(stream, pos) & 8u);
+    }
     return k;
 }

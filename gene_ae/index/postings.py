@@ -24,9 +24,9 @@ def _lib() -> ctypes.CDLL:
     """postings.c as built by `pip install` (setup.py) into this package: loaded once per process."""
     return load("gene_ae.index._postings", "gene_ae/index/postings.c", {
         "postings_encode": ((P, I64, P, P, P, P), I64),
-        "postings_accumulate": ((P, P, P, P, I64, P, I64), I64),
-        "postings_decode": ((P, P, P, I64, P, I64, I64), I64),
-        "postings_count": ((P, P, P, I64), I64),
+        "postings_accumulate": ((P, P, P, P, I64, P, I64, I64), I64),
+        "postings_decode": ((P, P, P, I64, P, I64, I64, I64), I64),
+        "postings_count": ((P, P, P, I64, I64), I64),
     })  # fmt: skip
 
 
@@ -54,6 +54,11 @@ class Postings:
         return cls(stream, ptr, n_segments)
 
     @property
+    def nibbles(self) -> int:
+        """The nibbles the stream holds: no row pointer may pass it (checked as rows are read, not on load)."""
+        return 2 * int(self.stream.size)
+
+    @property
     def rows(self) -> int:
         return self.ptr.size - 1
 
@@ -67,7 +72,7 @@ class Postings:
         weights = np.ascontiguousarray(weights, dtype=np.float64)
         scores = np.zeros(self.n_segments, np.float64)
         got = _lib().postings_accumulate(_at(self._view()), _at(self.ptr), _at(rows), _at(weights), rows.size,
-                                         _at(scores), self.n_segments)  # fmt: skip
+                                         _at(scores), self.n_segments, self.nibbles)  # fmt: skip
         if got < 0:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return scores
@@ -76,10 +81,11 @@ class Postings:
         """(segments, entries per row) of these rows, concatenated in the order given, a repeat once per count."""
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         lib, stream = _lib(), self._view()
-        lens = np.array([lib.postings_count(_at(stream), _at(self.ptr), _at(rows[i : i + 1]), 1) for i in
-                         range(rows.size)], dtype=np.int64)  # fmt: skip
-        out = np.empty(int(lens.sum()), np.int64)
-        got = lib.postings_decode(_at(stream), _at(self.ptr), _at(rows), rows.size, _at(out), out.size, self.n_segments)
-        if got != out.size:
+        lens = np.array([lib.postings_count(_at(stream), _at(self.ptr), _at(rows[i : i + 1]), 1, self.nibbles) for i
+                         in range(rows.size)], dtype=np.int64)  # fmt: skip
+        out = np.empty(max(int(lens.sum()), 0), np.int64)
+        got = lib.postings_decode(_at(stream), _at(self.ptr), _at(rows), rows.size, _at(out), out.size, self.n_segments,
+                                  self.nibbles)  # fmt: skip
+        if (lens < 0).any() or got != out.size:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return out, lens
