@@ -12,7 +12,15 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from gene_ae.core.kmers import hash_bucket, hash_sign, kmer_counts, l2_rows, reverse_complement_codes
+from gene_ae.core.kmers import (
+    hash_bucket,
+    hash_sign,
+    kmer_codes,
+    kmer_counts,
+    kmer_hash,
+    l2_rows,
+    reverse_complement_codes,
+)
 from gene_ae.core.topk import top_k
 from shard_tools.alphabet import decode
 
@@ -52,6 +60,33 @@ def hashed_profiles(seqs: Sequence[np.ndarray], k: int, dim: int, canonical: boo
     out = np.zeros((m.shape[0], dim), dtype=np.float64)
     np.add.at(out, (m.row, hash_bucket(m.col, dim)), hash_sign(m.col) * m.data)
     return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+EMPTY_BIN = np.uint32(0xFFFFFFFF)
+
+
+def minhash_codes(seqs: Sequence[np.ndarray], k: int, bins: int = 16) -> np.ndarray:
+    """[n, bins] uint32 one-permutation MinHash sketches (Li, Owen, Zhang 2012): each canonical k-mer's hash
+    picks a bin by its high bits and competes there by its low 32; a bin no k-mer reached is EMPTY_BIN. 16 bins
+    of 32 bits are 64 bytes, the learned code's size. Bins of one sequence and another agree with chance about
+    their Jaccard similarity."""
+    out = np.full((len(seqs), bins), EMPTY_BIN, dtype=np.uint32)
+    for row, s in enumerate(seqs):
+        codes, valid = kmer_codes(np.asarray(s, dtype=np.uint8), k)
+        h = kmer_hash(codes[valid])  # the one k-mer hash
+        if not h.size:
+            continue
+        which = ((h >> np.uint64(32)) % np.uint64(bins)).astype(np.int64)
+        np.minimum.at(out[row], which, (h & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+    return out
+
+
+def minhash_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of bins two sketches agree on (bins empty in both left out), for rows of a against rows of b:
+    [len(a), len(b)]."""
+    same = (a[:, None, :] == b[None, :, :]) & (a[:, None, :] != EMPTY_BIN)
+    filled = (a[:, None, :] != EMPTY_BIN) | (b[None, :, :] != EMPTY_BIN)
+    return same.sum(-1) / np.maximum(filled.sum(-1), 1)
 
 
 def rc_index(k: int) -> np.ndarray:

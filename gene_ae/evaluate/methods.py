@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from gene_ae.model.encoder import Encoder
 
 _KMER_NAME = re.compile(r"^(\d+)-mer(?:@(\d+|dim))?$")  # exact counts, or hashed to a size ("dim": the model's)
+# At a size in bytes a record (issue 33's equal-bytes comparison): the model's vector as stored in N bytes
+# (gene-ae@64b), a hashed profile of N values at 8 bits (7-mer@64b), a MinHash of N / 4 32-bit bins (minhash-k11@64b)
+_BYTES_NAME = re.compile(r"^(gene-ae|(\d+)-mer|minhash-k(\d+))@(\d+)b$")
 _SOURMASH_NAME = re.compile(r"^sourmash(?:-k(\d+))?$")
 # The strongest classic methods, measured beside the model: exact k-mer counts at k = 5-8, the same profiles
 # hashed to the model's own vector size (the comparison at equal bytes), sourmash FracMinHash at k = 11, 21.
@@ -53,12 +56,13 @@ class Method(Protocol):
 
 
 class VectorIndex:
-    """Exact cosine search over L2-normalised vectors (faiss IndexFlatIP, the index gene-ae search uses)."""
+    """Exact cosine search over L2-normalised vectors (faiss IndexFlatIP, the index gene-ae search uses), or over
+    their codes when a `coder` stores them compressed (codes_of: queries stay float, as faiss compares them)."""
 
-    def __init__(self, vectors: np.ndarray, embed: Callable[[Sequence[np.ndarray]], np.ndarray]):
+    def __init__(self, vectors: np.ndarray, embed: Callable[[Sequence[np.ndarray]], np.ndarray], coder=None):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.embed = embed
-        self.index, _ = index.build_faiss(self.vectors, "flat")
+        self.index = coder(self.vectors) if coder is not None else index.build_faiss(self.vectors, "flat")[0]
 
     def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return index.search(self.index, queries, k)
@@ -94,6 +98,7 @@ class EmbeddingMethod:
     name: str
     embed_fn: Callable[[Sequence[np.ndarray]], np.ndarray]
     description: str = ""
+    code_bytes: int = 0  # > 0: each record stored in this many bytes (codes_of), as an index at scale would
     _cache: dict[bytes, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def embed(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
@@ -107,10 +112,79 @@ class EmbeddingMethod:
         return np.stack([self._cache[k] for k in keys])
 
     def index(self, refs: Sequence[np.ndarray]) -> VectorIndex:
-        return VectorIndex(self.embed(refs), self.embed)
+        return VectorIndex(
+            self.embed(refs), self.embed, partial(codes_of, size=self.code_bytes) if self.code_bytes else None
+        )
 
     def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
         return np.einsum("ij,ij->i", self.embed(a), self.embed(b))
+
+
+def codes_of(vectors: np.ndarray, size: int):
+    """A faiss index storing each vector in `size` bytes: 8 bits a value when the vector has `size` values (the
+    index's sq8 codec: a 64-value learned code, or a 64-value hashed profile), else product quantisation with
+    `size` sub-vectors of 8 bits trained on these vectors (faiss PQ: a 512-value vector in 64 bytes)."""
+    import faiss
+
+    dim = vectors.shape[1]
+    if dim == size:
+        return index.build_faiss(vectors, "flat", "sq8")[0]
+    if dim % size or len(vectors) < 256:
+        raise ValueError(f"{dim} values cannot be product-quantised to {size} bytes on {len(vectors)} vectors")
+    pq = faiss.IndexPQ(dim, size, 8, faiss.METRIC_INNER_PRODUCT)
+    pq.train(vectors)
+    pq.add(vectors)
+    return pq
+
+
+@dataclass
+class MinHashMethod:
+    """One-permutation MinHash of canonical k-mers, `bins` 32-bit minima (baselines.minhash_codes): the classic
+    sketch at the learned code's bytes; similarity the share of bins that agree."""
+
+    k: int
+    bins: int = 16
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"minhash-k{self.k}@{4 * self.bins}b"
+
+    @property
+    def description(self) -> str:
+        return f"one-permutation MinHash, {self.bins} bins of 32 bits ({4 * self.bins} bytes), canonical {self.k}-mers"
+
+    def index(self, refs: Sequence[np.ndarray]) -> MinHashIndex:
+        return MinHashIndex(baselines.minhash_codes(refs, self.k, self.bins), partial(baselines.minhash_codes,
+                            k=self.k, bins=self.bins))  # fmt: skip
+
+    def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
+        sa, sb = baselines.minhash_codes(a, self.k, self.bins), baselines.minhash_codes(b, self.k, self.bins)
+        return np.array([baselines.minhash_similarity(x[None], y[None])[0, 0] for x, y in zip(sa, sb)])
+
+
+class MinHashIndex:
+    """Brute-force search of sketches by the share of agreeing bins."""
+
+    def __init__(self, codes: np.ndarray, sketch: Callable[[Sequence[np.ndarray]], np.ndarray]):
+        self.codes, self.sketch = codes, sketch
+
+    def _top(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        idx_out, sim_out = [], []
+        for start in range(0, len(queries), 64):
+            sims = baselines.minhash_similarity(queries[start : start + 64], self.codes)
+            if exclude is not None:
+                sims[np.arange(sims.shape[0]), exclude[start : start + 64]] = -np.inf
+            idx, val = top_k(sims, k)
+            idx_out.append(idx)
+            sim_out.append(val)
+        return np.concatenate(idx_out).astype(np.int64), np.concatenate(sim_out).astype(np.float32)
+
+    def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._top(self.sketch(queries), k)
+
+    def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.int64)
+        return self._top(self.codes[positions], min(k, len(self.codes) - 1), exclude=positions)
 
 
 class SparseCosineIndex:
@@ -233,7 +307,25 @@ def build_methods(
     methods: list[Method] = []
     skipped: dict[str, str] = {}
     for name in cfg.methods:
-        kmer = _KMER_NAME.match(name)
+        kmer, coded = _KMER_NAME.match(name), _BYTES_NAME.match(name)
+        if coded:
+            what, size = coded.group(1), int(coded.group(4))
+            if what == "gene-ae" and encoder is None:
+                skipped[name] = "no encoder given"
+            elif what == "gene-ae":
+                embed = partial(encoder.embed_tokens, batch_size=cfg.batch_size)
+                how = "8 bits a value" if encoder.dim == size else f"product-quantised to {size} sub-vectors of 8 bits"
+                methods.append(EmbeddingMethod(name, embed, f"gene-ae encoder's {encoder.dim} values, {how}", size))
+            elif coded.group(2):
+                k = int(coded.group(2))
+                embed = partial(baselines.hashed_profiles, k=k, dim=size)
+                methods.append(EmbeddingMethod(name, embed, f"canonical {k}-mer counts hashed to {size} values, 8 bits "
+                                               "each", size))  # fmt: skip
+            else:
+                if size % 4:
+                    raise ValueError(f"{name}: a MinHash is 4-byte bins; give a multiple of 4 bytes")
+                methods.append(MinHashMethod(int(coded.group(3)), size // 4, name))
+            continue
         if name == SEARCH:
             if encoder is None:
                 skipped[name] = "no encoder given (the index it searches is built with it)"
@@ -267,7 +359,7 @@ def build_methods(
         else:
             raise ValueError(
                 f"unknown method {name!r} (known: gene-ae search, gene-ae, K-mer such as 7-mer, K-mer@SIZE or "
-                "K-mer@dim, sourmash or sourmash-kK)"
+                "K-mer@dim, sourmash or sourmash-kK; at N bytes a record: gene-ae@Nb, K-mer@Nb, minhash-kK@Nb)"
             )
     if cfg.rerank > 0:  # the default search aligns already
         methods += [RerankedMethod(m, cfg.rerank) for m in methods if not isinstance(m, SearchMethod)]

@@ -39,7 +39,7 @@ from gene_ae.model.bags import bag_sum, kmer_ids
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.feature_encoder import FeatureEncoder
 from gene_ae.model.features import vector_features
-from gene_ae.model.layers import DownBlock, ResBlock, UpBlock, quantise, run_lstm
+from gene_ae.model.layers import DownBlock, ResBlock, UpBlock, int_code, quantise, run_lstm
 from gene_ae.model.seeds import SeedBranch
 from shard_tools.alphabet import PAD
 
@@ -250,6 +250,9 @@ class GeneAE(nn.Module):
             part = self.feature_encoder(features)
             vector = vector + part
             extra = extra + part.repeat(len(extra) // len(part), 1) if extra is not None else None
+        if self.cfg.vector_bits:  # trained as stored (ModelConfig.vector_bits)
+            vector = int_code(vector, self.cfg.vector_bits)
+            extra = int_code(extra, self.cfg.vector_bits) if extra is not None else None
         return {
             "logits": logits, "vector": vector, "others": extra, "code": enc.code, "z": z,
             "logvar": enc.code_logvar,
@@ -263,6 +266,8 @@ class GeneAE(nn.Module):
             vector = self.search_vector(tokens, mask)
         finally:
             self.train(was_training)
+        if self.cfg.vector_bits:
+            vector = int_code(vector, self.cfg.vector_bits)
         return F.normalize(vector.float(), dim=-1)
 
 

@@ -42,6 +42,10 @@ class ModelConfig:
     lstm_layers: int = 1
     bidirectional: bool = True
     vector_dim: int = 512  # size of the search vector
+    # 0: the search vector is float. 8: it is trained as the code it is stored as: each value of the unit vector
+    # rounded to a multiple of 1/127 (straight-through gradients, as the latent's levels), so vector_dim bytes a
+    # record at 8 bits (the index's sq8 codec) lose nothing the training did not see (issue 33)
+    vector_bits: int = 0
     latent_channels: int = 8  # latent values per coarse position: a window's latent is window/downsample x this
     # Each latent value is rounded to one of this many levels (finite scalar quantisation, straight-through
     # gradients), so the latent as stored is latent_channels x log2(levels) / downsample bits a base (2 for the
@@ -84,6 +88,7 @@ class ModelConfig:
         "vector_dim": Range(1),
         "latent_channels": Range(1),
         "latent_levels": Range(0, 256),  # and not 1
+        "vector_bits": Range(0, 8),  # 0 or 8
         "window": Range(1),  # and a multiple of downsample
         "dropout": Range(0, 1, high_open=True),
         "kmer_sizes": Range(1, 15),  # each
@@ -117,6 +122,8 @@ class ModelConfig:
             raise ValueError(f"model.seed_care: at most model.seed_width ({self.seed_width}), got {self.seed_care}")
         if self.seed_need > self.seed_care:
             raise ValueError(f"model.seed_need: at most model.seed_care ({self.seed_care}), got {self.seed_need}")
+        if self.vector_bits not in (0, 8):
+            raise ValueError(f"model.vector_bits: 0 (float) or 8 (the stored 8-bit code), got {self.vector_bits}")
         if self.latent_levels == 1:
             raise ValueError("model.latent_levels: 0 (float latent) or 2..256 levels, got 1")
         if self.latent_levels and self.variational:

@@ -88,3 +88,12 @@ def code_of_ids(ids: torch.Tensor, levels: int) -> torch.Tensor:
     """The code values of stored levels (the inverse of latent_ids)."""
     half = (levels - 1) / 2
     return ids.float() / half - 1
+
+
+def int_code(v: torch.Tensor, bits: int) -> torch.Tensor:
+    """A unit vector as the signed `bits`-bit code it is stored as (each value a multiple of 1 / (2^(bits-1) - 1)),
+    with straight-through gradients: the training sees the rounding the index applies."""
+    scale = float(2 ** (bits - 1) - 1)
+    unit = F.normalize(v.float(), dim=-1)
+    rounded = torch.round(unit * scale).clamp(-scale, scale) / scale
+    return unit + (rounded - unit).detach()

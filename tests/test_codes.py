@@ -1,0 +1,67 @@
+"""64 bytes a record (issue 33): the model's vector trained as the 8-bit code it is stored as, and the methods
+evaluation compares at those bytes (the vector product-quantised, hashed k-mer profiles at 8 bits, MinHash)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gene_ae.core.mutate import mutate
+from gene_ae.evaluate import baselines
+from gene_ae.evaluate.config import EvalConfig
+from gene_ae.evaluate.methods import EmbeddingMethod, MinHashMethod, build_methods, codes_of
+from gene_ae.model.config import ModelConfig
+from gene_ae.model.layers import int_code
+
+
+def test_the_code_is_the_unit_vector_rounded_and_passes_its_gradient() -> None:
+    v = torch.randn(5, 64, requires_grad=True)
+    code = int_code(v, 8)
+    scaled = code.detach() * 127
+    assert torch.allclose(scaled, scaled.round(), atol=1e-4)  # every value a multiple of 1/127
+    assert torch.allclose(code, F.normalize(v, dim=-1), atol=0.5 / 127 + 1e-6)  # within half a step of the vector
+    weights = torch.randn(5, 64)
+    (code * weights).sum().backward()
+    straight = torch.autograd.grad((F.normalize(v, dim=-1) * weights).sum(), v)[0]
+    assert torch.allclose(v.grad, straight)  # straight-through: the rounding is not in the gradient
+
+
+def test_only_float_or_8_bit_vectors_are_accepted() -> None:
+    with pytest.raises(ValueError, match="vector_bits"):
+        ModelConfig(vector_bits=4)
+
+
+def test_a_minhash_of_16_bins_is_64_bytes_and_ranks_a_copy_above_strangers() -> None:
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(3, 7, 1500).astype(np.uint8) for _ in range(50)]
+    sketches = baselines.minhash_codes(seqs, 11)
+    assert sketches.shape == (50, 16) and sketches.dtype == np.uint32 and sketches[0].nbytes == 64
+    same = baselines.minhash_similarity(sketches[:1], sketches[:1])[0, 0]
+    copy = baselines.minhash_codes([mutate(seqs[0], 0.02, rng)], 11)
+    sims = baselines.minhash_similarity(copy, sketches)[0]
+    assert same == 1.0 and sims.argmax() == 0 and sims[1:].max() < 0.2 < sims[0]
+    found, _ = MinHashMethod(11).index(seqs).search([mutate(seqs[7], 0.02, rng)], 3)
+    assert found[0, 0] == 7
+
+
+@pytest.mark.parametrize("dim", [64, 512])
+def test_vectors_stored_in_64_bytes_find_their_own(dim) -> None:
+    """64 values at 8 bits (sq8), or 512 product-quantised to 64 sub-vectors of 8 bits: 64 bytes a record."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = codes_of(vectors, 64)
+    assert index.sa_code_size() == 64
+    _, found = index.search(vectors[:20], 1)
+    assert (found[:, 0] == np.arange(20)).mean() >= 0.9
+
+
+def test_methods_at_n_bytes_are_named_by_their_size() -> None:
+    names = ("7-mer@64b", "minhash-k11@64b", "gene-ae@64b")
+    methods, skipped = build_methods(None, EvalConfig(methods=names, rerank=0), [])
+    assert [m.name for m in methods] == ["7-mer@64b", "minhash-k11@64b"] and "gene-ae@64b" in skipped
+    assert isinstance(methods[0], EmbeddingMethod) and methods[0].code_bytes == 64 and methods[1].bins == 16
+    with pytest.raises(ValueError, match="multiple of 4 bytes"):
+        build_methods(None, EvalConfig(methods=("minhash-k11@66b",), rerank=0), [])
