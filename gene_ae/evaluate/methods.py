@@ -162,44 +162,19 @@ class MinHashMethod:
         return np.array([baselines.minhash_similarity(x[None], y[None])[0, 0] for x, y in zip(sa, sb)])
 
 
-class MinHashIndex:
-    """Brute-force search of sketches by the share of agreeing bins."""
+class BlockedIndex:
+    """Brute-force search a block of queries at a time (a bounded dense block of similarities): a subclass gives
+    `similarity(block) -> [b, size]`, `embed(seqs)` (queries as stored) and `stored(positions)`."""
 
-    def __init__(self, codes: np.ndarray, sketch: Callable[[Sequence[np.ndarray]], np.ndarray]):
-        self.codes, self.sketch = codes, sketch
-
-    def _top(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        idx_out, sim_out = [], []
-        for start in range(0, len(queries), 64):
-            sims = baselines.minhash_similarity(queries[start : start + 64], self.codes)
-            if exclude is not None:
-                sims[np.arange(sims.shape[0]), exclude[start : start + 64]] = -np.inf
-            idx, val = top_k(sims, k)
-            idx_out.append(idx)
-            sim_out.append(val)
-        return np.concatenate(idx_out).astype(np.int64), np.concatenate(sim_out).astype(np.float32)
-
-    def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._top(self.sketch(queries), k)
-
-    def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        positions = np.asarray(positions, dtype=np.int64)
-        return self._top(self.codes[positions], min(k, len(self.codes) - 1), exclude=positions)
-
-
-class SparseCosineIndex:
-    """Exact cosine search over sparse L2-normalised rows (exact k-mer counts at any k, in memory
-    proportional to the distinct k-mers)."""
-
-    def __init__(self, rows, embed: Callable[[Sequence[np.ndarray]], object]):
-        self.rows, self.embed = rows.tocsr(), embed
+    block = 256
+    size = 0
 
     def _top(self, queries, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         idx_out, sim_out = [], []
-        for start in range(0, queries.shape[0], 256):  # bounded dense block of similarities
-            sims = (queries[start : start + 256] @ self.rows.T).toarray()
+        for start in range(0, queries.shape[0], self.block):
+            sims = self.similarity(queries[start : start + self.block])
             if exclude is not None:
-                sims[np.arange(sims.shape[0]), exclude[start : start + 256]] = -np.inf
+                sims[np.arange(sims.shape[0]), exclude[start : start + self.block]] = -np.inf
             idx, val = top_k(sims, k)
             idx_out.append(idx)
             sim_out.append(val)
@@ -210,7 +185,37 @@ class SparseCosineIndex:
 
     def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, dtype=np.int64)
-        return self._top(self.rows[positions], min(k, self.rows.shape[0] - 1), exclude=positions)
+        return self._top(self.stored(positions), min(k, self.size - 1), exclude=positions)
+
+
+class MinHashIndex(BlockedIndex):
+    """Sketches searched by the share of agreeing bins."""
+
+    block = 64  # a block compares [64, size, bins] bins at once
+
+    def __init__(self, codes: np.ndarray, sketch: Callable[[Sequence[np.ndarray]], np.ndarray]):
+        self.codes, self.embed, self.size = codes, sketch, len(codes)
+
+    def similarity(self, queries: np.ndarray) -> np.ndarray:
+        return baselines.minhash_similarity(queries, self.codes)
+
+    def stored(self, positions: np.ndarray) -> np.ndarray:
+        return self.codes[positions]
+
+
+class SparseCosineIndex(BlockedIndex):
+    """Exact cosine search over sparse L2-normalised rows (exact k-mer counts at any k, in memory
+    proportional to the distinct k-mers)."""
+
+    def __init__(self, rows, embed: Callable[[Sequence[np.ndarray]], object]):
+        self.rows, self.embed = rows.tocsr(), embed
+        self.size = self.rows.shape[0]
+
+    def similarity(self, queries) -> np.ndarray:
+        return (queries @ self.rows.T).toarray()
+
+    def stored(self, positions: np.ndarray):
+        return self.rows[positions]
 
 
 @dataclass
