@@ -13,7 +13,7 @@ from gene_ae.evaluate import baselines
 from gene_ae.evaluate.config import EvalConfig
 from gene_ae.evaluate.methods import EmbeddingMethod, MinHashMethod, build_methods, codes_of
 from gene_ae.model.config import ModelConfig
-from gene_ae.model.layers import int_code
+from gene_ae.model.layers import ProductCode, int_code
 
 
 def test_the_code_is_the_unit_vector_rounded_and_passes_its_gradient() -> None:
@@ -65,3 +65,24 @@ def test_methods_at_n_bytes_are_named_by_their_size() -> None:
     assert isinstance(methods[0], EmbeddingMethod) and methods[0].code_bytes == 64 and methods[1].bins == 16
     with pytest.raises(ValueError, match="multiple of 4 bytes"):
         build_methods(None, EvalConfig(methods=("minhash-k11@66b",), rerank=0), [])
+
+
+def test_the_product_code_is_its_centroids_and_trains_them() -> None:
+    """Each sub-vector becomes one of its part's 256 centroids (one byte), the gradient passes straight through
+    to the vector, and the VQ loss moves the centroids (model.vector_pq)."""
+    torch.manual_seed(0)
+    code = ProductCode(64, 8)
+    v = torch.randn(300, 64, requires_grad=True)
+    coded, loss = code(v)
+    parts = coded.detach().view(300, 8, 8)
+    for m in range(8):  # every coded sub-vector is a centroid of its part
+        dist = ((parts[:, m, None, :] - code.centroids.detach()[m][None]) ** 2).sum(-1)
+        assert dist.min(1).values.max() < 1e-12
+    weights = torch.randn(300, 64)
+    (coded * weights).sum().backward(retain_graph=True)
+    straight = torch.autograd.grad((F.normalize(v, dim=-1) * weights).sum(), v)[0]
+    assert torch.allclose(v.grad, straight, atol=1e-6)
+    loss.backward()
+    assert code.centroids.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="vector_pq"):
+        ModelConfig(vector_dim=64, vector_pq=7)

@@ -39,7 +39,7 @@ from gene_ae.model.bags import bag_sum, kmer_ids
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.feature_encoder import FeatureEncoder
 from gene_ae.model.features import vector_features
-from gene_ae.model.layers import DownBlock, ResBlock, UpBlock, int_code, quantise, run_lstm
+from gene_ae.model.layers import DownBlock, ProductCode, ResBlock, UpBlock, int_code, quantise, run_lstm
 from gene_ae.model.seeds import SeedBranch
 from shard_tools.alphabet import PAD
 
@@ -115,6 +115,7 @@ class GeneAE(nn.Module):
 
         # The user's vector features (model/features.py): their part is added to the combined branches.
         self.feature_encoder = FeatureEncoder(cfg.features, cfg.vector_dim) if vector_features(cfg.features) else None
+        self.product_code = ProductCode(cfg.vector_dim, cfg.vector_pq) if cfg.vector_pq else None
 
         # Decoder: code -> coarse features -> upsampling (widths halve, floor 64) -> local conv -> logits.
         self.from_code = nn.Conv1d(cfg.latent_channels, c, kernel_size=3, padding=1)
@@ -250,12 +251,17 @@ class GeneAE(nn.Module):
             part = self.feature_encoder(features)
             vector = vector + part
             extra = extra + part.repeat(len(extra) // len(part), 1) if extra is not None else None
+        vq_loss = None
         if self.cfg.vector_bits:  # trained as stored (ModelConfig.vector_bits)
             vector = int_code(vector, self.cfg.vector_bits)
             extra = int_code(extra, self.cfg.vector_bits) if extra is not None else None
+        if self.product_code is not None:  # trained as the product code stored (ModelConfig.vector_pq)
+            both = torch.cat([vector, extra]) if extra is not None else vector
+            coded, vq_loss = self.product_code(both)
+            vector, extra = (coded[: len(vector)], coded[len(vector) :] if extra is not None else None)
         return {
             "logits": logits, "vector": vector, "others": extra, "code": enc.code, "z": z,
-            "logvar": enc.code_logvar,
+            "logvar": enc.code_logvar, "vq_loss": vq_loss,
         }  # fmt: skip
 
     def embed(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -266,9 +272,15 @@ class GeneAE(nn.Module):
             vector = self.search_vector(tokens, mask)
         finally:
             self.train(was_training)
+        return F.normalize(self.stored(vector), dim=-1)
+
+    def stored(self, vector: torch.Tensor) -> torch.Tensor:
+        """The vector as the model was trained to store it: its 8-bit or product code when it has one."""
         if self.cfg.vector_bits:
-            vector = int_code(vector, self.cfg.vector_bits)
-        return F.normalize(vector.float(), dim=-1)
+            return int_code(vector, self.cfg.vector_bits)
+        if self.product_code is not None:
+            return self.product_code(vector)[0]
+        return vector.float()
 
 
 def count_parameters(model: nn.Module) -> int:

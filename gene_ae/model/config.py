@@ -46,6 +46,9 @@ class ModelConfig:
     # rounded to a multiple of 1/127 (straight-through gradients, as the latent's levels), so vector_dim bytes a
     # record at 8 bits (the index's sq8 codec) lose nothing the training did not see (issue 33)
     vector_bits: int = 0
+    # 0: no product code. N: the search vector is trained as N one-byte codes (N sub-vectors, each the nearest of
+    # 256 learned centroids: layers.ProductCode), the product-quantised code an index stores in N bytes (issue 33)
+    vector_pq: int = 0
     latent_channels: int = 8  # latent values per coarse position: a window's latent is window/downsample x this
     # Each latent value is rounded to one of this many levels (finite scalar quantisation, straight-through
     # gradients), so the latent as stored is latent_channels x log2(levels) / downsample bits a base (2 for the
@@ -89,6 +92,7 @@ class ModelConfig:
         "latent_channels": Range(1),
         "latent_levels": Range(0, 256),  # and not 1
         "vector_bits": Range(0, 8),  # 0 or 8
+        "vector_pq": Range(0),  # and dividing vector_dim
         "window": Range(1),  # and a multiple of downsample
         "dropout": Range(0, 1, high_open=True),
         "kmer_sizes": Range(1, 15),  # each
@@ -122,6 +126,9 @@ class ModelConfig:
             raise ValueError(f"model.seed_care: at most model.seed_width ({self.seed_width}), got {self.seed_care}")
         if self.seed_need > self.seed_care:
             raise ValueError(f"model.seed_need: at most model.seed_care ({self.seed_care}), got {self.seed_need}")
+        if self.vector_pq and (self.vector_dim % self.vector_pq or self.vector_bits):
+            raise ValueError(f"model.vector_pq: {self.vector_pq} must divide vector_dim {self.vector_dim}, without "
+                             "vector_bits")  # fmt: skip
         if self.vector_bits not in (0, 8):
             raise ValueError(f"model.vector_bits: 0 (float) or 8 (the stored 8-bit code), got {self.vector_bits}")
         if self.latent_levels == 1:

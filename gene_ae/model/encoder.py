@@ -17,7 +17,6 @@ from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.model.bags import kmer_ids
 from gene_ae.model.features import check_given, codes_of_rows, require, vector_features
-from gene_ae.model.layers import int_code
 from gene_ae.model.losses import reconstruction_counts
 from shard_tools.alphabet import PAD, A, InvalidSequenceError, T, encode
 
@@ -266,8 +265,7 @@ class Encoder:
             require(specs, features or {}, n)
             coded = torch.from_numpy(codes_of_rows(specs, features, n)).to(self.device)
             vectors = vectors + self.model.feature_encoder(coded)
-        if self.cfg.vector_bits:  # the code the model was trained as (ModelConfig.vector_bits)
-            vectors = int_code(vectors, self.cfg.vector_bits)
+        vectors = self.model.stored(vectors)  # the code the model was trained as (vector_bits, vector_pq)
         return torch.nn.functional.normalize(vectors.cpu(), dim=-1).numpy()
 
     @torch.no_grad()

@@ -97,3 +97,34 @@ def int_code(v: torch.Tensor, bits: int) -> torch.Tensor:
     unit = F.normalize(v.float(), dim=-1)
     rounded = torch.round(unit * scale).clamp(-scale, scale) / scale
     return unit + (rounded - unit).detach()
+
+
+class ProductCode(nn.Module):
+    """A unit vector as `parts` sub-vectors each replaced by the nearest of 256 learned centroids (one byte each:
+    `parts` bytes a record), with straight-through gradients, the centroids and the commitment trained by the
+    VQ-VAE loss (van den Oord et al. 2017) that `loss` returns: the product-quantised code the index would store,
+    in the training loop. The centroids start from the first batch's sub-vectors."""
+
+    def __init__(self, dim: int, parts: int):
+        super().__init__()
+        if dim % parts:
+            raise ValueError(f"a {dim}-value vector cannot be cut into {parts} equal parts")
+        self.parts, self.width = parts, dim // parts
+        self.centroids = nn.Parameter(torch.zeros(parts, 256, self.width))
+        self.register_buffer("started", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the coded unit vector, the VQ loss) of vectors [B, dim]."""
+        unit = F.normalize(v.float(), dim=-1)
+        sub = unit.view(-1, self.parts, self.width)  # [B, M, w]
+        if self.training and not bool(self.started):
+            with torch.no_grad():
+                pick = torch.randint(0, sub.shape[0], (256,), device=sub.device)
+                self.centroids.copy_(sub[pick].transpose(0, 1) + 1e-3 * torch.randn_like(self.centroids))
+                self.started.fill_(True)
+        dist = torch.cdist(sub.transpose(0, 1), self.centroids)  # [M, B, 256]
+        nearest = dist.argmin(-1)  # [M, B]
+        coded = torch.gather(self.centroids, 1, nearest.unsqueeze(-1).expand(-1, -1, self.width)).transpose(0, 1)
+        loss = F.mse_loss(coded, sub.detach()) + 0.25 * F.mse_loss(sub, coded.detach())
+        out = (sub + (coded - sub).detach()).reshape(unit.shape)
+        return out, loss

@@ -71,6 +71,9 @@ def batch_loss(
                 queue.push(torch.cat([vec, vecs[0]]))
             loss = loss + cfg.train.contrastive_weight * nce
             metrics["loss_nce"] = nce.item()
+        if out.get("vq_loss") is not None:  # the product code's centroids and commitment (model.vector_pq)
+            loss = loss + out["vq_loss"]
+            metrics["loss_vq"] = out["vq_loss"].item()
         if out["logvar"] is not None:
             kl = kl_loss(out["code"].float(), out["logvar"].float(), cfg.train.free_bits)
             loss = loss + cfg.train.kl_weight * min(1.0, step / max(1, cfg.train.kl_anneal_steps)) * kl
