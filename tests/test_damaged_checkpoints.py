@@ -89,3 +89,15 @@ def test_a_missing_checkpoint_folder_is_named(cli, fasta, tmp_path) -> None:
         line == f"gene-ae embed: error: {tmp_path / 'nomodel'}: no such checkpoint directory (nor a models:/ or "
         "runs:/ URI)"
     ), line
+
+
+def test_a_training_runs_directory_gives_its_latest_checkpoint(tmp_path) -> None:
+    """`--model runs/NAME` (Ray's checkpoint_<time> folders inside) loads the last one written, not the first."""
+    from gene_ae.model.encoder import resolve_checkpoint
+
+    run = tmp_path / "runs" / "demo"
+    for stamp in ("2026-12-06_06-17-27.190160", "2026-12-06_06-18-14.069838"):
+        (run / f"checkpoint_{stamp}").mkdir(parents=True)
+        (run / f"checkpoint_{stamp}" / "model.pt").write_bytes(b"")
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    assert resolve_checkpoint(str(run)).name == "checkpoint_2026-12-06_06-18-14.069838"

@@ -64,12 +64,14 @@ class Reconstruction:
 
 
 def resolve_checkpoint(uri: str) -> Path:
-    """A local checkpoint directory, or download the model's checkpoint artifact from MLflow."""
+    """A local checkpoint directory, or download the model's checkpoint artifact from MLflow. A training run's
+    directory (`--storage`/`--name`) gives its latest checkpoint: Ray names them by time."""
     local = Path(uri)
     if local.exists() and not local.is_dir():
         raise FileNotFoundError(f"{uri}: a file, not a checkpoint directory or model URI")
     if local.is_dir():
-        candidates = [local, local / "checkpoint", *sorted(local.glob("artifacts/*")), *sorted(local.glob("*"))]
+        candidates = [local, local / "checkpoint", *sorted(local.glob("artifacts/*")),
+                      *sorted(local.glob("*"), reverse=True)]  # fmt: skip
         for candidate in candidates:
             if (candidate / checkpoint.MODEL_FILE).is_file():
                 return candidate
