@@ -86,6 +86,22 @@ def test_window_votes_sum_each_query_pieces_best_and_span_the_region() -> None:
     assert (cands[0].start, cands[0].end) == (1000, 1384)  # only the best window per query piece counts
 
 
+def test_a_long_querys_matching_pieces_put_their_records_before_chance_ones() -> None:
+    """Pieces of a genome-sized query that match nothing still have a best record, by chance, with a small score
+    summed over thousands of pieces; the records that pieces match well come first (a 10 Mb query with 50 stored
+    genes reported 27 when chance sums ranked first, 50 now)."""
+    pieces = 1000
+    owner = np.full((pieces, 2), 7)  # record 7: every piece's chance best, 0.05 each (50 summed)
+    owner[:, 1] = 8
+    score = np.full((pieces, 2), 0.05, dtype=np.float32)
+    score[:, 1] = 0.04
+    owner[3], score[3] = [1, 7], [0.9, 0.05]  # two pieces that match a record well
+    owner[600], score[600] = [2, 7], [0.8, 0.05]
+    spans = np.zeros((pieces, 2), dtype=np.int64)
+    cands = vote(owner, score, spans, spans, n=3)
+    assert [c.record for c in cands] == [1, 2, 7]
+
+
 def test_sparse_index_finds_copies_on_both_strands_and_round_trips(tmp_path, genes) -> None:
     seqs = [g.tokens for g in genes]
     idx = KmerIndex.build(seqs, KmerIndexConfig())

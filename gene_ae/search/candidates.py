@@ -178,11 +178,13 @@ def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hi
 
     A record's score is the sum over query pieces of its best piece's score; its region spans the pieces
     that gave those best scores. Returns the top n Candidates, each piece's own best n / pieces records among
-    them first, taken rank by rank across the pieces (every piece's best, then every piece's second, ...): so
-    every part of a long query holding several records has candidates of its own near the top, where the many
-    near relatives of one part would otherwise take every place (a one-piece query: the plain ranking)."""
+    them first, taken rank by rank across the pieces (every piece's best, then every piece's second, ...), within
+    a rank by the score a record had in that piece: so every part of a long query holding several records has
+    candidates of its own near the top, where the many near relatives of one part would otherwise take every
+    place, and a piece that matches nothing (its best a chance record, a small score summed over thousands of
+    pieces of a genome-sized query) comes after the pieces that match (a one-piece query: the plain ranking)."""
     best: dict[int, list[float | int]] = {}
-    own: dict[int, int] = {}  # each piece's best records: the best rank one had within a piece
+    own: dict[int, tuple[int, float]] = {}  # each piece's best records: (best rank within a piece, -its score there)
     per_piece = max(1, n // max(hit_owner.shape[0], 1))
     for row in range(hit_owner.shape[0]):
         seen: set[int] = set()
@@ -191,12 +193,12 @@ def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hi
                 continue
             seen.add(int(o))
             if len(seen) <= per_piece:
-                own[int(o)] = min(own.get(int(o), per_piece), len(seen))
+                own[int(o)] = min(own.get(int(o), (per_piece + 1, 0.0)), (len(seen), -float(s)))
             cur = best.setdefault(int(o), [0.0, int(a), int(b)])
             cur[0] += float(s)
             cur[1], cur[2] = min(cur[1], int(a)), max(cur[2], int(b))
     order = sorted(best, key=lambda o: -best[o][0])
-    first = sorted(own, key=lambda o: (own[o], -best[o][0]))[:n]
+    first = sorted(own, key=lambda o: own[o])[:n]
     ranked = first + [o for o in order if o not in own][: n - len(first)]
     return [Candidate(o, float(best[o][0]), int(best[o][1]), int(best[o][2])) for o in ranked]
 
