@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -185,10 +186,25 @@ def main(argv: list[str] | None = None) -> int:
 
     uri = tracking_uri()
     start_ray()
+    # SIGTERM as Ctrl-C (raised here, where fit() waits): Ray's own handler, installed by ray.init, ended the driver
+    # with a native crash dump; this one stops Ray in order and says how to resume (issue 34)
+    signals: list[int] = []
+
+    def terminated(signum, frame) -> None:
+        signals.append(signum)
+        raise KeyboardInterrupt  # Ray Train's fit() re-raises a plain KeyboardInterrupt: `signals` says which
+
+    signal.signal(signal.SIGTERM, terminated)
     run_id = mlflow_run(cfg, uri)
     started = time.perf_counter()
     try:
         result = build_trainer(cfg, uri, run_id).fit()
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        ray.shutdown()
+        print(f"gene-ae train: {'terminated' if signals else 'interrupted'}; the checkpoints written so far are kept: "
+              "rerun the same command (same --name and --storage) to resume", file=sys.stderr)  # fmt: skip
+        return 143 if signals else 130
     except Exception as exc:  # Ray wraps worker errors; show the root cause in one line
         mlflow.end_run(status="FAILED")
         ray.shutdown()  # stop Ray's log forwarding so the error below is the last line
