@@ -82,10 +82,10 @@ def minhash_codes(seqs: Sequence[np.ndarray], k: int, bins: int = 16) -> np.ndar
 
 
 def minhash_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Share of bins two sketches agree on (bins empty in both left out), for rows of a against rows of b:
-    [len(a), len(b)]."""
-    same = (a[:, None, :] == b[None, :, :]) & (a[:, None, :] != EMPTY_BIN)
-    filled = (a[:, None, :] != EMPTY_BIN) | (b[None, :, :] != EMPTY_BIN)
+    """Share of bins two sketches agree on (bins empty in both left out), along the last axis, broadcasting:
+    pairs (a[i], b[i]), or every row of a against every row of b as a[:, None] and b[None]."""
+    same = (a == b) & (a != EMPTY_BIN)
+    filled = (a != EMPTY_BIN) | (b != EMPTY_BIN)
     return same.sum(-1) / np.maximum(filled.sum(-1), 1)
 
 

@@ -159,7 +159,7 @@ class MinHashMethod:
 
     def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
         sa, sb = baselines.minhash_codes(a, self.k, self.bins), baselines.minhash_codes(b, self.k, self.bins)
-        return np.array([baselines.minhash_similarity(x[None], y[None])[0, 0] for x, y in zip(sa, sb)])
+        return baselines.minhash_similarity(sa, sb)
 
 
 class BlockedIndex:
@@ -197,7 +197,7 @@ class MinHashIndex(BlockedIndex):
         self.codes, self.embed, self.size = codes, sketch, len(codes)
 
     def similarity(self, queries: np.ndarray) -> np.ndarray:
-        return baselines.minhash_similarity(queries, self.codes)
+        return baselines.minhash_similarity(queries[:, None], self.codes[None])
 
     def stored(self, positions: np.ndarray) -> np.ndarray:
         return self.codes[positions]

@@ -58,10 +58,6 @@ class Postings:
         """The nibbles the stream holds: no row pointer may pass it (checked as rows are read, not on load)."""
         return 2 * int(self.stream.size)
 
-    @property
-    def rows(self) -> int:
-        return self.ptr.size - 1
-
     def _view(self) -> np.ndarray:
         """The stream as a plain array (a memmap's own indexing machinery is not needed: C reads its buffer)."""
         return np.ascontiguousarray(self.stream.view(np.ndarray) if isinstance(self.stream, np.memmap) else self.stream)

@@ -161,16 +161,13 @@ def extended(chain: Chain, query: np.ndarray, subject: np.ndarray) -> Chain:
     """The chain with its ends moved out over the exact matches that continue them (a chain starts at its first
     k-mer match: a record inside a long query would be reported from a few bases in where a base next to its
     start happens to differ from the query's k-mers' neighbours). `query` on the chain's strand."""
-    n = query.size
-    qa, qb = (
-        (chain.query_start, chain.query_end) if chain.strand == "+" else (n - chain.query_end, n - chain.query_start)
-    )
+    qa, qb = chain.on_strand(query.size)
     sa, sb = chain.subject_start, chain.subject_end
     left = _same_run(query[:qa][::-1], subject[:sa][::-1])
     right = _same_run(query[qb:], subject[sb:])
-    qa, qb, sa, sb = qa - left, qb + right, sa - left, sb + right
-    spans = (qa, qb) if chain.strand == "+" else (n - qb, n - qa)
-    return Chain(chain.strand, *spans, sa, sb, chain.score, chain.anchors)
+    moved = Chain(chain.strand, qa - left, qb + right, sa - left, sb + right, chain.score, chain.anchors)
+    # the span moved on the chain's strand, back on the query as given (on_strand maps either way)
+    return Chain(chain.strand, *moved.on_strand(query.size), sa - left, sb + right, chain.score, chain.anchors)
 
 
 def _same_run(a: np.ndarray, b: np.ndarray) -> int:

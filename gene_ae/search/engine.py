@@ -9,7 +9,7 @@ same `rerank`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,12 +31,11 @@ from gene_ae.search.candidates import (
 )
 from gene_ae.search.candidates import fuse as fuse_lists
 from gene_ae.search.chain import OVERLAP, QueryChains, inside
-from gene_ae.search.hits import Hit
+from gene_ae.search.hits import Hit, Subject
 from gene_ae.search.regions import RegionPaths, chained
 from gene_ae.search.stats import SearchSpace, evalue
 from shard_tools.alphabet import FIRST_BASE
 
-Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); ranks past ~60 barely count
 # Candidates aligned per list by default, chosen on the val split of a real collection (SILVA SSU, the first
 # 20,000 records, 50 queries a divergence; docs/BENCHMARKS.md): with the k-mer list alone, recall@1 at 10 / 20 /

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from gene_ae.search.stats import Region
+
+Subject = Callable[[int], np.ndarray]  # record position -> its tokens (what a hit is aligned against)
 
 
 @dataclass

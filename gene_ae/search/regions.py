@@ -6,15 +6,12 @@ region, not record by record; ranking its regions and giving each reported one a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from gene_ae.search.chain import Chain, QueryChains, best_regions, chain_path, extended
-from gene_ae.search.hits import Hit
-
-Subject = Callable[[int], np.ndarray]  # record position -> its tokens
+from gene_ae.search.hits import Hit, Subject
 
 
 def chained(table: QueryChains, hits: list[Hit], subject: Subject, top: int) -> list[Hit]:
