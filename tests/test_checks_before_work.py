@@ -59,8 +59,10 @@ def tracking_at(monkeypatch) -> Iterator:
 
 
 @pytest.fixture
-def silent_server() -> Iterator[str]:
-    """http://127.0.0.1:PORT of a socket that accepts connections and never answers."""
+def silent_server(monkeypatch) -> Iterator[str]:
+    """http://127.0.0.1:PORT of a socket that accepts connections and never answers. Requests to it time out
+    after 2 s, not the default 10 (test_requests_to_a_tracking_server_are_bounded checks the defaults' sum)."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)

@@ -272,3 +272,24 @@ def test_compact_vector_codecs_store_less_and_find_the_same_nearest(tmp_path, en
     want = [[h.similarity for h in hits] for hits in found["f32"]]
     np.testing.assert_allclose(sims, want, atol=0.02)
     assert max(max(row) for row in sims) <= 1.0  # quantised codes never report a cosine above 1
+
+
+def test_pq64_vectors_take_64_bytes_a_record_and_find_exact_copies(tmp_path, encoder, genes) -> None:
+    """--vector-codec pq64: at most 64 bytes a record vector (beside faiss's codebooks; fewer bits a sub-vector
+    for a collection under 256 records), exact copies still nearest
+    through the dense list, and a filter applies to the PQ scan as to the exact one."""
+    embed = partial(embedding.embed_local, encoder, batch_size=64)
+    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
+    out = tmp_path / "pq"
+    embedding.build_index(iter(genes), embed, model, out, embedding.BuildConfig(kind="flat", codec="pq64"))
+    opened = IndexDir.open(out)
+    index = opened.dense
+    assert index.code_size <= 64 and index.ntotal == len(genes)
+    queries = [g.tokens for g in genes[:10]]
+    found = search.search(opened, queries, embed, search.SearchConfig(k=3, rerank=0, sources=("dense",)))
+    assert sum(hits[0].subject == i for i, hits in enumerate(found)) >= 9
+    allowed = np.zeros(len(genes), bool)
+    allowed[1::2] = True
+    kept = search.search(opened, queries, embed, search.SearchConfig(k=3, rerank=0, sources=("dense",)),
+                         allowed=allowed)  # fmt: skip
+    assert all(h.subject % 2 == 1 for hits in kept for h in hits) and all(kept)

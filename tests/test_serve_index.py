@@ -103,7 +103,7 @@ def served(cluster: Cluster, indexes) -> str:  # noqa: F811  (cluster: the impor
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [str(BIN / "gene-ae"), "serve", "--index", str(indexes["sharded"]), "--port", str(port),
-             "--replica-cpus", "0.45", "--shard-timeout", "2"],
+             "--replica-cpus", "0.45", "--shard-timeout", "2", "--retries", "2"],
             env=env, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     try:

@@ -19,6 +19,7 @@ from gene_ae.cli.common import (
 
 def add_parser(sub, version: str) -> None:
     from gene_ae.index.build import SHARD_BASES, BuildConfig
+    from gene_ae.index.vectors import CODECS, PQ_BYTES
 
     build = BuildConfig()
     e = subcommand(sub, "embed", "embed a collection and write an index directory (vectors, k-mers, sequences)",
@@ -38,9 +39,10 @@ def add_parser(sub, version: str) -> None:
         "--stride", type=int_option("stride"), default=build.stride, help="window stride in bases; 0: half a window"
     )
     e.add_argument("--batch-size", type=int_option("batch_size"), default=build.batch_size, help="encoder batch size")
-    e.add_argument("--vector-codec", default=build.codec, choices=("f32", "f16", "sq8"),
+    e.add_argument("--vector-codec", default=build.codec, choices=tuple(CODECS),
                    help="how record and window vectors are stored: float32, float16 (half), 8 bits a value "
-                   "(a quarter); docs/BENCHMARKS.md has what each costs in recall")  # fmt: skip
+                   f"(a quarter), {PQ_BYTES} bytes a vector (product quantisation); docs/BENCHMARKS.md has what "
+                   "each costs in recall")  # fmt: skip
     e.add_argument("--kmer-scaled", type=int_option("kmer_scaled"), default=build.kmers.scaled, metavar="S",
                    help="keep about 1/S of the distinct k-mers in the exact k-mer index (by hash, FracMinHash): "
                    "an index about S times smaller, fewer shared k-mers for far copies")  # fmt: skip

@@ -19,7 +19,10 @@ FLAT_MAX = 20_000
 # How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value (faiss
 # scalar quantizer over SQ8_RANGE, a quarter: the default, the same recall as float32 at 10^5 genes, 0.75x the
 # index and 0.87x the time a query). docs/BENCHMARKS.md has what each costs in recall.
-CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit"}
+CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit", "pq64": "PQ"}
+# pq64: faiss product quantisation, PQ_BYTES sub-vectors of 8 bits (64 bytes a vector whatever its dimension;
+# issue 33's equal-bytes budget). Approximate: its codebooks are trained on the index's own vectors.
+PQ_BYTES = 64
 # Exact (flat) sq8 codes cover [-SQ8_RANGE, SQ8_RANGE] in every dimension, the same range for every shard and
 # every append: ranges trained on each shard's own vectors made a sharded index rank near-ties unlike one built
 # at once. Search vectors are unit length; their values stayed within +-0.25 on 10^5 genes, and a value beyond
@@ -38,6 +41,8 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
         raise ValueError(f"unknown vector codec {codec!r} ({', '.join(CODECS)})")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     kind = ("flat" if len(vectors) <= FLAT_MAX else "ivf") if kind == "auto" else kind
+    if codec == "pq64":
+        return _build_pq(vectors, kind)
     quantizer_type = getattr(faiss.ScalarQuantizer, CODECS[codec]) if CODECS[codec] else None
     if kind == "flat" and quantizer_type is None:
         index = faiss.IndexFlatIP(vectors.shape[1])
@@ -55,6 +60,29 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
         index.hnsw.efSearch = HNSW_EF_SEARCH
     else:
         raise ValueError(f"unknown index kind {kind!r} (auto, flat, ivf, hnsw)")
+    index.add(vectors)
+    return index, kind
+
+
+def _build_pq(vectors: np.ndarray, kind: str):
+    """(IndexIVFPQ of PQ_BYTES codes, kind): each vector in PQ_BYTES bytes, its codebooks (and an IVF's lists)
+    trained on a sample of the vectors; under 256 vectors a sub-vector gets fewer than 8 bits (a codebook has no
+    more entries than vectors to train it)."""
+    import faiss
+
+    n, d = vectors.shape
+    if d % PQ_BYTES:
+        raise ValueError(f"--vector-codec pq64 needs a vector size divisible by {PQ_BYTES}, the model's is {d}")
+    bits = int(min(8, max(1, np.log2(max(n, 2)))))
+    if kind not in ("flat", "ivf"):
+        raise ValueError(f"--vector-codec pq64 stores flat or IVF indexes, not {kind!r}")
+    # Flat is one inverted list scanned whole: faiss's IndexPQ takes no ID filter (--where), its IVF form does.
+    lists = 1 if kind == "flat" else ivf_lists(n)
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, PQ_BYTES, bits, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe, wanted = min(IVF_NPROBE, lists), max(64 << bits, 64 * lists)
+    pq = index.pq
+    pq.cp.min_points_per_centroid = 1  # a small index trains what it has, without faiss's warning on stdout
+    index.train(vectors[np.sort(np.random.default_rng(0).choice(n, min(n, wanted), replace=False))])
     index.add(vectors)
     return index, kind
 
