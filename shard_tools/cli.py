@@ -92,7 +92,7 @@ def _parser() -> Parser:
         limit = ShardConfig.LIMITS[name]
         p.add_argument(flag, type=number(kind, limit), default=getattr(shard, name), help=f"{text} ({limit})")
     p.add_argument("--max-length", type=number(int, Range(1)), default=reader.max_length, metavar="BASES",
-                   help="longest record read (FASTA/FASTQ); a longer one is an error naming it, so memory stays "
+                   help="longest record read (every format); a longer one is an error naming it, so memory stays "
                    "bounded (about 3 bytes a base of this)")  # fmt: skip
     p.add_argument("--dedup", action="store_true", help="drop exact duplicate sequences")
     p.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")

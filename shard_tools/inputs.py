@@ -3,7 +3,8 @@
 This module is the front: `read_records` opens a file (compression.py picks the codec by magic bytes), finds
 its format (detect.py) and hands the stream to that format's reader (readers/), skipping or raising bad
 records. Memory is bounded by the longest record, never by the file: records are yielded one at a time, and
-FASTA/FASTQ records and lines longer than ReaderConfig.max_length are refused unread.
+records and lines longer than ReaderConfig.max_length are refused unread (FASTA/FASTQ, GenBank/EMBL sequences;
+a table's line past max_length + 1 MiB).
 Every error names the file, the line and the record (record.InputError), because users fix inputs by hand.
 A FASTA/FASTQ id is the header up to the first whitespace (space or tab), the rest is the description;
 ids, descriptions and table fields holding control characters are refused (shard_tools.text).
@@ -48,7 +49,7 @@ class ReaderConfig:
     label_column: str | None = None
     skip_invalid: bool = False  # count and skip bad records instead of stopping
     features: tuple[DeclaredFeature, ...] = ()  # the user's per-record features to keep
-    # Longest FASTA/FASTQ record (or line) read, in bases: memory is about 3 bytes a base of the longest record,
+    # Longest record (or FASTA/FASTQ line) read, in bases, in every format: memory is about 3 bytes a base of it,
     # so a record longer than this (a concatenated file, a decompression bomb) is refused, not read until memory
     # runs out. The default holds the longest human chromosome (249 Mb).
     max_length: int = DEFAULT_MAX_LENGTH

@@ -5,6 +5,7 @@ input, absurd --workers. Each gets records read right or a one-line error naming
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -23,6 +24,7 @@ from shard_tools import load_manifest, read_shards
 from shard_tools.alphabet import decode
 from shard_tools.cli import shard_fasta_main, shard_verify_main
 from shard_tools.inputs import InputError, ReaderConfig, read_records
+from shard_tools.readers import insdc
 
 CODECS: dict[str, Callable[[bytes], bytes]] = {
     "plain": lambda b: b,
@@ -394,6 +396,79 @@ def test_a_fastq_line_over_max_length_is_one_line_naming_it(tmp_path: Path, caps
     fq.write_text("@r1\n" + "ACGT" * 300 + "\n+\n" + "I" * 1200 + "\n")
     rc, err = run(shard_fasta_main, [fq, tmp_path / "out", "--max-length", "1000"], capsys)
     one_line_error(err, f"{fq}:2: a line longer than --max-length 1,000 bases", rc=rc, prefix=SHARD_ERROR)
+
+
+# GenBank/EMBL and tables are bounded by --max-length too: Bio read a record whole, csv a cell whole.
+def _three(data_dir: Path, fmt: str, tmp_path: Path) -> tuple[Path, int]:
+    """A GenBank or EMBL file of 300, 4,000 and 120 bases (the middle one 'HUGE1.1'), and its LOCUS / ID line."""
+    _, seq = lambda_phage(data_dir)
+    records = [("X1.1", "first", seq[:300]), ("HUGE1.1", "huge", seq[:4000]), ("X3.1", "last", seq[4000:4120])]
+    text = insdc_bytes(records, fmt).decode()
+    src = tmp_path / f"loci.{'gbk' if fmt == 'genbank' else 'embl'}"
+    src.write_text(text)
+    huge = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(("LOCUS", "ID")) and "HUGE" in line)
+    return src, huge
+
+
+@pytest.mark.parametrize("fmt", ["genbank", "embl"])
+def test_an_insdc_record_over_max_length_is_one_error_and_the_next_records_are_read(
+    fmt: str, data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    src, huge = _three(data_dir, fmt, tmp_path)
+    rc, err = run(shard_fasta_main, [src, tmp_path / "out", "--max-length", "1000"], capsys)
+    line = one_line_error(err, f"{src}:{huge}: record 'HUGE1.1': longer than --max-length 1,000 bases: not read into "
+                          "memory", rc=rc, prefix=SHARD_ERROR)  # fmt: skip
+    assert "raise --max-length" in line and "declares" not in line  # not also the declared-length check
+    skipped: list[str] = []
+    got = [(r.id, r.tokens.size) for r in read_records(src, ReaderConfig(max_length=1000, skip_invalid=True), skipped)]
+    assert got == [("X1.1", 300), ("X3.1", 120)] and len(skipped) == 1 and "'HUGE1.1': longer than" in skipped[0]
+    whole = [(r.id, r.tokens.size) for r in read_records(src, ReaderConfig(max_length=4000))]
+    assert whole == [("X1.1", 300), ("HUGE1.1", 4000), ("X3.1", 120)]  # exactly max_length is read
+
+
+@pytest.mark.parametrize("fmt", ["genbank", "embl"])
+def test_an_insdc_line_or_feature_table_over_the_bounds_is_one_line_naming_it(
+    fmt: str, data_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    src, huge = _three(data_dir, fmt, tmp_path)
+    text = src.read_text().splitlines(keepends=True)
+    long = text[: huge + 1] + ["x" * (1000 + (1 << 20) + 1) + "\n"] + text[huge + 1 :]  # a line past the cap
+    src.write_text("".join(long))
+    rc, err = run(shard_fasta_main, [src, tmp_path / "out", "--max-length", "1000"], capsys)
+    one_line_error(err, f"{src}:{huge + 2}: a line longer than 1,049,576 characters", rc=rc, prefix=SHARD_ERROR)
+    monkeypatch.setattr(insdc, "TEXT_SLACK", 0)  # the record's text outside its sequence: at most 4 x 1,000 here
+    comment = ("CC   " if fmt == "embl" else "COMMENT     ") + "x" * 50 + "\n"  # 100 of them: over 5,000 characters
+    src.write_text("".join(text[:huge] + [comment] * 100 + text[huge:]))
+    rc, err = run(shard_fasta_main, [src, tmp_path / "out", "--max-length", "1000"], capsys)
+    one_line_error(err, f"{src}:", f"the record from line {huge} has over 4,000 characters outside its sequence",
+                   rc=rc, prefix=SHARD_ERROR)  # fmt: skip
+
+
+def test_a_table_cell_over_max_length_is_one_error_and_the_next_rows_are_read(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "genes.tsv"
+    src.write_text("name\tsequence\tclass\na\tACGT\tk1\nhuge\t" + "ACGT" * 1000 + "\tk2\nc\tGGCC\tk3\n")
+    rc, err = run(shard_fasta_main, [src, tmp_path / "out", "--id-column", "name", "--max-length", "1000"], capsys)
+    one_line_error(err, f"{src}:3: record 'huge': longer than --max-length 1,000 bases", "raise --max-length", rc=rc,
+                   prefix=SHARD_ERROR)  # fmt: skip
+    skipped: list[str] = []
+    cfg = ReaderConfig(id_column="name", max_length=1000, skip_invalid=True)
+    assert [(r.id, r.tokens.size) for r in read_records(src, cfg, skipped)] == [("a", 4), ("c", 4)]
+    assert len(skipped) == 1 and "record 'huge': longer than" in skipped[0]
+    src.write_text("name\tsequence\na\tACGT\nhuge\t" + "ACGT" * 300_000 + "\n")  # one line past 1,000 + 1 MiB
+    rc, err = run(shard_fasta_main, [src, tmp_path / "out", "--id-column", "name", "--max-length", "1000"], capsys)
+    one_line_error(err, f"{src}:3: a line longer than 1,049,576 characters", rc=rc, prefix=SHARD_ERROR)
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv"])
+def test_a_table_sequence_longer_than_the_csv_field_limit_is_read(fmt: str, tmp_path: Path) -> None:
+    """csv refuses a field over 131,072 characters by default: a 200 kb sequence was a 'malformed table'. The
+    limit is the whole process's, so it is raised only while a row is read."""
+    sep = "\t" if fmt == "tsv" else ","
+    src = tmp_path / f"genes.{fmt}"
+    src.write_text(f"name{sep}sequence\nlong{sep}" + "ACGT" * 50_000 + f"\nshort{sep}GGCC\n")
+    before = csv.field_size_limit()
+    got = [(r.id, r.tokens.size) for r in read_records(src, ReaderConfig(id_column="name"))]
+    assert got == [("long", 200_000), ("short", 4)] and csv.field_size_limit() == before == 131_072
 
 
 def test_a_file_that_shrinks_while_read_is_an_error_not_a_short_record(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ def _serve_index(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
+    from gene_ae.core.local_ray import start_local_ray
     from gene_ae.index.directory import IndexDir
     from gene_ae.registry.serve_model import check_listen
     from gene_ae.search import serve_index as served
@@ -87,7 +88,10 @@ def _serve_index(args: argparse.Namespace) -> int:
     if not joined:
         check_listen(args.host, args.port)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(logging_level="WARNING", log_to_driver=False)
+    if joined:
+        ray.init(logging_level="WARNING", log_to_driver=False)
+    else:  # Ray's own ports on loopback; the HTTP proxy listens on --host (http_options)
+        start_local_ray(serve=True, logging_level="WARNING", log_to_driver=False)
     cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size,
                              retries=args.retries, shard_timeout_s=args.shard_timeout)  # fmt: skip
     try:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from gene_ae.core.local_ray import start_local_ray
 from gene_ae.core.records import InputRecord
 from gene_ae.index.build import (
     ONE_SHARD,
@@ -50,7 +51,11 @@ def build_collection_ray(
 
     if not ray.is_initialized():
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        ray.init(include_dashboard=False, runtime_env={"env_vars": env} if env else None)
+        options = {"include_dashboard": False, "runtime_env": {"env_vars": env} if env else None}
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(**options)
+        else:
+            start_local_ray(**options)  # loopback only
     task = ray.remote(num_cpus=1)(_build_shard)
     with write_index(out_dir, overwrite) as writer:
         running, metas, resolved = {}, {}, cfg

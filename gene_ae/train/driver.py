@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from gene_ae.config import Config, load_config
+from gene_ae.core.local_ray import start_local_ray
 from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store, tracking_uri
 from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
@@ -95,7 +96,7 @@ def start_ray() -> None:
     else:
         # Without a dashboard Ray's state API is absent, and Ray Train's placement-group cleaner would log
         # a warning every few seconds saying so; the job's own Ray logs are therefore cut to errors.
-        ray.init(
+        start_local_ray(  # loopback only (gene_ae/core/local_ray.py)
             num_cpus=os.cpu_count(),
             include_dashboard=False,
             runtime_env={"env_vars": env},

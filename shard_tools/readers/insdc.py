@@ -1,4 +1,5 @@
-"""GenBank and EMBL through Bio.SeqIO, with line numbers in errors and the declared length checked."""
+"""GenBank and EMBL through Bio.SeqIO, with line numbers in errors, the declared length checked and memory bounded
+by --max-length (a longer sequence is not passed to Bio)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     from shard_tools.inputs import ReaderConfig
 
 _ASCII_SPACE = " \t\r\n\v\f"
+# The line that opens a record's sequence (GenBank "ORIGIN", EMBL "SQ   Sequence 5386 BP; ..."); "//" ends it.
+_SEQUENCE_START = {"genbank": "ORIGIN", "embl": "SQ "}
+# Every byte but an ASCII letter: deleted to count a sequence line's bases (not its spaces and coordinates).
+_NOT_LETTERS = bytes(b for b in range(256) if not chr(b).isascii() or not chr(b).isalpha())
+LINE_SLACK = 1 << 20  # a line may hold this many characters beyond --max-length
+TEXT_SLACK = 64 << 20  # a record's text outside its sequence may hold 4 x --max-length and this many characters
 
 
 # The length a record's first line declares: GenBank "LOCUS  NAME  5386 bp ...", EMBL "ID   X; ...; 5386 BP."
@@ -45,21 +52,59 @@ def _length_mismatch(path: str, fmt: str, header: tuple[int, str] | None, rid: s
 class _CountingText:
     """A text stream that counts the lines read from it, so GenBank/EMBL errors can name a line, and keeps the
     first line of the record being read (LOCUS / ID), whose declared length Bio does not check (EMBL) or only
-    warns about (GenBank)."""
+    warns about (GenBank).
 
-    def __init__(self, text: IO[str], fmt: str):
+    It also bounds what Bio holds (Bio reads a record whole): a record's sequence lines stop being passed on once
+    they hold more than max_length bases (its later sequence lines are read and dropped up to its `//`, and `over`
+    is set for the reader to refuse the record); a line longer than max_length + LINE_SLACK characters, or a record
+    whose text outside the sequence passes 4 x max_length + TEXT_SLACK (a feature table without end), is an
+    InputError."""
+
+    def __init__(self, text: IO[str], fmt: str, path: str, max_length: int):
         self._text, self.lines, self.blank = text, 0, True  # blank: nothing but whitespace read so far
-        self._start = _DECLARED_LENGTH[fmt][0]
+        self._start, self._sequence = _DECLARED_LENGTH[fmt][0], _SEQUENCE_START[fmt]
+        self._path, self.max_length = path, max_length
         self.header: tuple[int, str] | None = None  # (line number, text) of the last LOCUS / ID line
+        self.over = False  # the current record's sequence passed max_length: its rest was not passed on
+        self._bases: int | None = None  # bases of the current record's sequence so far; None outside a sequence
+        self._chars = 0  # characters of the current record outside its sequence
 
     def read(self, size: int = -1) -> str:
         return self._text.read(size)
 
     def readline(self, size: int = -1) -> str:
-        line = self._text.readline(size)
+        """The next line for Bio (whole: `size` is ignored), past those of a sequence over max_length."""
+        while True:
+            line = self._line()
+            if line.startswith(self._start):  # a new record (a missing `//` ends the sequence too)
+                self.header, self.over, self._bases, self._chars = (self.lines, line), False, None, 0
+            elif self._bases is not None:  # inside the sequence
+                if line.strip(_ASCII_SPACE) != "//" and line:
+                    self._bases += len(line.encode().translate(None, _NOT_LETTERS))
+                    if self._bases > self.max_length:
+                        self.over = True  # this line and the rest of the sequence stay unread by Bio
+                        continue
+                    return line
+                self._bases = None  # its end (or the file's)
+                return line
+            elif line.startswith(self._sequence):
+                self._bases = 0
+            self._chars += len(line)
+            if self._chars > 4 * self.max_length + TEXT_SLACK and self.header:
+                raise InputError(self._path, f"the record from line {self.header[0]} has over "
+                                 f"{4 * self.max_length + TEXT_SLACK:,} characters outside its sequence (4 x "
+                                 "--max-length + 64 MiB): not read into memory; an unended feature table?",
+                                 line=self.lines)  # fmt: skip
+            return line
+
+    def _line(self) -> str:
+        """One line of the stream, counted, never read whole if longer than max_length + LINE_SLACK."""
+        cap = self.max_length + LINE_SLACK
+        line = self._text.readline(cap + 2)
+        if len(line.rstrip("\n")) > cap:
+            raise InputError(self._path, f"a line longer than {cap:,} characters (--max-length + 1 MiB): not read "
+                             "into memory; not GenBank/EMBL, or raise --max-length", line=self.lines + 1)  # fmt: skip
         self.lines += line.endswith("\n")
-        if line.startswith(self._start):
-            self.header = (self.lines, line)
         self.blank = self.blank and not line.strip(_ASCII_SPACE)
         return line
 
@@ -86,7 +131,8 @@ def read_insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Ite
     from Bio import BiopythonWarning, SeqIO
     from Bio.Seq import UndefinedSequenceError
 
-    text = _CountingText(io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=None), fmt)
+    wrapper = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=None)
+    text = _CountingText(wrapper, fmt, path, cfg.max_length)
     start, found = 1, False
     records = SeqIO.parse(text, fmt)
     while True:
@@ -101,7 +147,7 @@ def read_insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Ite
             return
         except UnicodeDecodeError:
             raise InputError(path, "not valid UTF-8 text (binary input?)", line=text.lines + 1) from None
-        except DECOMPRESS_ERRORS:
+        except (InputError, *DECOMPRESS_ERRORS):  # a line or record over the bounds (_CountingText), the codec's
             raise
         except Exception as exc:  # noqa: BLE001 - Bio raises ValueError, AssertionError, IndexError... on bad input
             message = printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
@@ -112,8 +158,13 @@ def read_insdc(stream: IO[bytes], path: str, cfg: ReaderConfig, fmt: str) -> Ite
             seq = ""
         desc = rec.description.replace("\t", " ")  # as in FASTA headers
         rid = rec.id if rec.id != "<unknown id>" else ""
-        short = _length_mismatch(path, fmt, text.header, rid, len(seq))
-        yield short or make_record(
-            path, rid, desc, seq, start, None, cfg.features, _qualifiers(rec) if cfg.features else None
-        )
+        if text.over:  # Bio saw only its first max_length bases or so: neither read nor length-checked
+            yield InputError(path, f"longer than --max-length {cfg.max_length:,} bases: not read into memory; "
+                             "split the record, or raise --max-length", line=text.header[0] if text.header else start,
+                             record=rid)  # fmt: skip
+        else:
+            short = _length_mismatch(path, fmt, text.header, rid, len(seq))
+            yield short or make_record(
+                path, rid, desc, seq, start, None, cfg.features, _qualifiers(rec) if cfg.features else None
+            )
         start, found = text.lines + 1, True
