@@ -16,6 +16,7 @@ from shared import tiny_model
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import InputRecord, iter_input
 from gene_ae.index import build as embedding
+from gene_ae.index import vectors
 from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig, segment_starts
 from gene_ae.index.seqstore import SequenceStore, SequenceWriter
@@ -274,22 +275,21 @@ def test_compact_vector_codecs_store_less_and_find_the_same_nearest(tmp_path, en
     assert max(max(row) for row in sims) <= 1.0  # quantised codes never report a cosine above 1
 
 
-def test_pq64_vectors_take_64_bytes_a_record_and_find_exact_copies(tmp_path, encoder, genes) -> None:
-    """--vector-codec pq64: at most 64 bytes a record vector (beside faiss's codebooks; fewer bits a sub-vector
-    for a collection under 256 records), exact copies still nearest
-    through the dense list, and a filter applies to the PQ scan as to the exact one."""
-    embed = partial(embedding.embed_local, encoder, batch_size=64)
-    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
-    out = tmp_path / "pq"
-    embedding.build_index(iter(genes), embed, model, out, embedding.BuildConfig(kind="flat", codec="pq64"))
-    opened = IndexDir.open(out)
-    index = opened.dense
-    assert index.code_size <= 64 and index.ntotal == len(genes)
-    queries = [g.tokens for g in genes[:10]]
-    found = search.search(opened, queries, embed, search.SearchConfig(k=3, rerank=0, sources=("dense",)))
-    assert sum(hits[0].subject == i for i, hits in enumerate(found)) >= 9
-    allowed = np.zeros(len(genes), bool)
-    allowed[1::2] = True
-    kept = search.search(opened, queries, embed, search.SearchConfig(k=3, rerank=0, sources=("dense",)),
-                         allowed=allowed)  # fmt: skip
-    assert all(h.subject % 2 == 1 for hits in kept for h in hits) and all(kept)
+def test_pq64_vectors_take_64_bytes_a_record_and_find_exact_copies() -> None:
+    """--vector-codec pq64: 64 bytes a record vector from PQ_MIN vectors on (flat or IVF), exact copies still
+    nearest, a filter (--where) applies to the PQ scan as to an exact one; fewer vectors keep 8-bit values."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((vectors.PQ_MIN + 100, 128)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    allowed = np.arange(1, len(x), 2)
+    for kind in ("flat", "ivf"):
+        index, _ = vectors.build_faiss(x, kind, "pq64")
+        assert index.code_size == vectors.PQ_BYTES and index.ntotal == len(x)
+        idx, _ = vectors.search(index, x[:20], 1)
+        assert (idx[:, 0] == np.arange(20)).sum() >= 19, kind
+        kept, _ = vectors.search(index, x[:20], 3, ids=allowed)
+        assert (kept % 2 == 1).all(), kind
+        again = vectors.requantised(index, x[:5])
+        np.testing.assert_allclose(again, vectors.reconstruct(index, np.arange(5)), atol=1e-5)
+    small, _ = vectors.build_faiss(x[:500], "flat", "pq64")
+    assert small.code_size == 128  # 8 bits a value below PQ_MIN

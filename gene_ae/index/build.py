@@ -97,7 +97,7 @@ class BuildConfig:
     batch_bases: int = 1 << 21  # records are read, embedded and stored this many bases at a time
     batch_size: int = 64  # encoder batch size
     features: dict[str, str] = field(default_factory=dict)  # the user's features to store: name -> kind
-    codec: str = "sq8"  # how record and window vectors are stored (index/vectors.py CODECS)
+    codec: str = "pq64"  # how record and window vectors are stored (index/vectors.py CODECS)
     # Shorter records are found by their record vector and the exact k-mers: at 10^5 genes window vectors changed
     # no recall (1.00 / 1.00 / 0.92 at 10 / 20 / 30 % with or without them) and took 70 % of the index.
     window_min: int = 4096

@@ -206,6 +206,11 @@ class IndexDir:
         a step of 1/255 of vectors.SQ8_RANGE's span a value for 8-bit codes)."""
         return vectors.reconstruct(self.dense, np.asarray(rows, dtype=np.int64))
 
+    def as_stored(self, matrix: np.ndarray) -> np.ndarray:
+        """These vectors as the record index would store them (coded and decoded by its codec), so that a fresh
+        vector compares with a stored one without the codec's error (64-byte codes lose more than 8-bit ones)."""
+        return vectors.requantised(self.dense, matrix)
+
     def _load_vectors(self) -> None:
         d, meta = self.path, self.meta
         self.lazy = False

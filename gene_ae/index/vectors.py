@@ -17,12 +17,15 @@ import numpy as np
 # / 0.95 at 10 / 20 / 30 %, as exact) at 0.56x the time a query. Below this a flat scan costs a few ms and is exact.
 FLAT_MAX = 20_000
 # How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value (faiss
-# scalar quantizer over SQ8_RANGE, a quarter: the default, the same recall as float32 at 10^5 genes, 0.75x the
-# index and 0.87x the time a query). docs/BENCHMARKS.md has what each costs in recall.
+# scalar quantizer over SQ8_RANGE, a quarter: the same recall as float32 at 10^5 genes, 0.75x the index and 0.87x
+# the time a query); pq64, the default (the default search reads no vectors: on 10^5 real SILVA genes it changed
+# no hit and took the index to 0.79x of sq8's). docs/BENCHMARKS.md has what each costs in recall.
 CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit", "pq64": "PQ"}
 # pq64: faiss product quantisation, PQ_BYTES sub-vectors of 8 bits (64 bytes a vector whatever its dimension;
-# issue 33's equal-bytes budget). Approximate: its codebooks are trained on the index's own vectors.
+# issue 33's equal-bytes budget; fewer where the dimension does not divide). Approximate: its codebooks are
+# trained on the index's own vectors.
 PQ_BYTES = 64
+PQ_MIN = 256 * 39  # vectors to train 256 codes a sub-vector (faiss wants 39 a centroid)
 # Exact (flat) sq8 codes cover [-SQ8_RANGE, SQ8_RANGE] in every dimension, the same range for every shard and
 # every append: ranges trained on each shard's own vectors made a sharded index rank near-ties unlike one built
 # at once. Search vectors are unit length; their values stayed within +-0.25 on 10^5 genes, and a value beyond
@@ -65,24 +68,24 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
 
 
 def _build_pq(vectors: np.ndarray, kind: str):
-    """(IndexIVFPQ of PQ_BYTES codes, kind): each vector in PQ_BYTES bytes, its codebooks (and an IVF's lists)
-    trained on a sample of the vectors; under 256 vectors a sub-vector gets fewer than 8 bits (a codebook has no
-    more entries than vectors to train it)."""
+    """(IndexIVFPQ of at most PQ_BYTES one-byte codes a vector, kind), its codebooks (and an IVF's lists) trained
+    on a sample of the vectors. 8-bit values instead for vectors of at most PQ_BYTES values (no larger), and
+    under PQ_MIN vectors (too few to train 256 codes a sub-vector, and few enough that their bytes do not
+    matter)."""
     import faiss
 
     n, d = vectors.shape
-    if d % PQ_BYTES:
-        raise ValueError(f"--vector-codec pq64 needs a vector size divisible by {PQ_BYTES}, the model's is {d}")
-    bits = int(min(8, max(1, np.log2(max(n, 2)))))
     if kind not in ("flat", "ivf"):
         raise ValueError(f"--vector-codec pq64 stores flat or IVF indexes, not {kind!r}")
+    if n < PQ_MIN or d <= PQ_BYTES:
+        return build_faiss(vectors, kind, "sq8")
+    codes = max(m for m in range(1, PQ_BYTES + 1) if d % m == 0)  # sub-vectors of equal size
     # Flat is one inverted list scanned whole: faiss's IndexPQ takes no ID filter (--where), its IVF form does.
     lists = 1 if kind == "flat" else ivf_lists(n)
-    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, PQ_BYTES, bits, faiss.METRIC_INNER_PRODUCT)
-    index.nprobe, wanted = min(IVF_NPROBE, lists), max(64 << bits, 64 * lists)
-    pq = index.pq
-    pq.cp.min_points_per_centroid = 1  # a small index trains what it has, without faiss's warning on stdout
-    index.train(vectors[np.sort(np.random.default_rng(0).choice(n, min(n, wanted), replace=False))])
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, codes, 8, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = min(IVF_NPROBE, lists)
+    sample = np.sort(np.random.default_rng(0).choice(n, min(n, max(PQ_MIN, 64 * lists)), replace=False))
+    index.train(vectors[sample])
     index.add(vectors)
     return index, kind
 
@@ -132,6 +135,15 @@ def search(index, queries: np.ndarray, k: int, ids: np.ndarray | None = None) ->
         )  # fmt: skip
     sims, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
     return idx.astype(np.int64), np.clip(sims, -1.0, 1.0)  # quantised codes can overshoot a cosine of 1
+
+
+def requantised(index, matrix: np.ndarray) -> np.ndarray:
+    """[n, d] float32: each row coded as `index` stores its vectors and decoded again (unchanged for an index
+    that keeps float32, such as HNSW's)."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if hasattr(index, "hnsw"):
+        return matrix
+    return index.sa_decode(index.sa_encode(matrix))
 
 
 def reconstruct(index, rows: np.ndarray) -> np.ndarray:

@@ -140,7 +140,9 @@ def model_agreement(opened: IndexDir, embed: Embed) -> float:
     fresh = np.asarray(embed(pieces, **given), dtype=np.float32)
     if not np.isfinite(fresh).all():
         return -1.0
-    return float(np.min(np.einsum("ij,ij->i", stored, fresh)))
+    again = opened.as_stored(fresh)  # through the codec, as `stored` went: equal codes for the same model
+    norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(again, axis=1)
+    return float(np.min(np.einsum("ij,ij->i", stored, again) / np.maximum(norms, 1e-12)))
 
 
 def check_queries(opened: IndexDir, queries: Sequence, source: str) -> None:
