@@ -7,10 +7,7 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -21,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shared import TINY_TRAIN_ARGS, examples, one_line_error
+from shared import examples, one_line_error
 
 from gene_ae.config import Config, DataConfig, TrainConfig, load_config
 from gene_ae.model.config import ModelConfig
@@ -31,7 +28,6 @@ from shard_tools.inputs import ReaderConfig, read_records
 from shard_tools.writer import ShardConfig, ShardWriter
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.toml"
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
@@ -248,41 +244,3 @@ def test_the_loader_says_within_seconds_when_no_record_reaches_min_length(short_
     assert one_line_error(str(exc.value), "data.min_length").startswith("data.min_length: must be at most")
     with pytest.raises(ValueError, match="batches must be >= 1"):
         train_loader(dataclasses.replace(cfg, min_length=64), 0, batches=0, seed=0)
-
-
-@pytest.fixture(scope="module")
-def gene_shards(tmp_path_factory, data_dir) -> Path:
-    """Real chimp genes, whole, in shards written in-process."""
-    return _write_shards(tmp_path_factory.mktemp("genes") / "shards", _genes(data_dir, 600))
-
-
-def test_a_finished_run_is_refused_in_one_line_and_a_larger_steps_continues_it(tmp_path, gene_shards) -> None:
-    """Rerunning a finished job under the same --name and --storage restored its last checkpoint and then
-    trained for ever (webdataset's with_epoch(0) has no end). Now the rerun is refused before Ray starts,
-    naming the step it finished at; --steps above it continues from that checkpoint, to the new end."""
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    base = [sys.executable, "-m", "gene_ae.train", "--data", str(gene_shards), "--config", str(TINY)]
-    base += ["--workers", "1", "--storage", str(tmp_path / "runs"), "--name", "done", "--register", ""]
-    base += [*TINY_TRAIN_ARGS, "--set", "data.loader_workers=0", "--set", "data.val_records=16"]
-
-    def train(*extra: str, timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run([*base, *extra], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
-
-    first = train(timeout=420)
-    assert first.returncode == 0, first.stderr[-3000:]
-    again = train(timeout=120)  # TINY_TRAIN_ARGS' --steps 6 once more
-    assert again.returncode == 1, again.stderr[-2000:]
-    assert "resuming" not in again.stdout  # refused before MLflow and Ray
-    errors = again.stderr.strip().splitlines()
-    assert len(errors) == 1, again.stderr[-2000:]
-    assert errors[0].startswith("gene-ae train: error: train.steps: must be > 6 "), errors[0]
-    assert "finished at step 6" in errors[0] and "--name" in errors[0]
-    more = train("--steps", "8", timeout=420)
-    assert more.returncode == 0, more.stderr[-3000:]
-    assert "resumed from checkpoint at step 6" in more.stdout and "step 8/8" in more.stdout, more.stdout[-2000:]
-    assert (tmp_path / "runs" / "done" / "finished_step").read_text().strip() == "8"

@@ -131,10 +131,18 @@ def _train(
     return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_two_workers_end_to_end_and_resume_after_a_worker_dies(tmp_path, shards):
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, shards) -> tuple[Path, subprocess.CompletedProcess]:
+    """(its folder, the finished process) of a 2-rank run whose rank 1 died at step 5; trained once for the
+    tests below (each Ray Train start-up costs about 20 s on 2 cores)."""
+    tmp = tmp_path_factory.mktemp("kill")
+    return tmp, _train(tmp, shards, "--name", "kill", "--set", "train.steps=8", env_extra={FAIL_AT_STEP_ENV: "5"})
+
+
+def test_two_workers_end_to_end_and_resume_after_a_worker_dies(killed_run):
     """shards -> 2-rank DDP -> rank 1 dies at step 5 -> restore from the step-3 checkpoint -> finish ->
     MLflow run with metrics and a registered, tagged version."""
-    proc = _train(tmp_path, shards, "--name", "kill", "--set", "train.steps=8", env_extra={FAIL_AT_STEP_ENV: "5"})
+    tmp_path, proc = killed_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert "rank 1 exits at step 5" in log
@@ -154,6 +162,26 @@ def test_two_workers_end_to_end_and_resume_after_a_worker_dies(tmp_path, shards)
     ckpts = sorted(p for p in (tmp_path / "runs" / "kill").glob("checkpoint_*") if p.is_dir())
     state = torch.load(ckpts[-1] / "trainer.pt", weights_only=False)
     assert state["step"] == 8
+
+
+def test_a_finished_run_is_refused_in_one_line_and_a_larger_steps_continues_it(killed_run, shards) -> None:
+    """Rerunning a finished job under the same --name and --storage restored its last checkpoint and then
+    trained for ever (webdataset's with_epoch(0) has no end). Now the rerun is refused before Ray starts,
+    naming the step it finished at; more steps continue from that checkpoint, to the new end. (After the test
+    above, which reads the run as it finished at step 8.)"""
+    tmp_path, first = killed_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = _train(tmp_path, shards, "--name", "kill", "--set", "train.steps=8", timeout=120)
+    assert again.returncode == 1, again.stderr[-2000:]
+    assert "resuming" not in again.stdout  # refused before MLflow and Ray
+    errors = again.stderr.strip().splitlines()
+    assert len(errors) == 1, again.stderr[-2000:]
+    assert errors[0].startswith("gene-ae train: error: train.steps: must be > 8 "), errors[0]
+    assert "finished at step 8" in errors[0] and "--name" in errors[0]
+    more = _train(tmp_path, shards, "--name", "kill", "--set", "train.steps=10")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "resumed from checkpoint at step 8" in more.stdout and "step 10/10" in more.stdout, more.stdout[-2000:]
+    assert (tmp_path / "runs" / "kill" / "finished_step").read_text().strip() == "10"
 
 
 def test_corrupt_shard_fails_fast_naming_it(tmp_path, shards):
