@@ -275,21 +275,29 @@ def test_compact_vector_codecs_store_less_and_find_the_same_nearest(tmp_path, en
     assert max(max(row) for row in sims) <= 1.0  # quantised codes never report a cosine above 1
 
 
-def test_pq64_vectors_take_64_bytes_a_record_and_find_exact_copies() -> None:
+def test_pq64_vectors_take_64_bytes_a_record_and_find_exact_copies(monkeypatch) -> None:
     """--vector-codec pq64: 64 bytes a record vector from PQ_MIN vectors on (flat or IVF), exact copies still
     nearest, a filter (--where) applies to the PQ scan as to an exact one; fewer vectors keep 8-bit values."""
+    import faiss
+
+    monkeypatch.setattr(vectors, "PQ_MIN", 1000)  # training 256 codes a sub-vector on 9,984 vectors takes 12 s
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # OpenMP's spinning threads took 30 s beside other processes on 2 cores
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((vectors.PQ_MIN + 100, 128)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    allowed = np.arange(1, len(x), 2)
-    for kind in ("flat", "ivf"):
-        index, _ = vectors.build_faiss(x, kind, "pq64")
-        assert index.code_size == vectors.PQ_BYTES and index.ntotal == len(x)
-        idx, _ = vectors.search(index, x[:20], 1)
-        assert (idx[:, 0] == np.arange(20)).sum() >= 19, kind
-        kept, _ = vectors.search(index, x[:20], 3, ids=allowed)
-        assert (kept % 2 == 1).all(), kind
-        again = vectors.requantised(index, x[:5])
-        np.testing.assert_allclose(again, vectors.reconstruct(index, np.arange(5)), atol=1e-5)
-    small, _ = vectors.build_faiss(x[:500], "flat", "pq64")
-    assert small.code_size == 128  # 8 bits a value below PQ_MIN
+    try:
+        x = rng.standard_normal((1100, 128)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        allowed = np.arange(1, len(x), 2)
+        for kind in ("flat", "ivf"):
+            index, _ = vectors.build_faiss(x, kind, "pq64")
+            assert index.code_size == vectors.PQ_BYTES and index.ntotal == len(x)
+            idx, _ = vectors.search(index, x[:20], 1)
+            assert (idx[:, 0] == np.arange(20)).sum() >= 19, kind
+            kept, _ = vectors.search(index, x[:20], 3, ids=allowed)
+            assert (kept % 2 == 1).all(), kind
+            again = vectors.requantised(index, x[:5])
+            np.testing.assert_allclose(again, vectors.reconstruct(index, np.arange(5)), atol=1e-5)
+        small, _ = vectors.build_faiss(x[:500], "flat", "pq64")
+        assert small.code_size == 128  # 8 bits a value below PQ_MIN
+    finally:
+        faiss.omp_set_num_threads(threads)

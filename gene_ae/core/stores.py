@@ -11,7 +11,8 @@ from pathlib import Path
 
 # Every request to a tracking server is bounded (MLflow's defaults, 120 s and 7 retries with backoff, wait many
 # minutes on a server that does not answer): set in the environment unless the user set them, and passed to Ray
-# workers. PROBE_TIMEOUT_S bounds the one request made before any work (check_store).
+# workers. PROBE_TIMEOUT_S bounds the one request made before any work (check_store), or the user's own
+# MLFLOW_HTTP_REQUEST_TIMEOUT when set (the same bound for every request to that server).
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 PROBE_TIMEOUT_S = 10.0
 
@@ -47,11 +48,15 @@ def _check_answers(uri: str, what: str) -> None:
     import urllib.request
 
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S).close()
+        wait = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or PROBE_TIMEOUT_S)
+    except ValueError:
+        wait = PROBE_TIMEOUT_S
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=wait).close()
     except urllib.error.HTTPError:
         return
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConnectionError(
-            f"{what}: the MLflow tracking server at {uri} did not answer within {PROBE_TIMEOUT_S:g} s ({reason})"
+            f"{what}: the MLflow tracking server at {uri} did not answer within {wait:g} s ({reason})"
         ) from None
