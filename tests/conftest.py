@@ -3,11 +3,15 @@ this process (error cases and most runs: no interpreter start-up, same arguments
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,3 +101,34 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def terminal():
+    """A real pseudo-terminal (120 columns): yields (its file, a function returning what it was sent)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    tty = os.fdopen(slave, "w", buffering=1)
+    sent: list[bytes] = []
+
+    def drain() -> None:  # keep the pty from filling up while the command runs
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # the slave side closed
+                return
+            if not data:
+                return
+            sent.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+
+    def text() -> str:
+        tty.flush()
+        return b"".join(sent).decode(errors="replace")
+
+    yield tty, text
+    tty.close()
+    reader.join(timeout=10)
+    os.close(master)

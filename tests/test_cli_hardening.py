@@ -10,14 +10,10 @@ checkpoint that does not exist: the error is about --out or --input, so the mode
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
-import struct
 import subprocess
 import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
@@ -190,37 +186,6 @@ def test_embed_and_eval_print_only_their_summary_line_to_a_stderr_that_is_not_a_
                                 *EVAL_FAST)  # fmt: skip
     assert code == 0 and stdout.startswith("recall@1"), err
     assert err.splitlines() == [f"gene-ae eval: 20 sequences; report in {report}/report.md"], err
-
-
-@pytest.fixture
-def terminal():
-    """A real pseudo-terminal (120 columns): yields (its file, a function returning what it was sent)."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    tty = os.fdopen(slave, "w", buffering=1)
-    sent: list[bytes] = []
-
-    def drain() -> None:  # keep the pty from filling up while the command runs
-        while True:
-            try:
-                data = os.read(master, 1 << 16)
-            except OSError:  # the slave side closed
-                return
-            if not data:
-                return
-            sent.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-
-    def text() -> str:
-        tty.flush()
-        return b"".join(sent).decode(errors="replace")
-
-    yield tty, text
-    tty.close()
-    reader.join(timeout=10)
-    os.close(master)
 
 
 def test_embed_counts_bases_and_eval_its_phases_on_a_terminal(world, terminal, monkeypatch, tmp_path) -> None:

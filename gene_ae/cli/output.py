@@ -1,4 +1,4 @@
-"""What gene-ae writes for people and pipelines: hits as TSV or BLAST tabular, reconstructions as TSV.
+"""What gene-ae writes for people and pipelines: hits as TSV or BLAST tabular, genomes' ANI, reconstructions as TSV.
 
 Every row goes through `row()`, which refuses text holding control characters (shard_tools.text), so an id
 or a label can never shift a column or split a row (docs/INPUTS.md: refuse, not escape, as the readers do).
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from gene_ae.core.records import InputRecord
     from gene_ae.index.directory import Entry
     from gene_ae.search.engine import Hit
+    from gene_ae.search.genomes import GenomeMatch
 
-OUTFMTS = ("tsv", "blast6", "sam", "paf")  # and "6 qseqid sseqid ...": BLAST's columns by name
+OUTFMTS = ("tsv", "blast6", "sam", "paf", "ani")  # and "6 qseqid sseqid ...": BLAST's columns by name
 
 
 def row(fields: Sequence[object]) -> str:
@@ -117,6 +118,18 @@ def hits_paf(queries: Sequence[InputRecord], results: Sequence[list[Hit]], entri
                        local.subject_start, local.subject_end, local.matches, local.length, 255,
                        f"tp:A:{'P' if rank == 1 else 'S'}", f"NM:i:{local.mismatches + local.gaps}",
                        f"AS:i:{local.score}", f"cg:Z:{local.plain_cigar}"])  # fmt: skip
+
+
+GENOME_COLUMNS = ("query_genome", "subject_genome", "ani", "query_af", "subject_af", "aligned_bases", "regions")
+
+
+def genomes_tsv(matches: Sequence[GenomeMatch]) -> Iterator[str]:
+    """`--outfmt ani`: a header, then one row per subject genome, best first (gene_ae/search/genomes.py): ANI and
+    the aligned fractions in percent, as skani and fastANI write them."""
+    yield row(GENOME_COLUMNS)
+    for m in matches:
+        yield row([m.query, m.subject, f"{100 * m.ani:.3f}", f"{100 * m.query_af:.2f}", f"{100 * m.subject_af:.2f}",
+                   m.aligned_bases, m.regions])  # fmt: skip
 
 
 def emit(lines: Iterable[str], out: str | Path | None) -> None:

@@ -1,29 +1,44 @@
-"""`gene-ae search`: query sequences against an index directory; hits as TSV, BLAST tabular, SAM or PAF."""
+"""`gene-ae search`: query sequences against an index directory; hits as TSV, BLAST tabular, SAM or PAF, or the
+query file as one genome against the index's genomes (ANI)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
 from shard_tools.options import Range, number
 from shard_tools.record import STDIN
 
+PROGRESS_BASES = 1_000_000  # a query (or query genome) longer than this shows a progress line on a terminal
+
 
 def add_parser(sub, version: str) -> None:
     from gene_ae.search.engine import SearchConfig
+    from gene_ae.search.genomes import GenomeConfig
 
     search_cfg = SearchConfig()
     s = subcommand(sub, "search", "search an index with query sequences; hits as TSV (or BLAST tabular)", version)
     s.add_argument("--index", required=True, help="index directory from `gene-ae embed`")
     s.add_argument("query", help="query FASTA/FASTQ/GenBank/EMBL/TSV file, or - for stdin (read as a stream)")
-    s.add_argument("-k", type=int_option("k"), default=search_cfg.k, help="hits per query")
+    s.add_argument("-k", type=int_option("k"), default=search_cfg.k, help="hits per query (ani: subject genomes)")
     s.add_argument("--model", help="override the model recorded in the index")
     s.add_argument("--out", help="write hits to this file (replaced whole, atomically) instead of stdout")
     s.add_argument(
         "--outfmt", type=outfmt, default="tsv", metavar="FORMAT",
         help="tsv: gene-ae's columns with a header; blast6 (or 6): BLAST's 12 tabular columns; '6 qseqid sseqid "
-        "pident ...': BLAST's columns by name; sam; paf (docs/OUTPUT.md)",
+        "pident ...': BLAST's columns by name; sam; paf; ani: every record of the query file is one genome (its "
+        "contigs), and the subject genomes closest to it are written with ANI and aligned fractions (docs/OUTPUT.md)",
+    )  # fmt: skip
+    s.add_argument(
+        "--subject-genome", metavar="FEATURE",
+        help="ani: records sharing this feature's value are one subject genome (an assembly's contigs; declare it "
+        "at embed with --feature-column); default: each record is one",
+    )  # fmt: skip
+    s.add_argument(
+        "--min-af", type=number(float, Range(0, 1)), default=GenomeConfig().min_af, metavar="F",
+        help="ani: report a subject genome when its query or subject aligned fraction is at least F",
     )  # fmt: skip
     s.add_argument(
         "--evalue", type=float, default=None, metavar="E",
@@ -72,11 +87,12 @@ def source_list(text: str) -> tuple[str, ...]:
 
 
 def outfmt(text: str) -> tuple[str, tuple[str, ...]]:
-    """--outfmt: (kind, BLAST columns): tsv, sam, paf, or tabular with its columns, else a one-line usage error."""
+    """--outfmt: (kind, BLAST columns): tsv, sam, paf, ani, or tabular with its columns, else a one-line usage
+    error."""
     from gene_ae.search.columns import parse_blast_columns
 
     word = text.strip()
-    if word in ("tsv", "sam", "paf"):
+    if word in ("tsv", "sam", "paf", "ani"):
         return word, ()
     try:
         return "blast", parse_blast_columns(word)
@@ -88,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.cli import output
     from gene_ae.core.features import where
     from gene_ae.core.records import iter_input
+    from gene_ae.index.build import progress
     from gene_ae.search.engine import SearchConfig
+    from gene_ae.search.genomes import GenomeConfig
     from gene_ae.search.searcher import Searcher, collection_subject
 
     if args.query == STDIN and args.collection == STDIN:
@@ -96,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     kind, names = args.outfmt
     if kind != "tsv" and not args.rerank:
         raise ValueError(f"--outfmt {kind}: its columns come from the alignment; leave --rerank on (not 0)")
+    if kind != "ani" and args.subject_genome is not None:
+        raise ValueError("--subject-genome groups subject records into genomes for --outfmt ani; add --outfmt ani")
     check_out_file(args.out)
     searcher = Searcher.open(args.index, args.model, args.batch_size)
     if args.model and not searcher.uses_model(args.sources):
@@ -122,9 +142,20 @@ def run(args: argparse.Namespace) -> int:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
     cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue,
                        deep=args.deep, deep_below=args.deep_below)  # fmt: skip
-    results = searcher.search(queries, cfg, allowed, features, subject)
+    sizes = [int(q.tokens.size) for q in queries]
+    longest = sum(sizes) if kind == "ani" else max(sizes)
+    with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:
+        tell = bar.update if bar is not None else None
+        if kind == "ani":
+            genome = GenomeConfig(args.k, args.min_af, args.subject_genome)
+            name = "-" if args.query == STDIN else args.query
+            matches = searcher.genome(name, queries, cfg, genome, allowed, features, subject, tell)
+        else:
+            results = searcher.search(queries, cfg, allowed, features, subject, tell)
     entries = index.entries
-    if kind == "blast":
+    if kind == "ani":
+        lines = output.genomes_tsv(matches)
+    elif kind == "blast":
         lines = output.hits_blast(queries, results, entries, names)
     elif kind == "sam":
         lines = output.hits_sam(queries, results, entries)

@@ -9,8 +9,9 @@ same `rerank`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from gene_ae.search.candidates import (
 from gene_ae.search.candidates import fuse as fuse_lists
 from gene_ae.search.chain import OVERLAP, QueryChains, inside
 from gene_ae.search.hits import Hit, Subject
+from gene_ae.search.progress import Progress, Share
 from gene_ae.search.regions import RegionPaths, chained
 from gene_ae.search.stats import SearchSpace, evalue
 from shard_tools.alphabet import FIRST_BASE
@@ -176,17 +178,33 @@ def search(
     subject: Subject | None = None,
     allowed: np.ndarray | None = None,
     features: Mapping[str, Sequence] | None = None,
+    progress: Progress | None = None,
 ) -> list[list[Hit]]:
     """Ranked hits per query; records are global positions in the collection. `embed` turns token arrays
     into the index model's vectors (None: no dense lists); `subject` gives a record's tokens for
     re-ranking (default: the sequences stored in the index); `allowed` (a boolean mask over records, from
     a --where filter) restricts every candidate list before it ranks, so the records that pass are ranked
     as in an index holding only them; removed records never come back. `features` (name -> one value per
-    query) are the queries' own, for a model whose vector takes features.
+    query) are the queries' own, for a model whose vector takes features. `progress` is told the query bases
+    done as they are (within a long query too: gene_ae/search/progress.py).
 
     Three steps, which gene_ae/search/serve_index.py runs apart (the middle one on each shard's replicas): `ask`
     (the query pieces, embedded once), `shard_hits` per shard, `finish` (merge, fuse, align, rank)."""
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
+    subject, asked, per_shard = _gathered(collection, queries, embed, cfg, subject, allowed, features)
+    return finish(queries, asked, per_shard, cfg, subject, search_space(collection), progress)
+
+
+def _gathered(
+    collection: Collection,
+    queries: Sequence[np.ndarray],
+    embed: Embed | None,
+    cfg: SearchConfig,
+    subject: Subject | None,
+    allowed: np.ndarray | None,
+    features: Mapping[str, Sequence] | None,
+) -> tuple[Subject | None, QueryPieces, list[Mapping[str, PieceHits]]]:
+    """search's first two steps in one process: (subject, the query pieces, each shard's hits)."""
     check_config(cfg)
     if cfg.rerank and subject is None:
         if any(s.sequences is None for s in collection.shards):
@@ -200,7 +218,50 @@ def search(
     per_shard = []
     for shard, lo, hi in zip(collection.shards, collection.offsets[:-1], collection.offsets[1:]):
         per_shard.append(shard_hits(shard, int(lo), asked, n, None if allowed is None else allowed[lo:hi]))
-    return finish(queries, asked, per_shard, cfg, subject, search_space(collection))
+    return subject, asked, per_shard
+
+
+def each_region(
+    opened: IndexDir | Collection,
+    query: np.ndarray,
+    embed: Embed | None,
+    cfg: SearchConfig,
+    subject: Subject | None = None,
+    allowed: np.ndarray | None = None,
+    features: Mapping[str, Sequence] | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Hit]:
+    """Every aligned region of one query's candidates, traced as search's reported hits are, one subject record
+    after another (cfg.k bounds nothing): what a genome comparison sums (gene_ae/search/genomes.py). Lazy, so
+    memory holds one subject's anchors and the regions not yet consumed, whatever the number of candidates. A
+    query up to 2 QUERY_PIECE bases is aligned whole to its first cfg.rerank candidates instead. The other
+    arguments are search's (`features`: one value per name, the query's)."""
+    collection = opened if isinstance(opened, Collection) else Collection.of(opened)
+    if not cfg.rerank:
+        raise ValueError("every region is aligned: rerank must be above 0")
+    subject, asked, per_shard = _gathered(collection, [query], embed, cfg, subject, allowed, features)
+    space, share = search_space(collection), Share(int(query.size), progress)
+    hits, top = _candidates(0, asked, _lists(asked, per_shard, cfg, 1), cfg)
+    if query.size <= 2 * QUERY_PIECE:
+        aligned = [h for h in rerank(query, hits, subject, top) if h.identity is not None]
+        paths = None
+    else:
+        subject = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # each candidate decoded once, not once a step
+        table = QueryChains(query)
+        ranked = chained(table, hits, subject, len(hits), share.within(0.0, 0.5))
+        aligned = sorted((h for h in ranked if h.identity is not None), key=lambda h: h.subject)  # stable
+        paths = RegionPaths(table, subject)
+    traced_share = share.within(0.5, 1.0)
+    try:
+        for i, h in enumerate(aligned):
+            h = traced(query, h, subject, space, paths)
+            traced_share((i + 1) / len(aligned))
+            if cfg.evalue is None or (h.evalue is not None and h.evalue <= cfg.evalue):
+                yield h
+    finally:
+        if paths is not None:
+            paths.table.close()
+    share.at(1.0)
 
 
 def search_space(collection: Collection) -> SearchSpace:
@@ -258,38 +319,27 @@ def finish(
     cfg: SearchConfig,
     subject: Subject | None,
     space: SearchSpace | None = None,
+    progress: Progress | None = None,
 ) -> list[list[Hit]]:
     """Ranked hits per query from every shard's `shard_hits`: each source's pieces merged over the shards
     (then voted), the lists fused by RRF, the alignment pool re-ranked by identity, the hits reported traced
     (cfg.trace; e-values over `space`, the collection's size). Pure: the same shard answers give the same hits
-    wherever they were computed."""
+    wherever they were computed. `progress`: told the query bases done (gene_ae/search/progress.py)."""
     n = depth(cfg)
-    lists: list[list[list[Candidate]]] = []
-    for source in SOURCES:
-        parts = [hits[source] for hits in per_shard if source in hits]
-        if parts:
-            lists.append(candidates(source, PieceHits.merge(parts, n), len(queries), n))
-    if not lists:
-        raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)}")
-    similarity = [{c.record: c.score for c in row} for row in lists[0]] if asked.vectors is not None else None
+    lists = _lists(asked, per_shard, cfg, len(queries))
     out = []
     for q, query in enumerate(queries):
-        fused = fuse([lst[q] for lst in lists]) if len(lists) > 1 else lists[0][q]
-        top = cfg.rerank
-        if cfg.rerank and len(lists) > 1:
-            fused = alignment_pool([lst[q] for lst in lists], fused, cfg.rerank)
-            top = len({c.record for lst in lists for c in lst[q][: cfg.rerank]})
-        hits = [
-            Hit(c.record, c.score, None, c.start, c.end, similarity[q].get(c.record) if similarity else None)
-            for c in fused[: max(n, top)]
-        ]
+        hits, top = _candidates(q, asked, lists, cfg)
+        share = Share(int(query.size), progress)
         if cfg.rerank:
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
+                cached = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # a genome: decoded once, not once a step
                 with QueryChains(query) as table:  # every candidate: one a piece (40 of 50 genes in 1 Mb, at most)
-                    ranked = chained(table, hits, subject, max(top, n))
-                    hits = _reported(query, ranked, cfg, subject, space, RegionPaths(table, subject))
+                    ranked = chained(table, hits, cached, max(top, n), share.within(0.0, 0.5))
+                    paths = RegionPaths(table, cached)
+                    hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
                 if cfg.deep > top and len(hits) > top and (ranked[0].identity or 0.0) < cfg.deep_below:
@@ -299,20 +349,58 @@ def finish(
         if cfg.evalue is not None:
             hits = [h for h in hits if h.evalue is not None and h.evalue <= cfg.evalue]
         out.append(hits)
+        share.at(1.0)
     return out
+
+
+def _lists(
+    asked: QueryPieces, per_shard: Sequence[Mapping[str, PieceHits]], cfg: SearchConfig, n_queries: int
+) -> list[list[list[Candidate]]]:
+    """Each source's candidates per query, its pieces merged over the shards, then voted."""
+    n = depth(cfg)
+    lists: list[list[list[Candidate]]] = []
+    for source in SOURCES:
+        parts = [hits[source] for hits in per_shard if source in hits]
+        if parts:
+            lists.append(candidates(source, PieceHits.merge(parts, n), n_queries, n))
+    if not lists:
+        raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)}")
+    return lists
+
+
+def _candidates(
+    q: int, asked: QueryPieces, lists: list[list[list[Candidate]]], cfg: SearchConfig
+) -> tuple[list[Hit], int]:
+    """Query q's candidates as hits, fused, and how many of them are aligned (the alignment pool)."""
+    n = depth(cfg)
+    fused = fuse([lst[q] for lst in lists]) if len(lists) > 1 else lists[0][q]
+    top = cfg.rerank
+    if cfg.rerank and len(lists) > 1:
+        fused = alignment_pool([lst[q] for lst in lists], fused, cfg.rerank)
+        top = len({c.record for lst in lists for c in lst[q][: cfg.rerank]})
+    similarity = {c.record: c.score for c in lists[0][q]} if asked.vectors is not None else None
+    return [
+        Hit(c.record, c.score, None, c.start, c.end, similarity.get(c.record) if similarity else None)
+        for c in fused[: max(n, top)]
+    ], top
 
 
 def _reported(
     query: np.ndarray, ranked: list[Hit], cfg: SearchConfig, subject: Subject, space: SearchSpace | None,
-    paths: RegionPaths | None = None,
+    paths: RegionPaths | None = None, done: Callable[[float], None] | None = None,
 ) -> list[Hit]:  # fmt: skip
-    """The first k ranked hits, traced when cfg.trace (with the regions of the query they leave uncovered)."""
+    """The first k ranked hits, traced when cfg.trace (with the regions of the query they leave uncovered);
+    `done(f)`: the share f of the first k traced (a progress line)."""
     hits = ranked[: cfg.k]
     if not cfg.trace:
         return hits
-    hits = [traced(query, h, subject, space, paths) for h in hits]
-    hits += [traced(query, h, subject, space, paths) for h in uncovered(hits, ranked[cfg.k :])]
-    return regions_first(hits)
+    out = []
+    for i, h in enumerate(hits):
+        out.append(traced(query, h, subject, space, paths))
+        if done is not None:
+            done((i + 1) / len(hits))
+    out += [traced(query, h, subject, space, paths) for h in uncovered(out, ranked[cfg.k :])]
+    return regions_first(out)
 
 
 def uncovered(chosen: list[Hit], rest: list[Hit]) -> list[Hit]:

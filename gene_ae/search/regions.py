@@ -6,6 +6,7 @@ region, not record by record; ranking its regions and giving each reported one a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -14,15 +15,18 @@ from gene_ae.search.chain import Chain, QueryChains, best_regions, chain_path, e
 from gene_ae.search.hits import Hit, Subject
 
 
-def chained(table: QueryChains, hits: list[Hit], subject: Subject, top: int) -> list[Hit]:
+def chained(
+    table: QueryChains, hits: list[Hit], subject: Subject, top: int, done: Callable[[float], None] | None = None
+) -> list[Hit]:
     """A long query's first `top` candidates as hits, one per region the query shares with each (co-linear k-mer
     matches on either strand), ranked by the bases each matches over the query's length (the `identity` long
     queries rank by); nothing aligned (the hits reported get their paths from their anchors, RegionPaths).
-    Candidates sharing no chain, and hits past `top`, follow without an identity."""
+    Candidates sharing no chain, and hits past `top`, follow without an identity. `done(f)`: the share f of the
+    candidates chained so far (a progress line)."""
     n, k = table.query.size, table.cfg.k
     found: list[tuple[float, Hit]] = []
     unmatched = []
-    for h in hits[:top]:
+    for i, h in enumerate(hits[:top]):
         tokens = subject(h.subject)
         chains = [extended(ch, table.oriented(ch.strand), tokens) for ch in table.regions(tokens)]
         regions = best_regions(chains, n, k)
@@ -32,13 +36,19 @@ def chained(table: QueryChains, hits: list[Hit], subject: Subject, top: int) -> 
             spans = {"subject_start": ch.subject_start, "subject_end": ch.subject_end, "query_start": ch.query_start,
                      "query_end": ch.query_end}  # fmt: skip
             found.append((score, replace(h, identity=score, strand=ch.strand, **spans)))
+        if done is not None:
+            done((i + 1) / min(top, len(hits)))
     found.sort(key=lambda x: -x[0])
     return [h for _, h in found] + unmatched + hits[top:]
 
 
 class RegionPaths:
     """hit -> the extended CIGAR of its region, built from its chain's anchors (chain.chain_path): a 40 kb
-    region's path costs a few ms where aligning it whole cost 0.1-0.2 s. "" when the chain is not found again."""
+    region's path costs a few ms where aligning it whole cost 0.1-0.2 s. "" when the chain is not found again.
+    The anchors of the last KEPT subjects asked are kept (a genome against a genome has ~10^6 of them, 16 bytes
+    each): hits asked one subject after another chain each subject once."""
+
+    KEPT = 4
 
     def __init__(self, table: QueryChains, subject: Subject):
         self.table, self.subject = table, subject
@@ -47,6 +57,8 @@ class RegionPaths:
     def __call__(self, hit: Hit) -> str:
         tokens = self.subject(hit.subject)
         if hit.subject not in self._anchored:
+            if len(self._anchored) >= self.KEPT:
+                del self._anchored[next(iter(self._anchored))]  # the oldest
             self._anchored[hit.subject] = self.table.anchored(tokens)
         for ch, anchors in self._anchored[hit.subject]:
             query = self.table.oriented(ch.strand)

@@ -9,7 +9,7 @@ query checks and the --collection override of the stored sequences.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.index.collection import Collection
-from gene_ae.search import engine
+from gene_ae.search import engine, genomes
+from gene_ae.search.genomes import GenomeConfig, GenomeMatch
+from gene_ae.search.progress import Progress
 from shard_tools.declared import DeclaredFeature
 
 VECTOR_SOURCES = ("dense", "windows")  # the candidate lists that need the model's vectors of the query
@@ -70,10 +72,36 @@ class Searcher:
         allowed: np.ndarray | None = None,
         features: Mapping[str, Sequence] | None = None,
         subject: engine.Subject | None = None,
+        progress: Progress | None = None,
     ) -> list[list[engine.Hit]]:
-        """Ranked hits for each query record (an InputRecord: .id, .tokens)."""
+        """Ranked hits for each query record (an InputRecord: .id, .tokens); `progress`: told the bases searched."""
         embed = self.encoder()[1] if self.uses_model(cfg.sources) else None
-        return engine.search(self.collection, [q.tokens for q in queries], embed, cfg, subject, allowed, features)
+        tokens = [q.tokens for q in queries]
+        return engine.search(self.collection, tokens, embed, cfg, subject, allowed, features, progress)
+
+    def genome(
+        self,
+        name: str,
+        contigs: Sequence,
+        cfg: engine.SearchConfig,
+        genome_cfg: GenomeConfig,
+        allowed: np.ndarray | None = None,
+        features: Mapping[str, Sequence] | None = None,
+        subject: engine.Subject | None = None,
+        progress: Progress | None = None,
+    ) -> list[GenomeMatch]:
+        """The subject genomes closest to the genome `name`, its contigs (records: .tokens) together, by ANI and
+        aligned fractions (gene_ae/search/genomes.py); each contig searched alone, every region of its candidates
+        traced (engine.each_region). `features`: one value per contig; `progress`: told the bases searched."""
+        embed = self.encoder()[1] if self.uses_model(cfg.sources) else None
+        subjects = genomes.Subjects.of(self.collection, genome_cfg.subject_feature, allowed)
+
+        def regions(i: int) -> Iterator[engine.Hit]:
+            given = {n: [v[i]] for n, v in features.items()} if features else None
+            return engine.each_region(self.collection, contigs[i].tokens, embed, cfg, subject, allowed, given,
+                                      progress)  # fmt: skip
+
+        return genomes.compare(name, [c.tokens.size for c in contigs], regions, subjects, genome_cfg)
 
 
 def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
