@@ -25,7 +25,7 @@ from gene_ae.model.config import ModelConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.model.features import FeatureStats, ModelFeature, codes, parse_features
 from gene_ae.model.losses import supcon_loss
-from gene_ae.search import engine
+from gene_ae.search import checks, engine
 from gene_ae.train.step import batch_loss
 from shard_tools.inputs import ReaderConfig
 
@@ -142,7 +142,7 @@ def test_index_build_and_search_pass_each_record_and_query_its_features(genes, t
     want = enc.embed_tokens([g.tokens for g in genes], features={k: [g.features[k] for g in genes] for k in kinds})
     step = 2 * SQ8_RANGE / 255  # the default 8-bit codes: within half a step a value
     assert np.abs(opened.record_vectors(np.arange(len(genes))) - want).max() <= step / 2 + 1e-6
-    assert engine.model_agreement(opened, embed) > 0.999
+    assert checks.model_agreement(opened, embed) > 0.999
     rng = np.random.default_rng(0)
     queries = [mutate(g.tokens, 0.05, rng) for g in genes[:6]]
     given = {k: [g.features[k] for g in genes[:6]] for k in kinds}

@@ -21,7 +21,7 @@ from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig, segment_starts
 from gene_ae.index.seqstore import SequenceStore, SequenceWriter
 from gene_ae.model.encoder import Encoder
-from gene_ae.search import align
+from gene_ae.search import align, rerank
 from gene_ae.search import engine as search
 from gene_ae.search.candidates import Candidate, vote
 from gene_ae.search.engine import fuse
@@ -181,8 +181,8 @@ def test_bounded_alignment_skips_only_what_cannot_beat_the_bound(genes, lam) -> 
     for i, d in ((2, 0.1), (9, 0.3), (31, 0.2)):
         query = mutate(genes[i].tokens, d, rng)
         hits = [search.Hit(j, 0.0) for j in range(len(subjects))]
-        full = search.rerank(query, hits, subjects.__getitem__, len(hits))
-        bounded = search.rerank(query, hits, subjects.__getitem__, len(hits), keep=5)
+        full = rerank.rerank(query, hits, subjects.__getitem__, len(hits))
+        bounded = rerank.rerank(query, hits, subjects.__getitem__, len(hits), keep=5)
         assert [(h.subject, h.identity) for h in bounded[:5]] == [(h.subject, h.identity) for h in full[:5]]
         assert full[0].subject == i
         assert sum(h.identity is None for h in bounded) > len(hits) // 2  # most could not beat the 5th best

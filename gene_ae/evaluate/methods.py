@@ -20,7 +20,7 @@ from gene_ae.evaluate.config import EvalConfig
 from gene_ae.evaluate.search_method import NAME as SEARCH
 from gene_ae.evaluate.search_method import SearchMethod
 from gene_ae.index import vectors as index
-from gene_ae.search import engine as search
+from gene_ae.search import rerank
 
 if TYPE_CHECKING:
     from gene_ae.model.encoder import Encoder
@@ -272,12 +272,12 @@ class RerankedIndex:
 
     def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         idx, _ = self.base.search(queries, max(k, self.top))
-        return search.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k)
+        return rerank.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k)
 
     def self_search(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         idx, _ = self.base.self_search(positions, max(k, self.top))
         queries = [self.refs[p] for p in positions]
-        return search.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k)
+        return rerank.rerank_rows(queries, idx, self.refs.__getitem__, self.top, k)
 
 
 @dataclass

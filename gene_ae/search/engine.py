@@ -35,8 +35,8 @@ from gene_ae.search.chain import OVERLAP, QueryChains, inside
 from gene_ae.search.hits import Hit, Subject
 from gene_ae.search.progress import Progress, Share
 from gene_ae.search.regions import RegionPaths, chained
+from gene_ae.search.rerank import rerank
 from gene_ae.search.stats import SearchSpace, evalue
-from shard_tools.alphabet import FIRST_BASE
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); ranks past ~60 barely count
 # Candidates aligned per list by default, chosen on the val split of a real collection (SILVA SSU, the first
@@ -64,102 +64,6 @@ class SearchConfig:
     evalue: float | None = None  # report only traced hits with an expect value at most this (blastn -evalue)
     deep: int = DEEP  # candidates aligned when the best of the first `rerank` is below deep_below identity (0: off)
     deep_below: float = DEEP_BELOW
-
-
-# -------------------------------------------------------------------------------------------- re-ranking
-
-
-def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep: int = 0) -> list[Hit]:
-    """The first `top` hits ordered by alignment identity to the query (gene_ae.search.align.align_hit; ties keep
-    the candidate order), with the aligned region; hits past `top` follow unchanged, without an identity.
-
-    `keep` > 0: only the first `keep` of the result are wanted. Once `keep` hits are aligned, a candidate is
-    aligned only as far as it could still beat the keep-th best so far (align_hit's `above`); one that cannot
-    follows the aligned hits without an identity. The first `keep` are the same as without it."""
-    head, beaten = [], []
-    oriented = align.Oriented(query) if top and query.size <= align.LONG else None
-    for h in hits[:top]:
-        full = subject(h.subject)
-        a, b = _region(h, full.size, query.size)
-        bound = sorted((x.identity for x in head), reverse=True)[keep - 1] if keep and len(head) >= keep else 0.0
-        found = align.align_hit(query, full[a:b], a, above=bound, oriented=oriented, record_length=full.size)
-        if found is None:
-            beaten.append(h)
-            continue
-        head.append(replace(h, identity=found.identity, subject_start=found.subject_start,
-                            subject_end=found.subject_end, strand=found.strand, query_start=found.query_start,
-                            query_end=found.query_end, cigar=found.cigar))  # fmt: skip
-    order = sorted(range(len(head)), key=lambda i: -head[i].identity)
-    return [head[i] for i in order] + beaten + hits[top:]
-
-
-def _region(hit: Hit, length: int, query_length: int) -> tuple[int, int]:
-    """The part of a subject worth aligning: its voted region widened by a query length on each side,
-    or all of it when no narrower region is known or the query is long."""
-    if (
-        query_length > align.LONG
-        or hit.subject_end <= hit.subject_start
-        or hit.subject_end - hit.subject_start >= length
-    ):
-        return 0, length
-    return max(0, hit.subject_start - query_length), min(length, hit.subject_end + query_length)
-
-
-def rerank_rows(
-    queries: Sequence[np.ndarray], idx: np.ndarray, subject: Subject, top: int, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """`rerank` over rows of candidate indices (-1 = no hit): (indices [q, k], identities [q, k]), with -1
-    for the identity of hits past `top` and of misses."""
-    k = min(k, idx.shape[1])
-    out_idx = np.full((len(queries), k), -1, dtype=np.int64)
-    out_sim = np.full((len(queries), k), -1.0, dtype=np.float32)
-    for row, query in enumerate(queries):
-        hits = [Hit(int(j), 0.0) for j in idx[row] if j >= 0]
-        ranked = rerank(query, hits, subject, top, keep=k)[:k]
-        out_idx[row, : len(ranked)] = [h.subject for h in ranked]
-        out_sim[row, : len(ranked)] = [h.identity if h.identity is not None else -1.0 for h in ranked]
-    return out_idx, out_sim
-
-
-# ---------------------------------------------------------------------------------------------- checks
-
-SAME_MODEL_COSINE = 0.99  # a model re-embedding stored records must give the index's vectors back this closely
-PROVENANCE_RECORDS = 4  # the shortest records re-embedded for the check (cheap whatever the collection)
-
-
-def model_agreement(opened: IndexDir, embed: Embed) -> float:
-    """The lowest cosine between the index's vectors of a few stored records and `embed`'s vectors of the
-    same records: 1.0 for the model that built the index, far lower for another model or one whose weights
-    went NaN (then -1.0). 1.0 when the index holds no sequences to re-embed."""
-    if opened.sequences is None or not opened.meta.entries:
-        return 1.0
-    lengths = opened.lengths
-    rows = np.sort(np.argsort(lengths, kind="stable")[:PROVENANCE_RECORDS])
-    stored = opened.record_vectors(rows)
-    pieces = [opened.sequences[int(r)] for r in rows]
-    cols = opened.features
-    given = {"features": {n: [cols.value(n, int(r)) for r in rows] for n in cols.kinds}} if cols.kinds else {}
-    fresh = np.asarray(embed(pieces, **given), dtype=np.float32)
-    if not np.isfinite(fresh).all():
-        return -1.0
-    again = opened.as_stored(fresh)  # through the codec, as `stored` went: equal codes for the same model
-    norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(again, axis=1)
-    return float(np.min(np.einsum("ij,ij->i", stored, again) / np.maximum(norms, 1e-12)))
-
-
-def check_queries(opened: IndexDir, queries: Sequence, source: str) -> None:
-    """Refuse a query with no k-mer of real bases (shorter than k, or all N): every list would answer it
-    by chance. k is the index's exact k-mer size (or the model window's smallest scale without one)."""
-    from gene_ae.core.kmers import kmer_codes
-
-    k = opened.kmers.cfg.k if opened.kmers is not None else 8
-    for q in queries:
-        if not kmer_codes(q.tokens, k)[1].any():
-            real = int(((q.tokens >= FIRST_BASE) & (q.tokens < FIRST_BASE + 4)).sum())
-            raise ValueError(
-                f"{source}: record {q.id!r}: no {k} consecutive A/C/G/T bases ({q.tokens.size:,} bases, {real:,} "
-                "of them A/C/G/T): too short or too many N to search"
-            )
 
 
 # ------------------------------------------------------------------------------------------------ search

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.index.collection import Collection
-from gene_ae.search import engine, genomes
+from gene_ae.search import checks, engine, genomes
 from gene_ae.search.genomes import GenomeConfig, GenomeMatch
 from gene_ae.search.progress import Progress
 from shard_tools.declared import DeclaredFeature
@@ -63,7 +63,7 @@ class Searcher:
         return self.encoder()[0].check_features(declared, where)
 
     def check_queries(self, queries: Sequence, source: str) -> None:
-        engine.check_queries(self.collection.shards[0], queries, source)
+        checks.check_queries(self.collection.shards[0], queries, source)
 
     def search(
         self,
@@ -116,11 +116,11 @@ def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
     if encoder.dim != meta.dim:
         raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
     embed = partial(encoder.embed_tokens, batch_size=batch_size)
-    cosine = engine.model_agreement(shard0, embed)
-    if cosine < engine.SAME_MODEL_COSINE:
+    cosine = checks.model_agreement(shard0, embed)
+    if cosine < checks.SAME_MODEL_COSINE:
         raise ValueError(
             f"{model_uri}: its vectors of records stored in {shown} differ from the index's (cosine "
-            f"{cosine:.3f} < {engine.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
+            f"{cosine:.3f} < {checks.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
         )
     return encoder, embed
 

@@ -37,7 +37,7 @@ from gene_ae.index.collection import Collection, read_shards_file
 from gene_ae.index.directory import IndexDir, read_meta
 from gene_ae.index.seqstore import SequenceStore
 from gene_ae.model.features import check_given
-from gene_ae.search import engine
+from gene_ae.search import checks, engine
 from gene_ae.search.candidates import PieceHits, QueryPieces, shard_hits
 from gene_ae.search.columns import Query, json_rows
 from gene_ae.search.limits import SEARCH_LIMITS
@@ -121,7 +121,7 @@ class SearchIngress:
             return JSONResponse({"error": f"request: not JSON ({exc})"}, status_code=400)
         try:
             asked = parse_request(body, self.needed, self.cfg)
-            engine.check_queries(self.collection.shards[0], asked.records, "request")
+            checks.check_queries(self.collection.shards[0], asked.records, "request")
         except ValueError as exc:
             return JSONResponse({"error": _one_line(exc)}, status_code=400)
         status, payload = await self.search(asked)
