@@ -159,3 +159,5 @@ def test_subject_genomes_by_a_feature_the_index_lacks_or_without_ani_are_one_lin
     assert out == ""
     code, out, err = cli("gene-ae", "search", "--index", index, genome, "--subject-genome", "assembly")
     one_line_error(err, "--outfmt ani", rc=code, prefix="gene-ae search: error: ")
+    code, out, err = cli("gene-ae", "search", "--index", index, genome, "--min-af", "0.5")
+    one_line_error(err, "--min-af", "--outfmt ani", rc=code, prefix="gene-ae search: error: ")

@@ -37,8 +37,9 @@ def add_parser(sub, version: str) -> None:
         "at embed with --feature-column); default: each record is one",
     )  # fmt: skip
     s.add_argument(
-        "--min-af", type=number(float, Range(0, 1)), default=GenomeConfig().min_af, metavar="F",
-        help="ani: report a subject genome when its query or subject aligned fraction is at least F",
+        "--min-af", type=number(float, Range(0, 1)), default=None, metavar="F",
+        help=f"ani: report a subject genome when its query or subject aligned fraction is at least F (default "
+        f"{GenomeConfig().min_af:g})",
     )  # fmt: skip
     s.add_argument(
         "--evalue", type=float, default=None, metavar="E",
@@ -114,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
     kind, names = args.outfmt
     if kind != "tsv" and not args.rerank:
         raise ValueError(f"--outfmt {kind}: its columns come from the alignment; leave --rerank on (not 0)")
-    if kind != "ani" and args.subject_genome is not None:
-        raise ValueError("--subject-genome groups subject records into genomes for --outfmt ani; add --outfmt ani")
+    for flag, value in (("--subject-genome", args.subject_genome), ("--min-af", args.min_af)):
+        if kind != "ani" and value is not None:
+            raise ValueError(f"{flag} applies to subject genomes of --outfmt ani; add --outfmt ani")
     check_out_file(args.out)
     searcher = Searcher.open(args.index, args.model, args.batch_size)
     if args.model and not searcher.uses_model(args.sources):
@@ -147,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:
         tell = bar.update if bar is not None else None
         if kind == "ani":
-            genome = GenomeConfig(args.k, args.min_af, args.subject_genome)
+            min_af = GenomeConfig().min_af if args.min_af is None else args.min_af
+            genome = GenomeConfig(args.k, min_af, args.subject_genome)
             name = "-" if args.query == STDIN else args.query
             matches = searcher.genome(name, queries, cfg, genome, allowed, features, subject, tell)
         else:
