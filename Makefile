@@ -13,11 +13,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 venv: $(STAMP)
 
+# The package is byte-compiled at install, as pip does for a wheel: an editable install is not, and with
+# PYTHONDONTWRITEBYTECODE every command compiled ~90 modules again (46 ms of a 0.3 s search).
 $(STAMP): pyproject.toml constraints.txt $(NATIVE)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	# Byte-compiled now, as pip does for a wheel: an editable install is not, and with PYTHONDONTWRITEBYTECODE
-	# every command compiled ~90 modules again (46 ms of a 0.3 s search).
 	$(VENV)/bin/python -m compileall -q gene_ae shard_tools
 	rm -f $(VENV)/.installed-* && touch $@
 
