@@ -85,14 +85,6 @@ _MAGIC = {
 }
 
 
-_MAGIC = {
-    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f),
-    b"BZh": bz2.BZ2File,
-    b"\xfd7zXZ\x00": lzma.LZMAFile,
-    b"\x28\xb5\x2f\xfd": lambda f: io.BufferedReader(_ZstdReader(f), 1 << 16),
-}
-
-
 @contextlib.contextmanager
 def open_binary(path: str | Path) -> Iterator[IO[bytes]]:
     """Open a possibly compressed file ('-': standard input), choosing the codec by magic bytes, not by name."""

@@ -7,6 +7,7 @@ library errors become one line and exit 1 in `main`.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import os
 import signal
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        # `kill -USR1 PID` prints where every thread of a command that seems stuck is, and it goes on
+        if sys.__stderr__ is not None:  # the process's own stderr (a test may capture sys.stderr)
+            faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True, chain=False)
     try:
         code = args.func(args)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line; the atomic writers left nothing half-written
