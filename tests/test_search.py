@@ -299,5 +299,7 @@ def test_pq64_vectors_take_64_bytes_a_record_and_find_exact_copies(monkeypatch) 
             np.testing.assert_allclose(again, vectors.reconstruct(index, np.arange(5)), atol=1e-5)
         small, _ = vectors.build_faiss(x[:500], "flat", "pq64")
         assert small.code_size == 128  # 8 bits a value below PQ_MIN
+        graph, kind = vectors.build_faiss(x[:300], "hnsw", "pq64")
+        assert kind == "hnsw" and graph.ntotal == 300  # HNSW keeps float32 whatever the codec
     finally:
         faiss.omp_set_num_threads(threads)

@@ -75,8 +75,8 @@ def _build_pq(vectors: np.ndarray, kind: str):
     import faiss
 
     n, d = vectors.shape
-    if kind not in ("flat", "ivf"):
-        raise ValueError(f"--vector-codec pq64 stores flat or IVF indexes, not {kind!r}")
+    if kind not in ("flat", "ivf"):  # HNSW keeps float32 whatever the codec
+        return build_faiss(vectors, kind, "f32")
     if n < PQ_MIN or d <= PQ_BYTES:
         return build_faiss(vectors, kind, "sq8")
     codes = max(m for m in range(1, PQ_BYTES + 1) if d % m == 0)  # sub-vectors of equal size
