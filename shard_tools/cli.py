@@ -15,6 +15,7 @@ from pathlib import Path
 from shard_tools import __version__
 from shard_tools.declared import parse_feature_column
 from shard_tools.detect import FORMATS
+from shard_tools.files import take_signals
 from shard_tools.inputs import ReaderConfig, check_input_paths, read_records
 from shard_tools.options import Parser, Range, number
 from shard_tools.reader import ShardError
@@ -193,6 +194,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main_shard_fasta() -> None:
     # SIGTERM's default action would kill the process without cleaning up the hidden temp directory.
     signal.signal(signal.SIGTERM, _interrupt)
+    take_signals()
     sys.exit(shard_fasta_main())
 
 

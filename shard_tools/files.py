@@ -24,6 +24,12 @@ _CHUNK = 1 << 20
 _DEFER = {signal.SIGINT, signal.SIGTERM}
 
 
+def take_signals() -> None:
+    """Unblock Ctrl-C and SIGTERM in this thread: a command started with them blocked (a mask its parent held
+    when it forked; tests/test_interrupts.py met one) would otherwise never see them and wait for ever."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _DEFER)
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (shards are larger than memory should hold twice)."""
     h = hashlib.sha256()

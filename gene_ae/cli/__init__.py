@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 
+from shard_tools.files import take_signals
 from shard_tools.options import Parser
 from shard_tools.text import printable
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        take_signals()  # Ctrl-C and SIGTERM reach this thread even if the parent had them blocked
         # `kill -USR1 PID` prints where every thread of a command that seems stuck is, and it goes on
         if sys.__stderr__ is not None:  # the process's own stderr (a test may capture sys.stderr)
             faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True, chain=False)

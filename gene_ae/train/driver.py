@@ -21,7 +21,7 @@ from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store, 
 from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
 from gene_ae.train.run import check_not_finished, check_resumable, mark_finished, mlflow_run, register
-from shard_tools.files import check_out_dir
+from shard_tools.files import check_out_dir, take_signals
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt  # Ray Train's fit() re-raises a plain KeyboardInterrupt: `signals` says which
 
     signal.signal(signal.SIGTERM, terminated)
+    take_signals()  # even when the parent started this process with them blocked (shard_tools/files.py)
     run_id = mlflow_run(cfg, uri)
     started = time.perf_counter()
     try:
