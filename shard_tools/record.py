@@ -13,6 +13,9 @@ from shard_tools.text import control_char, printable
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
+# A GenBank/EMBL or table line may hold this many characters beyond --max-length (a sequence line's spaces and
+# coordinates, a table row's other columns); a longer one is refused unread (over_long_line).
+LINE_SLACK = 1 << 20
 
 
 def display_name(path: str | Path) -> str:
@@ -28,6 +31,12 @@ class InputError(ValueError):
         what = f"record {record!r}: " if record is not None else ""
         super().__init__(f"{where}: {what}{message}")
         self.path, self.line, self.record = display_name(path), line, record
+
+
+def over_long_line(path: str | Path, cap: int, line: int, hint: str) -> InputError:
+    """The error for a line over `cap` characters (--max-length + LINE_SLACK), not read into memory."""
+    return InputError(path, f"a line longer than {cap:,} characters (--max-length + 1 MiB): not read into memory; "
+                      f"{hint}", line=line)  # fmt: skip
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
 from shard_tools.compression import DECOMPRESS_ERRORS
-from shard_tools.record import InputError, Record, make_record
+from shard_tools.record import LINE_SLACK, InputError, Record, make_record, over_long_line
 from shard_tools.text import printable
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ _ASCII_SPACE = " \t\r\n\v\f"
 _SEQUENCE_START = {"genbank": "ORIGIN", "embl": "SQ "}
 # Every byte but an ASCII letter: deleted to count a sequence line's bases (not its spaces and coordinates).
 _NOT_LETTERS = bytes(b for b in range(256) if not chr(b).isascii() or not chr(b).isalpha())
-LINE_SLACK = 1 << 20  # a line may hold this many characters beyond --max-length
 TEXT_SLACK = 64 << 20  # a record's text outside its sequence may hold 4 x --max-length and this many characters
 
 
@@ -63,7 +62,7 @@ class _CountingText:
     def __init__(self, text: IO[str], fmt: str, path: str, max_length: int):
         self._text, self.lines, self.blank = text, 0, True  # blank: nothing but whitespace read so far
         self._start, self._sequence = _DECLARED_LENGTH[fmt][0], _SEQUENCE_START[fmt]
-        self._path, self.max_length = path, max_length
+        self._path, self.max_length, self._cap = path, max_length, max_length + LINE_SLACK
         self.header: tuple[int, str] | None = None  # (line number, text) of the last LOCUS / ID line
         self.over = False  # the current record's sequence passed max_length: its rest was not passed on
         self._bases: int | None = None  # bases of the current record's sequence so far; None outside a sequence
@@ -99,11 +98,9 @@ class _CountingText:
 
     def _line(self) -> str:
         """One line of the stream, counted, never read whole if longer than max_length + LINE_SLACK."""
-        cap = self.max_length + LINE_SLACK
-        line = self._text.readline(cap + 2)
-        if len(line.rstrip("\n")) > cap:
-            raise InputError(self._path, f"a line longer than {cap:,} characters (--max-length + 1 MiB): not read "
-                             "into memory; not GenBank/EMBL, or raise --max-length", line=self.lines + 1)  # fmt: skip
+        line = self._text.readline(self._cap + 2)
+        if len(line.rstrip("\n")) > self._cap:
+            raise over_long_line(self._path, self._cap, self.lines + 1, "not GenBank/EMBL, or raise --max-length")
         self.lines += line.endswith("\n")
         self.blank = self.blank and not line.strip(_ASCII_SPACE)
         return line

@@ -10,14 +10,11 @@ from collections.abc import Iterator
 from functools import partial
 from typing import IO, TYPE_CHECKING
 
-from shard_tools.record import InputError, Record, make_record
+from shard_tools.record import LINE_SLACK, InputError, Record, make_record, over_long_line
 from shard_tools.text import control_char
 
 if TYPE_CHECKING:
     from shard_tools.inputs import ReaderConfig
-
-
-LINE_SLACK = 1 << 20  # a line may hold this many characters beyond --max-length: the row's other columns
 
 
 @contextlib.contextmanager
@@ -35,8 +32,7 @@ def _lines(text: IO[str], path: str, cap: int) -> Iterator[str]:
     """The text's lines, none read whole if longer than `cap` characters (an InputError naming it instead)."""
     for lineno, line in enumerate(iter(partial(text.readline, cap + 2), ""), 1):
         if len(line.rstrip("\r\n")) > cap:
-            raise InputError(path, f"a line longer than {cap:,} characters (--max-length + 1 MiB): not read into "
-                             "memory; split the record, or raise --max-length", line=lineno)  # fmt: skip
+            raise over_long_line(path, cap, lineno, "split the record, or raise --max-length")
         yield line
 
 
