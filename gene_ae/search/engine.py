@@ -160,12 +160,17 @@ def each_region(
         for i, h in enumerate(aligned):
             h = traced(query, h, subject, space, paths)
             traced_share((i + 1) / len(aligned))
-            if cfg.evalue is None or (h.evalue is not None and h.evalue <= cfg.evalue):
+            if _expected(h, cfg):
                 yield h
     finally:
         if paths is not None:
             paths.table.close()
     share.at(1.0)
+
+
+def _expected(hit: Hit, cfg: SearchConfig) -> bool:
+    """Whether a hit passes --evalue (every hit without one; with one, only a traced hit at most that)."""
+    return cfg.evalue is None or (hit.evalue is not None and hit.evalue <= cfg.evalue)
 
 
 def search_space(collection: Collection) -> SearchSpace:
@@ -249,9 +254,7 @@ def finish(
                 if cfg.deep > top and len(hits) > top and (ranked[0].identity or 0.0) < cfg.deep_below:
                     ranked = rerank(query, hits, subject, cfg.deep, keep=cfg.k)
                 hits = _reported(query, ranked, cfg, subject, space)
-        hits = hits[: cfg.k]
-        if cfg.evalue is not None:
-            hits = [h for h in hits if h.evalue is not None and h.evalue <= cfg.evalue]
+        hits = [h for h in hits[: cfg.k] if _expected(h, cfg)]
         out.append(hits)
         share.at(1.0)
     return out

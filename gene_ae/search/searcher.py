@@ -49,6 +49,10 @@ class Searcher:
         vectors only some)."""
         return "dense" in sources or ("windows" in sources and self.meta.windows)
 
+    def _embed(self, sources: Sequence[str]):
+        """The model's embed function when these lists read vectors, else None (torch never loaded)."""
+        return self.encoder()[1] if self.uses_model(sources) else None
+
     def encoder(self):
         """(encoder, embed), loaded once: the model the index was built with unless `model` was given, refused in
         one line when its vectors are not the index's (dim, or re-embedded records)."""
@@ -75,7 +79,7 @@ class Searcher:
         progress: Progress | None = None,
     ) -> list[list[engine.Hit]]:
         """Ranked hits for each query record (an InputRecord: .id, .tokens); `progress`: told the bases searched."""
-        embed = self.encoder()[1] if self.uses_model(cfg.sources) else None
+        embed = self._embed(cfg.sources)
         tokens = [q.tokens for q in queries]
         return engine.search(self.collection, tokens, embed, cfg, subject, allowed, features, progress)
 
@@ -93,7 +97,7 @@ class Searcher:
         """The subject genomes closest to the genome `name`, its contigs (records: .tokens) together, by ANI and
         aligned fractions (gene_ae/search/genomes.py); each contig searched alone, every region of its candidates
         traced (engine.each_region). `features`: one value per contig; `progress`: told the bases searched."""
-        embed = self.encoder()[1] if self.uses_model(cfg.sources) else None
+        embed = self._embed(cfg.sources)
         subjects = genomes.Subjects.of(self.collection, genome_cfg.subject_feature, allowed)
 
         def regions(i: int) -> Iterator[engine.Hit]:
