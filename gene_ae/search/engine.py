@@ -10,6 +10,7 @@ same `rerank`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -146,26 +147,31 @@ def each_region(
     subject, asked, per_shard = _gathered(collection, [query], embed, cfg, subject, allowed, features)
     space, share = search_space(collection), Share(int(query.size), progress)
     hits, top = _candidates(0, asked, _lists(asked, per_shard, cfg, 1), cfg)
-    if query.size <= 2 * QUERY_PIECE:
-        aligned = [h for h in rerank(query, hits, subject, top) if h.identity is not None]
-        paths = None
-    else:
-        subject = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # each candidate decoded once, not once a step
-        table = QueryChains(query)
-        ranked = chained(table, hits, subject, len(hits), share.within(0.0, 0.5))
-        aligned = sorted((h for h in ranked if h.identity is not None), key=lambda h: h.subject)  # stable
-        paths = RegionPaths(table, subject)
-    traced_share = share.within(0.5, 1.0)
-    try:
+    with ExitStack() as stack:
+        if query.size <= 2 * QUERY_PIECE:
+            aligned = [h for h in rerank(query, hits, subject, top) if h.identity is not None]
+            paths = None
+        else:
+            ranked, paths, subject = stack.enter_context(_chained(query, hits, subject, len(hits), share))
+            aligned = sorted((h for h in ranked if h.identity is not None), key=lambda h: h.subject)  # stable
+        traced_share = share.within(0.5, 1.0)
         for i, h in enumerate(aligned):
             h = traced(query, h, subject, space, paths)
             traced_share((i + 1) / len(aligned))
             if _expected(h, cfg):
                 yield h
-    finally:
-        if paths is not None:
-            paths.table.close()
     share.at(1.0)
+
+
+@contextmanager
+def _chained(
+    query: np.ndarray, hits: list[Hit], subject: Subject, top: int, share: Share
+) -> Iterator[tuple[list[Hit], RegionPaths, Subject]]:
+    """(the first `top` candidates chained region by region, their paths, the subject cached) of a long query,
+    its chain table freed on leaving; the chaining is the first half of the query's share of the work."""
+    cached = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # each candidate decoded once, not once a step
+    with QueryChains(query) as table:
+        yield chained(table, hits, cached, top, share.within(0.0, 0.5)), RegionPaths(table, cached), cached
 
 
 def _expected(hit: Hit, cfg: SearchConfig) -> bool:
@@ -244,10 +250,8 @@ def finish(
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
-                cached = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # a genome: decoded once, not once a step
-                with QueryChains(query) as table:  # every candidate: one a piece (40 of 50 genes in 1 Mb, at most)
-                    ranked = chained(table, hits, cached, max(top, n), share.within(0.0, 0.5))
-                    paths = RegionPaths(table, cached)
+                # every candidate: one a piece (40 of 50 genes in 1 Mb, at most)
+                with _chained(query, hits, subject, max(top, n), share) as (ranked, paths, cached):
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
