@@ -205,15 +205,21 @@ def test_bad_requests_are_refused_in_one_line(served) -> None:
 
 
 # A Ray driver in a process of its own (this one has imported Ray without the cluster's token): it connects once,
-# then kills one live replica of the deployment named on each line it reads, answering with the node it ran on.
+# then kills one live replica of the deployment named on each line it reads (waiting up to 90 s for one to be
+# alive), answering with the node it ran on.
 KILLER = """
-import sys, ray
+import sys, time, ray
 from ray.util.state import list_actors
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 print("ready", flush=True)
 for line in sys.stdin:
     cls = "ServeReplica:gene-ae:" + line.strip()
-    alive = list_actors(address=sys.argv[2], filters=[("class_name", "=", cls), ("state", "=", "ALIVE")])
+    deadline = time.monotonic() + 90  # a replica killed by an earlier test may still be restarting
+    while True:
+        alive = list_actors(address=sys.argv[2], filters=[("class_name", "=", cls), ("state", "=", "ALIVE")])
+        if alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if alive:
         ray.kill(ray.get_actor(alive[0].name, namespace="serve"), no_restart=True)
     print(alive[0].node_id if alive else "none", flush=True)
@@ -281,6 +287,16 @@ def test_a_killed_shard_replica_is_retried_or_flagged(served, world, killer) -> 
     assert status == 200 and (body["partial"] or _got(body["hits"]) == want)
 
 
+def _until_whole(served: str, world: dict, wait_s: float = 90) -> None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        status, body = post(served, _body(world))
+        if status == 200 and not body["partial"]:
+            return
+        assert time.monotonic() < deadline, f"no complete answer in {wait_s} s: {status} {body}"
+        time.sleep(1)
+
+
 def test_a_shard_that_stays_down_is_named_in_every_answer(served, world, indexes, killer) -> None:
     """shard-00002's directory moved away, then its replica killed: Serve cannot start another, so after the
     retries (2 s timeout each) the answer is 503 naming it, or with allow_partial 200 flagged partial with exactly
@@ -293,6 +309,7 @@ def test_a_shard_that_stays_down_is_named_in_every_answer(served, world, indexes
     tokens = [q.tokens for q in iter_input(world["root"] / "q.fa")]
     found = engine.search(collection, tokens, embed, engine.SearchConfig(k=10))
     want = {qid: [collection.entries.ids[h.subject] for h in hs] for (qid, _), hs in zip(world["queries"], found)}
+    _until_whole(served, world)  # a replica an earlier test killed has come back before its directory moves
     away = shard.with_name("moved-away")
     shard.rename(away)
     try:
