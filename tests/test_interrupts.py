@@ -45,10 +45,12 @@ def test_a_signal_mid_embed_is_one_line_and_leaves_nothing(ckpt, tmp_path, data_
                              "--out", out], cwd=REPO, stderr=subprocess.PIPE, text=True, preexec_fn=mask)  # fmt: skip
     with open(pipe, "w") as writer:
         lam = (data_dir / "viruses" / "lambda_phage.fa").read_text().split("\n", 1)[1].replace("\n", "")
-        for i in range(20):
-            writer.write(f">r{i}\n{lam[i * 1000 : i * 1000 + 1500]}\n")
+        # Four times a pipe's 64 KiB buffer: the flush returns only once the process has read most of it, so it has
+        # started and is reading; the pipe stays open, so it waits for more.
+        for i in range(170):
+            start = i * 997 % (len(lam) - 1500)
+            writer.write(f">r{i}\n{lam[start : start + 1500]}\n")
         writer.flush()
-        time.sleep(8)  # the process has started and reads the records; the pipe stays open: it waits for more
         proc.send_signal(sig)
         try:
             proc.wait(timeout=30)
