@@ -28,6 +28,7 @@ from gene_ae.evaluate import (
     reconstruction,
     run_eval,
 )
+from gene_ae.index import vectors
 from shard_tools import alphabet
 from shard_tools.inputs import ReaderConfig
 
@@ -49,8 +50,7 @@ def chimp(data_dir: Path):
     return read_columns(data_dir / "genefam" / "chimp_sample.tsv.gz", ReaderConfig(label_column="class"))
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder():
+def untrained_encoder(vector_dim: int):
     """An untrained tiny encoder: only structure and ranges can be asserted for it."""
     import torch
 
@@ -61,8 +61,19 @@ def tiny_encoder():
 
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, lstm_hidden=32, vector_dim=32, window=256)
+    cfg.model = ModelConfig(channels=32, lstm_hidden=32, vector_dim=vector_dim, window=256)
     return Encoder(GeneAE(cfg.model), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    return untrained_encoder(32)
+
+
+@pytest.fixture(scope="module")
+def wide_encoder():
+    """128 values: more than 64 bytes hold at 8 bits, so gene-ae@64b product-quantises them."""
+    return untrained_encoder(128)
 
 
 # ------------------------------------------------------------------------------------------ k-mer profiles
@@ -377,3 +388,33 @@ def test_the_default_search_is_scored_beside_the_vector_and_never_returns_the_qu
     idx, _ = methods[0].index(seqs[:30]).self_search(np.arange(30), 3)
     assert idx.shape == (30, 3) and not (idx == np.arange(30)[:, None]).any()
     assert "gene-ae search" not in distance_faithfulness(methods[:1], seqs, EvalConfig(spearman_pairs=10))["methods"]
+
+
+def test_gene_ae_at_64_bytes_stores_the_index_codes_and_compares_them(wide_encoder, chimp) -> None:
+    """gene-ae@64b codes the collection with the index's pq64 coder (vectors.build_coded: IVF-PQ of one list, 64
+    bytes a record, from 256 records on), and its pair similarity is its search's: the record decoded from its
+    code against the float query, not the float vectors' cosine; distance faithfulness trains the coder itself."""
+    import faiss
+
+    seqs = chimp.seqs[:300]
+    cfg = EvalConfig(methods=("gene-ae", "gene-ae@64b"), spearman_pairs=40)
+    (plain, coded), _ = build_methods(wide_encoder, cfg, seqs)
+    rng = np.random.default_rng(0)
+    records, queries = seqs[:30], [mutate(s, 0.1, rng) for s in seqs[:30]]
+    with pytest.raises(ValueError, match="index the collection first"):
+        coded.pair_similarity(records, queries)
+    with pytest.raises(ValueError, match="too few to product-quantise"):
+        coded.index(seqs[:255])
+    stored = coded.index(seqs).index
+    floats = coded.embed(seqs)
+    assert isinstance(stored, faiss.IndexIVFPQ) and stored.nlist == 1 and stored.code_size == 64
+    np.testing.assert_array_equal(stored.sa_encode(floats), vectors.build_coded(floats)[0].sa_encode(floats))
+    sims = coded.pair_similarity(records, queries)
+    decoded = stored.sa_decode(stored.sa_encode(coded.embed(records)))
+    np.testing.assert_allclose(sims, np.einsum("ij,ij->i", decoded, coded.embed(queries)), atol=1e-5)
+    idx, found = vectors.search(stored, coded.embed(queries), len(seqs))
+    np.testing.assert_allclose(found[idx == np.arange(30)[:, None]], np.clip(sims, -1, 1), atol=1e-4)
+    assert np.abs(sims - plain.pair_similarity(records, queries)).max() > 1e-3
+    fresh = build_methods(wide_encoder, replace(cfg, methods=("gene-ae@64b",)), seqs)[0][0]
+    spearman = distance_faithfulness([plain, fresh], seqs, cfg)["methods"]
+    assert fresh.coder.ntotal == len(seqs) and spearman["gene-ae@64b"] != spearman["gene-ae"]
