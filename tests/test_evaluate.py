@@ -171,6 +171,7 @@ def test_mutation_retrieval_with_5mers_on_16s(rrna) -> None:
     assert all(b <= a + 0.05 for a, b in zip(recall, recall[1:]))  # non-increasing, up to sampling noise
     assert recall[-1] < recall[0]
     assert all(r10 >= r1 for r1, r10 in zip(recall, result["methods"]["5-mer"]["recall@10"]))
+    assert result["methods"]["5-mer"]["recall@100"] == [1.0] * len(cfg.divergences)  # 50 records: all of them
 
 
 def test_label_retrieval_on_gene_families_beats_chance(chimp) -> None:
@@ -281,7 +282,7 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["config"]["n_queries"] == 20 and on_disk["dataset"]["n_sequences"] == 41
     for section, keys in (
-        ("mutation_retrieval", ("recall@1", "recall@10")),
+        ("mutation_retrieval", ("recall@1", "recall@10", "recall@100")),
         ("label_retrieval", ("precision@1", "precision@10")),
         ("distance_faithfulness", ("spearman_random", "spearman_near")),
     ):
@@ -291,6 +292,7 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
                 values = np.atleast_1d(np.array(on_disk[section]["methods"][name][key], dtype=float))
                 assert np.all((values >= -1.0) & (values <= 1.0)), (section, name, key)
     assert len(on_disk["mutation_retrieval"]["query_ids"]) == 20
+    assert set(on_disk["label_retrieval"]["methods"]["5-mer"]) == {"precision@1", "precision@10"}
     assert on_disk["mutation_retrieval"]["methods"]["5-mer"]["recall@1"][0] == 1.0
     rec = on_disk["reconstruction"]
     assert set(rec["by_length"]) == {"64", "256"} and 0.0 <= rec["accuracy"] <= 1.0 and rec["bits_per_base"] > 0
@@ -298,7 +300,8 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
     assert any("first 5,000 bases" in n for n in on_disk["notes"])
     md = (out / "report.md").read_text()
     for name in names:
-        assert md.count(f"| {name} |") >= 4  # a row in each results table
+        assert md.count(f"| {name} |") >= 5  # a row in each results table
+    assert "## Mutation retrieval: recall@100 (20 queries)" in md
     for png in ("recall_vs_divergence.png", "embedding_map.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temporaries
@@ -306,6 +309,7 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
         logged["eval/sourmash/recall_at_1/d0.01"] == report["mutation_retrieval"]["methods"]["sourmash"]["recall@1"][0]
     )
     assert "eval/gene-ae/reconstruction_accuracy" in logged
+    assert logged["eval/5-mer/recall_at_100/d0.3"] == 1.0  # 41 records: recall@100 is the whole collection
     assert {"eval/report.json", "eval/report.md", "eval/recall_vs_divergence.png"} <= artifacts
 
 
@@ -363,6 +367,9 @@ def test_strong_baselines_ceiling_and_margins_on_16s(rrna) -> None:
     result = mutation_retrieval(methods, seqs, cfg)
     r5, r8 = result["methods"]["5-mer"]["recall@1"], result["methods"]["8-mer"]["recall@1"]
     assert r8[1] >= r5[1]
+    for scores in result["methods"].values():  # recall@100 of 120 records: more found than in the top 10
+        assert all(r100 >= r10 for r10, r100 in zip(scores["recall@10"], scores["recall@100"]))
+    assert result["methods"]["6-mer@64"]["recall@100"][1] > result["methods"]["6-mer@64"]["recall@10"][1]
     ceiling = result["alignment_ceiling"]
     assert ceiling["n_queries"] == 8 and ceiling["seconds_per_query"] > 0
     assert ceiling["scores"]["recall@1"] == [1.0, 1.0]  # alignment finds every 5 % and 20 % copy of a 16S gene

@@ -190,9 +190,9 @@ def label_retrieval(
         "methods": {},
     }
     for method in methods:
-        idx, _ = method.index(subset).self_search(queries, max(cfg.k_values))
+        idx, _ = method.index(subset).self_search(queries, max(cfg.precision_k))
         result["methods"][method.name] = {
-            f"precision@{k}": _precision(idx[:, :k], lab, lab[queries]) for k in cfg.k_values
+            f"precision@{k}": _precision(idx[:, :k], lab, lab[queries]) for k in cfg.precision_k
         }
     return result
 
