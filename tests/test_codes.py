@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from gene_ae.core.mutate import mutate
 from gene_ae.evaluate import baselines
 from gene_ae.evaluate.config import EvalConfig
-from gene_ae.evaluate.methods import EmbeddingMethod, MinHashMethod, build_methods, codes_of
+from gene_ae.evaluate.methods import EmbeddingMethod, MinHashMethod, build_methods
+from gene_ae.index import vectors as vector_index
 from gene_ae.model.config import ModelConfig
 from gene_ae.model.layers import ProductCode, int_code
 
@@ -48,14 +49,18 @@ def test_a_minhash_of_16_bins_is_64_bytes_and_ranks_a_copy_above_strangers() -> 
 
 @pytest.mark.parametrize("dim", [64, 512])
 def test_vectors_stored_in_64_bytes_find_their_own(dim) -> None:
-    """64 values at 8 bits (sq8), or 512 product-quantised to 64 sub-vectors of 8 bits: 64 bytes a record."""
+    """64 values at 8 bits (sq8), or 512 product-quantised to 64 sub-vectors of 8 bits: 64 bytes a record, from 256
+    records on (fewer cannot train 256 codes a sub-vector)."""
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(300, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    index = codes_of(vectors, 64)
+    index, _ = vector_index.build_coded(vectors, "flat", 64)
     assert index.sa_code_size() == 64
     _, found = index.search(vectors[:20], 1)
     assert (found[:, 0] == np.arange(20)).mean() >= 0.9
+    if dim > 64:
+        with pytest.raises(ValueError, match="too few to product-quantise"):
+            vector_index.build_coded(vectors[:255], "flat", 64)
 
 
 def test_methods_at_n_bytes_are_named_by_their_size() -> None:

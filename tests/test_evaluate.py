@@ -28,6 +28,7 @@ from gene_ae.evaluate import (
     reconstruction,
     run_eval,
 )
+from gene_ae.index import vectors
 from shard_tools import alphabet
 from shard_tools.inputs import ReaderConfig
 
@@ -49,8 +50,7 @@ def chimp(data_dir: Path):
     return read_columns(data_dir / "genefam" / "chimp_sample.tsv.gz", ReaderConfig(label_column="class"))
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder():
+def untrained_encoder(vector_dim: int):
     """An untrained tiny encoder: only structure and ranges can be asserted for it."""
     import torch
 
@@ -61,8 +61,19 @@ def tiny_encoder():
 
     torch.manual_seed(0)
     cfg = Config()
-    cfg.model = ModelConfig(channels=32, lstm_hidden=32, vector_dim=32, window=256)
+    cfg.model = ModelConfig(channels=32, lstm_hidden=32, vector_dim=vector_dim, window=256)
     return Encoder(GeneAE(cfg.model), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    return untrained_encoder(32)
+
+
+@pytest.fixture(scope="module")
+def wide_encoder():
+    """128 values: more than 64 bytes hold at 8 bits, so gene-ae@64b product-quantises them."""
+    return untrained_encoder(128)
 
 
 # ------------------------------------------------------------------------------------------ k-mer profiles
@@ -160,6 +171,7 @@ def test_mutation_retrieval_with_5mers_on_16s(rrna) -> None:
     assert all(b <= a + 0.05 for a, b in zip(recall, recall[1:]))  # non-increasing, up to sampling noise
     assert recall[-1] < recall[0]
     assert all(r10 >= r1 for r1, r10 in zip(recall, result["methods"]["5-mer"]["recall@10"]))
+    assert result["methods"]["5-mer"]["recall@100"] == [1.0] * len(cfg.divergences)  # 50 records: all of them
 
 
 def test_label_retrieval_on_gene_families_beats_chance(chimp) -> None:
@@ -270,7 +282,7 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["config"]["n_queries"] == 20 and on_disk["dataset"]["n_sequences"] == 41
     for section, keys in (
-        ("mutation_retrieval", ("recall@1", "recall@10")),
+        ("mutation_retrieval", ("recall@1", "recall@10", "recall@100")),
         ("label_retrieval", ("precision@1", "precision@10")),
         ("distance_faithfulness", ("spearman_random", "spearman_near")),
     ):
@@ -280,6 +292,7 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
                 values = np.atleast_1d(np.array(on_disk[section]["methods"][name][key], dtype=float))
                 assert np.all((values >= -1.0) & (values <= 1.0)), (section, name, key)
     assert len(on_disk["mutation_retrieval"]["query_ids"]) == 20
+    assert set(on_disk["label_retrieval"]["methods"]["5-mer"]) == {"precision@1", "precision@10"}
     assert on_disk["mutation_retrieval"]["methods"]["5-mer"]["recall@1"][0] == 1.0
     rec = on_disk["reconstruction"]
     assert set(rec["by_length"]) == {"64", "256"} and 0.0 <= rec["accuracy"] <= 1.0 and rec["bits_per_base"] > 0
@@ -287,7 +300,8 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
     assert any("first 5,000 bases" in n for n in on_disk["notes"])
     md = (out / "report.md").read_text()
     for name in names:
-        assert md.count(f"| {name} |") >= 4  # a row in each results table
+        assert md.count(f"| {name} |") >= 5  # a row in each results table
+    assert "## Mutation retrieval: recall@100 (20 queries)" in md
     for png in ("recall_vs_divergence.png", "embedding_map.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temporaries
@@ -295,6 +309,7 @@ def test_run_eval_writes_every_metric_for_every_method(eval_run) -> None:
         logged["eval/sourmash/recall_at_1/d0.01"] == report["mutation_retrieval"]["methods"]["sourmash"]["recall@1"][0]
     )
     assert "eval/gene-ae/reconstruction_accuracy" in logged
+    assert logged["eval/5-mer/recall_at_100/d0.3"] == 1.0  # 41 records: recall@100 is the whole collection
     assert {"eval/report.json", "eval/report.md", "eval/recall_vs_divergence.png"} <= artifacts
 
 
@@ -352,6 +367,9 @@ def test_strong_baselines_ceiling_and_margins_on_16s(rrna) -> None:
     result = mutation_retrieval(methods, seqs, cfg)
     r5, r8 = result["methods"]["5-mer"]["recall@1"], result["methods"]["8-mer"]["recall@1"]
     assert r8[1] >= r5[1]
+    for scores in result["methods"].values():  # recall@100 of 120 records: more found than in the top 10
+        assert all(r100 >= r10 for r10, r100 in zip(scores["recall@10"], scores["recall@100"]))
+    assert result["methods"]["6-mer@64"]["recall@100"][1] > result["methods"]["6-mer@64"]["recall@10"][1]
     ceiling = result["alignment_ceiling"]
     assert ceiling["n_queries"] == 8 and ceiling["seconds_per_query"] > 0
     assert ceiling["scores"]["recall@1"] == [1.0, 1.0]  # alignment finds every 5 % and 20 % copy of a 16S gene
@@ -377,3 +395,33 @@ def test_the_default_search_is_scored_beside_the_vector_and_never_returns_the_qu
     idx, _ = methods[0].index(seqs[:30]).self_search(np.arange(30), 3)
     assert idx.shape == (30, 3) and not (idx == np.arange(30)[:, None]).any()
     assert "gene-ae search" not in distance_faithfulness(methods[:1], seqs, EvalConfig(spearman_pairs=10))["methods"]
+
+
+def test_gene_ae_at_64_bytes_stores_the_index_codes_and_compares_them(wide_encoder, chimp) -> None:
+    """gene-ae@64b codes the collection with the index's pq64 coder (vectors.build_coded: IVF-PQ of one list, 64
+    bytes a record, from 256 records on), and its pair similarity is its search's: the record decoded from its
+    code against the float query, not the float vectors' cosine; distance faithfulness trains the coder itself."""
+    import faiss
+
+    seqs = chimp.seqs[:300]
+    cfg = EvalConfig(methods=("gene-ae", "gene-ae@64b"), spearman_pairs=40)
+    (plain, coded), _ = build_methods(wide_encoder, cfg, seqs)
+    rng = np.random.default_rng(0)
+    records, queries = seqs[:30], [mutate(s, 0.1, rng) for s in seqs[:30]]
+    with pytest.raises(ValueError, match="index the collection first"):
+        coded.pair_similarity(records, queries)
+    with pytest.raises(ValueError, match="too few to product-quantise"):
+        coded.index(seqs[:255])
+    stored = coded.index(seqs).index
+    floats = coded.embed(seqs)
+    assert isinstance(stored, faiss.IndexIVFPQ) and stored.nlist == 1 and stored.code_size == 64
+    np.testing.assert_array_equal(stored.sa_encode(floats), vectors.build_coded(floats)[0].sa_encode(floats))
+    sims = coded.pair_similarity(records, queries)
+    decoded = stored.sa_decode(stored.sa_encode(coded.embed(records)))
+    np.testing.assert_allclose(sims, np.einsum("ij,ij->i", decoded, coded.embed(queries)), atol=1e-5)
+    idx, found = vectors.search(stored, coded.embed(queries), len(seqs))
+    np.testing.assert_allclose(found[idx == np.arange(30)[:, None]], np.clip(sims, -1, 1), atol=1e-4)
+    assert np.abs(sims - plain.pair_similarity(records, queries)).max() > 1e-3
+    fresh = build_methods(wide_encoder, replace(cfg, methods=("gene-ae@64b",)), seqs)[0][0]
+    spearman = distance_faithfulness([plain, fresh], seqs, cfg)["methods"]
+    assert fresh.coder.ntotal == len(seqs) and spearman["gene-ae@64b"] != spearman["gene-ae"]

@@ -15,7 +15,8 @@ class EvalConfig:
     divergences: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.30)  # mutation events per base
     n_queries: int = 200  # sequences mutated per divergence (and reconstructed)
     seed: int = 0
-    k_values: tuple[int, ...] = (1, 10)  # recall@k and precision@k
+    k_values: tuple[int, ...] = (1, 10, 100)  # recall@k of mutated copies (k over the collection's size: all of it)
+    precision_k: tuple[int, ...] = (1, 10)  # precision@k of same-label neighbours
     spearman_pairs: int = 300  # random pairs, and about as many near pairs, for distance faithfulness
     window: int = 0  # reconstruction: bases compared per sequence; 0 = the encoder's window
     reconstruction_lengths: tuple[int, ...] = (64, 128, 256)  # also these shorter prefixes: the curve by length

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -57,12 +57,14 @@ class Method(Protocol):
 
 class VectorIndex:
     """Exact cosine search over L2-normalised vectors (faiss IndexFlatIP, the index gene-ae search uses), or over
-    their codes when a `coder` stores them compressed (codes_of: queries stay float, as faiss compares them)."""
+    their codes of at most `code_bytes` bytes each as the index stores them (vectors.build_coded; queries stay
+    float, as faiss compares them)."""
 
-    def __init__(self, vectors: np.ndarray, embed: Callable[[Sequence[np.ndarray]], np.ndarray], coder=None):
+    def __init__(self, vectors: np.ndarray, embed: Callable[[Sequence[np.ndarray]], np.ndarray], code_bytes: int = 0):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.embed = embed
-        self.index = coder(self.vectors) if coder is not None else index.build_faiss(self.vectors, "flat")[0]
+        build = partial(index.build_coded, size=code_bytes) if code_bytes else index.build_faiss
+        self.index = build(self.vectors, "flat")[0]
 
     def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return index.search(self.index, queries, k)
@@ -93,12 +95,17 @@ def digest(tokens: np.ndarray) -> bytes:
 @dataclass
 class EmbeddingMethod:
     """A method that maps sequences to L2-normalised vectors; embeddings are memoised by sequence content,
-    so the collection is embedded once however many evaluations use it."""
+    so the collection is embedded once however many evaluations use it.
+
+    code_bytes > 0: each record stored in at most that many bytes, as `gene-ae embed --vector-codec pq64` stores
+    it (vectors.build_coded): product-quantised from PQ_CODES records on (a ValueError below), never the 8-bit
+    values the index keeps under PQ_MIN records, which would spend a byte a value (512 for a 512-value vector)."""
 
     name: str
     embed_fn: Callable[[Sequence[np.ndarray]], np.ndarray]
     description: str = ""
-    code_bytes: int = 0  # > 0: each record stored in this many bytes (codes_of), as an index at scale would
+    code_bytes: int = 0
+    coder: Any = field(default=None, init=False, repr=False)  # code_bytes > 0: the faiss index built last
     _cache: dict[bytes, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def embed(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
@@ -112,29 +119,21 @@ class EmbeddingMethod:
         return np.stack([self._cache[k] for k in keys])
 
     def index(self, refs: Sequence[np.ndarray]) -> VectorIndex:
-        return VectorIndex(
-            self.embed(refs), self.embed, partial(codes_of, size=self.code_bytes) if self.code_bytes else None
-        )
+        found = VectorIndex(self.embed(refs), self.embed, self.code_bytes)
+        if self.code_bytes:
+            self.coder = found.index
+        return found
 
     def pair_similarity(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
-        return np.einsum("ij,ij->i", self.embed(a), self.embed(b))
-
-
-def codes_of(vectors: np.ndarray, size: int):
-    """A faiss index storing each vector in `size` bytes: 8 bits a value when the vector has `size` values (the
-    index's sq8 codec: a 64-value learned code, or a 64-value hashed profile), else product quantisation with
-    `size` sub-vectors of 8 bits trained on these vectors (faiss PQ: a 512-value vector in 64 bytes)."""
-    import faiss
-
-    dim = vectors.shape[1]
-    if dim == size:
-        return index.build_faiss(vectors, "flat", "sq8")[0]
-    if dim % size or len(vectors) < 256:
-        raise ValueError(f"{dim} values cannot be product-quantised to {size} bytes on {len(vectors)} vectors")
-    pq = faiss.IndexPQ(dim, size, 8, faiss.METRIC_INNER_PRODUCT)
-    pq.train(vectors)
-    pq.add(vectors)
-    return pq
+        """Cosine of each pair. Coded (code_bytes > 0) as a search compares them: a as stored, decoded from its
+        code by the coder of the collection indexed last; b as a query, float. Before any index that coder does
+        not exist, and one trained on the pairs would not be the collection's (b holds mutated copies): an error."""
+        stored = self.embed(a)
+        if self.code_bytes:
+            if self.coder is None:
+                raise ValueError(f"{self.name}: index the collection first (its codes are trained on it)")
+            stored = index.requantised(self.coder, stored)
+        return np.einsum("ij,ij->i", stored, self.embed(b))
 
 
 @dataclass
@@ -319,7 +318,7 @@ def build_methods(
                 skipped[name] = "no encoder given"
             elif what == "gene-ae":
                 embed = partial(encoder.embed_tokens, batch_size=cfg.batch_size)
-                how = "8 bits a value" if encoder.dim == size else f"product-quantised to {size} sub-vectors of 8 bits"
+                how = "8 bits a value" if encoder.dim <= size else f"product-quantised to {size} bytes (the pq64 codec)"
                 methods.append(EmbeddingMethod(name, embed, f"gene-ae encoder's {encoder.dim} values, {how}", size))
             elif coded.group(2):
                 k = int(coded.group(2))

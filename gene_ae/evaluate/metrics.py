@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 from gene_ae.core.mutate import mutate
 from gene_ae.core.topk import top_k
 from gene_ae.evaluate.config import EvalConfig
-from gene_ae.evaluate.methods import Method, RerankedMethod, digest
+from gene_ae.evaluate.methods import EmbeddingMethod, Method, RerankedMethod, digest
 from gene_ae.search import align
 
 if TYPE_CHECKING:
@@ -190,9 +190,9 @@ def label_retrieval(
         "methods": {},
     }
     for method in methods:
-        idx, _ = method.index(subset).self_search(queries, max(cfg.k_values))
+        idx, _ = method.index(subset).self_search(queries, max(cfg.precision_k))
         result["methods"][method.name] = {
-            f"precision@{k}": _precision(idx[:, :k], lab, lab[queries]) for k in cfg.k_values
+            f"precision@{k}": _precision(idx[:, :k], lab, lab[queries]) for k in cfg.precision_k
         }
     return result
 
@@ -239,7 +239,8 @@ def distance_faithfulness(methods: Sequence[Method], seqs: Sequence[np.ndarray],
 
     Identity = 1 - edit distance / longer length (edlib, global NW) over the first align_max_bases of each
     sequence. Random pairs test the whole range; near pairs (a sequence vs its copies at every divergence)
-    test the neighbourhood that search cares about.
+    test the neighbourhood that search cares about. A pair is (record, query): a method storing codes compares
+    the record's code, trained on this collection, with the float query, as its search does.
     """
     if len(seqs) < 2:
         return {"skipped": "needs at least two sequences"}
@@ -263,6 +264,8 @@ def distance_faithfulness(methods: Sequence[Method], seqs: Sequence[np.ndarray],
     for method in methods:
         if not hasattr(method, "pair_similarity") or isinstance(method, RerankedMethod):
             continue  # the default search ranks by alignment itself; a re-ranked method's is its base's
+        if isinstance(method, EmbeddingMethod) and method.code_bytes:
+            method.index(seqs)  # pairs compared as this collection's index stores its records (their codes)
         result["methods"][method.name] = {
             f"spearman_{kind}": _spearman(method.pair_similarity(a, b), identities[kind])
             for kind, (a, b) in (("random", random_pairs), ("near", (near_a, near_b)))

@@ -25,7 +25,8 @@ CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit", "pq64": "PQ"}
 # issue 33's equal-bytes budget; fewer where the dimension does not divide). Approximate: its codebooks are
 # trained on the index's own vectors.
 PQ_BYTES = 64
-PQ_MIN = 256 * 39  # vectors to train 256 codes a sub-vector (faiss wants 39 a centroid)
+PQ_CODES = 256  # codes a sub-vector (8 bits): no fewer vectors can train them
+PQ_MIN = PQ_CODES * 39  # vectors to train them well (faiss wants 39 a centroid)
 # Exact (flat) sq8 codes cover [-SQ8_RANGE, SQ8_RANGE] in every dimension, the same range for every shard and
 # every append: ranges trained on each shard's own vectors made a sharded index rank near-ties unlike one built
 # at once. Search vectors are unit length; their values stayed within +-0.25 on 10^5 genes, and a value beyond
@@ -68,18 +69,33 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
 
 
 def _build_pq(vectors: np.ndarray, kind: str):
-    """(IndexIVFPQ of at most PQ_BYTES one-byte codes a vector, kind), its codebooks (and an IVF's lists) trained
-    on a sample of the vectors. 8-bit values instead for vectors of at most PQ_BYTES values (no larger), and
-    under PQ_MIN vectors (too few to train 256 codes a sub-vector, and few enough that their bytes do not
-    matter)."""
-    import faiss
-
-    n, d = vectors.shape
+    """(faiss index, kind) for the pq64 codec: build_coded's PQ_BYTES bytes a vector, except under PQ_MIN vectors
+    (too few to train its codes well, and few enough that their bytes do not matter: 8-bit values)
+    and for HNSW (float32)."""
     if kind not in ("flat", "ivf"):  # HNSW keeps float32 whatever the codec
         return build_faiss(vectors, kind, "f32")
-    if n < PQ_MIN or d <= PQ_BYTES:
+    if len(vectors) < PQ_MIN:
         return build_faiss(vectors, kind, "sq8")
-    codes = max(m for m in range(1, PQ_BYTES + 1) if d % m == 0)  # sub-vectors of equal size
+    return build_coded(vectors, kind)
+
+
+def build_coded(vectors: np.ndarray, kind: str = "flat", size: int = PQ_BYTES):
+    """(faiss index storing each vector in at most `size` bytes, kind "flat" or "ivf"): 8 bits a value for vectors
+    of at most `size` values, else an IndexIVFPQ (one list for flat) of the most sub-vectors up to `size` that
+    divide the dimension, one byte each, its codebooks trained on a sample of the vectors. The one definition of
+    a vector in N bytes: the index's pq64 codec and the eval's @Nb methods both build it. ValueError under PQ_CODES
+    vectors to product-quantise."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = vectors.shape
+    if kind not in ("flat", "ivf"):
+        raise ValueError(f"coded vectors are searched flat or by IVF, not {kind!r}")
+    if d <= size:
+        return build_faiss(vectors, kind, "sq8")
+    if n < PQ_CODES:
+        raise ValueError(f"{n} vectors are too few to product-quantise to {size} bytes (it needs {PQ_CODES})")
+    codes = max(m for m in range(1, size + 1) if d % m == 0)  # sub-vectors of equal size
     # Flat is one inverted list scanned whole: faiss's IndexPQ takes no ID filter (--where), its IVF form does.
     lists = 1 if kind == "flat" else ivf_lists(n)
     index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, codes, 8, faiss.METRIC_INNER_PRODUCT)
