@@ -66,3 +66,27 @@ def test_many_records_inside_a_long_query_among_other_bases_are_each_reported(wo
         if float(pident) == 100.0:
             exact.setdefault(sseqid, (int(qstart) - 1, int(qend)))
     assert {s: exact.get(s) for s in spans} == spans
+
+
+def test_a_long_query_chains_past_its_first_candidates_only_when_none_shares_a_region(world) -> None:
+    """regions.chained with `deep`: the first `top` candidates unrelated (random bases), the query's source after
+    them. Without deep the source is not chained (no identity); with deep it is, and ranks first; with a related
+    candidate among the first, nothing past them is chained (the cost of a long query stays its pieces')."""
+    from gene_ae.search.chain import QueryChains
+    from gene_ae.search.hits import Hit
+    from gene_ae.search.regions import chained
+
+    rng = np.random.default_rng(3)
+    genes = [g.tokens for g in world["genes"][:3]]
+    query = np.concatenate(genes)  # a long query: three stored records end to end
+    noise = [rng.integers(FIRST_BASE, FIRST_BASE + 4, 1_500).astype(np.uint8) for _ in range(5)]
+    subjects = noise + genes
+    hits = [Hit(i, 0.0) for i in range(len(subjects))]
+    with QueryChains(query) as table:
+        shallow = chained(table, hits, subjects.__getitem__, 5)
+        assert all(h.identity is None for h in shallow)
+        deep = chained(table, hits, subjects.__getitem__, 5, deep=8, enough=1)
+        assert {h.subject for h in deep if h.identity is not None} == {5, 6, 7}
+        related_first = [hits[5]] + hits[:5] + hits[6:]
+        near = chained(table, related_first, subjects.__getitem__, 5, deep=8, enough=1)
+        assert {h.subject for h in near if h.identity is not None} == {5}

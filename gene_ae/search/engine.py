@@ -165,13 +165,21 @@ def each_region(
 
 @contextmanager
 def _chained(
-    query: np.ndarray, hits: list[Hit], subject: Subject, top: int, share: Share
+    query: np.ndarray, hits: list[Hit], subject: Subject, top: int, share: Share, deep: int = 0, enough: int = 0
 ) -> Iterator[tuple[list[Hit], RegionPaths, Subject]]:
-    """(the first `top` candidates chained region by region, their paths, the subject cached) of a long query,
-    its chain table freed on leaving; the chaining is the first half of the query's share of the work."""
+    """(the first `top` candidates chained region by region, on to `deep` when they give fewer than `enough`
+    regions; their paths; the subject cached) of a long query, its chain table freed on leaving; the chaining is
+    the first half of the query's share of the work."""
     cached = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # each candidate decoded once, not once a step
     with QueryChains(query) as table:
-        yield chained(table, hits, cached, top, share.within(0.0, 0.5)), RegionPaths(table, cached), cached
+        ranked = chained(table, hits, cached, top, share.within(0.0, 0.5), deep, enough)
+        yield ranked, RegionPaths(table, cached), cached
+
+
+def _pieces_of(asked: QueryPieces, q: int) -> int:
+    """The pieces query q votes in (its k-mer segments, else its windows)."""
+    rows = asked.segment_rows if asked.segment_rows is not None else asked.window_rows
+    return 1 if rows is None else int(np.count_nonzero(rows == q))
 
 
 def _expected(hit: Hit, cfg: SearchConfig) -> bool:
@@ -250,8 +258,11 @@ def finish(
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
-                # every candidate: one a piece (40 of 50 genes in 1 Mb, at most)
-                with _chained(query, hits, subject, max(top, n), share) as (ranked, paths, cached):
+                # as many as it has pieces (each piece's best come first in the vote), at least the alignment pool's;
+                # all n when none of those shares a region with it (the vote's top were chance: as --deep)
+                first = max(top, min(n, _pieces_of(asked, q)))
+                deep = n if cfg.deep else 0
+                with _chained(query, hits, subject, first, share, deep, 1) as (ranked, paths, cached):
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)

@@ -16,17 +16,22 @@ from gene_ae.search.hits import Hit, Subject
 
 
 def chained(
-    table: QueryChains, hits: list[Hit], subject: Subject, top: int, done: Callable[[float], None] | None = None
-) -> list[Hit]:
+    table: QueryChains, hits: list[Hit], subject: Subject, top: int, done: Callable[[float], None] | None = None,
+    deep: int = 0, enough: int = 0,
+) -> list[Hit]:  # fmt: skip
     """A long query's first `top` candidates as hits, one per region the query shares with each (co-linear k-mer
     matches on either strand), ranked by the bases each matches over the query's length (the `identity` long
     queries rank by); nothing aligned (the hits reported get their paths from their anchors, RegionPaths).
-    Candidates sharing no chain, and hits past `top`, follow without an identity. `done(f)`: the share f of the
-    candidates chained so far (a progress line)."""
+    Candidates sharing no chain, and hits past those chained, follow without an identity. `deep` > `top`: when
+    the first `top` give fewer than `enough` regions, the candidates on to `deep` are chained too (as search's
+    --deep aligns further for a remote gene). `done(f)`: the share f of the candidates chained so far (a progress
+    line)."""
     n, k = table.query.size, table.cfg.k
     found: list[tuple[float, Hit]] = []
     unmatched = []
-    for i, h in enumerate(hits[:top]):
+    limit, i = min(top, len(hits)), 0
+    while i < limit:
+        h = hits[i]
         tokens = subject(h.subject)
         chains = [extended(ch, table.oriented(ch.strand), tokens) for ch in table.regions(tokens)]
         regions = best_regions(chains, n, k)
@@ -36,10 +41,13 @@ def chained(
             spans = {"subject_start": ch.subject_start, "subject_end": ch.subject_end, "query_start": ch.query_start,
                      "query_end": ch.query_end}  # fmt: skip
             found.append((score, replace(h, identity=score, strand=ch.strand, **spans)))
+        i += 1
+        if i == limit and deep > limit and len(found) < enough:
+            limit = min(deep, len(hits))
         if done is not None:
-            done((i + 1) / min(top, len(hits)))
+            done(i / limit)
     found.sort(key=lambda x: -x[0])
-    return [h for _, h in found] + unmatched + hits[top:]
+    return [h for _, h in found] + unmatched + hits[limit:]
 
 
 class RegionPaths:
