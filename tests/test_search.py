@@ -246,6 +246,17 @@ def test_a_remote_query_goes_deep_and_a_close_one_does_not(built, genes) -> None
     assert sum(h.identity is not None for h in deep) == 5 and deep[0].subject == 7
     shallow = search.search(loaded, [remote], embed, one)[0]
     assert sum(h.identity is not None for h in shallow) == 1
+    # deep_flat: deep only where the k-mer list is flat at `rerank` (its 3rd score at least that share of its 1st)
+    votes = search.search(loaded, [remote], embed, replace(one, rerank=0, k=3))[0]
+    ratio = votes[2].score / votes[0].score
+    three = replace(one, rerank=3, deep=30, deep_below=0.9)
+    aligned = [sum(h.identity is not None for h in search.search(loaded, [remote], embed, replace(one, rerank=r))[0])
+               for r in (3, 30)]  # fmt: skip
+    assert aligned == [3, 5]  # the two outcomes differ
+    for flat, same_as in [(ratio - 1e-6, 30), (ratio + 1e-6, 3)]:
+        got = search.search(loaded, [remote], embed, replace(three, deep_flat=flat))[0]
+        want = search.search(loaded, [remote], embed, replace(one, rerank=same_as))[0]
+        assert [(h.subject, h.identity) for h in got] == [(h.subject, h.identity) for h in want], flat
 
 
 @pytest.mark.parametrize("codec,ratio", [("f16", 0.5), ("sq8", 0.25)])

@@ -60,6 +60,11 @@ def add_parser(sub, version: str) -> None:
         "--deep-below", type=number(float, Range(0, 1)), default=search_cfg.deep_below, metavar="F",
         help="identity under which the best aligned candidate is remote (its source ranks lower by k-mers)",
     )  # fmt: skip
+    s.add_argument(
+        "--deep-flat", type=number(float, Range(0, 1)), default=search_cfg.deep_flat, metavar="F",
+        help="... and only when the k-mer score of the last candidate aligned first is at least F of the first's "
+        "(a flat list; 0: always)",
+    )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
         "--sources", type=source_list, default=search_cfg.sources, metavar="LIST",
@@ -143,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rerank and args.collection:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
     cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue,
-                       deep=args.deep, deep_below=args.deep_below)  # fmt: skip
+                       deep=args.deep, deep_below=args.deep_below, deep_flat=args.deep_flat)  # fmt: skip
     sizes = [int(q.tokens.size) for q in queries]
     longest = sum(sizes) if kind == "ani" else max(sizes)
     with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:

@@ -49,6 +49,11 @@ DEFAULT_RERANK = 40
 # source often ranks lower by k-mers (on the val split at 30 %, the source was in the k-mer top 40 for 72 % of
 # queries, top 300 for 92 %), so DEEP candidates are aligned instead. Queries with a close hit pay nothing.
 DEEP, DEEP_BELOW = 300, 0.75
+# ... and only when the k-mer list is flat there: its top-th candidate scores at least DEEP_FLAT of its first's, so
+# more like them follow. Where it falls (a family of loci, then chance records) nothing deeper is related. Chosen on
+# the same val split: 0.5 and 0.7 changed no hit's recall there (12.3 -> 11.0 s for the 250 queries at 0.7); on
+# the grown 1-100 kb loci (docs/BENCHMARKS.md) the 90 queries took 20.1 -> 16.3 s at the same recall.
+DEEP_FLAT = 0.7
 
 
 @dataclass
@@ -65,6 +70,7 @@ class SearchConfig:
     evalue: float | None = None  # report only traced hits with an expect value at most this (blastn -evalue)
     deep: int = DEEP  # candidates aligned when the best of the first `rerank` is below deep_below identity (0: off)
     deep_below: float = DEEP_BELOW
+    deep_flat: float = DEEP_FLAT  # ... and the top-th candidate's k-mer score is at least this share of the first's
 
 
 # ------------------------------------------------------------------------------------------------ search
@@ -182,6 +188,15 @@ def _pieces_of(asked: QueryPieces, q: int) -> int:
     return 1 if rows is None else int(np.count_nonzero(rows == q))
 
 
+def _deeper(hits: list[Hit], top: int, best: float | None, cfg: SearchConfig, fused: bool) -> bool:
+    """Whether a gene query aligns cfg.deep candidates after its first `top`: the best of those is remote (below
+    deep_below identity) and the candidate list is flat at `top` (its score at least deep_flat of the first's;
+    not asked of `fused` lists, whose RRF scores fall by rank alone)."""
+    if not (cfg.deep > top and len(hits) > top and (best or 0.0) < cfg.deep_below):
+        return False
+    return fused or hits[top - 1].score >= cfg.deep_flat * hits[0].score
+
+
 def _expected(hit: Hit, cfg: SearchConfig) -> bool:
     """Whether a hit passes --evalue (every hit without one; with one, only a traced hit at most that)."""
     return cfg.evalue is None or (hit.evalue is not None and hit.evalue <= cfg.evalue)
@@ -266,7 +281,7 @@ def finish(
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
-                if cfg.deep > top and len(hits) > top and (ranked[0].identity or 0.0) < cfg.deep_below:
+                if _deeper(hits, top, ranked[0].identity, cfg, fused=len(lists) > 1):
                     ranked = rerank(query, hits, subject, cfg.deep, keep=cfg.k)
                 hits = _reported(query, ranked, cfg, subject, space)
         hits = [h for h in hits[: cfg.k] if _expected(h, cfg)]
