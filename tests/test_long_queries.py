@@ -87,6 +87,12 @@ def test_a_long_query_chains_past_its_first_candidates_only_when_none_shares_a_r
         assert all(h.identity is None for h in shallow)
         deep = chained(table, hits, subjects.__getitem__, 5, deep=8, enough=1)
         assert {h.subject for h in deep if h.identity is not None} == {5, 6, 7}
+        chained_ones = {h.subject for h in deep if h.identity is not None}
+        assert not chained_ones & {h.subject for h in deep if h.identity is None}  # each candidate once
+        assert sorted(h.subject for h in deep if h.identity is None) == [0, 1, 2, 3, 4]
+        partly = chained(table, hits, subjects.__getitem__, 5, deep=6, enough=1)  # deep stops short of the list
+        assert {h.subject for h in partly if h.identity is not None} == {5}  # its regions (16S share pieces)
+        assert sorted(h.subject for h in partly if h.identity is None) == [0, 1, 2, 3, 4, 6, 7]
         related_first = [hits[5]] + hits[:5] + hits[6:]
         near = chained(table, related_first, subjects.__getitem__, 5, deep=8, enough=1)
         assert {h.subject for h in near if h.identity is not None} == {5}

@@ -54,7 +54,8 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument(
         "--deep", type=int_option("deep"), default=search_cfg.deep, metavar="N",
-        help="align the top N candidates instead when the best of those aligned first is remote (0: off)",
+        help="align the top N candidates instead when the best of those aligned first is remote (0: off); a query "
+        "over 4 kb chains up to N candidates when none of its first shares a region with it",
     )  # fmt: skip
     s.add_argument(
         "--deep-below", type=number(float, Range(0, 1)), default=search_cfg.deep_below, metavar="F",
@@ -62,8 +63,8 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument(
         "--deep-flat", type=number(float, Range(0, 1)), default=search_cfg.deep_flat, metavar="F",
-        help="... and only when the k-mer score of the last candidate aligned first is at least F of the first's "
-        "(a flat list; 0: always)",
+        help="... and, with the k-mer list alone (the default --sources), only when the k-mer score of the last "
+        "candidate aligned first is at least F of the first's (a flat list; 0: always)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(

@@ -188,13 +188,14 @@ def _pieces_of(asked: QueryPieces, q: int) -> int:
     return 1 if rows is None else int(np.count_nonzero(rows == q))
 
 
-def _deeper(hits: list[Hit], top: int, best: float | None, cfg: SearchConfig, fused: bool) -> bool:
+def _deeper(hits: list[Hit], top: int, best: float | None, cfg: SearchConfig, kmers: bool) -> bool:
     """Whether a gene query aligns cfg.deep candidates after its first `top`: the best of those is remote (below
-    deep_below identity) and the candidate list is flat at `top` (its score at least deep_flat of the first's;
-    not asked of `fused` lists, whose RRF scores fall by rank alone)."""
+    deep_below identity) and, for the k-mer list alone (`kmers`: cosines, best first), the list is flat at `top`
+    (its score at least deep_flat of the first's). Fused lists' RRF scores fall by rank alone and vector cosines
+    may be negative: no flatness is read from them."""
     if not (cfg.deep > top and len(hits) > top and (best or 0.0) < cfg.deep_below):
         return False
-    return fused or hits[top - 1].score >= cfg.deep_flat * hits[0].score
+    return not kmers or hits[top - 1].score >= cfg.deep_flat * hits[0].score
 
 
 def _expected(hit: Hit, cfg: SearchConfig) -> bool:
@@ -265,6 +266,9 @@ def finish(
     wherever they were computed. `progress`: told the query bases done (gene_ae/search/progress.py)."""
     n = depth(cfg)
     lists = _lists(asked, per_shard, cfg, len(queries))
+    # the k-mer list alone (the default): its scores are k-mer cosines (> 0), and a long query's pieces' best
+    # records come first in it; fused (RRF) and vector lists are neither, so the tests below that read them do not
+    kmers_alone = [s for s in SOURCES if any(s in hits for hits in per_shard)] == ["sparse"]
     out = []
     for q, query in enumerate(queries):
         hits, top = _candidates(q, asked, lists, cfg)
@@ -273,15 +277,16 @@ def finish(
             if subject is None:
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
-                # as many as it has pieces (each piece's best come first in the vote), at least the alignment pool's;
-                # all n when none of those shares a region with it (the vote's top were chance: as --deep)
-                first = max(top, min(n, _pieces_of(asked, q)))
-                deep = n if cfg.deep else 0
+                # k-mers alone: as many as it has pieces (each piece's best come first in the vote), at least the
+                # alignment pool's; on to --deep (at most n) when none of those shares a region with it (the vote's
+                # top were chance). Other lists: all n.
+                first = max(top, min(n, _pieces_of(asked, q))) if kmers_alone else max(top, n)
+                deep = min(n, cfg.deep)
                 with _chained(query, hits, subject, first, share, deep, 1) as (ranked, paths, cached):
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
-                if _deeper(hits, top, ranked[0].identity, cfg, fused=len(lists) > 1):
+                if _deeper(hits, top, ranked[0].identity, cfg, kmers_alone):
                     ranked = rerank(query, hits, subject, cfg.deep, keep=cfg.k)
                 hits = _reported(query, ranked, cfg, subject, space)
         hits = [h for h in hits[: cfg.k] if _expected(h, cfg)]

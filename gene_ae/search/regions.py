@@ -30,6 +30,8 @@ def chained(
     found: list[tuple[float, Hit]] = []
     unmatched = []
     limit, i = min(top, len(hits)), 0
+    first = limit
+    extensible = deep > limit and len(hits) > limit
     while i < limit:
         h = hits[i]
         tokens = subject(h.subject)
@@ -45,9 +47,17 @@ def chained(
         if i == limit and deep > limit and len(found) < enough:
             limit = min(deep, len(hits))
         if done is not None:
-            done(i / limit)
+            done(_done(i, first, limit, extensible))
     found.sort(key=lambda x: -x[0])
     return [h for _, h in found] + unmatched + hits[limit:]
+
+
+def _done(i: int, first: int, limit: int, extensible: bool) -> float:
+    """The share of chaining done after i candidates: where more than the `first` may follow, those are the first
+    half and the rest (up to `limit`) the second, so the share never falls back when the list is extended."""
+    if not extensible:
+        return i / limit
+    return 0.5 * i / first if limit == first else 0.5 + 0.5 * (i - first) / (limit - first)
 
 
 class RegionPaths:
