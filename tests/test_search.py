@@ -259,6 +259,24 @@ def test_a_remote_query_goes_deep_and_a_close_one_does_not(built, genes) -> None
         assert [(h.subject, h.identity) for h in got] == [(h.subject, h.identity) for h in want], flat
 
 
+def test_a_remote_query_reports_the_best_scores_among_its_deep_trace_by_identity(built, genes) -> None:
+    """deep_trace N: a remote query's best N by identity are traced and the k reported are the best of those by
+    the local alignment's score (blastn's order), not the best k by identity re-ordered; a close query reports as
+    without it."""
+    loaded, embed, _ = built
+    rng = np.random.default_rng(5)
+    remote, close = mutate(genes[7].tokens, 0.3, rng), mutate(genes[7].tokens, 0.05, rng)
+    base = search.SearchConfig(k=3, rerank=30, deep=0, deep_below=0.9, deep_trace=0)
+    # the best 30 by identity, traced and ordered as reported (by score, each region's best first): its first 3
+    best = search.search(loaded, [remote], embed, replace(base, k=30))[0][:3]
+    got = search.search(loaded, [remote], embed, replace(base, deep_trace=30))[0]
+    assert [(h.subject, h.local.score) for h in got] == [(h.subject, h.local.score) for h in best]
+    plain = search.search(loaded, [remote], embed, base)[0]
+    assert [h.subject for h in plain] != [h.subject for h in got]  # the option changes what is reported here
+    near = [search.search(loaded, [close], embed, replace(base, deep_trace=t))[0] for t in (0, 30)]
+    assert [h.subject for h in near[0]] == [h.subject for h in near[1]]
+
+
 @pytest.mark.parametrize("codec,ratio", [("f16", 0.5), ("sq8", 0.25)])
 def test_compact_vector_codecs_store_less_and_find_the_same_nearest(tmp_path, encoder, genes, codec, ratio) -> None:
     """float16 and 8-bit vectors: index files about half and a quarter of float32's, the same nearest record

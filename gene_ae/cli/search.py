@@ -66,6 +66,11 @@ def add_parser(sub, version: str) -> None:
         help="... and, with the k-mer list alone (the default --sources), only when the k-mer score of the last "
         "candidate aligned first is at least F of the first's (a flat list; 0: always)",
     )  # fmt: skip
+    s.add_argument(
+        "--deep-trace", type=int_option("deep_trace"), default=search_cfg.deep_trace, metavar="N",
+        help="a remote query (below --deep-below) has its best N aligned candidates traced and ranked by the local "
+        "alignment's score, as blastn ranks, before -k are reported (at most -k: only those)",
+    )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
         "--sources", type=source_list, default=search_cfg.sources, metavar="LIST",
@@ -149,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     if args.rerank and args.collection:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
     cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue,
-                       deep=args.deep, deep_below=args.deep_below, deep_flat=args.deep_flat)  # fmt: skip
+                       deep=args.deep, deep_below=args.deep_below, deep_flat=args.deep_flat,
+                       deep_trace=args.deep_trace)  # fmt: skip
     sizes = [int(q.tokens.size) for q in queries]
     longest = sum(sizes) if kind == "ani" else max(sizes)
     with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:

@@ -54,6 +54,11 @@ DEEP, DEEP_BELOW = 300, 0.75
 # the same val split: 0.5 and 0.7 changed no hit's recall there (12.3 -> 11.0 s for the 250 queries at 0.7); on
 # the grown 1-100 kb loci (docs/BENCHMARKS.md) the 90 queries took 20.1 -> 16.3 s at the same recall.
 DEEP_FLAT = 0.7
+# A remote query's best DEEP_TRACE by identity are traced and reported by their local alignment's score (blastn's
+# order), not only the best k: at 30 % edit identity barely tells the source from its relatives (all ~0.7), the
+# affine score does. On the val split: recall@1 at 30 % 0.70 -> 0.74 and recall@10 0.80 -> 0.90 (blastn: 0.78,
+# 0.94), 11.0 -> 13.5 s for the 250 queries; 100 found no more.
+DEEP_TRACE = 40
 
 
 @dataclass
@@ -71,6 +76,7 @@ class SearchConfig:
     deep: int = DEEP  # candidates aligned when the best of the first `rerank` is below deep_below identity (0: off)
     deep_below: float = DEEP_BELOW
     deep_flat: float = DEEP_FLAT  # ... and the top-th candidate's k-mer score is at least this share of the first's
+    deep_trace: int = DEEP_TRACE  # a remote query's best this many by identity are traced and ranked by score
 
 
 # ------------------------------------------------------------------------------------------------ search
@@ -212,8 +218,9 @@ def search_space(collection: Collection) -> SearchSpace:
 
 def check_config(cfg: SearchConfig) -> None:
     """Refuse settings no search can answer (the CLI checks the ranges while parsing; library callers here)."""
-    if cfg.k < 1 or cfg.rerank < 0 or cfg.deep < 0:
-        raise ValueError(f"k must be >= 1, rerank and deep >= 0, got k={cfg.k}, rerank={cfg.rerank}, deep={cfg.deep}")
+    if cfg.k < 1 or min(cfg.rerank, cfg.deep, cfg.deep_trace) < 0:
+        raise ValueError(f"k must be >= 1, rerank, deep and deep_trace >= 0, got k={cfg.k}, rerank={cfg.rerank}, "
+                         f"deep={cfg.deep}, deep_trace={cfg.deep_trace}")  # fmt: skip
     unknown = set(cfg.sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
@@ -286,9 +293,13 @@ def finish(
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
-                if _deeper(hits, top, ranked[0].identity, cfg, kmers_alone):
-                    ranked = rerank(query, hits, subject, cfg.deep, keep=cfg.k)
-                hits = _reported(query, ranked, cfg, subject, space)
+                traced_k = cfg.k
+                if (ranked[0].identity or 0.0) < cfg.deep_below:  # remote: --deep, --deep-trace
+                    deeper = _deeper(hits, top, ranked[0].identity, cfg, kmers_alone)
+                    if deeper or cfg.deep_trace > cfg.k:
+                        traced_k = max(cfg.k, cfg.deep_trace)
+                        ranked = rerank(query, hits, subject, cfg.deep if deeper else top, keep=traced_k)
+                hits = _reported(query, ranked, replace(cfg, k=traced_k), subject, space)
         hits = [h for h in hits[: cfg.k] if _expected(h, cfg)]
         out.append(hits)
         share.at(1.0)

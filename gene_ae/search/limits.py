@@ -10,4 +10,5 @@ SEARCH_LIMITS = {
     "k": Range(1, 100_000),  # hits per query
     "rerank": Range(0, 10_000),  # hits aligned to the query
     "deep": Range(0, 10_000),  # hits aligned to a remote query (engine.SearchConfig.deep)
+    "deep_trace": Range(0, 10_000),  # a remote query's aligned hits traced and ranked by score (SearchConfig)
 }
