@@ -10,9 +10,8 @@ same `rerank`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 
@@ -32,10 +31,10 @@ from gene_ae.search.candidates import (
     shard_hits,
 )
 from gene_ae.search.candidates import fuse as fuse_lists
-from gene_ae.search.chain import OVERLAP, QueryChains, inside
+from gene_ae.search.chain import OVERLAP, inside
 from gene_ae.search.hits import Hit, Subject
 from gene_ae.search.progress import Progress, Share
-from gene_ae.search.regions import RegionPaths, chained
+from gene_ae.search.regions import RegionPaths, chaining
 from gene_ae.search.rerank import rerank
 from gene_ae.search.stats import SearchSpace, evalue
 
@@ -164,7 +163,7 @@ def each_region(
             aligned = [h for h in rerank(query, hits, subject, top) if h.identity is not None]
             paths = None
         else:
-            ranked, paths, subject = stack.enter_context(_chained(query, hits, subject, len(hits), share))
+            ranked, paths, subject = stack.enter_context(chaining(query, hits, subject, len(hits), share))
             aligned = sorted((h for h in ranked if h.identity is not None), key=lambda h: h.subject)  # stable
         traced_share = share.within(0.5, 1.0)
         for i, h in enumerate(aligned):
@@ -173,19 +172,6 @@ def each_region(
             if _expected(h, cfg):
                 yield h
     share.at(1.0)
-
-
-@contextmanager
-def _chained(
-    query: np.ndarray, hits: list[Hit], subject: Subject, top: int, share: Share, deep: int = 0, enough: int = 0
-) -> Iterator[tuple[list[Hit], RegionPaths, Subject]]:
-    """(the first `top` candidates chained region by region, on to `deep` when they give fewer than `enough`
-    regions; their paths; the subject cached) of a long query, its chain table freed on leaving; the chaining is
-    the first half of the query's share of the work."""
-    cached = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # each candidate decoded once, not once a step
-    with QueryChains(query) as table:
-        ranked = chained(table, hits, cached, top, share.within(0.0, 0.5), deep, enough)
-        yield ranked, RegionPaths(table, cached), cached
 
 
 def _pieces_of(asked: QueryPieces, q: int) -> int:
@@ -289,7 +275,7 @@ def finish(
                 # top were chance). Other lists: all n.
                 first = max(top, min(n, _pieces_of(asked, q))) if kmers_alone else max(top, n)
                 deep = min(n, cfg.deep)
-                with _chained(query, hits, subject, first, share, deep, 1) as (ranked, paths, cached):
+                with chaining(query, hits, subject, first, share, deep, 1) as (ranked, paths, cached):
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)

@@ -6,13 +6,16 @@ region, not record by record; ranking its regions and giving each reported one a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 
 from gene_ae.search.chain import Chain, QueryChains, best_regions, chain_path, extended
 from gene_ae.search.hits import Hit, Subject
+from gene_ae.search.progress import Share
 
 
 def chained(
@@ -87,3 +90,16 @@ class RegionPaths:
                 qa, qb = ch.on_strand(query.size)
                 return chain_path(query, tokens, anchors, self.table.cfg.k, (qa, qb, ch.subject_start, ch.subject_end))
         return ""
+
+
+@contextmanager
+def chaining(
+    query: np.ndarray, hits: list[Hit], subject: Subject, top: int, share: Share, deep: int = 0, enough: int = 0
+) -> Iterator[tuple[list[Hit], RegionPaths, Subject]]:
+    """(the first `top` candidates chained region by region, on to `deep` when they give fewer than `enough`
+    regions; their paths; the subject cached) of a long query, its chain table freed on leaving; the chaining is
+    the first half of the query's share of the work."""
+    cached = lru_cache(maxsize=RegionPaths.KEPT)(subject)  # each candidate decoded once, not once a step
+    with QueryChains(query) as table:
+        ranked = chained(table, hits, cached, top, share.within(0.0, 0.5), deep, enough)
+        yield ranked, RegionPaths(table, cached), cached
