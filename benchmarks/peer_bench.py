@@ -124,6 +124,25 @@ def seed_loci(seed: int) -> list[np.ndarray]:
     return out
 
 
+def real_windows(seed: int) -> Grown:
+    """--real-windows: a real collection of genome windows, nothing grown: every genome of LONG_SEEDS' files (the
+    two bacterial chromosomes, lambda, 20 mpox and 418 SARS-CoV-2 genomes) cut end to end into windows of
+    log-uniform length (LONG_LENGTHS), each genome from its own random offset, so the strains' windows are real
+    relatives that overlap one another in part, not copies of one span."""
+    from gene_ae.core.records import iter_input
+
+    rng, seqs = np.random.default_rng(seed), []
+    for name in LONG_SEEDS:
+        for rec in iter_input(DATA / name):
+            tokens = rec.tokens
+            at = int(rng.integers(0, LONG_LENGTHS[0]))
+            while tokens.size - at >= LONG_LENGTHS[0]:
+                n = int(np.exp(rng.uniform(*np.log(LONG_LENGTHS))))
+                seqs.append(tokens[at : at + n])
+                at += n
+    return Grown([f"r{i:07d}" for i in range(len(seqs))], seqs, list(range(len(seqs))))
+
+
 def seed_genes() -> list[np.ndarray]:
     from gene_ae.core.records import iter_input
     from shard_tools.inputs import ReaderConfig
@@ -578,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
         "blastdbcmd -entry all); adds the reverse-complement and exact-piece query cases",
     )  # fmt: skip
     p.add_argument(
+        "--real-windows", action="store_true",
+        help="a real collection of 1-100 kb genome windows (every shared bacterial and viral genome, strains as "
+        "they are; use with --long) instead of a grown one; adds the reverse-complement and exact-piece cases",
+    )  # fmt: skip
+    p.add_argument(
         "--search-variant", action="append", default=[], metavar="LABEL=FLAGS",
         help="one more gene-ae row searching the default index with these extra `gene-ae search` flags "
         "(repeatable), e.g. 'k-mers only=--sources sparse'",
@@ -614,19 +638,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.queries = (300, 5) if args.long else (2000, 10)
     args.tools = args.tools or ",".join(LONG_TOOLS if args.long else DEFAULT_TOOLS)
+    if args.real and args.real_windows:
+        p.error("--real and --real-windows: one collection")
+    real = bool(args.real or args.real_windows)
     name = f"real-{Path(args.real).stem}-n{args.n}" if args.real else f"n{args.n}-f{args.family:g}"
+    name = "real-windows" if args.real_windows else name
     root = Path(args.work) / f"{'long-' if args.long else ''}{name}-s{args.seed}"
     root.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    if args.real:
+    if args.real_windows:
+        grown = real_windows(args.seed)
+    elif args.real:
         grown = read_real(Path(args.real), args.n)
     else:
         grown = grow(seed_loci(args.seed) if args.long else seed_genes(), args.n, args.family, args.seed)
     collection = root / "collection.fa"
     if not (args.keep and collection.is_file()):
         write_fasta(collection, grown.ids, grown.seqs)
-    queries = make_queries(grown, args.queries, args.seed + 1, cases=bool(args.real))
+    queries = make_queries(grown, args.queries, args.seed + 1, cases=real)
     write_fasta(root / "queries.fa", queries.ids, queries.seqs)
     write_fasta(root / "one-query.fa", queries.ids[:1], queries.seqs[:1])
     sizes = np.bincount(grown.family)
@@ -661,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         "BLAST's two tasks share one database (one build)."
         + "".join(f" {t.name}: search figures reused from an earlier run (--keep)." for t, _, s, _ in rows if s.reused)
         + "\n\n"
-        + table(rows, len(queries.ids), list(dict.fromkeys(queries.group)), family=not args.real)
+        + table(rows, len(queries.ids), list(dict.fromkeys(queries.group)), family=not real)
         + "\n"
     )
     return emit(text, args.out)
