@@ -32,6 +32,7 @@ from gene_ae.search.candidates import (
 )
 from gene_ae.search.candidates import fuse as fuse_lists
 from gene_ae.search.chain import OVERLAP, inside
+from gene_ae.search.depth import DEEP, DEEP_BELOW, DEEP_FLAT, DEEP_TRACE, deeper, long_first, pieces_of
 from gene_ae.search.hits import Hit, Subject
 from gene_ae.search.progress import Progress, Share
 from gene_ae.search.regions import RegionPaths, chaining
@@ -44,20 +45,6 @@ RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009); rank
 # 30 % was 1.00 / 0.94 / 0.78 at depth 20 and 1.00 / 0.96 / 0.86 at depth 40 (recall@10 at 30 %: 0.82 and 0.92),
 # for 17.1 and 20.2 ms a query. (Stop 26 chose 20 on chimp genes, where depth 20 was within 0.005 of 50.)
 DEFAULT_RERANK = 40
-# A query whose best aligned candidate is below DEEP_BELOW identity is remote from everything aligned so far: its
-# source often ranks lower by k-mers (on the val split at 30 %, the source was in the k-mer top 40 for 72 % of
-# queries, top 300 for 92 %), so DEEP candidates are aligned instead. Queries with a close hit pay nothing.
-DEEP, DEEP_BELOW = 300, 0.75
-# ... and only when the k-mer list is flat there: its top-th candidate scores at least DEEP_FLAT of its first's, so
-# more like them follow. Where it falls (a family of loci, then chance records) nothing deeper is related. Chosen on
-# the same val split: 0.5 and 0.7 changed no hit's recall there (12.3 -> 11.0 s for the 250 queries at 0.7); on
-# the grown 1-100 kb loci (docs/BENCHMARKS.md) the 90 queries took 20.1 -> 16.3 s at the same recall.
-DEEP_FLAT = 0.7
-# A remote query's best DEEP_TRACE by identity are traced and reported by their local alignment's score (blastn's
-# order), not only the best k: at 30 % edit identity barely tells the source from its relatives (all ~0.7), the
-# affine score does. On the val split: recall@1 at 30 % 0.70 -> 0.74 and recall@10 0.80 -> 0.90 (blastn: 0.78,
-# 0.94), 11.0 -> 13.5 s for the 250 queries; 100 found no more.
-DEEP_TRACE = 40
 
 
 @dataclass
@@ -174,22 +161,6 @@ def each_region(
     share.at(1.0)
 
 
-def _pieces_of(asked: QueryPieces, q: int) -> int:
-    """The pieces query q votes in (its k-mer segments, else its windows)."""
-    rows = asked.segment_rows if asked.segment_rows is not None else asked.window_rows
-    return 1 if rows is None else int(np.count_nonzero(rows == q))
-
-
-def _deeper(hits: list[Hit], top: int, best: float | None, cfg: SearchConfig, kmers: bool) -> bool:
-    """Whether a gene query aligns cfg.deep candidates after its first `top`: the best of those is remote (below
-    deep_below identity) and, for the k-mer list alone (`kmers`: cosines, best first), the list is flat at `top`
-    (its score at least deep_flat of the first's). Fused lists' RRF scores fall by rank alone and vector cosines
-    may be negative: no flatness is read from them."""
-    if not (cfg.deep > top and len(hits) > top and (best or 0.0) < cfg.deep_below):
-        return False
-    return not kmers or hits[top - 1].score >= cfg.deep_flat * hits[0].score
-
-
 def _expected(hit: Hit, cfg: SearchConfig) -> bool:
     """Whether a hit passes --evalue (every hit without one; with one, only a traced hit at most that)."""
     return cfg.evalue is None or (hit.evalue is not None and hit.evalue <= cfg.evalue)
@@ -271,9 +242,10 @@ def finish(
                 raise ValueError("re-ranking needs the subjects' sequences (give subject=, or rerank 0)")
             if query.size > 2 * QUERY_PIECE:  # a long query, voting in pieces, may hold several records: chain them
                 # k-mers alone: as many as it has pieces (each piece's best come first in the vote), at least the
-                # alignment pool's; on to --deep (at most n) when none of those shares a region with it (the vote's
-                # top were chance). Other lists: all n.
-                first = max(top, min(n, _pieces_of(asked, q))) if kmers_alone else max(top, n)
+                # alignment pool's, and every one voted within deep_flat of the best (a crowd of near-identical
+                # strains); on to --deep (at most n) when none of those shares a region with it (the vote's top were
+                # chance). Other lists: all n.
+                first = long_first(hits, top, n, pieces_of(asked, q), cfg) if kmers_alone else max(top, n)
                 deep = min(n, cfg.deep)
                 with chaining(query, hits, subject, first, share, deep, 1) as (ranked, paths, cached):
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
@@ -281,10 +253,10 @@ def finish(
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
                 traced_k = cfg.k
                 if (ranked[0].identity or 0.0) < cfg.deep_below:  # remote: --deep, --deep-trace
-                    deeper = _deeper(hits, top, ranked[0].identity, cfg, kmers_alone)
-                    if deeper or cfg.deep_trace > cfg.k:
+                    further = deeper(hits, top, ranked[0].identity, cfg, kmers_alone)
+                    if further or cfg.deep_trace > cfg.k:
                         traced_k = max(cfg.k, cfg.deep_trace)
-                        ranked = rerank(query, hits, subject, cfg.deep if deeper else top, keep=traced_k)
+                        ranked = rerank(query, hits, subject, cfg.deep if further else top, keep=traced_k)
                 hits = _reported(query, ranked, replace(cfg, k=traced_k), subject, space)
         hits = [h for h in hits[: cfg.k] if _expected(h, cfg)]
         out.append(hits)
