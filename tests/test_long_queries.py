@@ -96,3 +96,19 @@ def test_a_long_query_chains_past_its_first_candidates_only_when_none_shares_a_r
         related_first = [hits[5]] + hits[:5] + hits[6:]
         near = chained(table, related_first, subjects.__getitem__, 5, deep=8, enough=1)
         assert {h.subject for h in near if h.identity is not None} == {5}
+
+
+def test_a_long_query_chains_every_candidate_voted_near_the_best() -> None:
+    """depth.long_first: max(the alignment pool, the pieces), and on to the last candidate voted within deep_flat of
+    the best (a crowd of near-identical strains); at most n."""
+    from gene_ae.search.depth import long_first
+    from gene_ae.search.engine import SearchConfig
+    from gene_ae.search.hits import Hit
+
+    cfg = SearchConfig(deep_flat=0.7)
+    falling = [Hit(i, s) for i, s in enumerate([9.0, 5.0] + [1.0] * 98)]
+    assert long_first(falling, 40, 300, 3, cfg) == 40  # a family, then chance: the pool
+    assert long_first(falling, 40, 300, 60, cfg) == 60  # one candidate a piece
+    crowd = [Hit(i, s) for i, s in enumerate([9.0] * 80 + [8.0] * 40 + [1.0] * 30)]
+    assert long_first(crowd, 40, 300, 3, cfg) == 120  # every one within 0.7 of the best
+    assert long_first(crowd, 40, 100, 3, cfg) == 100  # at most n
