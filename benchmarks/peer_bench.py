@@ -208,11 +208,15 @@ CASES = ["rc 10 %", f"piece {300}"]
 PIECE = 300
 
 
-def make_queries(grown: Grown, per_divergence: int, seed: int, cases: bool = False) -> Queries:
+def make_queries(
+    grown: Grown, per_divergence: int, seed: int, cases: bool = False, eligible: np.ndarray | None = None
+) -> Queries:
+    """`eligible`: the records queries may be copied from (default all)."""
     from gene_ae.evaluate.metrics import mutated_copies, sample_sources
     from shard_tools.alphabet import reverse_complement
 
-    sources = sample_sources(len(grown.seqs), per_divergence, seed)
+    pool = np.arange(len(grown.seqs)) if eligible is None else np.flatnonzero(eligible)
+    sources = pool[sample_sources(pool.size, per_divergence, seed)]
     q = Queries([], [], [], [], [])
     for step, d in enumerate(DIVERGENCES):
         copies = mutated_copies(grown.seqs, sources, d, seed, step)
@@ -656,7 +660,13 @@ def main(argv: list[str] | None = None) -> int:
     collection = root / "collection.fa"
     if not (args.keep and collection.is_file()):
         write_fasta(collection, grown.ids, grown.seqs)
-    queries = make_queries(grown, args.queries, args.seed + 1, cases=real)
+    # a query is a sequence, not an assembly gap: real windows with over 1 % N (SARS-CoV-2 dropouts) stay in the
+    # collection but are not copied into queries (an exact 300-base piece of one could hold no base at all)
+    from shard_tools.alphabet import FIRST_BASE
+
+    acgt = [np.mean((s >= FIRST_BASE) & (s < FIRST_BASE + 4)) for s in grown.seqs] if args.real_windows else None
+    eligible = None if acgt is None else np.array(acgt) >= 0.99
+    queries = make_queries(grown, args.queries, args.seed + 1, cases=real, eligible=eligible)
     write_fasta(root / "queries.fa", queries.ids, queries.seqs)
     write_fasta(root / "one-query.fa", queries.ids[:1], queries.seqs[:1])
     sizes = np.bincount(grown.family)
