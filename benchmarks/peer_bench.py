@@ -126,7 +126,8 @@ def seed_loci(seed: int) -> list[np.ndarray]:
 
 def real_windows(seed: int) -> Grown:
     """--real-windows: a real collection of genome windows, nothing grown: every genome of LONG_SEEDS' files (the
-    two bacterial chromosomes, lambda, 20 mpox and 418 SARS-CoV-2 genomes) cut end to end into windows of
+    two bacterial chromosomes, lambda, 19 mpox and 418 SARS-CoV-2 genomes: the 20th mpox record, a 942-base gene,
+    is too short for a window) cut end to end into windows of
     log-uniform length (LONG_LENGTHS), each genome from its own random offset, so the strains' windows are real
     relatives that overlap one another in part, not copies of one span."""
     from gene_ae.core.records import iter_input

@@ -64,12 +64,13 @@ def add_parser(sub, version: str) -> None:
     s.add_argument(
         "--deep-flat", type=number(float, Range(0, 1)), default=search_cfg.deep_flat, metavar="F",
         help="... and, with the k-mer list alone (the default --sources), only when the k-mer score of the last "
-        "candidate aligned first is at least F of the first's (a flat list; 0: always)",
+        "candidate aligned first is at least F of the first's (a flat list; 0: always); a query over 4 kb also "
+        "chains every candidate voted at least F of the best (0: all)",
     )  # fmt: skip
     s.add_argument(
         "--deep-trace", type=int_option("deep_trace"), default=search_cfg.deep_trace, metavar="N",
-        help="a remote query (below --deep-below) has its best N aligned candidates traced and ranked by the local "
-        "alignment's score, as blastn ranks, before -k are reported (at most -k: only those)",
+        help="a remote gene query (up to 4 kb, below --deep-below) has its best N aligned candidates traced and "
+        "ranked by the local alignment's score, as blastn ranks, before -k are reported (at most -k: only those)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
