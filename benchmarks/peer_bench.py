@@ -646,8 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.real and args.real_windows:
         p.error("--real and --real-windows: one collection")
     real = bool(args.real or args.real_windows)
-    name = f"real-{Path(args.real).stem}-n{args.n}" if args.real else f"n{args.n}-f{args.family:g}"
-    name = "real-windows" if args.real_windows else name
+    if args.real_windows:
+        name = "real-windows"
+    else:
+        name = f"real-{Path(args.real).stem}-n{args.n}" if args.real else f"n{args.n}-f{args.family:g}"
     root = Path(args.work) / f"{'long-' if args.long else ''}{name}-s{args.seed}"
     root.mkdir(parents=True, exist_ok=True)
 

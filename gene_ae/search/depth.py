@@ -47,11 +47,11 @@ def long_first(hits: list[Hit], top: int, n: int, pieces: int, cfg: SearchConfig
     return max(top, min(n, pieces), close[-1] + 1 if close else 0)
 
 
-def deeper(hits: list[Hit], top: int, best: float | None, cfg: SearchConfig, kmers: bool) -> bool:
-    """Whether a gene query aligns cfg.deep candidates after its first `top`: the best of those is remote (below
-    deep_below identity) and, for the k-mer list alone (`kmers`: cosines, best first), the list is flat at `top`
-    (its score at least deep_flat of the first's). Fused lists' RRF scores fall by rank alone and vector cosines
-    may be negative: no flatness is read from them."""
-    if not (cfg.deep > top and len(hits) > top and (best or 0.0) < cfg.deep_below):
+def deeper(hits: list[Hit], top: int, cfg: SearchConfig, kmers: bool) -> bool:
+    """Whether a remote gene query (its best of the first `top` below deep_below identity: the caller's test)
+    aligns cfg.deep candidates: more than `top` are there and, for the k-mer list alone (`kmers`: cosines, best
+    first), the list is flat at `top` (its score at least deep_flat of the first's). Fused lists' RRF scores fall
+    by rank alone and vector cosines may be negative: no flatness is read from them."""
+    if not (cfg.deep > top and len(hits) > top):
         return False
     return not kmers or hits[top - 1].score >= cfg.deep_flat * hits[0].score

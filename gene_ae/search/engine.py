@@ -253,7 +253,7 @@ def finish(
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
                 traced_k = cfg.k
                 if ranked and (ranked[0].identity or 0.0) < cfg.deep_below:  # remote: --deep, --deep-trace
-                    further = deeper(hits, top, ranked[0].identity, cfg, kmers_alone)
+                    further = deeper(hits, top, cfg, kmers_alone)
                     if further or cfg.deep_trace > cfg.k:
                         traced_k = max(cfg.k, cfg.deep_trace)
                         ranked = rerank(query, hits, subject, cfg.deep if further else top, keep=traced_k)

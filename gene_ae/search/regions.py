@@ -47,7 +47,7 @@ def chained(
                      "query_end": ch.query_end}  # fmt: skip
             found.append((score, replace(h, identity=score, strand=ch.strand, **spans)))
         i += 1
-        if i == limit and deep > limit and len(found) < enough:
+        if i == first and extensible and len(found) < enough:
             limit = min(deep, len(hits))
         if done is not None:
             done(_done(i, first, limit, extensible))
