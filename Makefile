@@ -27,12 +27,14 @@ demo: $(STAMP)
 demo-features: $(STAMP)
 	GENE_AE_DEMO_DIR=demo-features-out $(VENV)/bin/python -m gene_ae.demo_features
 
+# Two test processes, one test file each at a time (module fixtures built once): most of the suite waits on
+# process start-ups (Ray, MLflow servers, interpreters), so a second process halves the wall time on 2 cores.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -m "not slow" -q
+	$(VENV)/bin/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-all: $(STAMP)
-	GENE_AE_TEST_PROFILE=full $(VENV)/bin/python -m pytest -q
+	GENE_AE_TEST_PROFILE=full $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

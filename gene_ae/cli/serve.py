@@ -84,17 +84,19 @@ def _serve_index(args: argparse.Namespace) -> int:
 
     load = partial(search_model, model=args.model, batch_size=args.batch_size)
     load(IndexDir.open(args.index))  # the index opens and the model is its own, before anything is deployed
+    cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size,
+                             retries=args.retries, shard_timeout_s=args.shard_timeout)  # fmt: skip
     joined = bool(os.environ.get("RAY_ADDRESS"))
+    cpus = os.cpu_count() or 1  # what a Ray started here has, all free: the layout is checked before it starts
     if not joined:
         check_listen(args.host, args.port)
+        served.check_cpus(args.index, cfg, {"CPU": cpus}, [{"CPU": cpus}])
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if joined:
         ray.init(logging_level="WARNING", log_to_driver=False)
     else:  # Ray's own ports on loopback; the HTTP proxy listens on --host (http_options)
-        start_local_ray(serve=True, logging_level="WARNING", log_to_driver=False)
-    cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size,
-                             retries=args.retries, shard_timeout_s=args.shard_timeout)  # fmt: skip
-    try:
+        start_local_ray(serve=True, num_cpus=cpus, logging_level="WARNING", log_to_driver=False)
+    try:  # a cluster's free CPUs (here: the same check again, cheap)
         served.check_cpus(args.index, cfg, ray.available_resources(), [n.get("Resources", {}) for n in ray.nodes()])
     except ValueError:
         ray.shutdown()
