@@ -28,6 +28,7 @@ from gene_ae.evaluate import (
     reconstruction,
     run_eval,
 )
+from gene_ae.evaluate.report import _section_table
 from gene_ae.index import vectors
 from shard_tools import alphabet
 from shard_tools.inputs import ReaderConfig
@@ -425,3 +426,16 @@ def test_gene_ae_at_64_bytes_stores_the_index_codes_and_compares_them(wide_encod
     fresh = build_methods(wide_encoder, replace(cfg, methods=("gene-ae@64b",)), seqs)[0][0]
     spearman = distance_faithfulness([plain, fresh], seqs, cfg)["methods"]
     assert fresh.coder.ntotal == len(seqs) and spearman["gene-ae@64b"] != spearman["gene-ae"]
+
+
+def test_label_retrieval_names_a_coded_method_it_cannot_score_and_scores_the_rest(wide_encoder, chimp) -> None:
+    """Fewer labelled records than product codes need (256): gene-ae@64b is named as not scored, with why, in
+    the section and its report table; the other methods are scored (the eval stopped mid-run with a ValueError)."""
+    seqs, labels = chimp.seqs[:300], [lab if i < 200 else None for i, lab in enumerate(chimp.labels[:300])]
+    cfg = EvalConfig(methods=("gene-ae", "gene-ae@64b"), label_queries=50)
+    methods, _ = build_methods(wide_encoder, cfg, seqs)
+    result = label_retrieval(methods, seqs, labels, cfg)
+    assert set(result["methods"]) == {"gene-ae"} and result["n_sequences"] == 200
+    assert "too few to product-quantise" in result["not_scored"]["gene-ae@64b"]
+    table = _section_table({"label_retrieval": result}, "label_retrieval", "Label retrieval")
+    assert "Not scored: gene-ae@64b (200 vectors are too few" in table and "| gene-ae |" in table

@@ -190,7 +190,14 @@ def label_retrieval(
         "methods": {},
     }
     for method in methods:
-        idx, _ = method.index(subset).self_search(queries, max(cfg.precision_k))
+        try:
+            found = method.index(subset)
+        except ValueError as exc:  # a coded method (@64b) on fewer labelled records than its codebooks need
+            if not getattr(method, "code_bytes", 0):
+                raise
+            result.setdefault("not_scored", {})[method.name] = str(exc)
+            continue
+        idx, _ = found.self_search(queries, max(cfg.precision_k))
         result["methods"][method.name] = {
             f"precision@{k}": _precision(idx[:, :k], lab, lab[queries]) for k in cfg.precision_k
         }

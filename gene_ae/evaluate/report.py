@@ -262,8 +262,9 @@ def _section_table(report: dict[str, Any], name: str, title: str) -> str:
         return f"## {title}\nSkipped: {section['skipped']}."
     keys = list(next(iter(section["methods"].values()), {}))
     rows = [[m] + [scores[k] for k in keys] for m, scores in section["methods"].items()]
-    facts = ", ".join(f"{k} {_fmt(v)}" for k, v in section.items() if k != "methods")
-    return f"## {title}\n{facts}\n\n" + _table(["method"] + keys, rows)
+    facts = ", ".join(f"{k} {_fmt(v)}" for k, v in section.items() if k not in ("methods", "not_scored"))
+    missing = "".join(f"\n\nNot scored: {m} ({why})." for m, why in section.get("not_scored", {}).items())
+    return f"## {title}\n{facts}\n\n" + _table(["method"] + keys, rows) + missing
 
 
 def plot_recall(mr: dict[str, Any]) -> Figure:
