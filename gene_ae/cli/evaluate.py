@@ -38,7 +38,9 @@ def add_parser(sub, version: str) -> None:
         "--methods", default="all",
         help="comma-separated: gene-ae search (the default search), gene-ae (the vector), K-mer (exact counts), "
         "K-mer@SIZE or K-mer@dim (hashed to the model's "
-        f"vector size), sourmash-kK; all = {' '.join(DEFAULT_METHODS)}",
+        "vector size), sourmash-kK; at N bytes a record: gene-ae@Nb (the vector as the index codes it), "
+        "K-mer@Nb (hashed, 8 bits a value), minhash-kK@Nb; as N sign bits: gene-ae@Nbit, K-mer@Nbit; "
+        f"all = {' '.join(DEFAULT_METHODS)}",
     )  # fmt: skip
     v.add_argument(
         "--align-queries", type=int_option("align_queries"), default=eval_cfg.align_queries, metavar="N",

@@ -29,6 +29,9 @@ _KMER_NAME = re.compile(r"^(\d+)-mer(?:@(\d+|dim))?$")  # exact counts, or hashe
 # At a size in bytes a record (issue 33's equal-bytes comparison): the model's vector as stored in N bytes
 # (gene-ae@64b), a hashed profile of N values at 8 bits (7-mer@64b), a MinHash of N / 4 32-bit bins (minhash-k11@64b)
 _BYTES_NAME = re.compile(r"^(gene-ae|(\d+)-mer|minhash-k(\d+))@(\d+)b$")
+# As N sign bits (N / 8 bytes, index.SignCode): the model's N-value vector (gene-ae@512bit), a profile hashed to
+# N values (7-mer@512bit)
+_BITS_NAME = re.compile(r"^(gene-ae|(\d+)-mer)@(\d+)bit$")
 _SOURMASH_NAME = re.compile(r"^sourmash(?:-k(\d+))?$")
 # The strongest classic methods, measured beside the model: exact k-mer counts at k = 5-8, the same profiles
 # hashed to the model's own vector size (the comparison at equal bytes), sourmash FracMinHash at k = 11, 21.
@@ -60,10 +63,17 @@ class VectorIndex:
     their codes of at most `code_bytes` bytes each as the index stores them (vectors.build_coded; queries stay
     float, as faiss compares them)."""
 
-    def __init__(self, vectors: np.ndarray, embed: Callable[[Sequence[np.ndarray]], np.ndarray], code_bytes: int = 0):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        embed: Callable[[Sequence[np.ndarray]], np.ndarray],
+        code_bytes: int = 0,
+        signs: bool = False,
+    ):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.embed = embed
         build = partial(index.build_coded, size=code_bytes) if code_bytes else index.build_faiss
+        build = index.build_signs if signs else build
         self.index = build(self.vectors, "flat")[0]
 
     def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +115,7 @@ class EmbeddingMethod:
     embed_fn: Callable[[Sequence[np.ndarray]], np.ndarray]
     description: str = ""
     code_bytes: int = 0
+    signs: bool = False  # stored as its sign bits (vectors.SignCode), code_bytes = values / 8
     coder: Any = field(default=None, init=False, repr=False)  # code_bytes > 0: the faiss index built last
     _cache: dict[bytes, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
@@ -119,7 +130,7 @@ class EmbeddingMethod:
         return np.stack([self._cache[k] for k in keys])
 
     def index(self, refs: Sequence[np.ndarray]) -> VectorIndex:
-        found = VectorIndex(self.embed(refs), self.embed, self.code_bytes)
+        found = VectorIndex(self.embed(refs), self.embed, self.code_bytes, self.signs)
         if self.code_bytes:
             self.coder = found.index
         return found
@@ -311,7 +322,22 @@ def build_methods(
     methods: list[Method] = []
     skipped: dict[str, str] = {}
     for name in cfg.methods:
-        kmer, coded = _KMER_NAME.match(name), _BYTES_NAME.match(name)
+        kmer, coded, bits = _KMER_NAME.match(name), _BYTES_NAME.match(name), _BITS_NAME.match(name)
+        if bits:
+            what, size = bits.group(1), int(bits.group(3))
+            if what == "gene-ae" and encoder is None:
+                skipped[name] = "no encoder given"
+                continue
+            if what == "gene-ae" and encoder.dim != size:
+                raise ValueError(f"{name}: the model's vector has {encoder.dim} values, not {size}")
+            if what == "gene-ae":
+                embed, how = partial(encoder.embed_tokens, batch_size=cfg.batch_size), "gene-ae encoder's"
+            else:
+                embed = partial(baselines.hashed_profiles, k=int(bits.group(2)), dim=size)
+                how = f"canonical {bits.group(2)}-mer counts hashed to"
+            methods.append(EmbeddingMethod(name, embed, f"{how} {size} values as their signs, {size // 8} bytes",
+                                           size // 8, signs=True))  # fmt: skip
+            continue
         if coded:
             what, size = coded.group(1), int(coded.group(4))
             if what == "gene-ae" and encoder is None:

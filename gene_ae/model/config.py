@@ -44,7 +44,9 @@ class ModelConfig:
     vector_dim: int = 512  # size of the search vector
     # 0: the search vector is float. 8: it is trained as the code it is stored as: each value of the unit vector
     # rounded to a multiple of 1/127 (straight-through gradients, as the latent's levels), so vector_dim bytes a
-    # record at 8 bits (the index's sq8 codec) lose nothing the training did not see (issue 33)
+    # record at 8 bits (the index's sq8 codec) lose nothing the training did not see (issue 33). 1: trained as its
+    # signs (vector_dim bits a record, the eval's gene-ae@Nbit; 200 steps on SILVA scored below the float model's
+    # signs taken after training, docs/RESULTS.md)
     vector_bits: int = 0
     # 0: no product code. N: the search vector is trained as N one-byte codes (N sub-vectors, each the nearest of
     # 256 learned centroids: layers.ProductCode), the product-quantised code an index stores in N bytes (issue 33)
@@ -129,8 +131,9 @@ class ModelConfig:
         if self.vector_pq and (self.vector_dim % self.vector_pq or self.vector_bits):
             raise ValueError(f"model.vector_pq: {self.vector_pq} must divide vector_dim {self.vector_dim}, without "
                              "vector_bits")  # fmt: skip
-        if self.vector_bits not in (0, 8):
-            raise ValueError(f"model.vector_bits: 0 (float) or 8 (the stored 8-bit code), got {self.vector_bits}")
+        if self.vector_bits not in (0, 1, 8):
+            raise ValueError(f"model.vector_bits: 0 (float), 1 (the stored sign bits) or 8 (the stored 8-bit code), "
+                             f"got {self.vector_bits}")  # fmt: skip
         if self.latent_levels == 1:
             raise ValueError("model.latent_levels: 0 (float latent) or 2..256 levels, got 1")
         if self.latent_levels and self.variational:

@@ -91,10 +91,14 @@ def code_of_ids(ids: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 def int_code(v: torch.Tensor, bits: int) -> torch.Tensor:
-    """A unit vector as the signed `bits`-bit code it is stored as (each value a multiple of 1 / (2^(bits-1) - 1)),
-    with straight-through gradients: the training sees the rounding the index applies."""
-    scale = float(2 ** (bits - 1) - 1)
+    """A unit vector as the signed `bits`-bit code it is stored as (each value a multiple of 1 / (2^(bits-1) - 1);
+    at 1 bit its sign, scaled to unit length), with straight-through gradients: the training sees the rounding
+    the index applies."""
     unit = F.normalize(v.float(), dim=-1)
+    if bits == 1:
+        signs = torch.where(unit >= 0, 1.0, -1.0) / unit.shape[-1] ** 0.5
+        return unit + (signs - unit).detach()
+    scale = float(2 ** (bits - 1) - 1)
     rounded = torch.round(unit * scale).clamp(-scale, scale) / scale
     return unit + (rounded - unit).detach()
 
