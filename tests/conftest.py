@@ -20,6 +20,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+# The files that take longest, run first: with two test processes (make test, one file each at a time) the file
+# that starts last sets the end, so the long ones start early and the short ones fill in around them.
+LONGEST_FIRST = ("test_train.py", "test_cluster_multinode.py", "test_serve_index.py", "test_serving.py",
+                 "test_infra_mlflow_server.py", "test_demo_features.py", "test_serve_checks.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def _bin_dir() -> Path:
     """The folder holding the installed console scripts (the venv's bin when run with .venv/bin/python)."""
     here = Path(sys.executable).parent

@@ -39,7 +39,7 @@ def add_parser(sub, version: str) -> None:
         help="comma-separated: gene-ae search (the default search), gene-ae (the vector), K-mer (exact counts), "
         "K-mer@SIZE or K-mer@dim (hashed to the model's "
         "vector size), sourmash-kK; at N bytes a record: gene-ae@Nb (the vector as the index codes it), "
-        "K-mer@Nb (hashed, 8 bits a value), minhash-kK@Nb; as N sign bits: gene-ae@Nbit, K-mer@Nbit; "
+        "K-mer@Nb (hashed, 8 bits a value), minhash-kK@Nb; gene-ae@Nbit and K-mer@Nbit as N sign bits; "
         f"all = {' '.join(DEFAULT_METHODS)}",
     )  # fmt: skip
     v.add_argument(
