@@ -76,6 +76,11 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 
 TRAIN_POLLING = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1"}
+# Ray Train's preemption watcher (an actor polling the cluster for nodes about to be taken back, to name them when a
+# run fails) has no nodes to lose on a Ray started here, and its start printed an error-level line from Ray's core
+# worker on every local run ("Actor with class name: 'PreemptionWatcher' ... has constructor arguments in the
+# object store"): off on a local Ray unless the user says. On a cluster (RAY_ADDRESS) Ray's default stands.
+LOCAL_ONLY = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def start_ray() -> None:
@@ -100,6 +105,7 @@ def start_ray() -> None:
         env = {k: v for k, v in env.items() if k not in taken}
         ray.init(runtime_env={"env_vars": env} if env else None, log_to_driver=True)
     else:
+        env.update({k: os.environ.get(k, v) for k, v in LOCAL_ONLY.items()})
         # Without a dashboard Ray's state API is absent, and Ray Train's placement-group cleaner would log
         # a warning every few seconds saying so; the job's own Ray logs are therefore cut to errors.
         start_local_ray(  # loopback only (gene_ae/core/local_ray.py)
