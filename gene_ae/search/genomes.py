@@ -10,9 +10,10 @@ aligner and no second pass over the collection.
   holds the index, the genome's bases and one contig's regions.
 - A subject genome is one index record, or, with `subject_feature`, the records sharing that feature's value (an
   assembly's contigs, declared at embed with --feature-column).
-- ANI = matching columns / alignment columns (mismatches and gap columns count, as BLAST's pident) over the
-  regions of the subject genome, each query base counted once: where regions overlap on the query (a part of the
-  query found twice in the subject genome), the better one (by score) keeps the overlap.
+- ANI = matching columns / alignment columns (mismatches and gap columns count, as BLAST's pident, but for
+  indels of over LONG_GAP bases) over the regions of the subject genome, each query base counted once: where
+  regions overlap on the query (a part of the query found twice in the subject genome), the better one (by
+  score) keeps the overlap.
 - Query AF = query bases aligned (each once) / genome length; subject AF = subject bases any region aligns /
   subject genome length.
 - Subjects are ranked by ANI (skani's order), ties by query AF; a subject is reported when either AF reaches
@@ -28,9 +29,14 @@ import numpy as np
 
 from gene_ae.index.collection import Collection
 from gene_ae.search.hits import Hit
-from gene_ae.search.stats import DEL, MATCH, Region
+from gene_ae.search.stats import DEL, INS, MATCH, Region
 
 Span = tuple[int, int]  # 0-based, end exclusive
+# An indel of more than this many bases inside a traced region is sequence one genome has and the other lacks, not
+# alignment columns of ANI (BLAST and minimap2 end an alignment there; skani and fastANI read identity over what
+# aligns): counted as gap columns, the 1-2 kb indels between real mpox clades took 0.2-1.0 points off each pair's
+# ANI against minimap2's alignment (benchmarks/genome_ani.py check-real). Short indels stay columns (BLAST's pident).
+LONG_GAP = 50
 
 
 @dataclass(frozen=True)
@@ -109,13 +115,20 @@ def covered(spans: Iterable[Span]) -> int:
     return sum(b - a for a, b in merged(spans))
 
 
+def long_gap_columns(local: Region) -> np.ndarray:
+    """[alignment columns] bool: the columns of indel runs over LONG_GAP bases."""
+    long = ((local.run_kinds == INS) | (local.run_kinds == DEL)) & (local.run_lengths > LONG_GAP)
+    return np.repeat(long, local.run_lengths)
+
+
 def fresh(local: Region, strand: str, taken: list[Span]) -> tuple[int, int, int]:
     """(matches, alignment columns, query bases) of a traced region's columns whose query base lies in none of
-    `taken` (sorted, disjoint query spans; a deletion column goes with the query base after it). The region's
-    spans are on the query as given; its path runs along the query's reverse complement on the minus strand."""
+    `taken` (sorted, disjoint query spans; a deletion column goes with the query base after it), the columns of
+    indels over LONG_GAP bases not counted. The region's spans are on the query as given; its path runs along
+    the query's reverse complement on the minus strand."""
     span = local.query_end - local.query_start
     if not taken or all(b <= local.query_start or a >= local.query_end for a, b in taken):
-        return local.matches, local.length, span
+        return local.matches, local.length - int(np.count_nonzero(long_gap_columns(local))), span
     kinds = np.repeat(local.run_kinds, local.run_lengths)
     uses_query = kinds != DEL
     offset = np.minimum(np.cumsum(uses_query) - uses_query, max(span - 1, 0))  # along the path's query
@@ -125,7 +138,7 @@ def fresh(local: Region, strand: str, taken: list[Span]) -> tuple[int, int, int]
     keep = ~((at >= 0) & (position < ends[np.maximum(at, 0)]))
     return (
         int(np.count_nonzero(keep & (kinds == MATCH))),
-        int(np.count_nonzero(keep)),
+        int(np.count_nonzero(keep & ~long_gap_columns(local))),
         int(np.count_nonzero(keep & uses_query)),
     )
 
