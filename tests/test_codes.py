@@ -115,3 +115,5 @@ def test_sign_codes_store_a_bit_a_value_and_score_float_queries_against_the_sign
         vectors.SignCode(100)
     (kmer,), skipped = build_methods(None, EvalConfig(methods=("7-mer@512bit", "gene-ae@512bit")), [])
     assert kmer.signs and kmer.code_bytes == 64 and skipped == {"gene-ae@512bit": "no encoder given"}
+    with pytest.raises(ValueError, match="multiple of 8 bits"):
+        build_methods(None, EvalConfig(methods=("7-mer@100bit",)), [])

@@ -325,6 +325,8 @@ def build_methods(
         kmer, coded, bits = _KMER_NAME.match(name), _BYTES_NAME.match(name), _BITS_NAME.match(name)
         if bits:
             what, size = bits.group(1), int(bits.group(3))
+            if size % 8 or not size:
+                raise ValueError(f"{name}: a sign code packs 8 values a byte; give a multiple of 8 bits")
             if what == "gene-ae" and encoder is None:
                 skipped[name] = "no encoder given"
                 continue
