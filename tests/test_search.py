@@ -332,3 +332,17 @@ def test_pq64_vectors_take_64_bytes_a_record_and_find_exact_copies(monkeypatch) 
         assert kind == "hnsw" and graph.ntotal == 300  # HNSW keeps float32 whatever the codec
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+def test_a_vote_floor_neither_aligns_nor_reports_chance_candidates(built, genes) -> None:
+    """--vote-floor F: a gene query's candidates whose k-mer score is under F of the best share no more k-mers
+    than chance; they are not aligned and not reported (fewer than -k hits, as blastn gives). 0, the default: -k."""
+    loaded, embed, _ = built
+    queries = [mutate(genes[i].tokens, 0.1, np.random.default_rng(i)) for i in (5, 17)]
+    every = search.search(loaded, queries, embed, search.SearchConfig(k=5))
+    floored = search.search(loaded, queries, embed, search.SearchConfig(k=5, vote_floor=0.1))
+    for i, all_hits, kept in zip((5, 17), every, floored):
+        assert len(all_hits) == 5 and all_hits[0].subject == kept[0].subject == i, (all_hits, kept)
+        assert kept[0].identity == all_hits[0].identity and kept[0].local.score == all_hits[0].local.score
+        assert 1 <= len(kept) < 5 and all(h.score >= 0.1 * kept[0].score for h in kept), kept
+        assert min(h.score for h in all_hits) < 0.1 * all_hits[0].score  # what the floor left out was chance

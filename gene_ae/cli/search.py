@@ -72,6 +72,11 @@ def add_parser(sub, version: str) -> None:
         help="a remote gene query (up to 4 kb, below --deep-below) has its best N aligned candidates traced and "
         "ranked by the local alignment's score, as blastn ranks, before -k are reported (at most -k: only those)",
     )  # fmt: skip
+    s.add_argument(
+        "--vote-floor", type=number(float, Range(0, 1)), default=search_cfg.vote_floor, metavar="F",
+        help="a gene query's candidates whose k-mer score is under F of the best (the default --sources) are "
+        "neither aligned nor reported, so a query may get fewer than -k hits, as from blastn (0: every candidate)",
+    )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
         "--sources", type=source_list, default=search_cfg.sources, metavar="LIST",
@@ -156,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
     cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue,
                        deep=args.deep, deep_below=args.deep_below, deep_flat=args.deep_flat,
-                       deep_trace=args.deep_trace)  # fmt: skip
+                       deep_trace=args.deep_trace, vote_floor=args.vote_floor)  # fmt: skip
     sizes = [int(q.tokens.size) for q in queries]
     longest = sum(sizes) if kind == "ani" else max(sizes)
     with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:

@@ -63,6 +63,11 @@ class SearchConfig:
     deep_below: float = DEEP_BELOW
     deep_flat: float = DEEP_FLAT  # ... and the top-th candidate's k-mer score is at least this share of the first's
     deep_trace: int = DEEP_TRACE  # a remote query's best this many by identity are traced and ranked by score
+    # A gene query's candidates (k-mer list alone) scoring under this share of the best are neither aligned nor
+    # reported: they share no more k-mers than chance, and blastn would report none of them. 0 (the default): every
+    # one aligned, -k hits a query. 0.1 on the val splits: no hit of the SILVA val changed, real genome windows
+    # (seed 0) 0.149 -> 0.135 s a query at the same recall, one 3 kb query 0.42 -> 0.18 s (docs/BENCHMARKS.md).
+    vote_floor: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------------ search
@@ -250,6 +255,9 @@ def finish(
                 with chaining(query, hits, subject, first, share, deep, 1) as (ranked, paths, cached):
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
+                if cfg.vote_floor and kmers_alone and hits:
+                    hits = [h for h in hits if h.score >= cfg.vote_floor * hits[0].score]
+                    top = min(top, len(hits))
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
                 traced_k = cfg.k
                 if ranked and (ranked[0].identity or 0.0) < cfg.deep_below:  # remote: --deep, --deep-trace
