@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -105,3 +106,42 @@ def test_serve_index_on_its_own_ray_listens_on_loopback_but_for_the_http_port(tm
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+_LOOKUP = """
+import sys, time
+import ray
+from gene_ae.core.local_ray import start_local_ray
+start_local_ray(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+if sys.argv[1] == "hold":
+    print("up", flush=True)
+    time.sleep(120)
+else:
+    @ray.remote
+    def cluster() -> str:  # what Ray's state API resolves "the" cluster to, in a worker
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+        try:
+            return canonicalize_bootstrap_address_or_die(None)
+        except ConnectionError as exc:
+            return f"error: {exc}"
+    print(ray.get(cluster.remote()), ray.get_runtime_context().gcs_address, flush=True)
+"""
+
+
+def test_a_local_rays_workers_find_their_own_cluster_beside_another_ray(tmp_path: Path, cli_env) -> None:
+    """Two Rays on one machine (two trainings, the suite's two processes): Ray Train's placement-group cleaner
+    asks Ray's state API for "the" cluster from a worker, which stopped with "Found multiple active Ray instances"
+    and printed a traceback mid-training. A local Ray's workers now know their own (core/local_ray.own_cluster)."""
+    env = {**cli_env, "RAY_USAGE_STATS_ENABLED": "0"}
+    other = subprocess.Popen([sys.executable, "-c", _LOOKUP, "hold"], env=env, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    try:
+        assert other.stdout.readline().strip() == "up"
+        found = subprocess.run([sys.executable, "-c", _LOOKUP, "look"], env=env, capture_output=True, text=True,
+                               timeout=180)  # fmt: skip
+        assert found.returncode == 0, found.stderr[-3000:]
+        resolved, own = found.stdout.split()[-2:]
+        assert resolved == own, found.stdout
+    finally:
+        os.killpg(other.pid, signal.SIGTERM)
+        other.wait(timeout=60)

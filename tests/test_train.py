@@ -233,4 +233,6 @@ def test_sigterm_to_the_driver_stops_ray_in_order_and_says_how_to_resume(tmp_pat
     assert proc.returncode == 143, err[-2000:]
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("gene-ae train: terminated; the checkpoints written so far are kept"), err[-2000:]
-    assert "SIGTERM received" not in err and "Traceback" not in err, err[-6000:]
+    # not Ray's native crash dump, nor a traceback of the interrupt (Ray's own warnings may carry one: under load
+    # its controller's resource request times out and is logged with its stack, a warning Ray calls safe)
+    assert "SIGTERM received" not in err and "KeyboardInterrupt" not in err and "*** " not in err, err[-6000:]

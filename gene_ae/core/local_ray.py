@@ -10,6 +10,11 @@ checked afterwards so that a Ray that stops honouring it fails loudly instead of
 binds each replica's inter-deployment gRPC server to "[::]:0" whatever the node IP; a Ray that will run Serve gets a
 worker setup hook that moves it to loopback too. Joining a cluster (RAY_ADDRESS) is a plain ray.init and changes
 nothing; Serve's HTTP proxy still listens on the `http_options` host the user asked for.
+
+Every worker of a Ray started here knows its own cluster (the `own_cluster` setup hook): Ray's state API, which Ray
+Train's placement-group cleaner calls every few seconds from a worker, otherwise looks for "the" Ray on the machine
+and, with two running (two trainings, a training beside `serve --index`, the test suite's two processes), stopped
+with "Found multiple active Ray instances" and a traceback in the user's terminal.
 """
 
 from __future__ import annotations
@@ -32,9 +37,8 @@ def start_local_ray(*, serve: bool = False, **options: Any) -> None:
     import ray
     from ray._private import ray_constants
 
-    if serve:
-        hook = f"{__name__}.{replica_grpc_on_loopback.__name__}"
-        options["runtime_env"] = {**(options.get("runtime_env") or {}), "worker_process_setup_hook": hook}
+    hook = f"{__name__}.{(replica_grpc_on_loopback if serve else own_cluster).__name__}"
+    options["runtime_env"] = {**(options.get("runtime_env") or {}), "worker_process_setup_hook": hook}
     clusters = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False  # only while the node IP is chosen; the started node keeps it
     try:
@@ -50,10 +54,22 @@ def start_local_ray(*, serve: bool = False, **options: Any) -> None:
         )
 
 
+def own_cluster() -> None:
+    """Ray worker setup hook of every local Ray: RAY_ADDRESS is this Ray's GCS in its workers, so that Ray's own
+    lookups of "the" cluster there find this one, however many Rays the machine runs."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+
+
 def replica_grpc_on_loopback() -> None:
-    """Ray worker setup hook of a local Ray running Serve: a replica's inter-deployment gRPC server binds
-    127.0.0.1 instead of Serve's "[::]" (its callers dial the node IP, loopback here)."""
+    """Ray worker setup hook of a local Ray running Serve: `own_cluster`, and a replica's inter-deployment gRPC
+    server binds 127.0.0.1 instead of Serve's "[::]" (its callers dial the node IP, loopback here)."""
     from ray.serve._private import replica
+
+    own_cluster()
 
     bind = replica.add_port_to_grpc_server
 
