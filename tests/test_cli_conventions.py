@@ -108,6 +108,16 @@ def test_bad_numbers_are_one_line_usage_errors_before_anything_runs(world, capsy
     assert repr(value) in lines[0] and not out.exists()
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_evalue_is_a_finite_number_at_least_0(world, capsys, value) -> None:
+    """`--evalue -1` and `--evalue nan` were taken, and every hit silently dropped (exit 0, a header and no row)."""
+    code, stdout, err = gene_ae(capsys, "search", "--index", world["index"], world["q"], "--evalue", value)
+    lines = err.strip().splitlines()
+    assert code == 1 and stdout == "" and len(lines) == 1, err
+    assert lines[0].startswith("gene-ae search: error: argument --evalue: must be a number >= 0"), err
+    assert repr(value) in lines[0]
+
+
 # ------------------------------------------------------------------------------- 2. stdin as a stream
 
 

@@ -97,6 +97,22 @@ def test_serve_refuses_a_busy_port_and_a_model_the_registry_lacks_in_one_line(wo
     assert not (tmp_path / "none.db").exists()  # a registry that is not there is not created by looking
 
 
+@pytest.mark.parametrize("text", [":::: not yaml [\n", "- a list\n- not a model\n", "flavors:\n  sklearn: {}\n"])
+def test_serve_refuses_a_model_directory_whose_mlmodel_serves_nothing(tmp_path, text) -> None:
+    """An MLmodel that is damaged, or describes no python_function flavor: `mlflow models serve` started and then
+    failed with a traceback."""
+    from gene_ae.registry.serve_model import free_port
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "gene_ae.cli", "serve", "--model", str(tmp_path / "model"), "--port", str(free_port())],
+        cwd=REPO, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    line = cli_error("serve", done.returncode, done.stdout, done.stderr)
+    assert str(tmp_path / "model") in line and "MLmodel" in line, line
+
+
 # ------------------------------------------------------------------------ 2. --out checked before any work
 
 
@@ -116,6 +132,29 @@ def test_reconstruct_refuses_an_out_it_could_not_write_before_the_model_loads(wo
     assert f"--out {out}: " in line, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "results"]
     assert list((tmp_path / "results").iterdir()) == [] and (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("case", ["the query", "a link to the query", "index.json", "a new file in the index"])
+def test_search_refuses_an_out_that_would_replace_its_query_or_index_files(world, capsys, tmp_path, case) -> None:
+    """`--out` naming the query file (or a link to it) replaced the user's queries with hits, exit 0; naming
+    index.json replaced the index's description with hits: both are refused before anything is read."""
+    code, _, err = gene_ae(capsys, "embed", "--model", world["ckpt"], "--input", world["genes"], "--out",
+                           tmp_path / "idx")  # fmt: skip
+    assert code == 0, err
+    query = tmp_path / "q.fa"
+    query.write_text(f">q\n{world['one']}\n")
+    (tmp_path / "q-link.fa").symlink_to(query)
+    out = {"the query": query, "a link to the query": tmp_path / "q-link.fa", "index.json": tmp_path / "idx" /
+           "index.json", "a new file in the index": tmp_path / "idx" / "hits.tsv"}[case]  # fmt: skip
+    before = {p: p.read_bytes() for p in [query, *sorted((tmp_path / "idx").iterdir())]}
+    code, stdout, err = gene_ae(capsys, "search", "--index", tmp_path / "idx", query, "--out", out)
+    line = cli_error("search", code, stdout, err)
+    want = "is the input" if "query" in case else f"inside the index {tmp_path / 'idx'}"
+    assert line.startswith(f"gene-ae search: error: --out {out}: {want}"), line
+    assert {p: p.read_bytes() for p in [query, *sorted((tmp_path / "idx").iterdir())]} == before
+    code, stdout, err = gene_ae(capsys, "reconstruct", "--model", world["ckpt"], "--input", query, "--out", out)
+    if "query" in case:
+        assert "is the input" in cli_error("reconstruct", code, stdout, err) and query.read_bytes() == before[query]
 
 
 @pytest.mark.parametrize("case", ["a file", "under a file"])

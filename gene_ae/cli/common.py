@@ -5,6 +5,7 @@ with a message about a hidden temporary file)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from gene_ae.search.limits import SEARCH_LIMITS
@@ -12,6 +13,7 @@ from shard_tools.detect import FORMATS
 from shard_tools.files import check_out_dir, writable_folder  # noqa: F401 (check_out_dir: the subcommands' import)
 from shard_tools.inputs import DEFAULT_MAX_LENGTH
 from shard_tools.options import Parser, Range, number
+from shard_tools.record import STDIN
 from shard_tools.text import printable
 
 MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/encoder, or a checkpoint directory"
@@ -86,9 +88,14 @@ def declared_features(args: argparse.Namespace, path: str | Path) -> dict[str, s
     return {f.name: f.kind for f in reader_config(args).features}
 
 
-def check_out_file(out: str | Path | None, flag: str = "--out") -> None:
+def check_out_file(
+    out: str | Path | None, flag: str = "--out", reads: Sequence[str | Path | None] = (),
+    inside: Sequence[str | Path | None] = (),
+) -> None:  # fmt: skip
     """Refuse an output file that could not be written: a directory, or a folder that is missing, not a folder,
-    or not writable. The message names the path as typed."""
+    or not writable; and one that would destroy what the command reads: one of the files in `reads` (its input,
+    also through a link), or a path inside one of the directories in `inside` (an index). The message names the
+    path as typed."""
     if out is None:
         return
     path, shown = Path(out), printable(str(out))
@@ -98,3 +105,12 @@ def check_out_file(out: str | Path | None, flag: str = "--out") -> None:
     if not parent.exists():
         raise FileNotFoundError(f"{flag} {shown}: its folder {printable(str(parent))} does not exist")
     writable_folder(parent, flag, shown)
+    for given in reads:
+        if given is not None and str(given) != STDIN and path.exists() and Path(given).exists():
+            if path.samefile(given):
+                raise ValueError(f"{flag} {shown}: is the input {printable(str(given))}; writing there would "
+                                 "replace it: give another file")  # fmt: skip
+    for folder in inside:
+        if folder is not None and Path(folder).is_dir() and path.resolve().is_relative_to(Path(folder).resolve()):
+            raise ValueError(f"{flag} {shown}: inside the index {printable(str(folder))}, whose files it could "
+                             "replace: write it elsewhere")  # fmt: skip

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from shard_tools.alphabet import decode
     from shard_tools.record import display_name
 
-    check_out_file(args.out)  # before the model loads or anything is read
+    check_out_file(args.out, reads=(args.input,))  # before the model loads or anything is read
     records = iter_input(args.input, reader_config(args))
     first = next(records, None)  # a stream stays a stream: only its first record is read before the model loads
     if first is None:

@@ -8,6 +8,7 @@ import sys
 from contextlib import nullcontext
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
+from gene_ae.search.limits import SEARCH_LIMITS
 from shard_tools.options import Range, number
 from shard_tools.record import STDIN
 
@@ -42,7 +43,7 @@ def add_parser(sub, version: str) -> None:
         f"{GenomeConfig().min_af:g})",
     )  # fmt: skip
     s.add_argument(
-        "--evalue", type=float, default=None, metavar="E",
+        "--evalue", type=number(float, SEARCH_LIMITS["evalue"]), default=None, metavar="E",
         help="report only aligned hits with an expect value at most E (as blastn -evalue)",
     )  # fmt: skip
     s.add_argument(
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--subject-genome", args.subject_genome), ("--min-af", args.min_af)):
         if kind != "ani" and value is not None:
             raise ValueError(f"{flag} applies to subject genomes of --outfmt ani; add --outfmt ani")
-    check_out_file(args.out)
+    check_out_file(args.out, reads=(args.query, args.collection), inside=(args.index,))
     searcher = Searcher.open(args.index, args.model, args.batch_size)
     if args.model and not searcher.uses_model(args.sources):
         raise ValueError(

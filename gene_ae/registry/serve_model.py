@@ -95,6 +95,21 @@ def check_model(uri: str) -> None:
                 f"{uri}: not an MLflow model directory (no MLmodel file); serve models:/NAME@ALIAS, "
                 "models:/NAME/VERSION or runs:/ID/encoder (a checkpoint directory serves only with --index)"
             )
+        _check_mlmodel(uri, local / "MLmodel")
+
+
+def _check_mlmodel(uri: str, path: Path) -> None:
+    """An MLmodel file `mlflow models serve` can serve: YAML describing a python_function flavor (a damaged or
+    foreign one made it fail with a traceback after it started)."""
+    from mlflow.models import Model
+
+    try:
+        flavors = Model.load(path).flavors
+    except Exception as exc:  # yaml's, MLflow's, or a TypeError/AttributeError on YAML of another shape
+        raise ValueError(f"{path}: not a readable MLmodel ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if not isinstance(flavors, dict) or "python_function" not in flavors:
+        raise ValueError(f"{uri}: its MLmodel ({path}) describes no python_function flavor: not a model "
+                         "`mlflow models serve` can serve (damaged, or another tool's)")  # fmt: skip
 
 
 def _check_registered(uri: str) -> None:

@@ -11,4 +11,5 @@ SEARCH_LIMITS = {
     "rerank": Range(0, 10_000),  # hits aligned to the query
     "deep": Range(0, 10_000),  # hits aligned to a remote query (engine.SearchConfig.deep)
     "deep_trace": Range(0, 10_000),  # a remote query's aligned hits traced and ranked by score (SearchConfig)
+    "evalue": Range(0),  # report only hits with an expect value at most this (a finite number, as blastn -evalue)
 }
