@@ -128,6 +128,25 @@ def test_a_second_writer_is_refused_while_one_changes_the_index(world, tmp_path)
     assert len(Collection.open(out).shards) == 2
 
 
+def test_an_overwrite_is_refused_while_another_writer_changes_the_index(world, tmp_path) -> None:
+    """`embed --overwrite` of an index an append was writing: both said done, and the append's records were gone
+    with the old directory (its shard written into the new one, or lost). Now the overwrite holds the writer lock
+    too: while an append holds it the overwrite is refused, before anything is read."""
+    records, embed, model = world["records"], world["embed"], world["model"]
+    out = tmp_path / "busy"
+    build.build_index(iter(records[:9]), embed, model, out, build.BuildConfig())
+    build.append_shard(iter(records[9:12]), embed, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with collection_module.writing(out):  # an append in another process, as the kernel's lock sees it
+        with pytest.raises(ValueError, match="another gene-ae is changing this index") as err:
+            build.build_index(iter(records[12:15]), embed, model, out, build.BuildConfig(), overwrite=True)
+        assert str(out) in str(err.value) and "\n" not in str(err.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left beside it
+    build.build_index(iter(records[12:15]), embed, model, out, build.BuildConfig(), overwrite=True)
+    assert list(Collection.open(out).entries.ids) == [r.id for r in records[12:15]]
+
+
 def _cli(capsys, *args) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as done:
         main([str(a) for a in args])

@@ -132,10 +132,15 @@ class IndexWriter:
 @contextlib.contextmanager
 def write_index(out_dir: str | Path, overwrite: bool = False) -> Iterator[IndexWriter]:
     """An IndexWriter on a staging directory that replaces out_dir when the block ends cleanly and is
-    removed on any error (Ctrl-C included), so out_dir is the old index or the new one, never half."""
+    removed on any error (Ctrl-C included), so out_dir is the old index or the new one, never half. An index
+    replaced (overwrite) is held under its writer lock meanwhile, as an append or a remove holds it: one of
+    them running is refused in one line, rather than its records vanishing with the old directory."""
+    from gene_ae.index.collection import writing  # collection.py builds on this module
+
     check_replaceable(out_dir, overwrite)
     Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(out_dir) as tmp:
+    replacing = writing(out_dir) if overwrite and is_index(out_dir) else contextlib.nullcontext()
+    with replacing, atomic_dir(out_dir) as tmp:
         yield IndexWriter(tmp)
 
 
