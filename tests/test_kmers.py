@@ -85,3 +85,26 @@ def test_one_top_k_breaks_ties_by_the_lower_index_also_at_the_cut() -> None:
     idx, vals = top_k(scores, 2)
     assert idx.tolist() == [[1, 2], [0, 1]] and vals.tolist() == [[3.0, 3.0], [0.0, 0.0]]
     assert top_k(scores, 9)[0].tolist() == [[1, 2, 4, 3, 0], [0, 1, 2, 3, 4]]
+
+
+def test_counting_a_long_sequence_holds_its_distinct_kmers_not_every_kmer(monkeypatch) -> None:
+    """A 256 Mb query (a decompressed bomb under --max-length) took 2 GB for its k-mer counts and then failed in
+    np.unique: every piece's codes were kept until the end. Now each piece is summed as it comes, so a repetitive
+    sequence costs its few distinct k-mers; pieces are made small here so that a short sequence shows it."""
+    import tracemalloc
+
+    from gene_ae.core import kmers
+
+    monkeypatch.setattr(kmers, "_PIECE", 1 << 14)
+    seq = np.tile(encode("ACGGTCATTGCAAGT"), 200_000)  # 3 Mb, 15 distinct 10-mers a strand
+    tracemalloc.start()
+    try:
+        rows = kmers.kmer_count_rows([seq, seq[:5000]], 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB"  # every code kept: 24 MiB of keys alone
+    want = by_hand(decode(seq[:5000]), 10, True)
+    got = dict(zip(rows.indices[rows.indptr[1] : rows.indptr[2]].tolist(), rows.data[rows.indptr[1] :].tolist()))
+    assert got == {c: float(n) for c, n in want.items()}
+    assert rows.data[: rows.indptr[1]].sum() == seq.size - 10 + 1

@@ -25,7 +25,7 @@ from gene_ae.search import align, rerank
 from gene_ae.search import engine as search
 from gene_ae.search.candidates import Candidate, vote
 from gene_ae.search.engine import fuse
-from shard_tools.alphabet import reverse_complement
+from shard_tools.alphabet import FIRST_BASE, reverse_complement
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
@@ -346,3 +346,29 @@ def test_a_vote_floor_neither_aligns_nor_reports_chance_candidates(built, genes)
         assert kept[0].identity == all_hits[0].identity and kept[0].local.score == all_hits[0].local.score
         assert 1 <= len(kept) < 5 and all(h.score >= 0.1 * kept[0].score for h in kept), kept
         assert min(h.score for h in all_hits) < 0.1 * all_hits[0].score  # what the floor left out was chance
+
+
+def test_the_query_check_of_a_long_query_takes_memory_of_a_piece_not_of_its_kmers(built) -> None:
+    """The check that a query holds a k-mer of real bases coded every k-mer of it at once: a 256 Mb query took
+    gigabytes there, before the search began. Now it looks a piece at a time, and answers as before."""
+    import tracemalloc
+
+    from gene_ae.search import checks
+
+    opened = built[0]
+    k = opened.kmers.cfg.k
+    long = InputRecord("long", np.tile(np.asarray([1, 2, 3, 4], np.uint8) + (FIRST_BASE - 1), 2_000_000))
+    tracemalloc.start()
+    try:
+        checks.check_queries(opened, [long], "q.fa")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 48 << 20, f"{peak / 2**20:.1f} MiB"  # coding every k-mer of 8 Mb: over 200 MiB
+    n = np.full(5000, FIRST_BASE + 4, np.uint8)  # N
+    gappy = n.copy()
+    gappy[2000 : 2000 + k - 1] = FIRST_BASE  # one base short of a k-mer
+    with pytest.raises(ValueError, match=f"no {k} consecutive A/C/G/T bases"):
+        checks.check_queries(opened, [InputRecord("gappy", gappy)], "q.fa")
+    gappy[2000 + k - 1] = FIRST_BASE + 2
+    checks.check_queries(opened, [InputRecord("gappy", gappy)], "q.fa")

@@ -129,7 +129,7 @@ def kmer_count_rows(
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     dim = n_columns(k, buckets)
-    keys = [np.zeros(0, np.int64)]
+    key, n = np.zeros(0, np.int64), np.zeros(0, np.int64)
     for piece_rows, pieces in _chunks(seqs, k):
         codes, valid = _piece_codes(pieces, k, canonical)
         row_of = np.repeat(piece_rows, [p.size for p in pieces])[: codes.size]
@@ -138,8 +138,10 @@ def kmer_count_rows(
             keep = hash_kept(codes, scaled)
             codes, row_of = codes[keep], row_of[keep]
         col = codes.astype(np.int64) if dim == 4**k else hash_bucket(codes, dim)
-        keys.append(row_of * dim + col)
-    key, n = np.unique(np.concatenate(keys), return_counts=True)  # sums across pieces
+        # summed piece by piece: memory is the distinct (row, k-mer) pairs, not every k-mer of a long sequence
+        piece_key, piece_n = np.unique(row_of * dim + col, return_counts=True)
+        key, at = np.unique(np.concatenate([key, piece_key]), return_inverse=True)
+        n = np.bincount(at, weights=np.concatenate([n, piece_n]), minlength=key.size).astype(np.int64)
     rows = key // dim
     indptr = np.searchsorted(rows, np.arange(len(seqs) + 1)).astype(np.int64)
     return CountRows(indptr, (key % dim).astype(np.int32), n.astype(np.float32), (len(seqs), dim))
