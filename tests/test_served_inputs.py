@@ -90,3 +90,22 @@ def test_the_index_server_refuses_a_sequence_that_is_not_a_string(value) -> None
     with pytest.raises(ValueError) as exc:
         parse_request({"sequences": [{"id": "q", "sequence": value}]}, (), ServeConfig())
     assert str(exc.value) == 'request: sequence 1: an object with string "id" and "sequence" expected', exc.value
+
+
+def test_the_index_server_refuses_digits_in_a_sequence_as_the_encoder_does() -> None:
+    """`ACGT...1234` was searched as `ACGT...` (HTTP 200): the readers drop digits, which number a file's sequence
+    lines, but a JSON string holding one is a mistake; the encoder's server already refused it."""
+    with pytest.raises(ValueError) as exc:
+        parse_request({"sequences": [{"id": "q7", "sequence": "ACGTTGCAAGGC1234"}]}, (), ServeConfig())
+    assert str(exc.value) == "request: record 'q7': digit '1' at position 13: a sequence is letters only", exc.value
+    assert len(parse_request({"sequences": [{"id": "q", "sequence": "ACGTTGCAAGGC"}]}, (), ServeConfig()).records)
+
+
+def test_the_index_server_answers_json_nested_too_deep_with_a_400_line() -> None:
+    """Arrays nested 100,000 deep: json.loads' RecursionError went past the handler as HTTP 500."""
+    from gene_ae.search.serve_index import parse_body
+
+    with pytest.raises(ValueError) as exc:
+        parse_body(b"[" * 100_000 + b"]" * 100_000)
+    assert str(exc.value).startswith("request: not JSON (") and "\n" not in str(exc.value), exc.value
+    assert parse_body(b'{"sequences": []}') == {"sequences": []}

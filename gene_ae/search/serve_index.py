@@ -116,11 +116,7 @@ class SearchIngress:
         if request.method != "POST":
             return JSONResponse({"error": f"{request.method}: POST a JSON body"}, status_code=405)
         try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            return JSONResponse({"error": f"request: not JSON ({exc})"}, status_code=400)
-        try:
-            asked = parse_request(body, self.needed, self.cfg)
+            asked = parse_request(parse_body(await request.body()), self.needed, self.cfg)
             checks.check_queries(self.collection.shards[0], asked.records, "request")
         except ValueError as exc:
             return JSONResponse({"error": _one_line(exc)}, status_code=400)
@@ -188,6 +184,15 @@ def _one_line(exc: Exception) -> str:
 # ------------------------------------------------------------------------------------------- requests, hits
 
 
+def parse_body(raw: bytes) -> object:
+    """The request body's JSON; ValueError for anything else, arrays nested deeper than the parser goes included
+    (its RecursionError was answered 500)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"request: not JSON ({_one_line(exc)})") from None
+
+
 def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeConfig) -> SearchRequest:
     """The request body, validated as the readers validate a file (shard_tools.inputs): one-line errors naming
     the record. `needed`: the features the model's vector takes, which every record must carry."""
@@ -211,6 +216,10 @@ def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeCon
     for line, rec in enumerate(records, start=1):
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or not isinstance(rec.get("sequence"), str):
             raise ValueError(f'request: sequence {line}: an object with string "id" and "sequence" expected')
+        digit = next((p for p, c in enumerate(rec["sequence"]) if c.isdigit()), None)
+        if digit is not None:  # a file may number its sequence lines; a string holding digits is a mistake
+            raise ValueError(f"request: record {rec['id']!r}: digit {rec['sequence'][digit]!r} at position "
+                             f"{digit + 1}: a sequence is letters only")  # fmt: skip
         given = rec.get("features") or {}
         if not isinstance(given, dict):
             raise ValueError(f"request: record {rec['id']!r}: features must be an object of name -> value")
