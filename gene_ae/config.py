@@ -214,6 +214,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 doc = tomllib.load(f)
             except tomllib.TOMLDecodeError as exc:
                 raise ValueError(f"{path}: {exc}") from None
+            except UnicodeDecodeError as exc:  # UTF-16, Latin-1, a binary file: TOML is UTF-8
+                raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); TOML is UTF-8") from None
         for section, values in doc.items():
             _apply(raw, section, values)
     for item in overrides or []:

@@ -24,6 +24,22 @@ def shard_path(out_dir: str | Path, name: str) -> Path:
     return path
 
 
+def check_shard_files(out_dir: str | Path, manifest: dict) -> None:
+    """Every shard the manifest lists is there with the size it lists (a stat each, nothing read): a deleted or
+    truncated shard is one line naming it before any work, not an error from deep inside a reader later."""
+    where = Path(out_dir) / "manifest.json"
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            path = shard_path(out_dir, shard["name"])
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise ShardError(f"{path}: missing (listed in {where}); restore it, or shard again") from None
+            if size != shard["bytes"]:
+                raise ShardError(f"{path}: {size:,} bytes, {where} lists {shard['bytes']:,}: truncated or changed; "
+                                 f"check it with shard-verify {out_dir}, or shard again")  # fmt: skip
+
+
 def shard_paths(out_dir: str | Path, split: str) -> list[Path]:
     manifest = load_manifest(out_dir)
     check_counts(manifest, str(Path(out_dir) / "manifest.json"))

@@ -198,3 +198,71 @@ def test_more_workers_than_this_machine_can_place_is_refused_before_ray(tmp_path
         code = train_main(["--data", str(shards), "--storage", str(tmp_path / "runs"), *extra])
         line = _one_error(capsys.readouterr().err)
         assert code == 1 and line.startswith(f"gene-ae train: error: {message}"), line
+
+
+def test_a_tracking_store_that_is_not_a_database_or_not_an_address_is_one_line_before_ray(
+    tmp_path, shards, capsys, tracking_at
+) -> None:
+    """A sqlite URI naming a file that is not a database, and a server address whose port is not a number: both
+    were tracebacks (sqlalchemy's "file is not a database", http.client's InvalidURL)."""
+    garbage = tmp_path / "notes.db"
+    garbage.write_bytes(b"these are my notes, not a database\n" * 50)
+    for uri, words in ((f"sqlite:///{garbage}", "is not an SQLite database"),
+                       ("http://localhost:notaport", "is not a tracking server address")):  # fmt: skip
+        tracking_at(uri)
+        code = train_main(["--data", str(shards), "--storage", str(tmp_path / "runs"), "--steps", "2"])
+        line = _one_error(capsys.readouterr().err)
+        assert code == 1 and line.startswith(f"gene-ae train: error: MLFLOW_TRACKING_URI: {uri} {words}"), line
+    assert garbage.read_bytes() == b"these are my notes, not a database\n" * 50  # never written
+
+
+@pytest.mark.parametrize("fault", ["deleted", "truncated"])
+def test_a_listed_shard_deleted_or_cut_short_is_one_line_naming_it_before_ray(tmp_path, shards, capsys, tracking_at,
+                                                                               fault) -> None:  # fmt: skip
+    """Ray started, the data loader failed 40-70 s later and the error came in many lines of Ray's."""
+    import shutil
+
+    data = tmp_path / "shards"
+    shutil.copytree(shards, data)
+    shard = sorted((data / "train").glob("*.tar"))[0]
+    if fault == "deleted":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:1000])
+    tracking_at(f"sqlite:///{tmp_path}/mlflow.db")
+    started = time.monotonic()
+    code = train_main(["--data", str(data), "--storage", str(tmp_path / "runs"), "--steps", "2"])
+    line = _one_error(capsys.readouterr().err)
+    want = "missing (listed in" if fault == "deleted" else "1,000 bytes"
+    assert code == 1 and line.startswith(f"gene-ae train: error: {shard}: {want}"), line
+    assert time.monotonic() - started < 30
+
+
+def test_shards_deleted_while_training_still_let_the_encoder_register(tmp_path, shards, ckpt, tracking_at) -> None:
+    """The shards moved away mid-run: every step trained (the loader had read them), then registering read the
+    manifest again for its digest and failed with a traceback. The digest is the one read when training began."""
+    import shutil
+
+    import ray.train
+
+    from gene_ae.train.driver import parse_args, resolve_config
+    from gene_ae.train.run import manifest_digest, mlflow_run, register
+
+    data = tmp_path / "shards"
+    shutil.copytree(shards, data)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking_at(uri)
+    cfg = resolve_config(parse_args(["--data", str(data), "--storage", str(tmp_path / "runs"), "--register",
+                                     "vanishing-data"]))  # fmt: skip
+    digest = manifest_digest(str(data))[0]
+    run_id = mlflow_run(cfg, uri)
+    try:
+        shutil.rmtree(data)
+        result = ray.train.Result(metrics={}, checkpoint=ray.train.Checkpoint.from_directory(ckpt), error=None,
+                                  path=str(tmp_path))  # fmt: skip
+        where, _ = register(cfg, result, run_id, 0.1)
+    finally:
+        mlflow.end_run()
+    assert where == "models:/vanishing-data/1"
+    version = mlflow.MlflowClient().get_model_version("vanishing-data", "1")
+    assert version.tags["data.manifest_sha256"] == digest

@@ -244,3 +244,14 @@ def test_the_loader_says_within_seconds_when_no_record_reaches_min_length(short_
     assert one_line_error(str(exc.value), "data.min_length").startswith("data.min_length: must be at most")
     with pytest.raises(ValueError, match="batches must be >= 1"):
         train_loader(dataclasses.replace(cfg, min_length=64), 0, batches=0, seed=0)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, encoding) -> None:
+    """A TOML saved as UTF-16 (or Latin-1 with an accent) gave Python's decode error, without the file's name."""
+    path = tmp_path / "run.toml"
+    path.write_bytes("# entraîné\n[train]\nsteps = 3\n".encode(encoding))
+    with pytest.raises(ValueError) as exc:
+        load_config(path)
+    line = one_line_error(str(exc.value), "not UTF-8 text", "TOML is UTF-8")
+    assert line.startswith(f"{path}: "), line

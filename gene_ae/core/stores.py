@@ -25,32 +25,57 @@ def bound_requests(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def check_store(what: str, must_exist: bool = True) -> str:
+def check_store(what: str, must_exist: bool = True, writes: bool = False) -> str:
     """The registry URI, refused in one line naming it before any work: a sqlite store that is not there when
-    `must_exist` (MLflow would create an empty one and then say the model is not found), or a server that does
-    not answer within PROBE_TIMEOUT_S. `what`: the model URI or option the lookup is for."""
+    `must_exist` (MLflow would create an empty one and then say the model is not found), a file that is not an
+    SQLite database, one this user cannot write to when the work `writes` (a training run), or a server that
+    does not answer within PROBE_TIMEOUT_S. `what`: the model URI or option the lookup is for."""
     import mlflow
 
     uris = dict.fromkeys((mlflow.get_tracking_uri(), mlflow.get_registry_uri()))
     for uri in uris:
-        if must_exist and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-            raise FileNotFoundError(
-                f"{what}: no MLflow store at {uri} (set MLFLOW_TRACKING_URI to the one that holds the model)"
-            )
+        if uri.startswith("sqlite:///"):
+            _check_sqlite(uri, Path(uri[len("sqlite:///") :]), what, must_exist, writes)
         if uri.startswith(("http://", "https://")):
             _check_answers(uri, what)
     return next(reversed(uris))
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file (an empty file is one too)
+
+
+def _check_sqlite(uri: str, path: Path, what: str, must_exist: bool, writes: bool) -> None:
+    if not path.is_file():
+        if must_exist:
+            raise FileNotFoundError(
+                f"{what}: no MLflow store at {uri} (set MLFLOW_TRACKING_URI to the one that holds the model)"
+            )
+        if writes and path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"{what}: cannot make the MLflow store {uri}: its folder is not writable")
+        return
+    with open(path, "rb") as f:  # unreadable: the OSError names the file
+        head = f.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise ValueError(f"{what}: {uri} is not an SQLite database (an MLflow store is one); check MLFLOW_TRACKING_URI")
+    if writes and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        raise PermissionError(f"{what}: the MLflow store {uri} is not writable by this user (the file and its "
+                              "folder must be: SQLite writes a journal beside it)")  # fmt: skip
+
+
 def _check_answers(uri: str, what: str) -> None:
     """Any HTTP answer from the server's /health (even an error status) will do; silence or refusal will not."""
     import urllib.error  # here: 13 ms of every command's start-up, for the commands that ask a server
+    import urllib.parse
     import urllib.request
 
     try:
         wait = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or PROBE_TIMEOUT_S)
     except ValueError:
         wait = PROBE_TIMEOUT_S
+    try:
+        _ = urllib.parse.urlsplit(uri).port  # a port that is not a number: the client would fail with a traceback
+    except ValueError as exc:
+        raise ValueError(f"{what}: {uri} is not a tracking server address ({exc})") from None
     try:
         urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=wait).close()
     except urllib.error.HTTPError:

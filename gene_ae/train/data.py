@@ -20,7 +20,7 @@ from gene_ae.core.mutate import mutate, random_view
 from gene_ae.core.windows import pad_batch
 from gene_ae.model.features import FeatureStats, ModelFeature, codes
 from shard_tools.format import BLOCK_EXT, decode_block
-from shard_tools.reader import ShardError, load_manifest
+from shard_tools.reader import ShardError, check_shard_files, load_manifest
 
 
 def shard_urls(path: str | Path, split: str) -> list[str]:
@@ -208,6 +208,7 @@ def check_train_split(cfg: DataConfig) -> None:
     """Refuse, before Ray starts, a train split that can give no batch: one without sequences, or one whose
     length histogram (shard_tools writer's manifest) shows every record shorter than data.min_length."""
     manifest = load_manifest(cfg.path)
+    check_shard_files(cfg.path, manifest)  # each listed shard there, whole
     train = manifest["splits"].get("train")
     if not train or not train["sequences"] or not train["shards"]:
         raise ShardError(f"data.path: must hold train records, got {cfg.path}: its train split has no sequences")

@@ -132,7 +132,8 @@ def checked_config(args: argparse.Namespace) -> Config:
     check_storage(cfg.train.storage)  # checkpoints can be written there
     if not os.environ.get("RAY_ADDRESS"):  # a cluster may scale up to what it lacks now: not checked there
         check_local_resources(cfg)
-    check_store("MLFLOW_TRACKING_URI", must_exist=False)  # a tracking server answers (a new sqlite store is made)
+    # a tracking server answers, a sqlite store is one and writable (a new one is made)
+    check_store("MLFLOW_TRACKING_URI", must_exist=False, writes=True)
     check_resumable(cfg, tracking_uri())  # a resumed run's MLflow run is in this store
     return cfg
 

@@ -90,12 +90,13 @@ def mlflow_run(cfg: Config, uri: str) -> str:
     marker = where / "mlflow_run_id" if where is not None else None
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(cfg.train.experiment)
+    digest, counts = manifest_digest(cfg.data.path)  # now: the data may be gone by the time the encoder is logged
     if marker is not None and marker.is_file():
         run = mlflow.start_run(run_id=marker.read_text().strip(), log_system_metrics=True)
+        mlflow.set_tag("data.manifest_sha256", digest)  # the data this session trains on
         print(f"[gene-ae] resuming MLflow run {run.info.run_id}", flush=True)
         return run.info.run_id
     run = mlflow.start_run(run_name=cfg.train.name, log_system_metrics=True)
-    digest, counts = manifest_digest(cfg.data.path)
     mlflow.log_params(cfg.flat())
     mlflow.log_params(counts)
     mlflow.set_tags({"data.manifest_sha256": digest, "git_commit": git_commit(), "data.path": cfg.data.path})
@@ -145,11 +146,14 @@ def register(cfg: Config, result, run_id: str, minutes: float) -> tuple[str, boo
 
     t = cfg.train
     final = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
+    # the data's identity as mlflow_run read it when training began: the shards may have been moved or deleted
+    # since (reading them again here failed with a traceback after every step had trained)
+    data_digest = mlflow.get_run(run_id).data.tags.get("data.manifest_sha256") or manifest_digest(cfg.data.path)[0]
     mlflow.log_metric("train_minutes", minutes)
     with result.checkpoint.as_directory() as ckpt, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_artifact(str(loss_curve(run_id, Path(tmp) / "loss_curve.png")))
         tags = {
-            "data.manifest_sha256": manifest_digest(cfg.data.path)[0],
+            "data.manifest_sha256": data_digest,
             "vector_dim": cfg.model.vector_dim,
             "window": cfg.model.window,
             "run_id": run_id,
