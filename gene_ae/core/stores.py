@@ -7,6 +7,7 @@ the train driver before any work); MLflow is imported only inside the check.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 # Every request to a tracking server is bounded (MLflow's defaults, 120 s and 7 retries with backoff, wait many
@@ -36,6 +37,9 @@ def check_store(what: str, must_exist: bool = True, writes: bool = False) -> str
     for uri in uris:
         if uri.startswith("sqlite:///"):
             _check_sqlite(uri, Path(uri[len("sqlite:///") :]), what, must_exist, writes)
+        local = _file_store(uri)
+        if writes and local is not None:
+            _make_folder(uri, local, what)
         if uri.startswith(("http://", "https://")):
             _check_answers(uri, what)
     return next(reversed(uris))
@@ -44,14 +48,32 @@ def check_store(what: str, must_exist: bool = True, writes: bool = False) -> str
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file (an empty file is one too)
 
 
+def _file_store(uri: str) -> Path | None:
+    """The folder of a file-based store (file:///PATH or a bare path), else None."""
+    if uri.startswith("file:"):
+        return Path(uri[len("file://") :] if uri.startswith("file://") else uri[len("file:") :])
+    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", uri) else Path(uri)
+
+
+def _make_folder(uri: str, folder: Path, what: str) -> None:
+    """The folder a store a run writes lives in, made now as MLflow would make it once Ray had started (where a
+    folder that cannot be made, under /proc or a file, failed with a traceback)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"{what}: cannot make the folder of the MLflow store {uri}: {exc.strerror} ({folder})") from None
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{what}: the folder of the MLflow store {uri} is not writable by this user ({folder})")
+
+
 def _check_sqlite(uri: str, path: Path, what: str, must_exist: bool, writes: bool) -> None:
     if not path.is_file():
         if must_exist:
             raise FileNotFoundError(
                 f"{what}: no MLflow store at {uri} (set MLFLOW_TRACKING_URI to the one that holds the model)"
             )
-        if writes and path.parent.is_dir() and not os.access(path.parent, os.W_OK):
-            raise PermissionError(f"{what}: cannot make the MLflow store {uri}: its folder is not writable")
+        if writes:
+            _make_folder(uri, path.parent, what)
         return
     with open(path, "rb") as f:  # unreadable: the OSError names the file
         head = f.read(len(SQLITE_MAGIC))

@@ -20,7 +20,14 @@ from gene_ae.core.local_ray import start_local_ray
 from gene_ae.registry.tracking import HTTP_LIMITS, bound_requests, check_store, tracking_uri
 from gene_ae.train.data import check_train_split, fit_features
 from gene_ae.train.loop import FAIL_AT_STEP_ENV, train_loop_per_worker
-from gene_ae.train.run import check_not_finished, check_resumable, mark_finished, mlflow_run, register
+from gene_ae.train.run import (
+    check_not_finished,
+    check_resumable,
+    check_same_model,
+    mark_finished,
+    mlflow_run,
+    register,
+)
 from shard_tools.files import check_out_dir, take_signals
 
 
@@ -124,6 +131,7 @@ def checked_config(args: argparse.Namespace) -> Config:
     # every rank and the saved config agree on each value's code.
     cfg.model.features = fit_features(cfg.data.path, cfg.model.features)
     check_not_finished(cfg)  # not a finished run rerun to the steps it already has
+    check_same_model(cfg)  # a resumed run's checkpoints hold the model asked for
     if os.environ.get("RAY_ADDRESS") and not os.environ.get("MLFLOW_TRACKING_URI"):
         raise ValueError(
             "on a cluster set MLFLOW_TRACKING_URI (a server every node reaches): the default "

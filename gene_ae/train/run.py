@@ -55,6 +55,33 @@ def check_not_finished(cfg: Config) -> None:
         )
 
 
+def check_same_model(cfg: Config) -> None:
+    """Refuse, before Ray starts, to resume a run (same name and storage) with model settings its checkpoints were
+    not trained with: Ray restored the newest checkpoint into a model of another shape and failed after it had
+    started. The fitted features are left out (their statistics follow the data)."""
+    from dataclasses import fields
+
+    from gene_ae.model import checkpoint
+
+    where = run_dir(cfg)
+    saved = sorted(where.glob("checkpoint_*"), reverse=True) if where is not None and where.is_dir() else []
+    newest = next((c for c in saved if (c / checkpoint.MODEL_FILE).is_file()), None)
+    if newest is None:
+        return
+    try:
+        held = checkpoint.load_model_config(newest)
+    except (OSError, ValueError):  # a damaged checkpoint is named where it is loaded
+        return
+    for f in fields(held):
+        was, now = getattr(held, f.name), getattr(cfg.model, f.name)
+        if f.name != "features" and was != now:
+            raise ValueError(
+                f"model.{f.name}: run {cfg.train.name!r} in {cfg.train.storage} was trained with {f.name}={was!r} "
+                f"(its checkpoint {newest.name}), this run asks {now!r}: its weights cannot be resumed; give the "
+                "same model settings, or another --name"
+            )
+
+
 def check_resumable(cfg: Config, uri: str) -> None:
     """Refuse, before Ray starts, to resume a run (same name and storage) whose MLflow run the tracking store at
     `uri` does not hold (it was tracked in another store): MLflow would fail with a traceback after Ray started."""
