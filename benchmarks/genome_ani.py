@@ -120,7 +120,7 @@ def real(work: Path, min_length: int = 60_000) -> None:
 def minimap2_identity(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     """(matching bases / alignment columns, query bases aligned) over minimap2's primary alignments (mappy,
     asm20) of a against b, an indel of over LONG_GAP bases not columns: ANI reads identity over what aligns and a
-    kilobase deletion as unaligned sequence (the AF columns), not as thousands of mismatching columns."""
+    kilobase indel as outside the identity's columns, not as thousands of mismatching columns."""
     import mappy
 
     hits = [h for h in mappy.Aligner(seq=decode(b), preset="asm20").map(decode(a)) if h.is_primary]

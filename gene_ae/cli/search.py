@@ -76,7 +76,7 @@ def add_parser(sub, version: str) -> None:
     s.add_argument(
         "--vote-floor", type=number(float, Range(0, 1)), default=search_cfg.vote_floor, metavar="F",
         help="a gene query's candidates whose k-mer score is under F of the best (the default --sources) are "
-        "neither aligned nor reported, so a query may get fewer than -k hits, as from blastn (0: every candidate)",
+        "neither aligned nor reported, so a query may get fewer than -k hits, as from blastn (0: none left out)",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(

@@ -121,9 +121,10 @@ def build_coded(vectors: np.ndarray, kind: str = "flat", size: int = PQ_BYTES):
 class SignCode:
     """Vectors as their signs, d bits (d / 8 bytes) a vector, searched by float queries: a query's score is its dot
     with the record's signs scaled to unit length (asymmetric, as faiss scores a float query against its codes).
-    The code a model trained with `model.vector_bits = 1` stores; faiss's own binary indexes compare two codes
-    (Hamming), which loses more (unseen 16S recall@1 at 10 % 0.580 against 0.655, docs/RESULTS.md). The faiss
-    calls the eval makes: add, search (flat, no ID filter), sa_encode, sa_decode, ntotal."""
+    The code a model trained with `model.vector_bits = 1` is trained for (an eval method only: the index does not
+    store it); faiss's own binary indexes compare two codes (Hamming), which loses more (unseen 16S recall@1 at
+    10 % 0.580 against 0.655, docs/RESULTS.md). The faiss calls the eval makes: add, search (flat, no ID filter),
+    sa_encode, sa_decode, ntotal."""
 
     def __init__(self, d: int):
         if d % 8:

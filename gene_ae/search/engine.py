@@ -64,9 +64,10 @@ class SearchConfig:
     deep_flat: float = DEEP_FLAT  # ... and the top-th candidate's k-mer score is at least this share of the first's
     deep_trace: int = DEEP_TRACE  # a remote query's best this many by identity are traced and ranked by score
     # A gene query's candidates (k-mer list alone) scoring under this share of the best are neither aligned nor
-    # reported: they share no more k-mers than chance, and blastn would report none of them. 0 (the default): every
-    # one aligned, -k hits a query. 0.1 on the val splits: no hit of the SILVA val changed, real genome windows
-    # (seed 0) 0.149 -> 0.135 s a query at the same recall, one 3 kb query 0.42 -> 0.18 s (docs/BENCHMARKS.md).
+    # reported: they share no more k-mers than chance, and blastn would report none of them. 0 (the default): none
+    # left out (the --rerank pool aligned, -k hits as before). 0.1 on the val splits: no hit of the SILVA val
+    # changed, real genome windows (seed 0) 0.149 -> 0.135 s a query at the same recall, one 3 kb query 0.42 -> 0.18
+    # s (docs/BENCHMARKS.md).
     vote_floor: float = 0.0
 
 
