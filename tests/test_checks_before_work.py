@@ -48,7 +48,12 @@ def ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tracking_at(monkeypatch) -> Iterator:
-    """tracking_at(uri): MLflow pointed at uri for the test (environment and the process's setting)."""
+    """tracking_at(uri): MLflow pointed at uri for the test (environment and the process's setting). The active
+    experiment is put back afterwards too: train's mlflow_run sets it (a module global and MLFLOW_EXPERIMENT_ID),
+    and a later test's start_run in this process looked up that id in its own store ("No Experiment with id=1")."""
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")  # recorded as unset (or as it was), so restored afterwards
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
 
     def point(uri: str) -> None:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
