@@ -12,7 +12,7 @@ import subprocess
 import sys
 import termios
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,23 @@ LONGEST_FIRST = ("test_train.py", "test_cluster_multinode.py", "test_serve_index
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _process_state_kept() -> Iterator[None]:
+    """Each test file leaves its process as it found it: environment, working directory and MLflow's process-wide
+    settings (tracking URI, active experiment). With two test processes a file runs after whichever others its
+    process ran before, in an order that varies from run to run; one test's MLflow experiment id, left active,
+    made every test of a later file fail to start a run ("No Experiment with id=1")."""
+    env, cwd = dict(os.environ), os.getcwd()
+    yield
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None:  # only if the file imported MLflow
+        fluent._active_experiment_id = None
+        sys.modules["mlflow"].set_tracking_uri(None)
 
 
 def _bin_dir() -> Path:
