@@ -129,7 +129,8 @@ def kmer_count_rows(
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     dim = n_columns(k, buckets)
-    key, n = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    done: list[tuple[np.ndarray, np.ndarray]] = []  # (keys, counts) of rows no later chunk holds
+    key, n = np.zeros(0, np.int64), np.zeros(0, np.int64)  # of the rows a later chunk may go on with
     for piece_rows, pieces in _chunks(seqs, k):
         codes, valid = _piece_codes(pieces, k, canonical)
         row_of = np.repeat(piece_rows, [p.size for p in pieces])[: codes.size]
@@ -138,10 +139,16 @@ def kmer_count_rows(
             keep = hash_kept(codes, scaled)
             codes, row_of = codes[keep], row_of[keep]
         col = codes.astype(np.int64) if dim == 4**k else hash_bucket(codes, dim)
-        # summed piece by piece: memory is the distinct (row, k-mer) pairs, not every k-mer of a long sequence
+        # summed chunk by chunk: memory is the distinct (row, k-mer) pairs, not every k-mer of a long sequence.
+        # Chunks follow the rows in order, so only a row cut across chunks is summed again: the rows before this
+        # chunk's first are final (merging every earlier key at each chunk made 36 Mb of genes 3x slower)
         piece_key, piece_n = np.unique(row_of * dim + col, return_counts=True)
-        key, at = np.unique(np.concatenate([key, piece_key]), return_inverse=True)
-        n = np.bincount(at, weights=np.concatenate([n, piece_n]), minlength=key.size).astype(np.int64)
+        final = int(np.searchsorted(key, int(piece_rows[0]) * dim))
+        done.append((key[:final], n[:final]))
+        key, at = np.unique(np.concatenate([key[final:], piece_key]), return_inverse=True)
+        n = np.bincount(at, weights=np.concatenate([n[final:], piece_n]), minlength=key.size).astype(np.int64)
+    key = np.concatenate([*(d[0] for d in done), key])
+    n = np.concatenate([*(d[1] for d in done), n])
     rows = key // dim
     indptr = np.searchsorted(rows, np.arange(len(seqs) + 1)).astype(np.int64)
     return CountRows(indptr, (key % dim).astype(np.int32), n.astype(np.float32), (len(seqs), dim))
