@@ -86,21 +86,20 @@ def _serve_index(args: argparse.Namespace) -> int:
     load(IndexDir.open(args.index))  # the index opens and the model is its own, before anything is deployed
     cfg = served.ServeConfig(replicas=args.replicas, cpus=args.replica_cpus, batch_size=args.batch_size,
                              retries=args.retries, shard_timeout_s=args.shard_timeout)  # fmt: skip
-    joined = bool(os.environ.get("RAY_ADDRESS"))
-    cpus = os.cpu_count() or 1  # what a Ray started here has, all free: the layout is checked before it starts
-    if not joined:
-        check_listen(args.host, args.port)
-        served.check_cpus(args.index, cfg, {"CPU": cpus}, [{"CPU": cpus}])
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if joined:
+    if os.environ.get("RAY_ADDRESS"):  # a cluster: the layout against its free CPUs, once joined
         ray.init(logging_level="WARNING", log_to_driver=False)
-    else:  # Ray's own ports on loopback; the HTTP proxy listens on --host (http_options)
+        try:
+            served.check_cpus(args.index, cfg, ray.available_resources(), [n.get("Resources", {}) for n in ray.nodes()])
+        except ValueError:
+            ray.shutdown()
+            raise
+    else:  # a Ray started here has this machine's CPUs, all free: the layout is checked before it starts
+        check_listen(args.host, args.port)
+        cpus = os.cpu_count() or 1
+        served.check_cpus(args.index, cfg, {"CPU": cpus}, [{"CPU": cpus}])
+        # Ray's own ports on loopback; the HTTP proxy listens on --host (http_options)
         start_local_ray(serve=True, num_cpus=cpus, logging_level="WARNING", log_to_driver=False)
-    try:  # a cluster's free CPUs (here: the same check again, cheap)
-        served.check_cpus(args.index, cfg, ray.available_resources(), [n.get("Resources", {}) for n in ray.nodes()])
-    except ValueError:
-        ray.shutdown()
-        raise
     url = served.deploy(args.index, load, cfg, args.host, args.port, proxy=args.proxy)
     print(url, flush=True)
     print(f"gene-ae serve: {args.index} at {url} (POST JSON sequences; Ctrl-C stops)", file=sys.stderr, flush=True)
