@@ -188,6 +188,46 @@ def test_bounded_alignment_skips_only_what_cannot_beat_the_bound(genes, lam) -> 
         assert sum(h.identity is None for h in bounded) > len(hits) // 2  # most could not beat the 5th best
 
 
+def test_a_short_query_is_aligned_where_its_kmers_place_it_in_a_long_record(lam) -> None:
+    """A 2 kb piece (20 %, either strand) of the 48.5 kb lambda genome, re-ranked with no voted region, is aligned
+    only over its own span and slack (not the whole genome), and finds the same span and identity as aligning it
+    against the whole genome does."""
+    rng = np.random.default_rng(7)
+    subjects = [lam.tokens]
+    for strand in "+-":
+        piece = mutate(lam.tokens[31_000:33_000], 0.2, rng)
+        query = piece if strand == "+" else reverse_complement(piece)
+        oriented = align.Oriented(query)
+        a, b = rerank._region(search.Hit(0, 0.0), lam.tokens.size, query.size, oriented, lam.tokens)
+        assert a <= 31_000 and b >= 33_000 and b - a < 1.5 * query.size, (a, b)
+        whole = align.align_hit(query, lam.tokens, oriented=oriented)
+        (hit,) = rerank.rerank(query, [search.Hit(0, 0.0)], subjects.__getitem__, 1)
+        assert hit.strand == whole.strand == strand
+        assert (hit.subject_start, hit.subject_end) == (whole.subject_start, whole.subject_end)
+        assert abs(hit.identity - whole.identity) < 1e-9
+    # nothing shared (an unrelated random record): the whole record, as before
+    junk = np.random.default_rng(8).integers(FIRST_BASE, FIRST_BASE + 4, 20_000).astype(np.uint8)
+    query = mutate(lam.tokens[1_000:2_000], 0.1, rng)
+    shared, _ = align.Oriented(query).placed(junk[:0], 64)
+    assert shared == 0
+
+
+def test_a_chance_alignment_heads_no_region_of_its_own() -> None:
+    """regions_first: a 12-base match (e-value 7,350) past the end of the best hit's span follows the relatives
+    aligned over the whole query; with a small e-value the same span is a region of its own and comes second."""
+    from gene_ae.search.stats import Region
+
+    def hit(subject: int, score: int, q: tuple[int, int], e: float) -> search.Hit:
+        n = q[1] - q[0]
+        local = Region(q[0], q[1], 0, n, n, n, 0, 0, 0, score, np.array([n]), np.zeros(1, np.int8))
+        return search.Hit(subject, 0.0, 0.9, 0, 1, query_start=q[0], query_end=q[1], local=local, evalue=e)
+
+    best, relative = hit(0, 900, (0, 2489), 0.0), hit(1, 800, (0, 2489), 0.0)
+    chance = hit(2, 30, (2511, 2522), 7350.0)
+    assert [h.subject for h in search.regions_first([best, relative, chance])] == [0, 1, 2]
+    assert [h.subject for h in search.regions_first([best, relative, replace(chance, evalue=1e-5)])] == [0, 2, 1]
+
+
 # --------------------------------------------------------------------------------------------- whole path
 
 

@@ -73,6 +73,8 @@ class Oriented:
         codes, valid = kmer_codes(query, k, canonical=False)
         forward = codes[valid].astype(np.int64)
         self.k = k
+        self._forward, self._forward_at, self._query_size = forward, np.flatnonzero(valid).astype(np.int32), query.size
+        self._positions: np.ndarray | None = None  # the query positions of its k-mers on each strand (placed)
         self.table = np.zeros(4**k, np.uint8)
         self.table[forward] |= 1
         self.table[reverse_complement_codes(forward, k)] |= 2
@@ -82,6 +84,31 @@ class Oriented:
         codes, valid = kmer_codes(subject, self.k, canonical=False)
         marks = self.table[codes[valid].astype(np.int64)]
         return "-" if np.count_nonzero(marks & 2) > np.count_nonzero(marks & 1) else "+"
+
+    def placed(self, subject: np.ndarray, band: int) -> tuple[int, int]:
+        """(shared k-mers, diagonal) of the densest `band`-wide band of diagonals (subject position less query
+        position, on the query's strand) among the k-mers the subject shares with the query on either strand: where
+        a query much shorter than a record starts in it (the diagonal: the subject position of the query's first
+        base, before indels move it). (0, 0) when none is shared. The query's positions are tabled on first use."""
+        if self._positions is None:
+            k = self.k
+            self._positions = np.zeros((2, 4**k), np.int32)  # read only where the table marks a k-mer
+            self._positions[0, self._forward] = self._forward_at
+            # a k-mer at i of the query is its reverse complement's at (length - k - i)
+            self._positions[1, reverse_complement_codes(self._forward, k)] = self._query_size - k - self._forward_at
+        codes, valid = kmer_codes(subject, self.k, canonical=False)
+        at = np.flatnonzero(valid)
+        marks = self.table[codes[at].astype(np.int64)]
+        best = (0, 0)
+        for strand, bit in ((0, 1), (1, 2)):
+            hit = (marks & bit) != 0
+            diagonals = np.sort(at[hit] - self._positions[strand, codes[at[hit]].astype(np.int64)])
+            if diagonals.size:
+                within = np.searchsorted(diagonals, diagonals + band) - np.arange(diagonals.size)
+                i = int(np.argmax(within))
+                if within[i] > best[0]:
+                    best = (int(within[i]), int(np.median(diagonals[i : i + within[i]])))
+        return best
 
 
 def align_hit(

@@ -22,7 +22,7 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
     oriented = align.Oriented(query) if top and query.size <= align.LONG else None
     for h in hits[:top]:
         full = subject(h.subject)
-        a, b = _region(h, full.size, query.size)
+        a, b = _region(h, full.size, query.size, oriented, full)
         bound = sorted((x.identity for x in head), reverse=True)[keep - 1] if keep and len(head) >= keep else 0.0
         found = align.align_hit(query, full[a:b], a, above=bound, oriented=oriented, record_length=full.size)
         if found is None:
@@ -35,16 +35,34 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
     return [head[i] for i in order] + beaten + hits[top:]
 
 
-def _region(hit: Hit, length: int, query_length: int) -> tuple[int, int]:
-    """The part of a subject worth aligning: its voted region widened by a query length on each side,
-    or all of it when no narrower region is known or the query is long."""
-    if (
-        query_length > align.LONG
-        or hit.subject_end <= hit.subject_start
-        or hit.subject_end - hit.subject_start >= length
-    ):
+# A record over this many times the query's length is aligned only around the band of diagonals holding most of
+# the query's k-mers: an edlib infix costs query x record, and the 1-4 kb queries of the grown loci spent most of
+# their time aligning against whole 10-100 kb candidates (docs/BENCHMARKS.md, stop 35).
+PLACE_ABOVE = 3
+# The bases each side of the placed diagonal aligned too: indels move a copy's bases off its first base's
+# diagonal (a 30 % copy's ~10 % indels drift tens of bases over 4 kb; this allows a fifth of the query, at least 64)
+PLACE_SLACK = 0.2
+
+
+def _region(
+    hit: Hit, length: int, query_length: int, oriented: align.Oriented | None = None, full: np.ndarray | None = None
+) -> tuple[int, int]:
+    """The part of a subject worth aligning: its voted region (a k-mer segment) widened by a query length on each
+    side, or all of it when no narrower region is known; and within that, when it is over PLACE_ABOVE query lengths,
+    the query's span on the diagonal where most of its k-mers lie (`oriented`'s, over `full`, the record),
+    PLACE_SLACK wider each side. All of the record for a long query."""
+    if query_length > align.LONG:
         return 0, length
-    return max(0, hit.subject_start - query_length), min(length, hit.subject_end + query_length)
+    a, b = 0, length
+    if hit.subject_start < hit.subject_end and hit.subject_end - hit.subject_start < length:
+        a, b = max(0, hit.subject_start - query_length), min(length, hit.subject_end + query_length)
+    if oriented is None or full is None or b - a <= PLACE_ABOVE * query_length:
+        return a, b
+    slack = max(64, int(PLACE_SLACK * query_length))
+    shared, diagonal = oriented.placed(full[a:b], slack)
+    if not shared:
+        return a, b
+    return a + max(0, diagonal - slack), a + min(b - a, diagonal + query_length + slack)
 
 
 def rerank_rows(
