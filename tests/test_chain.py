@@ -111,3 +111,17 @@ def test_a_chain_path_is_an_alignment_of_its_spans(lam) -> None:
     for bad in ("3=2Q", "=3", "3=4", "3=="):
         with pytest.raises(ValueError, match="not an extended CIGAR"):
             runs(bad)
+
+
+def test_a_chain_path_skips_anchors_that_cross_its_run_and_resumes_past_them() -> None:
+    """Anchors taken a group at a time (a diagonal's overlapping anchors): a group whose first anchors start inside
+    the current run on another diagonal (an inserted base right after it) is entered at its first anchor past the
+    run's end, as the walk anchor by anchor enters it."""
+    subject = np.array([FIRST_BASE + i % 4 for i in (0, 1, 2, 3, 1, 0, 3, 2, 2, 0, 1, 3, 0, 2)], np.uint8)
+    query = np.concatenate([subject[:8], [FIRST_BASE], subject[8:]]).astype(np.uint8)  # one base inserted at 8
+    anchors = np.array([[0, 0], [2, 2], [4, 4], [6, 5], [7, 6], [9, 8]])  # k 4: run 0-8, then (6,5) and (7,6) cross
+    assert chain_path(query, subject, anchors, 4) == "8=1I4="
+    assert chain_path(query, subject, anchors[[0, 1, 2, 5]], 4) == "8=1I4="  # the same without the crossing ones
+    assert chain_path(query, subject, anchors[:3], 4, (0, 13, 0, 12)) == "8="  # the end's diagonal is not the run's
+    assert chain_path(query, subject, anchors[:3], 4, (0, 12, 0, 12)) == "12="  # it is: the run reaches it
+    assert chain_path(query, subject, anchors[:0], 4) == ""

@@ -11,7 +11,6 @@ its bases do), so only the hits reported are aligned, and only over their region
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -195,36 +194,41 @@ def chain_path(
     last runs of matches reaching them."""
     import edlib
 
+    if not len(anchors):
+        return ""
+    qs_all, ss_all = anchors[:, 0], anchors[:, 1]
+    diagonal = qs_all - ss_all
+    # groups of anchors each on the diagonal of the one before and overlapping it (q <= previous q + k): the walk
+    # anchor by anchor either extends a run with every member of a group after its first taken one, or skips them
+    cut = np.flatnonzero((diagonal[1:] != diagonal[:-1]) | (qs_all[1:] > qs_all[:-1] + k)) + 1
+    firsts, lasts = np.concatenate(([0], cut)), np.concatenate((cut, [len(anchors)])) - 1
     parts: list[str] = []
-    qe = se = None  # the end of the current run of matches
-    for q, s in _pairs(anchors):
-        if qe is None:
-            qs, qe, se = q, q + k, s + k
-            if ends is not None and ends[0] - ends[2] == q - s:
+    qs = qe = se = -1  # the current run of matches: query start, query and subject ends (qe < 0: none yet)
+    rows = zip(
+        firsts.tolist(), lasts.tolist(), diagonal[firsts].tolist(), qs_all[firsts].tolist(), qs_all[lasts].tolist()
+    )
+    for first, last, d, q, q_last in rows:
+        if qe < 0:
+            qs, qe, se = q, q_last + k, q_last + k - d
+            if ends is not None and ends[0] - ends[2] == d:
                 qs = min(qs, ends[0])
             continue
-        if q - s == qe - se and q <= qe:  # the same diagonal, overlapping: the run goes on
-            qe, se = q + k, s + k
+        if d == qe - se and q <= qe:  # the same diagonal, overlapping: the run goes on
+            qe, se = q_last + k, q_last + k - d
             continue
-        if q < qe or s < se:  # crosses the run (an indel right at it): skip this anchor
-            continue
+        if q < qe or q - d < se:  # its first anchors cross the run (an indel right at it): skip those
+            j = first + int(np.searchsorted(qs_all[first : last + 1], max(qe, se + d)))
+            if j > last:
+                continue
+            q = int(qs_all[j])
         parts.append(f"{qe - qs}=")
-        qg, sg = query[qe:q], subject[se:s]
+        qg, sg = query[qe:q], subject[se : q - d]
         if qg.size and sg.size:
             parts.append(edlib.align(qg.tobytes(), sg.tobytes(), mode="NW", task="path")["cigar"])
         elif qg.size or sg.size:
             parts.append(f"{qg.size}I" if qg.size else f"{sg.size}D")
-        qs, qe, se = q, q + k, s + k
-    if qe is None:
-        return ""
+        qs, qe, se = q, q_last + k, q_last + k - d
     if ends is not None and ends[1] - ends[3] == qe - se:
         qe = max(qe, ends[1])
     parts.append(f"{qe - qs}=")
     return "".join(parts)
-
-
-def _pairs(anchors: np.ndarray, block: int = 1 << 16) -> Iterator[list[int]]:
-    """(query, subject) of each anchor as Python ints, a block at a time: a genome's ~10^6 anchors as one list
-    took ~300 MB."""
-    for start in range(0, len(anchors), block):
-        yield from anchors[start : start + block].tolist()
