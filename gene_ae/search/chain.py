@@ -11,6 +11,7 @@ its bases do), so only the hits reported are aligned, and only over their region
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -204,10 +205,7 @@ def chain_path(
     firsts, lasts = np.concatenate(([0], cut)), np.concatenate((cut, [len(anchors)])) - 1
     parts: list[str] = []
     qs = qe = se = -1  # the current run of matches: query start, query and subject ends (qe < 0: none yet)
-    rows = zip(
-        firsts.tolist(), lasts.tolist(), diagonal[firsts].tolist(), qs_all[firsts].tolist(), qs_all[lasts].tolist()
-    )
-    for first, last, d, q, q_last in rows:
+    for first, last, d, q, q_last in _groups(firsts, lasts, diagonal[firsts], qs_all[firsts], qs_all[lasts]):
         if qe < 0:
             qs, qe, se = q, q_last + k, q_last + k - d
             if ends is not None and ends[0] - ends[2] == d:
@@ -232,3 +230,9 @@ def chain_path(
         qe = max(qe, ends[1])
     parts.append(f"{qe - qs}=")
     return "".join(parts)
+
+
+def _groups(*columns: np.ndarray, block: int = 1 << 16) -> Iterator[tuple[int, ...]]:
+    """Rows of the columns as Python ints, a block at a time: a genome's ~10^6 anchors as lists took ~300 MB."""
+    for start in range(0, len(columns[0]), block):
+        yield from zip(*(c[start : start + block].tolist() for c in columns))
