@@ -11,7 +11,9 @@ by chance. Counts are raw (TF-IDF weighting measured worse, `choose_k`). Numpy a
 Stored as postings, memory-mapped when searched: for each k-mer its segments in increasing order, as nibble
 varints of their gaps (gene_ae/index/postings.py), read only for the query's k-mers, so search memory does not
 grow with the collection (a 10^6-gene index's postings stay on disk and in the page cache). A segment holding a
-k-mer c times lists it c times (0.3 % of postings of genes at k = 10 have a count over 1).
+k-mer c times lists it c times (0.3 % of postings of genes at k = 10 have a count over 1). The builder stores the
+segments in an order that makes relatives neighbours (`neighbour_order`: by two MinHash values of their k-mers), so
+most gaps are 1 and are written as runs (postings.c); searches still see the segments in their own order.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gene_ae.core.kmers import CountRows, kmer_count_rows, kmer_counts, l2_scales, n_columns
+from gene_ae.core.kmers import KMER_HASH, CountRows, kmer_count_rows, kmer_counts, l2_scales, n_columns
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
 from gene_ae.index.postings import Postings
@@ -78,6 +80,7 @@ class KmerIndexBuilder:
         self.end: list[int] = []
         self._blocks: list[sparse.csr_matrix] = []
         self._scales: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
         self._pending: list[np.ndarray] = []
         self._size = 0
 
@@ -96,6 +99,7 @@ class KmerIndexBuilder:
         c = self.cfg
         block = kmer_counts(self._pending, c.k, buckets=c.buckets, scaled=c.scaled)
         self._scales.append(l2_scales(block))
+        self._keys.append(minhash_keys(block))
         block.data = block.data.astype(np.uint16 if block.data.max(initial=0) <= 0xFFFF else np.uint32)
         self._blocks.append(block)
         self._pending, self._size = [], 0
@@ -109,7 +113,44 @@ class KmerIndexBuilder:
         self._blocks = []
         inverted = counts.T.tocsr()  # rows are k-mers, each row's segments in increasing order
         del counts
-        return KmerIndex.of_inverted(self.cfg, inverted, self.owner, self.start, self.end, np.concatenate(self._scales))
+        order = neighbour_order(np.concatenate(self._keys, axis=1))
+        stored_at(inverted, order)
+        scales = np.concatenate(self._scales)
+        return KmerIndex.of_inverted(self.cfg, inverted, self.owner, self.start, self.end, scales, order)
+
+
+_OTHER_HASH = 0xD6E8FEB86659FD93  # a second odd multiplier: a MinHash independent of KMER_HASH's
+
+
+def minhash_keys(block: sparse.csr_matrix) -> np.ndarray:
+    """[2, segments] the least of two hashes over each segment's k-mer columns (2^32 for a segment with none):
+    segments sharing many k-mers share these minima (with chance their Jaccard similarity)."""
+    cols = block.indices.astype(np.uint64)
+    keys = np.full((2, block.shape[0]), 1 << 32, np.int64)
+    held = np.diff(block.indptr) > 0
+    if cols.size:
+        starts = block.indptr[:-1][held]
+        for i, mult in enumerate((KMER_HASH, _OTHER_HASH)):
+            hashed = (cols * np.uint64(mult)) >> np.uint64(32)  # wraps mod 2^64: the multiplicative hash
+            keys[i, held] = np.minimum.reduceat(hashed, starts)
+    return keys
+
+
+def neighbour_order(keys: np.ndarray) -> np.ndarray:
+    """The order the segments are stored in: sorted by their MinHash keys, so relatives (which share minima) are
+    neighbours. On a 20,000-gene SILVA index this made the postings 0.73x as large with runs (0.87x without)."""
+    return np.lexsort(keys[::-1]).astype(np.int32)
+
+
+def stored_at(inverted: sparse.csr_matrix, order: np.ndarray, step: int = 1 << 24) -> None:
+    """Renumber the inverted matrix's columns (segments) in place to their stored positions (order[i]: the segment
+    stored at i), each row's again increasing; a block at a time (a 10^6-gene index has ~10^9 postings)."""
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size, dtype=order.dtype)
+    for a in range(0, inverted.indices.size, step):
+        inverted.indices[a : a + step] = rank[inverted.indices[a : a + step]]
+    inverted.has_sorted_indices = False
+    inverted.sort_indices()
 
 
 class KmerIndex:
@@ -129,9 +170,12 @@ class KmerIndex:
         self.scale = np.asarray(scale, dtype=np.float32)
 
     @classmethod
-    def of_inverted(cls, cfg: KmerIndexConfig, inverted: sparse.csr_matrix, owner, start, end, scale) -> KmerIndex:
-        """From integer counts k-mers x segments (each row's columns sorted)."""
-        lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, len(owner))
+    def of_inverted(
+        cls, cfg: KmerIndexConfig, inverted: sparse.csr_matrix, owner, start, end, scale, order=None
+    ) -> KmerIndex:
+        """From integer counts k-mers x segments (each row's columns sorted; with `order`, the columns are the
+        segments' stored positions: Postings.encode)."""
+        lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, len(owner), order)
         return cls(cfg, lists, owner, start, end, scale)
 
     @classmethod
@@ -148,7 +192,8 @@ class KmerIndex:
 
     @property
     def nbytes(self) -> int:
-        parts = (self.lists.stream, self.lists.ptr, self.scale, self.owner)
+        order = self.lists.order if self.lists.order is not None else np.zeros(0, np.int32)
+        parts = (self.lists.stream, self.lists.ptr, self.scale, self.owner, order)
         return int(sum(a.nbytes for a in parts) + 2 * self.owner.nbytes)
 
     def query_matrix(self, queries: Sequence[np.ndarray]) -> CountRows:
@@ -191,8 +236,9 @@ class KmerIndex:
         os.replace(d / f".{self.POSTINGS_FILE}.partial", d / self.POSTINGS_FILE)
         # Not compressed: unzipping the row pointers took 0.16 s of a one-query search of 3 shards (they are stored
         # in 32 bits where they fit, so the file grows by ~4 MiB a shard at k = 10, not 8).
+        order = {} if self.lists.order is None else {"order": self.lists.order}  # none: an index built before runs
         np.savez(d / self.FILE, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=self.owner,
-                 start=self.start, end=self.end, scale=self.scale, ptr=_narrow(self.lists.ptr))  # fmt: skip
+                 start=self.start, end=self.end, scale=self.scale, ptr=_narrow(self.lists.ptr), **order)  # fmt: skip
         return d / self.FILE
 
     @classmethod
@@ -204,6 +250,7 @@ class KmerIndex:
             with np.load(path) as z:
                 k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
                 small = {n: z[n] for n in ("owner", "start", "end", "scale", "ptr")}
+                order = z["order"] if "order" in z.files else None
             cfg = KmerIndexConfig(k, bits, scaled, segment)
             if small["ptr"].dtype.kind not in "iu":  # 32 bits on disk where they fit (_narrow)
                 raise ValueError(f"row pointers of type {small['ptr'].dtype}")
@@ -211,13 +258,17 @@ class KmerIndex:
             sizes = {small[n].size for n in ("owner", "start", "end", "scale")}
             if ptr.size != n_columns(k, cfg.buckets) + 1 or len(sizes) != 1:
                 raise ValueError("arrays of inconsistent sizes")
+            n = sizes.pop()
+            if order is not None and (order.dtype != np.int32 or order.shape != (n,) or n and not (
+                    0 <= order.min() and order.max() < n)):  # fmt: skip
+                raise ValueError(f"a segment order of {order.shape} {order.dtype} values for {n} segments")
             if ptr[0] != 0:  # the others are checked as the rows are read (postings.c): 11 ms an open at 10^5
                 raise ValueError("row pointers out of order")
             path = d / cls.POSTINGS_FILE
             stream = np.load(path, mmap_mode="r")
             if stream.dtype != np.uint8 or stream.ndim != 1 or (int(ptr[-1]) + 1) // 2 != stream.size:
                 raise ValueError(f"{stream.shape} {stream.dtype} values for {ptr[-1]} nibbles of postings")
-            lists = Postings(stream, ptr, sizes.pop())
+            lists = Postings(stream, ptr, n, order)
             return cls(cfg, lists, small["owner"], small["start"], small["end"], small["scale"], str(d))
         except (OSError, KeyError, ValueError, IndexError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable k-mer index ({exc})") from None

@@ -6,7 +6,13 @@
    array of its own. Each gap is a varint of 3-bit groups, most significant first, one group to a nibble
    whose high bit says another follows; nibble i is the high half of byte i / 2 when i is even. On 204,065
    SILVA genes 40 % of gaps are 1 (neighbouring records share k-mers): 0.86 bytes a posting against 2 for
-   16-bit gaps. Loaded with ctypes by gene_ae/index/postings.py, which owns the format; no Python API here. */
+   16-bit gaps.
+
+   Runs (`runs` set; an index whose builder ordered its segments so that relatives are neighbours, which makes
+   most gaps 1): the gaps are counted from -1 (the first segment s is a gap of s + 1) and each varint x is a
+   token: 0 a repeat of the segment before, odd a gap of (x + 1) / 2, even a run of x / 2 + 1 segments each one
+   after the one before (the members of a run held once each). Loaded with ctypes by gene_ae/index/postings.py,
+   which owns the format; no Python API here. */
 
 #include <stdint.h>
 
@@ -37,20 +43,63 @@ static inline int64_t put(uint8_t *out, int64_t pos, uint64_t v)
     return pos;
 }
 
-/* Rows of increasing column indices with their counts, to nibble varints. ptr[r] gets row r's first nibble
-   (ptr has n_rows + 1 entries); out == 0 only measures (ptr filled, nothing written); out must be zeroed.
-   Returns the nibbles used, or -1 where a row's indices do not increase. */
+/* Reads the token at *pos: sets *first to the first segment it gives and returns how many it gives (a run:
+   first, first + 1, ...), moving *segment to the last; 0 where it runs past end. */
+static inline int64_t next_token(const uint8_t *s, int64_t *pos, int64_t end, int64_t *segment, int runs,
+                                 int64_t *first)
+{
+    uint64_t v = 0;
+    if (!runs) {
+        uint64_t at = (uint64_t)*segment;
+        if (next_gap(s, pos, end, &at)) return 0;
+        *first = *segment = (int64_t)at;
+        return 1;
+    }
+    unsigned x;
+    do {
+        if (*pos >= end) return 0;
+        x = nibble_at(s, (*pos)++);
+        v = (v << 3) | (x & 7u);
+    } while (x & 8u);
+    if (v > ((uint64_t)1 << 62)) return 0;  /* no index has segments this far apart: damaged */
+    if (v == 0) {
+        if (*segment < 0) return 0;  /* a repeat of nothing */
+        *first = *segment;
+        return 1;
+    }
+    if (v & 1) {
+        *first = *segment += (int64_t)((v + 1) / 2);
+        return 1;
+    }
+    int64_t r = (int64_t)(v / 2 + 1);
+    *first = *segment + 1;
+    *segment += r;
+    return r;
+}
+
+/* Rows of increasing column indices with their counts, to nibble varints (`runs`: the token code above). ptr[r]
+   gets row r's first nibble (ptr has n_rows + 1 entries); out == 0 only measures (ptr filled, nothing written);
+   out must be zeroed. Returns the nibbles used, or -1 where a row's indices do not increase. */
 int64_t postings_encode(const int64_t *indptr, int64_t n_rows, const int32_t *indices, const uint32_t *counts,
-                        uint8_t *out, int64_t *ptr)
+                        uint8_t *out, int64_t *ptr, int runs)
 {
     int64_t pos = 0;
     for (int64_t r = 0; r < n_rows; r++) {
         ptr[r] = pos;
-        int64_t prev = 0;
+        int64_t prev = runs ? -1 : 0;
         for (int64_t e = indptr[r]; e < indptr[r + 1]; e++) {
             int64_t at = indices[e];
             if (at < prev || (e > indptr[r] && at == prev)) return -1;
-            pos = put(out, pos, (uint64_t)(at - prev));
+            if (!runs) {
+                pos = put(out, pos, (uint64_t)(at - prev));
+            } else if (at == prev + 1 && counts[e] == 1) {
+                int64_t n = 1;  /* a run: the members after this one each one further and held once */
+                while (e + n < indptr[r + 1] && indices[e + n] == at + n && counts[e + n] == 1) n++;
+                pos = put(out, pos, n == 1 ? 1u : (uint64_t)(2 * (n - 1)));
+                e += n - 1, at += n - 1;
+            } else {
+                pos = put(out, pos, (uint64_t)(2 * (at - prev) - 1));
+            }
             for (uint32_t c = 1; c < counts[e]; c++) pos = put(out, pos, 0);
             prev = at;
         }
@@ -59,54 +108,68 @@ int64_t postings_encode(const int64_t *indptr, int64_t n_rows, const int32_t *in
     return pos;
 }
 
-/* scores[segment] += weights[i] for every posting of every row rows[i]. Returns the postings read, or -1
-   where the stream is damaged (row pointers out of order or past the stream's `nibbles`, a varint running past
-   its row, a segment at or past n_segments). */
+/* scores[order[segment]] += weights[i] for every posting of every row rows[i] (order == 0: scores[segment]).
+   Returns the postings read, or -1 where the stream is damaged (row pointers out of order or past the stream's
+   `nibbles`, a varint running past its row, a segment at or past n_segments). */
 int64_t postings_accumulate(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, const double *weights,
-                            int64_t n, double *scores, int64_t n_segments, int64_t nibbles)
+                            int64_t n, double *scores, int64_t n_segments, int64_t nibbles, const int32_t *order,
+                            int runs)
 {
     int64_t read = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
         if (pos < 0 || end < pos || end > nibbles) return -1;  /* the row pointers, checked as they are read */
-        uint64_t segment = 0;
+        int64_t segment = runs ? -1 : 0, first;
         double w = weights[i];
         while (pos < end) {
-            if (next_gap(stream, &pos, end, &segment) || segment >= (uint64_t)n_segments) return -1;
-            scores[segment] += w;
-            read++;
+            int64_t got = next_token(stream, &pos, end, &segment, runs, &first);
+            if (!got || first < 0 || segment >= n_segments) return -1;
+            for (int64_t j = first; j <= segment; j++) scores[order ? order[j] : j] += w;
+            read += got;
         }
     }
     return read;
 }
 
 /* The segments of rows rows[0..n) in order, one entry per occurrence, into out (sized by the caller from
-   postings_count). Returns the entries written, or -1 where damaged as above or out would overflow. */
+   postings_count), each mapped through order (0: as stored). Returns the entries written, or -1 where damaged
+   as above or out would overflow. */
 int64_t postings_decode(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, int64_t n, int64_t *out,
-                        int64_t room, int64_t n_segments, int64_t nibbles)
+                        int64_t room, int64_t n_segments, int64_t nibbles, const int32_t *order, int runs)
 {
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
         if (pos < 0 || end < pos || end > nibbles) return -1;
-        uint64_t segment = 0;
+        int64_t segment = runs ? -1 : 0, first;
         while (pos < end) {
-            if (next_gap(stream, &pos, end, &segment) || segment >= (uint64_t)n_segments || k >= room) return -1;
-            out[k++] = (int64_t)segment;
+            int64_t got = next_token(stream, &pos, end, &segment, runs, &first);
+            if (!got || first < 0 || segment >= n_segments || k + got > room) return -1;
+            for (int64_t j = first; j <= segment; j++) out[k++] = order ? order[j] : j;
         }
     }
     return k;
 }
 
-/* How many entries (postings, a repeat counted each time) rows rows[0..n) hold: varint ends are the nibbles
-   whose high bit is clear. */
-int64_t postings_count(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, int64_t n, int64_t nibbles)
+/* How many entries (postings, a repeat counted each time) rows rows[0..n) hold: without runs, the varint ends
+   (the nibbles whose high bit is clear); with runs, each token's. -1 where damaged. */
+int64_t postings_count(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, int64_t n, int64_t nibbles,
+                       int runs)
 {
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
         if (pos < 0 || end < pos || end > nibbles) return -1;
-        for (; pos < end; pos++) k += !(nibble_at(stream, pos) & 8u);
+        if (!runs) {
+            for (; pos < end; pos++) k += !(nibble_at(stream, pos) & 8u);
+            continue;
+        }
+        int64_t segment = -1, first;
+        while (pos < end) {
+            int64_t got = next_token(stream, &pos, end, &segment, 1, &first);
+            if (!got) return -1;
+            k += got;
+        }
     }
     return k;
 }

@@ -15,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-from gene_ae.core.native import I64, P, load
+from gene_ae.core.native import I32, I64, P, load
 from gene_ae.core.native import at as _at
 
 
@@ -23,35 +23,47 @@ from gene_ae.core.native import at as _at
 def _lib() -> ctypes.CDLL:
     """postings.c as built by `pip install` (setup.py) into this package: loaded once per process."""
     return load("gene_ae.index._postings", "gene_ae/index/postings.c", {
-        "postings_encode": ((P, I64, P, P, P, P), I64),
-        "postings_accumulate": ((P, P, P, P, I64, P, I64, I64), I64),
-        "postings_decode": ((P, P, P, I64, P, I64, I64, I64), I64),
-        "postings_count": ((P, P, P, I64, I64), I64),
+        "postings_encode": ((P, I64, P, P, P, P, I32), I64),
+        "postings_accumulate": ((P, P, P, P, I64, P, I64, I64, P, I32), I64),
+        "postings_decode": ((P, P, P, I64, P, I64, I64, I64, P, I32), I64),
+        "postings_count": ((P, P, P, I64, I64, I32), I64),
     })  # fmt: skip
 
 
 @dataclass
 class Postings:
-    """Every k-mer row's postings: `stream` (uint8, memory-mapped when loaded), `ptr` (int64, rows + 1)."""
+    """Every k-mer row's postings: `stream` (uint8, memory-mapped when loaded), `ptr` (int64, rows + 1). `order`
+    (int32 [n_segments], or None): the segments stored in another order (postings.c's runs: relatives made
+    neighbours so that most gaps are 1), order[i] the segment at stored position i; scores and decoded segments
+    come back in the index's own segment order either way."""
 
     stream: np.ndarray
     ptr: np.ndarray
     n_segments: int
+    order: np.ndarray | None = None
 
     @classmethod
-    def encode(cls, indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, n_segments: int) -> Postings:
-        """From CSR rows (k-mers) of increasing segment indices and their counts."""
+    def encode(
+        cls, indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, n_segments: int,
+        order: np.ndarray | None = None,
+    ) -> Postings:  # fmt: skip
+        """From CSR rows (k-mers) of increasing segment indices and their counts; with `order`, the indices are
+        stored positions (order[i]: the segment at position i) and the rows are written with runs."""
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         indices = np.ascontiguousarray(indices, dtype=np.int32)
         counts = np.ascontiguousarray(counts, dtype=np.uint32)
-        rows = indptr.size - 1
+        if order is not None:
+            order = np.ascontiguousarray(order, dtype=np.int32)
+            if order.size != n_segments or not np.array_equal(np.sort(order), np.arange(n_segments)):
+                raise ValueError(f"postings: the order of {n_segments} segments is not a permutation of them")
+        rows, runs = indptr.size - 1, int(order is not None)
         ptr = np.empty(rows + 1, np.int64)
-        nibbles = _lib().postings_encode(_at(indptr), rows, _at(indices), _at(counts), None, _at(ptr))
+        nibbles = _lib().postings_encode(_at(indptr), rows, _at(indices), _at(counts), None, _at(ptr), runs)
         if nibbles < 0:
             raise ValueError("postings: a row's segments do not increase")
         stream = np.zeros((nibbles + 1) // 2, np.uint8)
-        _lib().postings_encode(_at(indptr), rows, _at(indices), _at(counts), _at(stream), _at(ptr))
-        return cls(stream, ptr, n_segments)
+        _lib().postings_encode(_at(indptr), rows, _at(indices), _at(counts), _at(stream), _at(ptr), runs)
+        return cls(stream, ptr, n_segments, order)
 
     @property
     def nibbles(self) -> int:
@@ -68,7 +80,7 @@ class Postings:
         weights = np.ascontiguousarray(weights, dtype=np.float64)
         scores = np.zeros(self.n_segments, np.float64)
         got = _lib().postings_accumulate(_at(self._view()), _at(self.ptr), _at(rows), _at(weights), rows.size,
-                                         _at(scores), self.n_segments, self.nibbles)  # fmt: skip
+                                         _at(scores), self.n_segments, self.nibbles, *self._order())  # fmt: skip
         if got < 0:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return scores
@@ -77,11 +89,16 @@ class Postings:
         """(segments, entries per row) of these rows, concatenated in the order given, a repeat once per count."""
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         lib, stream = _lib(), self._view()
-        lens = np.array([lib.postings_count(_at(stream), _at(self.ptr), _at(rows[i : i + 1]), 1, self.nibbles) for i
-                         in range(rows.size)], dtype=np.int64)  # fmt: skip
+        runs = int(self.order is not None)
+        lens = np.array([lib.postings_count(_at(stream), _at(self.ptr), _at(rows[i : i + 1]), 1, self.nibbles, runs)
+                         for i in range(rows.size)], dtype=np.int64)  # fmt: skip
         out = np.empty(max(int(lens.sum()), 0), np.int64)
         got = lib.postings_decode(_at(stream), _at(self.ptr), _at(rows), rows.size, _at(out), out.size, self.n_segments,
-                                  self.nibbles)  # fmt: skip
+                                  self.nibbles, *self._order())  # fmt: skip
         if (lens < 0).any() or got != out.size:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return out, lens
+
+    def _order(self) -> tuple[int | None, int]:
+        """The C calls' last two arguments: the order's address (None: as stored) and whether runs are read."""
+        return (None, 0) if self.order is None else (_at(self.order), 1)
