@@ -9,7 +9,7 @@
    16-bit gaps.
 
    Runs (`runs` set; an index whose builder ordered its segments so that relatives are neighbours, which makes
-   most gaps 1): the gaps are counted from -1 (the first segment s is a gap of s + 1) and each varint x is a
+   most gaps 1; 0.53 bytes a posting on those SILVA genes): the gaps are counted from -1 (the first segment s is a gap of s + 1) and each varint x is a
    token: 0 a repeat of the segment before, odd a gap of (x + 1) / 2, even a run of x / 2 + 1 segments each one
    after the one before (the members of a run held once each). Loaded with ctypes by gene_ae/index/postings.py,
    which owns the format; no Python API here. */
@@ -18,17 +18,16 @@
 
 static inline unsigned nibble_at(const uint8_t *s, int64_t i) { return (s[i >> 1] >> ((~i & 1) << 2)) & 15u; }
 
-/* Adds the varint at *pos to *segment and moves *pos past it; nonzero where it runs past end. */
-static inline int next_gap(const uint8_t *s, int64_t *pos, int64_t end, uint64_t *segment)
+/* Reads the varint at *pos into *v and moves *pos past it; nonzero where it runs past end. */
+static inline int read_varint(const uint8_t *s, int64_t *pos, int64_t end, uint64_t *v)
 {
-    uint64_t v = 0;
     unsigned x;
+    *v = 0;
     do {
         if (*pos >= end) return 1;
         x = nibble_at(s, (*pos)++);
-        v = (v << 3) | (x & 7u);
+        *v = (*v << 3) | (x & 7u);
     } while (x & 8u);
-    *segment += v;
     return 0;
 }
 
@@ -48,20 +47,12 @@ static inline int64_t put(uint8_t *out, int64_t pos, uint64_t v)
 static inline int64_t next_token(const uint8_t *s, int64_t *pos, int64_t end, int64_t *segment, int runs,
                                  int64_t *first)
 {
-    uint64_t v = 0;
+    uint64_t v;
+    if (read_varint(s, pos, end, &v) || v > ((uint64_t)1 << 62)) return 0;  /* no index has segments so far apart */
     if (!runs) {
-        uint64_t at = (uint64_t)*segment;
-        if (next_gap(s, pos, end, &at)) return 0;
-        *first = *segment = (int64_t)at;
+        *first = *segment += (int64_t)v;
         return 1;
     }
-    unsigned x;
-    do {
-        if (*pos >= end) return 0;
-        x = nibble_at(s, (*pos)++);
-        v = (v << 3) | (x & 7u);
-    } while (x & 8u);
-    if (v > ((uint64_t)1 << 62)) return 0;  /* no index has segments this far apart: damaged */
     if (v == 0) {
         if (*segment < 0) return 0;  /* a repeat of nothing */
         *first = *segment;
