@@ -197,6 +197,37 @@ def test_an_index_of_an_older_format_says_how_to_rebuild(built, tmp_path) -> Non
     one_line_error(str(err.value), str(d))
 
 
+def test_a_v6_index_with_postings_in_record_order_is_still_read_and_searched_the_same(built, tmp_path) -> None:
+    """v7 stores the k-mer segments in MinHash order with runs; an index v6 wrote (no order, plain gaps) opens and
+    answers every query as the v7 index of the same records does; an older gene-ae refuses v7 by its version."""
+    from gene_ae.index.kmer_index import KmerIndex
+    from gene_ae.index.postings import Postings
+    from shard_tools.files import sha256_file
+
+    d = tmp_path / "v6"
+    shutil.copytree(built["dir"], d)
+    new = KmerIndex.load(d)
+    assert new.lists.order is not None and index.IndexDir.open(d).meta.version == index.FORMAT_VERSION == 7
+    held = np.flatnonzero(np.diff(new.lists.ptr))
+    segments, lens = new.postings(held)
+    n = new.n_segments
+    keys, counts = np.unique(np.repeat(held, lens) * n + segments, return_counts=True)
+    indptr = np.searchsorted(keys // n, np.arange(new.lists.ptr.size))
+    KmerIndex(new.cfg, Postings.encode(indptr, keys % n, counts, n), new.owner, new.start, new.end, new.scale).save(d)
+    meta = json.loads((d / "index.json").read_text())
+    for name in (KmerIndex.FILE, KmerIndex.POSTINGS_FILE):
+        meta["files"][name] = sha256_file(d / name)
+    meta["version"] = 6
+    del meta["meta_sha256"]
+    (d / "index.json").write_text(json.dumps({**meta, "meta_sha256": index.meta_digest(meta)}))
+    old = IndexDir.open(d)
+    assert old.kmers.lists.order is None
+    cfg = search.SearchConfig(k=5)
+    got = search.search(old, built["queries"], None, cfg)
+    want = search.search(IndexDir.open(built["dir"]), built["queries"], None, cfg)
+    assert [[(h.subject, h.score) for h in q] for q in got] == [[(h.subject, h.score) for h in q] for q in want]
+
+
 def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path, data_dir: Path) -> None:
     d = tmp_path / "idx"
     shutil.copytree(built["dir"], d)

@@ -39,9 +39,11 @@ from gene_ae.index.seqstore import SequenceStore, SequenceWriter
 from shard_tools.files import atomic_dir, atomic_write_bytes, sha256_file
 from shard_tools.text import control_char
 
-FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 6
+FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 7
 # 3: one k-mer hash, index.json digest; 4: k-mer postings mapped; 5: records as columns in entries.npz, and
-# only the k-mer counts over 1 stored
+# only the k-mer counts over 1 stored; 7: the k-mer segments stored in MinHash order, postings with runs (an older
+# gene-ae would read those postings as plain gaps: the version keeps it from trying)
+OLDEST_READ = 6  # v6 differs only in its postings (no segment order, no runs), which KmerIndex still reads
 META_FILE, INDEX_FILE, VECTORS_FILE = "index.json", "index.faiss", "vectors.npy"
 WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
 # Read a piece at a time and checked as read (zstd frame checksums; the k-mer postings' every segment checked in
@@ -311,9 +313,10 @@ def check_meta(raw: object, path: Path) -> IndexMeta:
     version = raw.get("version", 1)
     if version > FORMAT_VERSION:
         raise bad(f"version {version}; this gene-ae reads up to {FORMAT_VERSION} (a newer gene-ae wrote it?)")
-    if version < FORMAT_VERSION:
+    if version < OLDEST_READ:
         raise ValueError(
-            f"{path}: index format v{version} was written by an older gene-ae (this one reads v{FORMAT_VERSION}): "
+            f"{path}: index format v{version} was written by an older gene-ae (this one reads v{OLDEST_READ} to "
+            f"v{FORMAT_VERSION}): "
             "rebuild it with `gene-ae embed --model MODEL --input COLLECTION --out DIR --overwrite`"
         )
     if raw.get("meta_sha256") != meta_digest(raw):
