@@ -199,3 +199,28 @@ def test_row_pointers_out_of_order_are_refused_by_the_search_that_reads_them(tmp
     damaged = KmerIndex.load(tmp_path)
     with pytest.raises(ValueError, match="damaged k-mer postings"):
         damaged.search_segments([seq], 1)
+
+
+@pytest.mark.parametrize("runs", [False, True])
+def test_random_bytes_as_postings_are_damaged_or_read_in_range_never_past_it(runs):
+    """Any stream (random nibbles: gaps past the segments, runs running past them, a repeat of nothing first)
+    either reads every posting inside the segments or is refused as damaged: the C loop never writes or reads
+    outside the scores or the order."""
+    rng = np.random.default_rng(9)
+    n = 50
+    order = rng.permutation(n).astype(np.int32) if runs else None
+    refused = 0
+    for _ in range(300):
+        stream = rng.integers(0, 256, int(rng.integers(1, 40)), dtype=np.uint8)
+        ptr = np.array([0, 2 * stream.size], np.int64)
+        lists = Postings(stream, ptr, n, order)
+        try:
+            summed = lists.accumulate(np.array([0]), np.array([1.0]), "fuzz")
+            segments, _ = lists.segments(np.array([0]), "fuzz")
+        except ValueError as exc:
+            assert "damaged k-mer postings" in str(exc)
+            refused += 1
+            continue
+        assert summed.shape == (n,) and ((segments >= 0) & (segments < n)).all()
+        assert summed.sum() == segments.size
+    assert 0 < refused < 300
