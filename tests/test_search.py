@@ -25,7 +25,7 @@ from gene_ae.search import align, rerank
 from gene_ae.search import engine as search
 from gene_ae.search.candidates import Candidate, vote
 from gene_ae.search.engine import fuse
-from shard_tools.alphabet import FIRST_BASE, reverse_complement
+from shard_tools.alphabet import FIRST_BASE, N, reverse_complement
 from shard_tools.inputs import ReaderConfig
 
 WINDOW = 256
@@ -205,11 +205,12 @@ def test_a_short_query_is_aligned_where_its_kmers_place_it_in_a_long_record(lam)
         assert hit.strand == whole.strand == strand
         assert (hit.subject_start, hit.subject_end) == (whole.subject_start, whole.subject_end)
         assert abs(hit.identity - whole.identity) < 1e-9
-    # nothing shared (an unrelated random record): the whole record, as before
-    junk = np.random.default_rng(8).integers(FIRST_BASE, FIRST_BASE + 4, 20_000).astype(np.uint8)
+    # a record sharing no 10-mer with the query (all N): nothing places it, so the whole record is aligned
+    blank = np.full(20_000, N, np.uint8)
     query = mutate(lam.tokens[1_000:2_000], 0.1, rng)
-    shared, _ = align.Oriented(query).placed(junk[:0], 64)
-    assert shared == 0
+    oriented = align.Oriented(query)
+    assert oriented.placed(blank, 64) == (0, 0)
+    assert rerank._region(search.Hit(0, 0.0), blank.size, query.size, oriented, blank) == (0, blank.size)
 
 
 def test_a_chance_alignment_heads_no_region_of_its_own() -> None:

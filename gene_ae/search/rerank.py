@@ -35,9 +35,10 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
     return [head[i] for i in order] + beaten + hits[top:]
 
 
-# A record over this many times the query's length is aligned only around the band of diagonals holding most of
-# the query's k-mers: an edlib infix costs query x record, and the 1-4 kb queries of the grown loci spent most of
-# their time aligning against whole 10-100 kb candidates (docs/BENCHMARKS.md, stop 35).
+# A region to align (a voted segment widened by a query length each side, or the record) over this many times the
+# query's length is aligned only around the band of diagonals holding the most of the query's k-mers: an edlib
+# infix costs query x region, and the grown loci's queries up to 4 kb spent a quarter of their run aligning over
+# 8 kb segments and more of their long candidates (docs/BENCHMARKS.md, stop 35).
 PLACE_ABOVE = 3
 # The bases each side of the placed diagonal aligned too: indels move a copy's bases off its first base's
 # diagonal (a 30 % copy's ~10 % indels drift tens of bases over 4 kb; this allows a fifth of the query, at least 64)
@@ -49,8 +50,8 @@ def _region(
 ) -> tuple[int, int]:
     """The part of a subject worth aligning: its voted region (a k-mer segment) widened by a query length on each
     side, or all of it when no narrower region is known; and within that, when it is over PLACE_ABOVE query lengths,
-    the query's span on the diagonal where most of its k-mers lie (`oriented`'s, over `full`, the record),
-    PLACE_SLACK wider each side. All of the record for a long query."""
+    the query's span on the band of diagonals holding the most of its k-mers (`oriented`'s, over that region of
+    `full`, the record), the band's width wider each side. All of the record for a long query."""
     if query_length > align.LONG:
         return 0, length
     a, b = 0, length
