@@ -40,9 +40,9 @@ from shard_tools.files import atomic_dir, atomic_write_bytes, sha256_file
 from shard_tools.text import control_char
 
 FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 7
-# 3: one k-mer hash, index.json digest; 4: k-mer postings mapped; 5: records as columns in entries.npz, and
-# only the k-mer counts over 1 stored; 6: k-mer postings as nibble varints; 7: the k-mer segments stored in MinHash order, postings with runs (an older
-# gene-ae would read those postings as plain gaps: the version keeps it from trying)
+# 3: one k-mer hash, index.json digest; 4: k-mer postings mapped; 5: records as columns in entries.npz, and only the
+# k-mer counts over 1 stored; 6: k-mer postings as nibble varints; 7: the k-mer segments stored in MinHash order,
+# postings with runs (an older gene-ae would read those postings as plain gaps: the version keeps it from trying)
 OLDEST_READ = 6  # v6 differs only in its postings (no segment order, no runs), which KmerIndex still reads
 META_FILE, INDEX_FILE, VECTORS_FILE = "index.json", "index.faiss", "vectors.npy"
 WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"

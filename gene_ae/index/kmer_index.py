@@ -9,12 +9,12 @@ genes, where mutated copies keep few long k-mers, longer k for loci and genomes,
 by chance. Counts are raw (TF-IDF weighting measured worse, `choose_k`). Numpy and scipy only.
 
 Stored as postings, memory-mapped when searched: for each k-mer its segments in increasing order of where they are
-stored, as nibble varints of their gaps with runs (gene_ae/index/postings.py), read only for the query's k-mers, so search memory does not
-grow with the collection (a 10^6-gene index's postings stay on disk and in the page cache). A segment holding a
-k-mer c times lists it c times (0.3 % of postings of genes at k = 10 have a count over 1). The builder stores the
-segments in an order that makes relatives neighbours (`neighbour_order`: by two MinHash values of their k-mers), so
-most gaps are 1 (54 % of them on a 20,000-gene SILVA index) and are written as runs (postings.c); searches still
-see the segments in their own order.
+stored, as nibble varints of their gaps with runs (gene_ae/index/postings.py), read only for the query's k-mers, so
+search memory does not grow with the collection (a 10^6-gene index's postings stay on disk and in the page cache). A
+segment holding a k-mer c times lists it c times (0.3 % of postings of genes at k = 10 have a count over 1). The
+builder stores the segments in an order that makes relatives neighbours (`neighbour_order`: by two MinHash values of
+their k-mers), so most gaps are 1 (54 % of them on a 20,000-gene SILVA index) and are written as runs (postings.c);
+searches still see the segments in their own order.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A k-mer's postings are its segments as nibble varints of their gaps, or (an index that stores its segments in an
 order of its own, `Postings.order`) of tokens that also write a run of neighbouring segments as one (postings.c says
-both layouts); `stream` is the uint8 array of every row's nibbles and `ptr[r]` row r's first nibble. Why C: a 16S query reads about
-9 million postings of a 204,065-gene index, and numpy's decode-then-bincount spent 90 ms on them; one pass
-that decodes and adds costs a few ns a posting, and a varint of 3-bit groups stores 40 % of the gaps (1,
+both layouts); `stream` is the uint8 array of every row's nibbles and `ptr[r]` row r's first nibble. Why C: a 16S
+query reads about 9 million postings of a 204,065-gene index, and numpy's decode-then-bincount spent 90 ms on them;
+one pass that decodes and adds costs a few ns a posting, and a varint of 3-bit groups stores 40 % of the gaps (1,
 between neighbouring records) in half a byte.
 """
 
