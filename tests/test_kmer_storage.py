@@ -224,3 +224,14 @@ def test_random_bytes_as_postings_are_damaged_or_read_in_range_never_past_it(run
         assert summed.shape == (n,) and ((segments >= 0) & (segments < n)).all()
         assert summed.sum() == segments.size
     assert 0 < refused < 300
+
+
+def test_a_native_library_without_a_function_asked_of_it_says_to_rebuild():
+    """A library built from an older postings.c (an editable install not rebuilt after a pull) lacks a function or
+    reports another version: one ImportError saying how to rebuild, not a call with the wrong arguments."""
+    from gene_ae.core.native import I32, load
+    from gene_ae.index import postings
+
+    with pytest.raises(ImportError, match=r"no postings_from_the_future: .* run `pip install -e \.`"):
+        load("gene_ae.index._postings", "gene_ae/index/postings.c", {"postings_from_the_future": ((), I32)})
+    assert postings._lib().postings_abi() == postings.ABI

@@ -23,7 +23,11 @@ def load(module: str, source: str, signatures: Mapping[str, tuple[Sequence, obje
         raise ImportError(f"{module} is not built: run `pip install -e .` (it compiles {source})")
     lib = ctypes.CDLL(spec.origin)
     for name, (args, result) in signatures.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:  # built from an older source: an editable install not rebuilt after a pull
+            raise ImportError(f"{module} has no {name}: it was built from an older {source}; run `pip install -e .` "
+                              "to rebuild it") from None  # fmt: skip
         fn.argtypes, fn.restype = list(args), result
     return lib
 

@@ -16,6 +16,10 @@
 
 #include <stdint.h>
 
+/* Bumped with every change to these functions' arguments or to the layout: postings.py refuses a library built
+   from another version (an editable install not rebuilt after a pull would read runs as plain gaps). */
+int postings_abi(void) { return 2; }
+
 static inline unsigned nibble_at(const uint8_t *s, int64_t i) { return (s[i >> 1] >> ((~i & 1) << 2)) & 15u; }
 
 /* Reads the varint at *pos into *v and moves *pos past it; nonzero where it runs past end. */

@@ -19,16 +19,24 @@ import numpy as np
 from gene_ae.core.native import I32, I64, P, load
 from gene_ae.core.native import at as _at
 
+ABI = 2  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
+
 
 @cache
 def _lib() -> ctypes.CDLL:
-    """postings.c as built by `pip install` (setup.py) into this package: loaded once per process."""
-    return load("gene_ae.index._postings", "gene_ae/index/postings.c", {
+    """postings.c as built by `pip install` (setup.py) into this package: loaded once per process, refused when it
+    was built from another version of postings.c."""
+    lib = load("gene_ae.index._postings", "gene_ae/index/postings.c", {
+        "postings_abi": ((), I32),
         "postings_encode": ((P, I64, P, P, P, P, I32), I64),
         "postings_accumulate": ((P, P, P, P, I64, P, I64, I64, P, I32), I64),
         "postings_decode": ((P, P, P, I64, P, I64, I64, I64, P, I32), I64),
         "postings_count": ((P, P, P, I64, I64, I32), I64),
     })  # fmt: skip
+    if lib.postings_abi() != ABI:
+        raise ImportError(f"gene_ae.index._postings was built from another postings.c (version {lib.postings_abi()}, "
+                          f"this gene-ae calls version {ABI}): run `pip install -e .` to rebuild it")  # fmt: skip
+    return lib
 
 
 @dataclass
