@@ -117,6 +117,18 @@ def test_relatives_stored_as_neighbours_make_the_postings_smaller_and_search_the
         KmerIndex.load(tmp_path)
 
 
+def test_where_runs_do_not_pay_the_segments_keep_their_own_order_and_plain_gaps():
+    """Unrelated records (neighbours in any order share only chance k-mers): the runs code's plain gaps cost more
+    than plain gaps (a nibble holds a gap up to 4, not 7), so the builder keeps record order and the plain code."""
+    rng = np.random.default_rng(5)
+    seqs = [rng.integers(3, 7, size=1500).astype(np.uint8) for _ in range(300)]
+    built = KmerIndex.build(seqs, KmerIndexConfig(k=10))
+    assert built.lists.order is None
+    indptr, indices, counts = _segments_csr(built)
+    assert int(built.lists.ptr[-1]) == Postings.size(indptr, indices, counts)  # the plain code, in record order
+    assert Postings.size(indptr, indices, counts, runs=True) > Postings.size(indptr, indices, counts)
+
+
 def _segments_csr(index: KmerIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indptr, segment indices, counts) of every k-mer row of an index, in segment order."""
     held = np.flatnonzero(np.diff(index.lists.ptr))  # rows with postings (decoding each row is one C call)

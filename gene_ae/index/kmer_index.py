@@ -12,9 +12,9 @@ Stored as postings, memory-mapped when searched: for each k-mer its segments in 
 stored, as nibble varints of their gaps with runs (gene_ae/index/postings.py), read only for the query's k-mers, so
 search memory does not grow with the collection (a 10^6-gene index's postings stay on disk and in the page cache). A
 segment holding a k-mer c times lists it c times (0.3 % of postings of genes at k = 10 have a count over 1). The
-builder stores the segments in an order that makes relatives neighbours (`neighbour_order`: by two MinHash values of
-their k-mers), so most gaps are 1 (54 % of them on a 20,000-gene SILVA index) and are written as runs (postings.c);
-searches still see the segments in their own order.
+builder stores the segments, where that makes the postings smaller, in an order that makes relatives neighbours
+(`neighbour_order`: by two MinHash values of their k-mers), so most gaps are 1 (54 % of them on a 20,000-gene SILVA
+index) and are written as runs (postings.c); searches still see the segments in their own order.
 """
 
 from __future__ import annotations
@@ -114,8 +114,13 @@ class KmerIndexBuilder:
         self._blocks = []
         inverted = counts.T.tocsr()  # rows are k-mers, each row's segments in increasing order
         del counts
-        order = neighbour_order(np.concatenate(self._keys, axis=1))
+        order: np.ndarray | None = neighbour_order(np.concatenate(self._keys, axis=1))
+        plain = Postings.size(inverted.indptr, inverted.indices, inverted.data)
         stored_at(inverted, order)
+        if Postings.size(inverted.indptr, inverted.indices, inverted.data, runs=True) >= plain:
+            # runs do not pay where neighbours share few k-mers (the grown loci's 8 kb segments at k = 14: 1.17x)
+            stored_at(inverted, np.argsort(order).astype(np.int32))  # back to the segments' own order
+            order = None
         scales = np.concatenate(self._scales)
         return KmerIndex.of_inverted(self.cfg, inverted, self.owner, self.start, self.end, scales, order)
 
@@ -139,7 +144,8 @@ def minhash_keys(block: sparse.csr_matrix) -> np.ndarray:
 
 def neighbour_order(keys: np.ndarray) -> np.ndarray:
     """The order the segments are stored in: sorted by their MinHash keys, so relatives (which share minima) are
-    neighbours. On a 20,000-gene SILVA index this made the postings 0.73x as large with runs (0.87x without)."""
+    neighbours. On a 20,000-gene SILVA index this made the postings 0.73x as large with runs (0.87x without); the
+    builder keeps it only where runs make the postings smaller than plain gaps in record order."""
     return np.lexsort(keys[::-1]).astype(np.int32)
 
 

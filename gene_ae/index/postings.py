@@ -74,6 +74,18 @@ class Postings:
         _lib().postings_encode(_at(indptr), rows, _at(indices), _at(counts), _at(stream), _at(ptr), runs)
         return cls(stream, ptr, n_segments, order)
 
+    @staticmethod
+    def size(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, runs: bool = False) -> int:
+        """The nibbles encode() would write for these rows (plain gaps, or with runs), nothing written."""
+        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        ptr = np.empty(indptr.size, np.int64)
+        indices, counts = np.ascontiguousarray(indices, np.int32), np.ascontiguousarray(counts, np.uint32)
+        nibbles = _lib().postings_encode(_at(indptr), indptr.size - 1, _at(indices), _at(counts), None, _at(ptr),
+                                         int(runs))  # fmt: skip
+        if nibbles < 0:
+            raise ValueError("postings: a row's segments do not increase")
+        return int(nibbles)
+
     @property
     def nibbles(self) -> int:
         """The nibbles the stream holds: no row pointer may pass it (checked as rows are read, not on load)."""
