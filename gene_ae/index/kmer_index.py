@@ -117,12 +117,14 @@ class KmerIndexBuilder:
         order: np.ndarray | None = neighbour_order(np.concatenate(self._keys, axis=1))
         plain = Postings.size(inverted.indptr, inverted.indices, inverted.data)
         stored_at(inverted, order)
-        if Postings.size(inverted.indptr, inverted.indices, inverted.data, runs=True) >= plain:
+        n = len(self.owner)
+        lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, n, order)
+        if int(lists.ptr[-1]) >= plain:
             # runs do not pay where neighbours share few k-mers (the grown loci's 8 kb segments at k = 14: 1.17x)
+            del lists
             stored_at(inverted, np.argsort(order).astype(np.int32))  # back to the segments' own order
-            order = None
-        scales = np.concatenate(self._scales)
-        return KmerIndex.of_inverted(self.cfg, inverted, self.owner, self.start, self.end, scales, order)
+            lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, n)
+        return KmerIndex(self.cfg, lists, self.owner, self.start, self.end, np.concatenate(self._scales))
 
 
 _OTHER_HASH = 0xD6E8FEB86659FD93  # a second odd multiplier: a MinHash independent of KMER_HASH's
@@ -175,15 +177,6 @@ class KmerIndex:
         self.cfg, self.source, self.lists = cfg, source, lists
         self.owner, self.start, self.end = (np.asarray(a, dtype=np.int64) for a in (owner, start, end))
         self.scale = np.asarray(scale, dtype=np.float32)
-
-    @classmethod
-    def of_inverted(
-        cls, cfg: KmerIndexConfig, inverted: sparse.csr_matrix, owner, start, end, scale, order=None
-    ) -> KmerIndex:
-        """From integer counts k-mers x segments (each row's columns sorted; with `order`, the columns are the
-        segments' stored positions: Postings.encode)."""
-        lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, len(owner), order)
-        return cls(cfg, lists, owner, start, end, scale)
 
     @classmethod
     def build(cls, seqs: Sequence[np.ndarray], cfg: KmerIndexConfig | None = None) -> KmerIndex:

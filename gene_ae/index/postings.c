@@ -9,8 +9,8 @@
    16-bit gaps.
 
    Runs (`runs` set; an index whose builder ordered its segments so that relatives are neighbours, which makes
-   most gaps 1; 0.53 bytes a posting on those SILVA genes): the gaps are counted from -1 (the first segment s is a gap of s + 1) and each varint x is a
-   token: 0 a repeat of the segment before, odd a gap of (x + 1) / 2, even a run of x / 2 + 1 segments each one
+   most gaps 1; 0.53 bytes a posting on those SILVA genes): the gaps are counted from -1 (the first segment s is
+   a gap of s + 1) and each varint x is a token: 0 a repeat of the segment before, odd a gap of (x + 1) / 2, even a run of x / 2 + 1 segments each one
    after the one before (the members of a run held once each). Loaded with ctypes by gene_ae/index/postings.py,
    which owns the format; no Python API here. */
 

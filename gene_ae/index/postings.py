@@ -58,28 +58,22 @@ class Postings:
     ) -> Postings:  # fmt: skip
         """From CSR rows (k-mers) of increasing segment indices and their counts; with `order`, the indices are
         stored positions (order[i]: the segment at position i) and the rows are written with runs."""
-        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-        indices = np.ascontiguousarray(indices, dtype=np.int32)
-        counts = np.ascontiguousarray(counts, dtype=np.uint32)
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int32)
             if order.size != n_segments or not np.array_equal(np.sort(order), np.arange(n_segments)):
                 raise ValueError(f"postings: the order of {n_segments} segments is not a permutation of them")
-        rows, runs = indptr.size - 1, int(order is not None)
-        ptr = np.empty(rows + 1, np.int64)
-        nibbles = _lib().postings_encode(_at(indptr), rows, _at(indices), _at(counts), None, _at(ptr), runs)
-        if nibbles < 0:
-            raise ValueError("postings: a row's segments do not increase")
-        stream = np.zeros((nibbles + 1) // 2, np.uint8)
-        _lib().postings_encode(_at(indptr), rows, _at(indices), _at(counts), _at(stream), _at(ptr), runs)
+        indptr, indices, counts = _rows(indptr, indices, counts)
+        runs = int(order is not None)
+        ptr = np.empty(indptr.size, np.int64)
+        stream = np.zeros((cls.size(indptr, indices, counts, bool(runs)) + 1) // 2, np.uint8)
+        _lib().postings_encode(_at(indptr), indptr.size - 1, _at(indices), _at(counts), _at(stream), _at(ptr), runs)
         return cls(stream, ptr, n_segments, order)
 
     @staticmethod
     def size(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, runs: bool = False) -> int:
         """The nibbles encode() would write for these rows (plain gaps, or with runs), nothing written."""
-        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        indptr, indices, counts = _rows(indptr, indices, counts)
         ptr = np.empty(indptr.size, np.int64)
-        indices, counts = np.ascontiguousarray(indices, np.int32), np.ascontiguousarray(counts, np.uint32)
         nibbles = _lib().postings_encode(_at(indptr), indptr.size - 1, _at(indices), _at(counts), None, _at(ptr),
                                          int(runs))  # fmt: skip
         if nibbles < 0:
@@ -123,3 +117,10 @@ class Postings:
     def _order(self) -> tuple[int | None, int]:
         """The C calls' last two arguments: the order's address (None: as stored) and whether runs are read."""
         return (None, 0) if self.order is None else (_at(self.order), 1)
+
+
+def _rows(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR rows as postings.c reads them: int64 row pointers, int32 indices, uint32 counts (copies only where the
+    types differ)."""
+    return (np.ascontiguousarray(indptr, np.int64), np.ascontiguousarray(indices, np.int32),
+            np.ascontiguousarray(counts, np.uint32))  # fmt: skip

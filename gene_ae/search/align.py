@@ -79,10 +79,17 @@ class Oriented:
         self.table[forward] |= 1
         self.table[reverse_complement_codes(forward, k)] |= 2
 
+    def _marks(self, subject: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, codes, marks) of the subject's k-mers of real bases: where each starts, its code, and whether
+        the query holds it (1), its reverse complement does (2), or both."""
+        codes, valid = kmer_codes(subject, self.k, canonical=False)
+        at = np.flatnonzero(valid)
+        codes = codes[at].astype(np.int64)
+        return at, codes, self.table[codes]
+
     def strand(self, subject: np.ndarray) -> str:
         """'-' when the subject shares more of the query's reverse complement's k-mers than of its own, else '+'."""
-        codes, valid = kmer_codes(subject, self.k, canonical=False)
-        marks = self.table[codes[valid].astype(np.int64)]
+        marks = self._marks(subject)[2]
         return "-" if np.count_nonzero(marks & 2) > np.count_nonzero(marks & 1) else "+"
 
     def placed(self, subject: np.ndarray, band: int) -> tuple[int, int]:
@@ -96,13 +103,11 @@ class Oriented:
             self._positions[0, self._forward] = self._forward_at
             # a k-mer at i of the query is its reverse complement's at (length - k - i)
             self._positions[1, reverse_complement_codes(self._forward, k)] = self._query_size - k - self._forward_at
-        codes, valid = kmer_codes(subject, self.k, canonical=False)
-        at = np.flatnonzero(valid)
-        marks = self.table[codes[at].astype(np.int64)]
+        at, codes, marks = self._marks(subject)
         best = (0, 0)
         for strand, bit in ((0, 1), (1, 2)):
             hit = (marks & bit) != 0
-            diagonals = np.sort(at[hit] - self._positions[strand, codes[at[hit]].astype(np.int64)])
+            diagonals = np.sort(at[hit] - self._positions[strand, codes[hit]])
             if diagonals.size:
                 within = np.searchsorted(diagonals, diagonals + band) - np.arange(diagonals.size)
                 i = int(np.argmax(within))
