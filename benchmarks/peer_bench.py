@@ -30,8 +30,8 @@ What it does:
    source's family) is reported too, to read the figures honestly.
 3. Runs each tool as a user would, as subprocesses with --threads threads each (default 2), in the same run on
    the same files: gene-ae (`gene-ae embed --model M --input coll.fa --out IDX`, then `gene-ae search --index
-   IDX queries.fa -k 10`, defaults otherwise; threads through OMP_NUM_THREADS/MKL_NUM_THREADS, gene-ae has
-   no thread flag); BLAST+ (`makeblastdb -dbtype nucl`, then `blastn -task blastn` and `blastn -task
+   IDX queries.fa -k 10 --threads T`, defaults otherwise; the embed's threads through OMP_NUM_THREADS /
+   MKL_NUM_THREADS); BLAST+ (`makeblastdb -dbtype nucl`, then `blastn -task blastn` and `blastn -task
    megablast`, -outfmt 6 -max_target_seqs 10 -num_threads T, default e-value; both share one database);
    MMseqs2 (`mmseqs createdb`, `mmseqs createindex --search-type 3`, then `mmseqs easy-search queries.fa DB
    out.m8 tmp --search-type 3 --threads T` against the indexed database: easy-search uses DB.idx when the
@@ -407,8 +407,8 @@ def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = 
             f"gene-ae ({label})", "gene-ae" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', label)}" if flags else ""),
             lambda fa, d: [[*gene_ae, "embed", "--model", model, "--input", fa, "--out", d / "index", *flags]],
             lambda d: [d / "index"],
-            lambda q, d, out: [*gene_ae, "search", "--index", d / "index", q, "-k", str(K), "--out", out,
-                               *search_flags],
+            lambda q, d, out: [*gene_ae, "search", "--index", d / "index", q, "-k", str(K), "--threads", t, "--out",
+                               out, *search_flags],
             gene_ae_hits, torch_env,
         )  # fmt: skip
 

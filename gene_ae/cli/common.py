@@ -24,6 +24,7 @@ LIMITS = {
     "batch_size": Range(1),
     "stride": Range(0),
     "workers": Range(1),
+    "threads": Range(1, 256),
     "shard_records": Range(0),
     "shard_bases": Range(0),
     "window_min": Range(0),

@@ -78,6 +78,10 @@ def add_parser(sub, version: str) -> None:
         help="a gene query's candidates whose k-mer score is under F of the best (the default --sources) are "
         "neither aligned nor reported, so a query may get fewer than -k hits, as from blastn (0: none left out)",
     )  # fmt: skip
+    s.add_argument(
+        "--threads", type=int_option("threads"), default=None, metavar="N",
+        help="queries searched at once (default: the CPUs this process may use); each query's hits are the same",
+    )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
         "--sources", type=source_list, default=search_cfg.sources, metavar="LIST",
@@ -127,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.search.engine import SearchConfig
     from gene_ae.search.genomes import GenomeConfig
     from gene_ae.search.searcher import Searcher, collection_subject
+    from shard_tools.writer import usable_cpus
 
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
@@ -173,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
             name = "-" if args.query == STDIN else args.query
             matches = searcher.genome(name, queries, cfg, genome, allowed, features, subject, tell)
         else:
-            results = searcher.search(queries, cfg, allowed, features, subject, tell)
+            threads = usable_cpus() if args.threads is None else args.threads
+            results = searcher.search(queries, cfg, allowed, features, subject, tell, threads)
     entries = index.entries
     if kind == "ani":
         lines = output.genomes_tsv(matches)

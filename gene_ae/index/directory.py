@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -161,6 +162,7 @@ class IndexDir:
     sequences: SequenceStore | None = None
     features: FeatureColumns = field(default_factory=FeatureColumns)
     lazy: bool = False  # the vector parts are still on disk (IndexDir.open)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -170,8 +172,7 @@ class IndexDir:
     @property
     def dense(self):
         """The record vectors' faiss index (read on first use)."""
-        if self._dense is None and self.lazy:
-            self._load_vectors()
+        self._loaded()
         return self._dense
 
     @dense.setter
@@ -181,8 +182,7 @@ class IndexDir:
     @property
     def windows(self):
         """The window vectors' faiss index, None when the index has none (read on first use)."""
-        if self._windows is None and self.lazy:
-            self._load_vectors()
+        self._loaded()
         return self._windows
 
     @windows.setter
@@ -202,8 +202,7 @@ class IndexDir:
         return self._window_spans()[2]
 
     def _window_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.lazy:
-            self._load_vectors()
+        self._loaded()
         if self._spans is None:
             return (np.zeros(0, np.int64),) * 3
         return self._spans
@@ -218,9 +217,16 @@ class IndexDir:
         vector compares with a stored one without the codec's error (64-byte codes lose more than 8-bit ones)."""
         return vectors.requantised(self.dense, matrix)
 
+    def _loaded(self) -> None:
+        """The vector parts read, once, whichever of a search's threads asks first."""
+        if self.lazy:
+            with self._lock:
+                if self.lazy:
+                    self._load_vectors()
+                    self.lazy = False  # after the parts are set: another thread reads them once this is False
+
     def _load_vectors(self) -> None:
         d, meta = self.path, self.meta
-        self.lazy = False
         check_digest(d / INDEX_FILE, meta.files.get(INDEX_FILE))
         dense = vectors.read_faiss(d / INDEX_FILE)
         if dense.ntotal != len(meta.entries) or dense.d != meta.dim:

@@ -9,6 +9,7 @@ blocks, fetching the ~55 candidates a query aligns took 40 % of a search at 10^5
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -76,14 +77,16 @@ class SequenceStore:
             raise ValueError(f"{self.dir / TABLE_FILE}: not a sequence table ({exc})") from None
         self._cache: OrderedDict[int, list] = OrderedDict()
         self._cache_blocks = cache_blocks
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return int(self.span.shape[0])
 
     def _block(self, b: int) -> list:
-        if b in self._cache:
-            self._cache.move_to_end(b)
-            return self._cache[b]
+        with self._lock:  # searched from several threads (engine.search's threads): the cache is shared
+            if b in self._cache:
+                self._cache.move_to_end(b)
+                return self._cache[b]
         with open(self.dir / BLOCKS_FILE, "rb") as f:
             f.seek(int(self.offsets[b]))
             member = f.read(int(self.offsets[b + 1] - self.offsets[b]))
@@ -91,9 +94,10 @@ class SequenceStore:
             records = decode_block(member)
         except ValueError as exc:
             raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b}: {exc}") from None
-        self._cache[b] = records
-        if len(self._cache) > self._cache_blocks:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[b] = records
+            if len(self._cache) > self._cache_blocks:
+                self._cache.popitem(last=False)
         return records
 
     def __getitem__(self, i: int) -> np.ndarray:

@@ -9,7 +9,9 @@ same `rerank`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
@@ -89,6 +91,7 @@ def search(
     allowed: np.ndarray | None = None,
     features: Mapping[str, Sequence] | None = None,
     progress: Progress | None = None,
+    threads: int = 1,
 ) -> list[list[Hit]]:
     """Ranked hits per query; records are global positions in the collection. `embed` turns token arrays
     into the index model's vectors (None: no dense lists); `subject` gives a record's tokens for
@@ -96,13 +99,51 @@ def search(
     a --where filter) restricts every candidate list before it ranks, so the records that pass are ranked
     as in an index holding only them; removed records never come back. `features` (name -> one value per
     query) are the queries' own, for a model whose vector takes features. `progress` is told the query bases
-    done as they are (within a long query too: gene_ae/search/progress.py).
+    done as they are (within a long query too: gene_ae/search/progress.py). `threads`: queries searched at once
+    (each query's hits are the same whatever the number).
 
     Three steps, which gene_ae/search/serve_index.py runs apart (the middle one on each shard's replicas): `ask`
     (the query pieces, embedded once), `shard_hits` per shard, `finish` (merge, fuse, align, rank)."""
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
-    subject, asked, per_shard = _gathered(collection, queries, embed, cfg, subject, allowed, features)
-    return finish(queries, asked, per_shard, cfg, subject, search_space(collection), progress)
+    space = search_space(collection)
+
+    def part(rows: Sequence[int], tell: Progress | None) -> list[list[Hit]]:
+        chosen = [queries[r] for r in rows]
+        given = {n: [v[r] for r in rows] for n, v in features.items()} if features else None
+        gathered, asked, per_shard = _gathered(collection, chosen, embed, cfg, subject, allowed, given)
+        return finish(chosen, asked, per_shard, cfg, gathered, space, tell)
+
+    if threads <= 1 or len(queries) <= 1:
+        return part(range(len(queries)), progress)
+    return _in_threads(part, len(queries), QUERIES_A_TASK if embed is None else max(1, cfg.batch_size), threads,
+                       progress)  # fmt: skip
+
+
+# Queries a thread takes at a time when no vectors are embedded: one, so a long query does not hold others back
+# (asking the shards for one query at a time cost nothing measurable against a 50-query batch; docs/BENCHMARKS.md).
+QUERIES_A_TASK = 1
+
+
+def _in_threads(
+    part: Callable[[Sequence[int], Progress | None], list[list[Hit]]], n: int, step: int, threads: int,
+    progress: Progress | None,
+) -> list[list[Hit]]:  # fmt: skip
+    """part(rows) over consecutive groups of `step` queries in `threads` threads, the hits in query order. Why
+    threads: the work of a query (postings, chaining, edlib, parasail) is C that releases the GIL, and the index is
+    shared memory-mapped, so a second thread costs no second copy of it."""
+    lock = threading.Lock()
+
+    def tell(bases: int) -> None:
+        with lock:
+            progress(bases)
+
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="gene-ae-search")
+    try:
+        parts = pool.map(lambda rows: part(rows, tell if progress else None),
+                         [range(i, min(i + step, n)) for i in range(0, n, step)])  # fmt: skip
+        return [hits for found in parts for hits in found]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on an error or Ctrl-C, queries not started never start
 
 
 def _gathered(

@@ -77,11 +77,13 @@ class Searcher:
         features: Mapping[str, Sequence] | None = None,
         subject: engine.Subject | None = None,
         progress: Progress | None = None,
+        threads: int = 1,
     ) -> list[list[engine.Hit]]:
-        """Ranked hits for each query record (an InputRecord: .id, .tokens); `progress`: told the bases searched."""
+        """Ranked hits for each query record (an InputRecord: .id, .tokens); `progress`: told the bases searched;
+        `threads`: queries searched at once (the hits are the same)."""
         embed = self._embed(cfg.sources)
         tokens = [q.tokens for q in queries]
-        return engine.search(self.collection, tokens, embed, cfg, subject, allowed, features, progress)
+        return engine.search(self.collection, tokens, embed, cfg, subject, allowed, features, progress, threads)
 
     def genome(
         self,
