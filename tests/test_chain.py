@@ -125,3 +125,90 @@ def test_a_chain_path_skips_anchors_that_cross_its_run_and_resumes_past_them() -
     assert chain_path(query, subject, anchors[:3], 4, (0, 13, 0, 12)) == "8="  # the end's diagonal is not the run's
     assert chain_path(query, subject, anchors[:3], 4, (0, 12, 0, 12)) == "12="  # it is: the run reaches it
     assert chain_path(query, subject, anchors[:0], 4) == ""
+
+
+def _reference_chains(query: np.ndarray, subject: np.ndarray, c: ChainConfig) -> list:
+    """chain.c's chains, written plainly (every anchor looks back over its h predecessors): (chain row, anchors)."""
+    from math import log2
+
+    def kmers(s: np.ndarray):
+        for i in range(s.size - c.k + 1):
+            w = s[i : i + c.k].astype(np.int64) - FIRST_BASE
+            if (w < 0).any() or (w > 3).any():
+                continue
+            fwd = int(sum(int(b) << 2 * (c.k - 1 - j) for j, b in enumerate(w)))
+            rev = int(sum(int(3 - b) << 2 * j for j, b in enumerate(w)))
+            yield i, min(fwd, rev), int(rev < fwd)
+
+    table: dict[int, list] = {}
+    for pos, code, orient in kmers(query):
+        table.setdefault(code, []).append((pos, orient))
+    anchors: list[list] = [[], []]
+    for pos, code, orient in kmers(subject):
+        for qpos, q_orient in table.get(code, []) if len(table.get(code, [])) <= c.max_occ else []:
+            minus = int(q_orient != orient)
+            anchors[minus].append((query.size - qpos - c.k if minus else qpos, pos))
+    rows = []
+    for strand, a in enumerate(anchors):
+        f, prev = [float(c.k)] * len(a), [-1] * len(a)
+        for i in range(len(a)):
+            seen = 0
+            for j in range(i - 1, -1, -1):
+                if seen >= c.lookback:
+                    break
+                sd, qd = a[i][1] - a[j][1], a[i][0] - a[j][0]
+                if sd > c.max_gap:
+                    break
+                if sd == 0:
+                    continue
+                seen += 1
+                drift = abs(qd - sd)
+                if qd <= 0 or qd > c.max_gap or drift > c.band:
+                    continue
+                cost = 0.01 * c.k * drift + 0.5 * log2(drift) if drift else 0.0
+                sc = f[j] + min(qd, sd, c.k) - cost
+                if sc > f[i]:
+                    f[i], prev[i] = sc, j
+        used = [False] * len(a)
+        for end in sorted(range(len(a)), key=lambda i: (-int(f[i] * 4.0), i)):
+            if used[end] or len(rows) >= c.max_chains:
+                continue
+            path, i = [], end
+            while i >= 0 and not used[i]:
+                used[i] = True
+                path.append(i)
+                i = prev[i]
+            score = f[end] - (f[i] if i >= 0 else 0.0)
+            if score >= c.min_score:
+                q0, q1, s0, s1 = a[path[-1]][0], a[end][0] + c.k, a[path[-1]][1], a[end][1] + c.k
+                if strand:
+                    q0, q1 = query.size - q1, query.size - q0
+                chain = Chain("-" if strand else "+", q0, q1, s0, s1, int(score), len(path))
+                rows.append((chain, [a[p] for p in reversed(path)]))
+    return sorted(rows, key=lambda x: -x[0].score)
+
+
+@pytest.mark.parametrize("case", ["relative", "repeats", "minus strand"])
+def test_chains_are_those_of_the_plain_dynamic_programming(case: str) -> None:
+    """chain.c takes the next k-mer of an exact match straight after the one before (no look back) unless the query
+    base before matched another subject base too: its chains and anchors must be exactly what every anchor looking
+    back over its h predecessors gives, on a close relative (most anchors taken that way) and where the subject
+    holds a tandem repeat more times than the query (there the look back finds a better predecessor in another
+    copy: without that exception, these chains came out otherwise)."""
+    rng = np.random.default_rng(35 if case == "repeats" else 5)
+    bases = lambda n: rng.integers(FIRST_BASE, FIRST_BASE + 4, n).astype(np.uint8)  # noqa: E731
+    if case == "repeats":
+        unit = bases(int(rng.integers(15, 60)))
+        source = np.concatenate([bases(200), np.tile(unit, int(rng.integers(2, 6))), bases(200)])
+        query = mutate(source, 0.05, rng)
+        subject = mutate(np.concatenate([source[:300], source[200:]]), 0.05, rng)
+    else:
+        source = bases(2500)
+        query, subject = mutate(source, 0.08, rng), mutate(source, 0.03, rng)
+    if case == "minus strand":
+        subject = reverse_complement(subject)
+    cfg = ChainConfig(k=11, max_occ=16, lookback=20, min_score=30.0)
+    with QueryChains(query, cfg) as table:
+        got = [(ch, [tuple(p) for p in pairs.tolist()]) for ch, pairs in table.anchored(subject)]
+    want = _reference_chains(query, subject, cfg)
+    assert got == want and got and sum(ch.anchors for ch, _ in got) > 30
