@@ -413,3 +413,38 @@ def test_the_query_check_of_a_long_query_takes_memory_of_a_piece_not_of_its_kmer
         checks.check_queries(opened, [InputRecord("gappy", gappy)], "q.fa")
     gappy[2000 + k - 1] = FIRST_BASE + 2
     checks.check_queries(opened, [InputRecord("gappy", gappy)], "q.fa")
+
+
+def test_an_infix_alignment_has_the_span_edlibs_locations_task_gives() -> None:
+    """align._infix asks edlib for the distance and finds the start of its first end only (edlib's "locations"
+    task finds one for every end, 3x the cost on a 3 kb copy 30 % off): spans and identities must be edlib's own,
+    with and without a bound, for copies near and far, random sequences, and infixes shorter than the query."""
+    import edlib
+
+    from gene_ae.search.align import _infix
+
+    rng = np.random.default_rng(4)
+    bases = lambda n: rng.integers(FIRST_BASE, FIRST_BASE + 4, n).astype(np.uint8)  # noqa: E731
+    checked = 0
+    for _ in range(300):
+        source = bases(int(rng.integers(20, 1500)))
+        region = np.concatenate([bases(int(rng.integers(0, 300))), mutate(source, rng.uniform(0, 0.1), rng),
+                                 bases(int(rng.integers(0, 300)))])  # fmt: skip
+        query = mutate(source, rng.uniform(0, 0.4), rng) if rng.random() < 0.9 else bases(source.size)
+        above = float(rng.uniform(0.3, 0.9)) if rng.random() < 0.5 else 0.0
+        found = _infix(query, region, 7, above)
+        inner, outer = (query, region) if query.size <= region.size else (region, query)
+        k = int(np.ceil(inner.size - above * query.size - 1e-9)) - 1 if above > 0 else -1
+        want = edlib.align(inner.tobytes(), outer.tobytes(), mode="HW", task="locations", k=k) if k >= 0 or not above \
+            else {"editDistance": -1}  # fmt: skip
+        if want["editDistance"] < 0:
+            assert found is None
+            continue
+        start, end = want["locations"][0]
+        spans = (
+            (found.subject_start - 7, found.subject_end - 7) if inner is query else (found.query_start, found.query_end)
+        )
+        assert spans == (start, end + 1)
+        assert found.identity == max(0.0, inner.size - want["editDistance"]) / query.size
+        checked += 1
+    assert checked > 150
