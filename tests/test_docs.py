@@ -47,6 +47,6 @@ def test_the_constants_the_readme_quotes_are_the_codes() -> None:
     assert "postings as nibble varints" in readme
     architecture = (REPO / "docs" / "ARCHITECTURE.md").read_text()
     assert LONG_QUERY_SHARE == 4 and "reading 1 in 4 of their k-mers" in architecture
-    assert BLOCK_BASES == 16 * 1024 and "blocks of 16 Ki bases" in architecture
+    assert BLOCK_BASES == 32 * 1024 and "blocks of 32 Ki bases" in architecture
     assert f"The top {engine.DEFAULT_RERANK} (each list's best" in architecture
     assert "flat <= 20,000 a shard" in architecture

@@ -247,3 +247,24 @@ def test_a_native_library_without_a_function_asked_of_it_says_to_rebuild():
     with pytest.raises(ImportError, match=r"no postings_from_the_future: .* run `pip install -e \.`"):
         load("gene_ae.index._postings", "gene_ae/index/postings.c", {"postings_from_the_future": ((), I32)})
     assert postings._lib().postings_abi() == postings.ABI
+
+
+def test_the_records_are_given_in_their_segments_minhash_order_for_the_sequences():
+    """The builder hands `gene-ae embed` the records in the segments' MinHash order (each record once, where its
+    first segment is), so the sequence store writes relatives side by side: shuffled families come out grouped."""
+    from gene_ae.core.mutate import mutate
+    from gene_ae.index.kmer_index import KmerIndexBuilder, records_in
+
+    np.testing.assert_array_equal(records_in(np.array([3, 3, 1, 0, 1, 2])), [3, 1, 0, 2])
+    rng = np.random.default_rng(8)
+    roots = [rng.integers(3, 7, size=1500).astype(np.uint8) for _ in range(20)]
+    family = rng.permutation(np.arange(200) % 20)
+    builder = KmerIndexBuilder(KmerIndexConfig(k=10, segment=700))  # three segments a record
+    for r, f in enumerate(family):
+        builder.add(r, mutate(roots[f], 0.01, rng))
+    assert builder.record_order is None
+    builder.finish()
+    order = builder.record_order
+    assert sorted(order.tolist()) == list(range(200))
+    together = np.mean(family[order[1:]] == family[order[:-1]])
+    assert together > 0.6 and np.mean(family[1:] == family[:-1]) < 0.2, together  # 0.77; 0.05 by chance

@@ -145,6 +145,31 @@ def test_sequences_read_back_from_the_store_across_blocks(tmp_path, genes, lam) 
         store[7]
 
 
+def test_sequences_written_in_another_order_read_back_by_their_positions(tmp_path, genes, lam) -> None:
+    """`gene-ae embed` writes a shard's sequences in the k-mer index's MinHash order: each record still reads back
+    by its own position (a long one across blocks, an empty one), relatives side by side take less room than
+    the same records in the input's order, and an order that is not a permutation is refused."""
+    rng = np.random.default_rng(2)
+    families = [[mutate(g.tokens, 0.01, rng) for _ in range(6)] for g in genes[:12]]
+    seqs = [f[i] for i in range(6) for f in families] + [lam.tokens, np.zeros(0, np.uint8)]  # relatives apart
+    together = np.array([i * 12 + f for f in range(12) for i in range(6)] + [72, 73])
+    sizes = {}
+    for name, order in (("input", None), ("families", together)):
+        (tmp_path / name).mkdir()
+        writer = SequenceWriter(tmp_path / name, block_bases=8192)
+        assert [writer.add(s) for s in seqs] == list(range(len(seqs)))
+        sizes[name] = writer.close(order)
+        assert not (tmp_path / name / SequenceWriter.STAGED).exists()
+        store = SequenceStore(tmp_path / name, cache_blocks=3)
+        for i in rng.permutation(len(seqs)):
+            np.testing.assert_array_equal(store[int(i)], seqs[i])
+    assert sizes["families"] < 0.8 * sizes["input"], sizes
+    writer = SequenceWriter(tmp_path, block_bases=8192)
+    writer.add(seqs[0]), writer.add(seqs[1])
+    with pytest.raises(ValueError, match="not a permutation"):
+        writer.close(np.array([0, 0]))
+
+
 def test_long_sequence_reranking_is_local_and_reports_the_region(lam, genes) -> None:
     rng = np.random.default_rng(1)
     # A 30 kb piece at 10 %: minimap2 maps it; the region is where it came from, identity is local.

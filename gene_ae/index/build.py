@@ -330,7 +330,6 @@ def write_shard(
             done.update(sum(int(r.tokens.size) for r in batch))
     if not rows:
         raise ValueError(f"{source}: no sequences to embed")
-    store.close()
     meta.kind = writer.record_vectors(_read(tmp / "vectors.f32", model.dim), cfg.kind, cfg.codec)
     meta.windows = bool(windows)
     if windows:
@@ -339,6 +338,7 @@ def write_shard(
     for name in ("vectors.f32", "windows.f32"):
         (tmp / name).unlink()
     kmer_index = kmers.finish()
+    store.close(kmers.record_order)  # relatives side by side: zstd stores them in less
     writer.kmers(kmer_index)
     meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
     if cfg.features:

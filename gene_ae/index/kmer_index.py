@@ -84,6 +84,7 @@ class KmerIndexBuilder:
         self._keys: list[np.ndarray] = []
         self._pending: list[np.ndarray] = []
         self._size = 0
+        self.record_order: np.ndarray | None = None  # set by finish(): the records in the segments' MinHash order
 
     def add(self, record: int, tokens: np.ndarray) -> None:
         for a in segment_starts(int(tokens.size), self.cfg.segment):
@@ -115,6 +116,7 @@ class KmerIndexBuilder:
         inverted = counts.T.tocsr()  # rows are k-mers, each row's segments in increasing order
         del counts
         order: np.ndarray | None = neighbour_order(np.concatenate(self._keys, axis=1))
+        self.record_order = records_in(np.asarray(self.owner, np.int64)[order])
         plain = Postings.size(inverted.indptr, inverted.indices, inverted.data)
         stored_at(inverted, order)
         n = len(self.owner)
@@ -125,6 +127,13 @@ class KmerIndexBuilder:
             stored_at(inverted, np.argsort(order).astype(np.int32))  # back to the segments' own order
             lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, n)
         return KmerIndex(self.cfg, lists, self.owner, self.start, self.end, np.concatenate(self._scales))
+
+
+def records_in(owners: np.ndarray) -> np.ndarray:
+    """The records of segments listed in some order (their owners), each once, where its first segment is: the
+    order `gene-ae embed` stores the sequences in, relatives side by side as in the MinHash order."""
+    _, first = np.unique(owners, return_index=True)
+    return owners[np.sort(first)]
 
 
 _OTHER_HASH = 0xD6E8FEB86659FD93  # a second odd multiplier: a MinHash independent of KMER_HASH's
