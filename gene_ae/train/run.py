@@ -155,7 +155,8 @@ def loss_curve(run_id: str, path: Path) -> Path:
             ax.plot([m.step for m in hist], [m.value for m in hist], label=key)
     for ax in axes:
         ax.set_xlabel("step")
-        ax.legend()
+        if ax.get_lines():  # a run too short for any metric has none to name
+            ax.legend()
     axes[0].set_title("reconstruction")
     axes[1].set_title("contrastive / retrieval")
     fig.tight_layout()
