@@ -98,6 +98,26 @@ def test_relatives_rank_by_the_identity_of_an_alignment_of_each_pair(world, caps
         assert int(r["regions"]) >= 4, r  # 3 query contigs on 2 subject contigs cut elsewhere: at least 4 pieces
 
 
+def test_the_contigs_searched_in_threads_give_the_rows_of_one_sum_over_them(world, capsys) -> None:
+    """--threads N answers N contigs of the query genome at once, each into its own sums, added in contig order:
+    every row (ANI, aligned fractions, bases, regions) is what summing the contigs one after another into one
+    tally gives, and what the command prints with one thread."""
+    from gene_ae.search import engine, genomes
+
+    searcher, cfg = Searcher.open(world["index"]), SearchConfig(k=10)
+    contigs = list(iter_input(world["root"] / "genome.fa"))
+    genome_cfg = GenomeConfig(min_af=0.0, subject_feature="assembly")
+    threaded = searcher.genome("g", contigs, cfg, genome_cfg, threads=3)
+    subjects = genomes.Subjects.of(searcher.collection, "assembly")
+    tallies: dict = {}
+    for c in contigs:  # the sum as it was made before threads: one tally, one contig after another
+        genomes.add_contig(tallies, engine.each_region(searcher.collection, c.tokens, None, cfg), subjects)
+    assert threaded == genomes.ranked("g", tallies, CONTIGS[-1], subjects, genome_cfg) and len(threaded) > 3
+    one, _ = ani_rows(world, capsys, "--subject-genome", "assembly", "--min-af", "0", "--threads", "1")
+    many, _ = ani_rows(world, capsys, "--subject-genome", "assembly", "--min-af", "0", "--threads", "3")
+    assert many == one
+
+
 def test_a_shared_gene_is_identical_but_aligns_little_and_the_unrelated_nothing(world) -> None:
     searcher = Searcher.open(world["index"])
     contigs = list(iter_input(world["root"] / "genome.fa"))

@@ -80,7 +80,8 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument(
         "--threads", type=int_option("threads"), default=None, metavar="N",
-        help="queries searched at once (default: the CPUs this process may use); each query's hits are the same",
+        help="queries (ani: the query genome's contigs) searched at once (default: the CPUs this process may use); "
+        "the hits are the same",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
@@ -170,15 +171,15 @@ def run(args: argparse.Namespace) -> int:
                        deep_trace=args.deep_trace, vote_floor=args.vote_floor)  # fmt: skip
     sizes = [int(q.tokens.size) for q in queries]
     longest = sum(sizes) if kind == "ani" else max(sizes)
+    threads = usable_cpus() if args.threads is None else args.threads
     with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:
         tell = bar.update if bar is not None else None
         if kind == "ani":
             min_af = GenomeConfig().min_af if args.min_af is None else args.min_af
             genome = GenomeConfig(args.k, min_af, args.subject_genome)
             name = "-" if args.query == STDIN else args.query
-            matches = searcher.genome(name, queries, cfg, genome, allowed, features, subject, tell)
+            matches = searcher.genome(name, queries, cfg, genome, allowed, features, subject, tell, threads)
         else:
-            threads = usable_cpus() if args.threads is None else args.threads
             results = searcher.search(queries, cfg, allowed, features, subject, tell, threads)
     entries = index.entries
     if kind == "ani":

@@ -9,14 +9,13 @@ same `rerank`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gene_ae.core.threads import in_threads
 from gene_ae.index.build import Embed
 from gene_ae.index.collection import Collection
 from gene_ae.index.directory import IndexDir
@@ -36,7 +35,7 @@ from gene_ae.search.candidates import fuse as fuse_lists
 from gene_ae.search.chain import OVERLAP, inside
 from gene_ae.search.depth import DEEP, DEEP_BELOW, DEEP_FLAT, DEEP_TRACE, deeper, long_first, pieces_of
 from gene_ae.search.hits import Hit, Subject
-from gene_ae.search.progress import Progress, Share
+from gene_ae.search.progress import Progress, Share, locked
 from gene_ae.search.regions import RegionPaths, chaining
 from gene_ae.search.rerank import rerank
 from gene_ae.search.stats import SearchSpace, evalue
@@ -115,35 +114,15 @@ def search(
 
     if threads <= 1 or len(queries) <= 1:
         return part(range(len(queries)), progress)
-    return _in_threads(part, len(queries), QUERIES_A_TASK if embed is None else max(1, cfg.batch_size), threads,
-                       progress)  # fmt: skip
+    step, tell = QUERIES_A_TASK if embed is None else max(1, cfg.batch_size), locked(progress)
+    groups = [range(i, min(i + step, len(queries))) for i in range(0, len(queries), step)]
+    return [hits for found in in_threads(lambda rows: part(rows, tell), groups, threads) for hits in found]
 
 
 # Queries a thread takes at a time when no vectors are embedded: one, so a long query does not hold others back
 # (asking the shards for one query at a time cost nothing measurable against a 50-query batch; docs/BENCHMARKS.md).
+# With vectors, a batch of the encoder's size.
 QUERIES_A_TASK = 1
-
-
-def _in_threads(
-    part: Callable[[Sequence[int], Progress | None], list[list[Hit]]], n: int, step: int, threads: int,
-    progress: Progress | None,
-) -> list[list[Hit]]:  # fmt: skip
-    """part(rows) over consecutive groups of `step` queries in `threads` threads, the hits in query order. Why
-    threads: the work of a query (postings, chaining, edlib, parasail) is C that releases the GIL, and the index is
-    shared memory-mapped, so a second thread costs no second copy of it."""
-    lock = threading.Lock()
-
-    def tell(bases: int) -> None:
-        with lock:
-            progress(bases)
-
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="gene-ae-search")
-    try:
-        parts = pool.map(lambda rows: part(rows, tell if progress else None),
-                         [range(i, min(i + step, n)) for i in range(0, n, step)])  # fmt: skip
-        return [hits for found in parts for hits in found]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on an error or Ctrl-C, queries not started never start
 
 
 def _gathered(

@@ -6,8 +6,8 @@ reported is traced into an alignment (align.trace: runs of exact matches between
 between them aligned by edlib). Summing those alignments per subject is an alignment-based ANI with no second
 aligner and no second pass over the collection.
 
-- The query genome is a sequence of records (a FASTA file's contigs), searched one contig at a time, so memory
-  holds the index, the genome's bases and one contig's regions.
+- The query genome is a sequence of records (a FASTA file's contigs), searched a contig a thread, so memory
+  holds the index, the genome's bases and, for each thread, one contig's regions.
 - A subject genome is one index record, or, with `subject_feature`, the records sharing that feature's value (an
   assembly's contigs, declared at embed with --feature-column).
 - ANI = matching columns / alignment columns (mismatches and gap columns count, as BLAST's pident, but for
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gene_ae.core.threads import in_threads
 from gene_ae.index.collection import Collection
 from gene_ae.search.hits import Hit
 from gene_ae.search.stats import DEL, INS, MATCH, Region
@@ -194,11 +195,24 @@ def compare(
     regions: Callable[[int], Iterable[Hit]],
     subjects: Subjects,
     cfg: GenomeConfig,
+    threads: int = 1,
 ) -> list[GenomeMatch]:
     """The subject genomes the genome `query` (contigs of these lengths) shares the most with, ranked
     (`ranked`). `regions(i)` answers contig i with every traced region of its candidates, one subject record
-    after another (engine.each_region); contigs are summed one at a time."""
+    after another (engine.each_region); `threads` contigs are answered at once, each into its own tallies, which
+    are summed in contig order (the same sums and spans as one contig after another)."""
+
+    def contig(i: int) -> dict[str, _Tally]:
+        own: dict[str, _Tally] = {}
+        add_contig(own, regions(i), subjects)
+        return own
+
     tallies: dict[str, _Tally] = {}
-    for i in range(len(contig_lengths)):
-        add_contig(tallies, regions(i), subjects)
+    for own in in_threads(contig, range(len(contig_lengths)), threads):
+        for name, t in own.items():
+            total = tallies.setdefault(name, _Tally())
+            total.matches, total.columns = total.matches + t.matches, total.columns + t.columns
+            total.query_bases, total.regions = total.query_bases + t.query_bases, total.regions + t.regions
+            for record, spans in t.subject_spans.items():
+                total.subject_spans.setdefault(record, []).extend(spans)
     return ranked(query, tallies, int(sum(contig_lengths)), subjects, cfg)

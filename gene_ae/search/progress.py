@@ -6,6 +6,7 @@ for minutes; a query's bases are handed out as its steps finish (its candidates 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -37,3 +38,16 @@ class Share:
 
 def _scaled(share: Share, low: float, high: float, fraction: float) -> None:
     share.at(low + fraction * (high - low))
+
+
+def locked(tell: Progress | None) -> Progress | None:
+    """`tell` for several threads at once (a tqdm bar's count is not safe from two): one at a time."""
+    if tell is None:
+        return None
+    lock = threading.Lock()
+
+    def told(bases: int) -> None:
+        with lock:
+            tell(bases)
+
+    return told

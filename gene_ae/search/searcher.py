@@ -19,7 +19,7 @@ import numpy as np
 from gene_ae.index.collection import Collection
 from gene_ae.search import checks, engine, genomes
 from gene_ae.search.genomes import GenomeConfig, GenomeMatch
-from gene_ae.search.progress import Progress
+from gene_ae.search.progress import Progress, locked
 from shard_tools.declared import DeclaredFeature
 
 VECTOR_SOURCES = ("dense", "windows")  # the candidate lists that need the model's vectors of the query
@@ -95,19 +95,22 @@ class Searcher:
         features: Mapping[str, Sequence] | None = None,
         subject: engine.Subject | None = None,
         progress: Progress | None = None,
+        threads: int = 1,
     ) -> list[GenomeMatch]:
         """The subject genomes closest to the genome `name`, its contigs (records: .tokens) together, by ANI and
         aligned fractions (gene_ae/search/genomes.py); each contig searched alone, every region of its candidates
-        traced (engine.each_region). `features`: one value per contig; `progress`: told the bases searched."""
+        traced (engine.each_region). `features`: one value per contig; `progress`: told the bases searched;
+        `threads`: contigs searched at once (the same answer)."""
         embed = self._embed(cfg.sources)
         subjects = genomes.Subjects.of(self.collection, genome_cfg.subject_feature, allowed)
+        progress = locked(progress) if threads > 1 else progress
 
         def regions(i: int) -> Iterator[engine.Hit]:
             given = {n: [v[i]] for n, v in features.items()} if features else None
             return engine.each_region(self.collection, contigs[i].tokens, embed, cfg, subject, allowed, given,
                                       progress)  # fmt: skip
 
-        return genomes.compare(name, [c.tokens.size for c in contigs], regions, subjects, genome_cfg)
+        return genomes.compare(name, [c.tokens.size for c in contigs], regions, subjects, genome_cfg, threads)
 
 
 def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
