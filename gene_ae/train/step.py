@@ -140,10 +140,16 @@ def setup_worker(cfg: Config, device: torch.device) -> WorkerState:
 
 def train_step(state: WorkerState, batch: dict, cfg: Config, device: torch.device) -> dict[str, float]:
     loss, metrics = batch_loss(state.model, batch, cfg, state.step, device, state.queue)
+    optimise(state, loss, cfg)
+    return metrics
+
+
+def optimise(state: WorkerState, loss: torch.Tensor, cfg: Config) -> None:
+    """One optimiser step on `loss` (gradients clipped, the schedule advanced): train_step's, and a study's that
+    adds a term of its own to batch_loss (benchmarks/mined_pairs.py)."""
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.train.grad_clip)
     state.opt.step()
     state.sched.step()
     state.step += 1
-    return metrics
