@@ -15,6 +15,7 @@
    which owns the format; no Python API here. */
 
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Bumped with every change to these functions' arguments or to the layout: postings.py refuses a library built
    from another version (an editable install not rebuilt after a pull would read runs as plain gaps). */
@@ -105,23 +106,35 @@ int64_t postings_encode(const int64_t *indptr, int64_t n_rows, const int32_t *in
 
 /* scores[order[segment]] += weights[i] for every posting of every row rows[i] (order == 0: scores[segment]).
    Returns the postings read, or -1 where the stream is damaged (row pointers out of order or past the stream's
-   `nibbles`, a varint running past its row, a segment at or past n_segments). */
+   `nibbles`, a varint running past its row, a segment at or past n_segments; scores then as they were), -2 where
+   memory ran out. */
 int64_t postings_accumulate(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, const double *weights,
                             int64_t n, double *scores, int64_t n_segments, int64_t nibbles, const int32_t *order,
                             int runs)
 {
+    /* With an order, the sums are made in stored positions (a run is a range of them, added in one sweep) and moved
+       to the segments' own places once at the end: each segment's weights are added in the same order either way,
+       so the scores are the same to the bit, without a scattered write per posting. */
+    double *sums = scores;
+    if (order && !(sums = calloc((size_t)(n_segments > 0 ? n_segments : 1), sizeof *sums))) return -2;
     int64_t read = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
-        if (pos < 0 || end < pos || end > nibbles) return -1;  /* the row pointers, checked as they are read */
+        if (pos < 0 || end < pos || end > nibbles) { read = -1; break; }  /* the row pointers, checked as read */
         int64_t segment = runs ? -1 : 0, first;
         double w = weights[i];
         while (pos < end) {
             int64_t got = next_token(stream, &pos, end, &segment, runs, &first);
-            if (!got || first < 0 || segment >= n_segments) return -1;
-            for (int64_t j = first; j <= segment; j++) scores[order ? order[j] : j] += w;
+            if (!got || first < 0 || segment >= n_segments) { read = -1; break; }
+            for (int64_t j = first; j <= segment; j++) sums[j] += w;
             read += got;
         }
+        if (read < 0) break;
+    }
+    if (order) {
+        if (read >= 0)
+            for (int64_t j = 0; j < n_segments; j++) scores[order[j]] += sums[j];
+        free(sums);
     }
     return read;
 }

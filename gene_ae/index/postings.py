@@ -96,6 +96,8 @@ class Postings:
         scores = np.zeros(self.n_segments, np.float64)
         got = _lib().postings_accumulate(_at(self._view()), _at(self.ptr), _at(rows), _at(weights), rows.size,
                                          _at(scores), self.n_segments, self.nibbles, *self._order())  # fmt: skip
+        if got == -2:
+            raise MemoryError(f"{source}: no memory for the scores of {self.n_segments:,} segments")
         if got < 0:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return scores
