@@ -104,6 +104,43 @@ int64_t postings_encode(const int64_t *indptr, int64_t n_rows, const int32_t *in
     return pos;
 }
 
+/* sums[segment] += w for every posting of the row in nibbles [pos, end): next_token's reading, in one loop over
+   the row's bytes (most tokens are one nibble: the loop over next_token spent 6 ns a nibble on SILVA's postings).
+   Returns the postings read, or -1 where the row is damaged as next_token and postings_accumulate say. */
+static int64_t accumulate_row(const uint8_t *s, int64_t pos, int64_t end, int runs, double w, double *sums,
+                              int64_t n_segments)
+{
+    int64_t segment = runs ? -1 : 0, read = 0;
+    uint64_t v = 0;
+    unsigned x = 0;
+    for (; pos < end; pos++) {
+        x = nibble_at(s, pos);
+        if (v >> 59) return -1;  /* no index has segments so far apart */
+        v = (v << 3) | (x & 7u);
+        if (x & 8u) continue;  /* the varint goes on */
+        if (!runs) {
+            segment += (int64_t)v;
+            if (segment >= n_segments) return -1;
+            sums[segment] += w, read++;
+        } else if (v == 0) {
+            if (segment < 0) return -1;  /* a repeat of nothing */
+            sums[segment] += w, read++;
+        } else if (v & 1) {
+            segment += (int64_t)((v + 1) / 2);
+            if (segment >= n_segments) return -1;
+            sums[segment] += w, read++;
+        } else {
+            int64_t first = segment + 1, r = (int64_t)(v / 2 + 1);
+            segment += r;
+            if (segment >= n_segments) return -1;
+            for (int64_t j = first; j <= segment; j++) sums[j] += w;
+            read += r;
+        }
+        v = 0;
+    }
+    return (x & 8u) ? -1 : read;  /* a varint running past its row */
+}
+
 /* scores[order[segment]] += weights[i] for every posting of every row rows[i] (order == 0: scores[segment]).
    Returns the postings read, or -1 where the stream is damaged (row pointers out of order or past the stream's
    `nibbles`, a varint running past its row, a segment at or past n_segments; scores then as they were), -2 where
@@ -121,15 +158,9 @@ int64_t postings_accumulate(const uint8_t *stream, const int64_t *ptr, const int
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
         if (pos < 0 || end < pos || end > nibbles) { read = -1; break; }  /* the row pointers, checked as read */
-        int64_t segment = runs ? -1 : 0, first;
-        double w = weights[i];
-        while (pos < end) {
-            int64_t got = next_token(stream, &pos, end, &segment, runs, &first);
-            if (!got || first < 0 || segment >= n_segments) { read = -1; break; }
-            for (int64_t j = first; j <= segment; j++) sums[j] += w;
-            read += got;
-        }
-        if (read < 0) break;
+        int64_t got = accumulate_row(stream, pos, end, runs, weights[i], sums, n_segments);
+        if (got < 0) { read = -1; break; }
+        read += got;
     }
     if (order) {
         if (read >= 0)
