@@ -273,7 +273,7 @@ def test_version_on_gene_ae_and_train() -> None:
 def test_every_option_has_help_with_its_default_and_every_subcommand_says_what_it_does() -> None:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"embed", "search", "remove", "eval", "reconstruct", "promote", "serve"}
+    assert set(commands.choices) == {"embed", "search", "remove", "verify", "eval", "reconstruct", "promote", "serve"}
     for name, sub in commands.choices.items():
         summary = next(a.help for a in commands._choices_actions if a.dest == name)
         assert sub.description.lower().startswith(summary.lower()), name

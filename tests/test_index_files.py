@@ -329,3 +329,19 @@ def test_any_column_in_the_record_list_is_records_or_one_line_error(built, colum
             return
         assert len(meta.entries) == 13
         assert all(isinstance(e.id, str) and e.id and 0 <= e.start <= e.end <= e.length for e in meta.entries)
+
+
+def test_verify_reads_every_part_and_names_a_damaged_one_that_opening_does_not_read(built, tmp_path, cli) -> None:
+    """`gene-ae verify` passes a whole index, and finds what opening it does not check (the large parts are read
+    lazily): a changed byte in the postings or the sequence blocks is one line naming the file, exit 1."""
+    code, out, err = cli("gene-ae", "verify", "--index", built["dir"])
+    assert code == 0 and out == "" and "13 records" in err and err.strip().endswith("OK"), err
+    for name, at in (("kmer_postings.npy", 0.6), ("sequences.gae", 0.5)):
+        d = tmp_path / name
+        shutil.copytree(built["dir"], d)
+        data = bytearray((d / name).read_bytes())
+        data[int(at * len(data))] ^= 0x40
+        (d / name).write_bytes(bytes(data))
+        IndexDir.open(d)  # opening reads neither part whole: no error yet
+        code, out, err = cli("gene-ae", "verify", "--index", d)
+        one_line_error(err, str(d / name), rc=code)

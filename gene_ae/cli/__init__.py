@@ -1,5 +1,5 @@
-"""`gene-ae embed | search | remove | eval | reconstruct | promote | serve`: one module per subcommand, each a thin
-parser over the library (`add_parser` and `run`).
+"""`gene-ae embed | search | remove | verify | eval | reconstruct | promote | serve`: one module per subcommand,
+each a thin parser over the library (`add_parser` and `run`).
 
 Usage errors (a bad number, an unknown choice) are one line and exit 1 while parsing (shard_tools.options);
 library errors become one line and exit 1 in `main`.
@@ -19,7 +19,7 @@ from shard_tools.options import Parser
 from shard_tools.text import printable
 
 # subcommand -> its module (gene_ae/cli/MODULE.py), in --help order
-SUBCOMMANDS = {"embed": "embed", "search": "search", "remove": "remove", "eval": "evaluate",
+SUBCOMMANDS = {"embed": "embed", "search": "search", "remove": "remove", "verify": "verify", "eval": "evaluate",
                "reconstruct": "reconstruct", "promote": "promote", "serve": "serve"}  # fmt: skip
 
 

@@ -121,6 +121,29 @@ class SequenceStore:
                 self._cache.popitem(last=False)
         return records
 
+    def check(self, lengths: np.ndarray) -> None:
+        """Every block decoded (zstd's checksums) and each record's parts all there with `lengths` bases (what
+        `gene-ae verify` reads; a search decodes only the blocks it fetches). A ValueError names the file."""
+        held = np.zeros(len(self), np.int64)
+        for b in range(len(self.offsets) - 1):
+            with open(self.dir / BLOCKS_FILE, "rb") as f:
+                f.seek(int(self.offsets[b]))
+                member = f.read(int(self.offsets[b + 1] - self.offsets[b]))
+            try:
+                parts = decode_block(member)
+            except ValueError as exc:
+                raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b}: {exc}") from None
+            for r in parts:
+                rec = int(r.meta["rec"])
+                if not 0 <= rec < len(self) or not self.span[rec, 0] <= b <= self.span[rec, 1]:
+                    raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b} holds record {rec} where the table has none")
+                held[rec] += r.tokens.size
+        wrong = np.flatnonzero(held != np.asarray(lengths, np.int64))
+        if wrong.size:
+            r = int(wrong[0])
+            raise ValueError(f"{self.dir / BLOCKS_FILE}: record {r} has {held[r]:,} bases stored, the index lists "
+                             f"{int(lengths[r]):,}; rebuild the index")  # fmt: skip
+
     def __getitem__(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):
             raise IndexError(f"record {i} of {len(self)}")
