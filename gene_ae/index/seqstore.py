@@ -108,32 +108,29 @@ class SequenceStore:
             if b in self._cache:
                 self._cache.move_to_end(b)
                 return self._cache[b]
-        with open(self.dir / BLOCKS_FILE, "rb") as f:
-            f.seek(int(self.offsets[b]))
-            member = f.read(int(self.offsets[b + 1] - self.offsets[b]))
-        try:
-            records = decode_block(member)
-        except ValueError as exc:
-            raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b}: {exc}") from None
+        records = self._read(b)
         with self._lock:
             self._cache[b] = records
             if len(self._cache) > self._cache_blocks:
                 self._cache.popitem(last=False)
         return records
 
+    def _read(self, b: int) -> list:
+        """Block b read from the file and decoded (not cached); a damaged one is a ValueError naming the file."""
+        with open(self.dir / BLOCKS_FILE, "rb") as f:
+            f.seek(int(self.offsets[b]))
+            member = f.read(int(self.offsets[b + 1] - self.offsets[b]))
+        try:
+            return decode_block(member)
+        except ValueError as exc:
+            raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b}: {exc}") from None
+
     def check(self, lengths: np.ndarray) -> None:
         """Every block decoded (zstd's checksums) and each record's parts all there with `lengths` bases (what
         `gene-ae verify` reads; a search decodes only the blocks it fetches). A ValueError names the file."""
         held = np.zeros(len(self), np.int64)
         for b in range(len(self.offsets) - 1):
-            with open(self.dir / BLOCKS_FILE, "rb") as f:
-                f.seek(int(self.offsets[b]))
-                member = f.read(int(self.offsets[b + 1] - self.offsets[b]))
-            try:
-                parts = decode_block(member)
-            except ValueError as exc:
-                raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b}: {exc}") from None
-            for r in parts:
+            for r in self._read(b):
                 rec = int(r.meta["rec"])
                 if not 0 <= rec < len(self) or not self.span[rec, 0] <= b <= self.span[rec, 1]:
                     raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b} holds record {rec} where the table has none")
