@@ -63,7 +63,7 @@ def mine(seqs: list[np.ndarray], threads: int) -> list[list[tuple[int, float]]]:
 
     def aligned(i: int) -> list[tuple[int, float]]:
         out, oriented = [], Oriented(seqs[i])  # the record's k-mer tables made once for its candidates
-        for j in owners[i].tolist():
+        for j in dict.fromkeys(owners[i].tolist()):  # a record once, however many of its segments were near
             if j < 0 or j == i or len(out) == NEIGHBOURS:
                 continue
             found = align_hit(seqs[i], seqs[j], oriented=oriented)
@@ -91,6 +91,8 @@ def batch_of(seqs: list[np.ndarray], rows: list[int]) -> tuple[torch.Tensor, tor
 def pair_loss(model, seqs: list[np.ndarray], pairs: list[list[tuple[int, float]]], rng: np.random.Generator):
     """The graded ranking term over ANCHORS records with two or more neighbours (see the module's docstring)."""
     eligible = [i for i, p in enumerate(pairs) if len(p) >= 2]
+    if not eligible:
+        return torch.zeros(())
     anchors = rng.choice(eligible, size=min(ANCHORS, len(eligible)), replace=False).tolist()
     rows = anchors + [j for a in anchors for j, _ in pairs[a]]
     x, mask = batch_of(seqs, rows)
@@ -157,6 +159,8 @@ def main() -> int:
     elif loaded:
         with np.load(args.pairs) as z:
             at, ids, idents_ = z["at"], z["neighbour"], z["identity"]
+            if at.size != len(seqs) + 1:
+                raise SystemExit(f"{args.pairs}: mined from {at.size - 1:,} records, --records has {len(seqs):,}")
             pairs = [list(zip(ids[at[i] : at[i + 1]].tolist(), idents_[at[i] : at[i + 1]].tolist()))
                      for i in range(len(seqs))]  # fmt: skip
     else:

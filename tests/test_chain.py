@@ -129,7 +129,7 @@ def test_a_chain_path_skips_anchors_that_cross_its_run_and_resumes_past_them() -
 
 def _reference_chains(query: np.ndarray, subject: np.ndarray, c: ChainConfig) -> list:
     """chain.c's chains, written plainly (every anchor looks back over its h predecessors): (chain row, anchors)."""
-    from math import log2
+    from math import floor, log2
 
     def kmers(s: np.ndarray):
         for i in range(s.size - c.k + 1):
@@ -148,9 +148,9 @@ def _reference_chains(query: np.ndarray, subject: np.ndarray, c: ChainConfig) ->
         for qpos, q_orient in table.get(code, []) if len(table.get(code, [])) <= c.max_occ else []:
             minus = int(q_orient != orient)
             anchors[minus].append((query.size - qpos - c.k if minus else qpos, pos))
-    rows = []
+    rows, scale = [], 65536  # chain.c's fixed point: a base is 65536
     for strand, a in enumerate(anchors):
-        f, prev = [float(c.k)] * len(a), [-1] * len(a)
+        f, prev = [c.k * scale] * len(a), [-1] * len(a)
         for i in range(len(a)):
             seen = 0
             for j in range(i - 1, -1, -1):
@@ -165,12 +165,12 @@ def _reference_chains(query: np.ndarray, subject: np.ndarray, c: ChainConfig) ->
                 drift = abs(qd - sd)
                 if qd <= 0 or qd > c.max_gap or drift > c.band:
                     continue
-                cost = 0.01 * c.k * drift + 0.5 * log2(drift) if drift else 0.0
-                sc = f[j] + min(qd, sd, c.k) - cost
+                cost = int(floor(scale * (0.01 * c.k * drift + 0.5 * log2(drift)) + 0.5)) if drift else 0
+                sc = f[j] + min(qd, sd, c.k) * scale - cost
                 if sc > f[i]:
                     f[i], prev[i] = sc, j
         used = [False] * len(a)
-        for end in sorted(range(len(a)), key=lambda i: (-int(f[i] * 4.0), i)):
+        for end in sorted(range(len(a)), key=lambda i: (-(f[i] // (scale // 4)), i)):
             if used[end] or len(rows) >= c.max_chains:
                 continue
             path, i = [], end
@@ -178,7 +178,7 @@ def _reference_chains(query: np.ndarray, subject: np.ndarray, c: ChainConfig) ->
                 used[i] = True
                 path.append(i)
                 i = prev[i]
-            score = f[end] - (f[i] if i >= 0 else 0.0)
+            score = (f[end] - (f[i] if i >= 0 else 0)) / scale
             if score >= c.min_score:
                 q0, q1, s0, s1 = a[path[-1]][0], a[end][0] + c.k, a[path[-1]][1], a[end][1] + c.k
                 if strand:

@@ -238,6 +238,20 @@ def test_random_bytes_as_postings_are_damaged_or_read_in_range_never_past_it(run
     assert 0 < refused < 300
 
 
+def test_a_varint_longer_than_64_bits_is_read_alike_by_the_sum_and_the_decoder():
+    """The summing loop (accumulate) reads a row as the decoder (segments) does, a varint of 22 groups whose value
+    wraps past 64 bits included: one loop refusing what the other reads would make `gene-ae verify` (which sums
+    every row) and search disagree."""
+    nibbles = [9] + [8] * 21 + [1]
+    stream = np.zeros((len(nibbles) + 1) // 2, np.uint8)
+    for i, x in enumerate(nibbles):
+        stream[i // 2] |= x << (4 if i % 2 == 0 else 0)
+    lists = Postings(stream, np.array([0, len(nibbles)], np.int64), 50)
+    segments, _ = lists.segments(np.array([0]), "wrap")
+    summed = lists.accumulate(np.array([0]), np.array([1.0]), "wrap")
+    np.testing.assert_array_equal(np.flatnonzero(summed), segments)
+
+
 def test_a_native_library_without_a_function_asked_of_it_says_to_rebuild():
     """A library built from an older postings.c (an editable install not rebuilt after a pull) lacks a function or
     reports another version: one ImportError saying how to rebuild, not a call with the wrong arguments."""

@@ -13,6 +13,9 @@ from shard_tools.options import Range, number
 from shard_tools.record import STDIN
 
 PROGRESS_BASES = 1_000_000  # a query (or query genome) longer than this shows a progress line on a terminal
+# --threads by default: the CPUs this process may use, at most this many (each thread holds one query's working
+# memory, ~300 MB for a 10 Mb query's chain table; more can be asked for)
+THREADS = 8
 
 
 def add_parser(sub, version: str) -> None:
@@ -80,8 +83,8 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument(
         "--threads", type=int_option("threads"), default=None, metavar="N",
-        help="queries (ani: the query genome's contigs) searched at once (default: the CPUs this process may use); "
-        "the hits are the same",
+        help=f"queries (ani: the query genome's contigs) searched at once (default: the CPUs this process may use, "
+        f"at most {THREADS}); the hits are the same",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
@@ -171,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                        deep_trace=args.deep_trace, vote_floor=args.vote_floor)  # fmt: skip
     sizes = [int(q.tokens.size) for q in queries]
     longest = sum(sizes) if kind == "ani" else max(sizes)
-    threads = usable_cpus() if args.threads is None else args.threads
+    threads = min(usable_cpus(), THREADS) if args.threads is None else args.threads
     with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:
         tell = bar.update if bar is not None else None
         if kind == "ani":

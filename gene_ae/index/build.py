@@ -296,55 +296,58 @@ def write_shard(
     rows: list[Entry] = []
     tmp = writer.dir
     store = writer.sequences()
-    kmers: KmerIndexBuilder | None = None
-    windows: list[tuple[int, int, int]] = []
-    done = progress("embed")  # the collection's bases, a batch of records at a time (a stream: no total)
-    with done, open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
-        for batch in by_bases(records, _bases, cfg.batch_bases):
-            if kmers is None:  # k from the first batch's lengths
-                cfg = resolve(cfg, [r.tokens.size for r in batch], model.window)
-                kmers = KmerIndexBuilder(cfg.kmers)
-            first = len(rows)
-            for r in batch:
-                n = int(r.tokens.size)
-                pos = store.add(r.tokens)
-                rows.append(Entry(id=r.id, length=n, label=r.label, start=0, end=n))
-                kmers.add(pos, r.tokens)
-                if cfg.features:
-                    feature_rows.append(r.features)
-            spans = _window_spans(batch, model.window, cfg.stride, cfg.window_min if cfg.windows else -1)
-            if isinstance(embed, LocalEmbed):  # records and windows in one pass
-                whole = np.array([(i, 0, r.tokens.size) for i, r in enumerate(batch)], dtype=np.int64)
-                both = np.concatenate([whole, spans])
-                feats = _span_features(model, [batch[o] for o in both[:, 0]])
-                vecs = embed.spans([r.tokens for r in batch], both, features=feats)
-                _write(vec_out, vecs[: len(batch)])
-                _write(win_out, vecs[len(batch) :])
-            else:
-                _write(vec_out, _embed(embed, model, [r.tokens for r in batch], batch))
-                if len(spans):
-                    owners = [batch[o] for o in spans[:, 0]]
-                    pieces = [r.tokens[a:b] for r, (_, a, b) in zip(owners, spans)]
-                    _write(win_out, _embed(embed, model, pieces, owners))
-            windows += [(first + int(o), int(a), int(b)) for o, a, b in spans]
-            done.update(sum(int(r.tokens.size) for r in batch))
-    if not rows:
-        raise ValueError(f"{source}: no sequences to embed")
-    meta.kind = writer.record_vectors(_read(tmp / "vectors.f32", model.dim), cfg.kind, cfg.codec)
-    meta.windows = bool(windows)
-    if windows:
-        spans = np.array(windows, dtype=np.int64)
-        writer.window_vectors(_read(tmp / "windows.f32", model.dim), spans, cfg.kind, cfg.codec)
-    for name in ("vectors.f32", "windows.f32"):
-        (tmp / name).unlink()
-    kmer_index = kmers.finish()
-    store.close(kmers.record_order)  # relatives side by side: zstd stores them in less
-    writer.kmers(kmer_index)
-    meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
-    if cfg.features:
-        writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
-    writer.finish(meta, rows)
-    return meta
+    try:
+        kmers: KmerIndexBuilder | None = None
+        windows: list[tuple[int, int, int]] = []
+        done = progress("embed")  # the collection's bases, a batch of records at a time (a stream: no total)
+        with done, open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
+            for batch in by_bases(records, _bases, cfg.batch_bases):
+                if kmers is None:  # k from the first batch's lengths
+                    cfg = resolve(cfg, [r.tokens.size for r in batch], model.window)
+                    kmers = KmerIndexBuilder(cfg.kmers)
+                first = len(rows)
+                for r in batch:
+                    n = int(r.tokens.size)
+                    pos = store.add(r.tokens)
+                    rows.append(Entry(id=r.id, length=n, label=r.label, start=0, end=n))
+                    kmers.add(pos, r.tokens)
+                    if cfg.features:
+                        feature_rows.append(r.features)
+                spans = _window_spans(batch, model.window, cfg.stride, cfg.window_min if cfg.windows else -1)
+                if isinstance(embed, LocalEmbed):  # records and windows in one pass
+                    whole = np.array([(i, 0, r.tokens.size) for i, r in enumerate(batch)], dtype=np.int64)
+                    both = np.concatenate([whole, spans])
+                    feats = _span_features(model, [batch[o] for o in both[:, 0]])
+                    vecs = embed.spans([r.tokens for r in batch], both, features=feats)
+                    _write(vec_out, vecs[: len(batch)])
+                    _write(win_out, vecs[len(batch) :])
+                else:
+                    _write(vec_out, _embed(embed, model, [r.tokens for r in batch], batch))
+                    if len(spans):
+                        owners = [batch[o] for o in spans[:, 0]]
+                        pieces = [r.tokens[a:b] for r, (_, a, b) in zip(owners, spans)]
+                        _write(win_out, _embed(embed, model, pieces, owners))
+                windows += [(first + int(o), int(a), int(b)) for o, a, b in spans]
+                done.update(sum(int(r.tokens.size) for r in batch))
+        if not rows:
+            raise ValueError(f"{source}: no sequences to embed")
+        meta.kind = writer.record_vectors(_read(tmp / "vectors.f32", model.dim), cfg.kind, cfg.codec)
+        meta.windows = bool(windows)
+        if windows:
+            spans = np.array(windows, dtype=np.int64)
+            writer.window_vectors(_read(tmp / "windows.f32", model.dim), spans, cfg.kind, cfg.codec)
+        for name in ("vectors.f32", "windows.f32"):
+            (tmp / name).unlink()
+        kmer_index = kmers.finish()
+        store.close(kmers.record_order)  # relatives side by side: zstd stores them in less
+        writer.kmers(kmer_index)
+        meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
+        if cfg.features:
+            writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
+        writer.finish(meta, rows)
+        return meta
+    finally:
+        store.discard()  # the staged bases' file closed, written or not (the staging folder goes on a failure)
 
 
 def _bases(record: InputRecord) -> int:

@@ -115,9 +115,9 @@ static int64_t accumulate_row(const uint8_t *s, int64_t pos, int64_t end, int ru
     unsigned x = 0;
     for (; pos < end; pos++) {
         x = nibble_at(s, pos);
-        if (v >> 59) return -1;  /* no index has segments so far apart */
         v = (v << 3) | (x & 7u);
         if (x & 8u) continue;  /* the varint goes on */
+        if (v > ((uint64_t)1 << 62)) return -1;  /* next_token's bound: no index has segments so far apart */
         if (!runs) {
             segment += (int64_t)v;
             if (segment >= n_segments) return -1;
@@ -143,8 +143,8 @@ static int64_t accumulate_row(const uint8_t *s, int64_t pos, int64_t end, int ru
 
 /* scores[order[segment]] += weights[i] for every posting of every row rows[i] (order == 0: scores[segment]).
    Returns the postings read, or -1 where the stream is damaged (row pointers out of order or past the stream's
-   `nibbles`, a varint running past its row, a segment at or past n_segments; scores then as they were), -2 where
-   memory ran out. */
+   `nibbles`, a varint running past its row, a segment at or past n_segments; with an order the scores are then
+   as they were, without one partly summed), -2 where memory ran out. */
 int64_t postings_accumulate(const uint8_t *stream, const int64_t *ptr, const int64_t *rows, const double *weights,
                             int64_t n, double *scores, int64_t n_segments, int64_t nibbles, const int32_t *order,
                             int runs)

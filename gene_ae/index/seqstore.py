@@ -42,6 +42,10 @@ class SequenceWriter:
         self._ends.append(self._ends[-1] + int(tokens.size))
         return len(self._ends) - 2
 
+    def discard(self) -> None:
+        """Close the staged file if `close` did not (a build that failed part way); nothing written."""
+        self._staged.close()
+
     def close(self, order: np.ndarray | None = None) -> int:
         """Write the blocks, the records in `order` (a permutation of their positions; default: as added), and the
         table; returns the bytes of sequence data written."""

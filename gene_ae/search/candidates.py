@@ -73,6 +73,27 @@ class QueryPieces:
     # a collection has the same k-mer settings; 15 ms a query at 10^6 genes when each of 13 shards made them)
     segment_counts: tuple[tuple, object] | None = None
 
+    def subset(self, rows: Sequence[int]) -> QueryPieces:
+        """The pieces of these queries (increasing positions), renumbered from 0 in that order, as `of` would make
+        them for those queries alone, but with the vectors embedded with all of them: a thread searching some
+        queries (engine.search's threads) gets what one thread searching all of them reads."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = QueryPieces()
+        if self.vectors is not None:
+            out.vectors = self.vectors[rows]
+        for name, pieces in (("window_rows", ("window_vectors",)), ("segment_rows", ("segment_thin",))):
+            owners = getattr(self, name)
+            if owners is None:
+                continue
+            keep = np.isin(owners, rows)
+            setattr(out, name, np.searchsorted(rows, owners[keep]))
+            for piece in pieces:
+                if getattr(self, piece) is not None:
+                    setattr(out, piece, getattr(self, piece)[keep])
+        if self.segments is not None:
+            out.segments = [s for s, k in zip(self.segments, np.isin(self.segment_rows, rows)) if k]
+        return out
+
     @classmethod
     def of(cls, queries: Sequence[np.ndarray], embed: Embed | None, window: int, segment: int | None,
            sources: Sequence[str], features: Mapping[str, Sequence] | None = None) -> QueryPieces:  # fmt: skip

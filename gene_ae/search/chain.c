@@ -122,9 +122,14 @@ typedef struct { int64_t q, s; int32_t again; } anchor_t;  /* again: its query b
 #define ROW 8
 #define MAX_ANCHORS (1ll << 28)
 
-static double gap_cost(int64_t drift, int k)
+/* Scores are fixed point, SCALE to a base: integer sums are exact, so two paths worth the same score the same
+   whatever order their terms were added in (the shortcut below relies on it; in floating point the plain loop and
+   the shortcut could round a tie apart by one ulp). */
+#define SCALE 65536
+
+static int64_t gap_cost(int64_t drift, int k)
 {
-    return drift ? 0.01 * k * (double)drift + 0.5 * log2((double)drift) : 0.0;
+    return drift ? llround(SCALE * (0.01 * k * (double)drift + 0.5 * log2((double)drift))) : 0;
 }
 
 /* Chains of one strand's anchors (sorted by subject, then query position) into out rows of ROW int64:
@@ -137,12 +142,12 @@ static int64_t chain_strand(const anchor_t *a, int64_t n, int k, int64_t max_gap
                             int64_t pair_room, int64_t *pair_fill)
 {
     if (n == 0 || room <= 0) return 0;
-    double *f = malloc((size_t)n * sizeof *f);
+    int64_t *f = malloc((size_t)n * sizeof *f);
     int64_t *prev = malloc((size_t)n * sizeof *prev), *path = malloc((size_t)n * sizeof *path);
     uint64_t *order = malloc((size_t)n * sizeof *order);
     uint8_t *used = calloc((size_t)n, 1);
     for (int64_t i = 0; i < n; i++) {
-        f[i] = k, prev[i] = -1;
+        f[i] = (int64_t)k * SCALE, prev[i] = -1;
         /* The next k-mer of an exact match (one base on along the same diagonal, no other anchor on the subject
            base before it) chains to the one before it: any other predecessor j could have chained to that one
            with the same drift and a gain at most one base shorter, so none scores more than f[i - 1] + 1 (ties
@@ -151,7 +156,7 @@ static int64_t chain_strand(const anchor_t *a, int64_t n, int k, int64_t max_gap
            a close relative are such, and the loop over h of them cost 80 % of its chaining. */
         if (i > 0 && a[i - 1].q == a[i].q - 1 && a[i - 1].s == a[i].s - 1 && !a[i - 1].again
             && (i < 2 || a[i - 2].s != a[i - 1].s)) {
-            f[i] = f[i - 1] + 1.0, prev[i] = i - 1;
+            f[i] = f[i - 1] + SCALE, prev[i] = i - 1;
             continue;
         }
         for (int64_t j = i - 1, seen = 0; j >= 0 && seen < h; j--) {
@@ -163,21 +168,21 @@ static int64_t chain_strand(const anchor_t *a, int64_t n, int k, int64_t max_gap
             int64_t drift = qd > sd ? qd - sd : sd - qd;
             if (drift > band) continue;
             int64_t gain = qd < sd ? qd : sd;
-            double sc = f[j] + (double)(gain < k ? gain : k) - gap_cost(drift, k);
+            int64_t sc = f[j] + (gain < k ? gain : k) * (int64_t)SCALE - gap_cost(drift, k);
             if (sc > f[i]) f[i] = sc, prev[i] = j;
         }
     }
     /* best first: keys of (a quarter-base score, inverted) above the anchor's index (n < 2^28, scores < 2^34) */
-    for (int64_t i = 0; i < n; i++) order[i] = ((SCORE_TOP - (uint64_t)(f[i] * 4.0)) << 28) | (uint64_t)i;
+    for (int64_t i = 0; i < n; i++) order[i] = ((SCORE_TOP - (uint64_t)(f[i] / (SCALE / 4))) << 28) | (uint64_t)i;
     radix_sort(order, n, 64);
     int64_t rows = 0;
     for (int64_t r = 0; r < n && rows < room; r++) {
         int64_t end = (int64_t)(order[r] & ((1ull << 28) - 1)), i = end, first = end, anchors = 0;
         if (used[end]) continue;
-        double base = 0.0;
+        int64_t base = 0;
         while (i >= 0 && !used[i]) used[i] = 1, first = i, path[anchors++] = i, i = prev[i];
         if (i >= 0) base = f[i];
-        double score = f[end] - base;
+        double score = (double)(f[end] - base) / SCALE;
         if (score < min_score) continue;
         int64_t *o = out + ROW * rows++;
         o[0] = strand, o[1] = a[first].q, o[2] = a[end].q + k, o[3] = a[first].s, o[4] = a[end].s + k;

@@ -104,37 +104,29 @@ def search(
     Three steps, which gene_ae/search/serve_index.py runs apart (the middle one on each shard's replicas): `ask`
     (the query pieces, embedded once), `shard_hits` per shard, `finish` (merge, fuse, align, rank)."""
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
+    subject, allowed = _prepared(collection, cfg, subject, allowed)
+    asked = ask(merge_shapes([shard_shape(s) for s in collection.shards]), queries, embed, cfg, features)
     space = search_space(collection)
 
     def part(rows: Sequence[int], tell: Progress | None) -> list[list[Hit]]:
-        chosen = [queries[r] for r in rows]
-        given = {n: [v[r] for r in rows] for n, v in features.items()} if features else None
-        gathered, asked, per_shard = _gathered(collection, chosen, embed, cfg, subject, allowed, given)
-        return finish(chosen, asked, per_shard, cfg, gathered, space, tell)
+        mine = asked if len(rows) == len(queries) else asked.subset(rows)
+        per_shard = _answers(collection, mine, depth(cfg), allowed)
+        return finish([queries[r] for r in rows], mine, per_shard, cfg, subject, space, tell)
 
     if threads <= 1 or len(queries) <= 1:
         return part(range(len(queries)), progress)
-    step, tell = QUERIES_A_TASK if embed is None else max(1, cfg.batch_size), locked(progress)
-    groups = [range(i, min(i + step, len(queries))) for i in range(0, len(queries), step)]
-    return [hits for found in in_threads(lambda rows: part(rows, tell), groups, threads) for hits in found]
+    # A query a task, so a long query holds no other back; the vectors were embedded above, with all the queries,
+    # so each query's hits are one thread's to the bit (asking the shards a query at a time cost nothing
+    # measurable against all 250 at once on the SILVA val split, docs/BENCHMARKS.md).
+    tell = locked(progress)
+    return [hits for found in in_threads(lambda q: part([q], tell), range(len(queries)), threads) for hits in found]
 
 
-# Queries a thread takes at a time when no vectors are embedded: one, so a long query does not hold others back
-# (asking the shards for one query at a time cost nothing measurable against a 50-query batch; docs/BENCHMARKS.md).
-# With vectors, a batch of the encoder's size.
-QUERIES_A_TASK = 1
-
-
-def _gathered(
-    collection: Collection,
-    queries: Sequence[np.ndarray],
-    embed: Embed | None,
-    cfg: SearchConfig,
-    subject: Subject | None,
-    allowed: np.ndarray | None,
-    features: Mapping[str, Sequence] | None,
-) -> tuple[Subject | None, QueryPieces, list[Mapping[str, PieceHits]]]:
-    """search's first two steps in one process: (subject, the query pieces, each shard's hits)."""
+def _prepared(
+    collection: Collection, cfg: SearchConfig, subject: Subject | None, allowed: np.ndarray | None
+) -> tuple[Subject | None, np.ndarray | None]:
+    """(the subjects' sequences, the records search may return), the settings checked: what every query's steps
+    share."""
     check_config(cfg)
     if cfg.rerank and subject is None:
         if any(s.sequences is None for s in collection.shards):
@@ -142,13 +134,15 @@ def _gathered(
                 "this index holds no sequences (made by an older gene-ae): give --collection or --rerank 0"
             )
         subject = collection.sequence
-    allowed = collection.allowed(allowed)
-    asked = ask(merge_shapes([shard_shape(s) for s in collection.shards]), queries, embed, cfg, features)
-    n = depth(cfg)
-    per_shard = []
-    for shard, lo, hi in zip(collection.shards, collection.offsets[:-1], collection.offsets[1:]):
-        per_shard.append(shard_hits(shard, int(lo), asked, n, None if allowed is None else allowed[lo:hi]))
-    return subject, asked, per_shard
+    return subject, collection.allowed(allowed)
+
+
+def _answers(
+    collection: Collection, asked: QueryPieces, n: int, allowed: np.ndarray | None
+) -> list[Mapping[str, PieceHits]]:
+    """Each shard's hits for the asked pieces (`allowed`: over the whole collection)."""
+    return [shard_hits(shard, int(lo), asked, n, None if allowed is None else allowed[lo:hi])
+            for shard, lo, hi in zip(collection.shards, collection.offsets[:-1], collection.offsets[1:])]  # fmt: skip
 
 
 def each_region(
@@ -169,7 +163,9 @@ def each_region(
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
     if not cfg.rerank:
         raise ValueError("every region is aligned: rerank must be above 0")
-    subject, asked, per_shard = _gathered(collection, [query], embed, cfg, subject, allowed, features)
+    subject, allowed = _prepared(collection, cfg, subject, allowed)
+    asked = ask(merge_shapes([shard_shape(s) for s in collection.shards]), [query], embed, cfg, features)
+    per_shard = _answers(collection, asked, depth(cfg), allowed)
     space, share = search_space(collection), Share(int(query.size), progress)
     hits, top = _candidates(0, asked, _lists(asked, per_shard, cfg, 1), cfg)
     with ExitStack() as stack:
