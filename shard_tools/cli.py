@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shard_tools import __version__
+from shard_tools.cpus import usable_cpus
 from shard_tools.declared import parse_feature_column
 from shard_tools.detect import FORMATS
 from shard_tools.files import take_signals
@@ -22,7 +23,7 @@ from shard_tools.reader import ShardError
 from shard_tools.record import STDIN, InputError, Record
 from shard_tools.text import printable
 from shard_tools.verify import verify
-from shard_tools.writer import ShardConfig, ShardWriter, usable_cpus
+from shard_tools.writer import ShardConfig, ShardWriter
 
 MB = 2**20
 # Numeric ShardConfig fields as options: flag, field, type, help (the default and range come from ShardConfig).

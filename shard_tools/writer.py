@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import sys
 import tarfile
@@ -24,6 +23,7 @@ from typing import BinaryIO, ClassVar
 import numpy as np
 
 from shard_tools.alphabet import TOKENS
+from shard_tools.cpus import usable_cpus
 from shard_tools.files import atomic_dir, sha256_file
 from shard_tools.format import BLOCK_EXT, FORMAT_NAME, FORMAT_VERSION, MAX_KEY_LEN, encode_block, sanitise_key
 from shard_tools.manifest import HIST_EDGES, check_replaceable, length_bin
@@ -32,14 +32,6 @@ from shard_tools.record import Record
 
 SPLITS = ("train", "val")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _leave_signals_to_parent() -> None:

@@ -9,6 +9,7 @@ from contextlib import nullcontext
 
 from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
 from gene_ae.search.limits import SEARCH_LIMITS
+from shard_tools.cpus import usable_cpus
 from shard_tools.options import Range, number
 from shard_tools.record import STDIN
 
@@ -82,9 +83,9 @@ def add_parser(sub, version: str) -> None:
         "neither aligned nor reported, so a query may get fewer than -k hits, as from blastn (0: none left out)",
     )  # fmt: skip
     s.add_argument(
-        "--threads", type=int_option("threads"), default=None, metavar="N",
-        help=f"queries (ani: the query genome's contigs) searched at once (default: the CPUs this process may use, "
-        f"at most {THREADS}); the hits are the same",
+        "--threads", type=int_option("threads"), default=min(usable_cpus(), THREADS), metavar="N",
+        help=f"queries (ani: the query genome's contigs) searched at once, the hits the same whatever the number; by "
+        f"default the CPUs this process may use, at most {THREADS}",
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
@@ -135,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.search.engine import SearchConfig
     from gene_ae.search.genomes import GenomeConfig
     from gene_ae.search.searcher import Searcher, collection_subject
-    from shard_tools.writer import usable_cpus
 
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                        deep_trace=args.deep_trace, vote_floor=args.vote_floor)  # fmt: skip
     sizes = [int(q.tokens.size) for q in queries]
     longest = sum(sizes) if kind == "ani" else max(sizes)
-    threads = min(usable_cpus(), THREADS) if args.threads is None else args.threads
+    threads = args.threads
     with progress("search", sum(sizes)) if longest > PROGRESS_BASES else nullcontext() as bar:
         tell = bar.update if bar is not None else None
         if kind == "ani":
