@@ -73,25 +73,18 @@ class QueryPieces:
     # a collection has the same k-mer settings; 15 ms a query at 10^6 genes when each of 13 shards made them)
     segment_counts: tuple[tuple, object] | None = None
 
-    def subset(self, rows: Sequence[int]) -> QueryPieces:
-        """The pieces of these queries (increasing positions), renumbered from 0 in that order, as `of` would make
-        them for those queries alone, but with the vectors embedded with all of them: a thread searching some
-        queries (engine.search's threads) gets what one thread searching all of them reads."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = QueryPieces()
-        if self.vectors is not None:
-            out.vectors = self.vectors[rows]
-        for name, pieces in (("window_rows", ("window_vectors",)), ("segment_rows", ("segment_thin",))):
-            owners = getattr(self, name)
-            if owners is None:
-                continue
-            keep = np.isin(owners, rows)
-            setattr(out, name, np.searchsorted(rows, owners[keep]))
-            for piece in pieces:
-                if getattr(self, piece) is not None:
-                    setattr(out, piece, getattr(self, piece)[keep])
-        if self.segments is not None:
-            out.segments = [s for s, k in zip(self.segments, np.isin(self.segment_rows, rows)) if k]
+    def part(self, first: int, end: int) -> QueryPieces:
+        """The pieces of queries first..end-1, renumbered from 0: what `of` makes for those queries alone, but with
+        the vectors embedded with all of them, so that a thread searching some queries (engine.search's threads)
+        reads what one thread searching all of them reads. Slices: each query's pieces are consecutive."""
+        out = QueryPieces(vectors=None if self.vectors is None else self.vectors[first:end])
+        if self.window_rows is not None:
+            a, b = np.searchsorted(self.window_rows, [first, end])
+            out.window_rows, out.window_vectors = self.window_rows[a:b] - first, self.window_vectors[a:b]
+        if self.segment_rows is not None:
+            a, b = np.searchsorted(self.segment_rows, [first, end])
+            out.segment_rows, out.segments = self.segment_rows[a:b] - first, self.segments[a:b]
+            out.segment_thin = self.segment_thin[a:b]
         return out
 
     @classmethod

@@ -105,21 +105,27 @@ def search(
     (the query pieces, embedded once), `shard_hits` per shard, `finish` (merge, fuse, align, rank)."""
     collection = opened if isinstance(opened, Collection) else Collection.of(opened)
     subject, allowed = _prepared(collection, cfg, subject, allowed)
-    asked = ask(merge_shapes([shard_shape(s) for s in collection.shards]), queries, embed, cfg, features)
-    space = search_space(collection)
+    asked = _asked(collection, queries, embed, cfg, features)
+    space, n = search_space(collection), len(queries)
 
-    def part(rows: Sequence[int], tell: Progress | None) -> list[list[Hit]]:
-        mine = asked if len(rows) == len(queries) else asked.subset(rows)
+    def part(first: int, end: int, tell: Progress | None) -> list[list[Hit]]:
+        mine = asked if (first, end) == (0, n) else asked.part(first, end)
         per_shard = _answers(collection, mine, depth(cfg), allowed)
-        return finish([queries[r] for r in rows], mine, per_shard, cfg, subject, space, tell)
+        return finish(queries[first:end], mine, per_shard, cfg, subject, space, tell)
 
-    if threads <= 1 or len(queries) <= 1:
-        return part(range(len(queries)), progress)
-    # A query a task, so a long query holds no other back; the vectors were embedded above, with all the queries,
-    # so each query's hits are one thread's to the bit (asking the shards a query at a time cost nothing
-    # measurable against all 250 at once on the SILVA val split, docs/BENCHMARKS.md).
-    tell = locked(progress)
-    return [hits for found in in_threads(lambda q: part([q], tell), range(len(queries)), threads) for hits in found]
+    if threads <= 1 or n <= 1:
+        return part(0, n, progress)
+    # The vectors were embedded above, with all the queries, so each query's hits are one thread's to the bit.
+    step, tell = -(-n // (threads * TASKS_A_THREAD)), locked(progress)
+    found = in_threads(lambda a: part(a, min(a + step, n), tell), range(0, n, step), threads)
+    return [hits for task in found for hits in task]
+
+
+# Consecutive queries a task, this many tasks a thread: a long query holds back only its own task's few others, and
+# what a task costs beside its queries (each shard's --where mask over every record) is paid a few dozen times a
+# search, not once a query of a million reads. Asking the shards a query at a time cost nothing measurable against
+# all 250 at once on the SILVA val split (docs/BENCHMARKS.md).
+TASKS_A_THREAD = 16
 
 
 def _prepared(
@@ -135,6 +141,14 @@ def _prepared(
             )
         subject = collection.sequence
     return subject, collection.allowed(allowed)
+
+
+def _asked(
+    collection: Collection, queries: Sequence[np.ndarray], embed: Embed | None, cfg: SearchConfig,
+    features: Mapping[str, Sequence] | None,
+) -> QueryPieces:  # fmt: skip
+    """`ask` of the pieces every shard of the collection can answer."""
+    return ask(merge_shapes([shard_shape(s) for s in collection.shards]), queries, embed, cfg, features)
 
 
 def _answers(
@@ -164,7 +178,7 @@ def each_region(
     if not cfg.rerank:
         raise ValueError("every region is aligned: rerank must be above 0")
     subject, allowed = _prepared(collection, cfg, subject, allowed)
-    asked = ask(merge_shapes([shard_shape(s) for s in collection.shards]), [query], embed, cfg, features)
+    asked = _asked(collection, [query], embed, cfg, features)
     per_shard = _answers(collection, asked, depth(cfg), allowed)
     space, share = search_space(collection), Share(int(query.size), progress)
     hits, top = _candidates(0, asked, _lists(asked, per_shard, cfg, 1), cfg)
