@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from study import in_process_state, study_batches
+from study import train_in_process
 
 from gene_ae.config import load_config
 from gene_ae.core.records import iter_input
@@ -42,7 +42,6 @@ from gene_ae.evaluate import EvalConfig, build_methods, mutation_retrieval
 from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig
 from gene_ae.model.encoder import Encoder
 from gene_ae.search.align import Oriented, align_hit
-from gene_ae.train.step import batch_loss, optimise
 from shard_tools.alphabet import PAD
 from shard_tools.inputs import ReaderConfig
 
@@ -109,25 +108,14 @@ def pair_loss(model, seqs: list[np.ndarray], pairs: list[list[tuple[int, float]]
 
 
 def train(cfg, steps: int, threads: int, pairs, seqs, weight: float, tag: str):
-    """study.train_in_process's loop, with the pair term added to the loss when `weight` > 0."""
-    torch.set_num_threads(threads)
-    cfg = replace(cfg, train=replace(cfg.train, steps=steps))
-    device = torch.device("cpu")
-    state = in_process_state(cfg, device)
-    rng, start = np.random.default_rng(cfg.train.seed), time.perf_counter()
-    for batch in study_batches(cfg, steps):
-        loss, metrics = batch_loss(state.model, batch, cfg, state.step, device, state.queue)
-        if weight > 0:
-            ranked = pair_loss(state.model, seqs, pairs, rng)
-            loss = loss + weight * ranked
-            metrics["loss_pairs"] = ranked.item()
-        optimise(state, loss, cfg)
-        if state.step % 50 == 0 or state.step == steps:
-            shown = {k: round(v, 3) for k, v in metrics.items() if k in ("loss_nce", "loss_pairs")}
-            print(f"[{tag}] step {state.step} {shown} {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
-        if state.step >= steps:
-            break
-    return state.model.eval()
+    """study.train_in_process, with the pair term (times `weight`) added to each step's loss when `weight` > 0."""
+    rng = np.random.default_rng(cfg.train.seed)
+
+    def ranked(model) -> tuple[torch.Tensor, dict[str, float]]:
+        term = pair_loss(model, seqs, pairs, rng)
+        return weight * term, {"loss_pairs": term.item()}
+
+    return train_in_process(cfg, steps, threads, tag, extra=ranked if weight > 0 else None)
 
 
 def score(model, val: list[np.ndarray]) -> dict:

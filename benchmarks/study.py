@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import torch
 from gene_ae.config import Config
 from gene_ae.model.autoencoder import GeneAE
 from gene_ae.train.data import train_loader
-from gene_ae.train.step import WorkerState, new_state, train_step
+from gene_ae.train.step import WorkerState, batch_loss, new_state, optimise, train_step
 
 
 def in_process_state(cfg: Config, device: torch.device | str = "cpu") -> WorkerState:
@@ -37,18 +37,29 @@ def study_batches(cfg: Config, steps: int) -> object:
     return train_loader(cfg.data, 0, steps, seed=cfg.train.seed * 7919, features=cfg.model.features)
 
 
-def train_in_process(cfg: Config, steps: int, threads: int, log: str, every: int = 50) -> GeneAE:
+def train_in_process(
+    cfg: Config, steps: int, threads: int, log: str, every: int = 50,
+    extra: Callable[[GeneAE], tuple[torch.Tensor, dict[str, float]]] | None = None,
+) -> GeneAE:  # fmt: skip
     """`steps` real train steps (schedule set for `steps`) in one process on the CPU; the model in eval.
-    Progress goes to stderr every `every` steps, tagged `log`."""
+    Progress goes to stderr every `every` steps, tagged `log`. `extra(model)`: a study's own term added to each
+    step's loss, and its metrics (benchmarks/mined_pairs.py)."""
     torch.set_num_threads(threads)
     cfg = replace(cfg, train=replace(cfg.train, steps=steps))
     device = torch.device("cpu")
     state = in_process_state(cfg, device)
     start = time.perf_counter()
     for batch in study_batches(cfg, steps):
-        metrics = train_step(state, batch, cfg, device)
+        more: dict[str, float] = {}
+        if extra is None:
+            metrics = train_step(state, batch, cfg, device)
+        else:
+            loss, metrics = batch_loss(state.model, batch, cfg, state.step, device, state.queue)
+            term, more = extra(state.model)
+            optimise(state, loss + term, cfg)
+            metrics.update(more)
         if state.step % every == 0 or state.step == steps:
-            shown = {k: round(v, 4) for k, v in metrics.items() if k in ("loss_rec", "accuracy", "loss_nce")}
+            shown = {k: round(v, 4) for k, v in metrics.items() if k in ("loss_rec", "accuracy", "loss_nce", *more)}
             print(f"[{log}] step {state.step} {shown} {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
         if state.step >= steps:
             break

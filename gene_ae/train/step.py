@@ -146,7 +146,7 @@ def train_step(state: WorkerState, batch: dict, cfg: Config, device: torch.devic
 
 def optimise(state: WorkerState, loss: torch.Tensor, cfg: Config) -> None:
     """One optimiser step on `loss` (gradients clipped, the schedule advanced): train_step's, and a study's that
-    adds a term of its own to batch_loss (benchmarks/mined_pairs.py)."""
+    adds a term of its own to batch_loss (benchmarks/study.py, `extra`)."""
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.train.grad_clip)
