@@ -127,6 +127,31 @@ def test_a_chain_path_skips_anchors_that_cross_its_run_and_resumes_past_them() -
     assert chain_path(query, subject, anchors[:0], 4) == ""
 
 
+@pytest.mark.parametrize("big", [False, True])
+def test_a_chain_paths_gaps_are_edlibs_own_paths(big) -> None:
+    """chain.c aligns a gap between anchors itself (Myers' bit-vector distances, traced back as edlib traces): the
+    path is edlib's NW path to the byte (which of several equal paths, = and X counted as edlib counts them), on
+    related and unrelated gaps, N bases included; a gap edlib would split by Hirschberg's method (`big`: over
+    chain.EDLIB_TABLE bytes of its table) is left to edlib itself. A traceback preferring the diagonal, or D before I,
+    fails this."""
+    import edlib
+
+    rng, k, differ = np.random.default_rng(7 if big else 3), 13, 0
+    for _ in range(12 if big else 150):
+        m = int(rng.integers(1400, 2500) if big else rng.integers(1, 300))
+        n = max(1, int(m * rng.uniform(0.6, 1.4)))
+        q = (FIRST_BASE + rng.integers(0, 5 if rng.random() < 0.2 else 4, m)).astype(np.uint8)
+        s = np.resize(q, n).copy()  # a relative: the query's bases, changed at random
+        changed = rng.random(n) < rng.uniform(0.0, 0.6)
+        s[changed] = FIRST_BASE + rng.integers(0, 4, int(changed.sum()))
+        left, right = ((FIRST_BASE + rng.integers(0, 4, k)).astype(np.uint8) for _ in range(2))
+        query, subject = np.concatenate([left, q, right]), np.concatenate([left, s, right])
+        got = chain_path(query, subject, np.array([[0, 0], [k + m, k + n]]), k)
+        want = f"{k}=" + edlib.align(q.tobytes(), s.tobytes(), mode="NW", task="path")["cigar"] + f"{k}="
+        differ += got != want
+    assert differ == 0
+
+
 def _reference_chains(query: np.ndarray, subject: np.ndarray, c: ChainConfig) -> list:
     """chain.c's chains, written plainly (every anchor looks back over its h predecessors): (chain row, anchors)."""
     from math import floor, log2

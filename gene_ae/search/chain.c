@@ -246,3 +246,182 @@ int64_t chain_regions(void *table, const uint8_t *s, int64_t slen, int64_t max_g
     free(a[0]), free(a[1]), free(matched[0]), free(matched[1]);
     return rows;
 }
+
+/* ---- A chain's path as an extended CIGAR (chain.py's chain_path says what it is; this is its loop) ---- */
+
+typedef struct { char *out; int64_t len, room; } text_t;
+
+static void put_run(text_t *t, int64_t n, char op)
+{
+    char digits[24];
+    int d = 0;
+    do digits[d++] = (char)('0' + n % 10), n /= 10; while (n);
+    if (t->len + d + 1 <= t->room) {
+        while (d) t->out[t->len++] = digits[--d];
+        t->out[t->len++] = op;
+    } else {
+        t->len += d + 1;  /* measured only: the caller sizes the buffer again */
+    }
+}
+
+/* Room for gap_path's bit-parallel table, kept across the gaps of one path. */
+typedef struct {
+    uint64_t *pv, *mv, *peq;  /* each column's vertical deltas (+1, -1) a block of 64 query bases; the query's
+                                 match masks, a symbol a row of blocks */
+    int32_t *top;             /* each column's distance at the row above each block */
+    char *ops;
+    int64_t cells, peq_words, op_room;  /* room: pv, mv and top entries (all alike), peq words, ops */
+} work_t;
+
+static int grow(void **p, int64_t *have, int64_t need, size_t size)
+{
+    if (need <= *have) return 0;
+    void *q = realloc(*p, (size_t)need * size);
+    if (!q) return 1;
+    *p = q, *have = need;
+    return 0;
+}
+
+/* One block of Myers' bit-vector edit distance (Hyyro's form, as edlib computes it): vertical deltas pv / mv of a
+   column given the last one's, the block's match mask eq and the horizontal delta hin entering from above;
+   returns the delta leaving its last row. */
+static inline int advance(uint64_t *pv, uint64_t *mv, uint64_t eq, int hin)
+{
+    uint64_t p = *pv, m = *mv, xv = eq | m;
+    if (hin < 0) eq |= 1;
+    uint64_t xh = (((eq & p) + p) ^ p) | eq, ph = m | ~(xh | p), mh = p & xh;
+    int hout = (int)(ph >> 63) - (int)(mh >> 63);
+    ph <<= 1, mh <<= 1;
+    if (hin < 0) mh |= 1;
+    else if (hin > 0) ph |= 1;
+    *pv = mh | ~(xv | ph), *mv = ph & xv;
+    return hout;
+}
+
+/* The edit distance of q[0..i) and s[0..j) from the table (row 0 and column 0 the plain boundaries). */
+static inline int32_t cell(const work_t *w, int64_t nb, int64_t i, int64_t j)
+{
+    if (i == 0) return (int32_t)j;
+    int64_t b = (i - 1) >> 6, r = (i - 1) & 63, at = j * nb + b;
+    uint64_t mask = r == 63 ? ~0ull : (1ull << (r + 1)) - 1;
+    return w->top[at] + __builtin_popcountll(w->pv[at] & mask) - __builtin_popcountll(w->mv[at] & mask);
+}
+
+/* The unit-cost global path of q[0..m) against s[0..n) (both non-empty), as edlib's NW path: every column's
+   distances by Myers' bit-vector loop (64 query bases a word, as edlib), then traced back from the end preferring
+   a query base alone (I), then a subject base alone (D), then the diagonal (edlib's order: the same path where
+   its band holds every cell of the paths it keeps); runs merged. Returns nonzero where memory ran out. */
+static int gap_path(const uint8_t *q, int64_t m, const uint8_t *s, int64_t n, work_t *w, text_t *t)
+{
+    int64_t nb = (m + 63) >> 6;
+    int16_t sym[256];
+    int64_t kinds = 0;
+    memset(sym, -1, sizeof sym);
+    for (int64_t i = 0; i < m; i++)
+        if (sym[q[i]] < 0) sym[q[i]] = (int16_t)kinds++;
+    int64_t cells = (n + 1) * nb, had = w->cells;
+    if (grow((void **)&w->peq, &w->peq_words, kinds * nb + nb, 8) || grow((void **)&w->ops, &w->op_room, m + n, 1)
+        || grow((void **)&w->pv, &had, cells, 8) || (had = w->cells, grow((void **)&w->mv, &had, cells, 8))
+        || (had = w->cells, grow((void **)&w->top, &had, cells, 4)))
+        return 1;
+    w->cells = had;
+    memset(w->peq, 0, (size_t)(kinds * nb + nb) * 8);  /* the last row of blocks: a symbol the query lacks */
+    for (int64_t i = 0; i < m; i++) w->peq[sym[q[i]] * nb + (i >> 6)] |= 1ull << (i & 63);
+    for (int64_t b = 0; b < nb; b++) w->pv[b] = ~0ull, w->mv[b] = 0, w->top[b] = (int32_t)(64 * b);
+    for (int64_t j = 1; j <= n; j++) {
+        const uint64_t *eq = w->peq + (sym[s[j - 1]] < 0 ? kinds : sym[s[j - 1]]) * nb;
+        uint64_t *pv = w->pv + j * nb, *mv = w->mv + j * nb;
+        int32_t *tp = w->top + j * nb;
+        int hin = 1;  /* row 0 grows by one a column */
+        for (int64_t b = 0; b < nb; b++) {
+            pv[b] = pv[b - nb], mv[b] = mv[b - nb];
+            tp[b] = b ? tp[b - 1] + __builtin_popcountll(pv[b - 1]) - __builtin_popcountll(mv[b - 1]) : (int32_t)j;
+            hin = advance(pv + b, mv + b, eq[b], hin);
+        }
+    }
+    int64_t i = m, j = n, len = 0;
+    char *ops = w->ops;
+    while (i > 0 || j > 0) {
+        int32_t here = j ? cell(w, nb, i, j) : (int32_t)i;
+        if (i > 0 && (j ? cell(w, nb, i - 1, j) : (int32_t)(i - 1)) + 1 == here) ops[len++] = 'I', i--;
+        else if (j > 0 && cell(w, nb, i, j - 1) + 1 == here) ops[len++] = 'D', j--;
+        else ops[len++] = cell(w, nb, i - 1, j - 1) == here ? '=' : 'X', i--, j--;
+    }
+    for (int64_t a = len - 1; a >= 0;) {  /* the ops were traced from the end */
+        int64_t b = a;
+        while (b > 0 && ops[b - 1] == ops[a]) b--;
+        put_run(t, a - b + 1, ops[a]);
+        a = b - 1;
+    }
+    return 0;
+}
+
+static void free_work(work_t *w) { free(w->pv), free(w->mv), free(w->peq), free(w->top), free(w->ops); }
+
+/* The path of a chain's anchors (n (query, subject) starts in order, the query on the chain's strand) as
+   extended CIGAR text in out (room bytes), exactly chain.py's Python reading of it: runs of matches where
+   anchors overlap on one diagonal, the gaps between them aligned (gap_path), `ends` (4 values, or 0) the
+   extended chain's spans its first and last runs may reach. A gap whose table would take edlib max_table bytes
+   or more (edlib then splits it by Hirschberg's method, whose ties fall elsewhere) is written as '?' with its (query start, query end, subject start, subject end) in gaps (4 a gap, gap_room gaps) for the
+   caller to align. Returns the text's length (over room: nothing usable written, call again with that room),
+   or -1 where memory ran out; *n_gaps the big gaps. */
+int64_t chain_path_text(const uint8_t *query, const uint8_t *subject, const int64_t *anchors, int64_t n, int k,
+                        const int64_t *ends, int64_t max_table, char *out, int64_t room, int64_t *gaps,
+                        int64_t gap_room, int64_t *n_gaps)
+{
+    text_t t = {out, 0, room};
+    *n_gaps = 0;
+    if (n <= 0) return 0;
+    work_t w = {0};
+    int64_t qs = -1, qe = -1, se = -1;
+    for (int64_t first = 0; first < n;) {
+        int64_t dg = anchors[2 * first] - anchors[2 * first + 1], last = first;
+        while (last + 1 < n && anchors[2 * (last + 1)] - anchors[2 * (last + 1) + 1] == dg
+               && anchors[2 * (last + 1)] <= anchors[2 * last] + k)
+            last++;
+        int64_t q = anchors[2 * first], q_last = anchors[2 * last];
+        int64_t next = last + 1;
+        if (qe < 0) {
+            qs = q, qe = q_last + k, se = q_last + k - dg;
+            if (ends && ends[0] - ends[2] == dg && ends[0] < qs) qs = ends[0];
+            first = next;
+            continue;
+        }
+        if (dg == qe - se && q <= qe) {
+            qe = q_last + k, se = q_last + k - dg;
+            first = next;
+            continue;
+        }
+        if (q < qe || q - dg < se) {  /* its first anchors cross the run: the first at or past it */
+            int64_t need = qe > se + dg ? qe : se + dg, j = first;
+            while (j <= last && anchors[2 * j] < need) j++;
+            if (j > last) { first = next; continue; }
+            q = anchors[2 * j];
+        }
+        put_run(&t, qe - qs, '=');
+        int64_t qg = q - qe, sg = q - dg - se;
+        if (qg > 0 && sg > 0) {
+            if ((20 * ((qg + 63) >> 6) + 8) * sg >= max_table) {  /* edlib's table bytes: past them, Hirschberg */
+                if (*n_gaps < gap_room) {
+                    int64_t *g = gaps + 4 * *n_gaps;
+                    g[0] = qe, g[1] = q, g[2] = se, g[3] = q - dg;
+                }
+                (*n_gaps)++;
+                if (t.len < t.room) t.out[t.len] = '?';
+                t.len++;
+            } else {
+                if (gap_path(query + qe, qg, subject + se, sg, &w, &t)) { free_work(&w); return -1; }
+            }
+        } else if (qg > 0) {
+            put_run(&t, qg, 'I');
+        } else if (sg > 0) {
+            put_run(&t, sg, 'D');
+        }
+        qs = q, qe = q_last + k, se = q_last + k - dg;
+        first = next;
+    }
+    if (ends && ends[1] - ends[3] == qe - se && ends[1] > qe) qe = ends[1];
+    put_run(&t, qe - qs, '=');
+    free_work(&w);
+    return t.len;
+}

@@ -11,7 +11,6 @@ its bases do), so only the hits reported are aligned, and only over their region
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -63,6 +62,7 @@ def _lib() -> ctypes.CDLL:
         "chain_table_new": ((P, I64, I32, I32, I32), P),
         "chain_table_free": ((P,), None),
         "chain_regions": ((P, P, I64, I64, I64, I32, F64, P, I64, P, I64), I64),
+        "chain_path_text": ((P, P, P, I64, I32, P, I64, P, I64, P, I64, P), I64),
     })  # fmt: skip
 
 
@@ -184,55 +184,46 @@ def _same_run(a: np.ndarray, b: np.ndarray) -> int:
     return m
 
 
+# A gap whose table would take edlib this many bytes is aligned by edlib: its banded loop beats chain.c's whole table
+# there (the grown loci's 402 paths: gaps to 2^20 bytes in C 2.35 s, to 2^15 1.52 s, none 1.78 s; the Python walk 1.9);
+# under 2^20 edlib traces one table, as chain.c does, so either gives the same path (over it, Hirschberg's splits).
+EDLIB_TABLE = 1 << 15
+
+
 def chain_path(
     query: np.ndarray, subject: np.ndarray, anchors: np.ndarray, k: int, ends: tuple[int, int, int, int] | None = None
 ) -> str:
     """The alignment a chain implies, as an extended CIGAR (=, X, I, D) from its first anchor to its last: runs
-    of exact matches where anchors overlap on one diagonal, the gaps between them aligned by edlib (small: a 30 %
-    copy keeps an anchor every ~100 bases), as minimap2 aligns between its anchors. `query` is on the chain's
-    strand (the reverse complement for a minus chain), `anchors` its (query, subject) starts in order. `ends`:
-    (query start, query end, subject start, subject end) of the chain `extended` on that strand, its first and
-    last runs of matches reaching them."""
-    import edlib
+    of exact matches where anchors overlap on one diagonal, the gaps between them aligned as edlib's NW path
+    (small: a 30 % copy keeps an anchor every ~100 bases), as minimap2 aligns between its anchors. `query` is on
+    the chain's strand (the reverse complement for a minus chain), `anchors` its (query, subject) starts in order.
+    `ends`: (query start, query end, subject start, subject end) of the chain `extended` on that strand, its first
+    and last runs of matches reaching them.
 
+    The walk is chain.c's (`chain_path_text`): in Python, with edlib called for every gap, it cost 30 % of a long
+    query's search. A gap of an EDLIB_TABLE table or more (~300 bases each side) comes back marked and is aligned by
+    edlib here; every path is edlib's to the byte (tests/test_chain.py)."""
     if not len(anchors):
         return ""
-    qs_all, ss_all = anchors[:, 0], anchors[:, 1]
-    diagonal = qs_all - ss_all
-    # groups of anchors each on the diagonal of the one before and overlapping it (q <= previous q + k): the walk
-    # anchor by anchor either extends a run with every member of a group after its first taken one, or skips them
-    cut = np.flatnonzero((diagonal[1:] != diagonal[:-1]) | (qs_all[1:] > qs_all[:-1] + k)) + 1
-    firsts, lasts = np.concatenate(([0], cut)), np.concatenate((cut, [len(anchors)])) - 1
-    parts: list[str] = []
-    qs = qe = se = -1  # the current run of matches: query start, query and subject ends (qe < 0: none yet)
-    for first, last, d, q, q_last in _groups(firsts, lasts, diagonal[firsts], qs_all[firsts], qs_all[lasts]):
-        if qe < 0:
-            qs, qe, se = q, q_last + k, q_last + k - d
-            if ends is not None and ends[0] - ends[2] == d:
-                qs = min(qs, ends[0])
-            continue
-        if d == qe - se and q <= qe:  # the same diagonal, overlapping: the run goes on
-            qe, se = q_last + k, q_last + k - d
-            continue
-        if q < qe or q - d < se:  # its first anchors cross the run (an indel right at it): skip those
-            j = first + int(np.searchsorted(qs_all[first : last + 1], max(qe, se + d)))
-            if j > last:
-                continue
-            q = int(qs_all[j])
-        parts.append(f"{qe - qs}=")
-        qg, sg = query[qe:q], subject[se : q - d]
-        if qg.size and sg.size:
-            parts.append(edlib.align(qg.tobytes(), sg.tobytes(), mode="NW", task="path")["cigar"])
-        elif qg.size or sg.size:
-            parts.append(f"{qg.size}I" if qg.size else f"{sg.size}D")
-        qs, qe, se = q, q_last + k, q_last + k - d
-    if ends is not None and ends[1] - ends[3] == qe - se:
-        qe = max(qe, ends[1])
-    parts.append(f"{qe - qs}=")
-    return "".join(parts)
+    q, s = np.ascontiguousarray(query, dtype=np.uint8), np.ascontiguousarray(subject, dtype=np.uint8)
+    pairs = np.ascontiguousarray(anchors, dtype=np.int64)
+    spans = None if ends is None else np.asarray(ends, dtype=np.int64)
+    room, gap_room, found = 16 * len(pairs) + 64, 16, np.zeros(1, np.int64)
+    while True:
+        text, gaps = np.empty(room, np.uint8), np.zeros((gap_room, 4), np.int64)
+        length = _lib().chain_path_text(at(q), at(s), at(pairs), len(pairs), k, None if spans is None else at(spans),
+                                        EDLIB_TABLE, at(text), room, at(gaps), gap_room, at(found))  # fmt: skip
+        if length < 0:
+            raise MemoryError(f"the path of a chain of {len(pairs):,} anchors ran out of memory")
+        if length <= room and found[0] <= gap_room:
+            break
+        room, gap_room = max(room, int(length)), max(gap_room, int(found[0]))
+    path = text[:length].tobytes().decode()
+    if not found[0]:
+        return path
+    import edlib
 
-
-def _groups(*columns: np.ndarray, block: int = 1 << 16) -> Iterator[tuple[int, ...]]:
-    """Rows of the columns as Python ints, a block at a time: a genome's ~10^6 anchors as lists took ~300 MB."""
-    for start in range(0, len(columns[0]), block):
-        yield from zip(*(c[start : start + block].tolist() for c in columns))
+    pieces = path.split("?")
+    aligned = (edlib.align(q[a:b].tobytes(), s[c:d].tobytes(), mode="NW", task="path")["cigar"]
+               for a, b, c, d in gaps[: found[0]].tolist())  # fmt: skip
+    return pieces[0] + "".join(a + p for a, p in zip(aligned, pieces[1:]))
