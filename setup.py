@@ -3,6 +3,10 @@ queries; everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
-NATIVE = {"gene_ae.index._postings": "gene_ae/index/postings.c", "gene_ae.search._chain": "gene_ae/search/chain.c"}
+NATIVE = {
+    "gene_ae.index._postings": "gene_ae/index/postings.c",
+    "gene_ae.index._order": "gene_ae/index/order.c",
+    "gene_ae.search._chain": "gene_ae/search/chain.c",
+}
 
 setup(ext_modules=[Extension(name, [source], extra_compile_args=["-O3"]) for name, source in NATIVE.items()])

@@ -90,8 +90,8 @@ def test_postings_that_do_not_increase_are_refused():
 
 def test_relatives_stored_as_neighbours_make_the_postings_smaller_and_search_the_same(tmp_path):
     """Families of near copies added in a shuffled order: the builder stores each family's segments side by side
-    (MinHash order) and writes their gaps as runs, so the postings shrink; the order and runs survive save and
-    load, and every search gives what the same index without them gives."""
+    (MinHash order, then bisection) and writes their gaps as runs, so the postings shrink; the order and runs
+    survive save and load, and every search gives what the same index without them gives."""
     from gene_ae.core.mutate import mutate
 
     rng = np.random.default_rng(3)
@@ -100,7 +100,7 @@ def test_relatives_stored_as_neighbours_make_the_postings_smaller_and_search_the
     built = KmerIndex.build(seqs, KmerIndexConfig(k=10))
     assert built.lists.order is not None
     plain = Postings.encode(*_segments_csr(built), built.n_segments)  # the same postings in record order, no runs
-    assert built.lists.stream.nbytes < 0.8 * plain.stream.nbytes  # 0.73 (the copies' own k-mers are alone)
+    assert built.lists.stream.nbytes < 0.8 * plain.stream.nbytes  # 0.60 (the copies' own k-mers are alone)
     built.save(tmp_path)
     again = KmerIndex.load(tmp_path)
     np.testing.assert_array_equal(again.lists.order, built.lists.order)
@@ -115,6 +115,37 @@ def test_relatives_stored_as_neighbours_make_the_postings_smaller_and_search_the
     np.savez(tmp_path / KmerIndex.FILE, **parts)
     with pytest.raises(ValueError, match="segment order"):
         KmerIndex.load(tmp_path)
+
+
+def test_bisection_stores_families_side_by_side_from_any_start():
+    """Recursive graph bisection (gene_ae/index/order.py) from a shuffled order of families of families: a
+    permutation of the segments whose postings (with runs) are under 0.65x the shuffled order's (0.58) and under
+    the MinHash order's (0.90 of it); the builder's order is a permutation too. A bisection that swapped nothing,
+    or swapped by the wrong sign of the gain, fails it."""
+    from gene_ae.core.kmers import kmer_counts
+    from gene_ae.core.mutate import mutate
+    from gene_ae.index.kmer_index import stored_at
+    from gene_ae.index.order import OrderConfig, bisection_order, minhash_keys, minhash_order, neighbour_order
+
+    rng = np.random.default_rng(5)
+    roots = [rng.integers(3, 7, size=1500).astype(np.uint8) for _ in range(6)]
+    kin = [mutate(r, 0.1, rng) for r in roots for _ in range(4)]
+    counts = kmer_counts([mutate(kin[i % 24], 0.02, rng) for i in rng.permutation(240)], 10)
+    inverted = counts.T.tocsr()
+
+    def size(order: np.ndarray) -> int:
+        rows = inverted.copy()
+        stored_at(rows, order)
+        return Postings.size(rows.indptr, rows.indices, rows.data, True)
+
+    shuffled = rng.permutation(240).astype(np.int32)
+    placing = counts[:, np.flatnonzero(np.diff(inverted.indptr) >= 2)]
+    bisected = bisection_order(placing.indptr, placing.indices, shuffled, OrderConfig(leaf=8))
+    assert sorted(bisected.tolist()) == list(range(240))
+    assert size(bisected) < 0.65 * size(shuffled)
+    assert size(bisected) < size(minhash_order(minhash_keys(counts)))
+    built = neighbour_order(counts, np.diff(inverted.indptr), minhash_keys(counts))
+    assert sorted(built.tolist()) == list(range(240))
 
 
 def test_where_runs_do_not_pay_the_segments_keep_their_own_order_and_plain_gaps():
@@ -264,7 +295,7 @@ def test_a_native_library_without_a_function_asked_of_it_says_to_rebuild():
 
 
 def test_the_records_are_given_in_their_segments_minhash_order_for_the_sequences():
-    """The builder hands `gene-ae embed` the records in the segments' MinHash order (each record once, where its
+    """The builder hands `gene-ae embed` the records in the segments' stored order (each record once, where its
     first segment is), so the sequence store writes relatives side by side: shuffled families come out grouped."""
     from gene_ae.core.mutate import mutate
     from gene_ae.index.kmer_index import KmerIndexBuilder, records_in

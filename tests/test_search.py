@@ -146,7 +146,7 @@ def test_sequences_read_back_from_the_store_across_blocks(tmp_path, genes, lam) 
 
 
 def test_sequences_written_in_another_order_read_back_by_their_positions(tmp_path, genes, lam) -> None:
-    """`gene-ae embed` writes a shard's sequences in the k-mer index's MinHash order: each record still reads back
+    """`gene-ae embed` writes a shard's sequences in the k-mer index's segment order: each record still reads back
     by its own position (a long one across blocks, an empty one), relatives side by side take less room than
     the same records in the input's order, and an order that is not a permutation is refused."""
     rng = np.random.default_rng(2)

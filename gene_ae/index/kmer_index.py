@@ -13,8 +13,8 @@ stored, as nibble varints of their gaps with runs (gene_ae/index/postings.py), r
 search memory does not grow with the collection (a 10^6-gene index's postings stay on disk and in the page cache). A
 segment holding a k-mer c times lists it c times (0.3 % of postings of genes at k = 10 have a count over 1). The
 builder stores the segments, where that makes the postings smaller, in an order that makes relatives neighbours
-(`neighbour_order`: by two MinHash values of their k-mers), so most gaps are 1 (54 % of them on a 20,000-gene SILVA
-index) and are written as runs (postings.c); searches still see the segments in their own order.
+(gene_ae/index/order.py: sorted by two MinHash values of their k-mers, then recursive graph bisection), so most gaps
+are 1 and are written as runs (postings.c); searches still see the segments in their own order.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gene_ae.core.kmers import KMER_HASH, CountRows, kmer_count_rows, kmer_counts, l2_scales, n_columns
+from gene_ae.core.kmers import CountRows, kmer_count_rows, kmer_counts, l2_scales, n_columns
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
+from gene_ae.index.order import minhash_keys, neighbour_order
 from gene_ae.index.postings import Postings
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class KmerIndexBuilder:
         self._keys: list[np.ndarray] = []
         self._pending: list[np.ndarray] = []
         self._size = 0
-        self.record_order: np.ndarray | None = None  # set by finish(): the records in the segments' MinHash order
+        self.record_order: np.ndarray | None = None  # set by finish(): the records in the segments' stored order
 
     def add(self, record: int, tokens: np.ndarray) -> None:
         for a in segment_starts(int(tokens.size), self.cfg.segment):
@@ -114,8 +115,8 @@ class KmerIndexBuilder:
         counts = sparse.vstack(self._blocks, format="csr")
         self._blocks = []
         inverted = counts.T.tocsr()  # rows are k-mers, each row's segments in increasing order
+        order: np.ndarray | None = neighbour_order(counts, np.diff(inverted.indptr), np.concatenate(self._keys, axis=1))
         del counts
-        order: np.ndarray | None = neighbour_order(np.concatenate(self._keys, axis=1))
         self.record_order = records_in(np.asarray(self.owner, np.int64)[order])
         plain = Postings.size(inverted.indptr, inverted.indices, inverted.data)
         stored_at(inverted, order)
@@ -131,33 +132,9 @@ class KmerIndexBuilder:
 
 def records_in(owners: np.ndarray) -> np.ndarray:
     """The records of segments listed in some order (their owners), each once, where its first segment is: the
-    order `gene-ae embed` stores the sequences in, relatives side by side as in the MinHash order."""
+    order `gene-ae embed` stores the sequences in, relatives side by side as the segments are stored."""
     _, first = np.unique(owners, return_index=True)
     return owners[np.sort(first)]
-
-
-_OTHER_HASH = 0xD6E8FEB86659FD93  # a second odd multiplier: a MinHash independent of KMER_HASH's
-
-
-def minhash_keys(block: sparse.csr_matrix) -> np.ndarray:
-    """[2, segments] the least of two hashes over each segment's k-mer columns (2^32 for a segment with none):
-    segments sharing many k-mers share these minima (with chance their Jaccard similarity)."""
-    cols = block.indices.astype(np.uint64)
-    keys = np.full((2, block.shape[0]), 1 << 32, np.int64)
-    held = np.diff(block.indptr) > 0
-    if cols.size:
-        starts = block.indptr[:-1][held]
-        for i, mult in enumerate((KMER_HASH, _OTHER_HASH)):
-            hashed = (cols * np.uint64(mult)) >> np.uint64(32)  # wraps mod 2^64: the multiplicative hash
-            keys[i, held] = np.minimum.reduceat(hashed, starts)
-    return keys
-
-
-def neighbour_order(keys: np.ndarray) -> np.ndarray:
-    """The order the segments are stored in: sorted by their MinHash keys, so relatives (which share minima) are
-    neighbours. On a 20,000-gene SILVA index this made the postings 0.73x as large with runs (0.87x without); the
-    builder keeps it only where runs make the postings smaller than plain gaps in record order."""
-    return np.lexsort(keys[::-1]).astype(np.int32)
 
 
 def stored_at(inverted: sparse.csr_matrix, order: np.ndarray, step: int = 1 << 24) -> None:

@@ -1,12 +1,13 @@
 """The index's own copy of its sequences, so re-ranking aligns against them without the original file.
 
 Stored as the shard format's blocks (shard_tools.format: zstd, 2-bit packing for unrelated DNA), one file of
-blocks written when a shard is finished, the records in the k-mer index's MinHash order (relatives side by side,
+blocks written when a shard is finished, the records in the k-mer index's segment order (relatives side by side,
 which zstd folds together), plus a small table of where each record lives. Blocks are small (32 Ki bases, about
 twenty genes) so that fetching a candidate decompresses little: with 256 Ki-base blocks, fetching the ~55
 candidates a query aligns took 40 % of a search at 10^5 genes (each fetch decoded ~170 records to keep one);
 decoded blocks are cached per store. On SILVA's 204,065 genes the MinHash order and 32 Ki-base blocks took the
-sequences from 53.4 to 31.2 MB (1.47 -> 0.86 bits a base) with the same search time (docs/BENCHMARKS.md).
+sequences from 53.4 to 31.2 MB with the same search time, and the bisection order (gene_ae/index/order.py) to 21.9
+MB, 0.58 bits a base (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations

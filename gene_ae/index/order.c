@@ -1,0 +1,98 @@
+/* The order an index stores its segments in: recursive graph bisection (Dhulipala et al., "Compressing graphs and
+   indexes with recursive graph bisection", KDD 2016), so that segments sharing k-mers are neighbours and a k-mer's
+   postings are runs and short gaps.
+
+   The segments [lo, hi) are split into halves; each segment's gain, the bits its k-mers' postings would save were
+   it in the other half (a posting list's cost taken as d log2(n / (d + 1)) in each half, d of the half's n segments
+   holding the k-mer), is summed over its k-mers; the left half's best are swapped with the right half's best while
+   a pair's gains sum above 0, a few rounds, then each half is split the same way, down to leaves of `leaf`
+   segments. Loaded with ctypes by gene_ae/index/order.py; no Python API here. */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef struct ranked { double gain; int32_t seg; } ranked_t;
+
+typedef struct {
+    const int64_t *ptr;  /* segment i's k-mers: terms[ptr[i] .. ptr[i + 1]) */
+    const int32_t *terms;
+    int32_t *deg[2];     /* per k-mer: the segments of each half holding it (zero outside a call) */
+    double *gain_of[2];  /* per k-mer: what a segment of that half holding it gains by moving */
+    double *log2i;       /* log2(i) for i in 0 .. segments + 1 */
+    double *gain;        /* per segment */
+    ranked_t *rank;      /* room to sort a half */
+    int iters, leaf;
+} bp_t;
+
+static double cost(const bp_t *b, int64_t d, int64_t n) { return (double)d * (b->log2i[n] - b->log2i[d + 1]); }
+
+static int by_gain(const void *x, const void *y)
+{
+    const ranked_t *a = x, *c = y;
+    if (a->gain != c->gain) return a->gain < c->gain ? 1 : -1;  /* highest first, ties by segment */
+    return (a->seg > c->seg) - (a->seg < c->seg);
+}
+
+/* seg[0..n) sorted by their gains, highest first. */
+static void sort_half(const bp_t *b, int32_t *seg, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) b->rank[i].gain = b->gain[seg[i]], b->rank[i].seg = seg[i];
+    qsort(b->rank, (size_t)n, sizeof *b->rank, by_gain);
+    for (int64_t i = 0; i < n; i++) seg[i] = b->rank[i].seg;
+}
+
+static void bisect(bp_t *b, int32_t *seg, int64_t lo, int64_t hi)
+{
+    if (hi - lo <= b->leaf) return;
+    int64_t mid = lo + (hi - lo) / 2, n[2] = {mid - lo, hi - mid};
+    for (int round = 0; round < b->iters; round++) {
+        for (int64_t i = lo; i < hi; i++)
+            for (int64_t e = b->ptr[seg[i]]; e < b->ptr[seg[i] + 1]; e++) b->deg[i >= mid][b->terms[e]]++;
+        for (int64_t i = lo; i < hi; i++)  /* each k-mer's two gains, once (the first segment to reach it) */
+            for (int64_t e = b->ptr[seg[i]]; e < b->ptr[seg[i] + 1]; e++) {
+                int32_t t = b->terms[e];
+                int64_t d0 = b->deg[0][t], d1 = b->deg[1][t];
+                double now = cost(b, d0, n[0]) + cost(b, d1, n[1]);
+                b->gain_of[0][t] = d0 ? now - cost(b, d0 - 1, n[0]) - cost(b, d1 + 1, n[1]) : 0.0;
+                b->gain_of[1][t] = d1 ? now - cost(b, d0 + 1, n[0]) - cost(b, d1 - 1, n[1]) : 0.0;
+            }
+        for (int64_t i = lo; i < hi; i++) {
+            double g = 0.0;
+            int side = i >= mid;
+            for (int64_t e = b->ptr[seg[i]]; e < b->ptr[seg[i] + 1]; e++) g += b->gain_of[side][b->terms[e]];
+            b->gain[seg[i]] = g;
+        }
+        for (int64_t i = lo; i < hi; i++)  /* zero the degrees again for the next round or node */
+            for (int64_t e = b->ptr[seg[i]]; e < b->ptr[seg[i] + 1]; e++) b->deg[0][b->terms[e]] = b->deg[1][b->terms[e]] = 0;
+        sort_half(b, seg + lo, n[0]);
+        sort_half(b, seg + mid, n[1]);
+        int64_t swaps = 0;
+        for (int64_t i = 0; i < n[0] && i < n[1]; i++) {
+            if (b->gain[seg[lo + i]] + b->gain[seg[mid + i]] <= 0.0) break;
+            int32_t x = seg[lo + i];
+            seg[lo + i] = seg[mid + i], seg[mid + i] = x, swaps++;
+        }
+        if (!swaps) break;
+    }
+    bisect(b, seg, lo, mid);
+    bisect(b, seg, mid, hi);
+}
+
+/* Reorders seg (a permutation of the n segments, the starting order) in place. ptr / terms: each segment's k-mers
+   (distinct, numbered below n_terms). Returns 0, or -1 where memory ran out (seg then as it was, or partly
+   reordered: still a permutation). */
+int bp_order(const int64_t *ptr, const int32_t *terms, int64_t n, int64_t n_terms, int32_t *seg, int iters, int leaf)
+{
+    bp_t b = {ptr, terms, {calloc((size_t)n_terms + 1, 4), calloc((size_t)n_terms + 1, 4)},
+              {malloc(((size_t)n_terms + 1) * 8), malloc(((size_t)n_terms + 1) * 8)}, malloc(((size_t)n + 2) * 8),
+              malloc(((size_t)n + 1) * 8), malloc(((size_t)n + 1) * sizeof(ranked_t)), iters, leaf < 2 ? 2 : leaf};
+    int ok = b.deg[0] && b.deg[1] && b.gain_of[0] && b.gain_of[1] && b.log2i && b.gain && b.rank;
+    if (ok) {
+        b.log2i[0] = 0.0;
+        for (int64_t i = 1; i <= n + 1; i++) b.log2i[i] = log2((double)i);
+        bisect(&b, seg, 0, n);
+    }
+    free(b.deg[0]), free(b.deg[1]), free(b.gain_of[0]), free(b.gain_of[1]), free(b.log2i), free(b.gain), free(b.rank);
+    return ok ? 0 : -1;
+}
