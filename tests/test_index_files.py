@@ -198,8 +198,10 @@ def test_an_index_of_an_older_format_says_how_to_rebuild(built, tmp_path) -> Non
 
 
 def test_a_v6_index_with_postings_in_record_order_is_still_read_and_searched_the_same(built, tmp_path) -> None:
-    """v7 stores the k-mer segments in MinHash order with runs; an index v6 wrote (no order, plain gaps) opens and
-    answers every query as the v7 index of the same records does; an older gene-ae refuses v7 by its version."""
+    """v7 stores the k-mer segments in their neighbour order with runs, v8 its integer columns narrowed and the
+    k-mer rows' lengths in a byte; an index v6 wrote (no order, plain gaps, uint32 row pointers, int64 columns)
+    opens and answers every query as the v8 index of the same records does; an older gene-ae refuses v8 by its
+    version."""
     from gene_ae.index.kmer_index import KmerIndex
     from gene_ae.index.postings import Postings
     from shard_tools.files import sha256_file
@@ -207,15 +209,23 @@ def test_a_v6_index_with_postings_in_record_order_is_still_read_and_searched_the
     d = tmp_path / "v6"
     shutil.copytree(built["dir"], d)
     new = KmerIndex.load(d)
-    assert new.lists.order is not None and index.IndexDir.open(d).meta.version == index.FORMAT_VERSION == 7
+    assert new.lists.order is not None and index.IndexDir.open(d).meta.version == index.FORMAT_VERSION == 8
     held = np.flatnonzero(np.diff(new.lists.ptr))
     segments, lens = new.postings(held)
     n = new.n_segments
     keys, counts = np.unique(np.repeat(held, lens) * n + segments, return_counts=True)
     indptr = np.searchsorted(keys // n, np.arange(new.lists.ptr.size))
-    KmerIndex(new.cfg, Postings.encode(indptr, keys % n, counts, n), new.owner, new.start, new.end, new.scale).save(d)
+    plain = Postings.encode(indptr, keys % n, counts, n)
+    KmerIndex(new.cfg, plain, new.owner, new.start, new.end, new.scale).save(d)
+    for name in (KmerIndex.FILE, "entries.npz", "sequences.npz"):  # v6's layout: pointers, int64 columns
+        with np.load(d / name) as z:
+            parts = {k: z[k].astype(np.int64) if z[k].dtype.kind in "iu" and k not in ("ids", "labels") else z[k]
+                     for k in z.files if k not in ("rows", "long_rows")}  # fmt: skip
+        if name == KmerIndex.FILE:
+            parts["ptr"] = plain.ptr.astype(np.uint32)
+        np.savez(d / name, **parts)
     meta = json.loads((d / "index.json").read_text())
-    for name in (KmerIndex.FILE, KmerIndex.POSTINGS_FILE):
+    for name in (KmerIndex.FILE, KmerIndex.POSTINGS_FILE, "entries.npz", "sequences.npz"):
         meta["files"][name] = sha256_file(d / name)
     meta["version"] = 6
     del meta["meta_sha256"]

@@ -217,10 +217,11 @@ def test_postings_of_another_type_or_out_of_order_are_refused_on_load(tmp_path, 
     stream = np.load(tmp_path / KmerIndex.POSTINGS_FILE)
     if damage == "dtype":
         np.save(tmp_path / KmerIndex.POSTINGS_FILE, stream.astype(np.float32))
-    elif damage == "pointers":
-        z["ptr"] = z["ptr"][::-1].copy()
+    elif damage == "pointers":  # a row a byte longer: the rows then pass the stream
+        z["rows"] = z["rows"].copy()
+        z["rows"][int(np.flatnonzero(z["rows"] < 200)[0])] += 2
     elif damage == "pointer type":
-        z["ptr"] = z["ptr"].astype(np.float64)
+        z["rows"] = z["rows"].astype(np.float64)
     else:
         np.save(tmp_path / KmerIndex.POSTINGS_FILE, stream[:-1])
     np.savez(tmp_path / KmerIndex.FILE, **z)
@@ -229,12 +230,15 @@ def test_postings_of_another_type_or_out_of_order_are_refused_on_load(tmp_path, 
 
 
 def test_row_pointers_out_of_order_are_refused_by_the_search_that_reads_them(tmp_path):
-    """Only the first pointer is checked on load (a pass over every pointer cost 11 ms an open at 10^5 genes): a
-    row whose pointers are out of order or past the stream is refused when a search reads it."""
+    """An index of format 7 or before stores the row pointers themselves, and only the first is checked on load (a
+    pass over every pointer cost 11 ms an open at 10^5 genes): a row whose pointers are out of order or past the
+    stream is refused when a search reads it. (Since v8 the rows' lengths are stored, which cannot be out of order,
+    and their sum is checked against the stream on load.)"""
     seq = np.random.default_rng(2).integers(3, 7, size=3000).astype(np.uint8)
-    KmerIndex.build([seq], KmerIndexConfig()).save(tmp_path)
-    z = dict(np.load(tmp_path / KmerIndex.FILE))
-    ptr = z["ptr"].astype(np.int64)
+    built = KmerIndex.build([seq], KmerIndexConfig())
+    built.save(tmp_path)
+    z = {k: v for k, v in np.load(tmp_path / KmerIndex.FILE).items() if k not in ("rows", "long_rows")}
+    ptr = built.lists.ptr.copy()
     row = int(np.flatnonzero(np.diff(ptr) > 0)[0])  # a row holding postings: its end pointer now before its start
     ptr[row + 1] = ptr[row] - 1 if ptr[row] > 0 else ptr[-1] + 10
     z["ptr"] = ptr
@@ -313,3 +317,20 @@ def test_the_records_are_given_in_their_segments_minhash_order_for_the_sequences
     assert sorted(order.tolist()) == list(range(200))
     together = np.mean(family[order[1:]] == family[order[:-1]])
     assert together > 0.6 and np.mean(family[1:] == family[:-1]) < 0.2, together  # 0.77; 0.05 by chance
+
+
+def test_compact_columns_take_the_fewest_bytes_and_read_back_as_they_were():
+    """gene_ae/index/compact.py: integers in the smallest type holding them; row pointers as a byte a row with the
+    long rows apart, read back to the same pointers; a count of long rows that does not match is refused."""
+    from gene_ae.index.compact import joined_pointers, narrow, split_lengths, wide
+
+    assert [narrow(np.array(v)).dtype for v in ([0, 255], [256], [70_000], [-1], [2**40])] == [
+        np.uint8, np.uint16, np.uint32, np.int32, np.int64]  # fmt: skip
+    ptr = np.cumsum(np.r_[0, np.random.default_rng(4).integers(0, 3, 5000) ** 9])  # 0, 1, 512 nibbles a row
+    short, long = split_lengths(ptr)
+    assert short.dtype == np.uint8 and long.dtype == np.uint16 and long.size == int((np.diff(ptr) >= 255).sum())
+    np.testing.assert_array_equal(joined_pointers(short, long), ptr)
+    with pytest.raises(ValueError, match="long rows for"):
+        joined_pointers(short, long[:-1])
+    with pytest.raises(ValueError, match="not an integer column"):
+        wide(np.zeros(3, np.float32), "span")

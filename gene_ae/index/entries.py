@@ -6,8 +6,10 @@ search, most of it checking the objects one by one; as arrays the same checks ar
     ids         uint8   the ids' UTF-8, each followed by "\\n" (an id holds no control character)
     labels      uint8   the labels the same way ("" where has_label is False)
     has_label   bool
-    length      int64   bases
-    start, end  int64   the span the record's vector covers (0-based, end exclusive)
+    length      int     bases
+    start, end  int     the span the record's vector covers (0-based, end exclusive)
+
+(the integers in the fewest bytes that hold them, gene_ae/index/compact.py; int64 once read)
 
 Read back, the file is untrusted (its sha256 is checked first, by gene_ae/index/directory.py): every column's
 type and size, the spans, and the text are checked, and a fault is a one-line error naming the record.
@@ -21,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gene_ae.index.compact import narrow, wide
 from shard_tools.text import control_char
 
 FILE = "entries.npz"
 _INTS = ("length", "start", "end")
-_INT_TYPES = tuple((k, np.int64) for k in _INTS)
 
 
 @dataclass(kw_only=True)
@@ -74,9 +76,10 @@ class Entries(Sequence[Entry]):
 
     def save(self, directory: Path) -> None:
         labels = [x or "" for x in self.labels]
-        np.savez(
-            directory / FILE, ids=_blob(self.ids), labels=_blob(labels), length=self.length, start=self.start,
-            end=self.end, has_label=np.array([x is not None for x in self.labels], dtype=bool),
+        np.savez_compressed(  # the ids are text (SILVA's 0.89 MB a shard zip to 0.21), the columns mostly alike
+            directory / FILE, ids=_blob(self.ids), labels=_blob(labels), length=narrow(self.length),
+            start=narrow(self.start), end=narrow(self.end),
+            has_label=np.array([x is not None for x in self.labels], dtype=bool),
         )  # fmt: skip
 
     @classmethod
@@ -93,9 +96,13 @@ class Entries(Sequence[Entry]):
                 cols = {k: z[k] for k in ("ids", "labels", "has_label", *_INTS)}
         except (OSError, ValueError, KeyError) as exc:
             raise bad(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-        for k, dtype in (("ids", np.uint8), ("labels", np.uint8), ("has_label", np.bool_), *_INT_TYPES):
-            if cols[k].dtype != dtype or cols[k].ndim != 1:
+        for k, dtype in (("ids", np.uint8), ("labels", np.uint8), ("has_label", np.bool_), *((k, None) for k in _INTS)):
+            if cols[k].dtype != (dtype or cols[k].dtype) or cols[k].ndim != 1:
                 raise bad(f"{k!r} is {cols[k].dtype} of {cols[k].ndim} dimensions")
+        try:
+            cols.update({k: wide(cols[k], k) for k in _INTS})
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         ids, labels = _texts(cols["ids"], records, "id", bad), _texts(cols["labels"], records, "label", bad)
         if any(cols[k].size != records for k in ("has_label", *_INTS)):
             raise bad(f"columns of {[cols[k].size for k in ('has_label', *_INTS)]} values for {records} records")

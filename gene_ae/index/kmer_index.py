@@ -30,6 +30,7 @@ import numpy as np
 from gene_ae.core.kmers import CountRows, kmer_count_rows, kmer_counts, l2_scales, n_columns
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
+from gene_ae.index.compact import joined_pointers, narrow, split_lengths, wide
 from gene_ae.index.order import minhash_keys, neighbour_order
 from gene_ae.index.postings import Postings
 
@@ -220,11 +221,13 @@ class KmerIndex:
         with open(d / f".{self.POSTINGS_FILE}.partial", "wb") as f:  # not over the file the stream may be mapped from
             np.save(f, np.asarray(self.lists.stream))
         os.replace(d / f".{self.POSTINGS_FILE}.partial", d / self.POSTINGS_FILE)
-        # Not compressed: unzipping the row pointers took 0.16 s of a one-query search of 3 shards (they are stored
-        # in 32 bits where they fit, so the file grows by ~4 MiB a shard at k = 10, not 8).
+        # Not compressed: unzipping the row pointers took 0.16 s of a one-query search of 3 shards. Each row's length
+        # in a byte (compact.split_lengths) and the segments' columns in the fewest bytes: read back as int64.
         order = {} if self.lists.order is None else {"order": self.lists.order}  # none: an index built before runs
-        np.savez(d / self.FILE, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=self.owner,
-                 start=self.start, end=self.end, scale=self.scale, ptr=_narrow(self.lists.ptr), **order)  # fmt: skip
+        short, long = split_lengths(self.lists.ptr)
+        np.savez(d / self.FILE, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=narrow(self.owner),
+                 start=narrow(self.start), end=narrow(self.end), scale=self.scale, rows=short, long_rows=long,
+                 **order)  # fmt: skip
         return d / self.FILE
 
     @classmethod
@@ -235,12 +238,15 @@ class KmerIndex:
         try:
             with np.load(path) as z:
                 k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
-                small = {n: z[n] for n in ("owner", "start", "end", "scale", "ptr")}
+                small = {n: wide(z[n], n) if n != "scale" else z[n] for n in ("owner", "start", "end", "scale")}
                 order = z["order"] if "order" in z.files else None
+                if "ptr" in z.files:  # an index of format 7 or before: the row pointers themselves
+                    if z["ptr"].dtype.kind not in "iu":
+                        raise ValueError(f"row pointers of type {z['ptr'].dtype}")
+                    ptr = z["ptr"].astype(np.int64)
+                else:
+                    ptr = joined_pointers(z["rows"], z["long_rows"])
             cfg = KmerIndexConfig(k, bits, scaled, segment)
-            if small["ptr"].dtype.kind not in "iu":  # 32 bits on disk where they fit (_narrow)
-                raise ValueError(f"row pointers of type {small['ptr'].dtype}")
-            ptr = small["ptr"].astype(np.int64)
             sizes = {small[n].size for n in ("owner", "start", "end", "scale")}
             if ptr.size != n_columns(k, cfg.buckets) + 1 or len(sizes) != 1:
                 raise ValueError("arrays of inconsistent sizes")
@@ -258,9 +264,3 @@ class KmerIndex:
             return cls(cfg, lists, small["owner"], small["start"], small["end"], small["scale"], str(d))
         except (OSError, KeyError, ValueError, IndexError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable k-mer index ({exc})") from None
-
-
-def _narrow(pointers: np.ndarray) -> np.ndarray:
-    """Row pointers as uint32 when every one fits (a shard's postings do, up to 4 Gi), else as they are."""
-    pointers = np.asarray(pointers)
-    return pointers.astype(np.uint32) if pointers.size and int(pointers.max()) < 2**32 else pointers
