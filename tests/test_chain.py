@@ -131,9 +131,9 @@ def test_a_chain_path_skips_anchors_that_cross_its_run_and_resumes_past_them() -
 def test_a_chain_paths_gaps_are_edlibs_own_paths(big) -> None:
     """chain.c aligns a gap between anchors itself (Myers' bit-vector distances, traced back as edlib traces): the
     path is edlib's NW path to the byte (which of several equal paths, = and X counted as edlib counts them), on
-    related and unrelated gaps, N bases included; a gap edlib would split by Hirschberg's method (`big`: over
-    chain.EDLIB_TABLE bytes of its table) is left to edlib itself. A traceback preferring the diagonal, or D before I,
-    fails this."""
+    related and unrelated gaps, N bases included; a gap of a table over chain.EDLIB_TABLE bytes (`big`: 1,400-2,500
+    bases, some past edlib's 2^20 where it splits by Hirschberg's method) is left to edlib itself. A traceback
+    preferring the diagonal, or D before I, fails this."""
     import edlib
 
     rng, k, differ = np.random.default_rng(7 if big else 3), 13, 0
@@ -237,3 +237,13 @@ def test_chains_are_those_of_the_plain_dynamic_programming(case: str) -> None:
         got = [(ch, [tuple(p) for p in pairs.tolist()]) for ch, pairs in table.anchored(subject)]
     want = _reference_chains(query, subject, cfg)
     assert got == want and got and sum(ch.anchors for ch, _ in got) > 30
+
+
+def test_a_chain_path_refuses_anchors_or_ends_outside_its_sequences() -> None:
+    """chain.c reads the bases anchors and ends name without the sequences' lengths: the wrapper checks them."""
+    seq = np.full(40, FIRST_BASE, np.uint8)
+    with pytest.raises(ValueError, match="anchors outside"):
+        chain_path(seq, seq[:20], np.array([[0, 0], [30, 10]]), 13)
+    with pytest.raises(ValueError, match="ends"):
+        chain_path(seq, seq, np.array([[0, 0], [20, 20]]), 13, (0, 41, 0, 40))
+    assert chain_path(seq, seq, np.array([[0, 0], [20, 20]]), 13, (0, 40, 0, 40)) == "13=7=20="  # the gap its own

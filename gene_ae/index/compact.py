@@ -50,8 +50,10 @@ def joined_pointers(short: np.ndarray, long: np.ndarray) -> np.ndarray:
     lengths = short.astype(np.int64)
     escaped = lengths == LONG
     long = wide(long, "long rows")
-    if long.ndim != 1 or long.size != int(escaped.sum()) or (long.size and long.min() < LONG):
+    if long.ndim != 1 or long.size != int(escaped.sum()):
         raise ValueError(f"{long.size} long rows for {int(escaped.sum())} rows marked long")
+    if long.size and not LONG <= long.min() <= long.max() < 2**40:  # the sum could wrap past int64 otherwise
+        raise ValueError(f"long rows of {long.min()}..{long.max()} nibbles")
     lengths[escaped] = long
     pointers = np.zeros(lengths.size + 1, np.int64)
     np.cumsum(lengths, out=pointers[1:])

@@ -96,11 +96,12 @@ def check_replaceable(out_dir: str | Path, overwrite: bool) -> None:
 class IndexWriter:
     """Writes the parts of one index into its staging directory; `finish` writes index.json last."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, threads: int = 0):
         self.dir = directory
+        self.threads = threads or usable_cpus()  # compressing the sequence blocks (a Ray shard task has one CPU)
 
     def sequences(self) -> SequenceWriter:
-        return SequenceWriter(self.dir, threads=usable_cpus())
+        return SequenceWriter(self.dir, threads=self.threads)
 
     def record_vectors(self, matrix: np.ndarray, kind: str, codec: str = "f32") -> str:
         """The record vectors in their faiss index; returns the kind built. No second copy: the provenance check

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-typedef struct ranked { double gain; int32_t seg; } ranked_t;
+typedef struct ranked { double gain; int64_t at; int32_t seg; } ranked_t;  /* a segment and where it is */
 
 typedef struct {
     const int64_t *ptr;  /* segment i's k-mers: terms[ptr[i] .. ptr[i + 1]) */
@@ -21,7 +21,7 @@ typedef struct {
     double *gain_of[2];  /* per k-mer: what a segment of that half holding it gains by moving */
     double *log2i;       /* log2(i) for i in 0 .. segments + 1 */
     double *gain;        /* per segment */
-    ranked_t *rank;      /* room to sort a half */
+    ranked_t *rank;      /* room to rank both halves of a split */
     int iters, leaf;
 } bp_t;
 
@@ -30,16 +30,15 @@ static double cost(const bp_t *b, int64_t d, int64_t n) { return (double)d * (b-
 static int by_gain(const void *x, const void *y)
 {
     const ranked_t *a = x, *c = y;
-    if (a->gain != c->gain) return a->gain < c->gain ? 1 : -1;  /* highest first, ties by segment */
-    return (a->seg > c->seg) - (a->seg < c->seg);
+    if (a->gain != c->gain) return a->gain < c->gain ? 1 : -1;  /* highest first, ties where they were */
+    return (a->at > c->at) - (a->at < c->at);
 }
 
-/* seg[0..n) sorted by their gains, highest first. */
-static void sort_half(const bp_t *b, int32_t *seg, int64_t n)
+/* The segments seg[lo..lo + n), with their places, into rank sorted by their gains, highest first (seg as it is). */
+static void rank_half(const bp_t *b, const int32_t *seg, int64_t lo, int64_t n, ranked_t *rank)
 {
-    for (int64_t i = 0; i < n; i++) b->rank[i].gain = b->gain[seg[i]], b->rank[i].seg = seg[i];
-    qsort(b->rank, (size_t)n, sizeof *b->rank, by_gain);
-    for (int64_t i = 0; i < n; i++) seg[i] = b->rank[i].seg;
+    for (int64_t i = 0; i < n; i++) rank[i].gain = b->gain[seg[lo + i]], rank[i].at = lo + i, rank[i].seg = seg[lo + i];
+    qsort(rank, (size_t)n, sizeof *rank, by_gain);
 }
 
 static void bisect(bp_t *b, int32_t *seg, int64_t lo, int64_t hi)
@@ -49,7 +48,7 @@ static void bisect(bp_t *b, int32_t *seg, int64_t lo, int64_t hi)
     for (int round = 0; round < b->iters; round++) {
         for (int64_t i = lo; i < hi; i++)
             for (int64_t e = b->ptr[seg[i]]; e < b->ptr[seg[i] + 1]; e++) b->deg[i >= mid][b->terms[e]]++;
-        for (int64_t i = lo; i < hi; i++)  /* each k-mer's two gains, once (the first segment to reach it) */
+        for (int64_t i = lo; i < hi; i++)  /* each k-mer's two gains (again for each segment holding it: the same) */
             for (int64_t e = b->ptr[seg[i]]; e < b->ptr[seg[i] + 1]; e++) {
                 int32_t t = b->terms[e];
                 int64_t d0 = b->deg[0][t], d1 = b->deg[1][t];
@@ -65,13 +64,18 @@ static void bisect(bp_t *b, int32_t *seg, int64_t lo, int64_t hi)
         }
         for (int64_t i = lo; i < hi; i++)  /* zero the degrees again for the next round or node */
             for (int64_t e = b->ptr[seg[i]]; e < b->ptr[seg[i] + 1]; e++) b->deg[0][b->terms[e]] = b->deg[1][b->terms[e]] = 0;
-        sort_half(b, seg + lo, n[0]);
-        sort_half(b, seg + mid, n[1]);
+        /* each half sorted by gain (equal gains keep their order), then its best movers swap with the other's:
+           sorting the halves, not only swapping the movers into each other's places, measured smaller postings
+           (SILVA's 99,117-segment shard 44.6 MB against 50.7) */
+        ranked_t *left = b->rank, *right = b->rank + n[0];
+        rank_half(b, seg, lo, n[0], left);
+        rank_half(b, seg, mid, n[1], right);
         int64_t swaps = 0;
+        for (int64_t i = 0; i < n[0]; i++) seg[lo + i] = left[i].seg;
+        for (int64_t i = 0; i < n[1]; i++) seg[mid + i] = right[i].seg;
         for (int64_t i = 0; i < n[0] && i < n[1]; i++) {
-            if (b->gain[seg[lo + i]] + b->gain[seg[mid + i]] <= 0.0) break;
-            int32_t x = seg[lo + i];
-            seg[lo + i] = seg[mid + i], seg[mid + i] = x, swaps++;
+            if (left[i].gain + right[i].gain <= 0.0) break;
+            seg[lo + i] = right[i].seg, seg[mid + i] = left[i].seg, swaps++;
         }
         if (!swaps) break;
     }

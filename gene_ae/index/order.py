@@ -1,10 +1,11 @@
 """The order an index stores its segments in: relatives side by side, so a k-mer's postings are runs and short gaps.
 
-Why: the postings are most of an index (SILVA's 204,065 genes: 156.6 of 227.6 MiB) and their size is the gaps
-between the segments holding a k-mer. Sorted by two MinHash values (`minhash_order`, the first guess) relatives
-share minima and sit together; recursive graph bisection (order.c, Dhulipala et al. 2016) then moves each segment
-to the half where its k-mers' postings cost fewer bits, half by half. Both only choose where segments are
-stored: every score, tie and hit is the same in any order (postings.py sums in stored positions, mapped back).
+Why: the postings are most of an index (SILVA's 204,065 genes, in MinHash order: 156.6 MB of 227.6 MiB) and
+their size is the gaps between the segments holding a k-mer. Sorted by two MinHash values (`minhash_order`, the
+first guess) relatives share minima and sit together; recursive graph bisection (order.c, Dhulipala et al. 2016)
+then moves each segment to the half where its k-mers' postings cost fewer bits, half by half (96.6 MB). Both only
+choose where segments are stored: every score, tie and hit is the same in any order (postings.py sums in stored
+positions, mapped back).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class OrderConfig:
     rounds: int = 8  # swap rounds a split (each a few passes over its sampled postings; most settle sooner)
-    leaf: int = 32  # segments left in their MinHash order below this
+    leaf: int = 32  # no split of fewer segments than this (they stay as the splits above left them)
     min_share: int = 2  # k-mers held by fewer segments place nothing (a k-mer of one segment costs alike anywhere)
     sample_bits: int = 4  # 1 / 2^bits of the k-mers (by hash) place the segments: SILVA's 99,117-segment shard
     # 70.2 MB of postings in MinHash order, 44.6 after bisection by 1/16 of its k-mers (5.8 s), 44.3 by 1/8 (11.9 s)

@@ -96,4 +96,4 @@ def _build_shard(
 
     torch.set_num_threads(1)
     embed = LocalEmbed(Encoder.load(model.uri), batch_size)
-    return write_shard(iter(records), embed, model, IndexWriter(Path(directory)), cfg, source)
+    return write_shard(iter(records), embed, model, IndexWriter(Path(directory), threads=1), cfg, source)

@@ -6,8 +6,8 @@ which zstd folds together), plus a small table of where each record lives. Block
 twenty genes) so that fetching a candidate decompresses little: with 256 Ki-base blocks, fetching the ~55
 candidates a query aligns took 40 % of a search at 10^5 genes (each fetch decoded ~170 records to keep one);
 decoded blocks are cached per store. On SILVA's 204,065 genes the MinHash order and 32 Ki-base blocks took the
-sequences from 53.4 to 31.2 MB with the same search time, and the bisection order (gene_ae/index/order.py) to 21.9
-MB, 0.58 bits a base (docs/BENCHMARKS.md).
+sequences from 53.4 to 31.2 MB with the same search time, the bisection order (gene_ae/index/order.py) to 21.9 MB,
+and zstd level 16 (SequenceWriter) to 17.7 MB, 0.47 bits a base (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from shard_tools.format import decode_block, encode_block
 
 BLOCKS_FILE, TABLE_FILE = "sequences.gae", "sequences.npz"
 BLOCK_BASES = 1 << 15
+
+
+WRITE_BLOCKS = 256  # blocks compressed at once (~8 Mi bases): each batch is written before the next is compressed
 
 
 class SequenceWriter:
@@ -77,11 +80,13 @@ class SequenceWriter:
                     filled = 0
         if not blocks[-1]:
             blocks.pop()
-        encoded = in_threads(lambda parts: encode_block(parts, self.level, self.block_bases), blocks, self.threads)
         with open(self.dir / BLOCKS_FILE, "wb") as out:
-            for data in encoded:
-                out.write(data)
-                offsets.append(offsets[-1] + len(data))
+            for first in range(0, len(blocks), WRITE_BLOCKS):  # compressed a batch at a time: memory stays bounded
+                batch = blocks[first : first + WRITE_BLOCKS]
+                for data in in_threads(lambda parts: encode_block(parts, self.level, self.block_bases), batch,
+                                       self.threads):  # fmt: skip
+                    out.write(data)
+                    offsets.append(offsets[-1] + len(data))
         del staged
         path.unlink()
         np.savez(self.dir / TABLE_FILE, offsets=np.array(offsets, np.int64), span=narrow(span))

@@ -362,8 +362,9 @@ static void free_work(work_t *w) { free(w->pv), free(w->mv), free(w->peq), free(
    extended CIGAR text in out (room bytes), exactly chain.py's Python reading of it: runs of matches where
    anchors overlap on one diagonal, the gaps between them aligned (gap_path), `ends` (4 values, or 0) the
    extended chain's spans its first and last runs may reach. A gap whose table would take edlib max_table bytes
-   or more (edlib then splits it by Hirschberg's method, whose ties fall elsewhere) is written as '?' with its (query start, query end, subject start, subject end) in gaps (4 a gap, gap_room gaps) for the
-   caller to align. Returns the text's length (over room: nothing usable written, call again with that room),
+   or more (chain.py's EDLIB_TABLE: edlib's band beats a whole table there; at most 2^20, past which edlib splits
+   by Hirschberg's method and its ties fall elsewhere) is written as '?' with its (query start, query end, subject
+   start, subject end) in gaps (4 a gap, gap_room gaps) for the caller to align. Returns the text's length (over room: nothing usable written, call again with that room),
    or -1 where memory ran out; *n_gaps the big gaps. */
 int64_t chain_path_text(const uint8_t *query, const uint8_t *subject, const int64_t *anchors, int64_t n, int k,
                         const int64_t *ends, int64_t max_table, char *out, int64_t room, int64_t *gaps,
@@ -401,7 +402,7 @@ int64_t chain_path_text(const uint8_t *query, const uint8_t *subject, const int6
         put_run(&t, qe - qs, '=');
         int64_t qg = q - qe, sg = q - dg - se;
         if (qg > 0 && sg > 0) {
-            if ((20 * ((qg + 63) >> 6) + 8) * sg >= max_table) {  /* edlib's table bytes: past them, Hirschberg */
+            if ((20 * ((qg + 63) >> 6) + 8) * sg >= max_table) {  /* edlib's table bytes: its band wins there */
                 if (*n_gaps < gap_room) {
                     int64_t *g = gaps + 4 * *n_gaps;
                     g[0] = qe, g[1] = q, g[2] = se, g[3] = q - dg;
