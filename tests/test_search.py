@@ -170,6 +170,27 @@ def test_sequences_written_in_another_order_read_back_by_their_positions(tmp_pat
         writer.close(np.array([0, 0]))
 
 
+@pytest.mark.parametrize("damage", ["span past the blocks", "span reversed", "offsets out of order"])
+def test_a_sequence_table_naming_blocks_it_lacks_is_refused_on_open(tmp_path, lam, damage) -> None:
+    """The table of where each record lives is checked whole when the store opens (a read never strays past the
+    blocks, nor returns a record empty): a one-line ValueError naming the file."""
+    writer = SequenceWriter(tmp_path, block_bases=8192)
+    writer.add(lam.tokens), writer.add(lam.tokens[:100])
+    writer.close()
+    table = dict(np.load(tmp_path / "sequences.npz"))
+    span, offsets = table["span"].astype(np.int64), table["offsets"].copy()
+    if damage == "span past the blocks":
+        span[1, 1] = offsets.size
+    elif damage == "span reversed":
+        span[0] = span[0, ::-1] if span[0, 0] != span[0, 1] else (1, 0)
+    else:
+        offsets[1] = offsets[-1] + 1
+    np.savez(tmp_path / "sequences.npz", span=span, offsets=offsets)
+    with pytest.raises(ValueError, match="not a sequence table") as err:
+        SequenceStore(tmp_path)
+    assert "\n" not in str(err.value)
+
+
 def test_long_sequence_reranking_is_local_and_reports_the_region(lam, genes) -> None:
     rng = np.random.default_rng(1)
     # A 30 kb piece at 10 %: minimap2 maps it; the region is where it came from, identity is local.
