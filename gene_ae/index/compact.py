@@ -26,10 +26,13 @@ def narrow(values: np.ndarray) -> np.ndarray:
     raise ValueError("values past int64")  # unreachable for integer arrays of numpy's kinds below 2^63
 
 
-def wide(values: np.ndarray, name: str) -> np.ndarray:
-    """A stored integer column as int64; ValueError naming it when it is not one of the types narrow writes."""
+def wide(values: np.ndarray, name: str, ndim: int = 1) -> np.ndarray:
+    """A stored integer column (`ndim` dimensions) as int64; ValueError naming it when it is not one of the types
+    narrow writes, or has other dimensions. Every reader of a narrowed column reads it through this."""
     if values.dtype not in [np.dtype(t) for t in _TYPES]:
         raise ValueError(f"{name!r} is {values.dtype}, not an integer column")
+    if values.ndim != ndim:
+        raise ValueError(f"{name!r} has {values.ndim} dimensions, not {ndim}")
     return values.astype(np.int64)
 
 
@@ -50,7 +53,7 @@ def joined_pointers(short: np.ndarray, long: np.ndarray) -> np.ndarray:
     lengths = short.astype(np.int64)
     escaped = lengths == LONG
     long = wide(long, "long rows")
-    if long.ndim != 1 or long.size != int(escaped.sum()):
+    if long.size != int(escaped.sum()):
         raise ValueError(f"{long.size} long rows for {int(escaped.sum())} rows marked long")
     if long.size and not LONG <= long.min() <= long.max() < 2**40:  # the sum could wrap past int64 otherwise
         raise ValueError(f"long rows of {long.min()}..{long.max()} nibbles")

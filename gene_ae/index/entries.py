@@ -96,10 +96,10 @@ class Entries(Sequence[Entry]):
                 cols = {k: z[k] for k in ("ids", "labels", "has_label", *_INTS)}
         except (OSError, ValueError, KeyError) as exc:
             raise bad(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-        for k, dtype in (("ids", np.uint8), ("labels", np.uint8), ("has_label", np.bool_), *((k, None) for k in _INTS)):
-            if cols[k].dtype != (dtype or cols[k].dtype) or cols[k].ndim != 1:
+        for k, dtype in (("ids", np.uint8), ("labels", np.uint8), ("has_label", np.bool_)):
+            if cols[k].dtype != dtype or cols[k].ndim != 1:
                 raise bad(f"{k!r} is {cols[k].dtype} of {cols[k].ndim} dimensions")
-        try:
+        try:  # the integer columns: any type narrow writes, one dimension
             cols.update({k: wide(cols[k], k) for k in _INTS})
         except ValueError as exc:
             raise bad(str(exc)) from None

@@ -238,12 +238,11 @@ class KmerIndex:
         try:
             with np.load(path) as z:
                 k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
-                small = {n: wide(z[n], n) if n != "scale" else z[n] for n in ("owner", "start", "end", "scale")}
+                small = {n: wide(z[n], n) for n in ("owner", "start", "end")}
+                small["scale"] = z["scale"]
                 order = z["order"] if "order" in z.files else None
-                if "ptr" in z.files:  # an index of format 7 or before: the row pointers themselves
-                    if z["ptr"].dtype.kind not in "iu":
-                        raise ValueError(f"row pointers of type {z['ptr'].dtype}")
-                    ptr = z["ptr"].astype(np.int64)
+                if "ptr" in z.files:  # an index of format 7 or before: the row pointers themselves (uint32 or int64)
+                    ptr = wide(z["ptr"], "row pointers")
                 else:
                     ptr = joined_pointers(z["rows"], z["long_rows"])
             cfg = KmerIndexConfig(k, bits, scaled, segment)

@@ -70,8 +70,8 @@ def neighbour_order(
 
 
 def minhash_order(keys: np.ndarray) -> np.ndarray:
-    """Segments sorted by their MinHash keys ([2, segments], kmer_index.minhash_keys): relatives, which share minima,
-    side by side."""
+    """Segments sorted by their MinHash keys ([2, segments], minhash_keys): relatives, which share minima, side by
+    side."""
     return np.lexsort(keys[::-1]).astype(np.int32)
 
 

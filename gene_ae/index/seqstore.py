@@ -104,11 +104,11 @@ class SequenceStore:
         self.dir = Path(directory)
         try:
             with np.load(self.dir / TABLE_FILE) as table:
-                self.offsets, self.span = wide(table["offsets"], "offsets"), wide(table["span"], "span")
+                self.offsets, self.span = wide(table["offsets"], "offsets"), wide(table["span"], "span", 2)
             blocks = self.offsets.size - 1  # checked whole on open (~1 ms at 10^5 records): a read never strays
-            if self.offsets.ndim != 1 or blocks < 0 or self.offsets[0] != 0 or (np.diff(self.offsets) < 0).any():
+            if blocks < 0 or self.offsets[0] != 0 or (np.diff(self.offsets) < 0).any():
                 raise ValueError("block offsets out of order")
-            if self.span.ndim != 2 or self.span.shape[1] != 2 or (self.span.size and not (
+            if self.span.shape[1] != 2 or (self.span.size and not (
                     0 <= self.span.min() and self.span.max() < max(blocks, 1)
                     and (self.span[:, 0] <= self.span[:, 1]).all())):  # fmt: skip
                 raise ValueError(f"record spans outside its {blocks} blocks")

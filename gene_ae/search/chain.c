@@ -270,7 +270,7 @@ typedef struct {
                                  match masks, a symbol a row of blocks */
     int32_t *top;             /* each column's distance at the row above each block */
     char *ops;
-    int64_t cells, peq_words, op_room;  /* room: pv, mv and top entries (all alike), peq words, ops */
+    int64_t cells, peq_words, op_room;  /* room: pv, mv and top entries (each), peq words, ops */
 } work_t;
 
 static int grow(void **p, int64_t *have, int64_t need, size_t size)
@@ -298,7 +298,7 @@ static inline int advance(uint64_t *pv, uint64_t *mv, uint64_t eq, int hin)
     return hout;
 }
 
-/* The edit distance of q[0..i) and s[0..j) from the table (row 0 and column 0 the plain boundaries). */
+/* The edit distance of q[0..i) and s[0..j) from the table (row 0 the plain boundary; column 0 stored, all +1). */
 static inline int32_t cell(const work_t *w, int64_t nb, int64_t i, int64_t j)
 {
     if (i == 0) return (int32_t)j;
@@ -319,12 +319,16 @@ static int gap_path(const uint8_t *q, int64_t m, const uint8_t *s, int64_t n, wo
     memset(sym, -1, sizeof sym);
     for (int64_t i = 0; i < m; i++)
         if (sym[q[i]] < 0) sym[q[i]] = (int16_t)kinds++;
-    int64_t cells = (n + 1) * nb, had = w->cells;
-    if (grow((void **)&w->peq, &w->peq_words, kinds * nb + nb, 8) || grow((void **)&w->ops, &w->op_room, m + n, 1)
-        || grow((void **)&w->pv, &had, cells, 8) || (had = w->cells, grow((void **)&w->mv, &had, cells, 8))
-        || (had = w->cells, grow((void **)&w->top, &had, cells, 4)))
+    int64_t cells = (n + 1) * nb;
+    if (grow((void **)&w->peq, &w->peq_words, kinds * nb + nb, 8) || grow((void **)&w->ops, &w->op_room, m + n, 1))
         return 1;
-    w->cells = had;
+    if (cells > w->cells) {  /* pv, mv and top grow together */
+        void *pv = realloc(w->pv, (size_t)cells * 8), *mv = pv ? realloc(w->mv, (size_t)cells * 8) : 0;
+        void *top = mv ? realloc(w->top, (size_t)cells * 4) : 0;
+        w->pv = pv ? pv : w->pv, w->mv = mv ? mv : w->mv, w->top = top ? top : w->top;
+        if (!top) return 1;
+        w->cells = cells;
+    }
     memset(w->peq, 0, (size_t)(kinds * nb + nb) * 8);  /* the last row of blocks: a symbol the query lacks */
     for (int64_t i = 0; i < m; i++) w->peq[sym[q[i]] * nb + (i >> 6)] |= 1ull << (i & 63);
     for (int64_t b = 0; b < nb; b++) w->pv[b] = ~0ull, w->mv[b] = 0, w->top[b] = (int32_t)(64 * b);
@@ -342,8 +346,8 @@ static int gap_path(const uint8_t *q, int64_t m, const uint8_t *s, int64_t n, wo
     int64_t i = m, j = n, len = 0;
     char *ops = w->ops;
     while (i > 0 || j > 0) {
-        int32_t here = j ? cell(w, nb, i, j) : (int32_t)i;
-        if (i > 0 && (j ? cell(w, nb, i - 1, j) : (int32_t)(i - 1)) + 1 == here) ops[len++] = 'I', i--;
+        int32_t here = cell(w, nb, i, j);  /* column 0 is in the table too: its distances are i */
+        if (i > 0 && cell(w, nb, i - 1, j) + 1 == here) ops[len++] = 'I', i--;
         else if (j > 0 && cell(w, nb, i, j - 1) + 1 == here) ops[len++] = 'D', j--;
         else ops[len++] = cell(w, nb, i - 1, j - 1) == here ? '=' : 'X', i--, j--;
     }
@@ -364,8 +368,8 @@ static void free_work(work_t *w) { free(w->pv), free(w->mv), free(w->peq), free(
    extended chain's spans its first and last runs may reach. A gap whose table would take edlib max_table bytes
    or more (chain.py's EDLIB_TABLE: edlib's band beats a whole table there; at most 2^20, past which edlib splits
    by Hirschberg's method and its ties fall elsewhere) is written as '?' with its (query start, query end, subject
-   start, subject end) in gaps (4 a gap, gap_room gaps) for the caller to align. Returns the text's length (over room: nothing usable written, call again with that room),
-   or -1 where memory ran out; *n_gaps the big gaps. */
+   start, subject end) in gaps (4 a gap, gap_room gaps) for the caller to align. Returns the text's length (over
+   room: nothing usable written, call again with that room), or -1 where memory ran out; *n_gaps the big gaps. */
 int64_t chain_path_text(const uint8_t *query, const uint8_t *subject, const int64_t *anchors, int64_t n, int k,
                         const int64_t *ends, int64_t max_table, char *out, int64_t room, int64_t *gaps,
                         int64_t gap_room, int64_t *n_gaps)
@@ -375,28 +379,26 @@ int64_t chain_path_text(const uint8_t *query, const uint8_t *subject, const int6
     if (n <= 0) return 0;
     work_t w = {0};
     int64_t qs = -1, qe = -1, se = -1;
-    for (int64_t first = 0; first < n;) {
+    for (int64_t first = 0, next; first < n; first = next) {
         int64_t dg = anchors[2 * first] - anchors[2 * first + 1], last = first;
         while (last + 1 < n && anchors[2 * (last + 1)] - anchors[2 * (last + 1) + 1] == dg
                && anchors[2 * (last + 1)] <= anchors[2 * last] + k)
             last++;
         int64_t q = anchors[2 * first], q_last = anchors[2 * last];
-        int64_t next = last + 1;
+        next = last + 1;
         if (qe < 0) {
             qs = q, qe = q_last + k, se = q_last + k - dg;
             if (ends && ends[0] - ends[2] == dg && ends[0] < qs) qs = ends[0];
-            first = next;
             continue;
         }
         if (dg == qe - se && q <= qe) {
             qe = q_last + k, se = q_last + k - dg;
-            first = next;
             continue;
         }
         if (q < qe || q - dg < se) {  /* its first anchors cross the run: the first at or past it */
             int64_t need = qe > se + dg ? qe : se + dg, j = first;
             while (j <= last && anchors[2 * j] < need) j++;
-            if (j > last) { first = next; continue; }
+            if (j > last) continue;
             q = anchors[2 * j];
         }
         put_run(&t, qe - qs, '=');
@@ -419,7 +421,6 @@ int64_t chain_path_text(const uint8_t *query, const uint8_t *subject, const int6
             put_run(&t, sg, 'D');
         }
         qs = q, qe = q_last + k, se = q_last + k - dg;
-        first = next;
     }
     if (ends && ends[1] - ends[3] == qe - se && ends[1] > qe) qe = ends[1];
     put_run(&t, qe - qs, '=');

@@ -209,13 +209,7 @@ def chain_path(
     pairs = np.ascontiguousarray(anchors, dtype=np.int64)
     spans = None if ends is None else np.asarray(ends, dtype=np.int64)
     # chain.c reads the bases the anchors and ends name without knowing the sequences' lengths: checked here
-    if (
-        pairs.ndim != 2
-        or pairs.shape[1] != 2
-        or pairs.min() < 0
-        or pairs[:, 0].max() + k > q.size
-        or (pairs[:, 1].max() + k > s.size)
-    ):
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.min() < 0 or (pairs.max(axis=0) + k > [q.size, s.size]).any():
         raise ValueError(f"chain path: anchors outside a {q.size:,}-base query and a {s.size:,}-base subject")
     if spans is not None and (spans.shape != (4,) or spans.min() < 0 or spans[1] > q.size or spans[3] > s.size):
         raise ValueError(f"chain path: ends {spans.tolist()} outside the query or the subject")

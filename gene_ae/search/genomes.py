@@ -72,6 +72,13 @@ class _Tally:
     regions: int = 0
     subject_spans: dict[int, list[Span]] = field(default_factory=dict)  # record -> its aligned spans
 
+    def add(self, matches: int, columns: int, query_bases: int, regions: int, spans: dict[int, list[Span]]) -> None:
+        """Sums of more regions (a group's, or another contig's tally) added to these."""
+        self.matches, self.columns = self.matches + matches, self.columns + columns
+        self.query_bases, self.regions = self.query_bases + query_bases, self.regions + regions
+        for record, more in spans.items():
+            self.subject_spans.setdefault(record, []).extend(more)
+
 
 @dataclass(frozen=True)
 class Subjects:
@@ -167,10 +174,9 @@ def _add_group(tallies: dict[str, _Tally], hits: list[Hit], subjects: Subjects, 
     for h in sorted(hits, key=lambda h: -h.local.score):
         local, name = h.local, subjects.names[h.subject]
         matches, columns, bases = fresh(local, h.strand, taken.get(name, []))
-        t = tallies.setdefault(name, _Tally())
-        t.matches, t.columns, t.query_bases, t.regions = (t.matches + matches, t.columns + columns,
-                                                          t.query_bases + bases, t.regions + 1)  # fmt: skip
-        t.subject_spans.setdefault(h.subject, []).append((local.subject_start, local.subject_end))
+        tallies.setdefault(name, _Tally()).add(
+            matches, columns, bases, 1, {h.subject: [(local.subject_start, local.subject_end)]}
+        )
         taken[name] = merged([*taken.get(name, []), (local.query_start, local.query_end)])
 
 
@@ -210,9 +216,5 @@ def compare(
     tallies: dict[str, _Tally] = {}
     for own in in_threads(contig, range(len(contig_lengths)), threads):
         for name, t in own.items():
-            total = tallies.setdefault(name, _Tally())
-            total.matches, total.columns = total.matches + t.matches, total.columns + t.columns
-            total.query_bases, total.regions = total.query_bases + t.query_bases, total.regions + t.regions
-            for record, spans in t.subject_spans.items():
-                total.subject_spans.setdefault(record, []).extend(spans)
+            tallies.setdefault(name, _Tally()).add(t.matches, t.columns, t.query_bases, t.regions, t.subject_spans)
     return ranked(query, tallies, int(sum(contig_lengths)), subjects, cfg)
