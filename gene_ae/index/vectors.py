@@ -28,7 +28,8 @@ PQ_BYTES = 64
 PQ_CODES = 256  # codes a sub-vector (8 bits): no fewer vectors can train them
 PQ_MIN = PQ_CODES * 39  # vectors to train them well (faiss wants 39 a centroid)
 # k-means rounds training each sub-vector's codes (faiss: 25): 10 built SILVA's 100,000-gene val split in 84.6 s,
-# not 88.9, and its vector-only search found as many (recall@1 0.82 / 0.56 / 0.14 against 0.78 / 0.52 / 0.12)
+# not 88.9, its vector-only recall@1 0.82 / 0.56 / 0.14 against 0.78 / 0.52 / 0.12; on the test split, once, 0.86 /
+# 0.42 / 0.08 against 0.88 / 0.46 / 0.04 (a query or two either way)
 PQ_ITERS = 10
 # Exact (flat) sq8 codes cover [-SQ8_RANGE, SQ8_RANGE] in every dimension, the same range for every shard and
 # every append: ranges trained on each shard's own vectors made a sharded index rank near-ties unlike one built
