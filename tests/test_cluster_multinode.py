@@ -182,17 +182,31 @@ def cluster() -> Cluster:
     nodes: list[RayNode] = [head]
     try:
         head.wait_started()
-        worker = RayNode(
-            "worker",
-            ["--address", f"127.0.0.1:{p[0]}", "--dashboard-agent-listen-port", str(p[9]),
-             "--dashboard-agent-grpc-port", str(p[10]), "--runtime-env-agent-port", str(p[11]),
-             "--metrics-export-port", str(p[12]), "--node-manager-port", str(p[13]),
-             "--object-manager-port", str(p[14]), "--temp-dir", str(root / "worker"), *common],
-            env,
-            root / "worker.log",
-        )  # fmt: skip
-        nodes.insert(0, worker)
-        worker.wait_started()
+        # Ray waits a fixed 30 s for a new raylet to register with the GCS (node.py's raylet_start_wait_time_s);
+        # on a loaded 2-core CI machine the worker has missed it once. A node that failed is stopped and a fresh
+        # one (new ports, new temp dir) tried; the third failure fails the fixture with every log.
+        failures: list[str] = []
+        for attempt in range(3):
+            q = p[9:] if attempt == 0 else free_ports(6)
+            worker = RayNode(
+                "worker",
+                ["--address", f"127.0.0.1:{p[0]}", "--dashboard-agent-listen-port", str(q[0]),
+                 "--dashboard-agent-grpc-port", str(q[1]), "--runtime-env-agent-port", str(q[2]),
+                 "--metrics-export-port", str(q[3]), "--node-manager-port", str(q[4]),
+                 "--object-manager-port", str(q[5]), "--temp-dir", str(root / f"worker{attempt}"), *common],
+                env,
+                root / f"worker{attempt}.log",
+            )  # fmt: skip
+            nodes.insert(0, worker)
+            try:
+                worker.wait_started()
+                break
+            except AssertionError as err:
+                failures.append(str(err))
+                worker.stop()
+                nodes.remove(worker)
+        else:
+            raise AssertionError("\n\n".join(failures))
         c = Cluster(env, token, f"http://127.0.0.1:{p[1]}", f"127.0.0.1:{p[0]}", root, head, worker)
         deadline = time.monotonic() + 60
         while len(alive_nodes(c)) < 2:
