@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -87,24 +89,62 @@ def test_one_top_k_breaks_ties_by_the_lower_index_also_at_the_cut() -> None:
     assert top_k(scores, 9)[0].tolist() == [[1, 2, 4, 3, 0], [0, 1, 2, 3, 4]]
 
 
-def test_counting_a_long_sequence_holds_its_distinct_kmers_not_every_kmer(monkeypatch) -> None:
+def test_counting_a_long_sequence_holds_its_distinct_kmers_not_every_kmer() -> None:
     """A 256 Mb query (a decompressed bomb under --max-length) took 2 GB for its k-mer counts and then failed in
-    np.unique: every piece's codes were kept until the end. Now each piece is summed as it comes, so a repetitive
-    sequence costs its few distinct k-mers; pieces are made small here so that a short sequence shows it."""
-    import tracemalloc
+    np.unique: every piece's codes were kept until the end. kmers.c sorts a long row's k-mers a piece at a time and
+    merges each into the row's distinct ones: a 30 Mb repetitive row (15 distinct 10-mers a strand) costs its piece
+    buffers and the room for 4^10 columns, not 4 bytes a base (120 MB). Peak memory of a process of its own, as the
+    operating system counts it (the C buffers are not Python's to trace)."""
+    script = """
+import resource, numpy as np
+from gene_ae.core import kmers
+from shard_tools.alphabet import encode
+seq = np.tile(encode("ACGGTCATTGCAAGT"), 2_000_000)
+kmers.kmer_count_rows([seq[:100]], 10)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rows = kmers.kmer_count_rows([seq, seq[:5000]], 10)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(grown, int(rows.data[: rows.indptr[1]].astype(np.int64).sum()), int(rows.indptr[1]))
+print(" ".join(f"{c}:{int(n)}" for c, n in zip(rows.indices[rows.indptr[1]:], rows.data[rows.indptr[1]:])))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
+    grown_kib, total, distinct = map(int, out[0].split())
+    assert grown_kib < 40 << 10, f"{grown_kib / 1024:.1f} MiB"
+    assert total == 30_000_000 - 10 + 1 and distinct <= 30
+    want = by_hand(("ACGGTCATTGCAAGT" * 400)[:5000], 10, True)  # the second row: the first 5,000 bases
+    got = {int(c): int(n) for c, n in (w.split(":") for w in out[1].split())}
+    assert got == dict(want)
 
-    from gene_ae.core import kmers
 
-    monkeypatch.setattr(kmers, "_PIECE", 1 << 14)
-    seq = np.tile(encode("ACGGTCATTGCAAGT"), 200_000)  # 3 Mb, 15 distinct 10-mers a strand
-    tracemalloc.start()
-    try:
-        rows = kmers.kmer_count_rows([seq, seq[:5000]], 10)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB"  # every code kept: 24 MiB of keys alone
-    want = by_hand(decode(seq[:5000]), 10, True)
-    got = dict(zip(rows.indices[rows.indptr[1] : rows.indptr[2]].tolist(), rows.data[rows.indptr[1] :].tolist()))
-    assert got == {c: float(n) for c, n in want.items()}
-    assert rows.data[: rows.indptr[1]].sum() == seq.size - 10 + 1
+def test_the_c_counts_are_the_numpy_definition() -> None:
+    """kmers.c's counts, column for column, against kmer_codes and the hash's bucket and sample (kmers.py): Ns,
+    rows shorter than k, canonical or not, every column or hashed ones, sampled or not, and a row past the C side's
+    sorting piece (2^20 k-mers) whose pieces it merges."""
+    from gene_ae.core.kmers import hash_kept, kmer_count_rows
+
+    rng = np.random.default_rng(3)
+
+    def row(n: int) -> np.ndarray:
+        s = rng.integers(3, 7, n).astype(np.uint8)
+        s[rng.random(n) < 0.002] = 7  # N
+        return s
+
+    cases = [([row(n) for n in rng.integers(0, 3000, 60)] + [row(5), row(0)], 10, True, None, 1),
+             ([row(n) for n in rng.integers(0, 400, 40)], 6, False, None, 1),
+             ([row(n) for n in rng.integers(8000, 9000, 8)], 14, True, 1 << 22, 1),
+             ([row(n) for n in rng.integers(8000, 9000, 8)], 14, True, 1 << 22, 5),
+             ([row(1_300_000)], 12, True, 1 << 16, 1)]  # fmt: skip
+    for rows_in, k, canonical, buckets, scaled in cases:
+        got = kmer_count_rows(rows_in, k, canonical, buckets, scaled)
+        for r, tokens in enumerate(rows_in):
+            codes, valid = kmer_codes(tokens, k, canonical)
+            codes = codes[valid]
+            if scaled > 1:
+                codes = codes[hash_kept(codes, scaled)]
+            cols = codes.astype(np.int64) if buckets is None or 4**k <= buckets else hash_bucket(codes, buckets)
+            want_cols, want_n = np.unique(cols, return_counts=True)
+            a, b = got.indptr[r], got.indptr[r + 1]
+            assert got.indices[a:b].tolist() == want_cols.tolist(), (k, r)
+            assert got.data[a:b].tolist() == want_n.tolist(), (k, r)
+    with pytest.raises(ValueError, match="32-bit"):
+        kmer_count_rows([row(20)], 16)

@@ -1,4 +1,4 @@
-"""k-mers of token arrays in numpy: codes, the one k-mer hash, and count matrices.
+"""k-mers of token arrays: codes and the one k-mer hash in numpy, count matrices through kmers.c.
 
 The one implementation behind the exact k-mer index (gene_ae.index.kmer_index) and the k-mer baselines
 (gene_ae.evaluate.baselines); the model's bags compute the same ids and the same hash in torch
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gene_ae.core.windows import cut_starts
+from gene_ae.core.native import I32, I64, P, at, load
 from shard_tools.alphabet import FIRST_BASE
 
 if TYPE_CHECKING:
@@ -28,6 +29,12 @@ MAX_K = 31  # 2k bits must fit a uint64
 KMER_HASH = 0x9E3779B97F4A7C15
 KMER_HASH_SIGNED = KMER_HASH - (1 << 64)  # the same multiplier as a wrapping int64 (torch has no uint64)
 _PIECE = 1 << 22  # bases counted per pass: bounds temporary memory whatever the input length
+
+
+@cache
+def _lib():
+    return load("gene_ae.core._kmers", "gene_ae/core/kmers.c",
+                {"kmer_rows": ((P, P, I64, I32, I32, I64, I32, I64, I32, P, P, P), I64)})  # fmt: skip
 
 
 def kmer_codes(tokens: np.ndarray, k: int, canonical: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -125,33 +132,46 @@ class CountRows:
 def kmer_count_rows(
     seqs: Sequence[np.ndarray], k: int, canonical: bool = True, buckets: int | None = None, scaled: int = 1
 ) -> CountRows:
-    """kmer_counts' counts as CountRows (numpy only)."""
+    """kmer_counts' counts as CountRows (numpy and kmers.c, no scipy), rows counted about _PIECE bases at a time
+    (a longer row alone, kmers.c sorting it a piece at a time): memory is the result and one such pass."""
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     dim = n_columns(k, buckets)
-    done: list[tuple[np.ndarray, np.ndarray]] = []  # (keys, counts) of rows no later chunk holds
-    key, n = np.zeros(0, np.int64), np.zeros(0, np.int64)  # of the rows a later chunk may go on with
-    for piece_rows, pieces in _chunks(seqs, k):
-        codes, valid = _piece_codes(pieces, k, canonical)
-        row_of = np.repeat(piece_rows, [p.size for p in pieces])[: codes.size]
-        codes, row_of = codes[valid], row_of[valid]
-        if scaled > 1:
-            keep = hash_kept(codes, scaled)
-            codes, row_of = codes[keep], row_of[keep]
-        col = codes.astype(np.int64) if dim == 4**k else hash_bucket(codes, dim)
-        # summed chunk by chunk: memory is the distinct (row, k-mer) pairs, not every k-mer of a long sequence.
-        # Chunks follow the rows in order, so only a row cut across chunks is summed again: the rows before this
-        # chunk's first are final (merging every earlier key at each chunk made 36 Mb of genes 3x slower)
-        piece_key, piece_n = np.unique(row_of * dim + col, return_counts=True)
-        final = int(np.searchsorted(key, int(piece_rows[0]) * dim))
-        done.append((key[:final], n[:final]))
-        key, at = np.unique(np.concatenate([key[final:], piece_key]), return_inverse=True)
-        n = np.bincount(at, weights=np.concatenate([n[final:], piece_n]), minlength=key.size).astype(np.int64)
-    key = np.concatenate([*(d[0] for d in done), key])
-    n = np.concatenate([*(d[1] for d in done), n])
-    rows = key // dim
-    indptr = np.searchsorted(rows, np.arange(len(seqs) + 1)).astype(np.int64)
-    return CountRows(indptr, (key % dim).astype(np.int32), n.astype(np.float32), (len(seqs), dim))
+    if dim > 1 << 31:
+        raise ValueError(f"{dim} k-mer columns do not fit 32-bit indices: give buckets (at most 2^31) for k = {k}")
+    lens = np.array([np.asarray(s).size for s in seqs], np.int64)
+    indptr, indices, data = [np.zeros(1, np.int64)], [], []
+    for a, b in _row_chunks(lens):
+        rows = [np.asarray(s, dtype=np.uint8).ravel() for s in seqs[a:b]]
+        flat = np.ascontiguousarray(rows[0]) if len(rows) == 1 else np.concatenate(rows)  # a long row not copied
+        bounds = np.concatenate([[0], np.cumsum(lens[a:b])]).astype(np.int64)
+        room = int(np.minimum(np.maximum(lens[a:b] - k + 1, 0), dim).sum())
+        ptr, cols, n = np.empty(b - a + 1, np.int64), np.empty(room, np.int32), np.empty(room, np.float32)
+        got = _lib().kmer_rows(at(flat), at(bounds), b - a, k, int(canonical), dim, int(dim != 4**k), scaled,
+                               FIRST_BASE, at(ptr), at(cols), at(n))  # fmt: skip
+        if got < 0:
+            raise MemoryError("kmers.c: out of memory counting k-mers")
+        indptr.append(ptr[1:] + indptr[-1][-1])
+        indices.append(cols[:got])
+        data.append(n[:got])
+    return CountRows(np.concatenate(indptr), _joined(indices, np.int32), _joined(data, np.float32), (len(lens), dim))
+
+
+def _row_chunks(lens: np.ndarray) -> list[tuple[int, int]]:
+    """[a, b) runs of rows of about _PIECE bases together (a longer row alone); none for no rows."""
+    out, a, size = [], 0, 0
+    for r, n in enumerate(lens.tolist()):
+        if size and size + n > _PIECE:
+            out.append((a, r))
+            a, size = r, 0
+        size += n
+    if a < lens.size:
+        out.append((a, int(lens.size)))
+    return out
+
+
+def _joined(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def kmer_counts(
@@ -161,8 +181,7 @@ def kmer_counts(
 
     Canonical by default (a k-mer and its reverse complement count as one). Vocabularies larger than
     `buckets` are hashed into it (`hash_bucket`); `scaled` > 1 keeps about 1/scaled of the distinct k-mers.
-    Memory is the result plus one pass of _PIECE bases: long sequences are counted in pieces overlapping by
-    k - 1 bases, many short ones together."""
+    Memory is the result plus one pass of about _PIECE bases (kmer_count_rows)."""
     return kmer_count_rows(seqs, k, canonical, buckets, scaled).csr()
 
 
@@ -178,34 +197,3 @@ def l2_scales(m: sparse.csr_matrix) -> np.ndarray:
     so a stored count times its scale gives back exactly the normalised value (gene_ae.index.kmer_index)."""
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
     return 1 / np.maximum(norms, 1e-12).astype(np.float32)
-
-
-def _chunks(seqs: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """Sequences (long ones cut every _PIECE bases, pieces running k - 1 on) in chunks of about _PIECE bases."""
-    out: list[tuple[np.ndarray, list[np.ndarray]]] = []
-    rows: list[int] = []
-    pieces: list[np.ndarray] = []
-    size = 0
-    for row, s in enumerate(seqs):
-        s = np.asarray(s, dtype=np.uint8)
-        for start in cut_starts(s.size, _PIECE):
-            piece = s[start : start + _PIECE + k - 1]
-            rows.append(row)
-            pieces.append(piece)
-            size += piece.size
-            if size >= _PIECE:
-                out.append((np.array(rows), pieces))
-                rows, pieces, size = [], [], 0
-    if pieces:
-        out.append((np.array(rows), pieces))
-    return out
-
-
-def _piece_codes(pieces: list[np.ndarray], k: int, canonical: bool) -> tuple[np.ndarray, np.ndarray]:
-    """k-mer code at each start of the concatenated pieces, and whether it is real and lies in one piece."""
-    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
-    codes, valid = kmer_codes(flat, k, canonical)
-    ends = np.cumsum([p.size for p in pieces])
-    piece_end = np.repeat(ends, [p.size for p in pieces])[: codes.size]
-    valid &= np.arange(codes.size) + k <= piece_end  # the k-mer must not straddle two pieces
-    return codes, valid
