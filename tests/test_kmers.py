@@ -82,6 +82,23 @@ def test_the_model_hashes_kmers_with_the_one_kmer_hash(seqs) -> None:
     assert (ids[valid] == hash_bucket(codes[valid], 1000)).all() and (ids[~valid] == 1000).all()
 
 
+def test_the_c_bag_ids_are_the_models() -> None:
+    """kmers.kmer_id_row (the Encoder's ids on the CPU) against bags.kmer_ids (torch, training's): pads, specials
+    and N in the row, rows shorter than k, canonical or not, every k-mer its own id or hashed into the bag."""
+    import torch
+
+    from gene_ae.core.kmers import kmer_id_row
+    from gene_ae.model.bags import kmer_ids
+
+    rng = np.random.default_rng(4)
+    rows = [rng.integers(0, 8, n).astype(np.uint8) for n in (0, 4, 9, 600)]
+    rows.append(rng.integers(3, 7, 3000).astype(np.uint8))  # bases only: every k-mer real
+    for tokens in rows:
+        for k, canonical, buckets in [(5, True, 1024), (7, True, 16384), (10, False, 4**10), (8, True, 4**8 - 1)]:
+            want = kmer_ids(torch.from_numpy(tokens.astype(np.int64))[None], k, canonical, buckets)[0].numpy()
+            assert kmer_id_row(tokens, k, canonical, buckets).tolist() == want.tolist(), (tokens.size, k)
+
+
 def test_one_top_k_breaks_ties_by_the_lower_index_also_at_the_cut() -> None:
     scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
     idx, vals = top_k(scores, 2)

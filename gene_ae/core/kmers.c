@@ -146,3 +146,33 @@ fail:
     free(keys), free(tmp), free(piece_cols), free(piece_n), free(merged_cols), free(merged_n);
     return -1;
 }
+
+/* The model's k-mer ids of one row (gene_ae/model/bags.py's kmer_ids, the same ids to the bit: a test compares
+   them): ids[i] for each of the len - k + 1 starts, the code (canonical when asked) or, hashed, the hash's high 32
+   bits modulo buckets; a k-mer holding a token outside first_base .. first_base + 3 gets the pad id, buckets. The
+   torch loops stay for training on the model's device; embedding on the CPU spent 80 % of its time in them. */
+void kmer_id_row(const uint8_t *tokens, int64_t len, int k, int canonical, int64_t buckets, int hashed,
+                 int first_base, int64_t *ids)
+{
+    const uint64_t mask = (((uint64_t)1 << (2 * k)) - 1);
+    const int top = 2 * (k - 1);
+    uint64_t fwd = 0, rev = 0;
+    int run = 0;
+    for (int64_t i = 0; i < len; i++) {
+        int b = (int)tokens[i] - first_base;
+        if (b < 0 || b > 3) {
+            run = 0, fwd = 0, rev = 0;
+        } else {
+            fwd = ((fwd << 2) | (uint64_t)b) & mask;
+            rev = (rev >> 2) | ((uint64_t)(3 - b) << top);
+            if (run < k) run++;
+        }
+        if (i < k - 1) continue;
+        if (run < k) {
+            ids[i - k + 1] = buckets;
+        } else {
+            uint64_t code = canonical && rev < fwd ? rev : fwd;
+            ids[i - k + 1] = hashed ? (int64_t)(((code * KMER_HASH) >> 32) % (uint64_t)buckets) : (int64_t)code;
+        }
+    }
+}

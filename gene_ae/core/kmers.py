@@ -34,7 +34,22 @@ _PIECE = 1 << 22  # bases counted per pass: bounds temporary memory whatever the
 @cache
 def _lib():
     return load("gene_ae.core._kmers", "gene_ae/core/kmers.c",
-                {"kmer_rows": ((P, P, I64, I32, I32, I64, I32, I64, I32, P, P, P), I64)})  # fmt: skip
+                {"kmer_rows": ((P, P, I64, I32, I32, I64, I32, I64, I32, P, P, P), I64),
+                 "kmer_id_row": ((P, I64, I32, I32, I64, I32, I32, P), None)})  # fmt: skip
+
+
+def kmer_id_row(tokens: np.ndarray, k: int, canonical: bool, buckets: int) -> np.ndarray:
+    """The model's k-mer ids of one row (gene_ae.model.bags.kmer_ids of tokens[None], its [0]) in kmers.c: int64,
+    max(len - k + 1, 1) of them, the pad id `buckets` where a k-mer holds a non-base (or the row is shorter than
+    k); vocabularies larger than `buckets` hashed into it as hash_bucket does."""
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
+    tokens = np.ascontiguousarray(tokens, dtype=np.uint8)
+    if tokens.size < k:
+        return np.full(1, buckets, np.int64)
+    ids = np.empty(tokens.size - k + 1, np.int64)
+    _lib().kmer_id_row(at(tokens), tokens.size, k, int(canonical), buckets, int(buckets < 4**k), FIRST_BASE, at(ids))
+    return ids
 
 
 def kmer_codes(tokens: np.ndarray, k: int, canonical: bool = True) -> tuple[np.ndarray, np.ndarray]:

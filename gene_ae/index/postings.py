@@ -71,14 +71,20 @@ class Postings:
 
     @staticmethod
     def size(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, runs: bool = False) -> int:
-        """The nibbles encode() would write for these rows (plain gaps, or with runs), nothing written."""
-        indptr, indices, counts = _rows(indptr, indices, counts)
-        ptr = np.empty(indptr.size, np.int64)
-        nibbles = _lib().postings_encode(_at(indptr), indptr.size - 1, _at(indices), _at(counts), None, _at(ptr),
-                                         int(runs))  # fmt: skip
-        if nibbles < 0:
-            raise ValueError("postings: a row's segments do not increase")
-        return int(nibbles)
+        """The nibbles encode() would write for these rows (plain gaps, or with runs), nothing written. Rows are
+        sized a block of about 2^24 postings at a time: the index builder asks while the segments' matrix and its
+        transpose are both held, and postings.c's types (16-bit counts widened to 32) would copy them whole."""
+        total, a, rows = 0, 0, indptr.size - 1
+        while a < rows:
+            b = max(int(np.searchsorted(indptr, indptr[a] + (1 << 24), "right")) - 1, a + 1)
+            lo, hi = int(indptr[a]), int(indptr[b])
+            ptr, idx, n = _rows(indptr[a : b + 1] - lo, indices[lo:hi], counts[lo:hi])
+            out = np.empty(b - a + 1, np.int64)
+            nibbles = _lib().postings_encode(_at(ptr), b - a, _at(idx), _at(n), None, _at(out), int(runs))
+            if nibbles < 0:
+                raise ValueError("postings: a row's segments do not increase")
+            total, a = total + int(nibbles), b
+        return total
 
     @property
     def nibbles(self) -> int:

