@@ -14,6 +14,34 @@
 #define PIECE ((int64_t)1 << 20) /* k-mers of a long row sorted at a time; the row's counts merged piece by piece */
 #define RADIX_BITS 11
 
+/* A k-mer rolled base by base: its code and its reverse complement's (first base most significant, as kmers.py
+   codes them) and how many real bases end here (a token outside A..T starts it again). */
+typedef struct { uint64_t fwd, rev, mask; int top, run, k; } roll_t;
+
+static roll_t roll_start(int k)
+{
+    roll_t r = {0, 0, ((uint64_t)1 << (2 * k)) - 1, 2 * (k - 1), 0, k};
+    return r;
+}
+
+/* Take base b (a token less first_base); returns whether a real k-mer ends here, its code roll_code's. */
+static inline int roll(roll_t *r, int b)
+{
+    if (b < 0 || b > 3) {
+        r->run = 0, r->fwd = 0, r->rev = 0;
+        return 0;
+    }
+    r->fwd = ((r->fwd << 2) | (uint64_t)b) & r->mask;
+    r->rev = (r->rev >> 2) | ((uint64_t)(3 - b) << r->top);
+    if (r->run < r->k) r->run++;
+    return r->run == r->k;
+}
+
+static inline uint64_t roll_code(const roll_t *r, int canonical)
+{
+    return canonical && r->rev < r->fwd ? r->rev : r->fwd;
+}
+
 /* keys[0..n) sorted ascending (tmp: room for n); `bits`: every key is below 2^bits. */
 static void radix_sort(uint32_t *keys, uint32_t *tmp, int64_t n, int bits)
 {
@@ -91,28 +119,17 @@ int64_t kmer_rows(const uint8_t *tokens, const int64_t *bounds, int64_t n_rows, 
     float *piece_n = NULL, *merged_n = NULL;
     int64_t merged_room = 0;
     if (!keys || !tmp) goto fail;
-    const uint64_t mask = k == 32 ? ~0ULL : (((uint64_t)1 << (2 * k)) - 1);
-    const int top = 2 * (k - 1);
     int64_t out = 0;
     indptr[0] = 0;
     for (int64_t r = 0; r < n_rows; r++) {
         const uint8_t *s = tokens + bounds[r];
         int64_t len = bounds[r + 1] - bounds[r], n = 0, m = 0;
-        uint64_t fwd = 0, rev = 0;
-        int run = 0; /* real bases ending here */
+        roll_t kmer = roll_start(k);
         for (int64_t i = 0; i < len; i++) {
-            int b = (int)s[i] - first_base;
-            if (b < 0 || b > 3) {
-                run = 0, fwd = 0, rev = 0;
-            } else {
-                fwd = ((fwd << 2) | (uint64_t)b) & mask;
-                rev = (rev >> 2) | ((uint64_t)(3 - b) << top);
-                if (run < k) run++;
-                if (run == k) {
-                    uint64_t code = canonical && rev < fwd ? rev : fwd, h = code * KMER_HASH;
-                    if (scaled <= 1 || ((h >> 12) & 0xFFFFF) % (uint64_t)scaled == 0)
-                        keys[n++] = (uint32_t)(hashed ? (h >> 32) % (uint64_t)dim : code);
-                }
+            if (roll(&kmer, (int)s[i] - first_base)) {
+                uint64_t code = roll_code(&kmer, canonical), h = code * KMER_HASH;
+                if (scaled <= 1 || ((h >> 12) & 0xFFFFF) % (uint64_t)scaled == 0)
+                    keys[n++] = (uint32_t)(hashed ? (h >> 32) % (uint64_t)dim : code);
             }
             if (n == room || (i == len - 1 && n > 0)) { /* a piece full, or the row's end: sort and count */
                 radix_sort(keys, tmp, n, bits);
@@ -154,25 +171,12 @@ fail:
 void kmer_id_row(const uint8_t *tokens, int64_t len, int k, int canonical, int64_t buckets, int hashed,
                  int first_base, int64_t *ids)
 {
-    const uint64_t mask = (((uint64_t)1 << (2 * k)) - 1);
-    const int top = 2 * (k - 1);
-    uint64_t fwd = 0, rev = 0;
-    int run = 0;
+    roll_t kmer = roll_start(k);
     for (int64_t i = 0; i < len; i++) {
-        int b = (int)tokens[i] - first_base;
-        if (b < 0 || b > 3) {
-            run = 0, fwd = 0, rev = 0;
-        } else {
-            fwd = ((fwd << 2) | (uint64_t)b) & mask;
-            rev = (rev >> 2) | ((uint64_t)(3 - b) << top);
-            if (run < k) run++;
-        }
+        int real = roll(&kmer, (int)tokens[i] - first_base);
         if (i < k - 1) continue;
-        if (run < k) {
-            ids[i - k + 1] = buckets;
-        } else {
-            uint64_t code = canonical && rev < fwd ? rev : fwd;
-            ids[i - k + 1] = hashed ? (int64_t)(((code * KMER_HASH) >> 32) % (uint64_t)buckets) : (int64_t)code;
-        }
+        uint64_t code = roll_code(&kmer, canonical);
+        if (!real) ids[i - k + 1] = buckets;
+        else ids[i - k + 1] = hashed ? (int64_t)(((code * KMER_HASH) >> 32) % (uint64_t)buckets) : (int64_t)code;
     }
 }
