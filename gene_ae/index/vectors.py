@@ -31,6 +31,12 @@ PQ_MIN = PQ_CODES * 39  # vectors to train them well (faiss wants 39 a centroid)
 # not 88.9, its vector-only recall@1 0.82 / 0.56 / 0.14 against 0.78 / 0.52 / 0.12; on the test split, once, 0.86 /
 # 0.42 / 0.08 against 0.88 / 0.46 / 0.04 (a query or two either way)
 PQ_ITERS = 10
+# The coded index's inverted lists (its coarse quantizer): k-means on COARSE_PER_LIST vectors a list, COARSE_ITERS
+# rounds (faiss: 64 a list as build_ivf samples, 10 rounds). Training was a third of building SILVA's 100,000-gene
+# val split; this trains in a third of the time, and the codes' own recall (200 copies a divergence, raw vector
+# ranking) stayed within what a k-means seed alone moves: recall@1 / @10 / @50 at 20 % 0.135 / 0.365 / 0.535
+# against 0.120-0.160 / 0.365-0.390 / 0.545-0.585 for two seeds of 64 and 10 (benchmarks: docs/BENCHMARKS.md)
+COARSE_PER_LIST, COARSE_ITERS = 32, 5
 # Exact (flat) sq8 codes cover [-SQ8_RANGE, SQ8_RANGE] in every dimension, the same range for every shard and
 # every append: ranges trained on each shard's own vectors made a sharded index rank near-ties unlike one built
 # at once. Search vectors are unit length; their values stayed within +-0.25 on 10^5 genes, and a value beyond
@@ -117,7 +123,8 @@ def build_coded(vectors: np.ndarray, kind: str = "flat", size: int = PQ_BYTES):
     # wanted: the warning's only effect; the codes are trained as before.
     index.pq.cp.min_points_per_centroid = min(39, n // PQ_CODES)
     index.pq.cp.niter = PQ_ITERS
-    sample = np.sort(np.random.default_rng(0).choice(n, min(n, max(PQ_MIN, 64 * lists)), replace=False))
+    index.cp.niter, index.cp.min_points_per_centroid = COARSE_ITERS, min(39, COARSE_PER_LIST)
+    sample = np.sort(np.random.default_rng(0).choice(n, min(n, max(PQ_MIN, COARSE_PER_LIST * lists)), replace=False))
     index.train(vectors[sample])
     index.add(vectors)
     return index, kind
