@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from gene_ae.core.features import FeatureColumns
+from gene_ae.core.threads import in_threads
 from gene_ae.index.directory import META_FILE, IndexDir, IndexMeta, is_index, self_digest
 from gene_ae.index.entries import Entries
 from shard_tools.files import atomic_write_bytes, remove_stale_temps
 
 SHARDS_FILE = "shards.json"
+OPEN_THREADS = 2  # shards opened at once (this project's machines have 2 cores)
 SHARDS_FORMAT, SHARDS_VERSION = "gene-ae-shards", 2  # 2: tied to its index ("index", "digests"); 1 still read
 
 
@@ -51,7 +53,9 @@ class Collection:
         d = Path(directory)
         base = opener(d)
         names, removed_positions = read_shards_file(d)
-        shards = [base] + [opener(d / name) for name in names]
+        # opened two at a time: a shard's open is mostly zlib, hashing and numpy, which release Python's lock (a
+        # 10^6-gene index's 11 shards: 0.51 -> 0.33 s, a third of a one-query search)
+        shards = [base] + in_threads(opener, [d / name for name in names], OPEN_THREADS)
         for name, shard in zip(names, shards[1:]):
             _check_compatible(base, shard, d / name)
         sizes = [len(s.meta.entries) for s in shards]
