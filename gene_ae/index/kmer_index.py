@@ -194,7 +194,7 @@ class KmerIndex:
         return int(sum(a.nbytes for a in parts) + 2 * self.owner.nbytes)
 
     def query_matrix(self, queries: Sequence[np.ndarray]) -> CountRows:
-        """The queries' k-mer counts as this index counts them, each row of unit length (numpy only)."""
+        """The queries' k-mer counts as this index counts them, each row of unit length (no scipy)."""
         c = self.cfg
         return kmer_count_rows(queries, c.k, buckets=c.buckets, scaled=c.scaled).l2()
 
