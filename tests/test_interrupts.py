@@ -65,3 +65,41 @@ def test_a_signal_mid_embed_is_one_line_and_leaves_nothing(ckpt, tmp_path, data_
     assert lines[-1] == f"gene-ae embed: {word}; outputs are written whole or not at all"
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["genes.fa"]  # no index, no hidden temporary folder
+
+
+def test_ctrl_c_during_threaded_work_returns_at_once() -> None:
+    """in_threads (`gene-ae search --threads`, a genome's contigs): Ctrl-C while two items run returns at once, and
+    the items not started never start. concurrent.futures' pool waited for the running items (5 s each here), so an
+    interrupted search held the terminal until its running queries finished."""
+    import threading
+
+    from gene_ae.core.threads import in_threads
+
+    assert threading.current_thread() is threading.main_thread()  # where Python delivers SIGINT
+    release, started = threading.Event(), []
+
+    def work(i: int) -> int:
+        started.append(i)
+        release.wait(5)
+        return i
+
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    begun = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            in_threads(work, list(range(6)), 2)
+        took = time.monotonic() - begun
+    finally:
+        release.set()
+    assert took < 2.5, f"{took:.1f} s"
+    time.sleep(0.2)  # the two running items end; nothing else starts
+    assert sorted(started) == [0, 1]
+    assert in_threads(lambda i: i * i, list(range(7)), 3) == [i * i for i in range(7)]
+
+    def fails_on_1(i: int) -> int:
+        if i == 1:
+            raise ValueError("item 1")
+        return i
+
+    with pytest.raises(ValueError, match="item 1"):
+        in_threads(fails_on_1, list(range(5)), 2)
