@@ -83,6 +83,8 @@ def test_ctrl_c_during_threaded_work_returns_at_once() -> None:
         release.wait(5)
         return i
 
+    # Python's own Ctrl-C handler for this test: an earlier test in this process (Ray, a CLI run) may have set another
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
     begun = time.monotonic()
     try:
@@ -91,6 +93,7 @@ def test_ctrl_c_during_threaded_work_returns_at_once() -> None:
         took = time.monotonic() - begun
     finally:
         release.set()
+        signal.signal(signal.SIGINT, before)
     assert took < 2.5, f"{took:.1f} s"
     time.sleep(0.2)  # the two running items end; nothing else starts
     assert sorted(started) == [0, 1]
