@@ -1,7 +1,7 @@
 /* k-mer counts of many token rows in one pass, as CSR (gene_ae/core/kmers.py's kmer_count_rows owns the format).
 
    Why in C: numpy built each code in k passes over the bases and then sorted every (row, k-mer) pair of a chunk
-   as one int64 array; the index builder spent a third of its time there (SILVA's 100,000-gene val split). Here a
+   as one int64 array; the index builder spent a fifth of its time there (SILVA's 100,000-gene val split). Here a
    row's k-mers roll base by base, are sorted by a radix sort of their columns and run-length counted. The codes,
    the hash, the sample and the buckets are kmers.py's, to the bit: a test compares every count with its numpy
    definition (kmer_codes, hash_bucket, hash_kept). Loaded with ctypes; no Python API here. */
@@ -167,7 +167,7 @@ fail:
 /* The model's k-mer ids of one row (gene_ae/model/bags.py's kmer_ids, the same ids to the bit: a test compares
    them): ids[i] for each of the len - k + 1 starts, the code (canonical when asked) or, hashed, the hash's high 32
    bits modulo buckets; a k-mer holding a token outside first_base .. first_base + 3 gets the pad id, buckets. The
-   torch loops stay for training on the model's device; embedding on the CPU spent 80 % of its time in them. */
+   torch loops stay for training on the model's device; embedding on the CPU spent 70 % of its time in them. */
 void kmer_id_row(const uint8_t *tokens, int64_t len, int k, int canonical, int64_t buckets, int hashed,
                  int first_base, int64_t *ids)
 {
