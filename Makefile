@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-NATIVE := setup.py gene_ae/index/postings.c gene_ae/index/order.c gene_ae/search/chain.c  # compiled at install (setup.py)
+NATIVE := setup.py gene_ae/core/kmers.c gene_ae/index/postings.c gene_ae/index/order.c gene_ae/search/chain.c  # compiled at install (setup.py)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt $(NATIVE) | cksum | cut -d' ' -f1)
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
