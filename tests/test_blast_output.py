@@ -91,3 +91,27 @@ def test_sam_is_read_by_samtools_and_paf_has_minimap2s_columns(world, capsys) ->
         assert f[12] in ("tp:A:P", "tp:A:S") and f[-1].startswith("cg:Z:")
     top = {f[0]: f for f in (line.split("\t") for line in paf.splitlines()) if f[12] == "tp:A:P"}
     assert top["q1"][4] == "-" and top["q1"][5] == world["truth"]["q1"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_affine_path_is_parasails_own_through_the_package_or_the_library(seed):
+    """gene_ae.search.affine calls libparasail directly (the package's bindings cost 45 ms to import): the same
+    packed CIGAR as the package's nw_trace_scan and Result.cigar, for 16- and 32-bit scores, gaps and N included."""
+    import parasail
+
+    from gene_ae.search.affine import nw_path
+    from gene_ae.search.stats import BLASTN as s
+
+    rng = np.random.default_rng(seed)
+    source = rng.integers(0, 4, 1_500).astype(np.uint8)
+    pairs = [(source, mutate(source, 0.2, rng)), (source[:40], source[300:1_100]), (source[::7], source)]
+    pairs.append((np.full(30, 4, np.uint8), source[:60]))  # N against bases
+    for query, subject in pairs:
+        q, t = decode(query), decode(subject)
+        matrix = parasail.matrix_create("ACGTN", s.reward, s.penalty)
+        for wide, align in ((False, parasail.nw_trace_scan_16), (True, parasail.nw_trace_scan_32)):
+            result = align(q, t, s.gap_open + s.gap_extend, s.gap_extend, matrix)
+            want = np.array(result.cigar.seq, dtype=np.uint32, copy=True)
+            got = nw_path(q.encode(), t.encode(), s.gap_open + s.gap_extend, s.gap_extend, s.reward, s.penalty, wide)
+            np.testing.assert_array_equal(got, want)
+            assert got.size > 1

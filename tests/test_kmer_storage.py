@@ -83,6 +83,38 @@ def test_postings_round_trip_on_random_rows_with_counts(seed, runs):
     assert summed.sum() == pytest.approx(want_t.sum())
 
 
+@pytest.mark.parametrize("runs", [False, True])
+def test_mapped_postings_read_only_the_rows_asked_and_the_file_they_were_mapped_from(tmp_path, monkeypatch, runs):
+    """A stream mapped from its file is searched from the rows read out of it (postings.c's postings_gather: each
+    row from the byte of its first nibble, odd starts included), to the same sums and segments as the stream in
+    memory; with a read too large for a buffer, through the map alike; and from the file it was mapped from even
+    after another file took its name (an index rebuilt over it while a search holds it open)."""
+    import gene_ae.index.postings as postings_module
+
+    rng = np.random.default_rng(7)
+    lengths = rng.choice([0, 1, 2, 5, 30], size=80)
+    rows = [np.sort(rng.choice(50_000, size=n, replace=False)) for n in lengths]
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate([np.zeros(0, np.int64), *rows])
+    counts = np.where(rng.random(indices.size) < 0.2, 2, 1)
+    order = rng.permutation(50_000).astype(np.int32) if runs else None
+    memory = Postings.encode(indptr, indices, counts, 50_000, order)
+    assert (memory.ptr[:-1] % 2 == 1).any()  # some rows start inside a byte
+    np.save(tmp_path / "p.npy", memory.stream)
+    mapped = Postings(np.load(tmp_path / "p.npy", mmap_mode="r"), memory.ptr, 50_000, order)
+    asked, weights = rng.permutation(80)[:50], rng.random(50)
+    stream, _, _ = mapped._gather(asked.astype(np.int64), "test")
+    assert not isinstance(stream, np.memmap) and stream.size < memory.stream.size  # only the rows asked were read
+    want_sums, want_segments = memory.accumulate(asked, weights, "test"), memory.segments(asked, "test")
+    np.save(tmp_path / "other.npy", np.zeros_like(memory.stream))
+    (tmp_path / "other.npy").replace(tmp_path / "p.npy")
+    for cap in (postings_module.GATHER_BYTES, 0):
+        monkeypatch.setattr(postings_module, "GATHER_BYTES", cap)
+        np.testing.assert_array_equal(mapped.accumulate(asked, weights, "test"), want_sums)
+        for got, want in zip(mapped.segments(asked, "test"), want_segments):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_postings_that_do_not_increase_are_refused():
     with pytest.raises(ValueError, match="do not increase"):
         Postings.encode(np.array([0, 2]), np.array([5, 5]), np.array([1, 1]), 10)

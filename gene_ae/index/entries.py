@@ -41,12 +41,66 @@ class Entry:
     end: int = 0
 
 
-class Entries(Sequence[Entry]):
-    """Every record of an index, in index order; `entries[j]` makes record j's Entry when asked."""
+class Texts(Sequence[str]):
+    """Texts held as one UTF-8 blob, each followed by "\\n", a text decoded only when asked. Why: a 10^6-record
+    index's ids as a list of str took most of a quarter second of every search's open, and a search reports tens."""
 
-    def __init__(self, ids: list[str], labels: list[str | None], length: np.ndarray, start: np.ndarray,
-                 end: np.ndarray):  # fmt: skip
-        self.ids, self.labels = ids, labels
+    def __init__(self, blob: bytes, count: int):
+        self.blob, self._count, self._ends_at = blob, count, None
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> Texts:
+        texts = list(texts)
+        return cls("".join(t + "\n" for t in texts).encode(), len(texts))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Texts]) -> Texts:
+        return cls(b"".join(p.blob for p in parts), sum(len(p) for p in parts))
+
+    @property
+    def _ends(self) -> np.ndarray:
+        """Each text's end (its "\\n"), found on the first lookup."""
+        if self._ends_at is None:
+            self._ends_at = np.flatnonzero(np.frombuffer(self.blob, np.uint8) == 10)
+        return self._ends_at
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, j):  # type: ignore[override]
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        j = int(j)
+        if not -self._count <= j < self._count:
+            raise IndexError(f"text {j} of {self._count}")
+        j %= self._count
+        ends = self._ends
+        return self.blob[int(ends[j - 1]) + 1 if j else 0 : int(ends[j])].decode()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.blob.decode().split("\n")[:-1])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Texts):
+            return self.blob == other.blob
+        return isinstance(other, Sequence) and not isinstance(other, str) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Entries(Sequence[Entry]):
+    """Every record of an index, in index order; `entries[j]` makes record j's Entry when asked. The ids and labels
+    are Texts (decoded as asked), `has_label` marks the records that have a label."""
+
+    def __init__(self, ids: Sequence[str], labels: Sequence[str | None], length: np.ndarray, start: np.ndarray,
+                 end: np.ndarray, has_label: np.ndarray | None = None):  # fmt: skip
+        """`labels` with None for a record without one, or (Texts) with `has_label` beside it."""
+        self.ids = ids if isinstance(ids, Texts) else Texts.of(ids)
+        if has_label is None:
+            has_label = np.array([x is not None for x in labels], dtype=bool).reshape(-1)
+            labels = [x or "" for x in labels]
+        self.has_label = np.asarray(has_label, dtype=bool)
+        self._labels = labels if isinstance(labels, Texts) else Texts.of(labels)
         self.length, self.start, self.end = (np.asarray(a, dtype=np.int64) for a in (length, start, end))
 
     @classmethod
@@ -57,10 +111,17 @@ class Entries(Sequence[Entry]):
     @classmethod
     def concat(cls, parts: Sequence[Entries]) -> Entries:
         """The records of several shards in order (global positions)."""
-        ids = [i for p in parts for i in p.ids]
-        labels = [x for p in parts for x in p.labels]
         ints = [np.concatenate([getattr(p, k) for p in parts] or [np.zeros(0, np.int64)]) for k in _INTS]
-        return cls(ids, labels, *ints)
+        has = np.concatenate([p.has_label for p in parts] or [np.zeros(0, bool)])
+        return cls(Texts.concat([p.ids for p in parts]), Texts.concat([p._labels for p in parts]), *ints, has)
+
+    @property
+    def labels(self) -> list[str | None]:
+        """Every record's label (None where it has none), decoded."""
+        return [x if h else None for x, h in zip(self._labels, self.has_label.tolist())]
+
+    def label(self, j: int) -> str | None:
+        return self._labels[j] if self.has_label[j] else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,18 +129,16 @@ class Entries(Sequence[Entry]):
     def __getitem__(self, j):  # type: ignore[override]
         if isinstance(j, slice):
             return [self[i] for i in range(*j.indices(len(self)))]
-        return Entry(id=self.ids[j], length=int(self.length[j]), label=self.labels[j], start=int(self.start[j]),
+        return Entry(id=self.ids[j], length=int(self.length[j]), label=self.label(j), start=int(self.start[j]),
                      end=int(self.end[j]))  # fmt: skip
 
     def __iter__(self) -> Iterator[Entry]:
         return (self[j] for j in range(len(self)))
 
     def save(self, directory: Path) -> None:
-        labels = [x or "" for x in self.labels]
         np.savez_compressed(  # the ids are text (SILVA's 0.89 MB a shard zip to 0.21), the columns mostly alike
-            directory / FILE, ids=_blob(self.ids), labels=_blob(labels), length=narrow(self.length),
-            start=narrow(self.start), end=narrow(self.end),
-            has_label=np.array([x is not None for x in self.labels], dtype=bool),
+            directory / FILE, ids=_blob(self.ids), labels=_blob(self._labels), length=narrow(self.length),
+            start=narrow(self.start), end=narrow(self.end), has_label=self.has_label,
         )  # fmt: skip
 
     @classmethod
@@ -111,30 +170,35 @@ class Entries(Sequence[Entry]):
         if wrong.size:
             j = int(wrong[0])
             raise bad(f"record {j} ({ids[j]!r}): length {length[j]}, span {start[j]}-{end[j]}")
-        if not all(ids):
-            raise bad(f"record {ids.index('')}: an empty id")
-        has = cols["has_label"]
-        if has.all() or not has.any():  # the common cases without a loop over every record (12 ms at 10^5)
-            return cls(ids, labels if has.all() else [None] * records, length, start, end)
-        return cls(ids, [x if h else None for x, h in zip(labels, has.tolist())], length, start, end)
+        raw = ids.blob
+        if raw.startswith(b"\n") or b"\n\n" in raw:
+            raise bad(f"record {list(ids).index('')}: an empty id")
+        return cls(ids, labels, length, start, end, cols["has_label"])
 
 
-def _blob(texts: Sequence[str]) -> np.ndarray:
-    return np.frombuffer("".join(t + "\n" for t in texts).encode(), dtype=np.uint8)
+def _blob(texts: Texts) -> np.ndarray:
+    return np.frombuffer(texts.blob, dtype=np.uint8)
 
 
-def _texts(blob: np.ndarray, records: int, what: str, bad) -> list[str]:
-    """The `records` texts of a blob, each checked for control characters (fast path: all printable)."""
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
+
+
+def _texts(blob: np.ndarray, records: int, what: str, bad) -> Texts:
+    """The `records` texts of a blob, checked: UTF-8, a "\\n" after each, no control characters. The common case
+    (printable ASCII) in three passes over the bytes in C; any other byte sends it through the full check."""
+    raw = blob.tobytes()
+    count = raw.count(b"\n")
+    if count != records or raw and not raw.endswith(b"\n"):
+        raise bad(f"{count} {what}s for {records} records" + ("" if count != records else ", the last unended"))
+    if raw.isascii() and not raw.translate(None, _PRINTABLE_ASCII):
+        return Texts(raw, records)
     try:
-        text = blob.tobytes().decode()
+        text = raw.decode()
     except UnicodeDecodeError as exc:
         raise bad(f"the {what}s are not UTF-8 ({exc.reason})") from None
-    parts = text.split("\n")
-    if len(parts) != records + 1 or parts[-1]:
-        raise bad(f"{len(parts) - 1} {what}s for {records} records")
-    parts.pop()
+    parts = text.split("\n")[:-1]
     if not "".join(parts).isprintable():  # else some part may hold one (or only a non-ASCII space)
         j = next((j for j, t in enumerate(parts) if control_char(t) is not None), None)
         if j is not None:
             raise bad(f"record {j}: control character {control_char(parts[j])!r} in the {what}")
-    return parts
+    return Texts(raw, records)

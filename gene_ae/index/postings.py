@@ -11,6 +11,8 @@ between neighbouring records) in half a byte.
 from __future__ import annotations
 
 import ctypes
+import os
+import weakref
 from dataclasses import dataclass
 from functools import cache
 
@@ -19,7 +21,8 @@ import numpy as np
 from gene_ae.core.native import I32, I64, P, load
 from gene_ae.core.native import at as _at
 
-ABI = 2  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
+GATHER_BYTES = 1 << 26  # a read of more rows than this goes through the map (the rows of a query: a few MB)
+ABI = 3  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
 
 
 @cache
@@ -32,6 +35,7 @@ def _lib() -> ctypes.CDLL:
         "postings_accumulate": ((P, P, P, P, I64, P, I64, I64, P, I32), I64),
         "postings_decode": ((P, P, P, I64, P, I64, I64, I64, P, I32), I64),
         "postings_count": ((P, P, P, I64, I64, I32), I64),
+        "postings_gather": ((I32, I64, P, P, I64, I64, P, I64, P), I64),
     })  # fmt: skip
     if lib.postings_abi() != ABI:
         raise ImportError(f"gene_ae.index._postings was built from another postings.c (version {lib.postings_abi()}, "
@@ -50,6 +54,14 @@ class Postings:
     ptr: np.ndarray
     n_segments: int
     order: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        """A stream mapped from a file is also opened for reading (`_gather`), right after it was mapped: the
+        descriptor keeps the mapped file's bytes even where the index is replaced on disk meanwhile."""
+        self._fd = -1
+        if isinstance(self.stream, np.memmap) and self.stream.filename is not None:
+            self._fd = os.open(self.stream.filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            weakref.finalize(self, os.close, self._fd)
 
     @classmethod
     def encode(
@@ -97,11 +109,11 @@ class Postings:
 
     def accumulate(self, rows: np.ndarray, weights: np.ndarray, source: str) -> np.ndarray:
         """float64 [n_segments]: for each row rows[i], weights[i] added to each segment once per occurrence."""
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
         weights = np.ascontiguousarray(weights, dtype=np.float64)
+        stream, ptr, rows = self._gather(np.ascontiguousarray(rows, dtype=np.int64), source)
         scores = np.zeros(self.n_segments, np.float64)
-        got = _lib().postings_accumulate(_at(self._view()), _at(self.ptr), _at(rows), _at(weights), rows.size,
-                                         _at(scores), self.n_segments, self.nibbles, *self._order())  # fmt: skip
+        got = _lib().postings_accumulate(_at(stream), _at(ptr), _at(rows), _at(weights), rows.size, _at(scores),
+                                         self.n_segments, 2 * stream.size, *self._order())  # fmt: skip
         if got == -2:
             raise MemoryError(f"{source}: no memory for the scores of {self.n_segments:,} segments")
         if got < 0:
@@ -110,17 +122,37 @@ class Postings:
 
     def segments(self, rows: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
         """(segments, entries per row) of these rows, concatenated in the order given, a repeat once per count."""
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        lib, stream = _lib(), self._view()
-        runs = int(self.order is not None)
-        lens = np.array([lib.postings_count(_at(stream), _at(self.ptr), _at(rows[i : i + 1]), 1, self.nibbles, runs)
+        lib = _lib()
+        stream, ptr, rows = self._gather(np.ascontiguousarray(rows, dtype=np.int64), source)
+        runs, nibbles = int(self.order is not None), 2 * stream.size
+        lens = np.array([lib.postings_count(_at(stream), _at(ptr), _at(rows[i : i + 1]), 1, nibbles, runs)
                          for i in range(rows.size)], dtype=np.int64)  # fmt: skip
         out = np.empty(max(int(lens.sum()), 0), np.int64)
-        got = lib.postings_decode(_at(stream), _at(self.ptr), _at(rows), rows.size, _at(out), out.size, self.n_segments,
-                                  self.nibbles, *self._order())  # fmt: skip
+        got = lib.postings_decode(_at(stream), _at(ptr), _at(rows), rows.size, _at(out), out.size, self.n_segments,
+                                  nibbles, *self._order())  # fmt: skip
         if (lens < 0).any() or got != out.size:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return out, lens
+
+    def _gather(self, rows: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(stream, row pointers, rows) to read `rows` from: for a mapped stream, just those rows read from its file
+        (postings.c's postings_gather: a query's few thousand rows, not the 64 KB the kernel maps around each page
+        they touch, which brought most of a 10^6-gene index's 1.5 GB of postings into the process); the whole
+        stream where there is no file or the rows pass GATHER_BYTES (`gene-ae verify` reads every row)."""
+        if self._fd < 0 or rows.size == 0:
+            return self._view(), self.ptr, rows
+        lo, hi = self.ptr[rows], self.ptr[rows + 1]
+        room = int(np.maximum((hi + 1) // 2 - lo // 2, 0).sum())
+        if room > GATHER_BYTES:
+            return self._view(), self.ptr, rows
+        buf, local = np.empty(max(room, 1), np.uint8), np.empty(2 * rows.size, np.int64)
+        got = _lib().postings_gather(self._fd, int(self.stream.offset), _at(self.ptr), _at(rows), rows.size,
+                                     self.nibbles, _at(buf), buf.size, _at(local))  # fmt: skip
+        if got == -3:
+            raise OSError(f"{source}: could not read the k-mer postings ({self.stream.filename})")
+        if got < 0:
+            raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
+        return buf, local, np.arange(0, 2 * rows.size, 2, dtype=np.int64)
 
     def _order(self) -> tuple[int | None, int]:
         """The C calls' last two arguments: the order's address (None: as stored) and whether runs are read."""

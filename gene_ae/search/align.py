@@ -251,15 +251,11 @@ def affine_path(query: np.ndarray, subject: np.ndarray, scoring) -> tuple[np.nda
         import edlib
 
         return runs(edlib.align(query.tobytes(), subject.tobytes(), mode="NW", task="path")["cigar"] or "")
-    import parasail
+    from gene_ae.search.affine import nw_path
 
-    matrix = parasail.matrix_create("ACGTN", scoring.reward, scoring.penalty)
     wide = 2 * scoring.reward * min(query.size, subject.size) > 32_000  # past 16-bit scores
-    align = parasail.nw_trace_scan_32 if wide else parasail.nw_trace_scan_16
-    result = align(decode(query), decode(subject), scoring.gap_open + scoring.gap_extend, scoring.gap_extend, matrix)
-    cigar = result.cigar  # both held while the packed array, a view of parasail's memory, is copied
-    packed = np.array(cigar.seq, dtype=np.uint32, copy=True)
-    del cigar, result
+    packed = nw_path(decode(query).encode(), decode(subject).encode(), scoring.gap_open + scoring.gap_extend,
+                     scoring.gap_extend, scoring.reward, scoring.penalty, wide)  # fmt: skip
     return (packed >> 4).astype(np.int64), PARASAIL_KINDS[packed & 15]
 
 
