@@ -102,10 +102,10 @@ def test_damaged_k_mer_postings_are_one_line_naming_the_index(built, tmp_path, n
         (lambda m: {**m, "dim": "64"}, "'dim' is str"),
         (lambda m: {**m, "version": index.FORMAT_VERSION + 1}, "a newer gene-ae"),
         (lambda m: {**m, "format": "something-else"}, "format 'something-else'"),
-        (lambda m: {**m, "records": m["records"] - 1}, "13 ids for 12 records"),
+        (lambda m: {**m, "records": m["records"] - 1}, "columns of [13, 13, 13, 13] values for 12 records"),
         (lambda m: {**m, "records": "13"}, "'records' is str"),
         (lambda m: {**m, "records": -1}, "records -1"),
-        (lambda m: {k: v for k, v in m.items() if k != "records"}, "13 ids for 0 records"),
+        (lambda m: {k: v for k, v in m.items() if k != "records"}, "values for 0 records"),
         (lambda m: {**m, "files": {**m["files"], "../escape": "0" * 64}}, "file entry '../escape'"),
         (lambda m: {**m, "files": {**m["files"], "index.faiss": "0" * 64}}, "sha256 differs"),
         (lambda m: {k: v for k, v in m.items() if k != "dim"}, "dim"),
@@ -142,13 +142,30 @@ def _signed(raw):
     ],
 )
 def test_a_damaged_record_list_is_one_line_naming_it(built, tmp_path, columns, fault) -> None:
+    """The numbers are checked on open, the ids and labels when first read (a search reports a few of them)."""
     d = tmp_path / "idx"
     shutil.copytree(built["dir"], d)
     edit_entries(d, sign=True, **columns)
     with pytest.raises(ValueError) as err:
-        IndexDir.open(d)
+        IndexDir.open(d).meta.entries[5]
     one_line_error(str(err.value), str(d / "entries.npz"))
     assert fault in str(err.value)
+
+
+def test_ids_are_read_when_used_and_verify_reads_them_all(built, tmp_path) -> None:
+    """An id list signed into index.json but holding a control character: opening the index does not read it (a
+    search decodes only the ids it reports), `verify` does, and says so in one line naming the file."""
+    from gene_ae.index.verify import verify
+
+    d = tmp_path / "idx"
+    shutil.copytree(built["dir"], d)
+    edit_entries(d, sign=True, ids=text_blob(*[f"r{i}" for i in range(12)], "a\x1bb"))
+    opened = IndexDir.open(d)
+    assert opened.meta.entries.length.size == 13
+    with pytest.raises(ValueError) as err:
+        verify(d)
+    one_line_error(str(err.value), str(d / "entries.npz"))
+    assert "record 12: control character" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -334,11 +351,12 @@ def test_any_column_in_the_record_list_is_records_or_one_line_error(built, colum
         edit_entries(d, sign=True, **{column: value})
         try:
             meta = index.read_meta(d)
+            records = list(meta.entries)  # the ids and labels are read when first used
         except ValueError as exc:
             one_line_error(str(exc), str(d / "entries.npz"))
             return
-        assert len(meta.entries) == 13
-        assert all(isinstance(e.id, str) and e.id and 0 <= e.start <= e.end <= e.length for e in meta.entries)
+        assert len(records) == 13
+        assert all(isinstance(e.id, str) and e.id and 0 <= e.start <= e.end <= e.length for e in records)
 
 
 def test_verify_reads_every_part_and_names_a_damaged_one_that_opening_does_not_read(built, tmp_path, cli) -> None:

@@ -185,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             results = searcher.search(queries, cfg, allowed, features, subject, tell, threads)
     entries = index.entries
+    if kind != "ani":
+        entries.prefetch([h.subject for hits in results for h in hits], threads)
     if kind == "ani":
         lines = output.genomes_tsv(matches)
     elif kind == "blast":

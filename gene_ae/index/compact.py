@@ -47,17 +47,16 @@ def split_lengths(pointers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def joined_pointers(short: np.ndarray, long: np.ndarray) -> np.ndarray:
-    """split_lengths' two arrays as the int64 row pointers again (a prefix sum: ~3 ms for 2^20 rows)."""
+    """split_lengths' two arrays as the int64 row pointers again: a prefix sum in one compiled pass (postings.c's
+    postings_pointers, whose 255 is LONG; ~1 ms for 2^20 rows, where numpy's took 7 at 10^6 genes)."""
+    from gene_ae.index.postings import joined_lengths
+
     if short.dtype != np.uint8 or short.ndim != 1:
         raise ValueError(f"row lengths of type {short.dtype}")
-    lengths = short.astype(np.int64)
-    escaped = lengths == LONG
-    long = wide(long, "long rows")
-    if long.size != int(escaped.sum()):
-        raise ValueError(f"{long.size} long rows for {int(escaped.sum())} rows marked long")
+    long = np.ascontiguousarray(wide(long, "long rows"))
     if long.size and not LONG <= long.min() <= long.max() < 2**40:  # the sum could wrap past int64 otherwise
         raise ValueError(f"long rows of {long.min()}..{long.max()} nibbles")
-    lengths[escaped] = long
-    pointers = np.zeros(lengths.size + 1, np.int64)
-    np.cumsum(lengths, out=pointers[1:])
+    pointers, used = joined_lengths(np.ascontiguousarray(short), long)
+    if used != long.size:
+        raise ValueError(f"{long.size} long rows for {np.count_nonzero(short == LONG)} rows marked long")
     return pointers

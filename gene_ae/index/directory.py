@@ -284,9 +284,10 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
     path = d / ENTRIES_FILE
     if ENTRIES_FILE not in meta.files or not path.is_file():
         raise ValueError(f"{path}: missing (index.json lists it): the index is incomplete; rebuild it")
-    if sha256_file(path) != meta.files[ENTRIES_FILE]:
+    data = path.read_bytes()  # hashed and parsed from these very bytes (the ids when first asked for)
+    if hashlib.sha256(data).hexdigest() != meta.files[ENTRIES_FILE]:
         raise ValueError(f"{path}: sha256 differs from the one index.json records (damaged or changed); rebuild it")
-    meta.entries = Entries.load(d, raw.get("records", 0))
+    meta.entries = Entries.load(d, raw.get("records", 0), data)
     return meta
 
 

@@ -241,3 +241,23 @@ int64_t postings_gather(int fd, int64_t offset, const int64_t *ptr, const int64_
     }
     return at;
 }
+
+/* The row pointers from each row's length in nibbles, a byte a row where 255 says the length is the next of
+   `long_rows` (gene_ae/index/compact.py's split_lengths): ptr[0] = 0, ptr[r + 1] = ptr[r] + row r's length. One
+   pass, where numpy's widen-mark-fill-sum took 7 ms of every shard's open at 10^6 genes. Returns the long rows
+   read, or -1 where the lengths mark more than n_long. */
+int64_t postings_pointers(const uint8_t *lengths, int64_t n, const int64_t *long_rows, int64_t n_long, int64_t *ptr)
+{
+    int64_t at = 0, used = 0;
+    ptr[0] = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t length = lengths[r];
+        if (length == 255) {
+            if (used == n_long) return -1;
+            length = long_rows[used++];
+        }
+        at += length;
+        ptr[r + 1] = at;
+    }
+    return used;
+}

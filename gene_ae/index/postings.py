@@ -36,6 +36,7 @@ def _lib() -> ctypes.CDLL:
         "postings_decode": ((P, P, P, I64, P, I64, I64, I64, P, I32), I64),
         "postings_count": ((P, P, P, I64, I64, I32), I64),
         "postings_gather": ((I32, I64, P, P, I64, I64, P, I64, P), I64),
+        "postings_pointers": ((P, I64, P, I64, P), I64),
     })  # fmt: skip
     if lib.postings_abi() != ABI:
         raise ImportError(f"gene_ae.index._postings was built from another postings.c (version {lib.postings_abi()}, "
@@ -157,6 +158,14 @@ class Postings:
     def _order(self) -> tuple[int | None, int]:
         """The C calls' last two arguments: the order's address (None: as stored) and whether runs are read."""
         return (None, 0) if self.order is None else (_at(self.order), 1)
+
+
+def joined_lengths(lengths: np.ndarray, long: np.ndarray) -> tuple[np.ndarray, int]:
+    """(row pointers, long rows read) from uint8 row lengths and the int64 lengths of the rows marked 255, in order
+    (gene_ae/index/compact.py owns that layout and checks it); -1 read where more rows are marked than `long` holds."""
+    ptr = np.empty(lengths.size + 1, np.int64)
+    used = _lib().postings_pointers(_at(lengths), lengths.size, _at(long), long.size, _at(ptr))
+    return ptr, int(used)
 
 
 def _rows(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

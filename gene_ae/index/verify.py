@@ -33,6 +33,7 @@ def verify(index: str | Path) -> Verified:
     files = size = 0
     for shard in collection.shards:
         check_files(shard.path, shard.meta, every=True)
+        shard.meta.entries.check()
         files += len(shard.meta.files)
         size += sum((shard.path / name).stat().st_size for name in shard.meta.files)
         if shard.kmers is not None:

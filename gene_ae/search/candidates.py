@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gene_ae.core.kmers import CountRows
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
 from gene_ae.index.build import Embed
 from gene_ae.index.directory import IndexDir
-from gene_ae.index.kmer_index import segment_starts
+from gene_ae.index.kmer_index import KmerIndex, segment_starts
 from gene_ae.index.vectors import search as search_vectors
 
 SOURCES = ("dense", "windows", "sparse")
@@ -153,18 +154,24 @@ def shard_hits(
         out["windows"] = PieceHits(asked.window_rows, owner, sims, shard.window_start[safe], shard.window_end[safe])
     if asked.segments is not None and shard.kmers is not None:
         kmers = shard.kmers
-        key = (kmers.cfg.k, kmers.cfg.bucket_bits, kmers.cfg.scaled)
-        if asked.segment_counts is None or asked.segment_counts[0] != key:
-            counts = kmers.query_matrix(asked.segments)
-            if asked.segment_thin is not None and asked.segment_thin.any():
-                counts = counts.thinned(asked.segment_thin, LONG_QUERY_SHARE)
-            asked.segment_counts = (key, counts)
         keep = None if allowed is None else allowed[kmers.owner]
-        idx, sims = kmers.search_segments(asked.segments, n, keep, counts=asked.segment_counts[1])
+        idx, sims = kmers.search_segments(asked.segments, n, keep, counts=segment_counts(kmers, asked))
         safe = np.maximum(idx, 0)
         owner = np.where(idx >= 0, kmers.owner[safe] + offset, -1)
         out["sparse"] = PieceHits(asked.segment_rows, owner, sims, kmers.start[safe], kmers.end[safe])
     return out
+
+
+def segment_counts(kmers: KmerIndex, asked: QueryPieces) -> CountRows:
+    """The asked segments' k-mer counts as `kmers` counts them, made once for every shard of the same settings
+    (kept in `asked`; a search of the shards on several threads makes them before it starts them)."""
+    key = (kmers.cfg.k, kmers.cfg.bucket_bits, kmers.cfg.scaled)
+    if asked.segment_counts is None or asked.segment_counts[0] != key:
+        counts = kmers.query_matrix(asked.segments)
+        if asked.segment_thin is not None and asked.segment_thin.any():
+            counts = counts.thinned(asked.segment_thin, LONG_QUERY_SHARE)
+        asked.segment_counts = (key, counts)
+    return asked.segment_counts[1]
 
 
 def _owner(idx: np.ndarray, offset: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from gene_ae.search.candidates import (
     QueryPieces,
     alignment_pool,
     candidates,
+    segment_counts,
     shard_hits,
 )
 from gene_ae.search.candidates import fuse as fuse_lists
@@ -108,13 +109,13 @@ def search(
     asked = _asked(collection, queries, embed, cfg, features)
     space, n = search_space(collection), len(queries)
 
-    def part(first: int, end: int, tell: Progress | None) -> list[list[Hit]]:
+    def part(first: int, end: int, tell: Progress | None, shard_threads: int = 1) -> list[list[Hit]]:
         mine = asked if (first, end) == (0, n) else asked.part(first, end)
-        per_shard = _answers(collection, mine, depth(cfg), allowed)
+        per_shard = _answers(collection, mine, depth(cfg), allowed, shard_threads)
         return finish(queries[first:end], mine, per_shard, cfg, subject, space, tell)
 
-    if threads <= 1 or n <= 1:
-        return part(0, n, progress)
+    if threads <= 1 or n <= 1:  # one query: its threads take the shards instead (a 10^6-gene index's 11 shards)
+        return part(0, n, progress, threads)
     # The vectors were embedded above, with all the queries, so each query's hits are one thread's to the bit.
     step, tell = -(-n // (threads * TASKS_A_THREAD)), locked(progress)
     found = in_threads(lambda a: part(a, min(a + step, n), tell), range(0, n, step), threads)
@@ -152,11 +153,15 @@ def _asked(
 
 
 def _answers(
-    collection: Collection, asked: QueryPieces, n: int, allowed: np.ndarray | None
+    collection: Collection, asked: QueryPieces, n: int, allowed: np.ndarray | None, threads: int = 1
 ) -> list[Mapping[str, PieceHits]]:
-    """Each shard's hits for the asked pieces (`allowed`: over the whole collection)."""
-    return [shard_hits(shard, int(lo), asked, n, None if allowed is None else allowed[lo:hi])
-            for shard, lo, hi in zip(collection.shards, collection.offsets[:-1], collection.offsets[1:])]  # fmt: skip
+    """Each shard's hits for the asked pieces (`allowed`: over the whole collection), `threads` shards at once (the
+    postings' loops release Python's lock; each shard's hits are its own whatever the number)."""
+    bounds = list(zip(collection.shards, collection.offsets[:-1].tolist(), collection.offsets[1:].tolist()))
+    if threads > 1 and asked.segments is not None and collection.shards[0].kmers is not None:
+        segment_counts(collection.shards[0].kmers, asked)  # every shard's k-mer settings are the same
+    return in_threads(lambda b: shard_hits(b[0], b[1], asked, n, None if allowed is None else allowed[b[1] : b[2]]),
+                      bounds, threads)  # fmt: skip
 
 
 def each_region(
