@@ -161,6 +161,8 @@ def test_stdin_cannot_be_both_the_query_and_the_collection(world, capsys) -> Non
 
 
 def test_a_tab_or_escape_in_an_indexed_id_or_label_is_refused_naming_the_file(world, capsys, tmp_path) -> None:
+    """A search reads the ids it reports (and the labels, where a reported record has one) and refuses damaged ones;
+    `gene-ae verify` reads them all, so it also refuses a label of a record that has none (this index's)."""
     cases = (("ids", "evil\tid", "record 3: control character"), ("labels", "red\x1b[31m", "record 3: control"),
              ("ids", "two\nlines", "ids for"))  # fmt: skip
     for column, value, fault in cases:
@@ -173,10 +175,13 @@ def test_a_tab_or_escape_in_an_indexed_id_or_label_is_refused_naming_the_file(wo
 
         edit_entries(bad, sign=True, **{column: put})  # as if gene-ae embed had written it: the check must catch it
         out = tmp_path / "hits.tsv"
-        code, stdout, err = gene_ae(capsys, "search", "--index", bad, world["q"], "--out", out)
-        lines = err.strip().splitlines()
-        assert code == 1 and stdout == "" and len(lines) == 1 and not out.exists(), err
-        assert f"{bad / 'entries.npz'}: " in lines[0] and fault in lines[0], lines[0]
+        commands = [("verify", "--index", bad)] + ([("search", "--index", bad, world["q"], "--out", out)]
+                                                   if column == "ids" else [])  # fmt: skip
+        for command in commands:
+            code, stdout, err = gene_ae(capsys, *command)
+            lines = err.strip().splitlines()
+            assert code == 1 and stdout == "" and len(lines) == 1 and not out.exists(), (command, err)
+            assert f"{bad / 'entries.npz'}: " in lines[0] and fault in lines[0], lines[0]
 
 
 def test_a_control_character_in_a_shard_record_id_is_refused(world, capsys, tmp_path) -> None:
