@@ -85,10 +85,11 @@ def test_postings_round_trip_on_random_rows_with_counts(seed, runs):
 
 @pytest.mark.parametrize("runs", [False, True])
 def test_mapped_postings_read_only_the_rows_asked_and_the_file_they_were_mapped_from(tmp_path, monkeypatch, runs):
-    """A stream mapped from its file is searched from the rows read out of it (postings.c's postings_gather: each
-    row from the byte of its first nibble, odd starts included), to the same sums and segments as the stream in
-    memory; with a read too large for a buffer, through the map alike; and from the file it was mapped from even
-    after another file took its name (an index rebuilt over it while a search holds it open)."""
+    """A stream mapped from its file is searched from the rows read out of it (postings.c's postings_read: each row
+    from the byte of its first nibble, odd starts included, a read a row or rows close together read as one, a row
+    asked twice), to the same sums and segments as the stream in memory; with a read too large for a buffer, through
+    the map alike; and from the file it was mapped from even after another file took its name (an index rebuilt over
+    it while a search holds it open)."""
     import gene_ae.index.postings as postings_module
 
     rng = np.random.default_rng(7)
@@ -103,13 +104,16 @@ def test_mapped_postings_read_only_the_rows_asked_and_the_file_they_were_mapped_
     np.save(tmp_path / "p.npy", memory.stream)
     mapped = Postings(np.load(tmp_path / "p.npy", mmap_mode="r"), memory.ptr, 50_000, order)
     asked, weights = rng.permutation(80)[:50], rng.random(50)
+    asked[-1] = asked[0]  # a row asked twice
+    monkeypatch.setattr(postings_module, "READ_GAP", 0)
     stream, _, _ = mapped._gather(asked.astype(np.int64), "test")
     assert not isinstance(stream, np.memmap) and stream.size < memory.stream.size  # only the rows asked were read
     want_sums, want_segments = memory.accumulate(asked, weights, "test"), memory.segments(asked, "test")
     np.save(tmp_path / "other.npy", np.zeros_like(memory.stream))
     (tmp_path / "other.npy").replace(tmp_path / "p.npy")
-    for cap in (postings_module.GATHER_BYTES, 0):
-        monkeypatch.setattr(postings_module, "GATHER_BYTES", cap)
+    for gap, cap in ((0, postings_module.GATHER_BYTES), (7, postings_module.GATHER_BYTES), (4096, 1 << 26), (0, 0)):
+        monkeypatch.setattr(postings_module, "READ_GAP", gap)  # a read a row, rows a few bytes apart read as one
+        monkeypatch.setattr(postings_module, "GATHER_BYTES", cap)  # through the map
         np.testing.assert_array_equal(mapped.accumulate(asked, weights, "test"), want_sums)
         for got, want in zip(mapped.segments(asked, "test"), want_segments):
             np.testing.assert_array_equal(got, want)

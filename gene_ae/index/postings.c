@@ -20,7 +20,7 @@
 
 /* Bumped with every change to these functions' arguments or to the layout: postings.py refuses a library built
    from another version (an editable install not rebuilt after a pull would read runs as plain gaps). */
-int postings_abi(void) { return 3; }
+int postings_abi(void) { return 4; }
 
 static inline unsigned nibble_at(const uint8_t *s, int64_t i) { return (s[i >> 1] >> ((~i & 1) << 2)) & 15u; }
 
@@ -214,32 +214,23 @@ int64_t postings_count(const uint8_t *stream, const int64_t *ptr, const int64_t 
     return k;
 }
 
-/* Rows rows[0..n) of the stream in file `fd` (its first byte at `offset`) read into buf with pread, each from the
-   byte holding its first nibble, and local[2i], local[2i + 1] set to row i's first and end nibble in buf: the
-   loops above then read buf with `local` as their row pointers and rows 0, 2, 4, ... Why: a search reads a few
-   thousand short rows of a file of GBs; mapped, each page it touches brings 64 KB around it into the process
-   (the kernel's fault-around), most of a 10^6-gene index's postings after a query, where a read takes its bytes
-   only. Returns the bytes read, -1 where a row pointer is out of order or past `nibbles`, or buf would overflow
-   `room`, -3 where a read failed or came short (the file shrank or an I/O error). */
-int64_t postings_gather(int fd, int64_t offset, const int64_t *ptr, const int64_t *rows, int64_t n, int64_t nibbles,
-                        uint8_t *buf, int64_t room, int64_t *local)
+/* Ranges of the stream in file `fd` (its first byte at `offset`) read into buf with pread, one after another:
+   range i is `sizes[i]` bytes from byte `starts[i]` of the stream. postings.py gives the byte ranges of the rows a
+   search reads, sorted and merged where a few KB apart, and reads them with its own row pointers into buf. Why: a
+   search reads a few thousand short rows of a file of GBs; mapped, each page it touches brings 64 KB around it into
+   the process (the kernel's fault-around), most of a 10^6-gene index's postings after a query, where a read takes
+   its bytes only. Returns 0, or -3 where a read failed or came short (the file shrank, or an I/O error). */
+int64_t postings_read(int fd, int64_t offset, const int64_t *starts, const int64_t *sizes, int64_t n, uint8_t *buf)
 {
-    int64_t at = 0;
     for (int64_t i = 0; i < n; i++) {
-        int64_t pos = ptr[rows[i]], end = ptr[rows[i] + 1];
-        if (pos < 0 || end < pos || end > nibbles) return -1;
-        int64_t first = pos >> 1, bytes = ((end + 1) >> 1) - first;
-        if (bytes > room - at) return -1;
-        for (int64_t done = 0; done < bytes;) {
-            ssize_t got = pread(fd, buf + at + done, (size_t)(bytes - done), (off_t)(offset + first + done));
+        for (int64_t done = 0; done < sizes[i];) {
+            ssize_t got = pread(fd, buf + done, (size_t)(sizes[i] - done), (off_t)(offset + starts[i] + done));
             if (got <= 0) return -3;
             done += got;
         }
-        local[2 * i] = 2 * at + (pos & 1);
-        local[2 * i + 1] = local[2 * i] + (end - pos);
-        at += bytes;
+        buf += sizes[i];
     }
-    return at;
+    return 0;
 }
 
 /* The row pointers from each row's length in nibbles, a byte a row where 255 says the length is the next of

@@ -22,7 +22,8 @@ from gene_ae.core.native import I32, I64, P, load
 from gene_ae.core.native import at as _at
 
 GATHER_BYTES = 1 << 26  # a read of more rows than this goes through the map (the rows of a query: a few MB)
-ABI = 3  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
+READ_GAP = 4096  # rows at most this many bytes apart are read as one (a read costs about as much as copying 4 KB)
+ABI = 4  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
 
 
 @cache
@@ -35,7 +36,7 @@ def _lib() -> ctypes.CDLL:
         "postings_accumulate": ((P, P, P, P, I64, P, I64, I64, P, I32), I64),
         "postings_decode": ((P, P, P, I64, P, I64, I64, I64, P, I32), I64),
         "postings_count": ((P, P, P, I64, I64, I32), I64),
-        "postings_gather": ((I32, I64, P, P, I64, I64, P, I64, P), I64),
+        "postings_read": ((I32, I64, P, P, I64, P), I64),
         "postings_pointers": ((P, I64, P, I64, P), I64),
     })  # fmt: skip
     if lib.postings_abi() != ABI:
@@ -137,22 +138,33 @@ class Postings:
 
     def _gather(self, rows: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(stream, row pointers, rows) to read `rows` from: for a mapped stream, just those rows read from its file
-        (postings.c's postings_gather: a query's few thousand rows, not the 64 KB the kernel maps around each page
-        they touch, which brought most of a 10^6-gene index's 1.5 GB of postings into the process); the whole
-        stream where there is no file or the rows pass GATHER_BYTES (`gene-ae verify` reads every row)."""
+        (postings.c's postings_read: a query's few thousand rows, not the 64 KB the kernel maps around each page
+        they touch, which brought most of a 10^6-gene index's 1.5 GB of postings into the process), rows less than
+        READ_GAP bytes apart in one read (a long query's rows lie a few KB apart: a read each cost it 10 %); the
+        whole stream where there is no file or the rows pass GATHER_BYTES (`gene-ae verify` reads every row)."""
         if self._fd < 0 or rows.size == 0:
             return self._view(), self.ptr, rows
         lo, hi = self.ptr[rows], self.ptr[rows + 1]
-        room = int(np.maximum((hi + 1) // 2 - lo // 2, 0).sum())
+        if lo.min() < 0 or (hi < lo).any() or hi.max() > self.nibbles:  # as postings.c checks them when mapped
+            raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
+        first, last = lo // 2, (hi + 1) // 2  # each row's bytes
+        order = np.argsort(first, kind="stable")
+        first, last = first[order], last[order]
+        reach = np.maximum.accumulate(last)
+        opens = np.flatnonzero(np.r_[True, first[1:] > reach[:-1] + READ_GAP])  # a read starts at each
+        starts, ends = first[opens], reach[np.r_[opens[1:], first.size] - 1]
+        sizes = ends - starts  # held: C reads it
+        room = int(sizes.sum())
         if room > GATHER_BYTES:
             return self._view(), self.ptr, rows
-        buf, local = np.empty(max(room, 1), np.uint8), np.empty(2 * rows.size, np.int64)
-        got = _lib().postings_gather(self._fd, int(self.stream.offset), _at(self.ptr), _at(rows), rows.size,
-                                     self.nibbles, _at(buf), buf.size, _at(local))  # fmt: skip
-        if got == -3:
+        at = np.r_[0, np.cumsum(sizes)[:-1]]  # where each read lands in buf
+        buf = np.empty(max(room, 1), np.uint8)
+        if _lib().postings_read(self._fd, int(self.stream.offset), _at(starts), _at(sizes), starts.size, _at(buf)) < 0:
             raise OSError(f"{source}: could not read the k-mer postings ({self.stream.filename})")
-        if got < 0:
-            raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
+        read = np.cumsum(np.r_[True, first[1:] > reach[:-1] + READ_GAP]) - 1  # the read holding each row
+        local = np.empty(2 * rows.size, np.int64)
+        begin = 2 * (at[read] + first - starts[read]) + (lo[order] & 1)
+        local[2 * order], local[2 * order + 1] = begin, begin + (hi - lo)[order]
         return buf, local, np.arange(0, 2 * rows.size, 2, dtype=np.int64)
 
     def _order(self) -> tuple[int | None, int]:
