@@ -12,7 +12,8 @@ search, most of it checking the objects one by one; as arrays the same checks ar
 (the integers in the fewest bytes that hold them, gene_ae/index/compact.py; int64 once read)
 
 Read back, the file is untrusted (its sha256 is checked first, by gene_ae/index/directory.py): every column's
-type and size, the spans, and the text are checked, and a fault is a one-line error naming the record.
+type and size and the spans are checked on open, the ids' and labels' text when first read (a search reads only its
+hits' shards; `gene-ae verify` all), and a fault is a one-line error naming the record.
 """
 
 from __future__ import annotations
