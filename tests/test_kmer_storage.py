@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -111,6 +115,12 @@ def test_mapped_postings_read_only_the_rows_asked_and_the_file_they_were_mapped_
     want_sums, want_segments = memory.accumulate(asked, weights, "test"), memory.segments(asked, "test")
     np.save(tmp_path / "other.npy", np.zeros_like(memory.stream))
     (tmp_path / "other.npy").replace(tmp_path / "p.npy")
+    # to another process (a Ray task's result): the stream's bytes go, not the descriptor, which means nothing there
+    (tmp_path / "lists.pkl").write_bytes(pickle.dumps((mapped, asked, weights)))
+    child = ("import pickle, sys, numpy as np; lists, asked, w = pickle.loads(open(sys.argv[1], 'rb').read()); "
+             "np.save(sys.argv[2], lists.accumulate(asked, w, 'test'))")  # fmt: skip
+    subprocess.run([sys.executable, "-c", child, tmp_path / "lists.pkl", tmp_path / "sums.npy"], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "sums.npy"), want_sums)
     for gap, cap in ((0, postings_module.GATHER_BYTES), (7, postings_module.GATHER_BYTES), (4096, 1 << 26), (0, 0)):
         monkeypatch.setattr(postings_module, "READ_GAP", gap)  # a read a row, rows a few bytes apart read as one
         monkeypatch.setattr(postings_module, "GATHER_BYTES", cap)  # through the map

@@ -65,6 +65,11 @@ class Postings:
             self._fd = os.open(self.stream.filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             weakref.finalize(self, os.close, self._fd)
 
+    def __getstate__(self) -> dict:
+        """Pickled (a Ray task's result, another process) without the descriptor, whose number means nothing there:
+        the copy reads the stream it carries."""
+        return {**self.__dict__, "_fd": -1}
+
     @classmethod
     def encode(
         cls, indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, n_segments: int,
