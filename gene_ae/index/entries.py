@@ -196,15 +196,16 @@ class Entries(Sequence[Entry]):
         def bad(what: str) -> ValueError:
             return ValueError(f"{path}: damaged record list ({what}); rebuild the index")
 
-        def source():
-            return io.BytesIO(data) if data is not None else path
+        def members(*names: str) -> tuple[dict[str, np.ndarray], set[str]]:
+            """(these columns, every column's name) of the file, each read (unzipped) only when asked for here."""
+            try:
+                with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as z:
+                    return {k: z[k] for k in names}, set(z.files)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                raise bad(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
-        try:
-            with np.load(source(), allow_pickle=False) as z:
-                cols = {k: z[k] for k in ("has_label", *_INTS)}
-                missing = {"ids", "labels"} - {name for name in z.files}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise bad(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        cols, held = members("has_label", *_INTS)
+        missing = {"ids", "labels"} - held
         if missing:
             raise bad(f"no {sorted(missing)[0]!r} column")
         if cols["has_label"].dtype != np.bool_ or cols["has_label"].ndim != 1:
@@ -218,11 +219,7 @@ class Entries(Sequence[Entry]):
 
         def texts(name: str, what: str) -> Callable[[], bytes]:
             def load() -> bytes:
-                try:
-                    with np.load(source(), allow_pickle=False) as z:
-                        blob = z[name]
-                except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-                    raise bad(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+                blob = members(name)[0][name]
                 if blob.dtype != np.uint8 or blob.ndim != 1:
                     raise bad(f"{name!r} is {blob.dtype} of {blob.ndim} dimensions")
                 return _texts(blob, records, what, bad)

@@ -156,7 +156,8 @@ class Postings:
         order = np.argsort(first, kind="stable")
         first, last = first[order], last[order]
         reach = np.maximum.accumulate(last)
-        opens = np.flatnonzero(np.r_[True, first[1:] > reach[:-1] + READ_GAP])  # a read starts at each
+        opening = np.r_[True, first[1:] > reach[:-1] + READ_GAP]  # a read starts at each such row
+        opens = np.flatnonzero(opening)
         starts, ends = first[opens], reach[np.r_[opens[1:], first.size] - 1]
         sizes = ends - starts  # held: C reads it
         room = int(sizes.sum())
@@ -166,7 +167,7 @@ class Postings:
         buf = np.empty(max(room, 1), np.uint8)
         if _lib().postings_read(self._fd, int(self.stream.offset), _at(starts), _at(sizes), starts.size, _at(buf)) < 0:
             raise OSError(f"{source}: could not read the k-mer postings ({self.stream.filename})")
-        read = np.cumsum(np.r_[True, first[1:] > reach[:-1] + READ_GAP]) - 1  # the read holding each row
+        read = np.cumsum(opening) - 1  # the read holding each row
         local = np.empty(2 * rows.size, np.int64)
         begin = 2 * (at[read] + first - starts[read]) + (lo[order] & 1)
         local[2 * order], local[2 * order + 1] = begin, begin + (hi - lo)[order]
