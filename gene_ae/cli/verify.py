@@ -19,6 +19,6 @@ def run(args: argparse.Namespace) -> int:
 
     done = verify(args.index)
     print(f"gene-ae verify: {args.index}: {done.shards} shard{'s' * (done.shards != 1)}, {done.records:,} records, "
-          f"{done.files} files ({done.bytes / 1e6:,.1f} MB): every sha256 index.json records, every k-mer row, "
-          "sequence block and record vector read: OK", file=sys.stderr)  # fmt: skip
+          f"{done.files} files ({done.bytes / 1e6:,.1f} MB): every sha256 index.json records, every record id "
+          "and label, k-mer row, sequence block and record vector read: OK", file=sys.stderr)  # fmt: skip
     return 0
