@@ -18,7 +18,7 @@ from gene_ae.core.records import InputRecord, iter_input
 from gene_ae.index import build as embedding
 from gene_ae.index import vectors
 from gene_ae.index.directory import IndexDir
-from gene_ae.index.kmer_index import KmerIndex, KmerIndexConfig, segment_starts
+from gene_ae.index.kmer_index import LONGER, KmerIndex, KmerIndexConfig, segment_starts
 from gene_ae.index.seqstore import SequenceStore, SequenceWriter
 from gene_ae.model.encoder import Encoder
 from gene_ae.search import align, rerank
@@ -120,6 +120,29 @@ def test_sparse_index_finds_copies_on_both_strands_and_round_trips(tmp_path, gen
     (tmp_path / KmerIndex.FILE).write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="kmers.npz: not a readable k-mer index"):
         KmerIndex.load(tmp_path)
+
+
+def test_an_exact_piece_of_a_longer_record_outranks_its_shorter_near_relatives(lam, genes) -> None:
+    """By cosine a long record holding a query's piece ranks below shorter records holding it with a few
+    mismatches (SILVA: an exact 300-base piece of a 1,975-base gene ranked 50th); a record holding most of the
+    query scores at least that share over LONGER. A 30 % copy of a gene, sharing a few % of its 10-mers, still
+    finds its source by cosine beside a long record's segments."""
+    whole = np.concatenate([lam.tokens[:1000], lam.tokens[20_000:21_000]])  # a 2 kb record, no relative elsewhere
+    rng = np.random.default_rng(5)
+    relatives = []
+    for _ in range(8):  # 1.2 kb records holding the piece's region with two substitutions in it
+        r = whole[400:1600].copy()
+        for at in rng.choice(np.arange(60, 340), 2, replace=False):  # r[50:350] is the piece
+            r[at] = FIRST_BASE + (r[at] - FIRST_BASE + 1) % 4
+        relatives.append(r)
+    seqs = relatives + [whole, lam.tokens[30_000:], *(g.tokens for g in genes[:10])]
+    idx = KmerIndex.build(seqs, KmerIndexConfig(k=10))
+    piece = whole[450:750]
+    found, sims = idx.search_segments([piece], 3)
+    assert idx.owner[found[0, 0]] == 8 and sims[0, 0] == pytest.approx(1 / LONGER, abs=0.01)
+    far = mutate(genes[3].tokens, 0.3, np.random.default_rng(1))
+    found, _ = idx.search_segments([far], 1)
+    assert idx.owner[found[0, 0]] == 10 + 3
 
 
 def test_long_records_are_cut_into_segments_that_locate_a_piece(lam) -> None:

@@ -119,24 +119,28 @@ class CountRows:
     indices: np.ndarray
     data: np.ndarray
     shape: tuple[int, int]
+    norms: np.ndarray | None = None  # each row's L2 norm before l2() scaled it (None: not scaled)
 
     def l2(self) -> CountRows:
-        """Each row scaled to unit L2 norm (all-zero rows stay zero)."""
+        """Each row scaled to unit L2 norm (all-zero rows stay zero), its norm before kept in `norms`."""
         sums = np.add.reduceat(self.data.astype(np.float64) ** 2, self.indptr[:-1]) if self.data.size else None
         lens = np.diff(self.indptr)
         norms = np.zeros(lens.size)
         if sums is not None:
             norms[lens > 0] = np.sqrt(sums[lens > 0])
         scale = 1 / np.maximum(norms, 1e-12).astype(np.float32)
-        return CountRows(self.indptr, self.indices, (self.data * np.repeat(scale, lens)).astype(np.float32), self.shape)
+        data = (self.data * np.repeat(scale, lens)).astype(np.float32)
+        return CountRows(self.indptr, self.indices, data, self.shape, norms.astype(np.float32))
 
     def thinned(self, rows: np.ndarray, share: int) -> CountRows:
         """The rows flagged in `rows` (a boolean per row) keeping about 1/share of their k-mers, the same ones
-        for every row (hash_kept of the column); the other rows whole."""
+        for every row (hash_kept of the column), their norms dropped (0: scored by plain cosine); the other rows
+        whole."""
         row_of = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
         keep = ~rows[row_of] | hash_kept(self.indices.astype(np.uint64), share)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=self.shape[0]))])
-        return CountRows(indptr.astype(np.int64), self.indices[keep], self.data[keep], self.shape)
+        norms = None if self.norms is None else np.where(rows, 0, self.norms).astype(np.float32)
+        return CountRows(indptr.astype(np.int64), self.indices[keep], self.data[keep], self.shape, norms)
 
     def csr(self) -> sparse.csr_matrix:
         from scipy import sparse
