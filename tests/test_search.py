@@ -87,6 +87,42 @@ def test_window_votes_sum_each_query_pieces_best_and_span_the_region() -> None:
     assert (cands[0].start, cands[0].end) == (1000, 1384)  # only the best window per query piece counts
 
 
+def _vote_by_loops(hit_owner, hit_score, hit_start, hit_end, n: int) -> list[tuple[int, float, int, int]]:
+    """vote's rules written as plain loops over the pieces (the definition vote computes in arrays)."""
+    best: dict[int, list] = {}
+    own: dict[int, tuple[int, float]] = {}
+    per_piece = max(1, n // max(hit_owner.shape[0], 1))
+    for row in range(hit_owner.shape[0]):
+        seen: set[int] = set()
+        for o, s, a, b in zip(hit_owner[row], hit_score[row], hit_start[row], hit_end[row]):
+            if o < 0 or o in seen:
+                continue
+            seen.add(int(o))
+            if len(seen) <= per_piece:
+                own[int(o)] = min(own.get(int(o), (per_piece + 1, 0.0)), (len(seen), -float(s)))
+            cur = best.setdefault(int(o), [0.0, int(a), int(b)])
+            cur[0] += float(s)
+            cur[1], cur[2] = min(cur[1], int(a)), max(cur[2], int(b))
+    order = sorted(best, key=lambda o: -best[o][0])
+    first = sorted(own, key=lambda o: own[o])[:n]
+    ranked = first + [o for o in order if o not in own][: n - len(first)]
+    return [(o, best[o][0], best[o][1], best[o][2]) for o in ranked]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_vote_keeps_its_rules_on_random_pieces(seed) -> None:
+    """Repeats, misses (-1), tied scores and every shape from one piece to more pieces than candidates."""
+    rng = np.random.default_rng(seed)
+    pieces, cols, records = int(rng.integers(1, 60)), int(rng.integers(1, 12)), int(rng.integers(1, 30))
+    owner = rng.integers(-1, records, (pieces, cols))
+    score = rng.choice(np.array([0.1, 0.25, 0.5, 0.7], np.float32), (pieces, cols))
+    start = rng.integers(0, 1000, (pieces, cols))
+    end = start + rng.integers(0, 500, (pieces, cols))
+    n = int(rng.integers(1, 40))
+    got = [(c.record, c.score, c.start, c.end) for c in vote(owner, score, start, end, n)]
+    assert got == _vote_by_loops(owner, score, start, end, n)
+
+
 def test_a_long_querys_matching_pieces_put_their_records_before_chance_ones() -> None:
     """Pieces of a genome-sized query that match nothing still have a best record, by chance, with a small score
     summed over thousands of pieces; the records that pieces match well come first (a 10 Mb query with 50 stored

@@ -204,24 +204,47 @@ def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hi
     candidates of its own near the top, where the many near relatives of one part would otherwise take every
     place, and a piece that matches nothing (its best a chance record, a small score summed over thousands of
     pieces of a genome-sized query) comes after the pieces that match (a one-piece query: the plain ranking)."""
-    best: dict[int, list[float | int]] = {}
-    own: dict[int, tuple[int, float]] = {}  # each piece's best records: (best rank within a piece, -its score there)
-    per_piece = max(1, n // max(hit_owner.shape[0], 1))
-    for row in range(hit_owner.shape[0]):
-        seen: set[int] = set()
-        for o, s, a, b in zip(hit_owner[row], hit_score[row], hit_start[row], hit_end[row]):
-            if o < 0 or o in seen:
-                continue
-            seen.add(int(o))
-            if len(seen) <= per_piece:
-                own[int(o)] = min(own.get(int(o), (per_piece + 1, 0.0)), (len(seen), -float(s)))
-            cur = best.setdefault(int(o), [0.0, int(a), int(b)])
-            cur[0] += float(s)
-            cur[1], cur[2] = min(cur[1], int(a)), max(cur[2], int(b))
-    order = sorted(best, key=lambda o: -best[o][0])
-    first = sorted(own, key=lambda o: own[o])[:n]
-    ranked = first + [o for o in order if o not in own][: n - len(first)]
-    return [Candidate(o, float(best[o][0]), int(best[o][1]), int(best[o][2])) for o in ranked]
+    owner = np.asarray(hit_owner, dtype=np.int64)
+    if owner.ndim != 2 or not owner.size:
+        return []
+    cols = owner.shape[1]
+    per_piece = max(1, n // owner.shape[0])
+    # Each piece's distinct records, first occurrence (its best) only, in scan order (piece by piece, best first).
+    at = np.flatnonzero(owner.ravel() >= 0)
+    o = owner.ravel()[at]
+    if not o.size:
+        return []
+    piece = at // cols
+    by = np.argsort(piece * (int(o.max()) + 1) + o, kind="stable")
+    twice = np.zeros(o.size, dtype=bool)
+    twice[by[1:]] = (piece[by[1:]] == piece[by[:-1]]) & (o[by[1:]] == o[by[:-1]])
+    at, o, piece = at[~twice], o[~twice], piece[~twice]
+    score = np.asarray(hit_score).ravel()[at].astype(np.float64)
+    start, end = np.asarray(hit_start).ravel()[at], np.asarray(hit_end).ravel()[at]
+    rank = np.arange(o.size) - np.searchsorted(piece, piece) + 1  # among its piece's distinct records, from 1
+    # Per record (numbered in order of first appearance): its summed score and the span of those pieces.
+    srt = np.argsort(o, kind="stable")
+    new = np.r_[True, o[srt][1:] != o[srt][:-1]]
+    heads = np.flatnonzero(new)
+    seen_at = srt[heads]  # each record's first appearance in scan order
+    record = np.empty(o.size, np.int64)
+    record[srt] = np.cumsum(new) - 1
+    summed = np.bincount(record, weights=score, minlength=heads.size)  # in scan order, as a running sum adds
+    lo, hi = np.minimum.reduceat(start[srt], heads), np.maximum.reduceat(end[srt], heads)
+    # A piece's own best records: each by its best (rank, score) among the pieces it heads, ties by first heading.
+    mine = np.flatnonzero(rank <= per_piece)
+    pick = mine[np.lexsort((mine, -score[mine], rank[mine], record[mine]))]
+    lead = np.r_[True, record[pick][1:] != record[pick][:-1]]
+    heading = np.zeros(heads.size, dtype=bool)
+    heading[record[pick[lead]]] = True
+    first_heading = np.full(heads.size, o.size)
+    np.minimum.at(first_heading, record[mine], mine)
+    led = record[pick[lead]]
+    first = led[np.lexsort((first_heading[led], -score[pick[lead]], rank[pick[lead]]))][:n]
+    others = np.flatnonzero(~heading)
+    rest = others[np.lexsort((seen_at[others], -summed[others]))][: n - first.size]
+    chosen = np.concatenate([first, rest])
+    return [Candidate(int(o[seen_at[g]]), float(summed[g]), int(lo[g]), int(hi[g])) for g in chosen.tolist()]
 
 
 def fuse(lists: Sequence[list[Candidate]], rrf_k: int) -> list[Candidate]:
