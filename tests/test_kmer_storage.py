@@ -127,6 +127,13 @@ def test_mapped_postings_read_only_the_rows_asked_and_the_file_they_were_mapped_
         np.testing.assert_array_equal(mapped.accumulate(asked, weights, "test"), want_sums)
         for got, want in zip(mapped.segments(asked, "test"), want_segments):
             np.testing.assert_array_equal(got, want)
+        # read once for several pieces (a long query's): the union of theirs, any order, repeats
+        shared = mapped.gather(np.concatenate([asked[::-1], rng.permutation(80)[:20], asked[:5]]), "test")
+        np.testing.assert_array_equal(mapped.accumulate(asked, weights, "test", shared), want_sums)
+        np.testing.assert_array_equal(mapped.accumulate(asked[:7], weights[:7], "test", shared),
+                                      memory.accumulate(asked[:7], weights[:7], "test"))  # fmt: skip
+    with pytest.raises(ValueError, match="did not read it"):
+        mapped.accumulate(asked, weights, "test", mapped.gather(asked[1:-1], "test"))
 
 
 def test_postings_that_do_not_increase_are_refused():
@@ -234,6 +241,10 @@ def test_postings_load_mapped_and_search_as_the_cosine_of_counts(tmp_path):
     found, sims = again.search_segments(queries, 5)
     for a, b in zip((found, sims), idx.search_segments(queries, 5)):
         np.testing.assert_array_equal(a, b)
+    for j, query in enumerate(queries):  # together their postings were read in one gather; alone, each its own
+        alone = again.search_segments([query], 5)
+        np.testing.assert_array_equal(alone[0][0], found[j])
+        np.testing.assert_array_equal(alone[1][0], sims[j])
     # the same scores as cosine over the whole count matrix (scipy), the definition
     counts = kmer_counts(seqs, again.cfg.k, buckets=again.cfg.buckets)
     cosine = (l2_rows(kmer_counts(queries, again.cfg.k, buckets=again.cfg.buckets)) @ l2_rows(counts).T).toarray()

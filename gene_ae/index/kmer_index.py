@@ -44,6 +44,9 @@ _CHUNK_BASES = 1 << 22  # segment bases counted per pass while building: bounds 
 # ~3 % of its 10-mers, and an 8 kb segment of a genome as many by chance, which a lift for any share put first.
 # Chosen on the SILVA val split (LONGER 1.25, 1.5, 2 alike: one exact piece more, no query lost).
 LONGER, HELD = 1.5, 0.5
+# Consecutive query rows (a long query's half-overlapping pieces; a batch's queries) have their postings read in one
+# gather of at most this many bytes (repeats counted) and READ_ROWS rows: each row read once, not once a piece.
+READ_TOGETHER, READ_ROWS = 1 << 23, 256
 
 
 @dataclass
@@ -225,9 +228,14 @@ class KmerIndex:
         q = self.query_matrix(queries) if counts is None else counts
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         sims = np.zeros((len(queries), k), dtype=np.float32)
+        gathered = None
         for row in range(len(queries)):
             lo, hi = q.indptr[row], q.indptr[row + 1]
-            summed = self.lists.accumulate(q.indices[lo:hi], q.data[lo:hi], self.source)
+            if gathered is None or row >= gathered[1]:  # the next rows' postings, read at once
+                end = self._read_together(q, row)
+                gathered = (self.lists.gather(q.indices[lo : q.indptr[end]], self.source) if end > row + 1 else None,
+                            end)  # fmt: skip
+            summed = self.lists.accumulate(q.indices[lo:hi], q.data[lo:hi], self.source, gathered[0])
             scores = (summed * self.scale).astype(np.float32)
             norm = 0.0 if q.norms is None else float(q.norms[row])
             if norm > 0:  # the pieces of longer records holding most of the query, scored by the share they hold
@@ -239,6 +247,17 @@ class KmerIndex:
             top, vals = top_k(scores[None, shared], k)
             idx[row, : top.shape[1]], sims[row, : top.shape[1]] = shared[top[0]], vals[0]
         return idx, sims
+
+    def _read_together(self, q: CountRows, row: int) -> int:
+        """The end of the run of rows from `row` whose postings are read in one gather: up to READ_TOGETHER bytes
+        of them (counted with repeats), at least one row."""
+        lo, hi = int(q.indptr[row]), int(q.indptr[min(row + READ_ROWS, q.shape[0])])
+        if hi - lo == 0:
+            return row + 1
+        sizes = self.lists.row_bytes(q.indices[lo:hi].astype(np.int64))
+        ends = q.indptr[row + 1 : min(row + READ_ROWS, q.shape[0]) + 1] - lo
+        spent = np.cumsum(sizes)[np.maximum(ends - 1, 0)]
+        return row + max(1, int(np.searchsorted(spent, READ_TOGETHER, side="right")))
 
     def save(self, directory: str | Path) -> Path:
         """kmers.npz (the settings, the segments, the row pointers) and the postings' stream."""

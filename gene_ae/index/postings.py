@@ -114,10 +114,13 @@ class Postings:
         """The stream as a plain array (a memmap's own indexing machinery is not needed: C reads its buffer)."""
         return np.ascontiguousarray(self.stream.view(np.ndarray) if isinstance(self.stream, np.memmap) else self.stream)
 
-    def accumulate(self, rows: np.ndarray, weights: np.ndarray, source: str) -> np.ndarray:
-        """float64 [n_segments]: for each row rows[i], weights[i] added to each segment once per occurrence."""
+    def accumulate(self, rows: np.ndarray, weights: np.ndarray, source: str, gathered: Gathered | None = None
+                   ) -> np.ndarray:  # fmt: skip
+        """float64 [n_segments]: for each row rows[i], weights[i] added to each segment once per occurrence.
+        `gathered`: rows read already (`gather`, holding every one of these), shared by the pieces of a query."""
         weights = np.ascontiguousarray(weights, dtype=np.float64)
-        stream, ptr, rows = self._gather(np.ascontiguousarray(rows, dtype=np.int64), source)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        stream, ptr, rows = self._gather(rows, source) if gathered is None else gathered.of(rows)
         scores = np.zeros(self.n_segments, np.float64)
         got = _lib().postings_accumulate(_at(stream), _at(ptr), _at(rows), _at(weights), rows.size, _at(scores),
                                          self.n_segments, 2 * stream.size, *self._order())  # fmt: skip
@@ -140,6 +143,17 @@ class Postings:
         if (lens < 0).any() or got != out.size:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return out, lens
+
+    def row_bytes(self, rows: np.ndarray) -> np.ndarray:
+        """The bytes each of these rows takes in the stream (about: a row starts and ends on a nibble)."""
+        return (self.ptr[rows + 1] - self.ptr[rows] + 1) // 2
+
+    def gather(self, rows: np.ndarray, source: str) -> Gathered:
+        """These rows (repeats allowed) read once, for several accumulate calls: the pieces of a long query share
+        half their k-mers with the next piece, and consecutive queries many of theirs."""
+        held = np.sort(np.ascontiguousarray(rows, dtype=np.int64))
+        held = held[np.r_[True, held[1:] != held[:-1]]] if held.size else held
+        return Gathered(held, *self._gather(held, source))
 
     def _gather(self, rows: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(stream, row pointers, rows) to read `rows` from: for a mapped stream, just those rows read from its file
@@ -176,6 +190,23 @@ class Postings:
     def _order(self) -> tuple[int | None, int]:
         """The C calls' last two arguments: the order's address (None: as stored) and whether runs are read."""
         return (None, 0) if self.order is None else (_at(self.order), 1)
+
+
+@dataclass
+class Gathered:
+    """Rows read from a stream: `rows` (sorted, distinct) are read from `stream` through `ptr` at `at`."""
+
+    rows: np.ndarray
+    stream: np.ndarray
+    ptr: np.ndarray
+    at: np.ndarray
+
+    def of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(stream, row pointers, rows) as accumulate reads them, for rows all among those gathered."""
+        place = np.searchsorted(self.rows, rows)
+        if place.size and (place.max() >= self.rows.size or (self.rows[place] != rows).any()):
+            raise ValueError("postings: a row asked of a gather that did not read it")
+        return self.stream, self.ptr, np.ascontiguousarray(self.at[place])
 
 
 def joined_lengths(lengths: np.ndarray, long: np.ndarray) -> tuple[np.ndarray, int]:
