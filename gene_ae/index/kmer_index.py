@@ -217,25 +217,24 @@ class KmerIndex:
         counts: CountRows | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """(segment indices [q, k], scores [q, k]) best first; -1 where fewer than k segments share a k-mer.
-        A score is the cosine of the counts, but a segment whose L2 norm passes LONGER times the query's is
-        scored as if its norm were that: a piece of a longer record ranks by what it shares, not below shorter
-        relatives for the record's other bases (SILVA: an exact 300-base piece of a 1,975-base gene ranked 50th by
-        cosine, under its 1,200-base relatives). Rows without a norm (`counts.norms`: thinned long-query pieces)
-        are scored by plain cosine.
+        A score is the cosine of the counts, but a segment holding at least HELD of the query's k-mers (by the
+        query's weights) scores at least that share over LONGER, as if its L2 norm were at most LONGER times the
+        query's: a piece of a longer record ranks by what it shares, not below shorter relatives for the record's
+        other bases (SILVA: an exact 300-base piece of a 1,975-base gene ranked 50th by cosine, under its 1,200-base
+        relatives). Rows without a norm (`counts.norms`: thinned long-query pieces) are scored by plain cosine.
         `allowed`: a boolean mask over segments; the others are never returned. Each score is summed over one
         segment's postings alone, so it does not depend on what else the index (or shard) holds. `counts`:
         query_matrix(queries), made already (by another shard of the same k-mer settings)."""
         q = self.query_matrix(queries) if counts is None else counts
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         sims = np.zeros((len(queries), k), dtype=np.float32)
-        gathered = None
+        gathered, until = None, 0  # the rows up to `until` read in one gather (None: a row alone, read by itself)
         for row in range(len(queries)):
             lo, hi = q.indptr[row], q.indptr[row + 1]
-            if gathered is None or row >= gathered[1]:  # the next rows' postings, read at once
-                end = self._read_together(q, row)
-                gathered = (self.lists.gather(q.indices[lo : q.indptr[end]], self.source) if end > row + 1 else None,
-                            end)  # fmt: skip
-            summed = self.lists.accumulate(q.indices[lo:hi], q.data[lo:hi], self.source, gathered[0])
+            if row >= until:
+                until = self._read_together(q, row)
+                gathered = self.lists.gather(q.indices[lo : q.indptr[until]], self.source) if until > row + 1 else None
+            summed = self.lists.accumulate(q.indices[lo:hi], q.data[lo:hi], self.source, gathered)
             scores = (summed * self.scale).astype(np.float32)
             norm = 0.0 if q.norms is None else float(q.norms[row])
             if norm > 0:  # the pieces of longer records holding most of the query, scored by the share they hold
@@ -251,12 +250,12 @@ class KmerIndex:
     def _read_together(self, q: CountRows, row: int) -> int:
         """The end of the run of rows from `row` whose postings are read in one gather: up to READ_TOGETHER bytes
         of them (counted with repeats), at least one row."""
-        lo, hi = int(q.indptr[row]), int(q.indptr[min(row + READ_ROWS, q.shape[0])])
-        if hi - lo == 0:
+        last = min(row + READ_ROWS, q.shape[0])
+        lo, hi = int(q.indptr[row]), int(q.indptr[last])
+        if hi == lo:
             return row + 1
         sizes = self.lists.row_bytes(q.indices[lo:hi].astype(np.int64))
-        ends = q.indptr[row + 1 : min(row + READ_ROWS, q.shape[0]) + 1] - lo
-        spent = np.cumsum(sizes)[np.maximum(ends - 1, 0)]
+        spent = np.cumsum(sizes)[np.maximum(q.indptr[row + 1 : last + 1] - lo - 1, 0)]  # by the end of each row
         return row + max(1, int(np.searchsorted(spent, READ_TOGETHER, side="right")))
 
     def save(self, directory: str | Path) -> Path:

@@ -234,13 +234,13 @@ def vote(hit_owner: np.ndarray, hit_score: np.ndarray, hit_start: np.ndarray, hi
     # A piece's own best records: each by its best (rank, score) among the pieces it heads, ties by first heading.
     mine = np.flatnonzero(rank <= per_piece)
     pick = mine[np.lexsort((mine, -score[mine], rank[mine], record[mine]))]
-    lead = np.r_[True, record[pick][1:] != record[pick][:-1]]
+    best = pick[np.r_[True, record[pick][1:] != record[pick][:-1]]]  # each heading record's best entry
+    led = record[best]
     heading = np.zeros(heads.size, dtype=bool)
-    heading[record[pick[lead]]] = True
+    heading[led] = True
     first_heading = np.full(heads.size, o.size)
     np.minimum.at(first_heading, record[mine], mine)
-    led = record[pick[lead]]
-    first = led[np.lexsort((first_heading[led], -score[pick[lead]], rank[pick[lead]]))][:n]
+    first = led[np.lexsort((first_heading[led], -score[best], rank[best]))][:n]
     others = np.flatnonzero(~heading)
     rest = others[np.lexsort((seen_at[others], -summed[others]))][: n - first.size]
     chosen = np.concatenate([first, rest])
