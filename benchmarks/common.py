@@ -18,3 +18,14 @@ def emit(text: str, out: str | Path | None) -> int:
     if out:
         Path(out).write_text(text)
     return 0
+
+
+def recall_cells(r: dict) -> list[float]:
+    """A mutation_retrieval method's recall@1 at each divergence, then its recall@100 at the last two."""
+    return [*r["recall@1"], *r["recall@100"][-2:]]
+
+
+def recall_head(first: str, divergences: tuple[float, ...]) -> str:
+    """The header and rule of a table of recall_cells rows."""
+    head = f"| {first} | " + " | ".join(f"r@1 {d:g}" for d in divergences) + " | r@100 0.2 | r@100 0.3 |"
+    return head + "\n" + "|---" * (len(divergences) + 3) + "|"

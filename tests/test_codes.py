@@ -117,3 +117,28 @@ def test_sign_codes_store_a_bit_a_value_and_score_float_queries_against_the_sign
     assert kmer.signs and kmer.code_bytes == 64 and skipped == {"gene-ae@512bit": "no encoder given"}
     with pytest.raises(ValueError, match="multiple of 8 bits"):
         build_methods(None, EvalConfig(methods=("7-mer@100bit",)), [])
+
+
+@pytest.mark.parametrize("code_views", [True, False])
+def test_sign_training_codes_the_records_and_leaves_the_queries_float_when_asked(code_views) -> None:
+    """model.vector_bits = 1: the windows and siblings (records) are trained as their signs; the views (a search's
+    queries) as signs too (code_views) or float, as a search compares a float query with the stored signs, and
+    the encoder then gives the float vector that the index codes."""
+    from gene_ae.model.autoencoder import GeneAE
+    from shard_tools.alphabet import FIRST_BASE
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(channels=16, embed_dim=8, lstm_hidden=8, vector_dim=64, window=64, downsample=4,
+                      vector_bits=1, code_views=code_views)  # fmt: skip
+    model = GeneAE(cfg)
+    x = torch.randint(FIRST_BASE, FIRST_BASE + 4, (3, 64))
+    others = torch.randint(FIRST_BASE, FIRST_BASE + 4, (6, 64))
+    out = model(x, x > 0, others, queries=3)
+
+    def signs(v: torch.Tensor) -> bool:
+        return torch.allclose(v.detach().abs(), torch.full_like(v, 64**-0.5))
+
+    assert signs(out["vector"]) and signs(out["others"][3:])  # records: windows and siblings
+    assert signs(out["others"][:3]) == code_views  # queries: the views
+    embedded = model.embed(x, x > 0)
+    assert signs(embedded) == code_views

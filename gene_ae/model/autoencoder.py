@@ -233,11 +233,13 @@ class GeneAE(nn.Module):
         mask: torch.Tensor,
         others: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
+        queries: int = 0,
     ) -> dict[str, torch.Tensor | None]:
         """Encode, sample the code when variational and training, decode to the input's length. `others`
         (more token rows, e.g. views) get only their search vectors, as out["others"]: one forward call,
         so DDP sees every use of the parameters. `features` [B, F] (features.codes of each row's record)
-        feed the vector features; others share their row's."""
+        feed the vector features; others share their row's. `queries`: the first this many rows of `others` are
+        a search's queries, left float under vector_bits when model.code_views is false."""
         enc = self.encode(tokens, mask)
         z = enc.code
         if enc.code_logvar is not None and self.training:
@@ -254,7 +256,9 @@ class GeneAE(nn.Module):
         vq_loss = None
         if self.cfg.vector_bits:  # trained as stored (ModelConfig.vector_bits)
             vector = int_code(vector, self.cfg.vector_bits)
-            extra = int_code(extra, self.cfg.vector_bits) if extra is not None else None
+            if extra is not None:
+                kept = 0 if self.cfg.code_views else queries
+                extra = torch.cat([extra[:kept], int_code(extra[kept:], self.cfg.vector_bits)])
         if self.product_code is not None:  # trained as the product code stored (ModelConfig.vector_pq)
             both = torch.cat([vector, extra]) if extra is not None else vector
             coded, vq_loss = self.product_code(both)
@@ -275,8 +279,10 @@ class GeneAE(nn.Module):
         return F.normalize(self.stored(vector), dim=-1)
 
     def stored(self, vector: torch.Tensor) -> torch.Tensor:
-        """The vector as the model was trained to store it: its 8-bit or product code when it has one."""
-        if self.cfg.vector_bits:
+        """The vector as the model was trained to store it: its 8-bit or product code when it has one. Trained with
+        float views (model.code_views false), the vector stays float: a query is compared float, and a record is
+        coded by the index's codec (vectors.SignCode's signs are int_code's at 1 bit)."""
+        if self.cfg.vector_bits and self.cfg.code_views:
             return int_code(vector, self.cfg.vector_bits)
         if self.product_code is not None:
             return self.product_code(vector)[0]

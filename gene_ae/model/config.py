@@ -48,6 +48,11 @@ class ModelConfig:
     # signs (vector_dim bits a record, the eval's gene-ae@Nbit; 200 steps on SILVA scored below the float model's
     # signs taken after training, docs/RESULTS.md)
     vector_bits: int = 0
+    # With vector_bits: whether the views (in training the queries of a search) are coded too. False: only what an
+    # index stores is coded (the windows and their siblings, as records), the views stay float, as a search
+    # compares a float query with the stored codes (vectors.SignCode, faiss's sq8): the asymmetric form the code
+    # is used in. True: both sides coded (the symmetric form, before stop 45)
+    code_views: bool = True
     # 0: no product code. N: the search vector is trained as N one-byte codes (N sub-vectors, each the nearest of
     # 256 learned centroids: layers.ProductCode), the product-quantised code an index stores in N bytes (issue 33)
     vector_pq: int = 0

@@ -52,7 +52,7 @@ def batch_loss(
     others = torch.cat([tensor(name) for name in names]) if contrastive else None
     codes = torch.from_numpy(np.asarray(batch["features"], np.float32)).to(device) if specs else None
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        out = model(x, mask, others, features=codes)
+        out = model(x, mask, others, features=codes, queries=len(x))  # the views are the queries
         rec, acc = reconstruction_loss(out["logits"].float(), x, mask)
         loss = rec
         metrics = {"loss_rec": rec.item(), "bits_per_base": rec.item() / LN2, "accuracy": acc.item()}

@@ -1,0 +1,118 @@
+"""Issue 33's 64-byte code trained as it is used: models trained in this process with their settings (each over
+several seeds, since a seed alone moves a 64-byte code's recall by 0.05), scored on a val split beside the other
+64-byte methods, in one table.
+
+    python benchmarks/code64.py --data SHARDS --val VAL.fa [--steps 200] [--seeds 0,1,2] [--threads 2]
+        [--variant NAME=KEY=VALUE,KEY=VALUE ...] [--baselines 7-mer@512bit,8-mer@512bit,...] [--out FILE]
+
+SHARDS: `shard-fasta` of the training records; VAL.fa: records no model trained on (choices are made on them; the
+unseen sets are scored once, afterwards). Each --variant is a model config's overrides (`--set` of gene_ae.train);
+the default variants are the float vector (signs taken after training), the sign code trained symmetrically (views
+coded too) and trained as a search uses it (records coded, views float: `model.code_views=false`). Every model is
+trained by study.train_in_process (the real step, optimiser, schedule and loader; no Ray) and scored with the eval's
+own methods (build_methods / mutation_retrieval): its float vector (`gene-ae`, 2 KB), its 512 sign bits
+(`gene-ae@512bit`, 64 bytes, a float query against the records' signs) and its product code (`gene-ae@64b`), 200
+mutated copies a divergence, recall@1 at 1 / 5 / 10 / 20 / 30 % and recall@100 at 20 / 30 %; a variant's row is the
+mean over its seeds, with the spread (max - min) of each cell beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+from common import emit, recall_cells, recall_head
+from study import train_in_process
+
+from gene_ae.config import load_config
+from gene_ae.core.records import iter_input
+from gene_ae.evaluate import EvalConfig, build_methods, mutation_retrieval
+from gene_ae.model.encoder import Encoder
+from shard_tools.inputs import ReaderConfig
+
+DIVERGENCES = (0.01, 0.05, 0.1, 0.2, 0.3)
+VARIANTS = {
+    "float (signs after training)": [],
+    "signs trained, views coded": ["model.vector_bits=1", "model.code_views=true"],
+    "signs trained, views float": ["model.vector_bits=1", "model.code_views=false"],
+}
+MODEL_METHODS = ("gene-ae", "gene-ae@512bit", "gene-ae@64b")
+BASELINES = "7-mer@512bit,8-mer@512bit,6-mer@64b,minhash-k11@64b,8-mer"
+
+
+def overrides(text: str) -> list[str]:
+    """From "a=1,b=5,7,8" to ["a=1", "b=5,7,8"]: a piece without "=" continues the value before it (a tuple)."""
+    out: list[str] = []
+    for piece in text.split(","):
+        if "=" in piece or not out:
+            out.append(piece)
+        else:
+            out[-1] += "," + piece
+    return [o for o in out if o]
+
+
+def scored(methods_named: tuple[str, ...], encoder: Encoder | None, val: list[np.ndarray]) -> dict[str, dict]:
+    cfg = EvalConfig(methods=methods_named, n_queries=200, divergences=DIVERGENCES, k_values=(1, 10, 100),
+                     align_queries=0)  # fmt: skip
+    methods, _ = build_methods(encoder, cfg, val)
+    return mutation_retrieval(methods, val, cfg)["methods"]
+
+
+def row(name: str, runs: list[np.ndarray]) -> str:
+    mean = np.mean(runs, 0)
+    if len(runs) == 1:
+        return f"| {name} | " + " | ".join(f"{x:.3f}" for x in mean) + " |"
+    spread = np.ptp(runs, 0)
+    return f"| {name} | " + " | ".join(f"{m:.3f} ±{s / 2:.3f}" for m, s in zip(mean, spread)) + " |"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="shard-fasta folder of the training records")
+    p.add_argument("--val", required=True, help="FASTA of records no model trained on (scored)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seeds", default="0,1,2", help="train.seed of each model of a variant")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=KEY=VALUE,...",
+        help="a model config's overrides under a name (repeatable; default: the three of VARIANTS)",
+    )
+    p.add_argument("--baselines", default=BASELINES, help="untrained methods scored once beside the models")
+    p.add_argument("--out", help="also write the table here")
+    args = p.parse_args()
+    val = [r.tokens for r in iter_input(args.val, ReaderConfig())]
+    variants = dict(VARIANTS)
+    if args.variant:
+        variants = {}
+        for v in args.variant:
+            name, _, sets = v.partition("=")
+            variants[name] = overrides(sets)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    start = time.perf_counter()
+    lines = []
+    for name, sets in variants.items():
+        runs: dict[str, list[np.ndarray]] = {}
+        for seed in seeds:
+            cfg = load_config(None, [f"train.seed={seed}", *sets])
+            cfg = replace(cfg, data=replace(cfg.data, path=args.data, loader_workers=1))
+            model = train_in_process(cfg, args.steps, args.threads, f"{name}, seed {seed}")
+            for method, r in scored(MODEL_METHODS, Encoder(model), val).items():
+                runs.setdefault(method, []).append(np.array(recall_cells(r)))
+                print(f"{name}, seed {seed}: {method} {np.round(runs[method][-1], 3).tolist()}", file=sys.stderr)
+        lines += [row(f"{name}: {method}", r) for method, r in runs.items()]
+    if args.baselines:
+        for method, r in scored(tuple(args.baselines.split(",")), None, val).items():
+            lines.append(row(f"(no training) {method}", [np.array(recall_cells(r))]))
+    what = (f"{len(val):,} val records, 200 copies a divergence; {args.steps} steps a model, seeds {args.seeds} "
+            f"(mean ±half the spread); {time.perf_counter() - start:.0f} s")  # fmt: skip
+    return emit("\n".join([what, "", recall_head("model: method", DIVERGENCES), *lines]) + "\n", args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
