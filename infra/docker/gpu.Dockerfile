@@ -48,7 +48,7 @@ COPY shard_tools ./shard_tools
 COPY cluster ./cluster
 RUN pip install --no-deps . \
  && python infra/docker/pins.py check constraints.txt gene-ae ray torch mlflow \
- && python -c "import gene_ae.train, gene_ae.pyfunc_model, shard_tools.reader, ray.train.torch"
+ && python -c "import gene_ae.train, gene_ae.registry.pyfunc_model, shard_tools.reader, ray.train.torch"
 
 # KubeRay and the cluster launcher run commands in login shells, whose /etc/profile resets PATH.
 RUN echo 'export PATH=/opt/venv/bin:$PATH' > /etc/profile.d/00-gene-ae-venv.sh \
