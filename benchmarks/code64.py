@@ -2,18 +2,19 @@
 several seeds, since a seed alone moves a 64-byte code's recall by 0.05), scored on a val split beside the other
 64-byte methods, in one table.
 
-    python benchmarks/code64.py --data SHARDS --val VAL.fa [--steps 200] [--seeds 0,1,2] [--threads 2]
-        [--variant NAME=KEY=VALUE,KEY=VALUE ...] [--baselines 7-mer@512bit,8-mer@512bit,...] [--out FILE]
+    python benchmarks/code64.py --data SHARDS --val VAL.fa [--val UNSEEN.fa ...] [--steps 200] [--seeds 0,1,2]
+        [--threads 2] [--variant NAME=KEY=VALUE,KEY=VALUE ...] [--baselines 7-mer@512bit,8-mer@512bit,...] [--out FILE]
 
-SHARDS: `shard-fasta` of the training records; VAL.fa: records no model trained on (choices are made on them; the
-unseen sets are scored once, afterwards). Each --variant is a model config's overrides (`--set` of gene_ae.train);
-the default variants are the float vector (signs taken after training), the sign code trained symmetrically (views
-coded too) and trained as a search uses it (records coded, views float: `model.code_views=false`). Every model is
-trained by study.train_in_process (the real step, optimiser, schedule and loader; no Ray) and scored with the eval's
-own methods (build_methods / mutation_retrieval): its float vector (`gene-ae`, 2 KB), its 512 sign bits
-(`gene-ae@512bit`, 64 bytes, a float query against the records' signs) and its product code (`gene-ae@64b`), 200
-mutated copies a divergence, recall@1 at 1 / 5 / 10 / 20 / 30 % and recall@100 at 20 / 30 %; a variant's row is the
-mean over its seeds, with the spread (max - min) of each cell beside it.
+SHARDS: `shard-fasta` of the training records; VAL.fa: records no model trained on (choices are made on them;
+the unseen sets, further --val, are scored once, afterwards, by the same models). Each --variant is a model
+config's overrides (`--set` of gene_ae.train); the default variants are the float vector (signs taken after
+training), the sign code trained symmetrically (views coded too: `model.code_views=true`) and trained as a search
+uses it (records coded, views float: `model.code_views=false`). Every model is trained by study.train_in_process
+(the real step, optimiser, schedule and loader; no Ray) and scored with the eval's own methods (build_methods /
+mutation_retrieval): its float vector (`gene-ae`, 2 KB), its 512 sign bits (`gene-ae@512bit`, 64 bytes, a float
+query against the records' signs) and its product code (`gene-ae@64b`), 200 mutated copies a divergence, recall@1
+at 1 / 5 / 10 / 20 / 30 % and recall@100 at 20 / 30 %; a variant's row is the mean over its seeds, with half the
+spread (max - min) of each cell beside it; one table a set.
 """
 
 from __future__ import annotations
@@ -72,46 +73,48 @@ def row(name: str, runs: list[np.ndarray]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="shard-fasta folder of the training records")
-    p.add_argument("--val", required=True, help="FASTA of records no model trained on (scored)")
+    p.add_argument(
+        "--val", required=True, action="append",
+        help="records no model trained on, scored (any input gene-ae reads); repeat it to score the same models on "
+        "more sets (the first the val split choices are made on, the others unseen sets scored once)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seeds", default="0,1,2", help="train.seed of each model of a variant")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="NAME=KEY=VALUE,...",
+        "--variant", action="append", default=[], metavar="NAME=KEY=VALUE,...",
         help="a model config's overrides under a name (repeatable; default: the three of VARIANTS)",
-    )
+    )  # fmt: skip
     p.add_argument("--baselines", default=BASELINES, help="untrained methods scored once beside the models")
-    p.add_argument("--out", help="also write the table here")
+    p.add_argument("--out", help="also write the tables here")
     args = p.parse_args()
-    val = [r.tokens for r in iter_input(args.val, ReaderConfig())]
-    variants = dict(VARIANTS)
-    if args.variant:
-        variants = {}
-        for v in args.variant:
-            name, _, sets = v.partition("=")
-            variants[name] = overrides(sets)
+    sets = {path: [r.tokens for r in iter_input(path, ReaderConfig())] for path in args.val}
+    variants = {name: overrides(rest) for name, _, rest in (v.partition("=") for v in args.variant)} or VARIANTS
     seeds = [int(s) for s in args.seeds.split(",")]
     start = time.perf_counter()
-    lines = []
-    for name, sets in variants.items():
-        runs: dict[str, list[np.ndarray]] = {}
+    lines: dict[str, list[str]] = {path: [] for path in sets}
+    for name, settings in variants.items():
+        runs: dict[tuple[str, str], list[np.ndarray]] = {}
         for seed in seeds:
-            cfg = load_config(None, [f"train.seed={seed}", *sets])
+            cfg = load_config(None, [f"train.seed={seed}", *settings])
             cfg = replace(cfg, data=replace(cfg.data, path=args.data, loader_workers=1))
             model = train_in_process(cfg, args.steps, args.threads, f"{name}, seed {seed}")
-            for method, r in scored(MODEL_METHODS, Encoder(model), val).items():
-                runs.setdefault(method, []).append(np.array(recall_cells(r)))
-                print(f"{name}, seed {seed}: {method} {np.round(runs[method][-1], 3).tolist()}", file=sys.stderr)
-        lines += [row(f"{name}: {method}", r) for method, r in runs.items()]
+            for path, seqs in sets.items():
+                for method, r in scored(MODEL_METHODS, Encoder(model), seqs).items():
+                    runs.setdefault((path, method), []).append(np.array(recall_cells(r)))
+                    shown = np.round(runs[path, method][-1], 3).tolist()
+                    print(f"{path}: {name}, seed {seed}: {method} {shown}", file=sys.stderr, flush=True)
+        for (path, method), r in runs.items():
+            lines[path].append(row(f"{name}: {method}", r))
     if args.baselines:
-        for method, r in scored(tuple(args.baselines.split(",")), None, val).items():
-            lines.append(row(f"(no training) {method}", [np.array(recall_cells(r))]))
-    what = (f"{len(val):,} val records, 200 copies a divergence; {args.steps} steps a model, seeds {args.seeds} "
-            f"(mean ±half the spread); {time.perf_counter() - start:.0f} s")  # fmt: skip
-    return emit("\n".join([what, "", recall_head("model: method", DIVERGENCES), *lines]) + "\n", args.out)
+        for path, seqs in sets.items():
+            for method, r in scored(tuple(args.baselines.split(",")), None, seqs).items():
+                lines[path].append(row(f"(no training) {method}", [np.array(recall_cells(r))]))
+    out = [f"{args.steps} steps a model, seeds {args.seeds} (mean ±half the spread), 200 copies a divergence; "
+           f"{time.perf_counter() - start:.0f} s"]  # fmt: skip
+    for path, seqs in sets.items():
+        out += ["", f"{path}: {len(seqs):,} records", "", recall_head("model: method", DIVERGENCES), *lines[path]]
+    return emit("\n".join(out) + "\n", args.out)
 
 
 if __name__ == "__main__":

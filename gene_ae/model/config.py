@@ -51,8 +51,9 @@ class ModelConfig:
     # With vector_bits: whether the views (in training the queries of a search) are coded too. False: only what an
     # index stores is coded (the windows and their siblings, as records), the views stay float, as a search
     # compares a float query with the stored codes (vectors.SignCode, faiss's sq8): the asymmetric form the code
-    # is used in. True: both sides coded (the symmetric form, before stop 45)
-    code_views: bool = True
+    # is used in; on a 16S val split its signs beat the symmetric form's by 0.04-0.09 recall@1 at every divergence
+    # (docs/RESULTS.md, stop 45). True: both sides coded, as every vector_bits model before stop 45 was trained
+    code_views: bool = False
     # 0: no product code. N: the search vector is trained as N one-byte codes (N sub-vectors, each the nearest of
     # 256 learned centroids: layers.ProductCode), the product-quantised code an index stores in N bytes (issue 33)
     vector_pq: int = 0
