@@ -293,6 +293,36 @@ def test_bounded_alignment_skips_only_what_cannot_beat_the_bound(genes, lam) -> 
         assert sum(h.identity is None for h in bounded) > len(hits) // 2  # most could not beat the 5th best
 
 
+def test_a_placement_gives_the_strand_its_span_would_choose() -> None:
+    """Oriented.place counts the strand from the k-mers lying wholly in the span it returns: the same answer as
+    Oriented.strand over that span, on subjects holding pieces of the query on both strands, N runs and spans cut
+    at either end of the subject (a mutation counting k-mers past the span's ends fails it)."""
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        query = rng.integers(FIRST_BASE, FIRST_BASE + 4, int(rng.integers(300, 1500))).astype(np.uint8)
+        subject = rng.integers(FIRST_BASE, FIRST_BASE + 4, int(rng.integers(2_000, 9_000))).astype(np.uint8)
+        for _ in range(3):  # pieces of the query, or of its reverse complement, at random places
+            piece = query[: int(rng.integers(50, query.size))]
+            piece = mutate(reverse_complement(piece) if rng.random() < 0.5 else piece, 0.05, rng)
+            at = int(rng.integers(0, subject.size - piece.size))
+            subject[at : at + piece.size] = piece
+        subject[rng.integers(0, subject.size, 30)] = N
+        oriented = align.Oriented(query)
+        placed = oriented.place(subject, int(rng.integers(20, 300)))
+        assert placed.strand == oriented.strand(subject[placed.start : placed.end]), trial
+    # a near tie decided at the span's end: 3 forward k-mers and 2 reverse-complement ones inside it, and 2 more
+    # reverse-complement ones that start inside but run past its end (not the span's own k-mers)
+    query = rng.integers(FIRST_BASE, FIRST_BASE + 4, 500).astype(np.uint8)
+    rc, subject = reverse_complement(query), np.full(4_000, N, np.uint8)
+    subject[1_000:1_012] = query[100:112]  # diagonal 900: the span is 836 .. 900 + 500 + 64
+    # (diagonals on the reverse strand 1100, 950 and 1355: no band of 64 holds more than 2 of them)
+    subject[1_100:1_110], subject[1_250:1_260], subject[1_455:1_466] = rc[:10], rc[300:310], rc[100:111]
+    oriented = align.Oriented(query)
+    placed = oriented.place(subject, 64)
+    assert (placed.shared, placed.start, placed.end) == (3, 836, 1_464)
+    assert placed.strand == oriented.strand(subject[836:1_464]) == "+"
+
+
 def test_a_short_query_is_aligned_where_its_kmers_place_it_in_a_long_record(lam) -> None:
     """A 2 kb piece (20 %, either strand) of the 48.5 kb lambda genome, re-ranked with no voted region, is aligned
     only over its own span and slack (not the whole genome), and finds the same span and identity as aligning it
@@ -303,8 +333,9 @@ def test_a_short_query_is_aligned_where_its_kmers_place_it_in_a_long_record(lam)
         piece = mutate(lam.tokens[31_000:33_000], 0.2, rng)
         query = piece if strand == "+" else reverse_complement(piece)
         oriented = align.Oriented(query)
-        a, b = rerank._region(search.Hit(0, 0.0), lam.tokens.size, query.size, oriented, lam.tokens)
+        a, b, placed_strand = rerank._region(search.Hit(0, 0.0), lam.tokens.size, query.size, oriented, lam.tokens)
         assert a <= 31_000 and b >= 33_000 and b - a < 1.5 * query.size, (a, b)
+        assert placed_strand == oriented.strand(lam.tokens[a:b]) == strand  # counted once, as the span's own k-mers
         whole = align.align_hit(query, lam.tokens, oriented=oriented)
         (hit,) = rerank.rerank(query, [search.Hit(0, 0.0)], subjects.__getitem__, 1)
         assert hit.strand == whole.strand == strand
@@ -314,8 +345,8 @@ def test_a_short_query_is_aligned_where_its_kmers_place_it_in_a_long_record(lam)
     blank = np.full(20_000, N, np.uint8)
     query = mutate(lam.tokens[1_000:2_000], 0.1, rng)
     oriented = align.Oriented(query)
-    assert oriented.placed(blank, 64) == (0, 0)
-    assert rerank._region(search.Hit(0, 0.0), blank.size, query.size, oriented, blank) == (0, blank.size)
+    assert oriented.place(blank, 64).shared == 0
+    assert rerank._region(search.Hit(0, 0.0), blank.size, query.size, oriented, blank) == (0, blank.size, None)
 
 
 def test_a_chance_alignment_heads_no_region_of_its_own() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,6 +65,17 @@ class Alignment:
     cigar: str = ""
 
 
+class Placement(NamedTuple):
+    """Where a query much shorter than a subject lies in it (Oriented.place): the k-mers it shares on its densest
+    band of diagonals, the subject span to align (that band's diagonal to a query length on, `band` wider each side,
+    within the subject), and the strand Oriented.strand gives that span, counted from the same k-mers."""
+
+    shared: int
+    start: int
+    end: int
+    strand: str
+
+
 class Oriented:
     """A query's oriented k-mers, made once and compared with each candidate to choose the strand: a table over
     every k-mer (4^ORIENT_K bytes) marking the query's own (1) and its reverse complement's (2), so a candidate
@@ -89,14 +101,15 @@ class Oriented:
 
     def strand(self, subject: np.ndarray) -> str:
         """'-' when the subject shares more of the query's reverse complement's k-mers than of its own, else '+'."""
-        marks = self._marks(subject)[2]
-        return "-" if np.count_nonzero(marks & 2) > np.count_nonzero(marks & 1) else "+"
+        return _strand(self._marks(subject)[2])
 
-    def placed(self, subject: np.ndarray, band: int) -> tuple[int, int]:
-        """(shared k-mers, diagonal) of the densest `band`-wide band of diagonals (subject position less query
-        position, on the query's strand) among the k-mers the subject shares with the query on either strand: where
-        a query much shorter than a record starts in it (the diagonal: the subject position of the query's first
-        base, before indels move it). (0, 0) when none is shared. The query's positions are tabled on first use."""
+    def place(self, subject: np.ndarray, band: int) -> Placement:
+        """The Placement of the query in `subject`, from one pass over the subject's k-mers: the densest
+        `band`-wide band of diagonals (subject position less query position, on the query's strand) among the
+        k-mers the subject shares with the query on either strand (its diagonal: the subject position of the query's
+        first base, before indels move it). Placement(0, 0, len(subject), '+') when none is shared. The strand is
+        strand() of the span, from the k-mers lying wholly in it (those a span's own k-mers are), not computed
+        again. The query's positions are tabled on first use."""
         if self._positions is None:
             k = self.k
             self._positions = np.zeros((2, 4**k), np.int32)  # read only where the table marks a k-mer
@@ -113,7 +126,17 @@ class Oriented:
                 i = int(np.argmax(within))
                 if within[i] > best[0]:
                     best = (int(within[i]), int(np.median(diagonals[i : i + within[i]])))
-        return best
+        shared, diagonal = best
+        if not shared:
+            return Placement(0, 0, subject.size, _strand(marks))
+        start, end = max(0, diagonal - band), min(subject.size, diagonal + self._query_size + band)
+        inside = (at >= start) & (at <= end - self.k)
+        return Placement(shared, start, end, _strand(marks[inside]))
+
+
+def _strand(marks: np.ndarray) -> str:
+    """'-' when more of these k-mers are the query's reverse complement's than its own, else '+'."""
+    return "-" if np.count_nonzero(marks & 2) > np.count_nonzero(marks & 1) else "+"
 
 
 def align_hit(
@@ -123,6 +146,7 @@ def align_hit(
     above: float = 0.0,
     oriented: Oriented | None = None,
     record_length: int | None = None,
+    strand: str | None = None,
 ) -> Alignment | None:
     """The alignment search re-ranks by, on the strand whose oriented k-mers the subject shares most:
 
@@ -137,13 +161,13 @@ def align_hit(
     is not all of it); the spans reported are in record terms. `above` > 0: None when the identity is surely not
     above it. edlib then stops at the edit distance that identity allows (a band of that width), so a subject
     that cannot beat the hits already found costs less. `oriented`: the query's Oriented, when the caller aligns
-    it to many subjects.
+    it to many subjects. `strand`: the strand it chooses for `subject`, when the caller has it (Oriented.place's).
     """
     if min(query.size, subject.size) == 0:
         return Alignment(0.0, offset, offset) if above <= 0 else None
     if query.size > LONG:
         return _mappy(query, subject, offset)
-    strand = (oriented or Oriented(query)).strand(subject)
+    strand = strand or (oriented or Oriented(query)).strand(subject)
     found = _infix(query if strand == "+" else reverse_complement(query), subject, offset, above)
     if found is None:
         return None

@@ -22,9 +22,10 @@ def rerank(query: np.ndarray, hits: list[Hit], subject: Subject, top: int, keep:
     oriented = align.Oriented(query) if top and query.size <= align.LONG else None
     for h in hits[:top]:
         full = subject(h.subject)
-        a, b = _region(h, full.size, query.size, oriented, full)
+        a, b, strand = _region(h, full.size, query.size, oriented, full)
         bound = sorted((x.identity for x in head), reverse=True)[keep - 1] if keep and len(head) >= keep else 0.0
-        found = align.align_hit(query, full[a:b], a, above=bound, oriented=oriented, record_length=full.size)
+        found = align.align_hit(query, full[a:b], a, above=bound, oriented=oriented, record_length=full.size,
+                                strand=strand)  # fmt: skip
         if found is None:
             beaten.append(h)
             continue
@@ -47,23 +48,25 @@ PLACE_SLACK = 0.2
 
 def _region(
     hit: Hit, length: int, query_length: int, oriented: align.Oriented | None = None, full: np.ndarray | None = None
-) -> tuple[int, int]:
-    """The part of a subject worth aligning: its voted region (a k-mer segment) widened by a query length on each
-    side, or all of it when no narrower region is known; and within that, when it is over PLACE_ABOVE query lengths,
-    the query's span on the band of diagonals holding the most of its k-mers (`oriented`'s, over that region of
-    `full`, the record), the band's width wider each side. All of the record for a long query."""
+) -> tuple[int, int, str | None]:
+    """(start, end, strand) of the part of a subject worth aligning: its voted region (a k-mer segment) widened by a
+    query length on each side, or all of it when no narrower region is known; and within that, when it is over
+    PLACE_ABOVE query lengths, the query's span on the band of diagonals holding the most of its k-mers
+    (`oriented`'s Placement over that region of `full`, the record), the band's width wider each side, with the
+    strand the placement's k-mers choose for it (None: not placed, the aligner chooses). All of the record for a
+    long query."""
     if query_length > align.LONG:
-        return 0, length
+        return 0, length, None
     a, b = 0, length
     if hit.subject_start < hit.subject_end and hit.subject_end - hit.subject_start < length:
         a, b = max(0, hit.subject_start - query_length), min(length, hit.subject_end + query_length)
     if oriented is None or full is None or b - a <= PLACE_ABOVE * query_length:
-        return a, b
+        return a, b, None
     slack = max(64, int(PLACE_SLACK * query_length))
-    shared, diagonal = oriented.placed(full[a:b], slack)
-    if not shared:
-        return a, b
-    return a + max(0, diagonal - slack), a + min(b - a, diagonal + query_length + slack)
+    placed = oriented.place(full[a:b], slack)
+    if not placed.shared:
+        return a, b, None
+    return a + placed.start, a + placed.end, placed.strand
 
 
 def rerank_rows(
