@@ -11,8 +11,9 @@ config's overrides (`--set` of gene_ae.train); the default variants are the floa
 training), the sign code trained symmetrically (views coded too: `model.code_views=true`) and trained as a search
 uses it (records coded, views float: `model.code_views=false`). Every model is trained by study.train_in_process
 (the real step, optimiser, schedule and loader; no Ray) and scored with the eval's own methods (build_methods /
-mutation_retrieval): its float vector (`gene-ae`, 2 KB), its 512 sign bits (`gene-ae@512bit`, 64 bytes, a float
-query against the records' signs) and its product code (`gene-ae@64b`), 200 mutated copies a divergence, recall@1
+mutation_retrieval): its float vector (`gene-ae`, 2 KB), its sign bits (`gene-ae@512bit` for 512 values, 64 bytes, a
+float query against the records' signs) and its vector in 64 bytes as the index's pq64 codec stores it
+(`gene-ae@64b`: product-quantised after training), 200 mutated copies a divergence, recall@1
 at 1 / 5 / 10 / 20 / 30 % and recall@100 at 20 / 30 %; a variant's row is the mean over its seeds, with half the
 spread (max - min) of each cell beside it; one table a set.
 """
@@ -40,7 +41,6 @@ VARIANTS = {
     "signs trained, views coded": ["model.vector_bits=1", "model.code_views=true"],
     "signs trained, views float": ["model.vector_bits=1", "model.code_views=false"],
 }
-MODEL_METHODS = ("gene-ae", "gene-ae@512bit", "gene-ae@64b")
 BASELINES = "7-mer@512bit,8-mer@512bit,6-mer@64b,minhash-k11@64b,8-mer"
 
 
@@ -99,8 +99,10 @@ def main() -> int:
             cfg = load_config(None, [f"train.seed={seed}", *settings])
             cfg = replace(cfg, data=replace(cfg.data, path=args.data, loader_workers=1))
             model = train_in_process(cfg, args.steps, args.threads, f"{name}, seed {seed}")
+            encoder = Encoder(model)
+            named = ("gene-ae", f"gene-ae@{encoder.dim}bit", "gene-ae@64b")  # float, signs, 64 bytes
             for path, seqs in sets.items():
-                for method, r in scored(MODEL_METHODS, Encoder(model), seqs).items():
+                for method, r in scored(named, encoder, seqs).items():
                     runs.setdefault((path, method), []).append(np.array(recall_cells(r)))
                     shown = np.round(runs[path, method][-1], 3).tolist()
                     print(f"{path}: {name}, seed {seed}: {method} {shown}", file=sys.stderr, flush=True)

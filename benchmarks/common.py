@@ -27,5 +27,5 @@ def recall_cells(r: dict) -> list[float]:
 
 def recall_head(first: str, divergences: tuple[float, ...]) -> str:
     """The header and rule of a table of recall_cells rows."""
-    head = f"| {first} | " + " | ".join(f"r@1 {d:g}" for d in divergences) + " | r@100 0.2 | r@100 0.3 |"
-    return head + "\n" + "|---" * (len(divergences) + 3) + "|"
+    columns = [f"r@1 {d:g}" for d in divergences] + [f"r@100 {d:g}" for d in divergences[-2:]]
+    return f"| {first} | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|"

@@ -142,3 +142,33 @@ def test_sign_training_codes_the_records_and_leaves_the_queries_float_when_asked
     assert signs(out["others"][:3]) == code_views  # queries: the views
     embedded = model.embed(x, x > 0)
     assert signs(embedded) == code_views
+
+
+def test_a_checkpoint_written_before_code_views_keeps_coding_both_sides(tmp_path) -> None:
+    """A coded model's config.json from before model.code_views loads as trained (views coded too); a new one, or a
+    float model, takes the field as written or its default."""
+    import json
+
+    from gene_ae.model.config import CONFIG_FILE, load_sections
+
+    for model, expected in [({"vector_bits": 1}, True), ({"vector_bits": 8, "code_views": False}, False),
+                            ({"vector_bits": 0}, False)]:  # fmt: skip
+        (tmp_path / CONFIG_FILE).write_text(json.dumps({"model": model}))
+        assert ModelConfig.from_dict(load_sections(tmp_path)["model"]).code_views is expected, model
+
+
+def test_recall_with_stored_codes_scores_coded_records_against_float_queries() -> None:
+    """mutation_recall's `stored` codes the originals only (what validation reports for a coded model): a store
+    that zeroes the records finds nothing at 1 where the float vectors find every copy."""
+    from gene_ae.evaluate.metrics import mutation_recall
+
+    rng = np.random.default_rng(2)
+    seqs = [rng.integers(3, 7, 800).astype(np.uint8) for _ in range(30)]
+
+    def embed(s):
+        return baselines.hashed_profiles(s, 7, 256)
+
+    assert mutation_recall(embed, seqs, (0.05,), 0)["recall@1"] == [1.0]
+    signs = mutation_recall(embed, seqs, (0.05,), 0, stored=lambda v: np.sign(v))["recall@1"][0]
+    assert signs >= 0.9
+    assert mutation_recall(embed, seqs, (0.05,), 0, stored=np.zeros_like)["recall@1"][0] < 0.2

@@ -56,10 +56,13 @@ def mutation_recall(
     seed: int,
     k_values: Sequence[int] = (1,),
     n_queries: int | None = None,
+    stored: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, list[float]]:
     """Recall@k of mutated copies against their originals by exact cosine over `embed`'s vectors (no faiss
-    index needed): every sequence is a query unless n_queries samples fewer (seeded)."""
+    index needed): every sequence is a query unless n_queries samples fewer (seeded). `stored`: the originals'
+    vectors as an index would store them (a code), the queries staying float as a search compares them."""
     originals = np.asarray(embed(list(seqs)), dtype=np.float32)
+    originals = np.asarray(stored(originals), dtype=np.float32) if stored is not None else originals
 
     def search(queries: Sequence[np.ndarray], k: int) -> np.ndarray:
         return top_k(np.asarray(embed(list(queries)), dtype=np.float32) @ originals.T, k)[0]

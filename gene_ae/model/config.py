@@ -29,6 +29,9 @@ def load_sections(directory: str | Path) -> dict:
         raise ValueError(f"{path}: damaged checkpoint config, not JSON ({exc})") from None
     if not isinstance(sections, dict):
         raise ValueError(f"{path}: damaged checkpoint config, a JSON {type(sections).__name__} and not an object")
+    model = sections.get("model")
+    if isinstance(model, dict) and model.get("vector_bits") and "code_views" not in model:
+        model["code_views"] = True  # written before stop 45, when a coded vector was trained coded on both sides
     return sections
 
 
@@ -42,11 +45,10 @@ class ModelConfig:
     lstm_layers: int = 1
     bidirectional: bool = True
     vector_dim: int = 512  # size of the search vector
-    # 0: the search vector is float. 8: it is trained as the code it is stored as: each value of the unit vector
-    # rounded to a multiple of 1/127 (straight-through gradients, as the latent's levels), so vector_dim bytes a
-    # record at 8 bits (the index's sq8 codec) lose nothing the training did not see (issue 33). 1: trained as its
-    # signs (vector_dim bits a record, the eval's gene-ae@Nbit; 200 steps on SILVA scored below the float model's
-    # signs taken after training, docs/RESULTS.md)
+    # 0: the search vector is float. 8: it is trained as an 8-bit code: each value of the unit vector rounded to a
+    # multiple of 1/127 (straight-through gradients, as the latent's levels), vector_dim bytes a record (the index's
+    # sq8 codec stores it on its own grid, 256 levels over +-vectors.SQ8_RANGE, not this one) (issue 33). 1: trained
+    # as its signs (vector_dim bits a record, the eval's gene-ae@Nbit; docs/RESULTS.md, stops 34 and 45)
     vector_bits: int = 0
     # With vector_bits: whether the views (in training the queries of a search) are coded too. False: only what an
     # index stores is coded (the windows and their siblings, as records), the views stay float, as a search

@@ -86,7 +86,7 @@ class Oriented:
         forward = codes[valid].astype(np.int64)
         self.k = k
         self._forward, self._forward_at, self._query_size = forward, np.flatnonzero(valid).astype(np.int32), query.size
-        self._positions: np.ndarray | None = None  # the query positions of its k-mers on each strand (placed)
+        self._positions: np.ndarray | None = None  # the query positions of its k-mers on each strand (place)
         self.table = np.zeros(4**k, np.uint8)
         self.table[forward] |= 1
         self.table[reverse_complement_codes(forward, k)] |= 2
@@ -127,8 +127,8 @@ class Oriented:
                 if within[i] > best[0]:
                     best = (int(within[i]), int(np.median(diagonals[i : i + within[i]])))
         shared, diagonal = best
-        if not shared:
-            return Placement(0, 0, subject.size, _strand(marks))
+        if not shared:  # no k-mer of either strand: strand() of the whole subject
+            return Placement(0, 0, subject.size, "+")
         start, end = max(0, diagonal - band), min(subject.size, diagonal + self._query_size + band)
         inside = (at >= start) & (at <= end - self.k)
         return Placement(shared, start, end, _strand(marks[inside]))
@@ -161,7 +161,8 @@ def align_hit(
     is not all of it); the spans reported are in record terms. `above` > 0: None when the identity is surely not
     above it. edlib then stops at the edit distance that identity allows (a band of that width), so a subject
     that cannot beat the hits already found costs less. `oriented`: the query's Oriented, when the caller aligns
-    it to many subjects. `strand`: the strand it chooses for `subject`, when the caller has it (Oriented.place's).
+    it to many subjects. `strand`: "+" or "-", the strand `oriented` would choose for `subject`, when the caller has
+    it (Oriented.place's); a query longer than LONG is mapped on both strands and does not read it.
     """
     if min(query.size, subject.size) == 0:
         return Alignment(0.0, offset, offset) if above <= 0 else None

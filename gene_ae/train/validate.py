@@ -10,6 +10,7 @@ import torch
 
 from gene_ae.config import Config
 from gene_ae.model.autoencoder import GeneAE
+from gene_ae.model.layers import int_code
 from gene_ae.train.step import LN2, WorkerState
 
 VAL_DIVERGENCES = (0.1, 0.2, 0.3)
@@ -39,7 +40,13 @@ def validation_metrics(model: GeneAE, cfg: Config, records: list[np.ndarray], de
     def embed(seqs):
         return encoder.embed_tokens(seqs, features={name: [None] * len(seqs) for name in encoder.required_features})
 
-    recalls = mutation_recall(embed, records, VAL_DIVERGENCES, cfg.train.seed)["recall@1"]
+    bits = cfg.model.vector_bits if not cfg.model.code_views else 0  # records coded, queries float, as searched
+
+    def stored(vectors: np.ndarray) -> np.ndarray:
+        return int_code(torch.from_numpy(vectors), bits).numpy()
+
+    recalls = mutation_recall(embed, records, VAL_DIVERGENCES, cfg.train.seed, stored=stored if bits else None)
+    recalls = recalls["recall@1"]
     for d, r in zip(VAL_DIVERGENCES, recalls):
         metrics[f"val_recall_at_1_d{round(d * 100)}"] = r
     metrics["val_recall_at_1"] = float(np.mean(recalls))
