@@ -31,7 +31,7 @@ def load_sections(directory: str | Path) -> dict:
         raise ValueError(f"{path}: damaged checkpoint config, a JSON {type(sections).__name__} and not an object")
     model = sections.get("model")
     if isinstance(model, dict) and model.get("vector_bits") and "code_views" not in model:
-        model["code_views"] = True  # written before stop 45, when a coded vector was trained coded on both sides
+        model["code_views"] = True  # written before stop 41, when a coded vector was trained coded on both sides
     return sections
 
 
@@ -48,13 +48,13 @@ class ModelConfig:
     # 0: the search vector is float. 8: it is trained as an 8-bit code: each value of the unit vector rounded to a
     # multiple of 1/127 (straight-through gradients, as the latent's levels), vector_dim bytes a record (the index's
     # sq8 codec stores it on its own grid, 256 levels over +-vectors.SQ8_RANGE, not this one) (issue 33). 1: trained
-    # as its signs (vector_dim bits a record, the eval's gene-ae@Nbit; docs/RESULTS.md, stops 34 and 45)
+    # as its signs (vector_dim bits a record, the eval's gene-ae@Nbit; docs/RESULTS.md, stops 34 and 41)
     vector_bits: int = 0
     # With vector_bits: whether the views (in training the queries of a search) are coded too. False: only what an
     # index stores is coded (the windows and their siblings, as records), the views stay float, as a search
     # compares a float query with the stored codes (vectors.SignCode, faiss's sq8): the asymmetric form the code
     # is used in; on a 16S val split its signs beat the symmetric form's by 0.04-0.09 recall@1 at every divergence
-    # (docs/RESULTS.md, stop 45). True: both sides coded, as every vector_bits model before stop 45 was trained
+    # (docs/RESULTS.md, stop 41). True: both sides coded, as every vector_bits model before stop 41 was trained
     code_views: bool = False
     # 0: no product code. N: the search vector is trained as N one-byte codes (N sub-vectors, each the nearest of
     # 256 learned centroids: layers.ProductCode), the product-quantised code an index stores in N bytes (issue 33)
