@@ -2,9 +2,11 @@
 the eval's `K-mer@512bit` (the signs of the profile feature-hashed to 512 values): a dense random projection
 (SimHash), the profile weighted by each k-mer's inverse document frequency in the training records first, and a
 per-record correction of the sign code (RaBitQ's: the score divided by the cosine of the record with its own signs,
-after a random rotation). Also the float 512-value projections (2 KB), to show what the signs lose.
+after a random rotation). Also the float 512-value projections (2 KB), to show what the signs lose, and b-bit MinHash
+(Li and Koenig 2010: the lowest b bits of each of 512 / b one-permutation bins, the share of equal bins its
+similarity), MinHash spent at 64 bytes in more, smaller bins than minhash-kK@64b's 16 of 32 bits.
 
-    python benchmarks/sign_codes.py --records TRAIN.fa --val VAL.fa [--k 7,8] [--out FILE]
+    python benchmarks/sign_codes.py --records TRAIN.fa --val VAL.fa [--k 7,8] [--minhash-k 8,10] [--out FILE]
 
 Scored with the eval's own mutation_retrieval (200 mutated copies a divergence), recall@1 at 1 / 5 / 10 / 20 / 30 %
 and recall@100 at 20 / 30 %: a float query against the records' codes, as gene-ae@512bit is scored. Records whose
@@ -66,6 +68,31 @@ class CodeIndex:
         return top_k(q @ self.stored.T / self.scale[None, :], k)
 
 
+class BbitIndex:
+    """b-bit MinHash codes, searched by the share of equal bins."""
+
+    def __init__(self, codes: np.ndarray, sketch: Callable):
+        self.codes, self.sketch = codes, sketch
+
+    def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self.sketch(queries)
+        return top_k(np.stack([(row[None, :] == self.codes).mean(1) for row in q]), k)
+
+
+@dataclass
+class BbitMethod:
+    name: str
+    k: int
+    bits: int  # a bin's lowest bits kept: DIM / bits bins, DIM bits a record
+
+    def sketch(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
+        full = baselines.minhash_codes(seqs, self.k, DIM // self.bits)
+        return (full & np.uint32((1 << self.bits) - 1)).astype(np.uint8)
+
+    def index(self, refs: Sequence[np.ndarray]) -> BbitIndex:
+        return BbitIndex(self.sketch(refs), self.sketch)
+
+
 @dataclass
 class CodeMethod:
     name: str
@@ -86,6 +113,7 @@ def main() -> int:
     p.add_argument("--records", required=True, help="FASTA of the training records (the IDF is counted over them)")
     p.add_argument("--val", required=True, help="FASTA of the records searched")
     p.add_argument("--k", default="7,8")
+    p.add_argument("--minhash-k", default="8,10", help="k of the b-bit MinHash rows (1, 2 and 4 bits a bin each)")
     p.add_argument("--out", help="also write the table here")
     args = p.parse_args()
     records = [r.tokens for r in iter_input(args.records, ReaderConfig())]
@@ -102,6 +130,10 @@ def main() -> int:
             CodeMethod(f"{k}-mer dense projection, signs", dense),
             CodeMethod(f"{k}-mer IDF, dense projection, signs", weighted),
             CodeMethod(f"{k}-mer IDF, dense projection, float (2 KB)", weighted, signs=False),
+        ]
+    for k in (int(x) for x in args.minhash_k.split(",") if x):
+        methods += [
+            BbitMethod(f"{k}-mer b-bit MinHash, {DIM // b} bins of {b} bit{'s' * (b > 1)}", k, b) for b in (1, 2, 4)
         ]
     cfg = EvalConfig(n_queries=200, divergences=DIVERGENCES, k_values=(1, 10, 100), align_queries=0)
     rows = []
