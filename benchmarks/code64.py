@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from common import emit, recall_cells, recall_head
+from common import emit, recall_cells, recall_head, recall_row
 from study import train_in_process
 
 from gene_ae.config import load_config
@@ -60,14 +60,6 @@ def scored(methods_named: tuple[str, ...], encoder: Encoder | None, val: list[np
                      align_queries=0)  # fmt: skip
     methods, _ = build_methods(encoder, cfg, val)
     return mutation_retrieval(methods, val, cfg)["methods"]
-
-
-def row(name: str, runs: list[np.ndarray]) -> str:
-    mean = np.mean(runs, 0)
-    if len(runs) == 1:
-        return f"| {name} | " + " | ".join(f"{x:.3f}" for x in mean) + " |"
-    spread = np.ptp(runs, 0)
-    return f"| {name} | " + " | ".join(f"{m:.3f} ±{s / 2:.3f}" for m, s in zip(mean, spread)) + " |"
 
 
 def main() -> int:
@@ -107,11 +99,11 @@ def main() -> int:
                     shown = np.round(runs[path, method][-1], 3).tolist()
                     print(f"{path}: {name}, seed {seed}: {method} {shown}", file=sys.stderr, flush=True)
         for (path, method), r in runs.items():
-            lines[path].append(row(f"{name}: {method}", r))
+            lines[path].append(recall_row(f"{name}: {method}", r))
     if args.baselines:
         for path, seqs in sets.items():
             for method, r in scored(tuple(args.baselines.split(",")), None, seqs).items():
-                lines[path].append(row(f"(no training) {method}", [np.array(recall_cells(r))]))
+                lines[path].append(recall_row(f"(no training) {method}", [recall_cells(r)]))
     out = [f"{args.steps} steps a model, seeds {args.seeds} (mean ±half the spread), 200 copies a divergence; "
            f"{time.perf_counter() - start:.0f} s"]  # fmt: skip
     for path, seqs in sets.items():

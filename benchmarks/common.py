@@ -6,6 +6,8 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
+
 
 def machine() -> str:
     """The host, its visible CPUs and Python: numbers mean something only beside these."""
@@ -29,3 +31,12 @@ def recall_head(first: str, divergences: tuple[float, ...]) -> str:
     """The header and rule of a table of recall_cells rows."""
     columns = [f"r@1 {d:g}" for d in divergences] + [f"r@100 {d:g}" for d in divergences[-2:]]
     return f"| {first} | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|"
+
+
+def recall_row(name: str, runs: list) -> str:
+    """A table row of recall_cells: one run's cells, or the mean of several with half their spread beside each."""
+    mean = np.mean(runs, 0)
+    if len(runs) == 1:
+        return f"| {name} | " + " | ".join(f"{x:.3f}" for x in mean) + " |"
+    spread = np.ptp(runs, 0)
+    return f"| {name} | " + " | ".join(f"{m:.3f} ±{s / 2:.3f}" for m, s in zip(mean, spread)) + " |"

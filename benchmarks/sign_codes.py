@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from common import emit, recall_cells, recall_head
+from common import emit, recall_cells, recall_head, recall_row
 
 from gene_ae.core.kmers import kmer_counts
 from gene_ae.core.records import iter_input
 from gene_ae.core.topk import top_k
 from gene_ae.evaluate import EvalConfig, baselines, mutation_retrieval
+from gene_ae.evaluate.methods import MinHashIndex
 from shard_tools.inputs import ReaderConfig
 
 DIM = 512
@@ -68,17 +69,6 @@ class CodeIndex:
         return top_k(q @ self.stored.T / self.scale[None, :], k)
 
 
-class BbitIndex:
-    """b-bit MinHash codes, searched by the share of equal bins."""
-
-    def __init__(self, codes: np.ndarray, sketch: Callable):
-        self.codes, self.sketch = codes, sketch
-
-    def search(self, queries: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = self.sketch(queries)
-        return top_k(np.stack([(row[None, :] == self.codes).mean(1) for row in q]), k)
-
-
 @dataclass
 class BbitMethod:
     name: str
@@ -89,8 +79,10 @@ class BbitMethod:
         full = baselines.minhash_codes(seqs, self.k, DIM // self.bits)
         return (full & np.uint32((1 << self.bits) - 1)).astype(np.uint8)
 
-    def index(self, refs: Sequence[np.ndarray]) -> BbitIndex:
-        return BbitIndex(self.sketch(refs), self.sketch)
+    def index(self, refs: Sequence[np.ndarray]) -> MinHashIndex:
+        """The eval's MinHash index: its share of agreeing bins (no b-bit value is its 32-bit empty mark, so every
+        bin counts)."""
+        return MinHashIndex(self.sketch(refs), self.sketch)
 
 
 @dataclass
@@ -139,7 +131,7 @@ def main() -> int:
     rows = []
     for method in methods:
         r = mutation_retrieval([method], val, cfg)["methods"][method.name]
-        rows.append(f"| {method.name} | " + " | ".join(f"{x:.3f}" for x in recall_cells(r)) + " |")
+        rows.append(recall_row(method.name, [recall_cells(r)]))
         print(rows[-1], file=sys.stderr, flush=True)
     return emit("\n".join([recall_head("code (64 bytes unless named)", DIVERGENCES), *rows]) + "\n", args.out)
 

@@ -45,8 +45,8 @@ def validation_metrics(model: GeneAE, cfg: Config, records: list[np.ndarray], de
     def stored(vectors: np.ndarray) -> np.ndarray:
         return int_code(torch.from_numpy(vectors), bits).numpy()
 
-    recalls = mutation_recall(embed, records, VAL_DIVERGENCES, cfg.train.seed, stored=stored if bits else None)
-    recalls = recalls["recall@1"]
+    coded = stored if bits else None
+    recalls = mutation_recall(embed, records, VAL_DIVERGENCES, cfg.train.seed, stored=coded)["recall@1"]
     for d, r in zip(VAL_DIVERGENCES, recalls):
         metrics[f"val_recall_at_1_d{round(d * 100)}"] = r
     metrics["val_recall_at_1"] = float(np.mean(recalls))
