@@ -247,3 +247,50 @@ def test_a_chain_path_refuses_anchors_or_ends_outside_its_sequences() -> None:
     with pytest.raises(ValueError, match="ends"):
         chain_path(seq, seq, np.array([[0, 0], [20, 20]]), 13, (0, 41, 0, 40))
     assert chain_path(seq, seq, np.array([[0, 0], [20, 20]]), 13, (0, 40, 0, 40)) == "13=7=20="  # the gap its own
+
+
+def _band_counts_by_definition(query: np.ndarray, subject: np.ndarray, k: int, band: int) -> int:
+    """The most k-mer matches on one band of `band` adjacent diagonals of one strand, from every pair of positions
+    (odd k: no k-mer is its own reverse complement, so each match has one strand)."""
+
+    def codes(s: np.ndarray) -> list[bytes]:
+        return [s[i : i + k].tobytes() for i in range(s.size - k + 1)]
+
+    fwd, rev, subj = codes(query), codes(reverse_complement(query)), codes(subject)
+    best = 0
+    for strand in (fwd, rev):
+        diagonals = np.array([j - i for j, c in enumerate(subj) for i, d in enumerate(strand) if c == d], np.int64)
+        for d in diagonals:
+            best = max(best, int(np.count_nonzero((diagonals >= d) & (diagonals < d + band))))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_band_counts_are_the_most_matches_on_one_band_of_diagonals(seed) -> None:
+    """QueryChains.band_counts (a remote gene query's deep pool, gene_ae/search/depth.py) against its definition, on
+    random shapes: copies mutated on either strand, unrelated subjects, an empty one."""
+    rng = np.random.default_rng(seed)
+    query = rng.integers(FIRST_BASE, FIRST_BASE + 4, int(rng.integers(60, 200))).astype(np.uint8)
+    subjects = [mutate(query, 0.15, rng), reverse_complement(mutate(query, 0.2, rng)),
+                rng.integers(FIRST_BASE, FIRST_BASE + 4, 150).astype(np.uint8), np.zeros(0, np.uint8),
+                np.concatenate([mutate(query, 0.1, rng), query[:50]])]  # fmt: skip
+    for k, band in [(5, 8), (7, 16), (7, 1)]:
+        with QueryChains(query, ChainConfig(k=k)) as table:
+            got = table.band_counts(subjects, band)
+        want = [_band_counts_by_definition(query, s, k, band) for s in subjects]
+        assert got.tolist() == want, (k, band)
+    assert got[0] > got[2] and got[1] > got[2]  # a copy on either strand matches on its diagonal
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_co_linear_copy_outcounts_one_holding_more_of_its_kmers_out_of_order(seed) -> None:
+    """What the deep pool relies on: the source of a 30 % copy shares few of its 10-mers, but on one diagonal; the
+    copy's own 10-base pieces shuffled share more of them (one in ten, against ~3 %), on scattered diagonals."""
+    rng = np.random.default_rng(seed)
+    source = rng.integers(FIRST_BASE, FIRST_BASE + 4, 1500).astype(np.uint8)
+    query = mutate(source, 0.3, rng)
+    pieces = np.array_split(query, query.size // 10)
+    shuffled = np.concatenate([pieces[i] for i in rng.permutation(len(pieces))])
+    with QueryChains(query, ChainConfig(k=8)) as table:
+        copy, decoy = table.band_counts([source, shuffled], 64).tolist()
+    assert copy > 1.3 * decoy

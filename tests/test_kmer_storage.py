@@ -391,3 +391,22 @@ def test_compact_columns_take_the_fewest_bytes_and_read_back_as_they_were():
         joined_pointers(short, long[:-1])
     with pytest.raises(ValueError, match="not an integer column"):
         wide(np.zeros(3, np.float32), "span")
+
+
+def test_wide_rows_get_more_segments_from_the_same_scores_and_the_others_are_unchanged():
+    """search_segments' `wide` rows (a remote gene query's deep pool) also get their best k_wide segments: the same
+    as a search asking k_wide for them, and every row's first k the same as without `wide`."""
+    rng = np.random.default_rng(4)
+    seqs = [rng.integers(3, 7, size=n).astype(np.uint8) for n in rng.integers(200, 1500, size=120)]
+    idx = KmerIndex.build(seqs, KmerIndexConfig())
+    queries = [seqs[5][:600], seqs[9], seqs[70][100:]]
+    wide = np.array([True, False, True])
+    found, sims, wfound, wsims = idx.search_segments(queries, 4, wide=wide, k_wide=30)
+    plain = idx.search_segments(queries, 4)
+    np.testing.assert_array_equal(found, plain[0])
+    np.testing.assert_array_equal(sims, plain[1])
+    deep = idx.search_segments([q for q, w in zip(queries, wide) if w], 30)
+    np.testing.assert_array_equal(wfound, deep[0])
+    np.testing.assert_array_equal(wsims, deep[1])
+    assert wfound.shape == (2, 30) and (wfound[:, :4] == found[wide]).all()
+    assert len(idx.search_segments(queries, 4, wide=wide, k_wide=4)) == 2  # no wider than k: nothing more

@@ -414,7 +414,7 @@ def test_a_remote_query_goes_deep_and_a_close_one_does_not(built, genes) -> None
     loaded, embed, _ = built
     rng = np.random.default_rng(5)
     remote, close = mutate(genes[7].tokens, 0.3, rng), mutate(genes[7].tokens, 0.05, rng)
-    one = search.SearchConfig(k=5, rerank=1, deep=0, trace=False)
+    one = search.SearchConfig(k=5, rerank=1, deep=0, trace=False, deep_pool=0)  # the first `deep` by k-mers
     for query, below, same_as in [(remote, 0.9, 30), (close, 0.9, 1), (remote, 0.1, 1)]:
         got = search.search(loaded, [query], embed, replace(one, deep=30, deep_below=below))[0]
         want = search.search(loaded, [query], embed, replace(one, rerank=same_as))[0]
@@ -452,6 +452,30 @@ def test_a_remote_query_reports_the_best_scores_among_its_deep_trace_by_identity
     assert [h.subject for h in plain] != [h.subject for h in got]  # the option changes what is reported here
     near = [search.search(loaded, [close], embed, replace(base, deep_trace=t))[0] for t in (0, 30)]
     assert [h.subject for h in near[0]] == [h.subject for h in near[1]]
+
+
+def test_a_remote_querys_deep_candidates_are_picked_by_co_linear_matches(tmp_path, encoder) -> None:
+    """A 30 % copy's source shares ~3 % of the copy's 10-mers: records holding the copy's own 10-base pieces out of
+    order share more (one in ten) and rank above it by k-mers, past `deep`. deep_pool picks the deep candidates from
+    more of the list by co-linear 8-mers: the source is aligned and reported first; without it, not aligned."""
+    rng = np.random.default_rng(3)
+    source = rng.integers(FIRST_BASE, FIRST_BASE + 4, 1500).astype(np.uint8)
+    query = mutate(source, 0.3, rng)
+    pieces = np.array_split(query, query.size // 10)
+    decoys = [np.concatenate([pieces[i] for i in rng.permutation(len(pieces))]) for _ in range(12)]
+    records = [InputRecord(f"d{i}", d) for i, d in enumerate(decoys)] + [InputRecord("source", source)]
+    embed = partial(embedding.embed_local, encoder, batch_size=64)
+    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
+    embedding.build_index(iter(records), embed, model, tmp_path / "idx", embedding.BuildConfig())
+    loaded = IndexDir.open(tmp_path / "idx")
+    by_kmers = search.search(loaded, [query], embed, search.SearchConfig(k=13, rerank=0))[0]
+    assert [h.subject for h in by_kmers].index(12) >= 4  # the source ranks below `deep` by k-mers
+    cfg = search.SearchConfig(k=3, rerank=2, deep=4, deep_pool=0, trace=False)
+    without = search.search(loaded, [query], embed, cfg)[0]
+    assert 12 not in [h.subject for h in without if h.identity is not None]
+    pooled = search.search(loaded, [query], embed, replace(cfg, deep_pool=100))[0]
+    assert pooled[0].subject == 12 and pooled[0].identity > without[0].identity
+    assert sum(h.identity is not None for h in pooled) == 3  # `deep` aligned, as without the pool
 
 
 @pytest.mark.parametrize("codec,ratio", [("f16", 0.5), ("sq8", 0.25)])

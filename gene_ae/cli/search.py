@@ -73,6 +73,11 @@ def add_parser(sub, version: str) -> None:
         "chains every candidate voted at least F of the best (0: all)",
     )  # fmt: skip
     s.add_argument(
+        "--deep-pool", type=int_option("deep_pool"), default=search_cfg.deep_pool, metavar="N",
+        help="a remote gene query's --deep candidates are its first N by k-mers ranked by their 8-mers on one band "
+        "of diagonals (co-linear matches), not its first --deep by k-mers (at most --deep: those)",
+    )  # fmt: skip
+    s.add_argument(
         "--deep-trace", type=int_option("deep_trace"), default=search_cfg.deep_trace, metavar="N",
         help="a remote gene query (up to 4 kb, below --deep-below) has its best N aligned candidates traced and "
         "ranked by the local alignment's score, as blastn ranks, before -k are reported (at most -k: only those)",
@@ -171,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         subject = collection_subject(args.collection, index, lambda path: iter_input(path, reader))
     cfg = SearchConfig(args.k, args.rerank, sources=args.sources, batch_size=args.batch_size, evalue=args.evalue,
                        deep=args.deep, deep_below=args.deep_below, deep_flat=args.deep_flat,
-                       deep_trace=args.deep_trace, vote_floor=args.vote_floor)  # fmt: skip
+                       deep_trace=args.deep_trace, deep_pool=args.deep_pool, vote_floor=args.vote_floor)  # fmt: skip
     sizes = [int(q.tokens.size) for q in queries]
     longest = sum(sizes) if kind == "ani" else max(sizes)
     threads = args.threads

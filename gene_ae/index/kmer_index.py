@@ -214,8 +214,8 @@ class KmerIndex:
 
     def search_segments(
         self, queries: Sequence[np.ndarray], k: int, allowed: np.ndarray | None = None,
-        counts: CountRows | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        counts: CountRows | None = None, wide: np.ndarray | None = None, k_wide: int = 0,
+    ) -> tuple[np.ndarray, ...]:  # fmt: skip
         """(segment indices [q, k], scores [q, k]) best first; -1 where fewer than k segments share a k-mer.
         A score is the cosine of the counts, but a segment holding at least HELD of the query's k-mers (by the
         query's weights) scores at least that share over LONGER, as if its L2 norm were at most LONGER times the
@@ -224,10 +224,17 @@ class KmerIndex:
         relatives). Rows without a norm (`counts.norms`: thinned long-query pieces) are scored by plain cosine.
         `allowed`: a boolean mask over segments; the others are never returned. Each score is summed over one
         segment's postings alone, so it does not depend on what else the index (or shard) holds. `counts`:
-        query_matrix(queries), made already (by another shard of the same k-mer settings)."""
+        query_matrix(queries), made already (by another shard of the same k-mer settings). `wide` (a boolean mask
+        over the queries) with `k_wide` > k: those rows' best k_wide segments too, from the same scores (the postings
+        read once), as two more arrays [wide.sum(), k_wide]; their first k are the rows' k best."""
         q = self.query_matrix(queries) if counts is None else counts
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         sims = np.zeros((len(queries), k), dtype=np.float32)
+        widened = wide is not None and k_wide > k
+        at_wide = np.cumsum(wide) - 1 if widened else None
+        n_wide = int(np.count_nonzero(wide)) if widened else 0
+        widx = np.full((n_wide, max(k_wide, 0)), -1, dtype=np.int64)
+        wsims = np.zeros((n_wide, max(k_wide, 0)), dtype=np.float32)
         gathered, until = None, 0  # the rows up to `until` read in one gather (None: a row alone, read by itself)
         for row in range(len(queries)):
             lo, hi = q.indptr[row], q.indptr[row + 1]
@@ -243,9 +250,14 @@ class KmerIndex:
             if allowed is not None:  # dropped before ranking: the top k among the allowed segments
                 scores[~allowed] = 0
             shared = np.flatnonzero(scores > 0)  # in index order, so top_k's tie rule is by segment
-            top, vals = top_k(scores[None, shared], k)
-            idx[row, : top.shape[1]], sims[row, : top.shape[1]] = shared[top[0]], vals[0]
-        return idx, sims
+            wider = widened and bool(wide[row])
+            top, vals = top_k(scores[None, shared], k_wide if wider else k)
+            found = shared[top[0]]
+            if wider:  # top_k's ties go to the lower index at every width: its first k are the k best
+                widx[at_wide[row], : found.size], wsims[at_wide[row], : found.size] = found, vals[0]
+                found, vals = found[:k], vals[:, :k]
+            idx[row, : found.size], sims[row, : found.size] = found, vals[0]
+        return (idx, sims, widx, wsims) if widened else (idx, sims)
 
     def _read_together(self, q: CountRows, row: int) -> int:
         """The end of the run of rows from `row` whose postings are read in one gather: up to READ_TOGETHER bytes

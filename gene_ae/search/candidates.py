@@ -73,12 +73,15 @@ class QueryPieces:
     # the segments' k-mer counts, made by the first shard that reads them and kept for the others (every shard of
     # a collection has the same k-mer settings; 15 ms a query at 10^6 genes when each of 13 shards made them)
     segment_counts: tuple[tuple, object] | None = None
+    # > 0: each gene query's piece (one piece: the whole query) is also answered with its best `pool` k-mer segments,
+    # as the list "pool": the candidates a remote query's deep search picks from (gene_ae/search/depth.py)
+    pool: int = 0
 
     def part(self, first: int, end: int) -> QueryPieces:
         """The pieces of queries first..end-1, renumbered from 0: what `of` makes for those queries alone, but with
         the vectors embedded with all of them, so that a thread searching some queries (engine.search's threads)
         reads what one thread searching all of them reads. Slices: each query's pieces are consecutive."""
-        out = QueryPieces(vectors=None if self.vectors is None else self.vectors[first:end])
+        out = QueryPieces(vectors=None if self.vectors is None else self.vectors[first:end], pool=self.pool)
         if self.window_rows is not None:
             a, b = np.searchsorted(self.window_rows, [first, end])
             out.window_rows, out.window_vectors = self.window_rows[a:b] - first, self.window_vectors[a:b]
@@ -90,10 +93,11 @@ class QueryPieces:
 
     @classmethod
     def of(cls, queries: Sequence[np.ndarray], embed: Embed | None, window: int, segment: int | None,
-           sources: Sequence[str], features: Mapping[str, Sequence] | None = None) -> QueryPieces:  # fmt: skip
+           sources: Sequence[str], features: Mapping[str, Sequence] | None = None, pool: int = 0,
+           ) -> QueryPieces:  # fmt: skip
         """`features` (name -> one value per query) go to `embed` with the query vectors and, per owner, with
-        the window pieces: only for a model whose vector takes features."""
-        out = cls()
+        the window pieces: only for a model whose vector takes features. `pool`: see the field."""
+        out = cls(pool=pool)
 
         def vectors(pieces: list[np.ndarray], rows: Sequence[int]) -> np.ndarray:
             given = {} if features is None else {"features": {k: [v[r] for r in rows] for k, v in features.items()}}
@@ -155,11 +159,34 @@ def shard_hits(
     if asked.segments is not None and shard.kmers is not None:
         kmers = shard.kmers
         keep = None if allowed is None else allowed[kmers.owner]
-        idx, sims = kmers.search_segments(asked.segments, n, keep, counts=segment_counts(kmers, asked))
-        safe = np.maximum(idx, 0)
-        owner = np.where(idx >= 0, kmers.owner[safe] + offset, -1)
-        out["sparse"] = PieceHits(asked.segment_rows, owner, sims, kmers.start[safe], kmers.end[safe])
+        genes = ~asked.segment_thin if asked.pool > n else None  # a gene query's one piece
+        found = kmers.search_segments(asked.segments, n, keep, segment_counts(kmers, asked), genes, asked.pool)
+        lists = [("sparse", asked.segment_rows, found[:2])]
+        if genes is not None:
+            lists.append(("pool", asked.segment_rows[genes], found[2:]))
+        for name, rows, (idx, sims) in lists:
+            safe = np.maximum(idx, 0)
+            owner = np.where(idx >= 0, kmers.owner[safe] + offset, -1)
+            out[name] = PieceHits(rows, owner, sims, kmers.start[safe], kmers.end[safe])
     return out
+
+
+def pool_candidates(per_shard: Sequence[Mapping[str, PieceHits]], q: int, n: int) -> list[Candidate]:
+    """Query q's "pool" list (a gene query's best n k-mer segments, QueryPieces.pool) merged over the shards: its
+    records best first, each once (at its best segment); empty where the shards gave none."""
+    parts = [hits["pool"] for hits in per_shard if "pool" in hits]
+    rows = [np.flatnonzero(p.rows == q) for p in parts]
+    parts = [PieceHits(p.rows[r], p.owner[r], p.score[r], p.start[r], p.end[r]) for p, r in zip(parts, rows) if r.size]
+    if not parts:
+        return []
+    merged = PieceHits.merge(parts, n)
+    owner = merged.owner[0]
+    keep = np.flatnonzero(owner >= 0)
+    by = np.argsort(owner[keep], kind="stable")  # each record's best segment: its first (not np.unique: numpy.ma)
+    first = by[np.r_[True, owner[keep][by][1:] != owner[keep][by][:-1]]]
+    keep = keep[np.sort(first)]
+    return [Candidate(int(o), float(c), int(a), int(b)) for o, c, a, b in zip(
+        owner[keep], merged.score[0, keep], merged.start[0, keep], merged.end[0, keep])]  # fmt: skip
 
 
 def segment_counts(kmers: KmerIndex, asked: QueryPieces) -> CountRows:

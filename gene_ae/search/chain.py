@@ -11,6 +11,7 @@ its bases do), so only the hits reported are aligned, and only over their region
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -63,6 +64,7 @@ def _lib() -> ctypes.CDLL:
         "chain_table_free": ((P,), None),
         "chain_regions": ((P, P, I64, I64, I64, I32, F64, P, I64, P, I64), I64),
         "chain_path_text": ((P, P, P, I64, I32, P, I64, P, I64, P, I64, P), I64),
+        "chain_band_counts": ((P, P, P, I64, I64, P), I64),
     })  # fmt: skip
 
 
@@ -97,6 +99,23 @@ class QueryChains:
         """regions() with each chain's anchors: [n, 2] (query, subject) starts of its exact k-mer matches in
         order, the query's on the strand's query (its reverse complement for a minus chain)."""
         return self._chains(subject, anchors=True)
+
+    def band_counts(self, subjects: Sequence[np.ndarray], band: int) -> np.ndarray:
+        """int32 [len(subjects)]: each subject's most exact k-mer matches with the query on one band of `band`
+        adjacent diagonals of either strand (chain.c chain_band_counts): co-linear matches counted without chaining,
+        to rank many candidates before any is aligned."""
+        if not self._table:
+            raise ValueError("this query's chain table was closed")
+        if band < 1:
+            raise ValueError(f"a band of {band} diagonals")
+        joined = np.ascontiguousarray(np.concatenate(subjects) if subjects else np.zeros(0, np.uint8), dtype=np.uint8)
+        offsets = np.zeros(len(subjects) + 1, np.int64)
+        np.cumsum([x.size for x in subjects], out=offsets[1:])
+        out = np.zeros(len(subjects), np.int32)
+        if _lib().chain_band_counts(self._table, at(joined), at(offsets), len(subjects), band, at(out)) < 0:
+            raise MemoryError(f"counting a {self.query.size:,}-base query's diagonals against {len(subjects)} "
+                              "subjects ran out")  # fmt: skip
+        return out
 
     def _chains(self, subject: np.ndarray, anchors: bool) -> list[tuple[Chain, np.ndarray]]:
         if not self._table:

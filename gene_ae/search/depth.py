@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gene_ae.search.hits import Hit
+from gene_ae.search.chain import ChainConfig, QueryChains
+from gene_ae.search.hits import Hit, Subject
 
 if TYPE_CHECKING:
     from gene_ae.search.candidates import QueryPieces
@@ -28,6 +29,12 @@ DEEP_FLAT = 0.7
 # affine score does. On the val split: recall@1 at 30 % 0.70 -> 0.74 and recall@10 0.80 -> 0.90 (blastn: 0.78,
 # 0.94), 11.0 -> 12.3 s for the 250 queries; 100 found no more.
 DEEP_TRACE = 40
+# A remote gene query's deep candidates come from its first DEEP_POOL by k-mers, ordered by their most exact
+# DEEP_SEED-mers on one band of DEEP_BAND diagonals (chain.py band_counts), not by k-mer cosine: a 30 % copy keeps
+# ~3 % of its 10-mers, so relatives sharing the gene's conserved k-mers outrank its source by cosine (SILVA: sources
+# 998th-1,755th), while the ~6 % of 8-mers it keeps lie on its source's diagonal. Chosen on the val split
+# (docs/BENCHMARKS.md).
+DEEP_POOL, DEEP_SEED, DEEP_BAND = 2000, 8, 64
 
 
 def pieces_of(asked: QueryPieces, q: int) -> int:
@@ -55,3 +62,24 @@ def deeper(hits: list[Hit], top: int, cfg: SearchConfig, kmers: bool) -> bool:
     if not (cfg.deep > top and len(hits) > top):
         return False
     return not kmers or hits[top - 1].score >= cfg.deep_flat * hits[0].score
+
+
+def deep_candidates(query: np.ndarray, hits: list[Hit], pool: list[Hit], top: int, cfg: SearchConfig,
+                    subject: Subject) -> list[Hit]:  # fmt: skip
+    """A remote gene query's candidates in the order --deep aligns them: its first `top` by k-mers (aligned first),
+    then the rest of `pool` (its first deep_pool by k-mers) by their most DEEP_SEED-mers on one band of DEEP_BAND
+    diagonals, best first (ties by k-mers), then the other hits. `hits` as they are where the pool is empty. A
+    candidate's matches are counted over its k-mer segment widened by the query's length each side (a gene's whole
+    record; a few kb of a genome, not all of it)."""
+    if not pool:
+        return hits
+    head = hits[:top]
+    taken = {h.subject for h in head}
+    rest = [h for h in pool if h.subject not in taken]
+    with QueryChains(query, ChainConfig(k=DEEP_SEED)) as chains:
+        n = query.size
+        regions = [subject(h.subject)[max(h.subject_start - n, 0) : h.subject_end + n] for h in rest]
+        counts = chains.band_counts(regions, DEEP_BAND)
+    picked = [rest[i] for i in np.argsort(-counts, kind="stable")[: max(cfg.deep - top, 0)]]
+    taken.update(h.subject for h in picked)
+    return head + picked + [h for h in hits[top:] if h.subject not in taken]

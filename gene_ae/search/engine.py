@@ -29,12 +29,23 @@ from gene_ae.search.candidates import (
     QueryPieces,
     alignment_pool,
     candidates,
+    pool_candidates,
     segment_counts,
     shard_hits,
 )
 from gene_ae.search.candidates import fuse as fuse_lists
 from gene_ae.search.chain import OVERLAP, inside
-from gene_ae.search.depth import DEEP, DEEP_BELOW, DEEP_FLAT, DEEP_TRACE, deeper, long_first, pieces_of
+from gene_ae.search.depth import (
+    DEEP,
+    DEEP_BELOW,
+    DEEP_FLAT,
+    DEEP_POOL,
+    DEEP_TRACE,
+    deep_candidates,
+    deeper,
+    long_first,
+    pieces_of,
+)
 from gene_ae.search.hits import Hit, Subject
 from gene_ae.search.progress import Progress, Share, locked
 from gene_ae.search.regions import RegionPaths, chaining
@@ -66,6 +77,9 @@ class SearchConfig:
     deep_below: float = DEEP_BELOW
     deep_flat: float = DEEP_FLAT  # ... and the top-th candidate's k-mer score is at least this share of the first's
     deep_trace: int = DEEP_TRACE  # a remote query's best this many by identity are traced and ranked by score
+    # a remote gene query's `deep` are picked from its first deep_pool by k-mers, by co-linear 8-mers (depth.py;
+    # at most `deep`: its first `deep` by k-mers, as before)
+    deep_pool: int = DEEP_POOL
     # A gene query's candidates (k-mer list alone) scoring under this share of the best are neither aligned nor
     # reported: they share no more k-mers than chance, and blastn would report none of them. 0 (the default): none
     # left out (the --rerank pool aligned, -k hits as before). 0.1 on the val splits: no hit of the SILVA val
@@ -217,9 +231,10 @@ def search_space(collection: Collection) -> SearchSpace:
 
 def check_config(cfg: SearchConfig) -> None:
     """Refuse settings no search can answer (the CLI checks the ranges while parsing; library callers here)."""
-    if cfg.k < 1 or min(cfg.rerank, cfg.deep, cfg.deep_trace) < 0:
-        raise ValueError(f"k must be >= 1, rerank, deep and deep_trace >= 0, got k={cfg.k}, rerank={cfg.rerank}, "
-                         f"deep={cfg.deep}, deep_trace={cfg.deep_trace}")  # fmt: skip
+    if cfg.k < 1 or min(cfg.rerank, cfg.deep, cfg.deep_trace, cfg.deep_pool) < 0:
+        raise ValueError(f"k must be >= 1, rerank, deep, deep_trace and deep_pool >= 0, got k={cfg.k}, rerank="
+                         f"{cfg.rerank}, deep={cfg.deep}, deep_trace={cfg.deep_trace}, "
+                         f"deep_pool={cfg.deep_pool}")  # fmt: skip
     unknown = set(cfg.sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
@@ -254,7 +269,8 @@ def ask(
     features: Mapping[str, Sequence] | None = None,
 ) -> QueryPieces:
     """What every shard is asked: the queries' vectors, window pieces and k-mer segments, computed once."""
-    return QueryPieces.of(queries, embed, shape[0], shape[1], cfg.sources, features)
+    pool = cfg.deep_pool if cfg.rerank and cfg.deep and cfg.deep_pool > depth(cfg) else 0
+    return QueryPieces.of(queries, embed, shape[0], shape[1], cfg.sources, features, pool)
 
 
 def finish(
@@ -301,6 +317,9 @@ def finish(
                     further = deeper(hits, top, cfg, kmers_alone)
                     if further or cfg.deep_trace > cfg.k:
                         traced_k = max(cfg.k, cfg.deep_trace)
+                        if further and kmers_alone and asked.pool:
+                            pool = _hits(pool_candidates(per_shard, q, asked.pool), None)
+                            hits = deep_candidates(query, hits, pool, top, cfg, subject)
                         ranked = rerank(query, hits, subject, cfg.deep if further else top, keep=traced_k)
                 hits = _reported(query, ranked, replace(cfg, k=traced_k), subject, space)
         hits = [h for h in hits[: cfg.k] if _expected(h, cfg)]
@@ -335,10 +354,13 @@ def _candidates(
         fused = alignment_pool([lst[q] for lst in lists], fused, cfg.rerank)
         top = len({c.record for lst in lists for c in lst[q][: cfg.rerank]})
     similarity = {c.record: c.score for c in lists[0][q]} if asked.vectors is not None else None
-    return [
-        Hit(c.record, c.score, None, c.start, c.end, similarity.get(c.record) if similarity else None)
-        for c in fused[: max(n, top)]
-    ], top
+    return _hits(fused[: max(n, top)], similarity), top
+
+
+def _hits(found: Sequence[Candidate], similarity: Mapping[int, float] | None) -> list[Hit]:
+    """Candidates as hits, not yet aligned (`similarity`: each record's vector cosine, where vectors were read)."""
+    return [Hit(c.record, c.score, None, c.start, c.end, similarity.get(c.record) if similarity else None)
+            for c in found]  # fmt: skip
 
 
 def _reported(
