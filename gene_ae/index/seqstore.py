@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from gene_ae.core.threads import in_threads
 from gene_ae.index.compact import narrow, wide
-from shard_tools.format import decode_block, encode_block
+from shard_tools.format import decode_block, decode_columns, encode_block
 
 BLOCKS_FILE, TABLE_FILE = "sequences.gae", "sequences.npz"
+_T = TypeVar("_T")
 BLOCK_BASES = 1 << 15
 
 
@@ -93,6 +96,18 @@ class SequenceWriter:
         return offsets[-1]
 
 
+def _parts(member: bytes) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """A block's record parts by record: (offset in the record, tokens), read-only (a search hands them out as they
+    are cached, not copied)."""
+    columns, lengths, tokens = decode_columns(member)
+    tokens.flags.writeable = False
+    records: dict[int, list[tuple[int, np.ndarray]]] = {}
+    ends = np.cumsum(lengths).tolist()
+    for rec, offset, end, length in zip(columns["rec"], columns["offset"], ends, lengths, strict=True):
+        records.setdefault(int(rec), []).append((int(offset), tokens[end - length : end]))
+    return records
+
+
 class SequenceStore:
     """Random access to the stored records by position."""
 
@@ -128,23 +143,21 @@ class SequenceStore:
             if b in self._cache:
                 self._cache.move_to_end(b)
                 return self._cache[b]
-        records: dict[int, list] = {}
-        for r in self._read(b):
-            records.setdefault(r.meta["rec"], []).append(r)
+        records = self._read(b, _parts)
         with self._lock:
             self._cache[b] = records
             if len(self._cache) > self._cache_blocks:
                 self._cache.popitem(last=False)
         return records
 
-    def _read(self, b: int) -> list:
+    def _read(self, b: int, decode: Callable[[bytes], _T] = decode_block) -> _T:
         """Block b read from the file and decoded (not cached); a damaged one is a ValueError naming the file."""
         with open(self.dir / BLOCKS_FILE, "rb") as f:
             f.seek(int(self.offsets[b]))
             member = f.read(int(self.offsets[b + 1] - self.offsets[b]))
         try:
-            return decode_block(member)
-        except ValueError as exc:
+            return decode(member)
+        except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{self.dir / BLOCKS_FILE}: block {b}: {exc}") from None
 
     def check(self, lengths: np.ndarray) -> None:
@@ -167,6 +180,8 @@ class SequenceStore:
         if not 0 <= i < len(self):
             raise IndexError(f"record {i} of {len(self)}")
         first, last = (int(x) for x in self.span[i])
-        parts = [r for b in range(first, last + 1) for r in self._block(b).get(i, ())]
-        parts.sort(key=lambda r: r.meta["offset"])
-        return np.concatenate([r.tokens for r in parts]) if parts else np.zeros(0, np.uint8)
+        parts = [p for b in range(first, last + 1) for p in self._block(b).get(i, ())]
+        if len(parts) == 1:
+            return parts[0][1]
+        parts.sort(key=lambda p: p[0])
+        return np.concatenate([t for _, t in parts]) if parts else np.zeros(0, np.uint8)
