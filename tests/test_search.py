@@ -476,6 +476,13 @@ def test_a_remote_querys_deep_candidates_are_picked_by_co_linear_matches(tmp_pat
     pooled = search.search(loaded, [query], embed, replace(cfg, deep_pool=100))[0]
     assert pooled[0].subject == 12 and pooled[0].identity > without[0].identity
     assert sum(h.identity is not None for h in pooled) == 3  # `deep` aligned, as without the pool
+    # a pool no longer than the list the shards give anyway (depth: 50) is that list, ordered the same way
+    listed = search.search(loaded, [query], embed, replace(cfg, deep_pool=40))[0]
+    assert [(h.subject, h.identity) for h in listed] == [(h.subject, h.identity) for h in pooled]
+    # --vote-floor: a candidate under the floor is neither aligned nor reported, the pool's too
+    floor = by_kmers[[h.subject for h in by_kmers].index(12)].score / by_kmers[0].score + 0.01
+    floored = search.search(loaded, [query], embed, replace(cfg, deep_pool=100, vote_floor=floor))[0]
+    assert 12 not in [h.subject for h in floored]
 
 
 @pytest.mark.parametrize("codec,ratio", [("f16", 0.5), ("sq8", 0.25)])

@@ -49,6 +49,13 @@ class PieceHits:
     start: np.ndarray
     end: np.ndarray
 
+    def narrowed(self) -> PieceHits:
+        """The same hits in 32-bit columns where they fit (a gene query's pool: 2,000 a shard, ~32 KB, not 56)."""
+        if max(int(self.owner.max(initial=0)), int(self.end.max(initial=0))) >= 2**31:
+            return self
+        owner, start, end = (a.astype(np.int32) for a in (self.owner, self.start, self.end))
+        return PieceHits(self.rows, owner, self.score, start, end)
+
     @staticmethod
     def merge(parts: Sequence[PieceHits], n: int) -> PieceHits:
         """The n best hits of each piece over all parts (same pieces in each), best first."""
@@ -167,7 +174,8 @@ def shard_hits(
         for name, rows, (idx, sims) in lists:
             safe = np.maximum(idx, 0)
             owner = np.where(idx >= 0, kmers.owner[safe] + offset, -1)
-            out[name] = PieceHits(rows, owner, sims, kmers.start[safe], kmers.end[safe])
+            hits = PieceHits(rows, owner, sims, kmers.start[safe], kmers.end[safe])
+            out[name] = hits.narrowed() if name == "pool" else hits
     return out
 
 
@@ -182,6 +190,8 @@ def pool_candidates(per_shard: Sequence[Mapping[str, PieceHits]], q: int, n: int
     merged = PieceHits.merge(parts, n)
     owner = merged.owner[0]
     keep = np.flatnonzero(owner >= 0)
+    if not keep.size:
+        return []
     by = np.argsort(owner[keep], kind="stable")  # each record's best segment: its first (not np.unique: numpy.ma)
     first = by[np.r_[True, owner[keep][by][1:] != owner[keep][by][:-1]]]
     keep = keep[np.sort(first)]

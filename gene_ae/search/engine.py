@@ -197,7 +197,7 @@ def each_region(
     if not cfg.rerank:
         raise ValueError("every region is aligned: rerank must be above 0")
     subject, allowed = _prepared(collection, cfg, subject, allowed)
-    asked = _asked(collection, [query], embed, cfg, features)
+    asked = _asked(collection, [query], embed, replace(cfg, deep_pool=0), features)  # no deep search here
     per_shard = _answers(collection, asked, depth(cfg), allowed)
     space, share = search_space(collection), Share(int(query.size), progress)
     hits, top = _candidates(0, asked, _lists(asked, per_shard, cfg, 1), cfg)
@@ -317,8 +317,12 @@ def finish(
                     further = deeper(hits, top, cfg, kmers_alone)
                     if further or cfg.deep_trace > cfg.k:
                         traced_k = max(cfg.k, cfg.deep_trace)
-                        if further and kmers_alone and asked.pool:
-                            pool = _hits(pool_candidates(per_shard, q, asked.pool), None)
+                        if further and kmers_alone and cfg.deep_pool > cfg.deep:
+                            # the shards' pool list, or (a pool no longer than the list) the list itself
+                            pool = _hits(pool_candidates(per_shard, q, asked.pool), None) if asked.pool else (
+                                hits[: cfg.deep_pool])  # fmt: skip
+                            if cfg.vote_floor:  # what the floor left out is neither aligned nor reported
+                                pool = [h for h in pool if h.score >= cfg.vote_floor * hits[0].score]
                             hits = deep_candidates(query, hits, pool, top, cfg, subject)
                         ranked = rerank(query, hits, subject, cfg.deep if further else top, keep=traced_k)
                 hits = _reported(query, ranked, replace(cfg, k=traced_k), subject, space)
