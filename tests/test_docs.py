@@ -13,6 +13,7 @@ from gene_ae.index.seqstore import BLOCK_BASES
 from gene_ae.search import engine
 from gene_ae.search.candidates import DEFAULT_SOURCES, LONG_QUERY_SHARE, QUERY_PIECE
 from gene_ae.search.chain import ChainConfig
+from gene_ae.search.depth import DEEP_POOL
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 PATH = re.compile(
@@ -42,7 +43,8 @@ def test_the_constants_the_readme_quotes_are_the_codes() -> None:
     assert (engine.DEEP, engine.DEEP_BELOW) == (
         300,
         0.75,
-    ) and "to the top 300 when the best of those is below 0.75" in readme
+    ) and "to 300 candidates when the best of those is below 0.75" in readme
+    assert DEEP_POOL == 2000 and "the 300 are the first 40 and, of the first 2,000 by" in readme
     assert vectors.FLAT_MAX == 20_000 and "exact up to 20,000 a shard" in readme
     assert "postings as nibble varints" in readme
     architecture = (REPO / "docs" / "ARCHITECTURE.md").read_text()

@@ -74,8 +74,9 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument(
         "--deep-pool", type=int_option("deep_pool"), default=search_cfg.deep_pool, metavar="N",
-        help="a remote gene query's --deep candidates are its first N by k-mers ranked by their 8-mers on one band "
-        "of diagonals (co-linear matches), not its first --deep by k-mers (at most --deep: those)",
+        help="a remote gene query's --deep candidates are its first --rerank, then the best of its first N by "
+        "k-mers ranked by their 8-mers on one band of diagonals (matches in line), not its first --deep by k-mers "
+        "(N at most --deep: those)",
     )  # fmt: skip
     s.add_argument(
         "--deep-trace", type=int_option("deep_trace"), default=search_cfg.deep_trace, metavar="N",
