@@ -123,6 +123,22 @@ def test_a_malformed_index_json_is_one_line_naming_the_file(built, tmp_path, edi
     assert fault in str(err.value)
 
 
+def test_the_window_spans_are_checked_when_the_window_vectors_are_read_not_on_open(built, tmp_path) -> None:
+    """windows.npz is read only with the window vectors: a k-mer search opens and answers without hashing it, and
+    the first use of the window vectors names it when its bytes are not the ones index.json records."""
+    d = tmp_path / "idx"
+    shutil.copytree(built["dir"], d)
+    raw = bytearray((d / "windows.npz").read_bytes())
+    raw[-30] ^= 0xFF  # the zip's directory: same size, other bytes
+    (d / "windows.npz").write_bytes(bytes(raw))
+    opened = IndexDir.open(d)
+    hits = search.search(opened, built["queries"][:1], None, search.SearchConfig(k=3, sources=("sparse",)))
+    assert hits[0][0].identity == 1.0
+    with pytest.raises(ValueError, match="sha256 differs") as err:
+        opened.windows  # noqa: B018
+    one_line_error(str(err.value), str(d / "windows.npz"))
+
+
 def _signed(raw):
     """index.json content with the digest of itself that gene-ae embed would write."""
     return {**raw, "meta_sha256": index.meta_digest(raw)} if isinstance(raw, dict) else raw

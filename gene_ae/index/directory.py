@@ -54,7 +54,7 @@ WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
 # range, their sizes on open), or not read by search: not hashed on open, whose cost would grow with the index.
 LAZY_FILES = ("sequences.gae", VECTORS_FILE, KmerIndex.POSTINGS_FILE)
 # Read only when a search asks for vectors, and hashed then (IndexDir.dense / .windows), not on open.
-VECTOR_FILES = (INDEX_FILE, WINDOWS_INDEX_FILE)
+VECTOR_FILES = (INDEX_FILE, WINDOWS_INDEX_FILE, WINDOWS_FILE)
 
 
 @dataclass(kw_only=True)
@@ -241,6 +241,7 @@ class IndexDir:
         self._dense = dense
         if meta.windows and (d / WINDOWS_INDEX_FILE).is_file():
             check_digest(d / WINDOWS_INDEX_FILE, meta.files.get(WINDOWS_INDEX_FILE))
+            check_digest(d / WINDOWS_FILE, meta.files.get(WINDOWS_FILE))
             self._windows = vectors.read_faiss(d / WINDOWS_INDEX_FILE)
             with np.load(d / WINDOWS_FILE) as spans:
                 self._spans = (spans["owner"], spans["start"], spans["end"])
@@ -348,14 +349,14 @@ def check_meta(raw: object, path: Path) -> IndexMeta:
 
 
 def check_files(index_dir: str | Path, meta: IndexMeta, every: bool = False) -> None:
-    """Every part index.json lists is there and, unless read lazily (`every`: all of them), has the sha256 it
-    records."""
+    """Every part index.json lists is there and, unless read lazily or already checked by read_meta (entries.npz;
+    `every`: all of them), has the sha256 it records."""
     d = Path(index_dir)
     for name, digest in meta.files.items():
         path = d / name
         if not path.is_file():
             raise ValueError(f"{path}: missing (index.json lists it): the index is incomplete; rebuild it")
-        if every or name not in LAZY_FILES + VECTOR_FILES:
+        if every or name not in LAZY_FILES + VECTOR_FILES + (ENTRIES_FILE,):  # read_meta hashed entries.npz
             check_digest(path, digest)
 
 
