@@ -293,6 +293,21 @@ def test_every_option_has_help_with_its_default_and_every_subcommand_says_what_i
     assert "index.json" in overwrite.help and "never deleted" in overwrite.help
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [((), (40, 300)), (("--fast",), (3, 0)), (("--rerank", "5", "--fast"), (5, 0)), (("--fast", "--deep", "9"), (3, 9)),
+     (("--rerank", "40", "--fast"), (40, 0))],
+)  # fmt: skip
+def test_search_fast_sets_what_was_not_given_whatever_the_order(flags, expected) -> None:
+    from gene_ae.cli.search import preset
+    from gene_ae.search.engine import FAST, SearchConfig
+
+    args = build_parser().parse_args(["search", "--index", "i", "q.fa", *flags])
+    preset(args)
+    assert (args.rerank, args.deep) == expected
+    assert (SearchConfig().rerank, SearchConfig().deep) == (40, 300) and FAST == {"rerank": 3, "deep": 0}
+
+
 def test_promote_keeps_version_as_the_model_version(capsys) -> None:
     args = build_parser().parse_args(["promote", "--version", "3"])
     assert args.version == "3" and args.alias == "production"

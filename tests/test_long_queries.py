@@ -22,23 +22,25 @@ def world(tmp_path_factory, data_dir: Path) -> dict:
     return {"root": root, "index": tiny_index(root, root / "subjects.fa")[1], "genes": genes}
 
 
-def _search(world, capsys, name: str, parts: list, k: int, columns: str) -> list[list[str]]:
+def _search(world, capsys, name: str, parts: list, k: int, columns: str, *extra: str) -> list[list[str]]:
     """`gene-ae search` of the parts laid end to end as one query: its BLAST-tabular rows."""
     query = world["root"] / name
     query.write_text(f">{name}\n" + decode(np.concatenate(parts)) + "\n")
     with pytest.raises(SystemExit) as done:
-        main(["search", "--index", str(world["index"]), str(query), "-k", str(k), "--outfmt", f"6 {columns}"])
+        main(["search", "--index", str(world["index"]), str(query), "-k", str(k), "--outfmt", f"6 {columns}", *extra])
     out = capsys.readouterr()
     assert done.value.code == 0, out.err
     return [line.split("\t") for line in out.out.splitlines()]
 
 
-def test_records_laid_end_to_end_are_each_reported_with_their_region(world, capsys) -> None:
+@pytest.mark.parametrize("extra", [(), ("--fast",)])
+def test_records_laid_end_to_end_are_each_reported_with_their_region(world, capsys, extra) -> None:
+    """... with --fast too: a long query chains its pieces' candidates whatever --rerank is."""
     picks = [3, 17, 29, 41, 55, 68, 74]
     parts = [world["genes"][i].tokens for i in picks]
     parts[2] = reverse_complement(parts[2])  # one on the minus strand
     starts = np.cumsum([0] + [p.size for p in parts])
-    rows = _search(world, capsys, "cat.fa", parts, 10, "sseqid qstart qend sstrand pident")
+    rows = _search(world, capsys, "cat.fa", parts, 10, "sseqid qstart qend sstrand pident", *extra)
     first = {r[0]: r for r in rows[: len(picks)]}  # each region's best hit before any other
     assert set(first) == {f"s{i}" for i in picks}
     for n, i in enumerate(picks):

@@ -109,3 +109,17 @@ def test_the_index_server_answers_json_nested_too_deep_with_a_400_line() -> None
         parse_body(b"[" * 100_000 + b"]" * 100_000)
     assert str(exc.value).startswith("request: not JSON (") and "\n" not in str(exc.value), exc.value
     assert parse_body(b'{"sequences": []}') == {"sequences": []}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [({}, (40, 300)), ({"fast": True}, (3, 0)), ({"fast": True, "rerank": 7}, (7, 0)), ({"fast": False}, (40, 300))],
+)
+def test_a_request_asks_for_the_fast_search_as_the_cli_does(extra, expected) -> None:
+    cfg = parse_request({"sequences": [{"id": "q", "sequence": "ACGTTGCAAGGC"}], **extra}, (), ServeConfig()).cfg
+    assert (cfg.rerank, cfg.deep) == expected
+
+
+def test_a_request_whose_fast_is_not_a_boolean_is_refused() -> None:
+    with pytest.raises(ValueError, match="request: fast must be true or false, got 'yes'"):
+        parse_request({"sequences": [{"id": "q", "sequence": "ACGTTGCAAGGC"}], "fast": "yes"}, (), ServeConfig())

@@ -37,6 +37,20 @@ LIMITS = {
 }
 
 
+class Given(argparse.Action):
+    """Stores an option's value and notes it as given (`given(args)`), so a preset such as `search --fast` leaves
+    what the user set as set, whatever the order on the command line."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given_options = {*getattr(namespace, "given_options", ()), self.dest}
+
+
+def given(args: argparse.Namespace) -> set[str]:
+    """The dests of the `Given` options on this command line."""
+    return set(getattr(args, "given_options", ()))
+
+
 def int_option(name: str):
     """An argparse type: an int within LIMITS[name], else a one-line usage error."""
     return number(int, LIMITS[name])

@@ -7,7 +7,16 @@ import argparse
 import sys
 from contextlib import nullcontext
 
-from gene_ae.cli.common import check_out_file, declared_features, int_option, reader_args, reader_config, subcommand
+from gene_ae.cli.common import (
+    Given,
+    check_out_file,
+    declared_features,
+    given,
+    int_option,
+    reader_args,
+    reader_config,
+    subcommand,
+)
 from gene_ae.search.limits import SEARCH_LIMITS
 from shard_tools.cpus import usable_cpus
 from shard_tools.options import Range, number
@@ -20,7 +29,7 @@ THREADS = 8
 
 
 def add_parser(sub, version: str) -> None:
-    from gene_ae.search.engine import SearchConfig
+    from gene_ae.search.engine import FAST, SearchConfig
     from gene_ae.search.genomes import GenomeConfig
 
     search_cfg = SearchConfig()
@@ -54,13 +63,19 @@ def add_parser(sub, version: str) -> None:
         "--batch-size", type=int_option("batch_size"), default=search_cfg.batch_size, help="encoder batch size"
     )
     s.add_argument(
-        "--rerank", type=int_option("rerank"), default=search_cfg.rerank, metavar="N",
+        "--rerank", type=int_option("rerank"), default=search_cfg.rerank, metavar="N", action=Given,
         help="align each query to its top N candidates and order them by identity (0: off, no identity column)",
     )  # fmt: skip
     s.add_argument(
-        "--deep", type=int_option("deep"), default=search_cfg.deep, metavar="N",
+        "--deep", type=int_option("deep"), default=search_cfg.deep, metavar="N", action=Given,
         help="align the top N candidates instead when the best of those aligned first is remote (0: off); a query "
         "over 4 kb chains up to N candidates when none of its first shares a region with it",
+    )  # fmt: skip
+    s.add_argument(
+        "--fast", action="store_true",
+        help=f"align each query's first {FAST['rerank']} candidates and search no deeper (--rerank {FAST['rerank']} "
+        f"--deep {FAST['deep']}, unless given): long queries near minimap2's speed, a remote gene query found first "
+        "less often (docs/BENCHMARKS.md)",
     )  # fmt: skip
     s.add_argument(
         "--deep-below", type=number(float, Range(0, 1)), default=search_cfg.deep_below, metavar="F",
@@ -143,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.search.genomes import GenomeConfig
     from gene_ae.search.searcher import Searcher, collection_subject
 
+    preset(args)
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
     kind, names = args.outfmt
@@ -206,6 +222,16 @@ def run(args: argparse.Namespace) -> int:
         lines = output.hits_tsv(queries, results, entries, identity=bool(args.rerank), features=extra)
     output.emit(lines, args.out)
     return 0
+
+
+def preset(args: argparse.Namespace) -> None:
+    """--fast: its settings (gene_ae/search/engine.py FAST) on `args`, except those given on the command line."""
+    from gene_ae.search.engine import FAST
+
+    if args.fast:
+        for name, value in FAST.items():
+            if name not in given(args):
+                setattr(args, name, value)
 
 
 def _shown_features(args: argparse.Namespace, meta) -> list[str]:

@@ -88,6 +88,19 @@ class SearchConfig:
     vote_floor: float = 0.0
 
 
+# `gene-ae search --fast` (Searcher callers: `fast(cfg)`): each query's first 3 candidates aligned, no deep search.
+# Chosen on the val split of the real genome windows (seed 0, 150 queries of 0.3-90 kb; docs/BENCHMARKS.md): recall@1
+# at 10 / 20 / 30 % 0.73 / 0.70 / 0.50 in 0.025 s a query, against the default's 0.83 / 0.73 / 0.53 in 0.133 s and
+# minimap2 -x asm20's 0.30 / 0.23 / 0.07 in 0.018 s; 1, 2, 5 and 10 aligned gave the same recall within a query, 1
+# no faster (a long query chains its crowd whatever --rerank is), 0 (k-mers alone) 0.53 / 0.47 / 0.33.
+FAST = {"rerank": 3, "deep": 0}
+
+
+def fast(cfg: SearchConfig) -> SearchConfig:
+    """`cfg` with FAST's settings: a long query at minimap2's speed, a remote gene query less often found first."""
+    return replace(cfg, **FAST)
+
+
 # ------------------------------------------------------------------------------------------------ search
 
 

@@ -27,7 +27,7 @@ import asyncio
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -198,9 +198,11 @@ def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeCon
     the record. `needed`: the features the model's vector takes, which every record must carry."""
     if not isinstance(body, dict) or not isinstance(body.get("sequences"), list):
         raise ValueError('request: a JSON object with "sequences": [{"id": ..., "sequence": ...}, ...] expected')
-    unknown = set(body) - {"sequences", "k", "rerank", "allow_partial"}
+    unknown = set(body) - {"sequences", "k", "rerank", "fast", "allow_partial"}
     if unknown:
-        raise ValueError(f"request: unknown field {sorted(unknown)[0]!r} (known: sequences, k, rerank, allow_partial)")
+        raise ValueError(
+            f"request: unknown field {sorted(unknown)[0]!r} (known: sequences, k, rerank, fast, allow_partial)"
+        )
     records = body["sequences"]
     if not records or len(records) > cfg.max_sequences:
         raise ValueError(f"request: {len(records)} sequences; send 1 to {cfg.max_sequences:,}")
@@ -209,6 +211,11 @@ def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeCon
         rerank=_int(body, "rerank", engine.DEFAULT_RERANK),
         batch_size=cfg.batch_size,
     )
+    fast = body.get("fast", False)
+    if not isinstance(fast, bool):
+        raise ValueError(f"request: fast must be true or false, got {fast!r}")
+    if fast:  # `gene-ae search --fast`: its settings, a rerank the request gives kept
+        search_cfg = replace(engine.fast(search_cfg), rerank=_int(body, "rerank", engine.FAST["rerank"]))
     allow = body.get("allow_partial", False)
     if not isinstance(allow, bool):
         raise ValueError(f"request: allow_partial must be true or false, got {allow!r}")
