@@ -22,6 +22,7 @@ import pytest
 from shared import REPO, edit_entries, insdc_bytes, text_blob, tiny_model
 
 from gene_ae.cli import build_parser, main, output
+from gene_ae.cli.common import Given
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build as embedding
@@ -294,18 +295,30 @@ def test_every_option_has_help_with_its_default_and_every_subcommand_says_what_i
 
 
 @pytest.mark.parametrize(
-    ("flags", "expected"),
-    [((), (40, 300)), (("--fast",), (3, 0)), (("--rerank", "5", "--fast"), (5, 0)), (("--fast", "--deep", "9"), (3, 9)),
-     (("--rerank", "40", "--fast"), (40, 0))],
+    ("flags", "given"),
+    [((), None), (("--fast",), {}), (("--rerank", "5", "--fast"), {"rerank": 5}),
+     (("--fast", "--deep", "9"), {"deep": 9}), (("--rerank", "40", "--fast"), {"rerank": 40})],
 )  # fmt: skip
-def test_search_fast_sets_what_was_not_given_whatever_the_order(flags, expected) -> None:
+def test_search_fast_sets_what_was_not_given_whatever_the_order(flags, given) -> None:
     from gene_ae.cli.search import preset
     from gene_ae.search.engine import FAST, SearchConfig
 
     args = build_parser().parse_args(["search", "--index", "i", "q.fa", *flags])
     preset(args)
+    default = SearchConfig()
+    expected = (
+        (default.rerank, default.deep) if given is None else tuple({**FAST, **given}[n] for n in ("rerank", "deep"))
+    )
     assert (args.rerank, args.deep) == expected
-    assert (SearchConfig().rerank, SearchConfig().deep) == (40, 300) and FAST == {"rerank": 3, "deep": 0}
+    assert FAST.keys() == {"rerank", "deep"} and (FAST["rerank"], FAST["deep"]) != (default.rerank, default.deep)
+    search = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["search"]
+    preset_options = [a for a in search._actions if a.dest in FAST]
+    assert len(preset_options) == len(FAST) and all(isinstance(a, Given) for a in preset_options)  # given: kept
+
+
+def test_search_fast_is_refused_for_a_genome_comparison(world, capsys) -> None:
+    code, _, err = gene_ae(capsys, "search", "--index", world["index"], world["q"], "--fast", "--outfmt", "ani")
+    assert code != 0 and "--fast applies to hits, not to --outfmt ani" in err
 
 
 def test_promote_keeps_version_as_the_model_version(capsys) -> None:

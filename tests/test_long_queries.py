@@ -49,7 +49,8 @@ def test_records_laid_end_to_end_are_each_reported_with_their_region(world, caps
         assert strand == ("minus" if n == 2 else "plus")
 
 
-def test_many_records_inside_a_long_query_among_other_bases_are_each_reported(world, capsys) -> None:
+@pytest.mark.parametrize("extra", [(), ("--fast",)])
+def test_many_records_inside_a_long_query_among_other_bases_are_each_reported(world, capsys, extra) -> None:
     """30 stored records, 4 kb of unrelated bases between them (a 150 kb query, 146 pieces): each reported, at its
     place, though the pieces' candidates are far more than the 40 a gene query aligns (stop 30 reported 8 of 50
     in a 1 Mb query: only 40 candidates were examined)."""
@@ -64,7 +65,9 @@ def test_many_records_inside_a_long_query_among_other_bases_are_each_reported(wo
         spans[f"s{i}"] = (at + filler.size, at + filler.size + gene.size)
         at += filler.size + gene.size
     exact = {}
-    for sseqid, qstart, qend, pident in _search(world, capsys, "many.fa", parts, 40, "sseqid qstart qend pident"):
+    for sseqid, qstart, qend, pident in _search(
+        world, capsys, "many.fa", parts, 40, "sseqid qstart qend pident", *extra
+    ):
         if float(pident) == 100.0:
             exact.setdefault(sseqid, (int(qstart) - 1, int(qend)))
     assert {s: exact.get(s) for s in spans} == spans

@@ -73,9 +73,9 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument(
         "--fast", action="store_true",
-        help=f"align each query's first {FAST['rerank']} candidates and search no deeper (--rerank {FAST['rerank']} "
-        f"--deep {FAST['deep']}, unless given): long queries near minimap2's speed, a remote gene query found first "
-        "less often (docs/BENCHMARKS.md)",
+        help=f"align a gene-size query's first {FAST['rerank']} candidates and search no deeper (--rerank "
+        f"{FAST['rerank']} --deep {FAST['deep']}, unless given; --deep-pool then unused): several times faster on "
+        "long queries, a remote gene query found first less often (docs/BENCHMARKS.md); not with --outfmt ani",
     )  # fmt: skip
     s.add_argument(
         "--deep-below", type=number(float, Range(0, 1)), default=search_cfg.deep_below, metavar="F",
@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     from gene_ae.search.genomes import GenomeConfig
     from gene_ae.search.searcher import Searcher, collection_subject
 
+    if args.fast and args.outfmt[0] == "ani":
+        raise ValueError("--fast applies to hits, not to --outfmt ani (a genome comparison aligns every region)")
     preset(args)
     if args.query == STDIN and args.collection == STDIN:
         raise ValueError("'-' (standard input) can be the query or --collection, not both")
@@ -225,13 +227,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def preset(args: argparse.Namespace) -> None:
-    """--fast: its settings (gene_ae/search/engine.py FAST) on `args`, except those given on the command line."""
-    from gene_ae.search.engine import FAST
+    """--fast: its settings (gene_ae/search/engine.py `fast`) on `args`, except those given on the command line."""
+    from gene_ae.search.engine import FAST, SearchConfig, fast
 
     if args.fast:
-        for name, value in FAST.items():
-            if name not in given(args):
-                setattr(args, name, value)
+        kept = {name: getattr(args, name) for name in given(args) & FAST.keys()}
+        chosen = fast(SearchConfig(), kept)
+        for name in FAST:
+            setattr(args, name, getattr(chosen, name))
 
 
 def _shown_features(args: argparse.Namespace, meta) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 import numpy as np
 
@@ -88,17 +89,19 @@ class SearchConfig:
     vote_floor: float = 0.0
 
 
-# `gene-ae search --fast` (Searcher callers: `fast(cfg)`): each query's first 3 candidates aligned, no deep search.
-# Chosen on the val split of the real genome windows (seed 0, 150 queries of 0.3-90 kb; docs/BENCHMARKS.md): recall@1
-# at 10 / 20 / 30 % 0.73 / 0.70 / 0.50 in 0.025 s a query, against the default's 0.83 / 0.73 / 0.53 in 0.133 s and
+# `gene-ae search --fast` (Searcher callers: `fast(cfg)`): a gene-size query's first 3 candidates aligned, no deep
+# search (a query over 4 kb chains max(3, its pieces, its crowd) candidates, at most `candidates`, not 300). Chosen
+# on the val split of the real genome windows (seed 0, 150 queries of 0.3-90 kb; docs/BENCHMARKS.md): recall@1 at
+# 10 / 20 / 30 % 0.73 / 0.70 / 0.50 in 0.025 s a query, against the default's 0.83 / 0.73 / 0.53 in 0.133 s and
 # minimap2 -x asm20's 0.30 / 0.23 / 0.07 in 0.018 s; 1, 2, 5 and 10 aligned gave the same recall within a query, 1
 # no faster (a long query chains its crowd whatever --rerank is), 0 (k-mers alone) 0.53 / 0.47 / 0.33.
-FAST = {"rerank": 3, "deep": 0}
+FAST: Mapping[str, int] = MappingProxyType({"rerank": 3, "deep": 0})
 
 
-def fast(cfg: SearchConfig) -> SearchConfig:
-    """`cfg` with FAST's settings: a long query at minimap2's speed, a remote gene query less often found first."""
-    return replace(cfg, **FAST)
+def fast(cfg: SearchConfig, keep: Mapping[str, int] | None = None) -> SearchConfig:
+    """`cfg` with FAST's settings, except those in `keep` (the values a user gave beside --fast): several times
+    faster than the default on long queries, a remote gene query found first less often (docs/BENCHMARKS.md)."""
+    return replace(cfg, **{**FAST, **(keep or {})})
 
 
 # ------------------------------------------------------------------------------------------------ search

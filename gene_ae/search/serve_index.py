@@ -1,6 +1,7 @@
 """An index on Ray Serve: a deployment per index shard, an HTTP ingress that answers as `gene-ae search`.
 
-    POST /search  {"sequences": [{"id": "q1", "sequence": "ACGT..."}], "k": 10, "rerank": 40, "allow_partial": false}
+    POST /search  {"sequences": [{"id": "q1", "sequence": "ACGT..."}], "k": 10, "rerank": 40, "fast": false,
+                   "allow_partial": false}
       200   {"hits": [{"query_id", "subject_id", "rank", "similarity", ...}], "partial": false, "missing_shards": []}
       400   {"error": "request: record 'q2': ..."}              bad input, one line naming the record
       503   {"error": "...", "partial": true, "missing_shards": ["shard-00001"]}   a shard did not answer
@@ -206,16 +207,14 @@ def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeCon
     records = body["sequences"]
     if not records or len(records) > cfg.max_sequences:
         raise ValueError(f"request: {len(records)} sequences; send 1 to {cfg.max_sequences:,}")
-    search_cfg = engine.SearchConfig(
-        k=_int(body, "k", engine.SearchConfig.k),
-        rerank=_int(body, "rerank", engine.DEFAULT_RERANK),
-        batch_size=cfg.batch_size,
-    )
     fast = body.get("fast", False)
     if not isinstance(fast, bool):
         raise ValueError(f"request: fast must be true or false, got {fast!r}")
+    search_cfg = engine.SearchConfig(k=_int(body, "k", engine.SearchConfig.k), batch_size=cfg.batch_size)
     if fast:  # `gene-ae search --fast`: its settings, a rerank the request gives kept
-        search_cfg = replace(engine.fast(search_cfg), rerank=_int(body, "rerank", engine.FAST["rerank"]))
+        search_cfg = engine.fast(search_cfg, {"rerank": _int(body, "rerank", 0)} if "rerank" in body else None)
+    else:
+        search_cfg = replace(search_cfg, rerank=_int(body, "rerank", engine.DEFAULT_RERANK))
     allow = body.get("allow_partial", False)
     if not isinstance(allow, bool):
         raise ValueError(f"request: allow_partial must be true or false, got {allow!r}")
