@@ -80,7 +80,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     contrastive_weight: float = 1.0  # InfoNCE between a window and its mutated view; 0 = reconstruction only
     temperature: float = 0.05  # chosen on the val split over 0.1 (docs/RESULTS.md, "Choices")
-    queue_size: int = 0  # earlier batches' vectors kept as extra InfoNCE negatives (0 = in-batch only)
+    queue_size: int = 0  # earlier batches' windows and views (N of each) as extra InfoNCE negatives (0: in-batch)
     kl_weight: float = 1e-3  # variational models only; annealed linearly over kl_anneal_steps
     kl_anneal_steps: int = 500
     free_bits: float = 0.0

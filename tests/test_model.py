@@ -280,13 +280,30 @@ def test_infonce_queue_negatives_make_the_task_harder_and_the_queue_keeps_the_ne
     hard = z1 + 0.3 * torch.randn(8, 32)  # negatives as close to z1 as its positives
     assert contrastive_loss(z1, z2, negatives=hard) > contrastive_loss(z1, z2) + 0.2
     queue = NegativeQueue(5)
-    assert queue.get() is None
-    queue.push(torch.ones(3, 4))
-    queue.push(2 * torch.eye(4))
-    kept = queue.get()
-    assert kept.shape == (5, 4)
-    assert torch.allclose(kept[:4], torch.eye(4))  # newest first, normalised
-    assert torch.allclose(kept[4], torch.full((4,), 0.5))
+    assert queue.get() == (None, None)
+    queue.push(torch.ones(3, 4), -torch.ones(3, 4))
+    queue.push(2 * torch.eye(4), -2 * torch.eye(4))
+    windows, views = queue.get()
+    assert windows.shape == views.shape == (5, 4)
+    assert torch.allclose(windows[:4], torch.eye(4))  # newest first, normalised
+    assert torch.allclose(windows[4], torch.full((4,), 0.5))
+    assert torch.allclose(views, -windows)  # each side its own queue
+
+
+def test_infonce_sets_each_queued_side_beside_the_keys_of_its_kind() -> None:
+    """The windows' negatives are keys for the views, the views' for the windows (a coded model's windows are
+    coded, its views float): the loss is the two cross-entropies over exactly those keys."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(1)
+    z1, z2, wn, vn = (torch.randn(n, 16) for n in (6, 6, 4, 3))
+    a, v, w, u = (F.normalize(x, dim=-1) for x in (z1, z2, wn, vn))
+    labels = torch.arange(6)
+    to_windows = F.cross_entropy(v @ torch.cat([a, w]).T / 0.1, labels)
+    to_views = F.cross_entropy(a @ torch.cat([v, u]).T / 0.1, labels)
+    got = contrastive_loss(z1, z2, 0.1, negatives=wn, view_negatives=vn)
+    assert torch.allclose(got, 0.5 * (to_windows + to_views))
+    assert not torch.allclose(got, contrastive_loss(z1, z2, 0.1, negatives=wn))  # the views' side counted
 
 
 def test_frozen_kmers_stay_at_initialisation_and_hashed_ids_stay_in_range() -> None:

@@ -250,3 +250,26 @@ def test_a_registered_model_names_and_requires_its_vector_features(tmp_path: Pat
     assert np.allclose(got, want, atol=1e-5)
     with pytest.raises(Exception, match="takes the feature 'gc'"):
         served.predict(pd.DataFrame({"sequence": seqs, "family": ["a", "b", None]}))
+
+
+def test_a_coded_models_queue_keeps_the_stored_codes_and_the_float_views_apart(genes) -> None:
+    """train.queue_size with a 1-bit model (views float, model.code_views false): the windows' queue holds the
+    codes as stored (every value +-1/sqrt(D)), the views' queue the float views, and a second batch reads both."""
+    from gene_ae.core.windows import pad_batch
+    from gene_ae.model.losses import NegativeQueue
+
+    cfg = tiny()
+    cfg.model.vector_bits, cfg.train.queue_size = 1, 12
+    seqs = [g.tokens[:WINDOW] for g in genes[:8]]
+    tokens, lengths = pad_batch(seqs)
+    batch = {"tokens": tokens, "lengths": lengths, "view": tokens[::-1].copy(), "view_lengths": lengths[::-1].copy()}
+    torch.manual_seed(0)
+    model, queue = GeneAE(cfg.model), NegativeQueue(cfg.train.queue_size)
+    first, _ = batch_loss(model, batch, cfg, 0, torch.device("cpu"), queue)
+    windows, views = queue.get()
+    step = cfg.model.vector_dim**-0.5
+    assert windows.shape == views.shape == (8, cfg.model.vector_dim)
+    assert torch.allclose(windows.abs(), torch.full_like(windows, step))  # the stored codes
+    assert not torch.allclose(views.abs(), torch.full_like(views, step))  # float
+    second, _ = batch_loss(model, batch, cfg, 1, torch.device("cpu"), queue)
+    assert queue.get()[0].shape == (12, cfg.model.vector_dim) and second > first  # 8 more keys a side to rank past

@@ -44,6 +44,7 @@ def contrastive_loss(
     temperature: float = 0.1,
     sibling: torch.Tensor | None = None,
     negatives: torch.Tensor | None = None,
+    view_negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE between windows and their views, with each window's sibling as a hard negative.
 
@@ -51,32 +52,47 @@ def contrastive_loss(
     The view was mutated from the window, not from the sibling, so the window must rank above every
     sibling for the view: this trains the vector to keep the small differences that tell relatives
     apart, where views alone train only invariance ("all of these are the same"). `negatives` [Q, D]
-    are extra keys for both directions.
+    are extra windows' keys for the views; `view_negatives` extra views' keys for the windows (None: `negatives`
+    for both), so that each key stands beside keys of its own kind (a coded model's windows are coded, its views
+    float, as search scores a float query against the stored codes).
     """
     a, v = F.normalize(anchor.float(), dim=-1), F.normalize(view.float(), dim=-1)
-    extra = [F.normalize(negatives.float(), dim=-1)] if negatives is not None and negatives.numel() else []
+
+    def extra(keys: torch.Tensor | None) -> list[torch.Tensor]:
+        return [F.normalize(keys.float(), dim=-1)] if keys is not None and keys.numel() else []
+
     hard = [F.normalize(sibling.float(), dim=-1)] if sibling is not None else []
     labels = torch.arange(a.shape[0], device=a.device)
-    to_windows = F.cross_entropy(v @ torch.cat([a, *hard, *extra]).T / temperature, labels)
-    to_views = F.cross_entropy(a @ torch.cat([v, *extra]).T / temperature, labels)
+    to_windows = F.cross_entropy(v @ torch.cat([a, *hard, *extra(negatives)]).T / temperature, labels)
+    to_views = F.cross_entropy(
+        a @ torch.cat([v, *extra(negatives if view_negatives is None else view_negatives)]).T / temperature, labels
+    )
     return 0.5 * (to_windows + to_views)
 
 
 class NegativeQueue:
-    """The newest `size` search vectors of earlier batches (detached), as extra InfoNCE negatives."""
+    """The newest `size` windows' and `size` views' search vectors of earlier batches (detached, apart), as extra
+    InfoNCE negatives: the windows' beside the windows for the views, the views' beside the views for the windows
+    (a coded model's windows are coded and its views float: one queue of both would mix the two)."""
 
     def __init__(self, size: int):
         self.size = size
-        self.items: torch.Tensor | None = None
+        self.windows: torch.Tensor | None = None
+        self.views: torch.Tensor | None = None
 
-    def get(self) -> torch.Tensor | None:
-        return self.items
+    def get(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(windows, views), newest first, normalised; None before the first push (or with size 0)."""
+        return self.windows, self.views
 
-    def push(self, vectors: torch.Tensor) -> None:
+    def push(self, windows: torch.Tensor, views: torch.Tensor) -> None:
         if self.size <= 0:
             return
+        self.windows = self._kept(windows, self.windows)
+        self.views = self._kept(views, self.views)
+
+    def _kept(self, vectors: torch.Tensor, held: torch.Tensor | None) -> torch.Tensor:
         new = F.normalize(vectors.detach().float(), dim=-1)
-        self.items = new[-self.size :] if self.items is None else torch.cat([new, self.items])[: self.size]
+        return new[-self.size :] if held is None else torch.cat([new, held])[: self.size]
 
 
 def supcon_loss(vectors: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

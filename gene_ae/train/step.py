@@ -66,9 +66,10 @@ def batch_loss(
             metrics[f"loss_supcon_{f.name}"] = sup.item()
         if cfg.train.contrastive_weight > 0:
             sibling = vecs[1] if len(vecs) > 1 else None
-            nce = contrastive_loss(vec, vecs[0], cfg.train.temperature, sibling, queue.get() if queue else None)
+            windows, views = queue.get() if queue is not None else (None, None)
+            nce = contrastive_loss(vec, vecs[0], cfg.train.temperature, sibling, windows, views)
             if queue is not None:
-                queue.push(torch.cat([vec, vecs[0]]))
+                queue.push(vec, vecs[0])
             loss = loss + cfg.train.contrastive_weight * nce
             metrics["loss_nce"] = nce.item()
         if out.get("vq_loss") is not None:  # the product code's centroids and commitment (model.vector_pq)
