@@ -128,6 +128,23 @@ def test_a_second_writer_is_refused_while_one_changes_the_index(world, tmp_path)
     assert len(Collection.open(out).shards) == 2
 
 
+def test_cli_append_is_refused_before_it_reads_its_input_while_another_writer_changes_the_index(
+    world, tmp_path, capsys
+) -> None:
+    """`embed --append` took the lock only to write its shard: while another writer held it, it first read the
+    whole --input and loaded the model (and chose the records to replace from a list the other could change).
+    Now the lock is its first step: a malformed input is not even read."""
+    records, embed, model = world["records"], world["embed"], world["model"]
+    out, bad = tmp_path / "busy", tmp_path / "bad.fa"
+    build.build_index(iter(records[:9]), embed, model, out, build.BuildConfig())
+    bad.write_text(">r1\nACGT\n>r2\nACZZGT\n")  # its second record would be an error, once read
+    with collection_module.writing(out):  # another process's append, as the kernel's lock sees it
+        code, _, err = _cli(capsys, "embed", "--append", "--input", bad, "--out", out)
+    assert code != 0 and "another gene-ae is changing this index" in err and "r2" not in err
+    code, _, err = _cli(capsys, "embed", "--append", "--input", bad, "--out", out)
+    assert code != 0 and "r2" in err  # free again: the input is read, and its bad record named
+
+
 def test_an_overwrite_is_refused_while_another_writer_changes_the_index(world, tmp_path) -> None:
     """`embed --overwrite` of an index an append was writing: both said done, and the append's records were gone
     with the old directory (its shard written into the new one, or lost). Now the overwrite holds the writer lock

@@ -147,7 +147,7 @@ def _features(args: argparse.Namespace) -> dict[str, str]:
 def _append(args: argparse.Namespace) -> int:
     from gene_ae.core.records import iter_input
     from gene_ae.index import build
-    from gene_ae.index.collection import Collection
+    from gene_ae.index.collection import Collection, writing
     from gene_ae.model.encoder import Encoder
 
     if args.overwrite or args.shard_records or args.shard_bases is not None:
@@ -163,29 +163,34 @@ def _append(args: argparse.Namespace) -> int:
     for flag, (name, default) in build_flags.items():
         if getattr(args, name) != default:
             raise ValueError(f"--append builds the new shard with the index's own settings: leave {flag} out")
-    collection = Collection.open(args.out)  # checked before anything is embedded
-    meta = collection.meta
-    if args.model and args.model != meta.model_uri:
-        raise ValueError(f"{args.out}: was built with {meta.model_uri}; --append uses that model (leave --model out)")
-    declared = _features(args)
-    for name, kind in meta.features.items():  # else the new records would hold no value for it, silently
-        if declared.get(name) != kind:
+    with writing(args.out):  # one writer from the first read: a second is refused before this reads anything
+        collection = Collection.open(args.out)  # checked before anything is embedded
+        meta = collection.meta
+        if args.model and args.model != meta.model_uri:
             raise ValueError(
-                f"{args.input}: the index {args.out} holds the feature {name!r} ({kind}) for every record: declare "
-                f"it with --feature-column {name}:{kind}"
+                f"{args.out}: was built with {meta.model_uri}; --append uses that model (leave --model out)"
             )
-    records = list(iter_input(args.input, reader_config(args)))
-    if not records:
-        raise ValueError(f"{args.input}: no sequences to embed")
-    new_ids = {r.id for r in records}
-    old = [j for j, i in enumerate(collection.entries.ids) if i in new_ids and not collection.removed[j]]
-    if old and not args.replace:
-        raise ValueError(f"{args.input}: record {collection.entries.ids[old[0]]!r} is already in {args.out} "
-                         f"({len(old):,} such records): give --replace to replace them")  # fmt: skip
-    encoder = Encoder.load(meta.model_uri)
-    needed = encoder.check_features(meta.features, "--input")
-    embed = build.LocalEmbed(encoder, args.batch_size)
-    added = build.append_shard(iter(records), embed, args.out, source=args.input, remove=old, features=needed)
+        declared = _features(args)
+        for name, kind in meta.features.items():  # else the new records would hold no value for it, silently
+            if declared.get(name) != kind:
+                raise ValueError(
+                    f"{args.input}: the index {args.out} holds the feature {name!r} ({kind}) for every record: declare "
+                    f"it with --feature-column {name}:{kind}"
+                )
+        records = list(iter_input(args.input, reader_config(args)))
+        if not records:
+            raise ValueError(f"{args.input}: no sequences to embed")
+        new_ids = {r.id for r in records}
+        old = [j for j, i in enumerate(collection.entries.ids) if i in new_ids and not collection.removed[j]]
+        if old and not args.replace:
+            raise ValueError(f"{args.input}: record {collection.entries.ids[old[0]]!r} is already in {args.out} "
+                             f"({len(old):,} such records): give --replace to replace them")  # fmt: skip
+        encoder = Encoder.load(meta.model_uri)
+        needed = encoder.check_features(meta.features, "--input")
+        embed = build.LocalEmbed(encoder, args.batch_size)
+        added = build.append_shard(
+            iter(records), embed, args.out, source=args.input, remove=old, features=needed, locked=True
+        )
     print(f"gene-ae embed: {len(added.entries):,} records appended to {args.out} as one more shard"
           f"{f', replacing {len(old):,}' if old else ''}", file=sys.stderr)  # fmt: skip
     return 0

@@ -22,8 +22,8 @@ def add_parser(sub, version: str) -> None:
                     version)  # fmt: skip
     sv.add_argument(
         "--model",
-        help=f"the encoder to serve: {SERVED_MODEL_HELP}; with --index, overrides the model the index records "
-        f"({MODEL_HELP})",
+        help=f"the encoder to serve: {SERVED_MODEL_HELP} ({MODEL_HELP}); refused with --index, whose search reads "
+        "no vectors",
     )
     sv.add_argument("--index", help="serve this index directory's search on Ray Serve (RAY_ADDRESS: join that cluster)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

@@ -3,6 +3,7 @@ embedded, k-mers counted, one batch at a time, in shards (gene_ae/index/parallel
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -205,15 +206,17 @@ def append_shard(
     source: str = "input",
     remove: Iterable[int] = (),
     features: Sequence[str] = (),
+    locked: bool = False,
 ) -> IndexMeta:
     """Add records to an existing index as one more shard, built with the index's own settings; nothing
     already there is read again or rebuilt. The shard is written whole, then listed in shards.json in one
-    write with the `remove` positions (records it replaces), so a reader sees the old set or the new one."""
+    write with the `remove` positions (records it replaces), so a reader sees the old set or the new one.
+    `locked`: the caller holds the writer lock already (`writing`: it chose `remove` under it)."""
     base = read_meta(out_dir)
     model = ModelInfo(uri=base.model_uri, version=base.model_version, dim=base.dim, window=base.window,
                       features=tuple(features))  # fmt: skip
     directory = Path(out_dir)
-    with writing(directory):
+    with contextlib.nullcontext() if locked else writing(directory):
         names, removed = read_shards_file(directory)
         name = next_shard_name(directory)
         with write_index(directory / name, overwrite=False) as writer:
