@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from gene_ae.cli.common import MODEL_HELP, int_option, subcommand
+from gene_ae.cli.common import int_option, subcommand
 from shard_tools.options import Range, number
 
 PROXIES = ("HeadOnly", "EveryNode")
@@ -22,8 +22,7 @@ def add_parser(sub, version: str) -> None:
                     version)  # fmt: skip
     sv.add_argument(
         "--model",
-        help=f"the encoder to serve: {SERVED_MODEL_HELP} ({MODEL_HELP}); refused with --index, whose search reads "
-        "no vectors",
+        help=f"the encoder to serve: {SERVED_MODEL_HELP}; refused with --index, whose search reads no vectors",
     )
     sv.add_argument("--index", help="serve this index directory's search on Ray Serve (RAY_ADDRESS: join that cluster)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
