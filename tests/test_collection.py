@@ -145,6 +145,20 @@ def test_cli_append_is_refused_before_it_reads_its_input_while_another_writer_ch
     assert code != 0 and "r2" in err  # free again: the input is read, and its bad record named
 
 
+def test_a_writer_of_an_index_whose_index_json_is_damaged_says_what_is_wrong_with_it(world, tmp_path) -> None:
+    """The writer lock is taken first (`writing`), before the index is read: a damaged index.json still gets its own
+    one-line error there, not "not a gene-ae index ... run gene-ae embed first"."""
+    records, embed, model = world["records"], world["embed"], world["model"]
+    out = tmp_path / "damaged"
+    build.build_index(iter(records[:9]), embed, model, out, build.BuildConfig())
+    (out / "index.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON") as err:
+        build.remove_records(out, [records[2].id])
+    assert "index.json" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(FileNotFoundError, match="not a gene-ae index"):
+        build.remove_records(tmp_path / "absent", [records[2].id])
+
+
 def test_an_overwrite_is_refused_while_another_writer_changes_the_index(world, tmp_path) -> None:
     """`embed --overwrite` of an index an append was writing: both said done, and the append's records were gone
     with the old directory (its shard written into the new one, or lost). Now the overwrite holds the writer lock

@@ -28,7 +28,7 @@ import numpy as np
 
 from gene_ae.core.features import FeatureColumns
 from gene_ae.core.threads import in_threads
-from gene_ae.index.directory import META_FILE, IndexDir, IndexMeta, is_index, self_digest
+from gene_ae.index.directory import META_FILE, IndexDir, IndexMeta, is_index, read_meta, self_digest
 from gene_ae.index.entries import Entries
 from shard_tools.files import atomic_write_bytes, remove_stale_temps
 
@@ -181,6 +181,8 @@ def writing(directory: str | Path) -> Iterator[None]:
     import fcntl
 
     if not is_index(directory):  # nor a lock file left in a folder that is not an index
+        if (Path(directory) / META_FILE).is_file():
+            read_meta(directory)  # a damaged index.json: its own one-line error says what is wrong with it
         raise FileNotFoundError(f"{directory}: not a gene-ae index (no index.json of ours; run `gene-ae embed` first)")
     path = Path(directory) / LOCK_FILE
     with open(path, "a") as handle:

@@ -92,7 +92,7 @@ class NegativeQueue:
 
     def _kept(self, vectors: torch.Tensor, held: torch.Tensor | None) -> torch.Tensor:
         new = F.normalize(vectors.detach().float(), dim=-1)
-        return new[-self.size :] if held is None else torch.cat([new, held])[: self.size]
+        return torch.cat([new, held])[: self.size] if held is not None else new[: self.size]
 
 
 def supcon_loss(vectors: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
