@@ -93,7 +93,7 @@ def check_model(uri: str) -> None:
         if not (local / "MLmodel").is_file():
             raise ValueError(
                 f"{uri}: not an MLflow model directory (no MLmodel file); serve models:/NAME@ALIAS, "
-                "models:/NAME/VERSION or runs:/ID/encoder (a checkpoint directory serves only with --index)"
+                "models:/NAME/VERSION or runs:/ID/encoder (an index built with a checkpoint serves with --index)"
             )
         _check_mlmodel(uri, local / "MLmodel")
 
