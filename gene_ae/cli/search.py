@@ -227,14 +227,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def preset(args: argparse.Namespace) -> None:
-    """--fast: its settings (gene_ae/search/engine.py `fast`) on `args`, except those given on the command line."""
-    from gene_ae.search.engine import FAST, SearchConfig, fast
+    """--fast: its settings (gene_ae/search/engine.py `FAST`) on `args`, except those given on the command line."""
+    from gene_ae.search.engine import FAST
 
     if args.fast:
-        kept = {name: getattr(args, name) for name in given(args) & FAST.keys()}
-        chosen = fast(SearchConfig(), kept)
-        for name in FAST:
-            setattr(args, name, getattr(chosen, name))
+        for name in FAST.keys() - given(args):
+            setattr(args, name, FAST[name])
 
 
 def _shown_features(args: argparse.Namespace, meta) -> list[str]:

@@ -98,10 +98,10 @@ class SearchConfig:
 FAST: Mapping[str, int] = MappingProxyType({"rerank": 3, "deep": 0})
 
 
-def fast(cfg: SearchConfig, keep: Mapping[str, int] | None = None) -> SearchConfig:
-    """`cfg` with FAST's settings, except those in `keep` (the values a user gave beside --fast): several times
-    faster than the default on long queries, a remote gene query found first less often (docs/BENCHMARKS.md)."""
-    return replace(cfg, **{**FAST, **(keep or {})})
+def fast(cfg: SearchConfig) -> SearchConfig:
+    """`cfg` with FAST's settings: several times faster than the default on long queries, a remote gene query
+    found first less often (docs/BENCHMARKS.md)."""
+    return replace(cfg, **FAST)
 
 
 # ------------------------------------------------------------------------------------------------ search

@@ -211,10 +211,9 @@ def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeCon
     if not isinstance(fast, bool):
         raise ValueError(f"request: fast must be true or false, got {fast!r}")
     search_cfg = engine.SearchConfig(k=_int(body, "k", engine.SearchConfig.k), batch_size=cfg.batch_size)
-    if fast:  # `gene-ae search --fast`: its settings, a rerank the request gives kept
-        search_cfg = engine.fast(search_cfg, {"rerank": _int(body, "rerank", 0)} if "rerank" in body else None)
-    else:
-        search_cfg = replace(search_cfg, rerank=_int(body, "rerank", engine.DEFAULT_RERANK))
+    if fast:  # `gene-ae search --fast`'s settings
+        search_cfg = engine.fast(search_cfg)
+    search_cfg = replace(search_cfg, rerank=_int(body, "rerank", search_cfg.rerank))  # a rerank the request gives
     allow = body.get("allow_partial", False)
     if not isinstance(allow, bool):
         raise ValueError(f"request: allow_partial must be true or false, got {allow!r}")
