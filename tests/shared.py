@@ -127,16 +127,35 @@ def text_blob(*texts: str) -> np.ndarray:
     return np.frombuffer("".join(t + "\n" for t in texts).encode(), dtype=np.uint8)
 
 
+def texts_whole(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """entries.npz's columns with the ids and labels as one blob each (`ids`, `labels`: the layout before format 9)
+    rather than zstd blocks (`ids_z`, `ids_at`, ...)."""
+    import zstandard
+
+    cols = dict(cols)
+    for name in ("ids", "labels"):
+        if f"{name}_z" in cols:
+            stream, ends = cols.pop(f"{name}_z").tobytes(), cols.pop(f"{name}_at").astype(np.int64).tolist()
+            unzstd = zstandard.ZstdDecompressor().decompress
+            cols[name] = np.frombuffer(b"".join(unzstd(stream[a:b]) for a, b in zip([0, *ends], ends)), np.uint8)
+    return cols
+
+
 def edit_entries(d: Path, sign: bool, **columns) -> None:
     """An index's entries.npz with some columns replaced (a value or a function of the old column); with
     `sign`, index.json records the new file's digest and its own, as `gene-ae embed` would have written them,
     so the checks past the digests are reached."""
     from gene_ae.index.directory import meta_digest
+    from gene_ae.index.entries import text_blocks
     from shard_tools.files import sha256_file
 
     with np.load(d / "entries.npz") as z:
-        cols = {k: z[k] for k in z.files}
-    np.savez(d / "entries.npz", **{**cols, **{k: v(cols[k]) if callable(v) else v for k, v in columns.items()}})
+        cols = texts_whole({k: z[k] for k in z.files})  # edited as one blob, stored in blocks again
+    cols = {**cols, **{k: v(cols[k]) if callable(v) else v for k, v in columns.items()}}
+    for name in ("ids", "labels"):
+        if name in cols:
+            cols[f"{name}_z"], cols[f"{name}_at"] = text_blocks(np.asarray(cols.pop(name)).tobytes())
+    np.savez(d / "entries.npz", **cols)
     if sign:
         raw = json.loads((d / "index.json").read_text())
         raw["files"]["entries.npz"] = sha256_file(d / "entries.npz")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import edit_entries, examples, one_line_error, text_blob, tiny_model
+from shared import edit_entries, examples, one_line_error, text_blob, texts_whole, tiny_model
 
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
@@ -232,9 +232,9 @@ def test_an_index_of_an_older_format_says_how_to_rebuild(built, tmp_path) -> Non
 
 def test_a_v6_index_with_postings_in_record_order_is_still_read_and_searched_the_same(built, tmp_path) -> None:
     """v7 stores the k-mer segments in their neighbour order with runs, v8 its integer columns narrowed and the
-    k-mer rows' lengths in a byte; an index v6 wrote (no order, plain gaps, uint32 row pointers, int64 columns)
-    opens and answers every query as the v8 index of the same records does; an older gene-ae refuses v8 by its
-    version."""
+    k-mer rows' lengths in a byte, v9 the ids and labels in zstd blocks; an index v6 wrote (no order, plain gaps,
+    uint32 row pointers, int64 columns, the ids as one blob) opens and answers every query, with the same ids, as
+    the v9 index of the same records does; an older gene-ae refuses v9 by its version."""
     from gene_ae.index.kmer_index import KmerIndex
     from gene_ae.index.postings import Postings
     from shard_tools.files import sha256_file
@@ -242,7 +242,7 @@ def test_a_v6_index_with_postings_in_record_order_is_still_read_and_searched_the
     d = tmp_path / "v6"
     shutil.copytree(built["dir"], d)
     new = KmerIndex.load(d)
-    assert new.lists.order is not None and index.IndexDir.open(d).meta.version == index.FORMAT_VERSION == 8
+    assert new.lists.order is not None and index.IndexDir.open(d).meta.version == index.FORMAT_VERSION == 9
     held = np.flatnonzero(np.diff(new.lists.ptr))
     segments, lens = new.postings(held)
     n = new.n_segments
@@ -252,8 +252,9 @@ def test_a_v6_index_with_postings_in_record_order_is_still_read_and_searched_the
     KmerIndex(new.cfg, plain, new.owner, new.start, new.end, new.scale).save(d)
     for name in (KmerIndex.FILE, "entries.npz", "sequences.npz"):  # v6's layout: pointers, int64 columns
         with np.load(d / name) as z:
-            parts = {k: z[k].astype(np.int64) if z[k].dtype.kind in "iu" and k not in ("ids", "labels") else z[k]
-                     for k in z.files if k not in ("rows", "long_rows")}  # fmt: skip
+            parts = texts_whole({k: z[k] for k in z.files if k not in ("rows", "long_rows")})
+        parts = {k: v.astype(np.int64) if v.dtype.kind in "iu" and k not in ("ids", "labels") else v
+                 for k, v in parts.items()}  # fmt: skip
         if name == KmerIndex.FILE:
             parts["ptr"] = plain.ptr.astype(np.uint32)
         np.savez(d / name, **parts)
@@ -269,6 +270,9 @@ def test_a_v6_index_with_postings_in_record_order_is_still_read_and_searched_the
     got = search.search(old, built["queries"], None, cfg)
     want = search.search(IndexDir.open(built["dir"]), built["queries"], None, cfg)
     assert [[(h.subject, h.score) for h in q] for q in got] == [[(h.subject, h.score) for h in q] for q in want]
+    assert list(old.meta.entries.ids) == list(IndexDir.open(built["dir"]).meta.entries.ids)
+    assert [old.meta.entries[j].id for j in (12, 0, 5)] == [IndexDir.open(built["dir"]).meta.entries[j].id
+                                                            for j in (12, 0, 5)]  # fmt: skip
 
 
 def test_overwrite_replaces_the_index_and_leaves_no_temp(built, tmp_path, data_dir: Path) -> None:
@@ -389,3 +393,78 @@ def test_verify_reads_every_part_and_names_a_damaged_one_that_opening_does_not_r
         IndexDir.open(d)  # opening reads neither part whole: no error yet
         code, out, err = cli("gene-ae", "verify", "--index", d)
         one_line_error(err, str(d / name), rc=code)
+
+
+# ------------------------------------------------------------------------------------- ids in zstd blocks
+
+
+def _many(tmp_path: Path, n: int = 2500, label_every: int = 7):
+    """A record list of n records (ids of varied lengths, some labels) saved in tmp_path, and the rows written."""
+    from gene_ae.index.entries import Entries, Entry
+
+    rows = [Entry(id=f"rec{j}" + "x" * (j % 13), length=10 + j, label=f"L{j}" if j % label_every == 0 else None,
+                  start=0, end=10 + j) for j in range(n)]  # fmt: skip
+    Entries.of(rows).save(tmp_path)
+    return rows
+
+
+def test_a_record_list_of_many_blocks_reads_one_block_for_one_id(tmp_path) -> None:
+    """Ids and labels come back exactly whichever way they are read (one by one at the blocks' edges, prefetched by
+    position, iterated whole); reading one id decodes its block alone, not the whole column."""
+    from gene_ae.index.entries import TEXT_BLOCK, Entries, JoinedTexts
+
+    rows = _many(tmp_path)
+    got = Entries.load(tmp_path, len(rows))
+    for j in (0, TEXT_BLOCK - 1, TEXT_BLOCK, 2 * TEXT_BLOCK + 1, len(rows) - 1, -1):
+        assert got[j].id == rows[j].id and got[j].label == rows[j].label
+    assert got.ids._blob is None and sorted(got.ids._decoded) == [0, 1, 2]  # three blocks of three decoded
+    joined = Entries.concat([got, Entries.load(tmp_path, len(rows))])
+    joined.prefetch([5, len(rows) + TEXT_BLOCK + 3])
+    assert isinstance(joined.ids, JoinedTexts) and sorted(joined.ids.parts[1]._decoded) == [1]
+    assert joined[len(rows) + TEXT_BLOCK + 3].id == rows[TEXT_BLOCK + 3].id
+    assert list(got.ids) == [r.id for r in rows] and got.labels == [r.label for r in rows]
+    assert [e.id for e in Entries.load(tmp_path, len(rows))] == [r.id for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("edit", "at", "fault"),
+    [
+        ("flip", 1500, "the ids of records 1024-2047: not a zstd block"),
+        ("control", 2100, "record 2100: control character"),
+        ("ends", 0, "id blocks ending within"),
+        ("missing", 2400, "451 ids for 452 records (records 2048-2499)"),  # id 1500 left out: the last block short
+    ],
+)
+def test_a_damaged_id_block_is_one_line_naming_the_file_and_records(tmp_path, edit, at, fault) -> None:
+    """A damaged block (a flipped byte, a control character, block ends that do not fit, an id missing) is refused
+    when one of its ids is read, in one line naming the file and the records; the other blocks still read."""
+    import zstandard
+
+    from gene_ae.index.entries import TEXT_BLOCK, Entries, text_blocks
+
+    rows = _many(tmp_path)
+    path = tmp_path / "entries.npz"
+    with np.load(path) as z:
+        cols = {k: z[k] for k in z.files}
+    if edit == "flip":
+        stream = cols["ids_z"].copy()
+        stream[int(cols["ids_at"][0]) + 20] ^= 0x55
+        cols["ids_z"] = stream
+    elif edit == "ends":
+        cols["ids_at"] = cols["ids_at"][:-1]
+    else:
+        text = zstandard.ZstdDecompressor().decompress
+        ends = [0, *cols["ids_at"].astype(np.int64).tolist()]
+        blob = b"".join(text(cols["ids_z"][a:b].tobytes()) for a, b in zip(ends, ends[1:])).split(b"\n")[:-1]
+        blob[at] = b"a\x1bb" if edit == "control" else blob[at]
+        if edit == "missing":
+            del blob[1500]
+        cols["ids_z"], cols["ids_at"] = text_blocks(b"".join(t + b"\n" for t in blob))
+    np.savez(path, **cols)
+    got = Entries.load(tmp_path, len(rows))
+    with pytest.raises(ValueError) as err:
+        got[at].id  # noqa: B018
+    one_line_error(str(err.value), str(path))
+    assert fault in str(err.value), str(err.value)
+    if edit != "ends":
+        assert got[TEXT_BLOCK - 1].id == rows[TEXT_BLOCK - 1].id

@@ -379,16 +379,17 @@ def test_the_records_are_given_in_their_segments_minhash_order_for_the_sequences
 def test_compact_columns_take_the_fewest_bytes_and_read_back_as_they_were():
     """gene_ae/index/compact.py: integers in the smallest type holding them; row pointers as a byte a row with the
     long rows apart, read back to the same pointers; a count of long rows that does not match is refused."""
-    from gene_ae.index.compact import joined_pointers, narrow, split_lengths, wide
+    from gene_ae.index.compact import narrow, split_lengths, wide
+    from gene_ae.index.postings import RowLengths
 
     assert [narrow(np.array(v)).dtype for v in ([0, 255], [256], [70_000], [-1], [2**40])] == [
         np.uint8, np.uint16, np.uint32, np.int32, np.int64]  # fmt: skip
     ptr = np.cumsum(np.r_[0, np.random.default_rng(4).integers(0, 3, 5000) ** 9])  # 0, 1, 512 nibbles a row
     short, long = split_lengths(ptr)
     assert short.dtype == np.uint8 and long.dtype == np.uint16 and long.size == int((np.diff(ptr) >= 255).sum())
-    np.testing.assert_array_equal(joined_pointers(short, long), ptr)
+    np.testing.assert_array_equal(RowLengths.of(short, long).pointers(), ptr)
     with pytest.raises(ValueError, match="long rows for"):
-        joined_pointers(short, long[:-1])
+        RowLengths.of(short, long[:-1])
     with pytest.raises(ValueError, match="not an integer column"):
         wide(np.zeros(3, np.float32), "span")
 
@@ -410,3 +411,34 @@ def test_wide_rows_get_more_segments_from_the_same_scores_and_the_others_are_unc
     np.testing.assert_array_equal(wsims, deep[1])
     assert wfound.shape == (2, 30) and (wfound[:, :4] == found[wide]).all()
     assert len(idx.search_segments(queries, 4, wide=wide, k_wide=4)) == 2  # no wider than k: nothing more
+
+
+def test_a_loaded_index_finds_its_rows_pointers_from_block_starts_as_the_whole_table_has_them(tmp_path):
+    """A loaded index keeps each row's length and every 64th row's pointer, not 2^20 pointers: the pointers of
+    any rows it is asked for (block edges, rows of 255 nibbles or more, the last) are the whole table's, a search
+    answers the same as the index built in memory, and a row outside the table is refused."""
+    from gene_ae.index.compact import split_lengths
+    from gene_ae.index.postings import BLOCK_SHIFT, RowLengths
+
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(0, 40, 5000)
+    lengths[rng.choice(5000, 300, replace=False)] = rng.integers(255, 100_000, 300)  # long rows, some side by side
+    lengths[63:66] = [255, 254, 70_000]
+    ptr = np.r_[0, np.cumsum(lengths)]
+    held = RowLengths.of(*split_lengths(ptr))
+    rows = np.r_[np.arange(5000), rng.integers(0, 5000, 2000), [0, 63, 64, 4999]]
+    lo, hi = held.spans(rows)
+    assert (lo == ptr[rows]).all() and (hi == ptr[rows + 1]).all() and (held.pointers() == ptr).all()
+    assert held.at.size == -(-5000 >> BLOCK_SHIFT) + 1 and held.at[-1] == ptr[-1]
+    with pytest.raises(IndexError, match="outside"):
+        held.spans(np.array([5000]))
+
+    seqs = [rng.integers(3, 7, size=int(n)).astype(np.uint8) for n in rng.integers(200, 3000, 40)]
+    built = KmerIndex.build(seqs, KmerIndexConfig())
+    built.save(tmp_path)
+    loaded = KmerIndex.load(tmp_path)
+    assert isinstance(loaded.lists.pointers, RowLengths) and "ptr" not in loaded.lists.__dict__
+    queries = [s[100:900] for s in seqs[:5]]
+    for got, want in zip(loaded.search_segments(queries, 5), built.search_segments(queries, 5)):
+        assert (got == want).all()
+    assert "ptr" not in loaded.lists.__dict__  # no search made the whole table

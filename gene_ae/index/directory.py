@@ -41,12 +41,13 @@ from shard_tools.cpus import usable_cpus
 from shard_tools.files import atomic_dir, atomic_write_bytes, sha256_file
 from shard_tools.text import control_char
 
-FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 8
+FORMAT_NAME, FORMAT_VERSION = "gene-ae-index", 9
 # 3: one k-mer hash, index.json digest; 4: k-mer postings mapped; 5: records as columns in entries.npz, and only the
 # k-mer counts over 1 stored; 6: k-mer postings as nibble varints; 7: the k-mer segments stored in MinHash order,
 # postings with runs (an older gene-ae would read those postings as plain gaps: the version keeps it from trying);
 # 8: integer columns in their fewest bytes and the k-mer rows' lengths in a byte (gene_ae/index/compact.py), which v7
-# readers would take for damage (v6 and v7 indexes read as before)
+# readers would take for damage; 9: the record ids and labels in zstd blocks (gene_ae/index/entries.py), which v8
+# readers would call missing (v6 to v8 indexes read as before)
 OLDEST_READ = 6  # v6 differs only in its postings (no segment order, no runs), which KmerIndex still reads
 META_FILE, INDEX_FILE, VECTORS_FILE = "index.json", "index.faiss", "vectors.npy"
 WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"

@@ -30,9 +30,10 @@ import numpy as np
 from gene_ae.core.kmers import CountRows, kmer_count_rows, kmer_counts, l2_scales, n_columns
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
-from gene_ae.index.compact import joined_pointers, narrow, split_lengths, wide
+from gene_ae.index.compact import narrow, split_lengths, wide
+from gene_ae.index.npzmap import MappedNpz
 from gene_ae.index.order import minhash_keys, neighbour_order
-from gene_ae.index.postings import Postings
+from gene_ae.index.postings import Postings, RowLengths
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -199,7 +200,9 @@ class KmerIndex:
     @property
     def nbytes(self) -> int:
         order = self.lists.order if self.lists.order is not None else np.zeros(0, np.int32)
-        parts = (self.lists.stream, self.lists.ptr, self.scale, self.owner, order)
+        p = self.lists.pointers
+        pointers = (p,) if isinstance(p, np.ndarray) else (p.short, p.long, p.at, p.used)
+        parts = (self.lists.stream, *pointers, self.scale, self.owner, order)
         return int(sum(a.nbytes for a in parts) + 2 * self.owner.nbytes)
 
     def query_matrix(self, queries: Sequence[np.ndarray]) -> CountRows:
@@ -276,13 +279,19 @@ class KmerIndex:
         with open(d / f".{self.POSTINGS_FILE}.partial", "wb") as f:  # not over the file the stream may be mapped from
             np.save(f, np.asarray(self.lists.stream))
         os.replace(d / f".{self.POSTINGS_FILE}.partial", d / self.POSTINGS_FILE)
-        # Not compressed: unzipping the row pointers took 0.16 s of a one-query search of 3 shards. Each row's length
-        # in a byte (compact.split_lengths) and the segments' columns in the fewest bytes: read back as int64.
+        # Not compressed: read back as views of the file (npzmap.py; unzipping the row pointers took 0.16 s of a
+        # one-query search of 3 shards). Each row's length in a byte (compact.split_lengths) and the segments' columns
+        # in the fewest bytes, widened to int64 on load; every 256th row's pointer (and the long rows before it)
+        # beside them: a search finds its rows' pointers from those, never making the 2^20 (postings.RowLengths).
         order = {} if self.lists.order is None else {"order": self.lists.order}  # none: an index built before runs
-        short, long = split_lengths(self.lists.ptr)
-        np.savez(d / self.FILE, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=narrow(self.owner),
-                 start=narrow(self.start), end=narrow(self.end), scale=self.scale, rows=short, long_rows=long,
-                 **order)  # fmt: skip
+        p = self.lists.pointers
+        rows = RowLengths.of(*split_lengths(p)) if isinstance(p, np.ndarray) else p
+        with open(d / f".{self.FILE}.partial", "wb") as f:  # not over the file a loaded index's arrays view
+            np.savez(f, cfg=np.array([c.k, c.bucket_bits, c.scaled, c.segment]), owner=narrow(self.owner),
+                     start=narrow(self.start), end=narrow(self.end), scale=self.scale, rows=rows.short,
+                     long_rows=narrow(rows.long), row_at=narrow(rows.at), row_used=narrow(rows.used),
+                     **order)  # fmt: skip
+        os.replace(d / f".{self.FILE}.partial", d / self.FILE)
         return d / self.FILE
 
     @classmethod
@@ -291,30 +300,32 @@ class KmerIndex:
         d = Path(directory)
         path = d / cls.FILE
         try:
-            with np.load(path) as z:
+            with MappedNpz(path) as z:  # stored, not zipped: its arrays are views of the file, not copies
                 k, bits, scaled, segment = (int(x) for x in z["cfg"][:4])
                 small = {n: wide(z[n], n) for n in ("owner", "start", "end")}
                 small["scale"] = z["scale"]
                 order = z["order"] if "order" in z.files else None
                 if "ptr" in z.files:  # an index of format 7 or before: the row pointers themselves (uint32 or int64)
                     ptr = wide(z["ptr"], "row pointers")
-                else:
-                    ptr = joined_pointers(z["rows"], z["long_rows"])
+                else:  # each row's pointer found as a search asks for it
+                    blocks = [z[n] for n in ("row_at", "row_used") if n in z.files]  # format 9; else found
+                    ptr = RowLengths.of(z["rows"], z["long_rows"], *blocks)
             cfg = KmerIndexConfig(k, bits, scaled, segment)
             sizes = {small[n].size for n in ("owner", "start", "end", "scale")}
-            if ptr.size != n_columns(k, cfg.buckets) + 1 or len(sizes) != 1:
+            rows = ptr.size - 1 if isinstance(ptr, np.ndarray) else ptr.short.size
+            if rows != n_columns(k, cfg.buckets) or len(sizes) != 1:
                 raise ValueError("arrays of inconsistent sizes")
             n = sizes.pop()
             if order is not None and (order.dtype != np.int32 or order.shape != (n,) or n and not (
                     0 <= order.min() and order.max() < n)):  # fmt: skip
                 raise ValueError(f"a segment order of {order.shape} {order.dtype} values for {n} segments")
-            if ptr[0] != 0:  # the others are checked as the rows are read (postings.c): 11 ms an open at 10^5
+            if isinstance(ptr, np.ndarray) and ptr[0] != 0:  # the others are checked as rows are read (postings.c)
                 raise ValueError("row pointers out of order")
             path = d / cls.POSTINGS_FILE
             stream = np.load(path, mmap_mode="r")
-            if stream.dtype != np.uint8 or stream.ndim != 1 or (int(ptr[-1]) + 1) // 2 != stream.size:
-                raise ValueError(f"{stream.shape} {stream.dtype} values for {ptr[-1]} nibbles of postings")
             lists = Postings(stream, ptr, n, order)
+            if stream.dtype != np.uint8 or stream.ndim != 1 or (lists.end + 1) // 2 != stream.size:
+                raise ValueError(f"{stream.shape} {stream.dtype} values for {lists.end} nibbles of postings")
             return cls(cfg, lists, small["owner"], small["start"], small["end"], small["scale"], str(d))
         except (OSError, KeyError, ValueError, IndexError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable k-mer index ({exc})") from None

@@ -20,7 +20,7 @@
 
 /* Bumped with every change to these functions' arguments or to the layout: postings.py refuses a library built
    from another version (an editable install not rebuilt after a pull would read runs as plain gaps). */
-int postings_abi(void) { return 4; }
+int postings_abi(void) { return 5; }
 
 static inline unsigned nibble_at(const uint8_t *s, int64_t i) { return (s[i >> 1] >> ((~i & 1) << 2)) & 15u; }
 
@@ -237,7 +237,19 @@ int64_t postings_read(int fd, int64_t offset, const int64_t *starts, const int64
    `long_rows` (gene_ae/index/compact.py's split_lengths): ptr[0] = 0, ptr[r + 1] = ptr[r] + row r's length. One
    pass, where numpy's widen-mark-fill-sum took 7 ms of every shard's open at 10^6 genes. Returns the long rows
    read, or -1 where the lengths mark more than n_long. */
-int64_t postings_pointers(const uint8_t *lengths, int64_t n, const int64_t *long_rows, int64_t n_long, int64_t *ptr)
+/* Long row i of a long-row list of `width`-byte integers (compact.py's narrowest: 1, 2, 4 unsigned; 8 signed). */
+static inline int64_t long_at(const void *p, int width, int64_t i)
+{
+    switch (width) {
+    case 1: return ((const uint8_t *)p)[i];
+    case 2: return ((const uint16_t *)p)[i];
+    case 4: return ((const uint32_t *)p)[i];
+    default: return ((const int64_t *)p)[i];
+    }
+}
+
+int64_t postings_pointers(const uint8_t *lengths, int64_t n, const void *long_rows, int width, int64_t n_long,
+                          int64_t *ptr)
 {
     int64_t at = 0, used = 0;
     ptr[0] = 0;
@@ -245,10 +257,63 @@ int64_t postings_pointers(const uint8_t *lengths, int64_t n, const int64_t *long
         int64_t length = lengths[r];
         if (length == 255) {
             if (used == n_long) return -1;
-            length = long_rows[used++];
+            length = long_at(long_rows, width, used++);
         }
         at += length;
         ptr[r + 1] = at;
     }
     return used;
+}
+
+/* The row pointers of rows stored as lengths (a byte a row, 255: the next of long_rows) at the start of every block
+   of 2^shift rows, and how many long rows came before each: at[b] and used[b] for b in 0..blocks, where blocks =
+   ceil(n / 2^shift) and at[blocks] is the last row's end. So a search finds its rows' pointers from a block's start
+   (postings_spans) instead of every row's, 2^20 of them a shard (8 MB written on every open). Returns the long rows
+   read, or -1 where more rows are marked than long_rows holds. */
+int64_t postings_blocks(const uint8_t *lengths, int64_t n, const void *long_rows, int width, int64_t n_long,
+                        int shift, int64_t *at, int64_t *used)
+{
+    int64_t pos = 0, u = 0, b = 0;
+    for (int64_t r = 0; r < n; r++) {
+        if ((r & ((INT64_C(1) << shift) - 1)) == 0) {
+            at[b] = pos;
+            used[b++] = u;
+        }
+        int64_t length = lengths[r];
+        if (length == 255) {
+            if (u == n_long) return -1;
+            length = long_at(long_rows, width, u++);
+        }
+        pos += length;
+    }
+    at[b] = pos;
+    used[b] = u;
+    return u;
+}
+
+/* The first nibble and the end of each of rows[0..k) from the blocks' at and used (postings_blocks', or as stored
+   beside the lengths): lo[i], hi[i]. Returns 0, or -1 where a row is outside 0..n or a block's long rows pass
+   n_long (a damaged table). */
+int64_t postings_spans(const uint8_t *lengths, int64_t n, const void *long_rows, int width, int64_t n_long,
+                       const int64_t *at, const int64_t *used, int shift, const int64_t *rows, int64_t k, int64_t *lo,
+                       int64_t *hi)
+{
+    for (int64_t i = 0; i < k; i++) {
+        int64_t r = rows[i];
+        if (r < 0 || r >= n) return -1;
+        int64_t b = r >> shift, pos = at[b], u = used[b];
+        for (int64_t j = b << shift; j <= r; j++) {
+            int64_t length = lengths[j];
+            if (length == 255) {
+                if (u < 0 || u >= n_long) return -1;
+                length = long_at(long_rows, width, u++);
+            }
+            if (j == r) {
+                lo[i] = pos;
+                hi[i] = pos + length;
+            }
+            pos += length;
+        }
+    }
+    return 0;
 }

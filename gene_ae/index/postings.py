@@ -14,7 +14,7 @@ import ctypes
 import os
 import weakref
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from gene_ae.core.native import at as _at
 
 GATHER_BYTES = 1 << 26  # a read of more rows than this goes through the map (the rows of a query: a few MB)
 READ_GAP = 4096  # rows at most this many bytes apart are read as one (a read costs about as much as copying 4 KB)
-ABI = 4  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
+ABI = 5  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
 
 
 @cache
@@ -37,7 +37,9 @@ def _lib() -> ctypes.CDLL:
         "postings_decode": ((P, P, P, I64, P, I64, I64, I64, P, I32), I64),
         "postings_count": ((P, P, P, I64, I64, I32), I64),
         "postings_read": ((I32, I64, P, P, I64, P), I64),
-        "postings_pointers": ((P, I64, P, I64, P), I64),
+        "postings_pointers": ((P, I64, P, I32, I64, P), I64),
+        "postings_blocks": ((P, I64, P, I32, I64, I32, P, P), I64),
+        "postings_spans": ((P, I64, P, I32, I64, P, P, I32, P, I64, P, P), I64),
     })  # fmt: skip
     if lib.postings_abi() != ABI:
         raise ImportError(f"gene_ae.index._postings was built from another postings.c (version {lib.postings_abi()}, "
@@ -45,15 +47,89 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
+BLOCK_SHIFT = 8  # RowLengths: a row's pointer summed from its block's start, at most 255 rows before it
+_WIDTHS = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 2, np.dtype(np.uint32): 4, np.dtype(np.int64): 8}
+
+
+@dataclass
+class RowLengths:
+    """Row pointers as kmers.npz stores them: each row's length (compact.py's layout: a byte a row, LONG where the
+    length is the next of `long`, kept in its narrow type), and at the start of every block of 2^BLOCK_SHIFT rows
+    the row pointer (`at`) and the long rows before it (`used`). Why: a search reads a few thousand of a shard's
+    2^20 rows, and making every row's pointer wrote 8 MB a shard on every open (4 ms a shard, 13 shards at 10^6
+    genes, where half the rows are long); a row's pointer is at most 255 lengths from its block's start."""
+
+    short: np.ndarray  # uint8 [rows]
+    long: np.ndarray  # uint8, uint16, uint32 or int64
+    at: np.ndarray  # int64 [blocks + 1]: the last, the last row's end
+    used: np.ndarray  # int64 [blocks + 1]
+
+    @classmethod
+    def of(cls, short: np.ndarray, long: np.ndarray, at: np.ndarray | None = None,
+           used: np.ndarray | None = None) -> RowLengths:  # fmt: skip
+        """From compact.split_lengths' arrays as stored, and the blocks' starts where stored (`blocks` wrote them;
+        else found in a pass over the rows); ValueError where they are not that layout (compact.py checks them),
+        more rows are marked long than `long` holds, or the blocks' starts are not theirs."""
+        from gene_ae.index.compact import checked_lengths, wide
+
+        short, long = checked_lengths(short, long)
+        if at is None or used is None:
+            return cls(short, long, *cls.blocks(short, long))
+        at, used = wide(at, "row blocks"), wide(used, "row blocks' long rows")
+        blocks = (short.size + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+        ok = at.size == used.size == blocks + 1 and at[0] == used[0] == 0 and used[-1] == long.size
+        if not ok or (np.diff(at) < 0).any() or (np.diff(used) < 0).any():
+            raise ValueError(f"row blocks of {at.size} and {used.size} starts for {short.size} rows")
+        marked = np.count_nonzero(short == 255)  # the rows' sum against the last end (~1 ms a shard, a third of a pass)
+        total = int(short.sum(dtype=np.int64)) - 255 * marked + int(long.sum(dtype=np.int64))
+        if marked != long.size or total != at[-1]:
+            raise ValueError(f"rows of {total} nibbles ({marked} marked long, {long.size} listed), blocks to {at[-1]}")
+        return cls(short, long, at, used)
+
+    @staticmethod
+    def blocks(short: np.ndarray, long: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(at, used) of every block of these rows, in one compiled pass."""
+        blocks = (short.size + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+        at, used = np.empty(blocks + 1, np.int64), np.empty(blocks + 1, np.int64)
+        got = _lib().postings_blocks(_at(short), short.size, _at(long), _width(long), long.size, BLOCK_SHIFT,
+                                     _at(at), _at(used))  # fmt: skip
+        if got != long.size:
+            raise ValueError(f"{long.size} long rows for {np.count_nonzero(short == 255)} rows marked long")
+        return at, used
+
+    def spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first nibble, end) of each of these rows."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        lo, hi = np.empty(rows.size, np.int64), np.empty(rows.size, np.int64)
+        if _lib().postings_spans(_at(self.short), self.short.size, _at(self.long), _width(self.long), self.long.size,
+                                 _at(self.at), _at(self.used), BLOCK_SHIFT, _at(rows), rows.size, _at(lo),
+                                 _at(hi)) < 0:  # fmt: skip
+            raise IndexError(f"k-mer rows outside 0..{self.short.size}, or a damaged row table")
+        return lo, hi
+
+    def pointers(self) -> np.ndarray:
+        """Every row's pointer, then the last row's end (int64, rows + 1)."""
+        ptr, used = joined_lengths(self.short, self.long)
+        if used != self.long.size:
+            raise ValueError(f"{self.long.size} long rows for {np.count_nonzero(self.short == 255)} rows marked long")
+        return ptr
+
+
+def _width(long: np.ndarray) -> int:
+    """The C calls' width of a long-row list: compact.narrow's types (int32 never holds lengths, which are >= 0)."""
+    return _WIDTHS[long.dtype]
+
+
 @dataclass
 class Postings:
-    """Every k-mer row's postings: `stream` (uint8, memory-mapped when loaded), `ptr` (int64, rows + 1). `order`
-    (int32 [n_segments], or None): the segments stored in another order (postings.c's runs: relatives made
-    neighbours so that most gaps are 1), order[i] the segment at stored position i; scores and decoded segments
-    come back in the index's own segment order either way."""
+    """Every k-mer row's postings: `stream` (uint8, memory-mapped when loaded); `pointers`: the row pointers (int64,
+    rows + 1), or the rows' lengths they are found from (RowLengths, as a loaded index holds them). `order` (int32
+    [n_segments], or None): the segments stored in another order (postings.c's runs: relatives made neighbours so
+    that most gaps are 1), order[i] the segment at stored position i; scores and decoded segments come back in the
+    index's own segment order either way."""
 
     stream: np.ndarray
-    ptr: np.ndarray
+    pointers: np.ndarray | RowLengths
     n_segments: int
     order: np.ndarray | None = None
 
@@ -105,6 +181,27 @@ class Postings:
             total, a = total + int(nibbles), b
         return total
 
+    @cached_property
+    def ptr(self) -> np.ndarray:
+        """Every row's pointer, then the last row's end (int64, rows + 1): made from the rows' lengths only where
+        every row may be read (`gene-ae verify`, a gather past GATHER_BYTES)."""
+        return self.pointers if isinstance(self.pointers, np.ndarray) else self.pointers.pointers()
+
+    @property
+    def rows(self) -> int:
+        return int(self.pointers.size - 1 if isinstance(self.pointers, np.ndarray) else self.pointers.short.size)
+
+    @property
+    def end(self) -> int:
+        """The last row's end: the nibbles the rows take."""
+        return int((self.pointers if isinstance(self.pointers, np.ndarray) else self.pointers.at)[-1])
+
+    def spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first nibble, end) of each of these rows."""
+        if isinstance(self.pointers, RowLengths) and "ptr" not in self.__dict__:
+            return self.pointers.spans(rows)
+        return self.ptr[rows], self.ptr[rows + 1]
+
     @property
     def nibbles(self) -> int:
         """The nibbles the stream holds: no row pointer may pass it (checked as rows are read, not on load)."""
@@ -146,7 +243,8 @@ class Postings:
 
     def row_bytes(self, rows: np.ndarray) -> np.ndarray:
         """The bytes each of these rows takes in the stream (about: a row starts and ends on a nibble)."""
-        return (self.ptr[rows + 1] - self.ptr[rows] + 1) // 2
+        lo, hi = self.spans(rows)
+        return (hi - lo + 1) // 2
 
     def gather(self, rows: np.ndarray, source: str) -> Gathered:
         """These rows (repeats allowed) read once, for several accumulate calls: the pieces of a long query share
@@ -163,7 +261,7 @@ class Postings:
         whole stream where there is no file or the rows pass GATHER_BYTES (`gene-ae verify` reads every row)."""
         if self._fd < 0 or rows.size == 0:
             return self._view(), self.ptr, rows
-        lo, hi = self.ptr[rows], self.ptr[rows + 1]
+        lo, hi = self.spans(rows)
         if lo.min() < 0 or (hi < lo).any() or hi.max() > self.nibbles:  # as postings.c checks them when mapped
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         first, last = lo // 2, (hi + 1) // 2  # each row's bytes
@@ -210,10 +308,11 @@ class Gathered:
 
 
 def joined_lengths(lengths: np.ndarray, long: np.ndarray) -> tuple[np.ndarray, int]:
-    """(row pointers, long rows read) from uint8 row lengths and the int64 lengths of the rows marked 255, in order
-    (gene_ae/index/compact.py owns that layout and checks it); -1 read where more rows are marked than `long` holds."""
+    """(row pointers, long rows read) from uint8 row lengths and the lengths of the rows marked 255, in order
+    (gene_ae/index/compact.py owns that layout and checks it; RowLengths.of read them): a prefix sum in one compiled
+    pass; -1 read where more rows are marked than `long` holds."""
     ptr = np.empty(lengths.size + 1, np.int64)
-    used = _lib().postings_pointers(_at(lengths), lengths.size, _at(long), long.size, _at(ptr))
+    used = _lib().postings_pointers(_at(lengths), lengths.size, _at(long), _width(long), long.size, _at(ptr))
     return ptr, int(used)
 
 

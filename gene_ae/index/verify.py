@@ -38,7 +38,7 @@ def verify(index: str | Path) -> Verified:
         size += sum((shard.path / name).stat().st_size for name in shard.meta.files)
         if shard.kmers is not None:
             lists = shard.kmers.lists
-            rows = np.arange(lists.ptr.size - 1, dtype=np.int64)
+            rows = np.arange(lists.rows, dtype=np.int64)
             lists.accumulate(rows, np.ones(rows.size), str(shard.path))  # every row within its segments
         if shard.sequences is not None:
             shard.sequences.check(shard.lengths)
