@@ -468,3 +468,41 @@ def test_a_damaged_id_block_is_one_line_naming_the_file_and_records(tmp_path, ed
     assert fault in str(err.value), str(err.value)
     if edit != "ends":
         assert got[TEXT_BLOCK - 1].id == rows[TEXT_BLOCK - 1].id
+
+
+def test_a_mapped_npz_reads_stored_members_as_views_and_refuses_what_np_load_refuses(tmp_path) -> None:
+    """npzmap.MappedNpz: a stored member is a read-only view equal to np.load's copy (any shape, dtype, order), a
+    zipped member is read as numpy reads it, and an object array, a file that is not a zip or a member cut short is
+    a ValueError (one line, as KmerIndex.load reports it)."""
+    from gene_ae.index.kmer_index import KmerIndex
+    from gene_ae.index.npzmap import MappedNpz
+
+    arrays = {"a": np.arange(7, dtype=np.uint16), "b": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+              "c": np.zeros(0, np.int64), "d": np.array([True, False])}  # fmt: skip
+    np.savez(tmp_path / "s.npz", **arrays)
+    np.savez_compressed(tmp_path / "z.npz", **arrays)
+    for name in ("s.npz", "z.npz"):
+        with MappedNpz(tmp_path / name) as z:
+            assert sorted(z.files) == sorted(arrays) and "a" in z and "x" not in z
+            got = {k: z[k] for k in arrays}
+        for k, v in arrays.items():
+            assert got[k].dtype == v.dtype and got[k].shape == v.shape and (got[k] == v).all()
+        assert got["a"].flags.writeable is (name == "z.npz")  # stored: a view of the read-only map
+    np.savez(tmp_path / "o.npz", o=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ValueError, match="object array"):
+        MappedNpz(tmp_path / "o.npz")["o"]
+    (tmp_path / "t.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not an .npz"):
+        MappedNpz(tmp_path / "t.npz")
+    raw = (tmp_path / "s.npz").read_bytes()
+    cut = raw.index(b"PK\x01\x02")  # the central directory kept, a member's bytes gone
+    (tmp_path / "cut.npz").write_bytes(raw[: cut - 40] + raw[cut:])
+    with pytest.raises(ValueError):
+        with MappedNpz(tmp_path / "cut.npz") as z:
+            [z[k] for k in arrays]
+    seq = np.random.default_rng(3).integers(3, 7, size=2000).astype(np.uint8)
+    KmerIndex.build([seq]).save(tmp_path)
+    (tmp_path / KmerIndex.FILE).write_bytes((tmp_path / KmerIndex.FILE).read_bytes()[:-200])
+    with pytest.raises(ValueError) as err:
+        KmerIndex.load(tmp_path)
+    one_line_error(str(err.value), str(tmp_path / KmerIndex.FILE))

@@ -14,6 +14,7 @@
    after the one before (the members of a run held once each). Loaded with ctypes by gene_ae/index/postings.py,
    which owns the format; no Python API here. */
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -222,6 +223,11 @@ int64_t postings_count(const uint8_t *stream, const int64_t *ptr, const int64_t 
    its bytes only. Returns 0, or -3 where a read failed or came short (the file shrank, or an I/O error). */
 int64_t postings_read(int fd, int64_t offset, const int64_t *starts, const int64_t *sizes, int64_t n, uint8_t *buf)
 {
+    /* Every read asked of the kernel first, then read: from a cold cache the disk serves them together rather than
+       one pread at a time (one query at 10^6 genes cold 1.50 -> 1.17 s; warm the same, A/B 1.005). */
+#ifdef POSIX_FADV_WILLNEED
+    for (int64_t i = 0; i < n; i++) posix_fadvise(fd, (off_t)(offset + starts[i]), (off_t)sizes[i], POSIX_FADV_WILLNEED);
+#endif
     for (int64_t i = 0; i < n; i++) {
         for (int64_t done = 0; done < sizes[i];) {
             ssize_t got = pread(fd, buf + done, (size_t)(sizes[i] - done), (off_t)(offset + starts[i] + done));
