@@ -177,7 +177,7 @@ def test_bisection_stores_families_side_by_side_from_any_start():
     or swapped by the wrong sign of the gain, fails it."""
     from gene_ae.core.kmers import kmer_counts
     from gene_ae.core.mutate import mutate
-    from gene_ae.index.kmer_index import stored_at
+    from gene_ae.index.kmer_index import inverted as transposed
     from gene_ae.index.order import OrderConfig, bisection_order, minhash_keys, minhash_order, neighbour_order
 
     rng = np.random.default_rng(5)
@@ -187,9 +187,7 @@ def test_bisection_stores_families_side_by_side_from_any_start():
     inverted = counts.T.tocsr()
 
     def size(order: np.ndarray) -> int:
-        rows = inverted.copy()
-        stored_at(rows, order)
-        return Postings.size(rows.indptr, rows.indices, rows.data, True)
+        return Postings.size(*transposed(counts, order), True)
 
     shuffled = rng.permutation(240).astype(np.int32)
     placing = counts[:, np.flatnonzero(np.diff(inverted.indptr) >= 2)]
@@ -442,3 +440,32 @@ def test_a_loaded_index_finds_its_rows_pointers_from_block_starts_as_the_whole_t
     for got, want in zip(loaded.search_segments(queries, 5), built.search_segments(queries, 5)):
         assert (got == want).all()
     assert "ptr" not in loaded.lists.__dict__  # no search made the whole table
+
+
+@pytest.mark.parametrize("groups", [1, 3, 64])
+def test_the_compiled_transpose_is_scipys_in_any_row_order(groups):
+    """postings.transpose: the segments' 16-bit counts transposed as scipy transposes them (each k-mer's segments
+    increasing), in their own order or taken in a given order and numbered by their place in it, whatever the passes
+    over the input, with the columns' counts given or counted; a column past the k-mers or counts that are not the
+    columns' are refused, and 32-bit counts are left to scipy."""
+    from scipy import sparse
+
+    from gene_ae.index.postings import transpose
+
+    rng = np.random.default_rng(groups)
+    m = sparse.random(700, 5000, density=0.02, format="csr", random_state=groups)  # 5 runs of 1,024 k-mers
+    m.data = rng.integers(1, 65535, m.data.size).astype(np.uint16)
+    m.indices = m.indices.astype(np.int32)
+    held = np.bincount(m.indices, minlength=5000)
+    for order in (None, rng.permutation(700).astype(np.int32)):
+        want = (m if order is None else m[order]).T.tocsr()
+        for counts in (None, held):
+            ptr, idx, val = transpose(m.indptr, m.indices, m.data, 5000, order, counts, groups=groups)
+            assert (ptr == want.indptr).all() and (idx == want.indices).all() and (val == want.data).all()
+    with pytest.raises(ValueError, match="outside"):
+        transpose(m.indptr, m.indices, m.data, 4000)
+    wrong = held.copy()
+    wrong[[3, 4000]] += [1, -1]  # the same total, two columns off: refused, nothing written past them
+    with pytest.raises(ValueError, match="not as many as counted"):
+        transpose(m.indptr, m.indices, m.data, 5000, None, wrong, groups=groups)
+    assert transpose(m.indptr, m.indices, m.data.astype(np.uint32), 5000) is None

@@ -346,8 +346,9 @@ def write_shard(
             return kind
 
         # faiss's training beside the k-mer index's finish: they share nothing, faiss releases Python's lock, and
-        # the finish is one thread (bisection, transposes): SILVA's 100,000-gene val split built in 0.89x the time
-        # (46.7 -> 41.8 s, paired), its peak 2,708 -> 3,002 MiB (faiss's sample held while the postings transpose)
+        # the finish is mostly one thread (the transposes; the bisection's halves take two): SILVA's 100,000-gene val
+        # split built in 0.89x the time (46.7 -> 41.8 s, paired), its peak 2,708 -> 3,002 MiB (faiss's sample held
+        # while the postings transpose)
         # A pool that waits, not core.threads' in_threads: this thread writes into the staging folder, which a
         # Ctrl-C removes only once the thread is done, so nothing it writes outlives the removal.
         with ThreadPoolExecutor(1, thread_name_prefix="gene-ae-vectors") as pool:

@@ -33,7 +33,7 @@ from gene_ae.core.windows import window_starts
 from gene_ae.index.compact import narrow, split_lengths, wide
 from gene_ae.index.npzmap import MappedNpz
 from gene_ae.index.order import minhash_keys, neighbour_order
-from gene_ae.index.postings import Postings, RowLengths
+from gene_ae.index.postings import Postings, RowLengths, transpose
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -131,23 +131,20 @@ class KmerIndexBuilder:
         self._blocks = []
         order = neighbour_order(counts, self._shares, np.concatenate(self._keys, axis=1))
         self.record_order = records_in(np.asarray(self.owner, np.int64)[order])
-        inverted = counts.T.tocsr()  # rows are k-mers, each row's segments in increasing order
-        plain = Postings.size(inverted.indptr, inverted.indices, inverted.data)
+        held = self._shares  # the segments holding each k-mer: the transpose's row lengths
+        plain = Postings.size(*inverted(counts, None, held))  # rows are k-mers, each row's segments increasing
         # The same rows with each segment numbered where it is stored (order[i] stored at i), increasing: the
-        # transpose of the segments' rows in stored order, a counting sort (renumbering the transpose above and
-        # sorting each row again took 3x as long on SILVA's 100,000-gene val split)
-        del inverted
-        permuted = counts[order]
-        del counts
-        inverted = permuted.T.tocsr()
-        del permuted
+        # transpose of the segments' rows taken in stored order, with runs where they pay (not where neighbours share
+        # few k-mers: the grown loci's 8 kb segments at k = 14, 1.17x). The counts are let go before the postings
+        # are written: a 10^6-gene shard's 130 million are 780 MB.
         n = len(self.owner)
-        lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, n, order)
-        if int(lists.ptr[-1]) >= plain:
-            # runs do not pay where neighbours share few k-mers (the grown loci's 8 kb segments at k = 14: 1.17x)
-            del lists
-            stored_at(inverted, np.argsort(order).astype(np.int32))  # back to the segments' own order
-            lists = Postings.encode(inverted.indptr, inverted.indices, inverted.data, n)
+        rows = inverted(counts, order, held)
+        runs = Postings.size(*rows, runs=True)
+        if runs >= plain:  # the stored-order rows let go before the plain ones are made
+            del rows
+            order, runs, rows = None, plain, inverted(counts, None, held)
+        del counts
+        lists = Postings.encode(*rows, n, order, nibbles=runs)
         return KmerIndex(self.cfg, lists, self.owner, self.start, self.end, np.concatenate(self._scales))
 
 
@@ -158,15 +155,18 @@ def records_in(owners: np.ndarray) -> np.ndarray:
     return owners[np.sort(first)]
 
 
-def stored_at(inverted: sparse.csr_matrix, order: np.ndarray, step: int = 1 << 24) -> None:
-    """Renumber the inverted matrix's columns (segments) in place to their stored positions (order[i]: the segment
-    stored at i), each row's again increasing; a block at a time (a 10^6-gene index has ~10^9 postings)."""
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size, dtype=order.dtype)
-    for a in range(0, inverted.indices.size, step):
-        inverted.indices[a : a + step] = rank[inverted.indices[a : a + step]]
-    inverted.has_sorted_indices = False
-    inverted.sort_indices()
+def inverted(
+    counts: sparse.csr_matrix, order: np.ndarray | None = None, held: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """(indptr, indices, counts) of the segments' k-mer counts transposed (rows are k-mers, each row's segments
+    increasing); with `order`, the segments taken in that order and numbered by their place in it (postings.c's
+    transpose, `held` the segments holding each k-mer where known: 25.6 -> 11.0 s for a 10^6-gene shard's two
+    transposes; scipy's where the counts are not 16-bit)."""
+    got = transpose(counts.indptr, counts.indices, counts.data, counts.shape[1], order, held)
+    if got is None:
+        rows = (counts if order is None else counts[order]).T.tocsr()
+        return rows.indptr, rows.indices, rows.data
+    return got
 
 
 class KmerIndex:

@@ -9,6 +9,7 @@
    segments. Loaded with ctypes by gene_ae/index/order.py; no Python API here. */
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -23,6 +24,8 @@ typedef struct {
     double *gain;        /* per segment */
     ranked_t *rank;      /* room to rank both halves of a split */
     int iters, leaf;
+    int64_t n_terms, n;  /* for a second thread's own buffers */
+    int threads;         /* threads left to split across: the two halves of a split are independent */
 } bp_t;
 
 static double cost(const bp_t *b, int64_t d, int64_t n) { return (double)d * (b->log2i[n] - b->log2i[d + 1]); }
@@ -40,6 +43,8 @@ static void rank_half(const bp_t *b, const int32_t *seg, int64_t lo, int64_t n, 
     for (int64_t i = 0; i < n; i++) rank[i].gain = b->gain[seg[lo + i]], rank[i].at = lo + i, rank[i].seg = seg[lo + i];
     qsort(rank, (size_t)n, sizeof *rank, by_gain);
 }
+
+static int split_across(bp_t *b, int32_t *seg, int64_t lo, int64_t mid, int64_t hi);
 
 static void bisect(bp_t *b, int32_t *seg, int64_t lo, int64_t hi)
 {
@@ -79,24 +84,69 @@ static void bisect(bp_t *b, int32_t *seg, int64_t lo, int64_t hi)
         }
         if (!swaps) break;
     }
+    if (b->threads > 1 && mid - lo > b->leaf && !split_across(b, seg, lo, mid, hi)) return;
     bisect(b, seg, lo, mid);
     bisect(b, seg, mid, hi);
+}
+
+typedef struct { bp_t b; int32_t *seg; int64_t lo, hi; } half_t;
+
+static void *bisect_half(void *arg)
+{
+    half_t *h = arg;
+    bisect(&h->b, h->seg, h->lo, h->hi);
+    return NULL;
+}
+
+static int fill(bp_t *b)
+{
+    b->deg[0] = calloc((size_t)b->n_terms + 1, 4), b->deg[1] = calloc((size_t)b->n_terms + 1, 4);
+    b->gain_of[0] = malloc(((size_t)b->n_terms + 1) * 8), b->gain_of[1] = malloc(((size_t)b->n_terms + 1) * 8);
+    b->rank = malloc(((size_t)b->n + 1) * sizeof(ranked_t));
+    return b->deg[0] && b->deg[1] && b->gain_of[0] && b->gain_of[1] && b->rank;
+}
+
+static void drop(bp_t *b) { free(b->deg[0]), free(b->deg[1]), free(b->gain_of[0]), free(b->gain_of[1]), free(b->rank); }
+
+/* The right half bisected on a thread of its own (with its own per-k-mer buffers; the segments' gains are the
+   halves' own), the left on this one, each then splitting its halves the same way while threads are left: the
+   order is the one a single thread makes. Returns 0 when done so, or -1 (nothing done: bisect goes on alone). */
+static int split_across(bp_t *b, int32_t *seg, int64_t lo, int64_t mid, int64_t hi)
+{
+    half_t right = {*b, seg, mid, hi};
+    pthread_t thread;
+    right.b.threads = b->threads / 2;
+    if (!fill(&right.b)) {
+        drop(&right.b);
+        return -1;
+    }
+    if (pthread_create(&thread, NULL, bisect_half, &right)) {
+        drop(&right.b);
+        return -1;
+    }
+    int threads = b->threads;
+    b->threads = threads - threads / 2;
+    bisect(b, seg, lo, mid);
+    b->threads = threads;
+    pthread_join(thread, NULL);
+    drop(&right.b);
+    return 0;
 }
 
 /* Reorders seg (a permutation of the n segments, the starting order) in place. ptr / terms: each segment's k-mers
    (distinct, numbered below n_terms). Returns 0, or -1 where memory ran out (seg then as it was, or partly
    reordered: still a permutation). */
-int bp_order(const int64_t *ptr, const int32_t *terms, int64_t n, int64_t n_terms, int32_t *seg, int iters, int leaf)
+int bp_order(const int64_t *ptr, const int32_t *terms, int64_t n, int64_t n_terms, int32_t *seg, int iters, int leaf,
+             int threads)
 {
-    bp_t b = {ptr, terms, {calloc((size_t)n_terms + 1, 4), calloc((size_t)n_terms + 1, 4)},
-              {malloc(((size_t)n_terms + 1) * 8), malloc(((size_t)n_terms + 1) * 8)}, malloc(((size_t)n + 2) * 8),
-              malloc(((size_t)n + 1) * 8), malloc(((size_t)n + 1) * sizeof(ranked_t)), iters, leaf < 2 ? 2 : leaf};
-    int ok = b.deg[0] && b.deg[1] && b.gain_of[0] && b.gain_of[1] && b.log2i && b.gain && b.rank;
+    bp_t b = {ptr, terms, {NULL, NULL}, {NULL, NULL}, malloc(((size_t)n + 2) * 8), malloc(((size_t)n + 1) * 8), NULL,
+              iters, leaf < 2 ? 2 : leaf, n_terms, n, threads < 1 ? 1 : threads};
+    int ok = fill(&b) && b.log2i && b.gain;
     if (ok) {
         b.log2i[0] = 0.0;
         for (int64_t i = 1; i <= n + 1; i++) b.log2i[i] = log2((double)i);
         bisect(&b, seg, 0, n);
     }
-    free(b.deg[0]), free(b.deg[1]), free(b.gain_of[0]), free(b.gain_of[1]), free(b.log2i), free(b.gain), free(b.rank);
+    drop(&b), free(b.log2i), free(b.gain);
     return ok ? 0 : -1;
 }

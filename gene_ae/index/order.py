@@ -30,11 +30,13 @@ class OrderConfig:
     min_share: int = 2  # k-mers held by fewer segments place nothing (a k-mer of one segment costs alike anywhere)
     sample_bits: int = 4  # 1 / 2^bits of the k-mers (by hash) place the segments: SILVA's 99,117-segment shard
     # 70.2 MB of postings in MinHash order, 44.6 after bisection by 1/16 of its k-mers (5.8 s), 44.3 by 1/8 (11.9 s)
+    threads: int = 2  # the halves of a split bisected at once, each on its own thread (the same order as one thread)
 
 
 @cache
 def _lib():
-    return load("gene_ae.index._order", "gene_ae/index/order.c", {"bp_order": ((P, P, I64, I64, P, I32, I32), I32)})
+    return load("gene_ae.index._order", "gene_ae/index/order.c",
+                {"bp_order": ((P, P, I64, I64, P, I32, I32, I32), I32)})  # fmt: skip
 
 
 _OTHER_HASH = 0xD6E8FEB86659FD93  # a second odd multiplier: a MinHash independent of KMER_HASH's
@@ -85,6 +87,6 @@ def bisection_order(
     terms = np.ascontiguousarray(terms, dtype=np.int32)
     order = np.array(start, dtype=np.int32, copy=True)
     n_terms = int(terms.max()) + 1 if terms.size else 0
-    if _lib().bp_order(at(ptr), at(terms), order.size, n_terms, at(order), cfg.rounds, cfg.leaf) < 0:
+    if _lib().bp_order(at(ptr), at(terms), order.size, n_terms, at(order), cfg.rounds, cfg.leaf, cfg.threads) < 0:
         raise MemoryError(f"no memory to order {order.size:,} segments")
     return order

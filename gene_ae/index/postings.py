@@ -23,7 +23,7 @@ from gene_ae.core.native import at as _at
 
 GATHER_BYTES = 1 << 26  # a read of more rows than this goes through the map (the rows of a query: a few MB)
 READ_GAP = 4096  # rows at most this many bytes apart are read as one (a read costs about as much as copying 4 KB)
-ABI = 5  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
+ABI = 7  # postings.c's postings_abi(): the library's arguments and layout are the ones this module calls
 
 
 @cache
@@ -32,7 +32,7 @@ def _lib() -> ctypes.CDLL:
     was built from another version of postings.c."""
     lib = load("gene_ae.index._postings", "gene_ae/index/postings.c", {
         "postings_abi": ((), I32),
-        "postings_encode": ((P, I64, P, P, P, P, I32), I64),
+        "postings_encode": ((P, I64, P, P, I32, P, P, I32), I64),
         "postings_accumulate": ((P, P, P, P, I64, P, I64, I64, P, I32), I64),
         "postings_decode": ((P, P, P, I64, P, I64, I64, I64, P, I32), I64),
         "postings_count": ((P, P, P, I64, I64, I32), I64),
@@ -40,6 +40,7 @@ def _lib() -> ctypes.CDLL:
         "postings_pointers": ((P, I64, P, I32, I64, P), I64),
         "postings_blocks": ((P, I64, P, I32, I64, I32, P, P), I64),
         "postings_spans": ((P, I64, P, I32, I64, P, P, I32, P, I64, P, P), I64),
+        "postings_transpose": ((P, I64, P, P, P, I64, P, I32, P, P, P), I64),
     })  # fmt: skip
     if lib.postings_abi() != ABI:
         raise ImportError(f"gene_ae.index._postings was built from another postings.c (version {lib.postings_abi()}, "
@@ -149,10 +150,11 @@ class Postings:
     @classmethod
     def encode(
         cls, indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, n_segments: int,
-        order: np.ndarray | None = None,
+        order: np.ndarray | None = None, nibbles: int | None = None,
     ) -> Postings:  # fmt: skip
         """From CSR rows (k-mers) of increasing segment indices and their counts; with `order`, the indices are
-        stored positions (order[i]: the segment at position i) and the rows are written with runs."""
+        stored positions (order[i]: the segment at position i) and the rows are written with runs. `nibbles`: what
+        `size` said of these rows in this layout, when the caller asked it already."""
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int32)
             if order.size != n_segments or not np.array_equal(np.sort(order), np.arange(n_segments)):
@@ -160,8 +162,13 @@ class Postings:
         indptr, indices, counts = _rows(indptr, indices, counts)
         runs = int(order is not None)
         ptr = np.empty(indptr.size, np.int64)
-        stream = np.zeros((cls.size(indptr, indices, counts, bool(runs)) + 1) // 2, np.uint8)
-        _lib().postings_encode(_at(indptr), indptr.size - 1, _at(indices), _at(counts), _at(stream), _at(ptr), runs)
+        if nibbles is None:
+            nibbles = cls.size(indptr, indices, counts, bool(runs))
+        stream = np.zeros((nibbles + 1) // 2, np.uint8)
+        wrote = _lib().postings_encode(_at(indptr), indptr.size - 1, _at(indices), _at(counts), _wide(counts),
+                                       _at(stream), _at(ptr), runs)  # fmt: skip
+        if wrote != nibbles:
+            raise ValueError(f"postings: {wrote} nibbles written where {nibbles} were sized")
         return cls(stream, ptr, n_segments, order)
 
     @staticmethod
@@ -175,7 +182,7 @@ class Postings:
             lo, hi = int(indptr[a]), int(indptr[b])
             ptr, idx, n = _rows(indptr[a : b + 1] - lo, indices[lo:hi], counts[lo:hi])
             out = np.empty(b - a + 1, np.int64)
-            nibbles = _lib().postings_encode(_at(ptr), b - a, _at(idx), _at(n), None, _at(out), int(runs))
+            nibbles = _lib().postings_encode(_at(ptr), b - a, _at(idx), _at(n), _wide(n), None, _at(out), int(runs))
             if nibbles < 0:
                 raise ValueError("postings: a row's segments do not increase")
             total, a = total + int(nibbles), b
@@ -307,6 +314,41 @@ class Gathered:
         return self.stream, self.ptr, np.ascontiguousarray(self.at[place])
 
 
+def transpose(
+    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, n_cols: int, order: np.ndarray | None = None,
+    counts: np.ndarray | None = None, groups: int = 8,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+    """The CSR rows (segments) of 16-bit counts transposed: (indptr, indices, values) of the columns (k-mers), each
+    column's rows increasing; with `order`, rows taken in that order and numbered by their place in it (postings.c
+    `postings_transpose`; staging 8 bytes a value in `groups` passes). `counts`: each column's values, when known
+    (else counted here). None where the counts are not 16-bit (scipy's transpose then)."""
+    if values.dtype != np.uint16:
+        return None
+    indptr = np.ascontiguousarray(indptr, np.int64)
+    indices = np.ascontiguousarray(indices, np.int32)
+    values = np.ascontiguousarray(values)
+    if order is not None:
+        order = np.ascontiguousarray(order, np.int32)
+        if order.size != indptr.size - 1:
+            raise ValueError(f"an order of {order.size} rows for {indptr.size - 1}")
+    if counts is not None:
+        counts = np.ascontiguousarray(counts, np.int64)
+        if counts.size != n_cols:
+            raise ValueError(f"{counts.size} column counts for {n_cols} columns")
+    nnz = int(indptr[-1])
+    out_ptr = np.empty(n_cols + 1, np.int64)
+    out_idx, out_val = np.empty(nnz, np.int32), np.empty(nnz, np.uint16)
+    got = _lib().postings_transpose(_at(indptr), indptr.size - 1, _at(indices), _at(values),
+                                    None if order is None else _at(order), n_cols,
+                                    None if counts is None else _at(counts), groups, _at(out_ptr),
+                                    _at(out_idx), _at(out_val))  # fmt: skip
+    if got == -1:
+        raise MemoryError("no memory to stage the k-mer counts' transpose")
+    if got != nnz:
+        raise ValueError("k-mer counts with a column outside the k-mers, or not as many as counted")
+    return out_ptr, out_idx, out_val
+
+
 def joined_lengths(lengths: np.ndarray, long: np.ndarray) -> tuple[np.ndarray, int]:
     """(row pointers, long rows read) from uint8 row lengths and the lengths of the rows marked 255, in order
     (gene_ae/index/compact.py owns that layout and checks it; RowLengths.of read them): a prefix sum in one compiled
@@ -317,7 +359,13 @@ def joined_lengths(lengths: np.ndarray, long: np.ndarray) -> tuple[np.ndarray, i
 
 
 def _rows(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR rows as postings.c reads them: int64 row pointers, int32 indices, uint32 counts (copies only where the
-    types differ)."""
+    """CSR rows as postings.c reads them: int64 row pointers, int32 indices, uint16 or uint32 counts (copies only
+    where the types differ: a 10^6-gene shard's 130 million 16-bit counts widened took 520 MB more of its build)."""
+    counts = np.asarray(counts)
     return (np.ascontiguousarray(indptr, np.int64), np.ascontiguousarray(indices, np.int32),
-            np.ascontiguousarray(counts, np.uint32))  # fmt: skip
+            np.ascontiguousarray(counts, np.uint16 if counts.dtype == np.uint16 else np.uint32))  # fmt: skip
+
+
+def _wide(counts: np.ndarray) -> int:
+    """postings_encode's `wide`: 1 for uint32 counts, 0 for uint16."""
+    return int(counts.dtype == np.uint32)
