@@ -428,8 +428,11 @@ def test_a_loaded_index_finds_its_rows_pointers_from_block_starts_as_the_whole_t
     lo, hi = held.spans(rows)
     assert (lo == ptr[rows]).all() and (hi == ptr[rows + 1]).all() and (held.pointers() == ptr).all()
     assert held.at.size == -(-5000 >> BLOCK_SHIFT) + 1 and held.at[-1] == ptr[-1]
-    with pytest.raises(IndexError, match="outside"):
+    with pytest.raises(ValueError, match="outside"):
         held.spans(np.array([5000]))
+    damaged = RowLengths(held.short, held.long, held.at, np.full_like(held.used, held.long.size))  # past the list
+    with pytest.raises(ValueError, match="^shard-x: damaged k-mer postings"):  # not an IndexError: one line, named
+        Postings(np.zeros(1, np.uint8), damaged, 1).spans(rows, "shard-x")
 
     seqs = [rng.integers(3, 7, size=int(n)).astype(np.uint8) for n in rng.integers(200, 3000, 40)]
     built = KmerIndex.build(seqs, KmerIndexConfig())
@@ -468,4 +471,9 @@ def test_the_compiled_transpose_is_scipys_in_any_row_order(groups):
     wrong[[3, 4000]] += [1, -1]  # the same total, two columns off: refused, nothing written past them
     with pytest.raises(ValueError, match="not as many as counted"):
         transpose(m.indptr, m.indices, m.data, 5000, None, wrong, groups=groups)
+    with pytest.raises(ValueError, match="not as many as counted"):  # a column past the counts' k-mers, in no run
+        transpose(np.array([0, 1, 2]), np.array([0, 9], np.int32), np.ones(2, np.uint16), 5, None,
+                  np.array([2, 0, 0, 0, 0]), groups=groups)  # fmt: skip
+    with pytest.raises(ValueError, match="an order of"):
+        transpose(m.indptr, m.indices, m.data, 5000, np.full(700, 700, np.int32), groups=groups)
     assert transpose(m.indptr, m.indices, m.data.astype(np.uint32), 5000) is None

@@ -29,7 +29,6 @@ import io
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -137,15 +136,19 @@ class BlockTexts(Texts):
     def __init__(self, count: int, load: Callable[[], tuple[np.ndarray, np.ndarray]],
                  check: Callable[[np.ndarray, int, int], bytes]):  # fmt: skip
         super().__init__(None, count, lambda: b"".join(self._block(b)[0] for b in range(self._blocks)))
-        self._read, self._check, self._decoded = load, check, {}
+        self._read, self._check, self._decoded, self._held = load, check, {}, None
 
     @property
     def _blocks(self) -> int:
         return -(-self._count // TEXT_BLOCK)
 
-    @cached_property
+    @property
     def _stored(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._read()
+        """The blocks' bytes and ends, read on first use (not a cached_property: Python 3.11's holds one lock for
+        every instance, which would read the shards' blocks one at a time in `Entries.prefetch`)."""
+        if self._held is None:  # two threads asking first both read it: the same arrays
+            self._held = self._read()
+        return self._held
 
     def __getitem__(self, j):  # type: ignore[override]
         if isinstance(j, slice) or self._blob is not None:

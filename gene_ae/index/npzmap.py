@@ -71,6 +71,8 @@ class MappedNpz:
         if offset + count * dtype.itemsize > end:
             raise ValueError(f"member {name!r}: {shape} {dtype} values past its {info.file_size} bytes")
         flat = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+        if not flat.flags.aligned:  # np.savez aligns nothing; C reads typed pointers (a copy: a few small arrays)
+            flat = flat.copy()
         return flat.reshape(shape, order="F" if fortran else "C")
 
     def __enter__(self) -> MappedNpz:

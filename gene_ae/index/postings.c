@@ -75,15 +75,16 @@ static inline int64_t next_token(const uint8_t *s, int64_t *pos, int64_t end, in
     return r;
 }
 
-/* Rows of increasing column indices with their counts, to nibble varints (`runs`: the token code above). ptr[r]
-   gets row r's first nibble (ptr has n_rows + 1 entries); out == 0 only measures (ptr filled, nothing written);
-   out must be zeroed. Returns the nibbles used, or -1 where a row's indices do not increase. */
 static inline uint32_t count_at(const void *counts, int wide, int64_t e)
 {
     return wide ? ((const uint32_t *)counts)[e] : ((const uint16_t *)counts)[e];
 }
 
-/* `counts`: uint32 where `wide`, else uint16 (a segment's k-mer counts, as the builder keeps them: not widened). */
+/* Rows of increasing column indices with their counts, to nibble varints (`runs`: the token code above). ptr[r]
+   gets row r's first nibble (ptr has n_rows + 1 entries); out == 0 only measures (ptr filled, nothing written);
+   out must be zeroed and hold what a measuring call gave for these very rows. `counts`: uint32 where `wide`, else
+   uint16 (a segment's k-mer counts as the builder keeps them, not widened). Returns the nibbles used, or -1 where a
+   row's indices do not increase. */
 int64_t postings_encode(const int64_t *indptr, int64_t n_rows, const int32_t *indices, const void *counts, int wide,
                         uint8_t *out, int64_t *ptr, int runs)
 {
@@ -232,7 +233,8 @@ int64_t postings_read(int fd, int64_t offset, const int64_t *starts, const int64
     /* Every read asked of the kernel first, then read: from a cold cache the disk serves them together rather than
        one pread at a time (one query at 10^6 genes cold 1.50 -> 1.17 s; warm the same, A/B 1.005). */
 #ifdef POSIX_FADV_WILLNEED
-    for (int64_t i = 0; i < n; i++) posix_fadvise(fd, (off_t)(offset + starts[i]), (off_t)sizes[i], POSIX_FADV_WILLNEED);
+    for (int64_t i = 0; i < n; i++)  /* a length of 0 would mean "to the end of the file" */
+        if (sizes[i] > 0) posix_fadvise(fd, (off_t)(offset + starts[i]), (off_t)sizes[i], POSIX_FADV_WILLNEED);
 #endif
     for (int64_t i = 0; i < n; i++) {
         for (int64_t done = 0; done < sizes[i];) {
@@ -245,10 +247,6 @@ int64_t postings_read(int fd, int64_t offset, const int64_t *starts, const int64
     return 0;
 }
 
-/* The row pointers from each row's length in nibbles, a byte a row where 255 says the length is the next of
-   `long_rows` (gene_ae/index/compact.py's split_lengths): ptr[0] = 0, ptr[r + 1] = ptr[r] + row r's length. One
-   pass, where numpy's widen-mark-fill-sum took 7 ms of every shard's open at 10^6 genes. Returns the long rows
-   read, or -1 where the lengths mark more than n_long. */
 /* Long row i of a long-row list of `width`-byte integers (compact.py's narrowest: 1, 2, 4 unsigned; 8 signed). */
 static inline int64_t long_at(const void *p, int width, int64_t i)
 {
@@ -259,6 +257,11 @@ static inline int64_t long_at(const void *p, int width, int64_t i)
     default: return ((const int64_t *)p)[i];
     }
 }
+
+/* The row pointers from each row's length in nibbles, a byte a row where 255 says the length is the next of
+   `long_rows` (gene_ae/index/compact.py's split_lengths): ptr[0] = 0, ptr[r + 1] = ptr[r] + row r's length. One
+   pass, where numpy's widen-mark-fill-sum took 7 ms of every shard's open at 10^6 genes. Returns the long rows
+   read, or -1 where the lengths mark more than n_long. */
 
 int64_t postings_pointers(const uint8_t *lengths, int64_t n, const void *long_rows, int width, int64_t n_long,
                           int64_t *ptr)
@@ -336,7 +339,8 @@ int64_t postings_spans(const uint8_t *lengths, int64_t n, const void *long_rows,
    place in it (a segment by where it is stored). Why not scipy's csr_tocsc: it writes every value straight to its
    column, a cache miss each (12.8 s for a 10^6-gene shard's 130 million values); here the values go first to one
    of 2^BUCKET_BITS runs of 2^(COL_BITS) columns, written as streams, then each run (a few MB) to its columns, in
-   `groups` passes over the input so that the staged values take 1/groups of the output's memory. `counts` (n_cols,
+   `groups` passes over the input, each staging the values of 1/groups of the runs (the largest group's values are
+   what staging takes). `counts` (n_cols,
    or NULL: counted here, a pass of cache misses) is each column's number of values, as the caller may know them
    already; a column whose values do not match it, or outside 0..n_cols, is refused. Returns nnz, or -1 where
    memory for the staging runs could not be had, -2 where the columns are not those of `counts` or of 0..n_cols. */
@@ -398,7 +402,13 @@ int64_t postings_transpose(const int64_t *indptr, int64_t n_rows, const int32_t 
                 staged[at] = ((uint64_t)i << (COL_BITS + 16)) | ((uint64_t)(c & ((1 << COL_BITS) - 1)) << 16) | values[j];
             }
         }
-        for (int64_t b = b0; b < b1; b++) staged_all += head[b - b0] - (out_ptr[b << COL_BITS] - base);
+        for (int64_t b = b0; b < b1; b++) {
+            if (head[b - b0] != limit[b - b0]) { /* a run short of what `counts` gave it: a value outside its columns */
+                free(staged), free(head), free(limit), free(next);
+                return -2;
+            }
+            staged_all += head[b - b0] - (out_ptr[b << COL_BITS] - base);
+        }
         for (int64_t b = b0; b < b1; b++) {
             int64_t first = b << COL_BITS, start = out_ptr[first] - base;
             int64_t end = out_ptr[(b + 1) << COL_BITS < n_cols ? (b + 1) << COL_BITS : n_cols] - base;

@@ -99,13 +99,14 @@ class RowLengths:
         return at, used
 
     def spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first nibble, end) of each of these rows."""
+        """(first nibble, end) of each of these rows; ValueError where a row is outside the table or its block's
+        long rows pass the list (a damaged table: its file's sha256, checked on open, makes that unlikely)."""
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         lo, hi = np.empty(rows.size, np.int64), np.empty(rows.size, np.int64)
         if _lib().postings_spans(_at(self.short), self.short.size, _at(self.long), _width(self.long), self.long.size,
                                  _at(self.at), _at(self.used), BLOCK_SHIFT, _at(rows), rows.size, _at(lo),
                                  _at(hi)) < 0:  # fmt: skip
-            raise IndexError(f"k-mer rows outside 0..{self.short.size}, or a damaged row table")
+            raise ValueError(f"k-mer rows outside 0..{self.short.size}, or a damaged row table")
         return lo, hi
 
     def pointers(self) -> np.ndarray:
@@ -175,7 +176,7 @@ class Postings:
     def size(indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, runs: bool = False) -> int:
         """The nibbles encode() would write for these rows (plain gaps, or with runs), nothing written. Rows are
         sized a block of about 2^24 postings at a time: the index builder asks while the segments' matrix and its
-        transpose are both held, and postings.c's types (16-bit counts widened to 32) would copy them whole."""
+        transpose are both held, and postings.c's types (indices as int32) would copy them whole."""
         total, a, rows = 0, 0, indptr.size - 1
         while a < rows:
             b = max(int(np.searchsorted(indptr, indptr[a] + (1 << 24), "right")) - 1, a + 1)
@@ -203,10 +204,13 @@ class Postings:
         """The last row's end: the nibbles the rows take."""
         return int((self.pointers if isinstance(self.pointers, np.ndarray) else self.pointers.at)[-1])
 
-    def spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first nibble, end) of each of these rows."""
+    def spans(self, rows: np.ndarray, source: str = "k-mer index") -> tuple[np.ndarray, np.ndarray]:
+        """(first nibble, end) of each of these rows; a damaged row table is a ValueError naming `source`."""
         if isinstance(self.pointers, RowLengths) and "ptr" not in self.__dict__:
-            return self.pointers.spans(rows)
+            try:
+                return self.pointers.spans(rows)
+            except ValueError as exc:
+                raise ValueError(f"{source}: damaged k-mer postings ({exc}); rebuild the index") from None
         return self.ptr[rows], self.ptr[rows + 1]
 
     @property
@@ -248,9 +252,9 @@ class Postings:
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         return out, lens
 
-    def row_bytes(self, rows: np.ndarray) -> np.ndarray:
+    def row_bytes(self, rows: np.ndarray, source: str = "k-mer index") -> np.ndarray:
         """The bytes each of these rows takes in the stream (about: a row starts and ends on a nibble)."""
-        lo, hi = self.spans(rows)
+        lo, hi = self.spans(rows, source)
         return (hi - lo + 1) // 2
 
     def gather(self, rows: np.ndarray, source: str) -> Gathered:
@@ -268,7 +272,7 @@ class Postings:
         whole stream where there is no file or the rows pass GATHER_BYTES (`gene-ae verify` reads every row)."""
         if self._fd < 0 or rows.size == 0:
             return self._view(), self.ptr, rows
-        lo, hi = self.spans(rows)
+        lo, hi = self.spans(rows, source)
         if lo.min() < 0 or (hi < lo).any() or hi.max() > self.nibbles:  # as postings.c checks them when mapped
             raise ValueError(f"{source}: damaged k-mer postings; rebuild the index")
         first, last = lo // 2, (hi + 1) // 2  # each row's bytes
@@ -329,8 +333,9 @@ def transpose(
     values = np.ascontiguousarray(values)
     if order is not None:
         order = np.ascontiguousarray(order, np.int32)
-        if order.size != indptr.size - 1:
-            raise ValueError(f"an order of {order.size} rows for {indptr.size - 1}")
+        rows = indptr.size - 1
+        if order.size != rows or (rows and not 0 <= int(order.min()) <= int(order.max()) < rows):
+            raise ValueError(f"an order of {order.size} rows within 0..{rows} for {rows} rows")
     if counts is not None:
         counts = np.ascontiguousarray(counts, np.int64)
         if counts.size != n_cols:
