@@ -312,8 +312,7 @@ class KmerIndex:
                     ptr = RowLengths.of(z["rows"], z["long_rows"], *blocks)
             cfg = KmerIndexConfig(k, bits, scaled, segment)
             sizes = {small[n].size for n in ("owner", "start", "end", "scale")}
-            rows = ptr.size - 1 if isinstance(ptr, np.ndarray) else ptr.short.size
-            if rows != n_columns(k, cfg.buckets) or len(sizes) != 1:
+            if len(sizes) != 1:
                 raise ValueError("arrays of inconsistent sizes")
             n = sizes.pop()
             if order is not None and (order.dtype != np.int32 or order.shape != (n,) or n and not (
@@ -324,6 +323,8 @@ class KmerIndex:
             path = d / cls.POSTINGS_FILE
             stream = np.load(path, mmap_mode="r")
             lists = Postings(stream, ptr, n, order)
+            if lists.rows != n_columns(k, cfg.buckets):
+                raise ValueError("arrays of inconsistent sizes")
             if stream.dtype != np.uint8 or stream.ndim != 1 or (lists.end + 1) // 2 != stream.size:
                 raise ValueError(f"{stream.shape} {stream.dtype} values for {lists.end} nibbles of postings")
             return cls(cfg, lists, small["owner"], small["start"], small["end"], small["scale"], str(d))

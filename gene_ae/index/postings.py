@@ -20,6 +20,7 @@ import numpy as np
 
 from gene_ae.core.native import I32, I64, P, load
 from gene_ae.core.native import at as _at
+from gene_ae.index.compact import LONG, checked_lengths, wide
 
 GATHER_BYTES = 1 << 26  # a read of more rows than this goes through the map (the rows of a query: a few MB)
 READ_GAP = 4096  # rows at most this many bytes apart are read as one (a read costs about as much as copying 4 KB)
@@ -71,18 +72,15 @@ class RowLengths:
         """From compact.split_lengths' arrays as stored, and the blocks' starts where stored (`blocks` wrote them;
         else found in a pass over the rows); ValueError where they are not that layout (compact.py checks them),
         more rows are marked long than `long` holds, or the blocks' starts are not theirs."""
-        from gene_ae.index.compact import checked_lengths, wide
-
         short, long = checked_lengths(short, long)
         if at is None or used is None:
             return cls(short, long, *cls.blocks(short, long))
         at, used = wide(at, "row blocks"), wide(used, "row blocks' long rows")
-        blocks = (short.size + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
-        ok = at.size == used.size == blocks + 1 and at[0] == used[0] == 0 and used[-1] == long.size
+        ok = at.size == used.size == _blocks(short.size) + 1 and at[0] == used[0] == 0 and used[-1] == long.size
         if not ok or (np.diff(at) < 0).any() or (np.diff(used) < 0).any():
             raise ValueError(f"row blocks of {at.size} and {used.size} starts for {short.size} rows")
-        marked = np.count_nonzero(short == 255)  # the rows' sum against the last end (~1 ms a shard, a third of a pass)
-        total = int(short.sum(dtype=np.int64)) - 255 * marked + int(long.sum(dtype=np.int64))
+        marked = np.count_nonzero(short == LONG)  # the rows' sum against the last end (~1 ms a shard, 1/3 of a pass)
+        total = int(short.sum(dtype=np.int64)) - LONG * marked + int(long.sum(dtype=np.int64))
         if marked != long.size or total != at[-1]:
             raise ValueError(f"rows of {total} nibbles ({marked} marked long, {long.size} listed), blocks to {at[-1]}")
         return cls(short, long, at, used)
@@ -90,12 +88,11 @@ class RowLengths:
     @staticmethod
     def blocks(short: np.ndarray, long: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(at, used) of every block of these rows, in one compiled pass."""
-        blocks = (short.size + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
-        at, used = np.empty(blocks + 1, np.int64), np.empty(blocks + 1, np.int64)
+        at, used = np.empty(_blocks(short.size) + 1, np.int64), np.empty(_blocks(short.size) + 1, np.int64)
         got = _lib().postings_blocks(_at(short), short.size, _at(long), _width(long), long.size, BLOCK_SHIFT,
                                      _at(at), _at(used))  # fmt: skip
         if got != long.size:
-            raise ValueError(f"{long.size} long rows for {np.count_nonzero(short == 255)} rows marked long")
+            raise _marked_long(short, long)
         return at, used
 
     def spans(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +110,17 @@ class RowLengths:
         """Every row's pointer, then the last row's end (int64, rows + 1)."""
         ptr, used = joined_lengths(self.short, self.long)
         if used != self.long.size:
-            raise ValueError(f"{self.long.size} long rows for {np.count_nonzero(self.short == 255)} rows marked long")
+            raise _marked_long(self.short, self.long)
         return ptr
+
+
+def _blocks(rows: int) -> int:
+    """The blocks of 2^BLOCK_SHIFT rows that `rows` rows take."""
+    return (rows + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+
+
+def _marked_long(short: np.ndarray, long: np.ndarray) -> ValueError:
+    return ValueError(f"{long.size} long rows for {np.count_nonzero(short == LONG)} rows marked long")
 
 
 def _width(long: np.ndarray) -> int:
