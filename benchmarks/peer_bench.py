@@ -3,7 +3,7 @@
     python benchmarks/peer_bench.py (--model URI | --train-steps S [--train-config TOML]) [--n 100000]
                                     [--real FASTA] [--queries 50] [--threads 2] [--work /tmp/peer-bench] [--keep]
                                     [--quick] [--out FILE] [--tools gene-ae,blastn,megablast,mmseqs] [--long]
-                                    [--variant LABEL=EMBED_FLAGS] [--search-variant LABEL=SEARCH_FLAGS]
+                                    [--variant LABEL=EMBED_FLAGS[::SEARCH_FLAGS]] [--search-variant LABEL=FLAGS]
 
 --real FASTA (issue 31; the headline tables): the collection is the first --n records of a real FASTA as they
 are (e.g. SILVA SSU from Debian's ncbi-rrna-data: `blastdbcmd -db /usr/share/ncbi/data/SSURef_93.fasta -entry all`),
@@ -382,11 +382,12 @@ def gene_ae_hits(path: Path) -> dict[str, list[str]]:
     return ranked([(f[q], f[s]) for f in (line.split("\t") for line in lines[1:] if line)])
 
 
-def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = (),
+def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str], list[str]]] = (),
           searches: Sequence[tuple[str, list[str]]] = ()) -> list[Tool]:  # fmt: skip
     """The tools in table order: gene-ae with defaults, each search variant (a label and extra `gene-ae search`
-    flags, on the default index), each gene-ae variant (a label and extra `gene-ae embed` flags, e.g. compact
-    index codecs), BLAST+ twice, MMseqs2."""
+    flags, on the default index), each gene-ae variant (a label, extra `gene-ae embed` flags, e.g. compact
+    index codecs, and extra `gene-ae search` flags; variants with the same embed flags share one index),
+    BLAST+ twice, MMseqs2."""
     t = str(threads)
     torch_env = {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t}
     beside = Path(sys.executable).with_name("gene-ae")  # the venv's console script, else the one on PATH
@@ -404,7 +405,7 @@ def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = 
 
     def gene_ae_tool(label: str, flags: list[str], search_flags: Sequence[str] = ()) -> Tool:
         return Tool(
-            f"gene-ae ({label})", "gene-ae" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', label)}" if flags else ""),
+            f"gene-ae ({label})", "gene-ae" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', ' '.join(flags))}" if flags else ""),
             lambda fa, d: [[*gene_ae, "embed", "--model", model, "--input", fa, "--out", d / "index", *flags]],
             lambda d: [d / "index"],
             lambda q, d, out: [*gene_ae, "search", "--index", d / "index", q, "-k", str(K), "--threads", t, "--out",
@@ -415,7 +416,7 @@ def tools(model: str, threads: int, variants: Sequence[tuple[str, list[str]]] = 
     return [
         gene_ae_tool("embed + search, defaults", []),
         *(gene_ae_tool(label, [], flags) for label, flags in searches),
-        *(gene_ae_tool(label, flags) for label, flags in variants),
+        *(gene_ae_tool(label, flags, search_flags) for label, flags, search_flags in variants),
         Tool(
             "minimap2 -x asm20", "minimap2",
             lambda fa, d: [["minimap2", "-x", "asm20", "-t", t, "-d", d / "db.mmi", fa]],
@@ -585,8 +586,17 @@ def _ratio(a: float, b: float) -> str:
 
 
 def _labelled(given: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """--variant / --search-variant values, LABEL=FLAGS, as (label, flags)."""
+    """--search-variant values, LABEL=FLAGS, as (label, flags)."""
     return [(label, flags.split()) for label, _, flags in (v.partition("=") for v in given)]
+
+
+def _variants(given: Sequence[str]) -> list[tuple[str, list[str], list[str]]]:
+    """--variant values, LABEL=EMBED_FLAGS [:: SEARCH_FLAGS], as (label, embed flags, search flags)."""
+    out = []
+    for label, _, flags in (v.partition("=") for v in given):
+        embed, _, search = flags.partition("::")
+        out.append((label, embed.split(), search.split()))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -632,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variant", action="append", default=[], metavar="LABEL=FLAGS",
         help="one more gene-ae row, its index built with these extra `gene-ae embed` flags (repeatable), e.g. "
-        "'sq8=--vector-codec sq8'",
+        "'sq8=--vector-codec sq8'; flags after ' :: ' go to its `gene-ae search` (rows with the same embed flags "
+        "share one index)",
     )  # fmt: skip
     given = set(a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:]))
     args = p.parse_args(argv)
@@ -684,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         train_note = f" (trained {args.train_steps} steps on {sample:,} records in {train_s:.0f} s, not in build s)"
 
     rows, done = [], {}
-    chosen = [t for t in tools(model, args.threads, _labelled(args.variant), _labelled(args.search_variant))
+    chosen = [t for t in tools(model, args.threads, _variants(args.variant), _labelled(args.search_variant))
               if t.key in args.tools.split(",")]  # fmt: skip
     if not chosen:
         p.error(f"--tools {args.tools!r}: none of {', '.join(TOOL_KEYS)}")

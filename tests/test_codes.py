@@ -93,26 +93,34 @@ def test_the_product_code_is_its_centroids_and_trains_them() -> None:
         ModelConfig(vector_dim=64, vector_pq=7)
 
 
-def test_sign_codes_store_a_bit_a_value_and_score_float_queries_against_the_signs() -> None:
-    """vectors.SignCode (gene-ae@512bit, K-mer@512bit in the eval): 512 values in 64 bytes, a float query's score
-    its dot with the record's signs scaled to unit length, best first; the trained 1-bit vector is those signs."""
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_sign_codes_store_a_bit_a_value_and_score_float_queries_against_the_signs(kind) -> None:
+    """vectors.build_signs (the index's signs codec; gene-ae@512bit, K-mer@512bit in the eval): 512 values in 64
+    bytes, a float query's score its dot with the record's signs scaled to unit length, best first, flat or by IVF
+    (every list scanned here: the same answer); the trained 1-bit vector is those signs."""
     vectors = vector_index
     rng = np.random.default_rng(0)
-    records = rng.normal(size=(300, 512)).astype(np.float32)
-    code, kind = vectors.build_signs(records)
-    assert kind == "flat" and code.ntotal == 300 and code.codes.shape == (300, 64) and code.codes.dtype == np.uint8
+    records = rng.normal(size=(2000, 512)).astype(np.float32)
+    records /= np.linalg.norm(records, axis=1, keepdims=True)
+    code, built = vectors.build_signs(records, kind)
+    assert built == kind and code.ntotal == 2000 and code.code_size == 64
     signs = np.where(records >= 0, 1, -1).astype(np.float32) / np.sqrt(512)
-    np.testing.assert_allclose(code.sa_decode(code.sa_encode(records)), signs)
-    queries = records[:5] + 0.3 * rng.normal(size=(5, 512)).astype(np.float32)
+    np.testing.assert_allclose(vectors.requantised(code, records), signs, atol=1e-6)
+    code.nprobe = code.nlist
+    queries = records[:5] + 0.02 * rng.normal(size=(5, 512)).astype(np.float32)
     idx, sims = vectors.search(code, queries, 10)
     expected = queries @ signs.T
+    np.testing.assert_array_equal(idx, np.argsort(-expected, axis=1)[:, :10])
     np.testing.assert_array_equal(idx[:, 0], np.arange(5))
-    np.testing.assert_allclose(sims, np.clip(np.take_along_axis(expected, idx, 1), -1, 1), rtol=1e-5)
-    assert (np.diff(sims, axis=1) <= 1e-6).all()
+    np.testing.assert_allclose(sims, np.take_along_axis(expected, idx, 1), rtol=1e-5)
+    kept, _ = vectors.search(code, queries, 3, ids=np.arange(100, 2000))  # an ID filter (--where) works on it
+    assert (kept >= 100).all()
     trained = int_code(torch.from_numpy(records[:3]), 1).numpy()
     np.testing.assert_allclose(trained, signs[:3], atol=1e-6)
     with pytest.raises(ValueError, match="8 values a byte"):
-        vectors.SignCode(100)
+        vectors.build_signs(records[:, :100])
+    index, _ = vectors.build_faiss(records, kind, "signs")  # the codec builds the same code
+    assert index.code_size == 64 and vectors.search(index, queries, 10)[0].tolist() == idx.tolist()
     (kmer,), skipped = build_methods(None, EvalConfig(methods=("7-mer@512bit", "gene-ae@512bit")), [])
     assert kmer.signs and kmer.code_bytes == 64 and skipped == {"gene-ae@512bit": "no encoder given"}
     with pytest.raises(ValueError, match="multiple of 8 bits"):

@@ -16,6 +16,7 @@ from gene_ae.core.mutate import mutate
 from gene_ae.core.records import iter_input
 from gene_ae.index import build
 from gene_ae.index import collection as collection_module
+from gene_ae.index import vectors as vector_index
 from gene_ae.index.collection import Collection
 from gene_ae.model.checkpoint import save as save_checkpoint
 from gene_ae.search import engine
@@ -72,6 +73,30 @@ def test_an_index_of_8_bit_vectors_in_shards_answers_as_one_built_at_once(world,
     for shard, lo in zip(sharded.shards, sharded.offsets[:-1]):  # every record's code, the same in both
         n = shard.dense.ntotal
         np.testing.assert_array_equal(shard.dense.reconstruct_n(0, n), whole.reconstruct_n(int(lo), n))
+
+
+def test_an_index_of_sign_codes_answers_as_one_built_at_once_and_stores_the_signs(world, tmp_path) -> None:
+    """The signs codec (a bit a value, vectors.build_signs): fixed codebooks, nothing trained on a shard's vectors,
+    so a sharded index's vector-first search (--sources dense) answers as one built at once, and each record's
+    stored code is its vector's signs."""
+    cfg = build.BuildConfig(codec="signs")
+    build.build_index(iter(world["records"]), world["embed"], world["model"], tmp_path / "whole", cfg)
+    build.build_collection(iter(world["records"]), world["embed"], world["model"], tmp_path / "sharded", cfg,
+                           limits=build.ShardLimits(records=7))  # fmt: skip
+    whole = Collection.open(tmp_path / "whole")
+    assert whole.shards[0].dense.sa_code_size() == 8  # 64 values, a bit each
+
+    def dense_hits(directory: Path) -> list[list[str]]:
+        collection = Collection.open(directory)
+        found = engine.search(collection, world["queries"], world["embed"],
+                              engine.SearchConfig(k=5, rerank=0, sources=("dense",)))  # fmt: skip
+        return [[collection.entries[h.subject].id for h in hits] for hits in found]
+
+    assert dense_hits(tmp_path / "sharded") == dense_hits(tmp_path / "whole")
+    assert [hits[0] for hits in dense_hits(tmp_path / "whole")[::2][:5]] == [r.id for r in world["records"][::2][:5]]
+    stored = vector_index.reconstruct(whole.shards[0].dense, np.arange(len(world["records"])))
+    fresh = world["embed"]([r.tokens for r in world["records"]])
+    np.testing.assert_allclose(stored, np.where(fresh >= 0, 1, -1) / np.sqrt(64), atol=1e-6)
 
 
 def test_shards_by_bases_cut_after_the_limit_and_answer_as_one_index(world, tmp_path) -> None:

@@ -41,7 +41,8 @@ def add_parser(sub, version: str) -> None:
     e.add_argument("--batch-size", type=int_option("batch_size"), default=build.batch_size, help="encoder batch size")
     e.add_argument("--vector-codec", default=build.codec, choices=tuple(CODECS),
                    help="how record and window vectors are stored: float32, float16 (half), 8 bits a value "
-                   f"(a quarter), {PQ_BYTES} bytes a vector (product quantisation); docs/BENCHMARKS.md has what "
+                   f"(a quarter), {PQ_BYTES} bytes a vector (product quantisation), 1 bit a value (signs: the code a "
+                   "model trained with model.vector_bits = 1 is trained as); docs/BENCHMARKS.md has what "
                    "each costs in recall")  # fmt: skip
     e.add_argument("--kmer-scaled", type=int_option("kmer_scaled"), default=build.kmers.scaled, metavar="S",
                    help="keep about 1/S of the distinct k-mers in the exact k-mer index (by hash, FracMinHash): "

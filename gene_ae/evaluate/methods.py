@@ -29,7 +29,7 @@ _KMER_NAME = re.compile(r"^(\d+)-mer(?:@(\d+|dim))?$")  # exact counts, or hashe
 # At a size in bytes a record (issue 33's equal-bytes comparison): the model's vector as stored in N bytes
 # (gene-ae@64b), a hashed profile of N values at 8 bits (7-mer@64b), a MinHash of N / 4 32-bit bins (minhash-k11@64b)
 _BYTES_NAME = re.compile(r"^(gene-ae|(\d+)-mer|minhash-k(\d+))@(\d+)b$")
-# As N sign bits (N / 8 bytes, index.SignCode): the model's N-value vector (gene-ae@512bit), a profile hashed to
+# As N sign bits (N / 8 bytes, index.build_signs): the model's N-value vector (gene-ae@512bit), a profile hashed to
 # N values (7-mer@512bit)
 _BITS_NAME = re.compile(r"^(gene-ae|(\d+)-mer)@(\d+)bit$")
 _SOURMASH_NAME = re.compile(r"^sourmash(?:-k(\d+))?$")
@@ -115,7 +115,7 @@ class EmbeddingMethod:
     embed_fn: Callable[[Sequence[np.ndarray]], np.ndarray]
     description: str = ""
     code_bytes: int = 0
-    signs: bool = False  # stored as its sign bits (vectors.SignCode), code_bytes = values / 8
+    signs: bool = False  # stored as its sign bits (vectors.build_signs), code_bytes = values / 8
     coder: Any = field(default=None, init=False, repr=False)  # code_bytes > 0: the faiss index built last
     _cache: dict[bytes, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 

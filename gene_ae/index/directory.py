@@ -3,8 +3,8 @@
     index.json                  marker + metadata: format, model URI and version, dims, the number of records,
                                 the sha256 of every other file, and its own sha256 (`meta_sha256`)
     entries.npz                 each record's id, length, label and span, as columns (gene_ae/index/entries.py)
-    index.faiss                 one vector per record: faiss (codec: f32, f16, sq8 or pq64; indexes before stop 26 also
-                                kept float16 copies in vectors.npy, no longer read)
+    index.faiss                 one vector per record: faiss (codec: f32, f16, sq8, pq64 or signs; indexes before
+                                stop 26 also kept float16 copies in vectors.npy, no longer read)
     windows.faiss, windows.npz  vectors of the windows of records longer than the model window, with their spans
     kmers.npz, kmer_postings.npy  the exact k-mer index (gene_ae/index/kmer_index.py): its postings memory-mapped
     features.npz                the user's features of each record, typed (gene_ae/core/features.py)

@@ -19,8 +19,10 @@ FLAT_MAX = 20_000
 # How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value (faiss
 # scalar quantizer over SQ8_RANGE, a quarter: the same recall as float32 at 10^5 genes, 0.75x the index and 0.87x
 # the time a query); pq64, the default (the default search reads no vectors: on 10^5 real SILVA genes it changed
-# no hit and took the index to 0.79x of sq8's). docs/BENCHMARKS.md has what each costs in recall.
-CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit", "pq64": "PQ"}
+# no hit and took the index to 0.79x of sq8's); signs, 1 bit a value (build_signs: 64 bytes for the 512-value
+# vector), the code a model trained with model.vector_bits = 1 is trained as. docs/BENCHMARKS.md has what each
+# costs in recall.
+CODECS = {"f32": None, "f16": "QT_fp16", "sq8": "QT_8bit", "pq64": "PQ", "signs": "signs"}
 # pq64: faiss product quantisation, PQ_BYTES sub-vectors of 8 bits (64 bytes a vector whatever its dimension;
 # issue 33's equal-bytes budget; fewer where the dimension does not divide). Approximate: its codebooks are
 # trained on the index's own vectors.
@@ -57,6 +59,8 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
     kind = ("flat" if len(vectors) <= FLAT_MAX else "ivf") if kind == "auto" else kind
     if codec == "pq64":
         return _build_pq(vectors, kind)
+    if codec == "signs":
+        return build_signs(vectors, kind) if kind in ("flat", "ivf") else build_faiss(vectors, kind, "f32")
     quantizer_type = getattr(faiss.ScalarQuantizer, CODECS[codec]) if CODECS[codec] else None
     if kind == "flat" and quantizer_type is None:
         index = faiss.IndexFlatIP(vectors.shape[1])
@@ -90,12 +94,36 @@ def _build_pq(vectors: np.ndarray, kind: str):
 
 
 def build_signs(vectors: np.ndarray, kind: str = "flat"):
-    """(SignCode of the vectors, "flat"): d bits a vector."""
-    if kind != "flat":
-        raise ValueError(f"sign codes are searched flat, not {kind!r}")
-    index = SignCode(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    """(faiss index storing each vector as its d sign bits, d / 8 bytes, kind "flat" or "ivf"): the code a model
+    trained with `model.vector_bits = 1` is trained for; the index's `signs` codec and the eval's @Nbit methods
+    both build it. A float query's score is its dot with the record's signs scaled to unit length (asymmetric, as
+    faiss scores a float query against any code); faiss's binary indexes compare two codes (Hamming), which loses
+    more (unseen 16S recall@1 at 10 % 0.580 against 0.655, docs/RESULTS.md). Stored as an IndexIVFPQ whose
+    sub-vectors are 8 values coded by fixed codebooks, the 256 sign patterns: the nearest pattern of 8 values is
+    their signs, and faiss's IVF, ID filter and reader come with it. One list for flat."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = vectors.shape
+    if kind not in ("flat", "ivf"):
+        raise ValueError(f"sign codes are searched flat or by IVF, not {kind!r}")
+    if d % 8:
+        raise ValueError(f"a sign code packs 8 values a byte; {d} values do not")
+    lists = 1 if kind == "flat" else ivf_lists(n)
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, d // 8, 8, faiss.METRIC_INNER_PRODUCT)
+    index.by_residual = False  # the signs of the vector itself, not of its distance to a list's centroid
+    index.nprobe = min(IVF_NPROBE, lists)
+    index.cp.niter, index.cp.min_points_per_centroid = COARSE_ITERS, min(39, COARSE_PER_LIST)
+    index.pq.cp.niter, index.pq.cp.min_points_per_centroid = 0, 0  # its codebooks are set below, not learned
+    sample = np.sort(np.random.default_rng(0).choice(n, min(n, max(PQ_CODES, COARSE_PER_LIST * lists)), replace=False))
+    index.train(vectors[sample] if n >= PQ_CODES else np.resize(vectors, (PQ_CODES, d)))
+    faiss.copy_array_to_vector(np.tile(SIGN_PATTERNS / np.float32(np.sqrt(d)), (d // 8, 1)).ravel(), index.pq.centroids)
+    index.add(vectors)
     return index, kind
+
+
+# The 256 patterns of 8 signs (+-1), code c's value j the sign of bit j of c: build_signs's fixed codebook.
+SIGN_PATTERNS = (2 * ((np.arange(256)[:, None] >> np.arange(8)) & 1) - 1).astype(np.float32)
 
 
 def build_coded(vectors: np.ndarray, kind: str = "flat", size: int = PQ_BYTES):
@@ -128,48 +156,6 @@ def build_coded(vectors: np.ndarray, kind: str = "flat", size: int = PQ_BYTES):
     index.train(vectors[sample])
     index.add(vectors)
     return index, kind
-
-
-class SignCode:
-    """Vectors as their signs, d bits (d / 8 bytes) a vector, searched by float queries: a query's score is its dot
-    with the record's signs scaled to unit length (asymmetric, as faiss scores a float query against its codes).
-    The code a model trained with `model.vector_bits = 1` is trained for (an eval method only: the index does not
-    store it); faiss's own binary indexes compare two codes (Hamming), which loses more (unseen 16S recall@1 at
-    10 % 0.580 against 0.655, docs/RESULTS.md). The faiss calls the eval makes: add, search (flat, no ID filter),
-    sa_encode, sa_decode, ntotal."""
-
-    def __init__(self, d: int):
-        if d % 8:
-            raise ValueError(f"a sign code packs 8 values a byte; {d} values do not")
-        self.d, self.codes = d, np.zeros((0, d // 8), np.uint8)
-
-    @property
-    def ntotal(self) -> int:
-        return len(self.codes)
-
-    def sa_encode(self, x: np.ndarray) -> np.ndarray:
-        return np.packbits(np.asarray(x) >= 0, axis=1)
-
-    def sa_decode(self, codes: np.ndarray) -> np.ndarray:
-        bits = np.unpackbits(codes, axis=1, count=self.d).astype(np.float32)
-        return (2 * bits - 1) / np.float32(np.sqrt(self.d))
-
-    def add(self, x: np.ndarray) -> None:
-        self.codes = np.concatenate([self.codes, self.sa_encode(x)])
-
-    def search(self, queries: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, indices) [q, k], best first, as faiss returns them; records decoded a block at a time."""
-        if params is not None:
-            raise ValueError("a sign code is searched whole (no ID filter)")
-        sims = np.full((len(queries), 0), -np.inf, np.float32)
-        idx = np.zeros((len(queries), 0), np.int64)
-        for start in range(0, self.ntotal, 1 << 15):
-            block = queries @ self.sa_decode(self.codes[start : start + (1 << 15)]).T
-            sims = np.concatenate([sims, block], axis=1)
-            idx = np.concatenate([idx, np.broadcast_to(np.arange(start, start + block.shape[1]), block.shape)], axis=1)
-            keep = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-            sims, idx = np.take_along_axis(sims, keep, 1), np.take_along_axis(idx, keep, 1)
-        return sims, idx
 
 
 def ivf_lists(n: int) -> int:

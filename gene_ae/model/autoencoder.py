@@ -281,7 +281,7 @@ class GeneAE(nn.Module):
     def stored(self, vector: torch.Tensor) -> torch.Tensor:
         """The vector as the model was trained to store it: its 8-bit or product code when it has one. Trained with
         float views (model.code_views false), the vector stays float: a query is compared float, and a record is
-        coded by the index's codec (vectors.SignCode's signs are int_code's at 1 bit)."""
+        coded by the index's codec (vectors.build_signs' signs are int_code's at 1 bit)."""
         if self.cfg.vector_bits and self.cfg.code_views:
             return int_code(vector, self.cfg.vector_bits)
         if self.product_code is not None:

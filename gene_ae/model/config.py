@@ -52,7 +52,7 @@ class ModelConfig:
     vector_bits: int = 0
     # With vector_bits: whether the views (in training the queries of a search) are coded too. False: only what an
     # index stores is coded (the windows and their siblings, as records), the views stay float, as a search
-    # compares a float query with the stored codes (vectors.SignCode, faiss's sq8): the asymmetric form the code
+    # compares a float query with the stored codes (vectors.build_signs, faiss's sq8): the asymmetric form the code
     # is used in; on a 16S val split its signs beat the symmetric form's by 0.04-0.09 recall@1 at every divergence
     # (docs/RESULTS.md, stop 41). True: both sides coded, as every vector_bits model before stop 41 was trained
     code_views: bool = False
