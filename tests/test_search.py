@@ -485,6 +485,33 @@ def test_a_remote_querys_deep_candidates_are_picked_by_co_linear_matches(tmp_pat
     assert 12 not in [h.subject for h in floored]
 
 
+def test_a_vector_first_search_aligns_its_pool_in_the_order_of_co_linear_matches(tmp_path, encoder) -> None:
+    """--sources dense (the vectors alone): records made of a 20 % copy's own 10-base pieces out of order have its
+    k-mer composition, so their vectors rank above the source's; the vectors' first deep_pool are ordered by
+    co-linear 8-mers before any is aligned, and the source is aligned and reported first. Without a pool (or
+    without alignment) the vectors' order stands and the source is not aligned."""
+    rng = np.random.default_rng(4)
+    source = rng.integers(FIRST_BASE, FIRST_BASE + 4, 1500).astype(np.uint8)
+    query = mutate(source, 0.2, rng)
+    pieces = np.array_split(query, query.size // 10)
+    decoys = [np.concatenate([pieces[i] for i in rng.permutation(len(pieces))]) for _ in range(12)]
+    records = [InputRecord(f"d{i}", d) for i, d in enumerate(decoys)] + [InputRecord("source", source)]
+    embed = partial(embedding.embed_local, encoder, batch_size=64)
+    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
+    embedding.build_index(iter(records), embed, model, tmp_path / "idx", embedding.BuildConfig())
+    loaded = IndexDir.open(tmp_path / "idx")
+    cfg = search.SearchConfig(k=3, rerank=2, deep=4, trace=False, sources=("dense",))
+    by_vectors = search.search(loaded, [query], embed, replace(cfg, k=13, rerank=0))[0]
+    assert [h.subject for h in by_vectors].index(12) >= 4  # the source ranks below `deep` by its vector
+    assert search.vector_first(cfg) and search.depth(cfg) == cfg.deep_pool
+    assert not search.vector_first(replace(cfg, sources=("dense", "sparse"))) and not search.vector_first(
+        replace(cfg, rerank=0))  # fmt: skip
+    without = search.search(loaded, [query], embed, replace(cfg, deep_pool=0))[0]
+    assert 12 not in [h.subject for h in without if h.identity is not None]
+    first = search.search(loaded, [query], embed, cfg)[0]
+    assert first[0].subject == 12 and first[0].identity > without[0].identity
+
+
 @pytest.mark.parametrize("codec,ratio", [("f16", 0.5), ("sq8", 0.25)])
 def test_compact_vector_codecs_store_less_and_find_the_same_nearest(tmp_path, encoder, genes, codec, ratio) -> None:
     """float16 and 8-bit vectors: index files about half and a quarter of float32's, the same nearest record

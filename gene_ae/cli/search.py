@@ -91,7 +91,8 @@ def add_parser(sub, version: str) -> None:
         "--deep-pool", type=int_option("deep_pool"), default=search_cfg.deep_pool, metavar="N",
         help="a remote gene query's --deep candidates are its first --rerank, then the best of its first N by "
         "k-mers ranked by their 8-mers on one band of diagonals (matches in line), not its first --deep by k-mers "
-        "(N at most --deep: those)",
+        "(N at most --deep: those); with the vectors alone (--sources without sparse), every gene query's first N "
+        "by the vectors, ranked so before any is aligned (0: the vectors' order)",
     )  # fmt: skip
     s.add_argument(
         "--deep-trace", type=int_option("deep_trace"), default=search_cfg.deep_trace, metavar="N",
@@ -112,7 +113,8 @@ def add_parser(sub, version: str) -> None:
     s.add_argument(
         "--sources", type=source_list, default=search_cfg.sources, metavar="LIST",
         help=f"candidate lists to fuse, comma separated (default {','.join(search_cfg.sources)}): the record vectors, "
-        "the window vectors, the exact k-mers (docs/BENCHMARKS.md: what each costs and finds at 10^6 genes)",
+        "the window vectors, the exact k-mers (docs/BENCHMARKS.md: what each costs and finds at 10^6 genes); "
+        "dense alone: a vector-first search (--deep-pool)",
     )  # fmt: skip
     s.add_argument(
         "--where", metavar="EXPR",

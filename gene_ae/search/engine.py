@@ -257,8 +257,18 @@ def check_config(cfg: SearchConfig) -> None:
 
 
 def depth(cfg: SearchConfig) -> int:
-    """The nearest pieces each shard returns per query piece (and records each candidate list keeps)."""
-    return max(cfg.candidates, cfg.k, cfg.rerank, cfg.deep if cfg.rerank else 0)
+    """The nearest pieces each shard returns per query piece (and records each candidate list keeps): a
+    vector-first search's lists are its deep_pool deep."""
+    n = max(cfg.candidates, cfg.k, cfg.rerank, cfg.deep if cfg.rerank else 0)
+    return max(n, cfg.deep_pool) if vector_first(cfg) else n
+
+
+def vector_first(cfg: SearchConfig) -> bool:
+    """A search of the vectors alone (no k-mer list) that aligns: a gene query's first deep_pool candidates by the
+    vectors are ordered by co-linear 8-mers (depth.deep_candidates) before any is aligned. On SILVA's val split the
+    64-byte codes put a 20 % copy's source in their first 40 for 0.52 of the queries and in their first 2,000 for
+    0.94; the 8-mers on one band of diagonals put it in the first 40 of those for 0.92 (docs/RESULTS.md)."""
+    return "sparse" not in cfg.sources and cfg.rerank > 0 and cfg.deep_pool > 0
 
 
 PieceShape = tuple[int, "int | None"]  # (window of the query's window pieces, 0: none; k-mer segment, None: none)
@@ -318,15 +328,18 @@ def finish(
                 # k-mers alone: as many as it has pieces (each piece's best come first in the vote), at least the
                 # alignment pool's, and every one voted within deep_flat of the best (a crowd of near-identical
                 # strains); on to --deep (at most n) when none of those shares a region with it (the vote's top were
-                # chance). Other lists: all n.
-                first = long_first(hits, top, n, pieces_of(asked, q), cfg) if kmers_alone else max(top, n)
-                deep = min(n, cfg.deep)
+                # chance). Other lists: all n (a vector-first search's pool is not chained whole).
+                chained = depth(replace(cfg, deep_pool=0))
+                first = long_first(hits, top, chained, pieces_of(asked, q), cfg) if kmers_alone else max(top, chained)
+                deep = min(chained, cfg.deep)
                 with chaining(query, hits, subject, first, share, deep, 1) as (ranked, paths, cached):
                     hits = _reported(query, ranked, cfg, cached, space, paths, share.within(0.5, 1.0))
             else:
                 if cfg.vote_floor and kmers_alone and hits:
                     hits = [h for h in hits if h.score >= cfg.vote_floor * hits[0].score]
                     top = min(top, len(hits))
+                if vector_first(cfg):  # aligned, and --deep, in the 8-mers' order of the vectors' first deep_pool
+                    hits = deep_candidates(query, hits, hits[: cfg.deep_pool], 0, replace(cfg, deep=n), subject)
                 ranked = rerank(query, hits, subject, top, keep=cfg.k)
                 traced_k = cfg.k
                 if ranked and (ranked[0].identity or 0.0) < cfg.deep_below:  # remote: --deep, --deep-trace
