@@ -454,20 +454,28 @@ def test_a_remote_query_reports_the_best_scores_among_its_deep_trace_by_identity
     assert [h.subject for h in near[0]] == [h.subject for h in near[1]]
 
 
-def test_a_remote_querys_deep_candidates_are_picked_by_co_linear_matches(tmp_path, encoder) -> None:
-    """A 30 % copy's source shares ~3 % of the copy's 10-mers: records holding the copy's own 10-base pieces out of
-    order share more (one in ten) and rank above it by k-mers, past `deep`. deep_pool picks the deep candidates from
-    more of the list by co-linear 8-mers: the source is aligned and reported first; without it, not aligned."""
-    rng = np.random.default_rng(3)
+def _decoyed(
+    tmp_path: Path, encoder: Encoder, divergence: float, seed: int
+) -> tuple[IndexDir, embedding.Embed, np.ndarray]:
+    """(index, embed, query): a 1.5 kb record (position 12) and a copy of it mutated `divergence` (the query),
+    indexed beside 12 decoys made of the copy's own 10-base pieces out of order (its k-mer composition)."""
+    rng = np.random.default_rng(seed)
     source = rng.integers(FIRST_BASE, FIRST_BASE + 4, 1500).astype(np.uint8)
-    query = mutate(source, 0.3, rng)
+    query = mutate(source, divergence, rng)
     pieces = np.array_split(query, query.size // 10)
     decoys = [np.concatenate([pieces[i] for i in rng.permutation(len(pieces))]) for _ in range(12)]
     records = [InputRecord(f"d{i}", d) for i, d in enumerate(decoys)] + [InputRecord("source", source)]
     embed = partial(embedding.embed_local, encoder, batch_size=64)
     model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
     embedding.build_index(iter(records), embed, model, tmp_path / "idx", embedding.BuildConfig())
-    loaded = IndexDir.open(tmp_path / "idx")
+    return IndexDir.open(tmp_path / "idx"), embed, query
+
+
+def test_a_remote_querys_deep_candidates_are_picked_by_co_linear_matches(tmp_path, encoder) -> None:
+    """A 30 % copy's source shares ~3 % of the copy's 10-mers: records holding the copy's own 10-base pieces out of
+    order share more (one in ten) and rank above it by k-mers, past `deep`. deep_pool picks the deep candidates from
+    more of the list by co-linear 8-mers: the source is aligned and reported first; without it, not aligned."""
+    loaded, embed, query = _decoyed(tmp_path, encoder, 0.3, 3)
     by_kmers = search.search(loaded, [query], embed, search.SearchConfig(k=13, rerank=0))[0]
     assert [h.subject for h in by_kmers].index(12) >= 4  # the source ranks below `deep` by k-mers
     cfg = search.SearchConfig(k=3, rerank=2, deep=4, deep_pool=0, trace=False)
@@ -490,16 +498,7 @@ def test_a_vector_first_search_aligns_its_pool_in_the_order_of_co_linear_matches
     k-mer composition, so their vectors rank above the source's; the vectors' first deep_pool are ordered by
     co-linear 8-mers before any is aligned, and the source is aligned and reported first. Without a pool (or
     without alignment) the vectors' order stands and the source is not aligned."""
-    rng = np.random.default_rng(4)
-    source = rng.integers(FIRST_BASE, FIRST_BASE + 4, 1500).astype(np.uint8)
-    query = mutate(source, 0.2, rng)
-    pieces = np.array_split(query, query.size // 10)
-    decoys = [np.concatenate([pieces[i] for i in rng.permutation(len(pieces))]) for _ in range(12)]
-    records = [InputRecord(f"d{i}", d) for i, d in enumerate(decoys)] + [InputRecord("source", source)]
-    embed = partial(embedding.embed_local, encoder, batch_size=64)
-    model = embedding.ModelInfo(uri="mem", version="", dim=64, window=WINDOW)
-    embedding.build_index(iter(records), embed, model, tmp_path / "idx", embedding.BuildConfig())
-    loaded = IndexDir.open(tmp_path / "idx")
+    loaded, embed, query = _decoyed(tmp_path, encoder, 0.2, 4)
     cfg = search.SearchConfig(k=3, rerank=2, deep=4, trace=False, sources=("dense",))
     by_vectors = search.search(loaded, [query], embed, replace(cfg, k=13, rerank=0))[0]
     assert [h.subject for h in by_vectors].index(12) >= 4  # the source ranks below `deep` by its vector
