@@ -319,3 +319,31 @@ def test_a_writer_on_a_folder_that_is_not_an_index_is_refused_and_leaves_no_lock
     with pytest.raises(FileNotFoundError, match="not a gene-ae index"):
         build.remove_records(tmp_path, ["a"])
     assert list(tmp_path.iterdir()) == []  # no .gene-ae-writer.lock dropped in the user's folder
+
+
+def test_an_index_without_k_mers_is_searched_vector_first_and_grows_so(world, tmp_path, capsys) -> None:
+    """`gene-ae embed --no-kmers`: vectors and sequences alone, no postings; a search of it reads the record
+    vectors (vector-first) unless told otherwise, finds mutated copies' sources, and an append keeps it so."""
+    records = world["records"]
+    first, more = tmp_path / "first.fa", tmp_path / "more.fa"
+    first.write_text("".join(f">{r.id}\n{decode(r.tokens)}\n" for r in records[:16]))
+    more.write_text("".join(f">{r.id}\n{decode(r.tokens)}\n" for r in records[16:]))
+    out = tmp_path / "idx"
+    code, _, err = _cli(capsys, "embed", "--model", world["model"].uri, "--input", first, "--out", out, "--no-kmers")
+    assert code == 0, err
+    code, _, err = _cli(capsys, "embed", "--append", "--input", more, "--out", out, "--no-kmers")
+    assert code == 1 and "leave --no-kmers out" in err, err
+    code, _, err = _cli(capsys, "embed", "--append", "--input", more, "--out", out)
+    assert code == 0, err
+    index = Collection.open(out)
+    assert len(index.shards) == 2 and all(not s.meta.sparse and s.kmers is None for s in index.shards)
+    assert not list(out.rglob("kmers.npz")) and not list(out.rglob("kmer_postings.npy"))
+    q = tmp_path / "q.fa"
+    genes = [r for r in records if r.tokens.size < 4000][::3][:6]
+    rng = np.random.default_rng(7)
+    q.write_text("".join(f">{r.id}\n{decode(mutate(r.tokens, 0.1, rng))}\n" for r in genes))
+    code, hits, err = _cli(capsys, "search", "--index", out, q, "-k", "1")
+    assert code == 0, err
+    assert [line.split("\t")[1] for line in hits.splitlines()[1:]] == [r.id for r in genes]
+    code, _, err = _cli(capsys, "search", "--index", out, q, "--sources", "sparse")
+    assert code == 1 and "no candidate source" in err and "--no-kmers" in err, err

@@ -32,6 +32,11 @@ def add_parser(sub, version: str) -> None:
     e.add_argument(
         "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
     )
+    e.add_argument(
+        "--no-kmers", action="store_true",
+        help="no exact k-mer index: the vectors and the sequences alone, searched vector-first (--sources dense; "
+        "docs/RESULTS.md: what it finds against the k-mers)",
+    )  # fmt: skip
     e.add_argument("--window-min", type=int_option("window_min"), default=build.window_min, metavar="BASES",
                    help="index windows of records at least this long only (shorter ones: their record vector and "
                    "k-mers find them)")  # fmt: skip
@@ -115,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = build.BuildConfig(
         args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
         codec=args.vector_codec, kmers=KmerIndexConfig(k=args.kmer_k, scaled=args.kmer_scaled),
-        window_min=args.window_min,
+        window_min=args.window_min, sparse=not args.no_kmers,
     )  # fmt: skip
     records = chain([first], records)
     bases = args.shard_bases if args.shard_bases is not None else 0 if args.shard_records else build.SHARD_BASES
@@ -159,7 +164,7 @@ def _append(args: argparse.Namespace) -> int:
         "--index-kind": ("index_kind", built.kind), "--no-windows": ("no_windows", not built.windows),
         "--stride": ("stride", built.stride), "--vector-codec": ("vector_codec", built.codec),
         "--kmer-scaled": ("kmer_scaled", built.kmers.scaled), "--window-min": ("window_min", built.window_min),
-        "--kmer-k": ("kmer_k", built.kmers.k),
+        "--kmer-k": ("kmer_k", built.kmers.k), "--no-kmers": ("no_kmers", not built.sparse),
     }  # fmt: skip
     for flag, (name, default) in build_flags.items():
         if getattr(args, name) != default:

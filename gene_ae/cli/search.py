@@ -111,8 +111,9 @@ def add_parser(sub, version: str) -> None:
     )  # fmt: skip
     s.add_argument("--collection", help="align against this file instead of the sequences the index holds")
     s.add_argument(
-        "--sources", type=source_list, default=search_cfg.sources, metavar="LIST",
-        help=f"candidate lists to fuse, comma separated (default {','.join(search_cfg.sources)}): the record vectors, "
+        "--sources", type=source_list, default=None, metavar="LIST",
+        help=f"candidate lists to fuse, comma separated (default {','.join(search_cfg.sources)}; dense for an index "
+        "built with --no-kmers): the record vectors, "
         "the window vectors, the exact k-mers (docs/BENCHMARKS.md: what each costs and finds at 10^6 genes); "
         "dense alone: a vector-first search (--deep-pool)",
     )  # fmt: skip
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} applies to subject genomes of --outfmt ani; add --outfmt ani")
     check_out_file(args.out, reads=(args.query, args.collection), inside=(args.index,))
     searcher = Searcher.open(args.index, args.model, args.batch_size)
+    args.sources = args.sources or searcher.default_sources()
     if args.model and not searcher.uses_model(args.sources):
         raise ValueError(
             f"--model {args.model}: this search reads no vectors (--sources {','.join(args.sources)}); add dense or "

@@ -96,6 +96,9 @@ class BuildConfig:
     windows: bool = True  # also index windows of records at least window_min long (and longer than the model window)
     stride: int = 0  # window stride; 0 = half a window
     kmers: KmerIndexConfig = field(default_factory=KmerIndexConfig)
+    # False: no exact k-mer index (postings), only the vectors, their windows and the sequences: an index searched
+    # vector-first (engine.vector_first), 64 bytes and the compressed bases a record
+    sparse: bool = True
     batch_bases: int = 1 << 21  # records are read, embedded and stored this many bases at a time
     batch_size: int = 64  # encoder batch size
     features: dict[str, str] = field(default_factory=dict)  # the user's features to store: name -> kind
@@ -294,7 +297,7 @@ def write_shard(
     records plus the shard's index."""
     meta = IndexMeta(
         model_uri=model.uri, model_version=model.version, dim=model.dim, kind=cfg.kind, windows=cfg.windows,
-        window=model.window, sparse=True, sequences=True, features=dict(cfg.features),
+        window=model.window, sparse=cfg.sparse, sequences=True, features=dict(cfg.features),
     )  # fmt: skip
     feature_rows: list[dict] = []
     rows: list[Entry] = []
@@ -302,19 +305,21 @@ def write_shard(
     store = writer.sequences()
     try:
         kmers: KmerIndexBuilder | None = None
+        resolved = False
         windows: list[tuple[int, int, int]] = []
         done = progress("embed")  # the collection's bases, a batch of records at a time (a stream: no total)
         with done, open(tmp / "vectors.f32", "wb") as vec_out, open(tmp / "windows.f32", "wb") as win_out:
             for batch in by_bases(records, _bases, cfg.batch_bases):
-                if kmers is None:  # k from the first batch's lengths
-                    cfg = resolve(cfg, [r.tokens.size for r in batch], model.window)
-                    kmers = KmerIndexBuilder(cfg.kmers)
+                if not resolved:  # k from the first batch's lengths
+                    cfg, resolved = resolve(cfg, [r.tokens.size for r in batch], model.window), True
+                    kmers = KmerIndexBuilder(cfg.kmers) if cfg.sparse else None
                 first = len(rows)
                 for r in batch:
                     n = int(r.tokens.size)
                     pos = store.add(r.tokens)
                     rows.append(Entry(id=r.id, length=n, label=r.label, start=0, end=n))
-                    kmers.add(pos, r.tokens)
+                    if kmers is not None:
+                        kmers.add(pos, r.tokens)
                     if cfg.features:
                         feature_rows.append(r.features)
                 spans = _window_spans(batch, model.window, cfg.stride, cfg.window_min if cfg.windows else -1)
@@ -351,14 +356,19 @@ def write_shard(
         # while the postings transpose)
         # A pool that waits, not core.threads' in_threads: this thread writes into the staging folder, which a
         # Ctrl-C removes only once the thread is done, so nothing it writes outlives the removal.
-        with ThreadPoolExecutor(1, thread_name_prefix="gene-ae-vectors") as pool:
-            coded = pool.submit(vectors)
-            kmer_index = kmers.finish()
-            meta.kind = coded.result()
+        if kmers is None:
+            meta.kind = vectors()
+            store.close()
+            meta.settings = asdict(cfg)
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="gene-ae-vectors") as pool:
+                coded = pool.submit(vectors)
+                kmer_index = kmers.finish()
+                meta.kind = coded.result()
+            store.close(kmers.record_order)  # relatives side by side: zstd stores them in less
+            writer.kmers(kmer_index)
+            meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
         meta.windows = bool(windows)
-        store.close(kmers.record_order)  # relatives side by side: zstd stores them in less
-        writer.kmers(kmer_index)
-        meta.settings = asdict(replace(cfg, kmers=kmer_index.cfg))
         if cfg.features:
             writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
         writer.finish(meta, rows)

@@ -372,7 +372,8 @@ def _lists(
         if parts:
             lists.append(candidates(source, PieceHits.merge(parts, n), n_queries, n))
     if not lists:
-        raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)}")
+        raise ValueError(f"no candidate source available in this index among {', '.join(cfg.sources)} (an index "
+                         "built with --no-kmers holds no sparse list: --sources dense)")  # fmt: skip
     return lists
 
 

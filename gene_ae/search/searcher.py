@@ -44,6 +44,11 @@ class Searcher:
     def meta(self):
         return self.collection.meta
 
+    def default_sources(self) -> tuple[str, ...]:
+        """The candidate lists a search reads unless told: the exact k-mers, or the record vectors (a vector-first
+        search) where the index holds no k-mer index (`gene-ae embed --no-kmers`)."""
+        return engine.SearchConfig().sources if self.meta.sparse else ("dense",)
+
     def uses_model(self, sources: Sequence[str]) -> bool:
         """Whether these candidate lists read the query's vectors (every index holds record vectors; window
         vectors only some)."""
