@@ -115,7 +115,7 @@ def add_parser(sub, version: str) -> None:
         help=f"candidate lists to fuse, comma separated (default {','.join(search_cfg.sources)}; dense for an index "
         "built with --no-kmers): the record vectors, "
         "the window vectors, the exact k-mers (docs/BENCHMARKS.md: what each costs and finds at 10^6 genes); "
-        "dense alone: a vector-first search (--deep-pool)",
+        "dense alone: a vector-first search",
     )  # fmt: skip
     s.add_argument(
         "--where", metavar="EXPR",
