@@ -109,13 +109,9 @@ def build_signs(vectors: np.ndarray, kind: str = "flat"):
         raise ValueError(f"sign codes are searched flat or by IVF, not {kind!r}")
     if d % 8:
         raise ValueError(f"a sign code packs 8 values a byte; {d} values do not")
-    lists = 1 if kind == "flat" else ivf_lists(n)
-    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, d // 8, 8, faiss.METRIC_INNER_PRODUCT)
+    index, sample = _ivf_pq(n, d, kind, d // 8, PQ_CODES)
     index.by_residual = False  # the signs of the vector itself, not of its distance to a list's centroid
-    index.nprobe = min(IVF_NPROBE, lists)
-    index.cp.niter, index.cp.min_points_per_centroid = COARSE_ITERS, min(39, COARSE_PER_LIST)
     index.pq.cp.niter, index.pq.cp.min_points_per_centroid = 0, 0  # its codebooks are set below, not learned
-    sample = np.sort(np.random.default_rng(0).choice(n, min(n, max(PQ_CODES, COARSE_PER_LIST * lists)), replace=False))
     index.train(vectors[sample] if n >= PQ_CODES else np.resize(vectors, (PQ_CODES, d)))
     faiss.copy_array_to_vector(np.tile(SIGN_PATTERNS / np.float32(np.sqrt(d)), (d // 8, 1)).ravel(), index.pq.centroids)
     index.add(vectors)
@@ -132,7 +128,6 @@ def build_coded(vectors: np.ndarray, kind: str = "flat", size: int = PQ_BYTES):
     divide the dimension, one byte each, its codebooks trained on a sample of the vectors. The one definition of
     a vector in N bytes: the index's pq64 codec and the eval's @Nb methods both build it. ValueError under PQ_CODES
     vectors to product-quantise."""
-    import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = vectors.shape
@@ -143,19 +138,28 @@ def build_coded(vectors: np.ndarray, kind: str = "flat", size: int = PQ_BYTES):
     if n < PQ_CODES:
         raise ValueError(f"{n} vectors are too few to product-quantise to {size} bytes (it needs {PQ_CODES})")
     codes = max(m for m in range(1, size + 1) if d % m == 0)  # sub-vectors of equal size
-    # Flat is one inverted list scanned whole: faiss's IndexPQ takes no ID filter (--where), its IVF form does.
-    lists = 1 if kind == "flat" else ivf_lists(n)
-    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, codes, 8, faiss.METRIC_INNER_PRODUCT)
-    index.nprobe = min(IVF_NPROBE, lists)
+    index, sample = _ivf_pq(n, d, kind, codes, PQ_MIN)
     # Under PQ_MIN vectors (the eval's sets) faiss warned once a sub-vector, 64 lines a coder, that 39 a code are
     # wanted: the warning's only effect; the codes are trained as before.
     index.pq.cp.min_points_per_centroid = min(39, n // PQ_CODES)
     index.pq.cp.niter = PQ_ITERS
-    index.cp.niter, index.cp.min_points_per_centroid = COARSE_ITERS, min(39, COARSE_PER_LIST)
-    sample = np.sort(np.random.default_rng(0).choice(n, min(n, max(PQ_MIN, COARSE_PER_LIST * lists)), replace=False))
     index.train(vectors[sample])
     index.add(vectors)
     return index, kind
+
+
+def _ivf_pq(n: int, d: int, kind: str, subvectors: int, floor: int):
+    """(untrained IndexIVFPQ by inner product of `subvectors` one-byte parts, the rows of n to train it on): its
+    lists and coarse training as build_coded and build_signs both want them, at least `floor` rows. Flat is one
+    inverted list scanned whole: faiss's IndexPQ takes no ID filter (--where), its IVF form does."""
+    import faiss
+
+    lists = 1 if kind == "flat" else ivf_lists(n)
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, lists, subvectors, 8, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = min(IVF_NPROBE, lists)
+    index.cp.niter, index.cp.min_points_per_centroid = COARSE_ITERS, min(39, COARSE_PER_LIST)
+    sample = np.sort(np.random.default_rng(0).choice(n, min(n, max(floor, COARSE_PER_LIST * lists)), replace=False))
+    return index, sample
 
 
 def ivf_lists(n: int) -> int:
