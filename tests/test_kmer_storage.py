@@ -199,6 +199,23 @@ def test_bisection_stores_families_side_by_side_from_any_start():
     assert sorted(built.tolist()) == list(range(240))
 
 
+def test_an_index_without_k_mers_stores_records_with_near_vectors_side_by_side():
+    """vector_order (the sequences' order of `gene-ae embed --no-kmers`): eight clusters of vectors, shuffled,
+    come back as a permutation with each cluster in at most a few runs (at most 16 changes of cluster along the
+    order, against ~280 shuffled), the same order twice. An order that ignored the vectors fails it."""
+    from gene_ae.index.order import vector_order
+
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((8, 32))
+    labels = rng.permutation(np.repeat(np.arange(8), 40))
+    x = (centres[labels] + 0.2 * rng.standard_normal((320, 32))).astype(np.float32)
+    order = vector_order(x)
+    assert sorted(order.tolist()) == list(range(320))
+    assert np.count_nonzero(np.diff(labels[order])) <= 16 < np.count_nonzero(np.diff(labels))
+    assert np.array_equal(order, vector_order(x))
+    assert vector_order(np.zeros((0, 32), np.float32)).size == 0
+
+
 def test_where_runs_do_not_pay_the_segments_keep_their_own_order_and_plain_gaps():
     """Unrelated records (neighbours in any order share only chance k-mers): the runs code's plain gaps cost more
     than plain gaps (a nibble holds a gap up to 4, not 7), so the builder keeps record order and the plain code."""

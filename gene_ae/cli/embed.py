@@ -116,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     model_uri = str(Path(args.model).resolve()) if Path(args.model).exists() else pinned_uri(args.model, version)
     encoder = Encoder.load(model_uri)
     needed = encoder.check_features(_features(args), "--input")
-    model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed)
+    bags = encoder.bag_tables() if args.no_kmers else None  # searched by vector: its queries embedded without torch
+    model = build.ModelInfo(uri=model_uri, version=version, dim=encoder.dim, window=encoder.window, features=needed,
+                            bags=bags)  # fmt: skip
     cfg = build.BuildConfig(
         args.index_kind, not args.no_windows, args.stride, batch_size=args.batch_size, features=_features(args),
         codec=args.vector_codec, kmers=KmerIndexConfig(k=args.kmer_k, scaled=args.kmer_scaled),
@@ -138,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"gene-ae embed: {sum(len(m.entries) for m in metas):,} records in {len(metas)} shard"
         f"{'s' if len(metas) > 1 else ''} ({meta.kind}, dim {encoder.dim}"
-        f"{', with window vectors' if any(m.windows for m in metas) else ''}, k-mer index, sequences) "
+        f"{', with window vectors' if any(m.windows for m in metas) else ''}"
+        f"{', k-mer index' if meta.sparse else ', no k-mer index'}, sequences) "
         f"from {args.input} -> {args.out}",
         file=sys.stderr,
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gene_ae.core.bagvec import BagTables
 from gene_ae.core.batches import by_bases, group_ends
 from gene_ae.core.features import FeatureColumns
 from gene_ae.core.records import InputRecord
@@ -21,6 +22,7 @@ from gene_ae.core.windows import window_starts
 from gene_ae.index.collection import Collection, next_shard_name, read_shards_file, write_shards_file, writing
 from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, read_meta, write_index
 from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig, choose_k
+from gene_ae.index.order import vector_order
 
 # token arrays -> L2-normalised vectors; called with features= (name -> one value per array) only for a model
 # whose vector takes features (ModelInfo.features), so a plain callable serves every other model
@@ -115,6 +117,13 @@ class ModelInfo:
     dim: int
     window: int
     features: tuple[str, ...] = ()  # the features its vector takes (Encoder.required_features)
+    # its vector as numpy tables (Encoder.bag_tables), written into shard 0 (the others: `later_shard`) of an
+    # index without k-mers, which a search reads by vector: a query embedded from them never imports torch
+    bags: BagTables | None = None
+
+    def later_shard(self) -> ModelInfo:
+        """The model as every shard after the first is written with: the tables once an index, in shard 0."""
+        return replace(self, bags=None)
 
 
 def build_index(
@@ -164,7 +173,9 @@ def build_collection(
         metas: list[IndexMeta] = []
         for directory, part in index_shards(writer, records, limits):
             shard_writer = IndexWriter(directory) if metas else writer
-            metas.append(write_shard(part, embed, model, shard_writer, settings_of(metas[0]) if metas else cfg, source))
+            shard_model = model.later_shard() if metas else model
+            metas.append(write_shard(part, embed, shard_model, shard_writer, settings_of(metas[0]) if metas else cfg,
+                                     source))  # fmt: skip
         list_shards(writer)
     return metas
 
@@ -357,8 +368,9 @@ def write_shard(
         # A pool that waits, not core.threads' in_threads: this thread writes into the staging folder, which a
         # Ctrl-C removes only once the thread is done, so nothing it writes outlives the removal.
         if kmers is None:
+            order = vector_order(_read(tmp / "vectors.f32", model.dim))  # before vectors() lets the file go
             meta.kind = vectors()
-            store.close()
+            store.close(order)  # near vectors side by side: a query's candidates in few blocks
             meta.settings = asdict(cfg)
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="gene-ae-vectors") as pool:
@@ -371,6 +383,8 @@ def write_shard(
         meta.windows = bool(windows)
         if cfg.features:
             writer.features(FeatureColumns.from_rows(cfg.features, feature_rows))
+        if model.bags is not None and not cfg.sparse:
+            writer.bag_tables(model.bags)
         writer.finish(meta, rows)
         return meta
     finally:

@@ -9,6 +9,8 @@
     kmers.npz, kmer_postings.npy  the exact k-mer index (gene_ae/index/kmer_index.py): its postings memory-mapped
     features.npz                the user's features of each record, typed (gene_ae/core/features.py)
     sequences.gae, .npz         the records themselves, compressed (gene_ae/index/seqstore.py), for re-ranking
+    bags.npz                    the model's k-mer bag tables (gene_ae/core/bagvec.py), in the first shard of an index
+                                built --no-kmers with a bag-only model: a query's vector computed without torch
 
 Written into a temporary sibling renamed into place (shard_tools.files.atomic_dir); an existing directory
 is replaced only when asked and only if its index.json says it is a gene-ae index. Read back, an index is
@@ -30,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gene_ae.core.bagvec import FILE as BAGS_FILE
+from gene_ae.core.bagvec import BagTables
 from gene_ae.core.features import FILE as FEATURES_FILE
 from gene_ae.core.features import KINDS, FeatureColumns
 from gene_ae.index import vectors
@@ -55,7 +59,7 @@ WINDOWS_INDEX_FILE, WINDOWS_FILE = "windows.faiss", "windows.npz"
 # range, their sizes on open), or not read by search: not hashed on open, whose cost would grow with the index.
 LAZY_FILES = ("sequences.gae", VECTORS_FILE, KmerIndex.POSTINGS_FILE)
 # Read only when a search asks for vectors, and hashed then (IndexDir.dense / .windows), not on open.
-VECTOR_FILES = (INDEX_FILE, WINDOWS_INDEX_FILE, WINDOWS_FILE)
+VECTOR_FILES = (INDEX_FILE, WINDOWS_INDEX_FILE, WINDOWS_FILE, BAGS_FILE)
 
 
 @dataclass(kw_only=True)
@@ -123,6 +127,9 @@ class IndexWriter:
 
     def features(self, columns: FeatureColumns) -> None:
         columns.save(self.dir)
+
+    def bag_tables(self, tables: BagTables) -> None:
+        tables.save(self.dir)
 
     def finish(self, meta: IndexMeta, rows: list[Entry] | None = None) -> None:
         """entries.npz (of `rows` when given), then index.json last: with the sha256 of every file already in the
@@ -211,6 +218,14 @@ class IndexDir:
         if self._spans is None:
             return (np.zeros(0, np.int64),) * 3
         return self._spans
+
+    def bag_tables(self) -> BagTables | None:
+        """The model's bag tables (bags.npz) when the index holds them, checked against their digest; else None."""
+        digest = self.meta.files.get(BAGS_FILE)
+        if digest is None:
+            return None
+        check_digest(self.path / BAGS_FILE, digest)
+        return BagTables.load(self.path)
 
     def record_vectors(self, rows: np.ndarray) -> np.ndarray:
         """The stored vectors of these records, decoded from the faiss index (as exact as its codec: within half

@@ -90,3 +90,34 @@ def bisection_order(
     if _lib().bp_order(at(ptr), at(terms), order.size, n_terms, at(order), cfg.rounds, cfg.leaf, cfg.threads) < 0:
         raise MemoryError(f"no memory to order {order.size:,} segments")
     return order
+
+
+def vector_order(vectors: np.ndarray, leaf: int = 16, iterations: int = 6) -> np.ndarray:
+    """The order to store records in where an index has no k-mers to order them by (`gene-ae embed --no-kmers`):
+    records with near vectors side by side, by splitting at the median of the records' principal direction, half
+    by half (a PCA tree) down to `leaf` records. A vector-first search's candidates are a query's nearest vectors,
+    so they then sit in few sequence blocks, and relatives compress together. Seeded: the same vectors, the same
+    order."""
+    x = np.asarray(vectors, dtype=np.float32)
+    order = np.arange(len(x), dtype=np.int64)
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal(x.shape[1]).astype(np.float32) if x.ndim == 2 and x.shape[1] else None
+    todo = [(0, len(x))]
+    while todo:
+        a, b = todo.pop()
+        if b - a <= leaf or start is None:
+            continue
+        rows = order[a:b]
+        part = x[rows]
+        part -= part.mean(axis=0)
+        direction = start
+        for _ in range(iterations):  # power iteration: the direction along which these vectors spread most
+            direction = part.T @ (part @ direction)
+            norm = float(np.linalg.norm(direction))
+            if norm == 0.0:
+                break
+            direction = direction / norm
+        order[a:b] = rows[np.argsort(part @ direction, kind="stable")]
+        middle = (a + b) // 2
+        todo += [(middle, b), (a, middle)]
+    return order

@@ -65,7 +65,8 @@ def build_collection_ray(
                 if not shard:
                     raise ValueError(f"{source}: no sequences to embed")
                 resolved = resolve(cfg, [r.tokens.size for r in first_batch(shard, cfg.batch_bases)], model.window)
-            running[task.remote(shard, model, str(directory), resolved, source, cfg.batch_size)] = number
+            running[task.remote(shard, model if number == 0 else model.later_shard(), str(directory), resolved, source,
+                                cfg.batch_size)] = number  # fmt: skip
             while len(running) >= workers:
                 _collect(ray, running, metas)
         while running:

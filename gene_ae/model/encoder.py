@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gene_ae.core.bagvec import BagTable, BagTables, canonical_ids
 from gene_ae.core.batches import by_bases
 from gene_ae.core.kmers import kmer_id_row
 from gene_ae.core.windows import cuts, pad_batch, tile
@@ -179,6 +180,23 @@ class Encoder:
         if self.cfg.vector_trunk:
             return self.window, 0
         return max(self.window, EMBED_CHUNK), self.cfg.vector_reach - 1
+
+    def bag_tables(self) -> BagTables | None:
+        """This model's vector as numpy tables (gene_ae/core/bagvec.py) when it is k-mer bags alone, with no
+        features and stored float; None for any other model (its vector needs torch)."""
+        m = self.model
+        if (self.cfg.n_branches != len(self.cfg.kmer_sizes) or m.feature_encoder is not None
+                or m.product_code is not None or (self.cfg.vector_bits and self.cfg.code_views)):  # fmt: skip
+            return None
+        tables = []
+        for k, bag in zip(self.cfg.kmer_sizes, m.kmer_bags):
+            buckets = self.cfg.kmer_rows(k) - 1
+            hashed = buckets < 4**k
+            rows = canonical_ids(k) if self.cfg.canonical_kmers and not hashed else np.arange(buckets, dtype=np.int64)
+            weights = bag.weight.detach().float().cpu().numpy()[rows]
+            tables.append(BagTable(k, buckets, rows, np.ascontiguousarray(weights)))
+        piece, overlap = self._pieces()
+        return BagTables(tuple(tables), self.cfg.canonical_kmers, piece, overlap)
 
     @property
     def required_features(self) -> list[str]:

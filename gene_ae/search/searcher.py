@@ -35,6 +35,7 @@ class Searcher:
     batch_size: int = 64
     shown: str = ""  # how errors name the index (the path as typed)
     _encoder: tuple | None = field(default=None, repr=False)
+    _bags: tuple | None = field(default=None, repr=False)  # (the index's bag tables or None,), once read
 
     @classmethod
     def open(cls, index: str | Path, model: str | None = None, batch_size: int = 64) -> Searcher:
@@ -55,8 +56,25 @@ class Searcher:
         return "dense" in sources or ("windows" in sources and self.meta.windows)
 
     def _embed(self, sources: Sequence[str]):
-        """The model's embed function when these lists read vectors, else None (torch never loaded)."""
-        return self.encoder()[1] if self.uses_model(sources) else None
+        """The model's embed function when these lists read vectors, else None (torch never loaded): from the
+        index's own bag tables when it holds them and no other model was asked for (torch never loaded either)."""
+        if not self.uses_model(sources):
+            return None
+        tables = self._tables()
+        return tables if tables is not None else self.encoder()[1]
+
+    def _tables(self):
+        """The index's bag tables (gene_ae/core/bagvec.py) when it holds them and --model did not name another
+        model, checked once as the model would be (their vectors of a few stored records are the index's)."""
+        if self.model is not None:
+            return None
+        if self._bags is None:
+            shard0 = self.collection.shards[0]
+            tables = shard0.bag_tables()
+            if tables is not None:
+                check_agreement(shard0, tables, shard0.meta.model_uri, self.shown)
+            self._bags = (tables,)
+        return self._bags[0]
 
     def encoder(self):
         """(encoder, embed), loaded once: the model the index was built with unless `model` was given, refused in
@@ -67,7 +85,7 @@ class Searcher:
 
     def required_features(self, declared: Mapping[str, str], where: str, sources: Sequence[str]) -> tuple[str, ...]:
         """The features the model's vector takes (each must be declared by the queries), when vectors are used."""
-        if not self.uses_model(sources):
+        if not self.uses_model(sources) or self._tables() is not None:  # bag tables: a model without features
             return ()
         return self.encoder()[0].check_features(declared, where)
 
@@ -130,13 +148,20 @@ def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
     if encoder.dim != meta.dim:
         raise ValueError(f"{model_uri}: vectors of dim {encoder.dim}, the index's are {meta.dim}: {_which(meta)}")
     embed = partial(encoder.embed_tokens, batch_size=batch_size)
+    check_agreement(shard0, embed, model_uri, shown)
+    return encoder, embed
+
+
+def check_agreement(shard0, embed, model_uri: str, shown: str) -> None:
+    """Refuse in one line a model (or the index's bag tables) whose vectors of a few stored records are not the
+    index's."""
     cosine = checks.model_agreement(shard0, embed)
     if cosine < checks.SAME_MODEL_COSINE:
         raise ValueError(
             f"{model_uri}: its vectors of records stored in {shown} differ from the index's (cosine "
-            f"{cosine:.3f} < {checks.SAME_MODEL_COSINE}): not the model the index was built with; {_which(meta)}"
+            f"{cosine:.3f} < {checks.SAME_MODEL_COSINE}): not the model the index was built with; "
+            f"{_which(shard0.meta)}"
         )
-    return encoder, embed
 
 
 def search_model(shard0, model: str | None, batch_size: int):
