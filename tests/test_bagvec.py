@@ -82,19 +82,32 @@ def test_a_damaged_table_file_is_one_line_naming_it(tmp_path) -> None:
         BagTables.load(tmp_path)
 
 
-def test_an_index_without_k_mers_is_searched_without_torch_as_with_the_model(data_dir, tmp_path) -> None:
-    """`gene-ae embed --no-kmers` writes the tables into shard 0 only; `gene-ae search` of it reads them, never
-    imports torch, and answers as the model itself does (--model, the torch path)."""
+@pytest.fixture(scope="module")
+def nokmers(tmp_path_factory, data_dir) -> dict:
+    """A tiny model's checkpoint, 30 dog genes as an index built --no-kmers in two shards, and 6 queries."""
+    from gene_ae.cli import main
     from gene_ae.model.checkpoint import save as save_checkpoint
     from shard_tools.alphabet import decode
 
+    root = tmp_path_factory.mktemp("bagvec")
     cfg, encoder = tiny_model()
-    ckpt = save_checkpoint(tmp_path / "ckpt", cfg, encoder.model)
+    ckpt = save_checkpoint(root / "ckpt", cfg, encoder.model)
     records = list(iter_input(data_dir / "genefam" / "dog_sample.tsv.gz"))[:30]
-    fasta, query = tmp_path / "in.fa", tmp_path / "q.fa"
+    fasta, query = root / "in.fa", root / "q.fa"
     fasta.write_text("".join(f">{r.id}\n{decode(r.tokens)}\n" for r in records))
     query.write_text("".join(f">q{i}\n{decode(r.tokens[50:650])}\n" for i, r in enumerate(records[::5])))
-    out = tmp_path / "idx"
+    with pytest.raises(SystemExit) as done:
+        main(["embed", "--model", str(ckpt), "--input", str(fasta), "--out", str(root / "idx"), "--no-kmers",
+              "--shard-records", "20"])  # fmt: skip
+    assert done.value.code == 0
+    return {"ckpt": ckpt, "index": root / "idx", "query": query, "records": records}
+
+
+def test_an_index_without_k_mers_is_searched_without_torch_as_with_the_model(nokmers) -> None:
+    """`gene-ae embed --no-kmers` writes the tables into shard 0 only; `gene-ae search` of it reads them, never
+    imports torch, and answers as the model itself does (--model, the torch path)."""
+    out, ckpt, records = nokmers["index"], nokmers["ckpt"], nokmers["records"]
+    assert (out / FILE).is_file() and not list(out.glob(f"shard-*/{FILE}"))
     code = """
 import sys
 from gene_ae.cli import main
@@ -104,17 +117,36 @@ except SystemExit as done:
     assert not done.code, done.code
 print("torch imported" if "torch" in sys.modules else "no torch", file=sys.stderr)
 """
-    run = [sys.executable, "-c", code]
-    embed = subprocess.run([*run, "embed", "--model", str(ckpt), "--input", str(fasta), "--out", str(out),
-                            "--no-kmers", "--shard-records", "20"], capture_output=True, text=True)  # fmt: skip
-    assert embed.returncode == 0, embed.stderr
-    assert (out / FILE).is_file() and not list(out.glob(f"shard-*/{FILE}"))
     hits = []
     for extra in ([], ["--model", str(ckpt)]):
-        found = subprocess.run([*run, "search", "--index", str(out), str(query), "-k", "3", *extra],
-                               capture_output=True, text=True)  # fmt: skip
+        found = subprocess.run([sys.executable, "-c", code, "search", "--index", str(out), str(nokmers["query"]),
+                                "-k", "3", *extra], capture_output=True, text=True)  # fmt: skip
         assert found.returncode == 0, found.stderr
         hits.append([line.split("\t")[:3] for line in found.stdout.splitlines()])
         assert found.stderr.strip().endswith("torch imported" if extra else "no torch"), found.stderr
     assert hits[0] == hits[1] and len(hits[0]) == 1 + 3 * 6
     assert [h[1] for h in hits[0][1::3]] == [r.id for r in records[::5]]
+
+
+def test_a_served_index_without_k_mers_is_searched_by_its_tables(nokmers, tmp_path) -> None:
+    """`gene-ae serve --index`'s loader and requests: an index built --no-kmers is served vector-first from its bag
+    tables (no model loaded) as `gene-ae search` reads it; one with k-mers reads no vectors and loads nothing."""
+    from gene_ae.cli import main
+    from gene_ae.index.directory import IndexDir
+    from gene_ae.search import engine
+    from gene_ae.search.searcher import search_model
+    from gene_ae.search.serve_index import ServeConfig, parse_request
+
+    shard0 = IndexDir.open(nokmers["index"])
+    embed, needed = search_model(shard0, None, 64)
+    assert isinstance(embed, BagTables) and needed == ()
+    assert not isinstance(search_model(shard0, str(nokmers["ckpt"]), 64)[0], BagTables)  # --model: the model
+    sources = engine.default_sources(shard0.meta.sparse)
+    body = {"sequences": [{"id": "q", "sequence": "ACGTTGCAAGGCATTAC"}]}
+    assert parse_request(body, needed, ServeConfig(), sources).cfg.sources == ("dense",)
+    with pytest.raises(SystemExit):
+        main(["embed", "--model", str(nokmers["ckpt"]), "--input", str(nokmers["query"]), "--out",
+              str(tmp_path / "kmers")])  # fmt: skip
+    kmers = IndexDir.open(tmp_path / "kmers")
+    assert search_model(kmers, None, 64) == (None, ())
+    assert parse_request(body, (), ServeConfig(), engine.default_sources(kmers.meta.sparse)).cfg.sources == ("sparse",)

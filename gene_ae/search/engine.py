@@ -256,6 +256,12 @@ def check_config(cfg: SearchConfig) -> None:
         raise ValueError(f"unknown candidate source(s) {sorted(unknown)} (known: {', '.join(SOURCES)})")
 
 
+def default_sources(sparse: bool) -> tuple[str, ...]:
+    """The candidate lists a search of an index reads unless told (`gene-ae search` and `serve --index`): the exact
+    k-mers, or the record vectors (vector-first) where the index holds no k-mer index (`gene-ae embed --no-kmers`)."""
+    return DEFAULT_SOURCES if sparse else ("dense",)
+
+
 def depth(cfg: SearchConfig) -> int:
     """The nearest pieces each shard returns per query piece (and records each candidate list keeps): a
     vector-first search's lists are its deep_pool deep."""

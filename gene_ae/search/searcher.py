@@ -48,7 +48,7 @@ class Searcher:
     def default_sources(self) -> tuple[str, ...]:
         """The candidate lists a search reads unless told: the exact k-mers, or the record vectors (a vector-first
         search) where the index holds no k-mer index (`gene-ae embed --no-kmers`)."""
-        return engine.SearchConfig().sources if self.meta.sparse else ("dense",)
+        return engine.default_sources(self.meta.sparse)
 
     def uses_model(self, sources: Sequence[str]) -> bool:
         """Whether these candidate lists read the query's vectors (every index holds record vectors; window
@@ -167,11 +167,16 @@ def check_agreement(shard0, embed, model_uri: str, shown: str) -> None:
 def search_model(shard0, model: str | None, batch_size: int):
     """The endpoint's Loader (gene_ae/search/serve_index.py): `gene-ae search`'s encoder and checks, and the
     features the model's vector takes; (None, ()) when the search it serves reads no vectors (the default: the
-    exact k-mers), so nothing loads torch or the model. Module-level, so Ray pickles it by reference."""
-    if not set(engine.SearchConfig().sources) & set(VECTOR_SOURCES):
+    exact k-mers), so nothing loads torch or the model; the index's bag tables when it holds them (an index built
+    --no-kmers, searched by vector) and no other model is named. Module-level, so Ray pickles it by reference."""
+    if not set(engine.default_sources(shard0.meta.sparse)) & set(VECTOR_SOURCES):
         if model:
             raise ValueError(f"--model {model}: the served search reads no vectors (the exact k-mers); leave it out")
         return None, ()
+    tables = shard0.bag_tables() if model is None else None
+    if tables is not None:
+        check_agreement(shard0, tables, shard0.meta.model_uri, str(shard0.path))
+        return tables, ()
     encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
     kinds = {f.name: f.kind for f in encoder.cfg.features}
     return embed, tuple(DeclaredFeature(n, kinds[n]) for n in encoder.required_features)

@@ -39,7 +39,7 @@ from gene_ae.index.directory import IndexDir, read_meta
 from gene_ae.index.seqstore import SequenceStore
 from gene_ae.model.features import check_given
 from gene_ae.search import checks, engine
-from gene_ae.search.candidates import PieceHits, QueryPieces, shard_hits
+from gene_ae.search.candidates import DEFAULT_SOURCES, PieceHits, QueryPieces, shard_hits
 from gene_ae.search.columns import Query, json_rows
 from gene_ae.search.limits import SEARCH_LIMITS
 from shard_tools.declared import DeclaredFeature
@@ -105,6 +105,7 @@ class SearchIngress:
     def __init__(self, index: str, load: Loader, names: list[str], deployments: list, cfg: ServeConfig):
         self.collection = Collection.open(index, opener=_catalogue_opener(Path(index)))
         self.embed, self.needed = load(self.collection.shards[0])
+        self.sources = engine.default_sources(self.collection.shards[0].meta.sparse)  # as `gene-ae search` reads
         self.entries = self.collection.entries
         self.names, self.deployments, self.cfg = names, deployments, cfg
         self._shape = engine.merge_shapes([engine.shard_shape(s) for s in self.collection.shards])
@@ -117,7 +118,7 @@ class SearchIngress:
         if request.method != "POST":
             return JSONResponse({"error": f"{request.method}: POST a JSON body"}, status_code=405)
         try:
-            asked = parse_request(parse_body(await request.body()), self.needed, self.cfg)
+            asked = parse_request(parse_body(await request.body()), self.needed, self.cfg, self.sources)
             checks.check_queries(self.collection.shards[0], asked.records, "request")
         except ValueError as exc:
             return JSONResponse({"error": _one_line(exc)}, status_code=400)
@@ -194,9 +195,12 @@ def parse_body(raw: bytes) -> object:
         raise ValueError(f"request: not JSON ({_one_line(exc)})") from None
 
 
-def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeConfig) -> SearchRequest:
+def parse_request(
+    body: object, needed: Sequence[DeclaredFeature], cfg: ServeConfig, sources: tuple[str, ...] = DEFAULT_SOURCES
+) -> SearchRequest:
     """The request body, validated as the readers validate a file (shard_tools.inputs): one-line errors naming
-    the record. `needed`: the features the model's vector takes, which every record must carry."""
+    the record. `needed`: the features the model's vector takes, which every record must carry; `sources`: the
+    candidate lists the index is searched by (engine.default_sources)."""
     if not isinstance(body, dict) or not isinstance(body.get("sequences"), list):
         raise ValueError('request: a JSON object with "sequences": [{"id": ..., "sequence": ...}, ...] expected')
     unknown = set(body) - {"sequences", "k", "rerank", "fast", "allow_partial"}
@@ -210,7 +214,8 @@ def parse_request(body: object, needed: Sequence[DeclaredFeature], cfg: ServeCon
     fast = body.get("fast", False)
     if not isinstance(fast, bool):
         raise ValueError(f"request: fast must be true or false, got {fast!r}")
-    search_cfg = engine.SearchConfig(k=_int(body, "k", engine.SearchConfig.k), batch_size=cfg.batch_size)
+    search_cfg = engine.SearchConfig(k=_int(body, "k", engine.SearchConfig.k), batch_size=cfg.batch_size,
+                                     sources=sources)  # fmt: skip
     if fast:  # `gene-ae search --fast`'s settings
         search_cfg = engine.fast(search_cfg)
     search_cfg = replace(search_cfg, rerank=_int(body, "rerank", search_cfg.rerank))  # a rerank the request gives
