@@ -66,14 +66,8 @@ class Searcher:
     def _tables(self):
         """The index's bag tables (gene_ae/core/bagvec.py) when it holds them and --model did not name another
         model, checked once as the model would be (their vectors of a few stored records are the index's)."""
-        if self.model is not None:
-            return None
         if self._bags is None:
-            shard0 = self.collection.shards[0]
-            tables = shard0.bag_tables()
-            if tables is not None:
-                check_agreement(shard0, tables, shard0.meta.model_uri, self.shown)
-            self._bags = (tables,)
+            self._bags = (index_tables(self.collection.shards[0], self.model, self.shown),)
         return self._bags[0]
 
     def encoder(self):
@@ -152,6 +146,16 @@ def open_encoder(shard0, model: str | None, batch_size: int, shown: str):
     return encoder, embed
 
 
+def index_tables(shard0, model: str | None, shown: str):
+    """The index's bag tables (gene_ae/core/bagvec.py), checked as a model is (their vectors of a few stored
+    records are the index's), when it holds them and `model` names no other model; else None (`gene-ae search` and
+    `serve --index` alike)."""
+    tables = shard0.bag_tables() if model is None else None
+    if tables is not None:
+        check_agreement(shard0, tables, shard0.meta.model_uri, shown)
+    return tables
+
+
 def check_agreement(shard0, embed, model_uri: str, shown: str) -> None:
     """Refuse in one line a model (or the index's bag tables) whose vectors of a few stored records are not the
     index's."""
@@ -173,9 +177,8 @@ def search_model(shard0, model: str | None, batch_size: int):
         if model:
             raise ValueError(f"--model {model}: the served search reads no vectors (the exact k-mers); leave it out")
         return None, ()
-    tables = shard0.bag_tables() if model is None else None
+    tables = index_tables(shard0, model, str(shard0.path))
     if tables is not None:
-        check_agreement(shard0, tables, shard0.meta.model_uri, str(shard0.path))
         return tables, ()
     encoder, embed = open_encoder(shard0, model, batch_size, str(shard0.path))
     kinds = {f.name: f.kind for f in encoder.cfg.features}
