@@ -8,6 +8,7 @@ where the process boundary matters (stdin, TMPDIR, --version), as `python -m gen
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import os
 import select
@@ -107,6 +108,7 @@ def test_bad_numbers_are_one_line_usage_errors_before_anything_runs(world, capsy
     assert code == 1 and stdout == "" and len(lines) == 1, err
     assert lines[0].startswith(f"gene-ae {command}: error: argument {flag}: must be an integer"), err
     assert repr(value) in lines[0] and not out.exists()
+    assert gc.isenabled()  # main pauses collection while it starts, and resumes it even when parsing fails
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])

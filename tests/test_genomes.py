@@ -143,17 +143,17 @@ def test_each_record_is_a_subject_genome_by_default(world, capsys) -> None:
 
 def test_a_long_query_shows_its_progress_on_a_terminal_only(world, capsys, terminal, monkeypatch) -> None:
     import gene_ae.cli.search as search_cli
-    from gene_ae.index import build
+    from gene_ae.core import bar as bars
 
     monkeypatch.setattr(search_cli, "PROGRESS_BASES", 10_000)  # the 90 kb genome (40 kb contigs) counts as long here
-    made = build.progress
+    made = bars.progress
 
     def eager(desc: str, total: int | None = None):  # drawn at every step: this search ends within tqdm's 0.1 s
         bar = made(desc, total)
         bar.mininterval, bar.miniters, bar.dynamic_miniters = 0, 0, False
         return bar
 
-    monkeypatch.setattr(build, "progress", eager)
+    monkeypatch.setattr(bars, "progress", eager)
     quiet, err = ani_rows(world, capsys, "--subject-genome", "assembly")
     assert err == ""  # stderr not a terminal: nothing on it
     tty, sent = terminal

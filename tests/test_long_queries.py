@@ -120,9 +120,9 @@ def test_a_long_query_chains_every_candidate_voted_near_the_best() -> None:
 
 
 def test_queries_searched_in_threads_get_the_hits_one_thread_gives(world, capsys) -> None:
-    """--threads N searches N queries at once (their C steps release the GIL): every query's hits, in order, and
-    the output file are what one thread gives, with the vector lists fused too, and the progress count still adds
-    up to the query bases."""
+    """--threads N searches N queries at once (their C steps release the GIL), or one query's shards and traces:
+    every query's hits, in order, and the output file are what one thread gives, with the vector lists fused too,
+    and the progress count still adds up to the query bases."""
     from gene_ae.core.mutate import mutate
     from gene_ae.search.engine import SearchConfig
     from gene_ae.search.searcher import Searcher
@@ -144,6 +144,9 @@ def test_queries_searched_in_threads_get_the_hits_one_thread_gives(world, capsys
 
     assert rows(many) == rows(one) and all(hits for hits in one)
     assert sum(told) == sum(q.size for q in queries)
+    # one query alone: its threads take the shards, then trace its reported hits (a gene query's) side by side
+    alone = [searcher.search([r], cfg, threads=3)[0] for r in records]
+    assert rows(alone) == rows(one)
     fused = SearchConfig(sources=("dense", "windows", "sparse"))  # vectors too: embedded once, with every query
     assert rows(searcher.search(records, fused, threads=3)) == rows(searcher.search(records, fused))
     path = world["root"] / "threads.fa"

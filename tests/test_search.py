@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from shared import tiny_model
 
+from gene_ae.core.embedding import Embed
 from gene_ae.core.mutate import mutate
 from gene_ae.core.records import InputRecord, iter_input
 from gene_ae.index import build as embedding
@@ -454,9 +455,7 @@ def test_a_remote_query_reports_the_best_scores_among_its_deep_trace_by_identity
     assert [h.subject for h in near[0]] == [h.subject for h in near[1]]
 
 
-def _decoyed(
-    tmp_path: Path, encoder: Encoder, divergence: float, seed: int
-) -> tuple[IndexDir, embedding.Embed, np.ndarray]:
+def _decoyed(tmp_path: Path, encoder: Encoder, divergence: float, seed: int) -> tuple[IndexDir, Embed, np.ndarray]:
     """(index, embed, query): a 1.5 kb record (position 12) and a copy of it mutated `divergence` (the query),
     indexed beside 12 decoys made of the copy's own 10-base pieces out of order (its k-mer composition)."""
     rng = np.random.default_rng(seed)

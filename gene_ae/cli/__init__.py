@@ -8,6 +8,7 @@ library errors become one line and exit 1 in `main`.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import importlib
 import os
 import signal
@@ -58,11 +59,19 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from gene_ae.registry.tracking import bound_requests
+    # Start-up (the imports, the parser) makes objects that live to the end: collecting them finds nothing and cost
+    # a few % of a one-query search (docs/BENCHMARKS.md, stop 48); collection resumes once the command is parsed.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        from gene_ae.registry.tracking import bound_requests
 
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    bound_requests()  # every request to a tracking server times out
-    args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        bound_requests()  # every request to a tracking server times out
+        args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
+    finally:
+        if collecting:
+            gc.enable()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
         take_signals()  # Ctrl-C and SIGTERM reach this thread even if the parent had them blocked

@@ -154,9 +154,9 @@ def outfmt(text: str) -> tuple[str, tuple[str, ...]]:
 
 def run(args: argparse.Namespace) -> int:
     from gene_ae.cli import output
+    from gene_ae.core.bar import progress
     from gene_ae.core.features import where
     from gene_ae.core.records import iter_input
-    from gene_ae.index.build import progress
     from gene_ae.search.engine import SearchConfig
     from gene_ae.search.genomes import GenomeConfig
     from gene_ae.search.searcher import Searcher, collection_subject

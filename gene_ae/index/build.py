@@ -4,8 +4,7 @@ embedded, k-mers counted, one batch at a time, in shards (gene_ae/index/parallel
 from __future__ import annotations
 
 import contextlib
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain
@@ -15,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from gene_ae.core.bagvec import BagTables
+from gene_ae.core.bar import progress
 from gene_ae.core.batches import by_bases, group_ends
+from gene_ae.core.embedding import Embed
 from gene_ae.core.features import FeatureColumns
 from gene_ae.core.records import InputRecord
 from gene_ae.core.windows import window_starts
@@ -24,24 +25,11 @@ from gene_ae.index.directory import Entry, IndexMeta, IndexWriter, read_meta, wr
 from gene_ae.index.kmer_index import KmerIndexBuilder, KmerIndexConfig, choose_k
 from gene_ae.index.order import vector_order
 
-# token arrays -> L2-normalised vectors; called with features= (name -> one value per array) only for a model
-# whose vector takes features (ModelInfo.features), so a plain callable serves every other model
-Embed = Callable[..., np.ndarray]
-
-
 CHUNK_BASES = 1 << 20  # embed_local hands the encoder about this many bases at a time, and moves its bar
 # `gene-ae embed` starts a new shard after this many bases (128 Mi, about 9 x 10^4 genes), so that building
 # holds one shard's k-mer counts and vectors at a time (peak ~3 GiB, docs/BENCHMARKS.md) whatever the size
 # of the collection; a search answers over all shards as one index would.
 SHARD_BASES = 1 << 27
-
-
-def progress(desc: str, total: int | None = None):
-    """A tqdm bar counting bases on stderr when it is a terminal (gone when closed); silent otherwise."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="bp", unit_scale=True, file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty())  # fmt: skip
 
 
 def embed_local(

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gene_ae.core.embedding import Embed
 from gene_ae.core.kmers import CountRows
 from gene_ae.core.topk import top_k
 from gene_ae.core.windows import window_starts
-from gene_ae.index.build import Embed
 from gene_ae.index.directory import IndexDir
 from gene_ae.index.kmer_index import KmerIndex, segment_starts
 from gene_ae.index.vectors import search as search_vectors

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gene_ae.index.build import Embed
+from gene_ae.core.embedding import Embed
 from gene_ae.index.directory import IndexDir
 from shard_tools.alphabet import FIRST_BASE
 

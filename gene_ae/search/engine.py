@@ -9,6 +9,7 @@ same `rerank`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -16,8 +17,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from gene_ae.core.embedding import Embed
 from gene_ae.core.threads import in_threads
-from gene_ae.index.build import Embed
 from gene_ae.index.collection import Collection
 from gene_ae.index.directory import IndexDir
 from gene_ae.search import align
@@ -142,7 +143,7 @@ def search(
     def part(first: int, end: int, tell: Progress | None, shard_threads: int = 1) -> list[list[Hit]]:
         mine = asked if (first, end) == (0, n) else asked.part(first, end)
         per_shard = _answers(collection, mine, depth(cfg), allowed, shard_threads)
-        return finish(queries[first:end], mine, per_shard, cfg, subject, space, tell)
+        return finish(queries[first:end], mine, per_shard, cfg, subject, space, tell, shard_threads)
 
     if threads <= 1 or n <= 1:  # one query: its threads take the shards instead (a 10^6-gene index's 11 shards)
         return part(0, n, progress, threads)
@@ -313,11 +314,13 @@ def finish(
     subject: Subject | None,
     space: SearchSpace | None = None,
     progress: Progress | None = None,
+    threads: int = 1,
 ) -> list[list[Hit]]:
     """Ranked hits per query from every shard's `shard_hits`: each source's pieces merged over the shards
     (then voted), the lists fused by RRF, the alignment pool re-ranked by identity, the hits reported traced
     (cfg.trace; e-values over `space`, the collection's size). Pure: the same shard answers give the same hits
-    wherever they were computed. `progress`: told the query bases done (gene_ae/search/progress.py)."""
+    wherever they were computed. `progress`: told the query bases done (gene_ae/search/progress.py). `threads`: a
+    query's reported hits traced that many at once (a search of one query; the same hits whatever the number)."""
     n = depth(cfg)
     lists = _lists(asked, per_shard, cfg, len(queries))
     # the k-mer list alone (the default): its scores are k-mer cosines (> 0), and a long query's pieces' best
@@ -360,7 +363,7 @@ def finish(
                                 pool = [h for h in pool if h.score >= cfg.vote_floor * hits[0].score]
                             hits = deep_candidates(query, hits, pool, top, cfg, subject)
                         ranked = rerank(query, hits, subject, cfg.deep if further else top, keep=traced_k)
-                hits = _reported(query, ranked, replace(cfg, k=traced_k), subject, space)
+                hits = _reported(query, ranked, replace(cfg, k=traced_k), subject, space, threads=threads)
         hits = [h for h in hits[: cfg.k] if _expected(h, cfg)]
         out.append(hits)
         share.at(1.0)
@@ -405,18 +408,25 @@ def _hits(found: Sequence[Candidate], similarity: Mapping[int, float] | None) ->
 
 def _reported(
     query: np.ndarray, ranked: list[Hit], cfg: SearchConfig, subject: Subject, space: SearchSpace | None,
-    paths: RegionPaths | None = None, done: Callable[[float], None] | None = None,
+    paths: RegionPaths | None = None, done: Callable[[float], None] | None = None, threads: int = 1,
 ) -> list[Hit]:  # fmt: skip
-    """The first k ranked hits, traced when cfg.trace (with the regions of the query they leave uncovered);
-    `done(f)`: the share f of the first k traced (a progress line)."""
+    """The first k ranked hits, traced when cfg.trace (with the regions of the query they leave uncovered),
+    `threads` at a time (parasail's traceback releases Python's lock; not with `paths`, a long query's chain table,
+    which is one thread's); `done(f)`: the share f of the first k traced (a progress line)."""
     hits = ranked[: cfg.k]
     if not cfg.trace:
         return hits
-    out = []
-    for i, h in enumerate(hits):
-        out.append(traced(query, h, subject, space, paths))
+    finished, lock = [0], threading.Lock()
+
+    def trace_one(h: Hit) -> Hit:
+        out = traced(query, h, subject, space, paths)
         if done is not None:
-            done((i + 1) / len(hits))
+            with lock:
+                finished[0] += 1
+                done(finished[0] / len(hits))
+        return out
+
+    out = in_threads(trace_one, hits, threads if paths is None else 1)
     out += [traced(query, h, subject, space, paths) for h in uncovered(out, ranked[cfg.k :])]
     return regions_first(out)
 
