@@ -320,7 +320,7 @@ def finish(
     (then voted), the lists fused by RRF, the alignment pool re-ranked by identity, the hits reported traced
     (cfg.trace; e-values over `space`, the collection's size). Pure: the same shard answers give the same hits
     wherever they were computed. `progress`: told the query bases done (gene_ae/search/progress.py). `threads`: a
-    query's reported hits traced that many at once (a search of one query; the same hits whatever the number)."""
+    gene query's reported hits traced that many at once (a search of one query; the same hits whatever the number)."""
     n = depth(cfg)
     lists = _lists(asked, per_shard, cfg, len(queries))
     # the k-mer list alone (the default): its scores are k-mer cosines (> 0), and a long query's pieces' best
