@@ -42,8 +42,8 @@ def test_the_constants_the_readme_quotes_are_the_codes() -> None:
     assert ChainConfig().k == 13 and "co-linear 13-mer matches" in readme
     assert (engine.DEEP, engine.DEEP_BELOW) == (
         300,
-        0.75,
-    ) and "to 300 candidates when the best of those is below 0.75" in readme
+        0.8,
+    ) and "to 300 candidates when the best of those is below 0.8" in readme
     assert DEEP_POOL == 2000 and "the 300 are the first 40 and, of the first 2,000 by" in readme
     assert vectors.FLAT_MAX == 20_000 and "exact up to 20,000 a shard" in readme
     assert "postings as nibble varints" in readme

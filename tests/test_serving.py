@@ -210,7 +210,8 @@ def test_embed_and_search_find_exact_and_mutated_copies(store, tmp_path, cli):
     # source first, with the identity edlib gives (about 0.8 for 20 % events, indels included).
     far = tmp_path / "far.fa"
     far.write_text("".join(f">far{i}\n{decode(mutate(recs[i].tokens, 0.2, rng))}\n" for i in picks))
-    base = ("search", "--index", index, far, "-k", "3")
+    # (--deep-below 0.7: near queries here, ranked by identity; a remote one's hits come in blastn's score order)
+    base = ("search", "--index", index, far, "-k", "3", "--deep-below", "0.7")
     code, reranked, err = cli("gene-ae", *base, "--rerank", "10", "--collection", collection)
     assert code == 0, err
     rows = [line.split("\t") for line in reranked.strip().splitlines()]

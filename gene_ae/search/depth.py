@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 
 # A query whose best aligned candidate is below DEEP_BELOW identity is remote from everything aligned so far: its
 # source often ranks lower by k-mers (on the val split at 30 %, the source was in the k-mer top 40 for 72 % of
-# queries, top 300 for 92 %), so DEEP candidates are aligned instead. Queries with a close hit pay nothing.
-DEEP, DEEP_BELOW = 300, 0.75
+# queries, top 300 for 92 %), so DEEP candidates are aligned instead. Queries with a close hit pay nothing. 0.8, not
+# 0.75 (stop 48): on the val split with 200 queries a divergence, recall@1 at 20 % 0.90 -> 0.93 and recall@10 0.94 ->
+# 0.98, 10 and 30 % unchanged, marginal 80 -> 122 ms a query (a 20 % copy's best relative aligns at ~0.78); 0.78
+# gave 0.92 (docs/BENCHMARKS.md).
+DEEP, DEEP_BELOW = 300, 0.8
 # ... and only when the k-mer list is flat there: its top-th candidate scores at least DEEP_FLAT of its first's, so
 # more like them follow. Where it falls (a family of loci, then chance records) nothing deeper is related. Chosen on
 # the same val split: 0.5 and 0.7 changed no hit's recall there (12.3 -> 11.0 s for the 250 queries at 0.7); on
