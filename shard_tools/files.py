@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _sibling(path: Path, kind: str) -> Path:
-    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def _remove(path: Path) -> None:

@@ -63,6 +63,24 @@ def test_vectors_stored_in_64_bytes_find_their_own(dim) -> None:
             vector_index.build_coded(vectors[:255], "flat", 64)
 
 
+@pytest.mark.parametrize("codec", ["pq64", "signs"])
+def test_auto_scans_64_byte_codes_whole_where_float_vectors_get_an_ivf(monkeypatch, codec) -> None:
+    """auto: coded vectors in one list up to CODED_FLAT_MAX a shard (an IVF's float32 centroids would cost 40 % of
+    a 10^5-gene shard's codes), uncoded ones by IVF above FLAT_MAX; each limit moves only its own."""
+    monkeypatch.setattr(vector_index, "FLAT_MAX", 300)
+    monkeypatch.setattr(vector_index, "PQ_MIN", 256)
+    vectors = np.random.default_rng(2).normal(size=(800, 64 if codec == "pq64" else 512)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.repeat(vectors, 2, axis=1) if codec == "pq64" else vectors  # 128 values: product-quantised
+    coded, kind = vector_index.build_faiss(vectors, "auto", codec)
+    assert (kind, coded.nlist, coded.sa_code_size()) == ("flat", 1, 64)
+    _, uncoded_kind = vector_index.build_faiss(vectors, "auto", "sq8")
+    assert uncoded_kind == "ivf"
+    monkeypatch.setattr(vector_index, "CODED_FLAT_MAX", 500)
+    coded, kind = vector_index.build_faiss(vectors, "auto", codec)
+    assert kind == "ivf" and coded.nlist > 1
+
+
 def test_methods_at_n_bytes_are_named_by_their_size() -> None:
     names = ("7-mer@64b", "minhash-k11@64b", "gene-ae@64b")
     methods, skipped = build_methods(None, EvalConfig(methods=names, rerank=0), [])

@@ -45,10 +45,11 @@ def test_the_constants_the_readme_quotes_are_the_codes() -> None:
         0.8,
     ) and "to 300 candidates when the best of those is below 0.8" in readme
     assert DEEP_POOL == 2000 and "the 300 are the first 40 and, of the first 2,000 by" in readme
-    assert vectors.FLAT_MAX == 20_000 and "exact up to 20,000 a shard" in readme
+    assert (vectors.CODED_FLAT_MAX, vectors.FLAT_MAX) == (262_144, 20_000)
+    assert "scanned whole up to 262,144 codes a shard, or 20,000 uncoded" in readme
     assert "postings as nibble varints" in readme
     architecture = (REPO / "docs" / "ARCHITECTURE.md").read_text()
     assert LONG_QUERY_SHARE == 4 and "reading 1 in 4 of their k-mers" in architecture
     assert BLOCK_BASES == 32 * 1024 and "blocks of 32 Ki bases" in architecture
     assert f"The top {engine.DEFAULT_RERANK} (each list's best" in architecture
-    assert "flat <= 20,000 a shard" in architecture
+    assert "flat <= 262,144 codes or 20,000 uncoded a shard" in architecture

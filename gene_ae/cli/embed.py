@@ -28,7 +28,7 @@ def add_parser(sub, version: str) -> None:
     e.add_argument("--input", required=True, help="FASTA/FASTQ/GenBank/EMBL/TSV file, - for stdin, or shard directory")
     e.add_argument("--out", required=True, help="index directory to write; refused if it exists (see --overwrite)")
     e.add_argument("--index-kind", default=build.kind, choices=("auto", "flat", "ivf", "hnsw"),
-                   help="faiss index kind (auto: exact flat up to 20,000 vectors a shard, IVF above)")  # fmt: skip
+                   help="faiss kind (auto: flat to 262,144 codes, 20,000 vectors a shard, IVF above)")  # fmt: skip
     e.add_argument(
         "--no-windows", action="store_true", help="do not index windows of records longer than the model window"
     )

@@ -16,6 +16,13 @@ import numpy as np
 # flat scans of the record and window vectors were ~40 % of a search; IVF on both kept val recall@1 (1.00 / 1.00
 # / 0.95 at 10 / 20 / 30 %, as exact) at 0.56x the time a query. Below this a flat scan costs a few ms and is exact.
 FLAT_MAX = 20_000
+# Coded vectors (pq64, signs: 64 bytes a record) are scanned whole up to CODED_FLAT_MAX a shard (a shard holds 128 Mi
+# bases: ~9 x 10^4 genes). An IVF's coarse centroids are float32 at the vector's dimension, 4 sqrt(n) x 512 x 4
+# bytes, 40 % of a 10^5-gene shard's codes; the default search reads no vectors, so they were 4 % of its index for
+# nothing. On SILVA's val split (100,000 genes, 200 queries a divergence): the default index 65.1 -> 62.7 MiB, its
+# hits the same; the vector-first index 36.4 -> 34.0 MiB, recall@1 0.92 / 0.85 / 0.37 -> 0.93 / 0.86 / 0.40 at
+# 10 / 20 / 30 % (every code scanned, not 64 lists of 1,264), 127.5 -> 148.8 ms a query (docs/BENCHMARKS.md).
+CODED_FLAT_MAX = 1 << 18
 # How each vector is stored in faiss: float32 as computed; float16 (half, near lossless); 8 bits a value (faiss
 # scalar quantizer over SQ8_RANGE, a quarter: the same recall as float32 at 10^5 genes, 0.75x the index and 0.87x
 # the time a query); pq64, the default (the default search reads no vectors: on 10^5 real SILVA genes it changed
@@ -56,7 +63,8 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", codec: str = "f32"):
     if codec not in CODECS:
         raise ValueError(f"unknown vector codec {codec!r} ({', '.join(CODECS)})")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    kind = ("flat" if len(vectors) <= FLAT_MAX else "ivf") if kind == "auto" else kind
+    flat_max = CODED_FLAT_MAX if codec in ("pq64", "signs") else FLAT_MAX
+    kind = ("flat" if len(vectors) <= flat_max else "ivf") if kind == "auto" else kind
     if codec == "pq64":
         return _build_pq(vectors, kind)
     if codec == "signs":
